@@ -1,0 +1,131 @@
+/**
+ * The storage adapter contract.
+ *
+ * A repository is a set of immutable files addressed by a typed {@link Handle}.
+ * Every adapter (local disk, S3, SFTP, memory, or your own) implements
+ * {@link Storage}; the conformance kit `@kiwi-backup/storage-testkit` checks
+ * each rule written here.
+ *
+ * Rules every adapter keeps:
+ * - `save` is atomic: a concurrent or later reader sees either no file or the
+ *   whole file, never a partial one. Saving a name that exists overwrites it
+ *   (Kiwi never does this for content-addressed files, but `lock` refreshes rely on it).
+ *   The adapter verifies the stored byte count equals `data.byteLength`.
+ * - `load` returns exactly the bytes saved, or the requested range of them. A
+ *   range past the end of the file is an error (never a short read).
+ * - `list(type)` yields every file of that type exactly once, paging as needed.
+ * - A missing file makes `load`, `stat` and `remove` reject with an error for
+ *   which `isNotFound(err)` is true.
+ * - Errors that may go away on retry (timeouts, connection resets, 5xx,
+ *   throttling) are thrown as is or as a {@link StorageError} with
+ *   `transient: true`; the shared retry layer ({@link withRetry}) retries them.
+ *   Adapters do not retry on their own.
+ * - Credentials never appear in `location`, error messages or logs.
+ */
+
+/** The kinds of file a repository holds. */
+export type FileType = 'config' | 'key' | 'lock' | 'snapshot' | 'index' | 'data';
+
+export const FILE_TYPES: readonly FileType[] = ['config', 'key', 'lock', 'snapshot', 'index', 'data'];
+
+/** A typed name of one file in the repository. For `config`, `name` is ignored ('config'). */
+export interface Handle {
+  readonly type: FileType;
+  readonly name: string;
+}
+
+export interface FileInfo {
+  readonly name: string;
+  readonly size: number;
+}
+
+export interface LoadOptions {
+  /** First byte to read (default 0). */
+  offset?: number;
+  /** Number of bytes to read (default: to the end). */
+  length?: number;
+}
+
+export interface Storage {
+  /** A printable location, with any credential removed (e.g. `s3:https://host/bucket/prefix`). */
+  readonly location: string;
+  /**
+   * Prepare an empty repository location (create directories or check the bucket).
+   * Called once by `kiwi init`. Must not fail if the location exists and is empty.
+   */
+  create(): Promise<void>;
+  /** Store `data` under `handle`, atomically. */
+  save(handle: Handle, data: Uint8Array): Promise<void>;
+  /** Read the whole file or a byte range of it. */
+  load(handle: Handle, options?: LoadOptions): Promise<Buffer>;
+  stat(handle: Handle): Promise<FileInfo>;
+  /** Every file of a type, each once, in no particular order. */
+  list(type: FileType): AsyncIterable<FileInfo>;
+  remove(handle: Handle): Promise<void>;
+  /** True if `err` means "this file does not exist". */
+  isNotFound(err: unknown): boolean;
+  /** Release connections. The storage is not used afterwards. */
+  close(): Promise<void>;
+}
+
+/**
+ * A storage adapter factory: how a repository URL becomes a {@link Storage}.
+ * A custom adapter package exports one of these (default export or `adapter`).
+ */
+export interface StorageAdapter<Options = Record<string, unknown>> {
+  /** URL schemes this adapter serves, without the colon (e.g. `['s3']`). */
+  readonly schemes: readonly string[];
+  /**
+   * Open a storage for `url` (the full URL, scheme included).
+   * `options` come from the config file's `storageOptions` for this scheme, and `env` is
+   * the process environment (for credentials).
+   */
+  open(url: string, options: Options, env: NodeJS.ProcessEnv): Storage | Promise<Storage>;
+}
+
+/** Identity helper that gives a custom adapter its types. */
+export function defineStorageAdapter<O = Record<string, unknown>>(adapter: StorageAdapter<O>): StorageAdapter<O> {
+  return adapter;
+}
+
+/** The storage path of a handle: `config`, `keys/<id>`, `data/<2 hex>/<id>`, ... */
+export function handlePath(handle: Handle): string {
+  switch (handle.type) {
+    case 'config':
+      return 'config';
+    case 'data':
+      return `data/${handle.name.slice(0, 2)}/${handle.name}`;
+    default:
+      return `${typeDir(handle.type)}/${handle.name}`;
+  }
+}
+
+/** The directory (prefix) a type lives under. */
+export function typeDir(type: FileType): string {
+  switch (type) {
+    case 'config':
+      return '';
+    case 'key':
+      return 'keys';
+    case 'lock':
+      return 'locks';
+    case 'snapshot':
+      return 'snapshots';
+    case 'index':
+      return 'index';
+    case 'data':
+      return 'data';
+  }
+}
+
+/** Check a handle's name is safe as a storage path component. */
+export function assertValidHandle(handle: Handle): void {
+  if (!FILE_TYPES.includes(handle.type)) throw new TypeError(`invalid file type ${JSON.stringify(handle.type)}`);
+  if (handle.type === 'config') return;
+  if (!/^[A-Za-z0-9_.-]+$/.test(handle.name) || handle.name === '.' || handle.name === '..') {
+    throw new TypeError(`invalid file name ${JSON.stringify(handle.name)} for type ${handle.type}`);
+  }
+  if (handle.type === 'data' && handle.name.length < 2) {
+    throw new TypeError(`data file name ${JSON.stringify(handle.name)} is too short`);
+  }
+}
