@@ -1,0 +1,3 @@
+import { kiwiProject } from '../../vitest.shared';
+
+export default kiwiProject('test-servers');
