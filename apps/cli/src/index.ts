@@ -1,1 +1,2 @@
-export {};
+export { run, main } from './main.js';
+export { ExitCode } from './exit-codes.js';

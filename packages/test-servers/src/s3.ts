@@ -1,1 +1,183 @@
-export {};
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+/** A running S3-compatible test server (s3rver in a child process). */
+export interface S3TestServer {
+  /** `http://127.0.0.1:<port>` */
+  readonly endpoint: string;
+  /** A bucket that exists when the server starts. */
+  readonly bucket: string;
+  /** Credentials the server accepts (random per server). */
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly port: number;
+  /** The server's data directory (removed by `stop`). */
+  readonly directory: string;
+  /** Kill the server and delete its data. */
+  stop(): Promise<void>;
+  /** Kill the server abruptly (SIGKILL), keep its data; `restart()` brings it back on the same port. */
+  halt(): Promise<void>;
+  /** Kill the server if running and start it again on the same port with the same data. */
+  restart(): Promise<void>;
+}
+
+export interface S3TestServerOptions {
+  /** Name of the bucket created at start (default `kiwi-test`). */
+  bucket?: string;
+}
+
+const require = createRequire(import.meta.url);
+
+/** True if the S3 test server package is installed (it is a dependency of this package). */
+export function s3ServerAvailable(): boolean {
+  try {
+    require.resolve('@20minutes/s3rver');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const S3_SERVER_INSTALL_HINT = 'run `pnpm install` at the repository root (@20minutes/s3rver is a dependency of @kiwi-backup/test-servers)';
+
+// The child: a CommonJS script run with `node -e`. It registers the credentials,
+// starts s3rver on 127.0.0.1 and reports its port over IPC; it exits when the parent goes away.
+const CHILD_SOURCE = `
+const path = require('node:path');
+const S3rver = require(process.env.KIWI_S3RVER_MAIN);
+const AWSAccount = require(path.join(path.dirname(process.env.KIWI_S3RVER_MAIN), 'models', 'account.js'));
+AWSAccount.DUMMY_ACCOUNT.createKeyPair(process.env.KIWI_S3_ACCESS_KEY, process.env.KIWI_S3_SECRET_KEY);
+AWSAccount.DUMMY_ACCOUNT.revokeAccessKey('S3RVER');
+// s3rver rebuilds the canonical URI from the route params and drops the trailing slash
+// the AWS SDK sends on bucket-level requests ('HEAD /bucket/', 'GET /bucket/?list-type=2'),
+// so their SigV4 signatures never match. Sign what was actually requested instead.
+const rawPaths = new WeakMap(); // request headers object -> request path
+const v4 = require(path.join(path.dirname(process.env.KIWI_S3RVER_MAIN), 'signature', 'v4.js'));
+const getStringToSign = v4.getStringToSign;
+v4.getStringToSign = (req, parsed) => {
+  const raw = rawPaths.get(req.headers);
+  const uri = typeof raw === 'string' && raw.endsWith('/') && !req.uri.endsWith('/') ? req.uri + '/' : req.uri;
+  return getStringToSign({ ...req, uri }, parsed);
+};
+const server = new S3rver({
+  address: '127.0.0.1',
+  port: Number(process.env.KIWI_S3_PORT),
+  silent: true,
+  directory: process.env.KIWI_S3_DIR,
+  vhostBuckets: false,
+  configureBuckets: [{ name: process.env.KIWI_S3_BUCKET }],
+});
+server.middleware.unshift((ctx, next) => {
+  rawPaths.set(ctx.req.headers, ctx.path);
+  return next();
+});
+server.run().then(
+  (addr) => process.send({ port: addr.port }),
+  (err) => { process.stderr.write(String(err && err.stack || err)); process.exit(1); },
+);
+process.on('disconnect', () => process.exit(0));
+`;
+
+/**
+ * Start an S3-compatible server (s3rver) as a child process on a free loopback
+ * port, with a temporary data directory, a fresh bucket and random credentials.
+ * Running it in its own process keeps it off the test's event loop and lets
+ * fault tests kill it mid-operation.
+ */
+export async function startS3Server(options: S3TestServerOptions = {}): Promise<S3TestServer> {
+  const main = require.resolve('@20minutes/s3rver');
+  const directory = await mkdtemp(join(tmpdir(), 'kiwi-s3rver-'));
+  const bucket = options.bucket ?? 'kiwi-test';
+  const accessKeyId = `KIWI${randomBytes(8).toString('hex').toUpperCase()}`;
+  const secretAccessKey = randomBytes(24).toString('base64url');
+  let port = 0;
+  let child: ChildProcess | undefined;
+
+  const launch = async (): Promise<void> => {
+    const proc = spawn(process.execPath, ['-e', CHILD_SOURCE], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      env: {
+        ...process.env,
+        KIWI_S3RVER_MAIN: main,
+        KIWI_S3_PORT: String(port),
+        KIWI_S3_DIR: directory,
+        KIWI_S3_BUCKET: bucket,
+        KIWI_S3_ACCESS_KEY: accessKeyId,
+        KIWI_S3_SECRET_KEY: secretAccessKey,
+      },
+    });
+    let stderr = '';
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < 8192) stderr += d;
+    });
+    child = proc;
+    port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(new Error(`s3rver did not start within 20 s (in ${directory})`));
+      }, 20_000);
+      proc.once('message', (msg: { port: number }) => {
+        clearTimeout(timer);
+        resolve(msg.port);
+      });
+      proc.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`s3rver exited during start (code ${code}, signal ${signal}) in ${directory}: ${stderr.trim()}`));
+      });
+    });
+    // Don't keep the test process alive because of the child.
+    proc.unref();
+    proc.channel?.unref();
+  };
+
+  const kill = async (): Promise<void> => {
+    const proc = child;
+    child = undefined;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+
+  await launch();
+
+  return {
+    get endpoint() {
+      return `http://127.0.0.1:${port}`;
+    },
+    get port() {
+      return port;
+    },
+    bucket,
+    accessKeyId,
+    secretAccessKey,
+    directory,
+    async stop() {
+      await kill();
+      await rm(directory, { recursive: true, force: true });
+    },
+    halt: kill,
+    async restart() {
+      await kill();
+      // The port was just released; retry briefly in case the OS holds it a moment.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await launch();
+          return;
+        } catch (err) {
+          if (attempt >= 10) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    },
+  };
+}
+
+/** Where the s3rver package lives (for diagnostics). */
+export function s3ServerPackageDir(): string {
+  return dirname(require.resolve('@20minutes/s3rver'));
+}

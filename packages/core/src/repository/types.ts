@@ -92,3 +92,120 @@ export interface Snapshot {
   /** true when some sources could not be read. */
   partial?: boolean;
 }
+
+/** Content-defined chunking parameters, stored in the repository config. */
+export interface ChunkerParams {
+  minSize: number;
+  avgSize: number;
+  maxSize: number;
+  /** Secret seed of the boundary function: 32 random bytes, base64. */
+  seed: string;
+}
+
+/** The decrypted `config` file. */
+export interface RepositoryConfig {
+  /** Format version (1). */
+  version: 1;
+  /** Repository id: 32 random bytes, lowercase hex. */
+  id: string;
+  chunker: ChunkerParams;
+  compression: { algorithm: 'zstd'; level: number };
+  /** Target pack size in bytes. */
+  packSize: number;
+}
+
+/** Where a blob is stored: one entry of an index or pack header. */
+export interface BlobLocation {
+  type: BlobType;
+  id: BlobId;
+  /** Pack id (SHA-256 of the pack file, hex). */
+  pack: string;
+  /** Byte offset of the encrypted blob in the pack. */
+  offset: number;
+  /** Stored (encrypted, maybe compressed) length in bytes. */
+  length: number;
+  /** Plaintext length in bytes. */
+  rawLength: number;
+  compressed: boolean;
+}
+
+/** Result of {@link Repository.saveBlob}. */
+export interface SaveBlobResult {
+  id: BlobId;
+  /** true when the blob was already stored (or pending) and nothing was added. */
+  known: boolean;
+  /** Bytes added to the repository for this blob (encrypted size), 0 when known. */
+  storedSize: number;
+}
+
+/** One problem found by `check`, named by its storage path (e.g. `data/ab/ab12…`, `index/…`, `snapshots/…`). */
+export interface CheckProblem {
+  file: string;
+  message: string;
+}
+
+export interface CheckProgress {
+  phase: 'keys' | 'index' | 'packs' | 'snapshots' | 'trees' | 'data';
+  done: number;
+  total: number;
+}
+
+export interface CheckOptions {
+  /** Download every pack: verify its name, header, and decrypt + verify every blob. */
+  readData?: boolean;
+  onProgress?: (progress: CheckProgress) => void;
+}
+
+export interface CheckReport {
+  errors: CheckProblem[];
+  warnings: CheckProblem[];
+  stats: {
+    keys: number;
+    snapshots: number;
+    indexFiles: number;
+    packs: number;
+    blobs: number;
+    trees: number;
+    /** Bytes of pack data read and verified (readData). */
+    bytesVerified: number;
+  };
+}
+
+/** A listed key file (`listKeys`). */
+export interface KeyInfo {
+  id: string;
+  created: string;
+  hostname: string;
+  username: string;
+  /** true for the key file this repository was opened with. */
+  current: boolean;
+}
+
+/** The decrypted content of a lock file. */
+export interface LockInfo {
+  /** ISO 8601 time the lock was written (refreshed). */
+  time: string;
+  hostname: string;
+  pid: number;
+  username: string;
+  exclusive: boolean;
+}
+
+export type LockKind = 'shared' | 'exclusive';
+
+/** A held repository lock. Refreshed automatically until released. */
+export interface RepoLock {
+  readonly kind: LockKind;
+  /** The current lock file name (`locks/<name>`); changes on every refresh. */
+  readonly name: string;
+  /** Rewrite the lock file with the current time (new file first, then remove the old one). */
+  refresh(): Promise<void>;
+  /** Remove the lock file and stop refreshing. Idempotent. */
+  release(): Promise<void>;
+}
+
+/** Where the repository engine writes log lines (stale lock take-over, etc.). */
+export interface RepositoryLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}

@@ -23,6 +23,8 @@
  * - Credentials never appear in `location`, error messages or logs.
  */
 
+import { StorageError } from './errors.js';
+
 /** The kinds of file a repository holds. */
 export type FileType = 'config' | 'key' | 'lock' | 'snapshot' | 'index' | 'data';
 
@@ -128,4 +130,44 @@ export function assertValidHandle(handle: Handle): void {
   if (handle.type === 'data' && handle.name.length < 2) {
     throw new TypeError(`data file name ${JSON.stringify(handle.name)} is too short`);
   }
+}
+
+/**
+ * Check a {@link LoadOptions} range against a file of `size` bytes and resolve it:
+ * offset and length must be non-negative integers and the range must lie inside
+ * the file (a range past the end is an error, never a short read). `where` names
+ * the file in error messages. Throws `RangeError` for malformed options and a
+ * {@link StorageError} (kind `other`) for a range past the end.
+ */
+export function resolveLoadRange(
+  options: LoadOptions | undefined,
+  size: number,
+  where: string,
+): { offset: number; length: number } {
+  const { offset, length } = checkLoadOptions(options, where);
+  const len = length ?? size - offset;
+  if (offset > size || offset + len > size) {
+    throw new StorageError(`load ${where}: range ${offset}+${len} is past the end of the file (${size} bytes)`, {
+      kind: 'other',
+      location: where,
+    });
+  }
+  return { offset, length: len };
+}
+
+/**
+ * Validate {@link LoadOptions} without knowing the file size (for adapters that
+ * send the range to a server): returns the offset (default 0) and the length
+ * (undefined = to the end). Throws `RangeError` naming `where` when malformed.
+ */
+export function checkLoadOptions(options: LoadOptions | undefined, where: string): { offset: number; length: number | undefined } {
+  const offset = options?.offset ?? 0;
+  const length = options?.length;
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new RangeError(`load ${where}: offset must be a non-negative integer, got ${String(options?.offset)}`);
+  }
+  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
+    throw new RangeError(`load ${where}: length must be a non-negative integer, got ${String(length)}`);
+  }
+  return { offset, length };
 }

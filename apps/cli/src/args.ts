@@ -1,0 +1,84 @@
+import type { ArgsDef } from 'citty';
+import { UsageError } from './exit-codes.js';
+
+/** Options every command accepts. */
+export const globalArgs = {
+  repo: { type: 'string', alias: 'r', description: 'Repository location (path, local:/path, s3:..., sftp:...); default: $KIWI_REPOSITORY or the default repository in the data directory' },
+  'password-file': { type: 'string', description: 'Read the repository password from this file (default: $KIWI_PASSWORD, $KIWI_PASSWORD_FILE)' },
+  config: { type: 'string', description: 'Config file (default: <datadir>/config.json)' },
+  json: { type: 'boolean', description: 'Print JSON lines on stdout (message_type: status, error, summary, ...)' },
+  quiet: { type: 'boolean', alias: 'q', description: 'Print only errors' },
+  verbose: { type: 'boolean', alias: 'v', description: 'Print debug messages' },
+} as const satisfies ArgsDef;
+
+export type GlobalArgs = {
+  repo?: string;
+  'password-file'?: string;
+  config?: string;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+};
+
+/** citty accepts any flag; Kiwi refuses unknown ones (exit 2) so a typo never silently changes a backup. */
+export function assertKnownArgs(args: Record<string, unknown>, defs: ArgsDef): void {
+  const known = new Set<string>(['_']);
+  for (const [name, def] of Object.entries(defs)) {
+    known.add(name);
+    known.add(camel(name));
+    const alias = (def as { alias?: string | string[] }).alias;
+    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) known.add(a);
+  }
+  for (const key of Object.keys(args)) {
+    if (!known.has(key)) {
+      throw new UsageError(`unknown option --${key}${suggest(key, [...known])}`);
+    }
+  }
+}
+
+function camel(s: string): string {
+  return s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function suggest(key: string, candidates: string[]): string {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    if (c === '_' || c.length < 2) continue;
+    const d = levenshtein(key, c);
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best && bestD <= 2 ? ` (did you mean --${best}?)` : '';
+}
+
+function levenshtein(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** A repeated string flag as an array (`--exclude a --exclude b`). */
+export function stringList(value: unknown): string[] {
+  if (value === undefined || value === null || value === false) return [];
+  if (Array.isArray(value)) return value.map(String);
+  return [String(value)];
+}
+
+/** A single string flag (last one wins if repeated). */
+export function stringArg(value: unknown): string | undefined {
+  if (value === undefined || value === null || value === false) return undefined;
+  if (Array.isArray(value)) return value.length ? String(value[value.length - 1]) : undefined;
+  if (value === true) return undefined;
+  return String(value);
+}

@@ -1,0 +1,101 @@
+import { defineCommand, type ArgsDef, type CommandDef, type ParsedArgs } from 'citty';
+import { assertKnownArgs, globalArgs, type GlobalArgs } from './args.js';
+import { CliError, ExitCode } from './exit-codes.js';
+import { Session } from './session.js';
+import { describeError } from './output.js';
+
+type AllArgs<T extends ArgsDef> = T & typeof globalArgs;
+
+export interface KiwiCommand<T extends ArgsDef> {
+  meta: { name: string; description: string };
+  args: T;
+  /** Return an exit code (default 0). */
+  run(ctx: { args: ParsedArgs<AllArgs<T>>; session: Session; signal: AbortSignal }): Promise<number | void>;
+  /** Install SIGINT/SIGTERM handlers that abort `signal` instead of exiting at once (long-running commands). */
+  interruptible?: boolean;
+}
+
+/**
+ * Define a `kiwi` subcommand: adds the global options, refuses unknown options,
+ * creates the {@link Session}, maps errors to exit codes and messages.
+ */
+export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<AllArgs<T>> {
+  const args = { ...cmd.args, ...globalArgs } as AllArgs<T>;
+  return defineCommand<AllArgs<T>>({
+    meta: cmd.meta,
+    args,
+    async run({ args: parsed }) {
+      const controller = new AbortController();
+      let session: Session | undefined;
+      let interrupts = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        interrupts++;
+        if (interrupts > 1) {
+          process.stderr.write(`\n${sig} again: exiting now\n`);
+          process.exit(ExitCode.Interrupted);
+        }
+        process.stderr.write(`\n${sig} received: stopping (press Ctrl-C again to exit at once)\n`);
+        controller.abort(new CliError(`interrupted by ${sig}`, ExitCode.Interrupted));
+      };
+      if (cmd.interruptible) {
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+      }
+      try {
+        assertKnownArgs(parsed as Record<string, unknown>, args);
+        session = await Session.create(parsed as GlobalArgs);
+        const code = await cmd.run({ args: parsed, session, signal: controller.signal });
+        process.exitCode = code ?? ExitCode.Ok;
+      } catch (err) {
+        const code = controller.signal.aborted ? ExitCode.Interrupted : exitCodeFor(err);
+        reportError(err, session, Boolean((parsed as GlobalArgs).json), Boolean((parsed as GlobalArgs).verbose));
+        process.exitCode = code;
+      } finally {
+        await session?.close();
+        if (cmd.interruptible) {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      }
+    },
+  });
+}
+
+/** Map an error to Kiwi's documented exit codes (by error name, so it works across package copies). */
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof CliError) return err.exitCode;
+  const name = (err as { name?: string } | null)?.name;
+  switch (name) {
+    case 'ConfigError':
+    case 'UsageError':
+      return ExitCode.Usage;
+    case 'RepositoryNotFoundError':
+      return ExitCode.RepositoryNotFound;
+    case 'LockHeldError':
+      return ExitCode.LockHeld;
+    case 'WrongPasswordError':
+      return ExitCode.WrongPassword;
+    case 'StorageError': {
+      const kind = (err as { kind?: string }).kind;
+      if (kind === 'config') return ExitCode.Usage;
+      return ExitCode.Failure;
+    }
+    default:
+      return ExitCode.Failure;
+  }
+}
+
+function reportError(err: unknown, session: Session | undefined, json: boolean, verbose: boolean): void {
+  const message = describeError(err);
+  const name = (err as { name?: string } | null)?.name ?? 'Error';
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ message_type: 'error', severity: 'fatal', error: name, message })}\n`);
+    return;
+  }
+  session?.out.clearProgress();
+  process.stderr.write(`kiwi: ${message}\n`);
+  const known = err instanceof CliError || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError)$/.test(name);
+  if (verbose || !known) {
+    if (err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  }
+}

@@ -1,0 +1,27 @@
+import { diffSnapshots } from '@kiwi-backup/core';
+import { kiwiCommand } from '../command.js';
+
+const SYMBOL: Record<string, string> = { added: '+', removed: '-', modified: 'M', type: 'T', metadata: 'U' };
+
+export default kiwiCommand({
+  meta: { name: 'diff', description: 'Show what changed between two snapshots' },
+  args: {
+    a: { type: 'positional', required: true, description: 'First snapshot (id prefix or "latest")' },
+    b: { type: 'positional', required: true, description: 'Second snapshot (id prefix or "latest")' },
+  },
+  async run({ args, session }) {
+    const repo = await session.openRepository();
+    const a = await repo.findSnapshot(String(args.a));
+    const b = await repo.findSnapshot(String(args.b));
+    const counts: Record<string, number> = {};
+    for await (const change of diffSnapshots(repo, a.snapshot, b.snapshot)) {
+      counts[change.change] = (counts[change.change] ?? 0) + 1;
+      session.out.emit('change', { path: change.path, modifier: change.change });
+      session.out.print(`${SYMBOL[change.change] ?? '?'}    ${change.path}`);
+    }
+    session.out.emit('summary', { snapshot_a: a.id, snapshot_b: b.id, ...counts });
+    session.out.info(
+      `${a.id.slice(0, 8)} → ${b.id.slice(0, 8)}: ${counts.added ?? 0} added, ${counts.removed ?? 0} removed, ${(counts.modified ?? 0) + (counts.type ?? 0)} modified${counts.metadata ? `, ${counts.metadata} metadata only` : ''}`,
+    );
+  },
+});

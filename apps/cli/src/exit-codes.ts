@@ -1,0 +1,41 @@
+/**
+ * Kiwi's exit codes (documented in the README). Scripts and cron jobs rely on them.
+ */
+export const ExitCode = {
+  /** Success. */
+  Ok: 0,
+  /** Failure (backup, restore or check found a problem, or an unexpected error). */
+  Failure: 1,
+  /** Usage or configuration error (bad flag, broken config, no password). */
+  Usage: 2,
+  /** Partial backup: a snapshot was written, but some sources could not be read. */
+  Partial: 3,
+  /** The repository does not exist. */
+  RepositoryNotFound: 10,
+  /** The repository is locked by another process. */
+  LockHeld: 11,
+  /** Wrong password (no key in the repository opens with it). */
+  WrongPassword: 12,
+  /** Interrupted by SIGINT or SIGTERM. */
+  Interrupted: 130,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** An error that ends the command with a given exit code and a clean message (no stack). */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'CliError';
+  }
+}
+
+export class UsageError extends CliError {
+  constructor(message: string) {
+    super(message, ExitCode.Usage);
+    this.name = 'UsageError';
+  }
+}

@@ -1,0 +1,112 @@
+import { inspect } from 'node:util';
+
+/**
+ * Where a command's output goes.
+ * - `--json`: JSON lines on stdout only (`message_type`: `status`, `error`, `summary`, and per-command item types);
+ *   nothing else is printed to stdout.
+ * - otherwise: results on stdout, messages on stderr; progress lines only when stderr is a TTY.
+ */
+export class Output {
+  readonly json: boolean;
+  readonly quiet: boolean;
+  readonly verbose: boolean;
+  readonly progressEnabled: boolean;
+  private progressShown = false;
+  private lastProgress = 0;
+
+  constructor(opts: { json: boolean; quiet: boolean; verbose: boolean }) {
+    this.json = opts.json;
+    this.quiet = opts.quiet;
+    this.verbose = opts.verbose;
+    this.progressEnabled = !opts.json && !opts.quiet && Boolean(process.stderr.isTTY);
+  }
+
+  /** A JSON line on stdout (only in --json mode). */
+  emit(messageType: string, data: Record<string, unknown>): void {
+    if (!this.json) return;
+    process.stdout.write(`${JSON.stringify({ message_type: messageType, ...data })}\n`);
+  }
+
+  /** A result line on stdout (human mode only). */
+  print(line: string): void {
+    if (this.json) return;
+    this.clearProgress();
+    process.stdout.write(`${line}\n`);
+  }
+
+  /** An informational message on stderr (human mode, not quiet). */
+  info(line: string): void {
+    if (this.json || this.quiet) return;
+    this.clearProgress();
+    process.stderr.write(`${line}\n`);
+  }
+
+  /** A warning: stderr in human mode; an `error`-type JSON line with severity warning in JSON mode. */
+  warn(message: string, data: Record<string, unknown> = {}): void {
+    if (this.json) {
+      this.emit('error', { severity: 'warning', message, ...data });
+      return;
+    }
+    this.clearProgress();
+    process.stderr.write(`warning: ${message}\n`);
+  }
+
+  /** An error: stderr in human mode; an `error` JSON line in JSON mode. */
+  error(message: string, data: Record<string, unknown> = {}): void {
+    if (this.json) {
+      this.emit('error', { severity: 'error', message, ...data });
+      return;
+    }
+    this.clearProgress();
+    process.stderr.write(`error: ${message}\n`);
+  }
+
+  debug(message: string): void {
+    if (!this.verbose || this.json) return;
+    this.clearProgress();
+    process.stderr.write(`debug: ${message}\n`);
+  }
+
+  /** A one-line progress display on a TTY stderr, at most ~10 times a second. */
+  progress(line: string, force = false): void {
+    if (!this.progressEnabled) return;
+    const now = Date.now();
+    if (!force && now - this.lastProgress < 100) return;
+    this.lastProgress = now;
+    const width = process.stderr.columns || 80;
+    const text = line.length > width - 1 ? `${line.slice(0, width - 2)}…` : line;
+    process.stderr.write(`\r\x1b[K${text}`);
+    this.progressShown = true;
+  }
+
+  clearProgress(): void {
+    if (this.progressShown) {
+      process.stderr.write('\r\x1b[K');
+      this.progressShown = false;
+    }
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
+}
+
+export function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${(ms / 1000).toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return inspect(err);
+}

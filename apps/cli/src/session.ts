@@ -1,0 +1,235 @@
+import { resolve } from 'node:path';
+import {
+  Repository,
+  PluginRuntime,
+  loadConfig,
+  openStorage,
+  resolveDataDir,
+  defaultRepositoryPath,
+  defaultKeyFilePath,
+  parseRepositoryUrl,
+  createLogger,
+  type Storage,
+  type StorageAdapter,
+  type Logger,
+  type KiwiConfig,
+} from '@kiwi-backup/core';
+import { Output } from './output.js';
+import { CliError, ExitCode, UsageError } from './exit-codes.js';
+import { fileExists, generateKeyFile, promptPassword, readPasswordFile, type PasswordSource } from './password.js';
+import type { GlobalArgs } from './args.js';
+import { stringArg } from './args.js';
+
+/** The built-in storage adapters, loaded only when their scheme is used. */
+const BUILTIN_ADAPTERS: Record<string, () => Promise<StorageAdapter>> = {
+  local: async () => (await import('@kiwi-backup/storage-local')).localAdapter as StorageAdapter,
+  s3: async () => (await import('@kiwi-backup/storage-s3')).s3Adapter as unknown as StorageAdapter,
+  sftp: async () => (await import('@kiwi-backup/storage-sftp')).sftpAdapter as unknown as StorageAdapter,
+};
+
+/**
+ * Everything a command needs: output, data directory, config, the repository location and password.
+ * Created once per command run; `close()` releases what was opened.
+ */
+export class Session {
+  readonly out: Output;
+  readonly env: NodeJS.ProcessEnv;
+  readonly dataDir: string;
+  readonly config: KiwiConfig;
+  readonly configPath: string | undefined;
+  readonly repoUrl: string;
+  /** True when no repository was named: the default one in the data directory is used. */
+  readonly isDefaultRepo: boolean;
+  readonly log: Logger;
+  private readonly args: GlobalArgs;
+  private storageInstance: Storage | undefined;
+  private repository: Repository | undefined;
+  private readonly cleanups: Array<() => Promise<void>> = [];
+
+  private constructor(init: {
+    args: GlobalArgs;
+    out: Output;
+    env: NodeJS.ProcessEnv;
+    dataDir: string;
+    config: KiwiConfig;
+    configPath: string | undefined;
+    repoUrl: string;
+    isDefaultRepo: boolean;
+    log: Logger;
+  }) {
+    this.args = init.args;
+    this.out = init.out;
+    this.env = init.env;
+    this.dataDir = init.dataDir;
+    this.config = init.config;
+    this.configPath = init.configPath;
+    this.repoUrl = init.repoUrl;
+    this.isDefaultRepo = init.isDefaultRepo;
+    this.log = init.log;
+  }
+
+  static async create(args: GlobalArgs, env: NodeJS.ProcessEnv = process.env): Promise<Session> {
+    const out = new Output({ json: Boolean(args.json), quiet: Boolean(args.quiet), verbose: Boolean(args.verbose) });
+    const dataDir = resolveDataDir(env);
+    const loaded = await loadConfig(stringArg(args.config), { dataDir });
+    const config = loaded.config;
+    const explicit = stringArg(args.repo) ?? env.KIWI_REPOSITORY ?? config.repository;
+    const repoUrl = explicit ?? defaultRepositoryPath(dataDir);
+    const log = createLogger({
+      level: args.verbose ? 'debug' : args.quiet ? 'error' : 'info',
+      sink: (event) => {
+        const { level, scope, message, data } = event;
+        if (out.json) {
+          if (level === 'debug' && !args.verbose) return;
+          out.emit('log', { level, scope, message, ...(data ? { data } : {}) });
+          return;
+        }
+        const line = `${scope ? `[${scope}] ` : ''}${message}`;
+        if (level === 'error') out.error(line);
+        else if (level === 'warn') out.warn(line);
+        else if (level === 'debug') out.debug(line);
+        else out.info(line);
+      },
+    });
+    return new Session({
+      args,
+      out,
+      env,
+      dataDir,
+      config,
+      configPath: loaded.exists ? loaded.path : undefined,
+      repoUrl,
+      isDefaultRepo: explicit === undefined,
+      log,
+    });
+  }
+
+  /** The storage behind the repository URL (built-in adapters, or custom ones named in the config). */
+  async storage(): Promise<Storage> {
+    if (this.storageInstance) return this.storageInstance;
+    const { scheme } = parseRepositoryUrl(this.repoUrl);
+    const adapters: Record<string, StorageAdapter | string> = {};
+    const custom = this.config.storage ?? {};
+    if (custom[scheme] !== undefined) {
+      adapters[scheme] = custom[scheme]!;
+    } else if (BUILTIN_ADAPTERS[scheme]) {
+      adapters[scheme] = await BUILTIN_ADAPTERS[scheme]!();
+    } else {
+      const known = [...Object.keys(BUILTIN_ADAPTERS), ...Object.keys(custom)].join(', ');
+      throw new UsageError(`no storage adapter for "${scheme}:" repositories (known: ${known}); name one in the config under "storage"`);
+    }
+    const storage = await openStorage(this.repoUrl, {
+      adapters,
+      options: this.config.storageOptions ?? {},
+      env: this.env,
+      cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
+      onRetry: (info: { operation: string; attempt: number; delay: number; error: string }) =>
+        this.log.warn(`storage ${info.operation} failed (${info.error}); retry ${info.attempt} in ${Math.round(info.delay)} ms`),
+    });
+    this.storageInstance = storage;
+    this.cleanups.push(() => storage.close());
+    return storage;
+  }
+
+  /**
+   * The repository password: $KIWI_PASSWORD, --password-file, $KIWI_PASSWORD_FILE, the config's passwordFile,
+   * the default repository's key file, or a prompt on a TTY.
+   * With `creating`, the default repository gets a generated key file when none of these is set.
+   */
+  async password(opts: { creating?: boolean } = {}): Promise<{ password: string; source: PasswordSource }> {
+    if (this.env.KIWI_PASSWORD !== undefined && this.env.KIWI_PASSWORD !== '') {
+      return { password: this.env.KIWI_PASSWORD, source: 'env' };
+    }
+    const file = stringArg(this.args['password-file']) ?? this.env.KIWI_PASSWORD_FILE ?? this.config.passwordFile;
+    if (file) return { password: await readPasswordFile(file), source: 'file' };
+    if (this.isDefaultRepo) {
+      const keyFile = defaultKeyFilePath(this.dataDir);
+      if (await fileExists(keyFile)) return { password: await readPasswordFile(keyFile), source: 'default-key-file' };
+      if (opts.creating) {
+        const password = await generateKeyFile(keyFile);
+        this.out.info(
+          `Created the key file of the default repository: ${keyFile}\n` +
+            'It is the only way to read your backups. Keep a copy of it somewhere safe, away from this machine.',
+        );
+        this.out.emit('status', { action: 'key_file_created', path: keyFile });
+        return { password, source: 'generated' };
+      }
+    }
+    if (process.stdin.isTTY) {
+      const password = await promptPassword(opts.creating ? 'New repository password: ' : 'Repository password: ');
+      if (opts.creating) {
+        const again = await promptPassword('Repeat password: ');
+        if (again !== password) throw new UsageError('passwords do not match');
+      }
+      if (!password) throw new UsageError('empty password');
+      return { password, source: 'prompt' };
+    }
+    throw new UsageError(
+      `no password for repository ${this.printableRepo()}: set KIWI_PASSWORD, KIWI_PASSWORD_FILE or --password-file`,
+    );
+  }
+
+  printableRepo(): string {
+    return this.storageInstance?.location ?? this.repoUrl.replace(/\/\/[^@/]*@/, '//***@');
+  }
+
+  /** Open the repository (exit 10 if it does not exist, 12 on a wrong password). */
+  async openRepository(): Promise<Repository> {
+    if (this.repository) return this.repository;
+    const storage = await this.storage();
+    const { password } = await this.password();
+    const repo = await Repository.open(storage, password);
+    this.repository = repo;
+    this.cleanups.unshift(() => repo.close());
+    return repo;
+  }
+
+  /** Create a new repository. */
+  async initRepository(): Promise<Repository> {
+    const storage = await this.storage();
+    const { password } = await this.password({ creating: true });
+    const repo = await Repository.init(storage, password);
+    this.repository = repo;
+    this.cleanups.unshift(() => repo.close());
+    return repo;
+  }
+
+  /** Open the repository; the default repository is created on first use. */
+  async openOrCreateDefault(): Promise<{ repository: Repository; created: boolean }> {
+    if (!this.isDefaultRepo) return { repository: await this.openRepository(), created: false };
+    const storage = await this.storage();
+    let exists = true;
+    try {
+      await storage.stat({ type: 'config', name: 'config' });
+    } catch (err) {
+      if (!storage.isNotFound(err)) throw err;
+      exists = false;
+    }
+    if (exists) return { repository: await this.openRepository(), created: false };
+    this.out.info(`Creating the default repository at ${this.repoUrl}`);
+    return { repository: await this.initRepository(), created: true };
+  }
+
+  async plugins(): Promise<PluginRuntime> {
+    return PluginRuntime.load({
+      dataDir: this.dataDir,
+      config: this.config,
+      cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
+      logger: this.log,
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const fn of this.cleanups.splice(0)) {
+      try {
+        await fn();
+      } catch (err) {
+        this.log.warn(`while closing: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+export function ensureInteractiveOk(): void {
+  if (!process.stdin.isTTY) throw new CliError('not a terminal', ExitCode.Usage);
+}

@@ -1,0 +1,33 @@
+import type { BackupStats, BackupStatus, Logger } from '../plugins/types.js';
+import type { BlobId, BlobType, Node, Snapshot, Tree } from '../repository/types.js';
+
+/**
+ * What the backup, restore and snapshot operations need from a repository.
+ * `Repository` (src/repository) satisfies it; tests may pass a stand-in.
+ */
+export interface EngineRepository {
+  readonly config: { readonly chunker: { minSize: number; avgSize: number; maxSize: number; seed: Uint8Array } };
+  /** Printable location (no credentials). */
+  readonly location?: string;
+  blobId(data: Uint8Array): BlobId;
+  hasBlob(type: BlobType, id: BlobId): boolean;
+  saveBlob(type: BlobType, data: Uint8Array, id?: BlobId): Promise<{ id: BlobId; known: boolean; storedSize: number }>;
+  saveTree(tree: Tree): Promise<BlobId>;
+  loadTree(id: BlobId): Promise<Tree>;
+  loadBlob(type: BlobType, id: BlobId): Promise<Buffer>;
+  flush(): Promise<void>;
+  saveSnapshot(snapshot: Snapshot): Promise<string>;
+  loadSnapshot(id: string): Promise<Snapshot>;
+  lock(kind: 'shared' | 'exclusive'): Promise<{ release(): Promise<void> | void }>;
+}
+
+/** One entry that could not be backed up or restored, and why. */
+export interface EntryError {
+  path: string;
+  message: string;
+}
+
+/** Progress callback: called at most every ~100 ms with live counters and the path being worked on. */
+export type ProgressFn = (stats: Readonly<BackupStats>, currentPath: string) => void;
+
+export type { Node, Snapshot, Tree, BlobId, Logger, BackupStats, BackupStatus };

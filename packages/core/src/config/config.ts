@@ -1,0 +1,349 @@
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { defaultConfigPath } from '../datadir.js';
+import { JsonSyntaxError, parseJsonc, type JsonPosition } from './jsonc.js';
+import { closestMatch } from './suggest.js';
+
+/**
+ * Kiwi's config file: `<dataDir>/config.json`, or the file given with `--config`.
+ * JSON; `//` and `/* *\/` comments and trailing commas are accepted. Every key is
+ * optional; an unknown key or a wrong type is an error naming the key path, the
+ * file and (for a misspelt key) the closest valid name.
+ *
+ * ```jsonc
+ * {
+ *   "repository": "s3:my-bucket/kiwi",        // a path, or <scheme>:<location>
+ *   "passwordFile": "~/.config/kiwi/password",
+ *   "plugins": [
+ *     "mysql-dump",                            // a data-dir plug-in by name, else an npm package
+ *     "./plugins/notify.mjs",                  // a path (starts with ./ ../ / or ~)
+ *     { "package": "@acme/kiwi-plugin-pg", "name": "pg", "options": { "db": "app" } },
+ *     { "name": "stop-nginx", "enabled": false }
+ *   ],
+ *   "storage": {
+ *     "myscheme": { "module": "kiwi-storage-myscheme", "options": { "region": "eu" } },
+ *     "sftp": { "options": { "port": 2222 } }
+ *   },
+ *   "backup": {
+ *     "paths": ["~/Documents"], "exclude": ["node_modules", "*.tmp"], "excludeFile": ["~/.kiwiignore-global"],
+ *     "oneFileSystem": true, "tags": ["laptop"]
+ *   }
+ * }
+ * ```
+ *
+ * Relative paths (`repository` without a scheme, `passwordFile`, `backup.paths`,
+ * `backup.excludeFile`, plug-in `path`s, storage `module` paths) are resolved
+ * against the config file's folder, and a leading `~/` against the home folder;
+ * {@link loadConfig} returns them absolute.
+ */
+export interface KiwiConfig {
+  /** Editor schema hint; ignored. */
+  $schema?: string;
+  /** Repository location: a path, `local:/path`, `s3:…`, `sftp:…` or `<scheme>:…` of a storage module. */
+  repository?: string;
+  /** File holding the repository password. */
+  passwordFile?: string;
+  /** Plug-ins, in the order their hooks run (see `PluginRuntime`). */
+  plugins?: PluginConfigEntry[];
+  /** Per URL scheme: a custom storage module and/or options for the adapter. */
+  storage?: Record<string, StorageConfig>;
+  /** Defaults for `kiwi backup`. */
+  backup?: BackupConfig;
+}
+
+/**
+ * A plug-in reference: a string (data-dir plug-in name, npm package name, or a
+ * path starting with `./`, `../`, `/` or `~`), or an object. In the object form
+ * give at most one of `path` and `package`; with neither, `name` refers to a
+ * plug-in in `<dataDir>/plugins/<name>/`.
+ */
+export type PluginConfigEntry = string | PluginConfigObject;
+
+export interface PluginConfigObject {
+  /** The plug-in's name (default: folder, file or package name). */
+  name?: string;
+  /** A file or folder (absolute after loading). */
+  path?: string;
+  /** An npm package name, resolved from the config file's folder (or the cwd without a file). */
+  package?: string;
+  /** Passed to the plug-in's factory and as `ctx.options`. */
+  options?: Record<string, unknown>;
+  /** `false` disables the plug-in (also a data-dir one). Default true. */
+  enabled?: boolean;
+}
+
+/** A storage module spec (package name or path), or `{ module?, options? }`. */
+export type StorageConfig = string | { module?: string; options?: Record<string, unknown> };
+
+export interface BackupConfig {
+  /** Sources backed up when `kiwi backup` gets none. */
+  paths?: string[];
+  /** Exclude patterns (gitignore syntax). */
+  exclude?: string[];
+  /** Files of exclude patterns. */
+  excludeFile?: string[];
+  /** Stay on the file system of each source. */
+  oneFileSystem?: boolean;
+  /** Tags added to every snapshot. */
+  tags?: string[];
+}
+
+/** One problem found in a config file. */
+export interface ConfigIssue {
+  /** Key path, e.g. `backup.exclude[2]`; `''` for the whole document. */
+  key: string;
+  message: string;
+  /** Where in the file, when known. */
+  line?: number;
+  column?: number;
+}
+
+/** The config file is unreadable, not JSON, or does not match the schema. Exit code 2. */
+export class ConfigError extends Error {
+  readonly file: string | undefined;
+  readonly issues: ConfigIssue[];
+  constructor(message: string, file?: string, issues: ConfigIssue[] = [], options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+    this.file = file;
+    this.issues = issues;
+  }
+}
+
+export interface LoadConfigOptions {
+  /** The data directory, for the default file `<dataDir>/config.json`. */
+  dataDir: string;
+  /** Home folder for `~` (default `os.homedir()`). */
+  home?: string;
+}
+
+export interface LoadedConfig {
+  /** Validated config with paths made absolute (`{}` when the file does not exist). */
+  config: KiwiConfig;
+  /** The file read (or looked for). */
+  path: string;
+  /** False when the default file does not exist. */
+  exists: boolean;
+}
+
+/**
+ * Read and validate the config file. With `path` (from `--config`), a missing
+ * file is an error; without it, `<dataDir>/config.json` is optional.
+ * @throws ConfigError
+ */
+export async function loadConfig(path: string | undefined, options: LoadConfigOptions): Promise<LoadedConfig> {
+  const explicit = path !== undefined;
+  const file = resolve(path ?? defaultConfigPath(options.dataDir));
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !explicit) return { config: {}, path: file, exists: false };
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${(err as Error).message})`;
+    throw new ConfigError(`config file ${file} ${why}`, file, [], { cause: err });
+  }
+  const config = parseConfig(text, file, options.home);
+  return { config, path: file, exists: true };
+}
+
+/**
+ * Parse and validate config text. `file` names the source in errors and is the
+ * base for relative paths.
+ * @throws ConfigError
+ */
+export function parseConfig(text: string, file: string, home: string = homedir()): KiwiConfig {
+  let parsed;
+  try {
+    parsed = parseJsonc(text);
+  } catch (err) {
+    if (err instanceof JsonSyntaxError) {
+      throw new ConfigError(`config file ${file} is not valid JSON: ${err.message}`, file, [
+        { key: '', message: err.message, line: err.line, column: err.column },
+      ], { cause: err });
+    }
+    throw err;
+  }
+  const issues = validateConfig(parsed.value, parsed.positions);
+  if (issues.length) {
+    const where = (i: ConfigIssue): string => (i.line ? ` (line ${i.line})` : '');
+    const message =
+      issues.length === 1
+        ? `config file ${file}: ${issues[0]!.message}${where(issues[0]!)}`
+        : `config file ${file} has ${issues.length} errors:\n${issues.map((i) => `  - ${i.message}${where(i)}`).join('\n')}`;
+    throw new ConfigError(message, file, issues);
+  }
+  return resolveConfigPaths(parsed.value as KiwiConfig, dirname(file), home);
+}
+
+const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'storage', 'backup'] as const;
+const PLUGIN_KEYS = ['name', 'path', 'package', 'options', 'enabled'] as const;
+const STORAGE_KEYS = ['module', 'options'] as const;
+const BACKUP_KEYS = ['paths', 'exclude', 'excludeFile', 'oneFileSystem', 'tags'] as const;
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  return `a ${typeof v}`;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Validate a parsed config value; returns the issues (empty when valid). */
+export function validateConfig(value: unknown, positions?: Map<string, JsonPosition>): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const add = (key: string, message: string): void => {
+    const pos = positions?.get(key);
+    issues.push(pos ? { key, message, line: pos.line, column: pos.column } : { key, message });
+  };
+  const keyName = (parent: string, k: string): string => (parent ? `${parent}.${k}` : k);
+  const checkKeys = (obj: Record<string, unknown>, parent: string, allowed: readonly string[]): void => {
+    for (const k of Object.keys(obj)) {
+      if (allowed.includes(k)) continue;
+      const guess = closestMatch(k, allowed);
+      add(keyName(parent, k), `unknown key "${keyName(parent, k)}"${guess ? ` (did you mean "${keyName(parent, guess)}"?)` : ` (valid keys${parent ? ` in "${parent}"` : ''}: ${allowed.join(', ')})`}`);
+    }
+  };
+  const str = (v: unknown, key: string, nonEmpty = true): boolean => {
+    if (typeof v !== 'string') {
+      add(key, `${key} must be a string, not ${typeName(v)}`);
+      return false;
+    }
+    if (nonEmpty && v.trim() === '') {
+      add(key, `${key} must not be empty`);
+      return false;
+    }
+    return true;
+  };
+  const strArray = (v: unknown, key: string): void => {
+    if (!Array.isArray(v)) {
+      add(key, `${key} must be an array of strings, not ${typeName(v)}`);
+      return;
+    }
+    v.forEach((x, i) => str(x, `${key}[${i}]`));
+  };
+  const obj = (v: unknown, key: string): v is Record<string, unknown> => {
+    if (!isPlainObject(v)) {
+      add(key, `${key} must be an object, not ${typeName(v)}`);
+      return false;
+    }
+    return true;
+  };
+
+  if (!isPlainObject(value)) {
+    add('', `the config must be a JSON object, not ${typeName(value)}`);
+    return issues;
+  }
+  checkKeys(value, '', TOP_KEYS);
+  if (value.$schema !== undefined) str(value.$schema, '$schema');
+  if (value.repository !== undefined) str(value.repository, 'repository');
+  if (value.passwordFile !== undefined) str(value.passwordFile, 'passwordFile');
+
+  if (value.plugins !== undefined) {
+    if (!Array.isArray(value.plugins)) add('plugins', `plugins must be an array, not ${typeName(value.plugins)}`);
+    else {
+      value.plugins.forEach((entry, i) => {
+        const key = `plugins[${i}]`;
+        if (typeof entry === 'string') {
+          str(entry, key);
+          return;
+        }
+        if (!isPlainObject(entry)) {
+          add(key, `${key} must be a string or an object, not ${typeName(entry)}`);
+          return;
+        }
+        checkKeys(entry, key, PLUGIN_KEYS);
+        if (entry.name !== undefined && str(entry.name, `${key}.name`) && /[/\\]/.test(entry.name as string)) {
+          add(`${key}.name`, `${key}.name must not contain "/" or "\\" (use "path" or "package" for locations)`);
+        }
+        if (entry.path !== undefined) str(entry.path, `${key}.path`);
+        if (entry.package !== undefined) str(entry.package, `${key}.package`);
+        if (entry.options !== undefined) obj(entry.options, `${key}.options`);
+        if (entry.enabled !== undefined && typeof entry.enabled !== 'boolean') {
+          add(`${key}.enabled`, `${key}.enabled must be a boolean, not ${typeName(entry.enabled)}`);
+        }
+        if (entry.path !== undefined && entry.package !== undefined) {
+          add(key, `${key}: give either "path" or "package", not both`);
+        }
+        if (entry.path === undefined && entry.package === undefined && entry.name === undefined) {
+          add(key, `${key} needs "name" (a plug-in in the data directory), "path" or "package"`);
+        }
+      });
+    }
+  }
+
+  if (value.storage !== undefined && obj(value.storage, 'storage')) {
+    for (const [scheme, spec] of Object.entries(value.storage)) {
+      const key = `storage.${scheme}`;
+      if (!/^[a-z][a-z0-9+.-]*$/.test(scheme)) {
+        add(key, `${key}: "${scheme}" is not a valid URL scheme (lower-case letters, digits, "+", "-", ".", starting with a letter)`);
+      }
+      if (typeof spec === 'string') str(spec, key);
+      else if (isPlainObject(spec)) {
+        checkKeys(spec, key, STORAGE_KEYS);
+        if (spec.module !== undefined) str(spec.module, `${key}.module`);
+        if (spec.options !== undefined) obj(spec.options, `${key}.options`);
+      } else add(key, `${key} must be a module name/path or an object { module?, options? }, not ${typeName(spec)}`);
+    }
+  }
+
+  if (value.backup !== undefined && obj(value.backup, 'backup')) {
+    const b = value.backup;
+    checkKeys(b, 'backup', BACKUP_KEYS);
+    for (const k of ['paths', 'exclude', 'excludeFile', 'tags'] as const) if (b[k] !== undefined) strArray(b[k], `backup.${k}`);
+    if (b.oneFileSystem !== undefined && typeof b.oneFileSystem !== 'boolean') {
+      add('backup.oneFileSystem', `backup.oneFileSystem must be a boolean, not ${typeName(b.oneFileSystem)}`);
+    }
+  }
+  return issues;
+}
+
+/** True for a plug-in/module string meant as a path: starts with `./`, `../`, `/`, `~`, or is absolute. */
+export function isPathSpec(spec: string): boolean {
+  return spec.startsWith('./') || spec.startsWith('../') || spec === '.' || spec === '..' || spec.startsWith('~') ||
+    spec.startsWith('.\\') || spec.startsWith('..\\') || isAbsolute(spec);
+}
+
+/** True if `location` starts with a URL scheme (`s3:`, `local:`), not a Windows drive (`C:\`). */
+export function hasScheme(location: string): boolean {
+  return /^[a-z][a-z0-9+.-]+:/i.test(location);
+}
+
+/** Expand `~`/`~/…` and resolve against `base`. */
+export function resolveUserPath(p: string, base: string, home: string = homedir()): string {
+  if (p === '~') return home;
+  if (p.startsWith('~/') || p.startsWith('~\\')) return resolve(home, p.slice(2));
+  return resolve(base, p);
+}
+
+function resolveConfigPaths(cfg: KiwiConfig, base: string, home: string): KiwiConfig {
+  const rp = (p: string): string => resolveUserPath(p, base, home);
+  const out: KiwiConfig = { ...cfg };
+  if (out.repository !== undefined && !hasScheme(out.repository)) out.repository = rp(out.repository);
+  if (out.passwordFile !== undefined) out.passwordFile = rp(out.passwordFile);
+  if (out.plugins) {
+    out.plugins = out.plugins.map((e) => {
+      if (typeof e === 'string') return isPathSpec(e) ? rp(e) : e;
+      return e.path !== undefined ? { ...e, path: rp(e.path) } : { ...e };
+    });
+  }
+  if (out.storage) {
+    const s: Record<string, StorageConfig> = {};
+    for (const [scheme, spec] of Object.entries(out.storage)) {
+      if (typeof spec === 'string') s[scheme] = isPathSpec(spec) ? rp(spec) : spec;
+      else s[scheme] = spec.module !== undefined && isPathSpec(spec.module) ? { ...spec, module: rp(spec.module) } : { ...spec };
+    }
+    out.storage = s;
+  }
+  if (out.backup) {
+    const b = { ...out.backup };
+    if (b.paths) b.paths = b.paths.map(rp);
+    if (b.excludeFile) b.excludeFile = b.excludeFile.map(rp);
+    out.backup = b;
+  }
+  return out;
+}

@@ -1,0 +1,96 @@
+/**
+ * Authenticated encryption of every encrypted repository file and blob:
+ * AES-256-GCM, laid out as `nonce(12) ‖ ciphertext ‖ tag(16)`, with a fresh random
+ * nonce for each message. No associated data.
+ */
+import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
+
+export const NONCE_SIZE = 12;
+export const TAG_SIZE = 16;
+/** Bytes added by {@link encrypt}: nonce + tag. */
+export const OVERHEAD = NONCE_SIZE + TAG_SIZE;
+export const KEY_SIZE = 32;
+
+const CIPHER = 'aes-256-gcm';
+/** Ciphertext is produced in slices of this size so no large temporary buffer is allocated per message. */
+const SLICE = 64 * 1024;
+
+/** Thrown when a message fails authentication (wrong key, tampered or truncated bytes). */
+export class AuthenticationError extends Error {
+  constructor(message = 'message authentication failed') {
+    super(message);
+    this.name = 'AuthenticationError';
+  }
+}
+
+function checkKey(key: Uint8Array): void {
+  if (key.byteLength !== KEY_SIZE) throw new TypeError(`encryption key must be ${KEY_SIZE} bytes`);
+}
+
+/**
+ * Encrypt `plaintext` into `out` at `offset` (needs `plaintext.length + OVERHEAD` bytes).
+ * Returns the number of bytes written.
+ */
+export function encryptInto(key: Uint8Array, plaintext: Uint8Array, out: Uint8Array, offset: number): number {
+  checkKey(key);
+  const total = plaintext.byteLength + OVERHEAD;
+  if (offset < 0 || offset + total > out.byteLength) {
+    throw new RangeError(`encryptInto: ${total} bytes do not fit at offset ${offset} of a ${out.byteLength}-byte buffer`);
+  }
+  const nonce = out.subarray(offset, offset + NONCE_SIZE);
+  randomFillSync(nonce);
+  const cipher = createCipheriv(CIPHER, key, nonce);
+  let pos = offset + NONCE_SIZE;
+  for (let i = 0; i < plaintext.byteLength; i += SLICE) {
+    const part = cipher.update(plaintext.subarray(i, Math.min(i + SLICE, plaintext.byteLength)));
+    out.set(part, pos);
+    pos += part.byteLength;
+  }
+  const fin = cipher.final();
+  out.set(fin, pos);
+  pos += fin.byteLength;
+  out.set(cipher.getAuthTag(), pos);
+  pos += TAG_SIZE;
+  return pos - offset;
+}
+
+/** Encrypt into a new buffer: `nonce ‖ ciphertext ‖ tag`. */
+export function encrypt(key: Uint8Array, plaintext: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(plaintext.byteLength + OVERHEAD);
+  encryptInto(key, plaintext, out, 0);
+  return out;
+}
+
+/**
+ * Decrypt and authenticate `message` (`nonce ‖ ciphertext ‖ tag`). The plaintext is written
+ * into `out` when given and large enough (the result is then a view of it), else into a new buffer.
+ * Throws {@link AuthenticationError} if the message is not authentic.
+ */
+export function decrypt(key: Uint8Array, message: Uint8Array, out?: Uint8Array): Buffer {
+  checkKey(key);
+  if (message.byteLength < OVERHEAD) throw new AuthenticationError(`message too short (${message.byteLength} bytes)`);
+  const len = message.byteLength - OVERHEAD;
+  const target =
+    out && out.byteLength >= len
+      ? Buffer.from(out.buffer, out.byteOffset, len)
+      : Buffer.allocUnsafe(len);
+  const nonce = message.subarray(0, NONCE_SIZE);
+  const tag = message.subarray(message.byteLength - TAG_SIZE);
+  const decipher = createDecipheriv(CIPHER, key, nonce);
+  decipher.setAuthTag(tag);
+  let pos = 0;
+  const end = NONCE_SIZE + len;
+  for (let i = NONCE_SIZE; i < end; i += SLICE) {
+    const part = decipher.update(message.subarray(i, Math.min(i + SLICE, end)));
+    target.set(part, pos);
+    pos += part.byteLength;
+  }
+  try {
+    const fin = decipher.final();
+    target.set(fin, pos);
+  } catch {
+    target.fill(0);
+    throw new AuthenticationError();
+  }
+  return target;
+}

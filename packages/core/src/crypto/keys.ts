@@ -1,0 +1,208 @@
+/**
+ * Master keys and password-protected key files (`keys/<id>`).
+ *
+ * A repository has one set of master keys, created at `init`:
+ * - `encKey` (32 bytes): AES-256-GCM key for every encrypted file and blob;
+ * - `idKey` (32 bytes): HMAC-SHA-256 key that turns plaintext into blob ids.
+ * Each key file holds these 64 bytes encrypted with a key derived from one password
+ * by scrypt; a repository may have several key files (several passwords).
+ */
+import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+import { hostname as osHostname, userInfo } from 'node:os';
+import { AuthenticationError, KEY_SIZE, decrypt, encrypt } from './aead.js';
+
+/** scrypt parameters. `N` is a power of two. */
+export interface KdfParams {
+  N: number;
+  r: number;
+  p: number;
+}
+
+/** Default KDF cost: N = 2^15, r = 8, p = 1 (32 MiB, ~0.1 s). */
+export const DEFAULT_KDF: Readonly<KdfParams> = Object.freeze({ N: 2 ** 15, r: 8, p: 1 });
+
+/** Format version of key files. */
+export const KEY_FILE_VERSION = 1;
+
+/** The JSON stored (unencrypted) in `keys/<sha256 of these bytes>`. */
+export interface KeyFile {
+  version: 1;
+  kdf: 'scrypt';
+  N: number;
+  r: number;
+  p: number;
+  /** 32 random bytes, base64. */
+  salt: string;
+  /** ISO 8601 creation time. */
+  created: string;
+  hostname: string;
+  username: string;
+  /** base64 of `nonce ‖ AES-256-GCM(kdfKey, encKey ‖ idKey) ‖ tag` (64 + 28 bytes). */
+  data: string;
+}
+
+/** The repository's master key material. Call {@link MasterKeys.zero} when done. */
+export class MasterKeys {
+  readonly encKey: Buffer;
+  readonly idKey: Buffer;
+  constructor(encKey: Buffer, idKey: Buffer) {
+    if (encKey.byteLength !== KEY_SIZE || idKey.byteLength !== KEY_SIZE) throw new TypeError('master keys must be 32 bytes each');
+    this.encKey = encKey;
+    this.idKey = idKey;
+  }
+
+  static generate(): MasterKeys {
+    return new MasterKeys(randomBytes(KEY_SIZE), randomBytes(KEY_SIZE));
+  }
+
+  /** Blob id: HMAC-SHA-256(idKey, data), raw 32 bytes. */
+  blobIdBytes(data: Uint8Array): Buffer {
+    return createHmac('sha256', this.idKey).update(data).digest();
+  }
+
+  /** Blob id: HMAC-SHA-256(idKey, data), lowercase hex. */
+  blobId(data: Uint8Array): string {
+    return createHmac('sha256', this.idKey).update(data).digest('hex');
+  }
+
+  encrypt(plaintext: Uint8Array): Buffer {
+    return encrypt(this.encKey, plaintext);
+  }
+
+  decrypt(message: Uint8Array, out?: Uint8Array): Buffer {
+    return decrypt(this.encKey, message, out);
+  }
+
+  /** Overwrite the key bytes with zeros; the object is unusable afterwards. */
+  zero(): void {
+    this.encKey.fill(0);
+    this.idKey.fill(0);
+  }
+}
+
+function scrypt(password: Uint8Array, salt: Uint8Array, params: KdfParams): Promise<Buffer> {
+  const { N, r, p } = params;
+  // scrypt needs ~128 * N * r * p bytes; leave headroom.
+  const maxmem = 256 * N * r * p + 32 * 1024 * 1024;
+  return new Promise((resolve, reject) => {
+    scryptCb(password, salt, KEY_SIZE, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+function passwordBytes(password: string | Uint8Array): Buffer {
+  return typeof password === 'string' ? Buffer.from(password, 'utf8') : Buffer.from(password);
+}
+
+function validateKdf(params: KdfParams): void {
+  const { N, r, p } = params;
+  if (!Number.isInteger(N) || N < 2 || (N & (N - 1)) !== 0) throw new TypeError(`scrypt N must be a power of two, got ${N}`);
+  if (!Number.isInteger(r) || r < 1 || !Number.isInteger(p) || p < 1) throw new TypeError('scrypt r and p must be positive integers');
+}
+
+export interface CreateKeyFileOptions {
+  kdf?: KdfParams;
+  hostname?: string;
+  username?: string;
+  created?: Date;
+}
+
+/** Wrap `master` with `password`. Returns the key file and its exact stored bytes and id (SHA-256 of the bytes). */
+export async function createKeyFile(
+  master: MasterKeys,
+  password: string | Uint8Array,
+  options: CreateKeyFileOptions = {},
+): Promise<{ id: string; bytes: Buffer; file: KeyFile }> {
+  const kdf = options.kdf ?? DEFAULT_KDF;
+  validateKdf(kdf);
+  const salt = randomBytes(32);
+  const pw = passwordBytes(password);
+  const kdfKey = await scrypt(pw, salt, kdf);
+  pw.fill(0);
+  const plain = Buffer.concat([master.encKey, master.idKey]);
+  let data: Buffer;
+  try {
+    data = encrypt(kdfKey, plain);
+  } finally {
+    plain.fill(0);
+    kdfKey.fill(0);
+  }
+  const file: KeyFile = {
+    version: KEY_FILE_VERSION,
+    kdf: 'scrypt',
+    N: kdf.N,
+    r: kdf.r,
+    p: kdf.p,
+    salt: salt.toString('base64'),
+    created: (options.created ?? new Date()).toISOString(),
+    hostname: options.hostname ?? osHostname(),
+    username: options.username ?? safeUsername(),
+    data: data.toString('base64'),
+  };
+  const bytes = Buffer.from(JSON.stringify(file, null, 2) + '\n', 'utf8');
+  return { id: sha256Hex(bytes), bytes, file };
+}
+
+/** Parse and validate a key file's bytes; throws a descriptive Error when malformed. */
+export function parseKeyFile(bytes: Uint8Array, where: string): KeyFile {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    throw new Error(`${where}: not valid JSON`);
+  }
+  const f = v as Partial<KeyFile>;
+  if (typeof f !== 'object' || f === null) throw new Error(`${where}: not a JSON object`);
+  if (f.version !== KEY_FILE_VERSION) throw new Error(`${where}: unsupported key file version ${String(f.version)}`);
+  if (f.kdf !== 'scrypt') throw new Error(`${where}: unsupported kdf ${JSON.stringify(f.kdf)}`);
+  for (const k of ['N', 'r', 'p'] as const) {
+    if (typeof f[k] !== 'number') throw new Error(`${where}: missing or invalid ${k}`);
+  }
+  for (const k of ['salt', 'data'] as const) {
+    if (typeof f[k] !== 'string') throw new Error(`${where}: missing or invalid ${k}`);
+  }
+  validateKdf({ N: f.N!, r: f.r!, p: f.p! });
+  return f as KeyFile;
+}
+
+/**
+ * Unwrap the master keys of `file` with `password`. Resolves `null` when the password
+ * does not open this key file (authentication failure).
+ */
+export async function openKeyFile(file: KeyFile, password: string | Uint8Array): Promise<MasterKeys | null> {
+  const pw = passwordBytes(password);
+  const kdfKey = await scrypt(pw, Buffer.from(file.salt, 'base64'), { N: file.N, r: file.r, p: file.p });
+  pw.fill(0);
+  let plain: Buffer;
+  try {
+    plain = decrypt(kdfKey, Buffer.from(file.data, 'base64'));
+  } catch (err) {
+    if (err instanceof AuthenticationError) return null;
+    throw err;
+  } finally {
+    kdfKey.fill(0);
+  }
+  if (plain.byteLength !== 2 * KEY_SIZE) {
+    plain.fill(0);
+    throw new Error(`key file holds ${plain.byteLength} bytes of key material, expected ${2 * KEY_SIZE}`);
+  }
+  const keys = new MasterKeys(Buffer.from(plain.subarray(0, KEY_SIZE)), Buffer.from(plain.subarray(KEY_SIZE)));
+  plain.fill(0);
+  return keys;
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Constant-time comparison of two equal-length byte arrays. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}
+
+export function safeUsername(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? process.env.USERNAME ?? 'unknown';
+  }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// `pnpm test:all`: set up everything the whole test suite needs, then run it.
+// The tests start their own servers (OpenSSH sshd, MariaDB, an S3-compatible server from npm) on
+// loopback ports in temporary directories; this script only makes sure the system binaries exist,
+// installing Debian's packages when it can (as root, or with passwordless sudo).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const need = [
+  { what: 'OpenSSH server (sshd)', bins: ['/usr/sbin/sshd'], packages: ['openssh-server', 'openssh-client'] },
+  { what: 'ssh-keygen', bins: ['ssh-keygen'], packages: ['openssh-client'] },
+  { what: 'MariaDB server', bins: ['mariadbd', '/usr/sbin/mariadbd'], packages: ['mariadb-server'] },
+  { what: 'MariaDB client tools', bins: ['mariadb-dump', 'mariadb'], packages: ['mariadb-client'] },
+];
+
+function onPath(bin) {
+  if (bin.startsWith('/')) return existsSync(bin);
+  return (process.env.PATH ?? '').split(':').some((dir) => dir && existsSync(join(dir, bin)));
+}
+
+function run(cmd, args, opts = {}) {
+  process.stderr.write(`$ ${cmd} ${args.join(' ')}\n`);
+  const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts });
+  return r.status === 0;
+}
+
+const missing = need.filter((n) => !n.bins.some(onPath));
+if (missing.length > 0) {
+  const packages = [...new Set(missing.flatMap((m) => m.packages))];
+  process.stderr.write(`test setup: missing ${missing.map((m) => m.what).join(', ')}; installing ${packages.join(' ')}\n`);
+  const isRoot = process.getuid?.() === 0;
+  const sudo = isRoot ? [] : spawnSync('sudo', ['-n', 'true']).status === 0 ? ['sudo', '-n'] : null;
+  if (sudo === null || !onPath('apt-get')) {
+    process.stderr.write(
+      `test setup: cannot install them here (need root or passwordless sudo, and apt-get).\n` +
+        `Install them yourself: apt-get install -y ${packages.join(' ')}\n` +
+        `Tests that need them are skipped with a warning (under CI=true they fail).\n`,
+    );
+  } else {
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const prefix = sudo.length ? sudo : [];
+    const exec = (args) => run(prefix[0] ?? args[0], prefix.length ? [...prefix.slice(1), ...args] : args.slice(1), { env });
+    if (!exec(['apt-get', 'update', '-qq']) || !exec(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...packages])) {
+      process.stderr.write('test setup: apt-get failed\n');
+      process.exit(1);
+    }
+  }
+}
+
+const pnpm = process.env.npm_execpath && process.env.npm_execpath.includes('pnpm') ? [process.execPath, process.env.npm_execpath] : ['pnpm'];
+const ok = run(pnpm[0], [...pnpm.slice(1), 'test'], { env: process.env });
+process.exit(ok ? 0 : 1);
