@@ -7,4 +7,7 @@ export default defineConfig({
   dts: true,
   clean: true,
   sourcemap: true,
+  // vitest is a peer dependency: the adapter author's own copy must be used.
+  external: ['vitest', '@kiwi-backup/core'],
+  removeNodeProtocol: false,
 });

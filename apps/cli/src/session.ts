@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   Repository,
   PluginRuntime,
@@ -13,6 +14,7 @@ import {
   type StorageAdapter,
   type Logger,
   type KiwiConfig,
+  type RetryInfo,
 } from '@kiwi-backup/core';
 import { Output } from './output.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
@@ -26,6 +28,20 @@ const BUILTIN_ADAPTERS: Record<string, () => Promise<StorageAdapter>> = {
   s3: async () => (await import('@kiwi-backup/storage-s3')).s3Adapter as unknown as StorageAdapter,
   sftp: async () => (await import('@kiwi-backup/storage-sftp')).sftpAdapter as unknown as StorageAdapter,
 };
+
+/** The official plug-ins ship with the CLI: a data-directory folder of that name (e.g. holding only scripts) uses them. */
+const BUILTIN_PLUGINS: Record<string, string> = Object.fromEntries(
+  [
+    ['script-launcher', '@kiwi-backup/plugin-script-launcher'],
+    ['mysql-state', '@kiwi-backup/plugin-mysql-state'],
+  ].flatMap(([name, spec]) => {
+    try {
+      return [[name!, fileURLToPath(import.meta.resolve(spec!))]];
+    } catch {
+      return [];
+    }
+  }),
+);
 
 /**
  * Everything a command needs: output, data directory, config, the repository location and password.
@@ -123,8 +139,8 @@ export class Session {
       options: this.config.storageOptions ?? {},
       env: this.env,
       cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
-      onRetry: (info: { operation: string; attempt: number; delay: number; error: string }) =>
-        this.log.warn(`storage ${info.operation} failed (${info.error}); retry ${info.attempt} in ${Math.round(info.delay)} ms`),
+      onRetry: (info: RetryInfo) =>
+        this.log.warn(`storage ${info.operation} ${info.target} failed (${info.error}); retry ${info.attempt} in ${Math.round(info.delayMs)} ms`),
     });
     this.storageInstance = storage;
     this.cleanups.push(() => storage.close());
@@ -214,8 +230,12 @@ export class Session {
     return PluginRuntime.load({
       dataDir: this.dataDir,
       config: this.config,
-      cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
+      ...(this.configPath ? { configPath: this.configPath } : {}),
+      cwd: process.cwd(),
       logger: this.log,
+      // Commands print the warnings themselves (once).
+      logWarnings: false,
+      builtins: BUILTIN_PLUGINS,
     });
   }
 

@@ -3,3 +3,37 @@ export * from './storage/errors.js';
 export * from './middleware/compose.js';
 export * from './plugins/types.js';
 export * from './chunker/index.js';
+export * from './walker/index.js';
+export * from './datadir.js';
+export * from './config/index.js';
+export * from './log/index.js';
+export * from './plugins/index.js';
+export * from './storage/retry.js';
+export * from './storage/registry.js';
+export * from './backup/index.js';
+export * from './restore/index.js';
+export * from './snapshot-ops/index.js';
+export * from './repository/types.js';
+export * from './repository/errors.js';
+export * from './repository/repository.js';
+export * from './repository/canonical.js';
+export { BlobIndex } from './repository/index-table.js';
+export { LOCK_REFRESH_MS, LOCK_STALE_MS, readLockFile, writeLockFile, staleReason } from './repository/lock.js';
+export type { LockOptions, LockContext } from './repository/lock.js';
+export {
+  AuthenticationError,
+  NONCE_SIZE,
+  TAG_SIZE,
+  OVERHEAD as AEAD_OVERHEAD,
+  encrypt as aeadEncrypt,
+  encryptInto as aeadEncryptInto,
+  decrypt as aeadDecrypt,
+} from './crypto/aead.js';
+export { DEFAULT_KDF, KEY_FILE_VERSION, MasterKeys, createKeyFile, openKeyFile, parseKeyFile } from './crypto/keys.js';
+export type { KdfParams, KeyFile, CreateKeyFileOptions } from './crypto/keys.js';
+export {
+  DEFAULT_COMPRESSION_LEVEL,
+  compressIfSmaller,
+  compress as zstdCompress,
+  decompress as zstdDecompress,
+} from './compression/zstd.js';

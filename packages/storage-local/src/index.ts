@@ -1,1 +1,378 @@
-export {};
+/**
+ * `@kiwi-backup/storage-local`: a Kiwi repository in a directory on a local (or
+ * mounted) file system.
+ *
+ * Layout: the repository keys of `handlePath()` below the directory —
+ * `config`, `keys/<id>`, `locks/<id>`, `snapshots/<id>`, `index/<id>`,
+ * `data/<2 hex>/<id>`. `create()` makes every directory, the 256 `data/00`..`data/ff`
+ * included; a save into a missing directory creates it.
+ *
+ * Saves are atomic: the bytes go to `.tmp-<random hex>` in the target's
+ * directory, are counted, fsynced, renamed over the target, and the directory is
+ * fsynced. A crash leaves at most a `.tmp-*` file, which `list` ignores.
+ *
+ * Modes: directories 0700, files 0600 (only the owner may read a repository;
+ * files stay writable by the owner so that removal and rename work on every OS).
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join, resolve, dirname, sep } from 'node:path';
+import {
+  FILE_TYPES,
+  StorageError,
+  assertValidHandle,
+  checkLoadOptions,
+  defineStorageAdapter,
+  handlePath,
+  parseRepositoryUrl,
+  typeDir,
+  type FileInfo,
+  type FileType,
+  type Handle,
+  type LoadOptions,
+  type Storage,
+} from '@kiwi-backup/core';
+
+/** Mode of repository directories. */
+export const DIR_MODE = 0o700;
+/** Mode of repository files. */
+export const FILE_MODE = 0o600;
+/** Prefix of temporary files; `list` skips names that start with it. */
+export const TEMP_PREFIX = '.tmp-';
+
+export interface LocalStorageOptions {
+  /**
+   * fsync files and directories on save (default true). Turning it off is only
+   * for throwaway repositories: a power loss may then lose or empty saved files.
+   */
+  fsync?: boolean;
+  /** @internal Test hook: runs after the temp file is written and synced, before the rename. */
+  beforeRename?: (tempPath: string, finalPath: string) => Promise<void> | void;
+}
+
+/** Open a repository directory. Nothing is touched until an operation runs. */
+export function createLocalStorage(dir: string, options: LocalStorageOptions = {}): Storage {
+  return new LocalStorage(resolve(dir), options);
+}
+
+const SUBDIRS = ['keys', 'locks', 'snapshots', 'index', 'data'];
+const HEX = '0123456789abcdef';
+
+class LocalStorage implements Storage {
+  readonly location: string;
+  readonly #fsync: boolean;
+  readonly #beforeRename: LocalStorageOptions['beforeRename'];
+
+  constructor(
+    readonly dir: string,
+    options: LocalStorageOptions,
+  ) {
+    this.location = dir;
+    this.#fsync = options.fsync ?? true;
+    this.#beforeRename = options.beforeRename;
+  }
+
+  async create(): Promise<void> {
+    const configPath = join(this.dir, 'config');
+    try {
+      await fsp.lstat(configPath);
+      throw new StorageError(`cannot create a repository in ${this.dir}: it already holds one (${configPath} exists)`, {
+        kind: 'config',
+        location: configPath,
+      });
+    } catch (err) {
+      if (err instanceof StorageError) throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(err, 'create', configPath);
+    }
+    await this.#mkdir(this.dir);
+    for (const sub of SUBDIRS) await this.#mkdir(join(this.dir, sub));
+    const dataDirs: string[] = [];
+    for (const a of HEX) for (const b of HEX) dataDirs.push(join(this.dir, 'data', a + b));
+    // A few at a time: 256 mkdirs in parallel would only queue on the thread pool.
+    for (let i = 0; i < dataDirs.length; i += 32) {
+      await Promise.all(dataDirs.slice(i, i + 32).map((d) => this.#mkdir(d)));
+    }
+    if (this.#fsync) {
+      await syncDir(join(this.dir, 'data'));
+      await syncDir(this.dir);
+      await syncDir(dirname(this.dir)).catch(() => undefined);
+    }
+  }
+
+  async save(handle: Handle, data: Uint8Array): Promise<void> {
+    assertValidHandle(handle);
+    if (!(data instanceof Uint8Array)) throw new TypeError(`save ${handlePath(handle)}: data must be a Uint8Array`);
+    const path = this.#path(handle);
+    const dir = dirname(path);
+    const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, FILE_MODE);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !this.#inside(dir)) {
+        throw new StorageError(`save ${path}: the repository directory ${this.dir} does not exist`, {
+          kind: 'not-found',
+          location: path,
+          cause: err,
+        });
+      }
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(err, 'save', path);
+      // The type directory is missing (a repository made by hand, or a deleted data/xx): make it.
+      await this.#mkdir(dir, true);
+      try {
+        fh = await fsp.open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, FILE_MODE);
+      } catch (err2) {
+        throw mapError(err2, 'save', path);
+      }
+    }
+    let renamed = false;
+    try {
+      try {
+        let written = 0;
+        while (written < data.byteLength) {
+          const { bytesWritten } = await fh.write(data, written, data.byteLength - written, written);
+          if (bytesWritten <= 0) break;
+          written += bytesWritten;
+        }
+        if (this.#fsync) await fh.sync();
+        const { size } = await fh.stat();
+        if (written !== data.byteLength || size !== data.byteLength) {
+          throw new StorageError(
+            `save ${path}: wrote ${size} bytes of ${data.byteLength} to the temporary file ${temp}`,
+            { kind: 'integrity', location: path },
+          );
+        }
+      } finally {
+        await fh.close();
+      }
+      await this.#beforeRename?.(temp, path);
+      await fsp.rename(temp, path);
+      renamed = true;
+      if (this.#fsync) await syncDir(dir);
+    } catch (err) {
+      if (!renamed) await fsp.unlink(temp).catch(() => undefined);
+      throw err instanceof StorageError ? err : mapError(err, 'save', path);
+    }
+  }
+
+  async load(handle: Handle, options?: LoadOptions): Promise<Buffer> {
+    assertValidHandle(handle);
+    const path = this.#path(handle);
+    const { offset, length: wanted } = checkLoadOptions(options, path);
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(path, 'r');
+    } catch (err) {
+      throw mapError(err, 'load', path);
+    }
+    try {
+      const { size } = await fh.stat();
+      const length = wanted ?? size - offset;
+      if (offset > size || offset + length > size) {
+        throw new StorageError(`load ${path}: range ${offset}+${length} is past the end of the file (${size} bytes)`, {
+          kind: 'other',
+          location: path,
+        });
+      }
+      const out = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(out, got, length - got, offset + got);
+        if (bytesRead === 0) {
+          throw new StorageError(
+            `load ${path}: the file ended after ${offset + got} bytes, expected ${offset + length} (did it shrink?)`,
+            { kind: 'other', location: path },
+          );
+        }
+        got += bytesRead;
+      }
+      return out;
+    } catch (err) {
+      throw err instanceof StorageError ? err : mapError(err, 'load', path);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async stat(handle: Handle): Promise<FileInfo> {
+    assertValidHandle(handle);
+    const path = this.#path(handle);
+    try {
+      const st = await fsp.stat(path);
+      if (!st.isFile()) throw new StorageError(`stat ${path}: not a regular file`, { kind: 'other', location: path });
+      return { name: handle.type === 'config' ? 'config' : handle.name, size: st.size };
+    } catch (err) {
+      throw err instanceof StorageError ? err : mapError(err, 'stat', path);
+    }
+  }
+
+  async *list(type: FileType): AsyncIterable<FileInfo> {
+    if (!FILE_TYPES.includes(type)) throw new TypeError(`invalid file type ${JSON.stringify(type)}`);
+    if (type === 'config') {
+      const path = join(this.dir, 'config');
+      try {
+        const st = await fsp.stat(path);
+        if (st.isFile()) yield { name: 'config', size: st.size };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(err, 'list', path);
+      }
+      return;
+    }
+    const base = join(this.dir, typeDir(type));
+    if (type !== 'data') {
+      yield* this.#listDir(base);
+      return;
+    }
+    let subdirs: string[];
+    try {
+      subdirs = (await fsp.readdir(base, { withFileTypes: true }))
+        .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+        .map((d) => d.name)
+        .sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw mapError(err, 'list', base);
+    }
+    for (const sub of subdirs) yield* this.#listDir(join(base, sub));
+  }
+
+  /** Regular files of one directory (temp files skipped), stat'ed a batch at a time. */
+  async *#listDir(dir: string): AsyncIterable<FileInfo> {
+    let names: string[];
+    try {
+      names = (await fsp.readdir(dir, { withFileTypes: true }))
+        .filter((d) => d.isFile() && !d.name.startsWith(TEMP_PREFIX))
+        .map((d) => d.name);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw mapError(err, 'list', dir);
+    }
+    for (let i = 0; i < names.length; i += 64) {
+      const batch = await Promise.all(
+        names.slice(i, i + 64).map(async (name) => {
+          const path = join(dir, name);
+          try {
+            return { name, size: (await fsp.lstat(path)).size };
+          } catch (err) {
+            // Removed between readdir and stat: it is simply gone.
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+            throw mapError(err, 'list', path);
+          }
+        }),
+      );
+      for (const info of batch) if (info) yield info;
+    }
+  }
+
+  async remove(handle: Handle): Promise<void> {
+    assertValidHandle(handle);
+    const path = this.#path(handle);
+    try {
+      await fsp.unlink(path);
+    } catch (err) {
+      throw mapError(err, 'remove', path);
+    }
+  }
+
+  isNotFound(err: unknown): boolean {
+    return err instanceof StorageError && err.kind === 'not-found';
+  }
+
+  async close(): Promise<void> {
+    // Nothing held open between operations.
+  }
+
+  #path(handle: Handle): string {
+    return join(this.dir, ...handlePath(handle).split('/'));
+  }
+
+  #inside(dir: string): boolean {
+    return dir.startsWith(this.dir + sep);
+  }
+
+  async #mkdir(dir: string, recursive = false): Promise<void> {
+    try {
+      await fsp.mkdir(dir, { mode: DIR_MODE, recursive });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !recursive) {
+        await this.#mkdir(dir, true);
+        return;
+      }
+      throw mapError(err, 'create directory', dir);
+    }
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, 'r');
+    await fh.sync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Windows cannot open or fsync a directory; some file systems refuse it. The rename is done either way.
+    if (code === 'EISDIR' || code === 'EPERM' || code === 'EINVAL' || code === 'ENOTSUP' || code === 'EACCES') return;
+    throw mapError(err, 'sync directory', dir);
+  } finally {
+    await fh?.close();
+  }
+}
+
+/** Turn a Node file-system error into a `StorageError` whose message names the path. */
+export function mapError(err: unknown, op: string, path: string): StorageError {
+  if (err instanceof StorageError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  const detail = e instanceof Error ? e.message : String(err);
+  switch (code) {
+    case 'ENOENT':
+      return new StorageError(`${op} ${path}: no such file`, { kind: 'not-found', location: path, cause: err });
+    case 'EACCES':
+    case 'EPERM':
+      return new StorageError(`${op} ${path}: permission denied (${code})`, { kind: 'permission', location: path, cause: err });
+    case 'EROFS':
+      return new StorageError(`${op} ${path}: the file system is read-only`, { kind: 'permission', location: path, cause: err });
+    case 'ENOSPC':
+      return new StorageError(`${op} ${path}: no space left on the device`, { kind: 'other', location: path, cause: err });
+    case 'EDQUOT':
+      return new StorageError(`${op} ${path}: disk quota exceeded`, { kind: 'other', location: path, cause: err });
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'EAGAIN':
+    case 'EBUSY':
+    case 'ETIMEDOUT':
+      return new StorageError(`${op} ${path}: ${detail}`, { kind: 'transient', location: path, cause: err });
+    case 'ENOTDIR':
+    case 'EISDIR':
+      return new StorageError(`${op} ${path}: a path component has the wrong type (${code})`, {
+        kind: 'other',
+        location: path,
+        cause: err,
+      });
+    default:
+      return new StorageError(`${op} ${path}: ${detail}`, { kind: 'other', location: path, cause: err });
+  }
+}
+
+/**
+ * The `local:` adapter: `local:/path`, or a bare path (turned into `local:` by
+ * `openStorage`). Options: `{ fsync?: boolean }`.
+ */
+export const localAdapter = defineStorageAdapter<{ fsync?: boolean }>({
+  schemes: ['local'],
+  open(url: string, options: { fsync?: boolean } = {}): Storage {
+    const { scheme, rest } = parseRepositoryUrl(url);
+    if (scheme !== 'local') {
+      throw new StorageError(`the local adapter cannot open ${url}: not a local path`, { kind: 'config' });
+    }
+    if (options.fsync !== undefined && typeof options.fsync !== 'boolean') {
+      throw new StorageError(`storageOptions.local.fsync must be true or false`, { kind: 'config' });
+    }
+    return createLocalStorage(rest, { fsync: options.fsync ?? true });
+  },
+});
+
+export default localAdapter;

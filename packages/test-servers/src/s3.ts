@@ -48,21 +48,137 @@ export const S3_SERVER_INSTALL_HINT = 'run `pnpm install` at the repository root
 // starts s3rver on 127.0.0.1 and reports its port over IPC; it exits when the parent goes away.
 const CHILD_SOURCE = `
 const path = require('node:path');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const { pipeline } = require('node:stream/promises');
+const { Readable, Transform } = require('node:stream');
+const lib = path.dirname(process.env.KIWI_S3RVER_MAIN);
 const S3rver = require(process.env.KIWI_S3RVER_MAIN);
-const AWSAccount = require(path.join(path.dirname(process.env.KIWI_S3RVER_MAIN), 'models', 'account.js'));
+const AWSAccount = require(path.join(lib, 'models', 'account.js'));
+const FilesystemStore = require(path.join(lib, 'stores', 'filesystem.js'));
+const v4 = require(path.join(lib, 'signature', 'v4.js'));
+
 AWSAccount.DUMMY_ACCOUNT.createKeyPair(process.env.KIWI_S3_ACCESS_KEY, process.env.KIWI_S3_SECRET_KEY);
 AWSAccount.DUMMY_ACCOUNT.revokeAccessKey('S3RVER');
-// s3rver rebuilds the canonical URI from the route params and drops the trailing slash
-// the AWS SDK sends on bucket-level requests ('HEAD /bucket/', 'GET /bucket/?list-type=2'),
-// so their SigV4 signatures never match. Sign what was actually requested instead.
+
+// Fixes for s3rver 4.0.x, so that it behaves like S3 where Kiwi relies on it:
+// 1. It rebuilds the SigV4 canonical URI from route params and drops the trailing slash the
+//    AWS SDK sends on bucket-level requests ('HEAD /bucket/', 'GET /bucket/?list-type=2'),
+//    so those signatures never match. Sign what was actually requested.
 const rawPaths = new WeakMap(); // request headers object -> request path
-const v4 = require(path.join(path.dirname(process.env.KIWI_S3RVER_MAIN), 'signature', 'v4.js'));
 const getStringToSign = v4.getStringToSign;
 v4.getStringToSign = (req, parsed) => {
   const raw = rawPaths.get(req.headers);
   const uri = typeof raw === 'string' && raw.endsWith('/') && !req.uri.endsWith('/') ? req.uri + '/' : req.uri;
   return getStringToSign({ ...req, uri }, parsed);
 };
+// 2. ListObjectsV2 continuation tokens use DES, which OpenSSL 3 no longer offers by default.
+//    Map it to AES-128-CBC (the token only has to round-trip through this server).
+const createCipheriv = crypto.createCipheriv;
+const createDecipheriv = crypto.createDecipheriv;
+const widen = (b) => Buffer.concat([b, b]);
+crypto.createCipheriv = (alg, key, iv, opts) =>
+  alg === 'des' ? createCipheriv('aes-128-cbc', widen(key), widen(iv), opts) : createCipheriv(alg, key, iv, opts);
+crypto.createDecipheriv = (alg, key, iv, opts) =>
+  alg === 'des' ? createDecipheriv('aes-128-cbc', widen(key), widen(iv), opts) : createDecipheriv(alg, key, iv, opts);
+// 3. Objects are written in place (a reader sees partial files, concurrent PUTs interleave),
+//    a Buffer body is reported stored before it is written, and the object, its MD5 (the
+//    ETag) and its metadata are separate files updated one after the other. Write a temporary
+//    file, then rename it into place and update the MD5/metadata under a per-key lock that
+//    reads (HEAD/GET/list metadata) take too, so every PUT is atomic as on S3.
+let tmpCounter = 0;
+async function writeTemp(finalPath, content) {
+  const tmp = finalPath + '.kiwi-tmp-' + process.pid + '-' + tmpCounter++;
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  const hashing = new Transform({
+    transform(chunk, encoding, callback) {
+      md5.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(Buffer.isBuffer(content) ? Readable.from([content]) : content, hashing, fs.createWriteStream(tmp));
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  return { tmp, size, md5: md5.digest('hex') };
+}
+const keyLocks = new Map();
+function withKeyLock(lockKey, fn) {
+  const run = (keyLocks.get(lockKey) || Promise.resolve()).then(fn, fn);
+  const tail = run.then(() => undefined, () => undefined);
+  keyLocks.set(lockKey, tail);
+  tail.then(() => { if (keyLocks.get(lockKey) === tail) keyLocks.delete(lockKey); });
+  return run;
+}
+FilesystemStore.prototype.putContent = async function (finalPath, content) {
+  const { tmp, size, md5 } = await writeTemp(finalPath, content);
+  await fs.promises.rename(tmp, finalPath);
+  return [size, md5];
+};
+FilesystemStore.prototype.putObject = async function (object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  const { tmp, size, md5 } = await writeTemp(objectPath, object.content);
+  return withKeyLock(objectPath, async () => {
+    try {
+      await fs.promises.rename(tmp, objectPath);
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true });
+      throw err;
+    }
+    await this.putMetadata(object.bucket, object.key, object.metadata, md5);
+    return { size, md5 };
+  });
+};
+// Reads inside a locked getObject call getMetadata again: let those through.
+const readsHeld = new Map();
+const getMetadata = FilesystemStore.prototype.getMetadata;
+FilesystemStore.prototype.getMetadata = function (bucket, key) {
+  const lockKey = this.getResourcePath(bucket, key, 'object');
+  if (readsHeld.get(lockKey)) return getMetadata.call(this, bucket, key);
+  return withKeyLock(lockKey, () => getMetadata.call(this, bucket, key));
+};
+// 4. 'Range: bytes=0-0' returns the whole object (an end of 0 is taken as "no end").
+const getObject = FilesystemStore.prototype.getObject;
+FilesystemStore.prototype.getObject = function (bucket, key, options) {
+  // Metadata and content are read under the key's lock (the file is opened before it is released).
+  const lockKey = this.getResourcePath(bucket, key, 'object');
+  return withKeyLock(lockKey, async () => {
+    readsHeld.set(lockKey, (readsHeld.get(lockKey) || 0) + 1);
+    try {
+      const object = await getObject.call(this, bucket, key, options);
+      if (object && object.content && object.range && options && options.start === 0 && options.end === 0 && object.range.end !== 0) {
+        object.content.destroy();
+        object.content = await new Promise((resolve, reject) => {
+          const stream = fs.createReadStream(lockKey, { start: 0, end: 0 }).on('error', reject).on('open', () => resolve(stream));
+        });
+        object.range = { start: 0, end: 0 };
+      }
+      return object;
+    } finally {
+      const n = readsHeld.get(lockKey) - 1;
+      if (n > 0) readsHeld.set(lockKey, n);
+      else readsHeld.delete(lockKey);
+    }
+  });
+};
+// 5. Deleting an object also removes its emptied parent directories, which races with
+//    concurrent deletes (DeleteObjects deletes all keys in parallel: ENOENT, HTTP 500) and
+//    with concurrent PUTs into the same directory. Keep the directories: they are invisible to S3 clients.
+FilesystemStore.prototype.deleteObject = function (bucket, key) {
+  return withKeyLock(this.getResourcePath(bucket, key, 'object'), () => Promise.all(
+    ['object', 'object.md5', 'metadata.json'].map((resource) =>
+      fs.promises.unlink(this.getResourcePath(bucket, key, resource)).catch((err) => {
+        if (err.code !== 'ENOENT') throw err;
+      }),
+    ),
+  ));
+};
+
 const server = new S3rver({
   address: '127.0.0.1',
   port: Number(process.env.KIWI_S3_PORT),

@@ -60,6 +60,12 @@ export interface SshdServer {
    * drop, as when a server goes down). Keeps the temp dir, so {@link restart} works.
    */
   kill(): Promise<void>;
+  /**
+   * Freeze the daemon and all its session processes (SIGSTOP): connections stay open but
+   * nothing answers, like a hung server. {@link resume} undoes it. Linux only.
+   */
+  pause(): void;
+  resume(): void;
   /** Start the daemon again on the same port with the same keys. */
   restart(): Promise<void>;
   /** Stop everything and delete the temp dir. */
@@ -155,7 +161,12 @@ async function probeSsh(host: string, port: number): Promise<boolean> {
 export async function startSshd(options: StartSshdOptions = {}): Promise<SshdServer> {
   if (!existsSync(SSHD_PATH)) throw new Error(`sshd not found at ${SSHD_PATH}: ${SSHD_INSTALL_HINT}`);
   // Privilege-separation directory that Debian's sshd insists on.
-  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  // (Needs root; a non-root sshd serving only its own user can do without it.)
+  try {
+    mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  } catch (err) {
+    if (process.getuid?.() === 0) throw err;
+  }
 
   const dir = await mkdtemp(join(tmpdir(), 'kiwi-sshd-'));
   chmodSync(dir, 0o700);
@@ -258,6 +269,18 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<SshdSer
     running = false;
   };
 
+  const signalTree = (signal: NodeJS.Signals): void => {
+    const pid = child?.pid;
+    if (pid === undefined || !running) return;
+    for (const p of [pid, ...descendants(pid)]) {
+      try {
+        process.kill(p, signal);
+      } catch {
+        // gone
+      }
+    }
+  };
+
   // Bind a free port; retry a few times in case another process grabbed it meanwhile.
   for (let attempt = 0; ; attempt++) {
     if (options.port === undefined) port = await freePort();
@@ -294,6 +317,8 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<SshdSer
     },
     log: () => logLines.join('\n'),
     kill,
+    pause: () => signalTree('SIGSTOP'),
+    resume: () => signalTree('SIGCONT'),
     restart: async () => {
       await kill();
       await launch();

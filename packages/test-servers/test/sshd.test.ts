@@ -64,6 +64,17 @@ describeWithServer('OpenSSH sshd', sshdAvailable(), SSHD_INSTALL_HINT, () => {
     expect(ssh(s, s.privateKeyPath, 'echo again').stdout.trim()).toBe('again');
   });
 
+  it('pause() freezes the server until resume()', async () => {
+    s.pause();
+    try {
+      const r = spawnSync('ssh', ['-o', 'ConnectTimeout=1', '-o', 'BatchMode=yes', '-F', '/dev/null', '-o', `UserKnownHostsFile=${s.knownHostsPath}`, '-i', s.privateKeyPath, '-p', String(s.port), `${s.username}@${s.host}`, 'true'], { encoding: 'utf8', timeout: 5000 });
+      expect(r.status).not.toBe(0);
+    } finally {
+      s.resume();
+    }
+    expect(ssh(s, s.privateKeyPath, 'echo back').stdout.trim()).toBe('back');
+  });
+
   it('stop() removes its temp dir', async () => {
     const other = await startSshd();
     expect(existsSync(other.root)).toBe(true);

@@ -1,1 +1,475 @@
-export {};
+/**
+ * @kiwi-backup/plugin-mysql-state — keep a running MySQL/MariaDB consistent while Kiwi backs it up.
+ *
+ * Modes (option `mode`):
+ * - `service`: stop the server before the backup, start it after and wait until it answers.
+ * - `lock`: hold a global read lock on one connection for the whole backup (reads go on, writes wait).
+ * - `dump`: stream `mariadb-dump`/`mysqldump --single-transaction` of each database into the snapshot
+ *   as virtual files (`mysql/<db>.sql`).
+ *
+ * In `service` and `lock` mode the server is started/unlocked again in a `finally` around the backup,
+ * after success, failure, abort or interruption, and `onBackupStop` does it if that never ran.
+ */
+import type mysql from 'mysql2/promise';
+import { definePlugin, type HookContext, type Next, type PluginApi, type PluginDefinition } from '@kiwi-backup/core';
+import { describeCommand, runCommand, type CommandSpec } from './command.js';
+import {
+  connect,
+  connectionError,
+  describeTarget,
+  probe,
+  redact,
+  resolveConnection,
+  waitFor,
+  type ConnectionConfig,
+  type ConnectionOptions,
+} from './connection.js';
+import { DEFAULT_DUMP_ARGS, dumpDatabase, dumpToolVersion, findDumpTool } from './dump.js';
+import { chooseLockMethod, releaseLock, takeLock, type LockMethod } from './lock.js';
+
+export { readOptionFile, type OptionFile } from './option-file.js';
+export { resolveConnection, describeTarget, type ConnectionConfig, type ConnectionOptions } from './connection.js';
+export { DEFAULT_DUMP_ARGS } from './dump.js';
+export type { CommandSpec } from './command.js';
+export type { LockMethod } from './lock.js';
+
+export type Mode = 'service' | 'lock' | 'dump';
+
+/** The plug-in's options (`{ "name": "mysql-state", "options": { … } }` in the config). */
+export interface MysqlStateOptions extends ConnectionOptions {
+  mode: Mode;
+  /** `dump`: the database to dump (or use `databases`). Default: every database except the system ones. */
+  database?: string;
+  /** `dump`: the databases to dump. */
+  databases?: string[];
+  /** How long to wait for a connection: ms or `"10s"`. Default 10 s. */
+  connectTimeout?: number | string;
+  /** The server does not answer at backup start: `abort` the backup (default) or `continue` without this plug-in. */
+  onUnreachable?: 'abort' | 'continue';
+  /** `service`: stop command, argv array or shell string. Default `["service", "mysql", "stop"]`. */
+  stopCommand?: CommandSpec;
+  /** `service`: start command. Default `["service", "mysql", "start"]`. */
+  startCommand?: CommandSpec;
+  /** `service`: kill a stop/start command that runs longer than this. Default 2 minutes. */
+  commandTimeout?: number | string;
+  /** `service`: how long to wait for the server to go down after stop, and to answer after start. Default 2 minutes. */
+  waitTimeout?: number | string;
+  /** `lock`: `auto` (default: BACKUP STAGE on MariaDB ≥ 10.4, else FLUSH TABLES WITH READ LOCK), or either one. */
+  lockMethod?: 'auto' | LockMethod;
+  /** `lock`: give up taking the lock after this long (lock_wait_timeout). Default 60 s. */
+  lockTimeout?: number | string;
+  /** `lock`: ping the lock's connection this often, to notice if it (and so the lock) is lost. Default 10 s. */
+  keepAliveInterval?: number | string;
+  /** `dump`: the dump tool. Default: `mariadb-dump`, else `mysqldump`, from the PATH. */
+  dumpCommand?: string;
+  /** `dump`: the tool's arguments, replacing {@link DEFAULT_DUMP_ARGS} (connection settings are added by the plug-in). */
+  dumpArgs?: string[];
+  /** `dump`: folder of the dump files in the snapshot. Default `mysql`. */
+  dumpDir?: string;
+}
+
+interface Settings {
+  mode: Mode;
+  connection: ConnectionOptions;
+  databases: string[] | undefined;
+  connectTimeoutMs: number;
+  onUnreachable: 'abort' | 'continue';
+  stopCommand: CommandSpec;
+  startCommand: CommandSpec;
+  commandTimeoutMs: number;
+  waitTimeoutMs: number;
+  lockMethod: 'auto' | LockMethod;
+  lockTimeoutMs: number;
+  keepAliveMs: number;
+  dumpCommand: string | undefined;
+  dumpArgs: readonly string[];
+  dumpDir: string;
+}
+
+/** Databases that are the server's own, never dumped unless named. */
+const SYSTEM_DATABASES = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
+
+/** The database's state for one backup: how to put it back, and whether that happened. */
+interface Hold {
+  /** Start / unlock the database. Runs once however often it is called. */
+  restore(): Promise<void>;
+  /** Set once `onBackupStart` has finished putting the database back. */
+  settled: boolean;
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= fn());
+}
+
+export default definePlugin((options: Record<string, unknown>, api: PluginApi): PluginDefinition => {
+  const settings = parseOptions(options);
+  /** Holds of running backups, keyed by the backup's shared `state` object. */
+  const holds = new WeakMap<object, Hold>();
+  /** Key of this plug-in's entry in the snapshot metadata: its configured name (`mysql-state` by default). */
+  const metaKey = api.name.includes('/') ? 'mysql-state' : api.name;
+
+  function metadata(ctx: HookContext): Record<string, unknown> {
+    return ((ctx.backup.metadata[metaKey] as Record<string, unknown> | undefined) ??= { mode: settings.mode });
+  }
+
+  /** Run the backup (`next`) and then restore the database, without letting a restore error hide the backup's. */
+  async function holdAround(ctx: HookContext, next: Next, hold: Hold): Promise<void> {
+    holds.set(ctx.state, hold);
+    let backupFailed = false;
+    let backupError: unknown;
+    try {
+      await next();
+    } catch (err) {
+      backupFailed = true;
+      backupError = err;
+    }
+    try {
+      await hold.restore();
+    } catch (err) {
+      if (!backupFailed) throw err;
+      ctx.log.error((err as Error).message);
+    } finally {
+      hold.settled = true;
+    }
+    if (backupFailed) throw backupError;
+  }
+
+  /** The server did not answer at backup start. */
+  function unreachable(ctx: HookContext, next: Next, conn: ConnectionConfig, err: unknown): Promise<void> {
+    const message = connectionError('cannot reach the MySQL server', err, conn).message;
+    if (settings.onUnreachable === 'abort') {
+      ctx.abort(`${message}. The backup is aborted (option "onUnreachable": "continue" backs up without ${settings.mode} mode)`);
+    }
+    ctx.log.warn(`${message}; backing up without ${settings.mode} mode (onUnreachable: continue)`);
+    metadata(ctx).skipped = message;
+    return next();
+  }
+
+  async function serviceMode(ctx: HookContext, next: Next, conn: ConnectionConfig): Promise<void> {
+    const target = describeTarget(conn);
+    const before = await probe(conn, settings.connectTimeoutMs);
+    if (!before.up) return unreachable(ctx, next, conn, before.error);
+    if (before.loginError) {
+      ctx.log.debug(`the server answers, but logging in failed (${redact(before.loginError.message, conn)}); service mode does not need to log in`);
+    }
+    if (before.version) metadata(ctx).serverVersion = before.version;
+
+    const hold: Hold = {
+      settled: false,
+      restore: once(async () => {
+        if ((await probe(conn, settings.connectTimeoutMs)).up) return; // already running (e.g. the stop failed)
+        ctx.log.info(`starting MySQL: ${describeCommand(settings.startCommand)}`);
+        const started = Date.now();
+        await runCommand(settings.startCommand, settings.commandTimeoutMs, ctx.log);
+        const { ok, last } = await waitFor(conn, true, settings.waitTimeoutMs);
+        if (!ok) {
+          const why = last.up ? '' : `: ${last.error.message}`;
+          throw new Error(
+            redact(`MySQL did not answer within ${formatMs(settings.waitTimeoutMs)} after \`${describeCommand(settings.startCommand)}\` (${target})${why}. THE DATABASE MAY BE DOWN`, conn),
+          );
+        }
+        ctx.log.info(`MySQL answers again (${Date.now() - started} ms after the start command)`);
+      }),
+    };
+    holds.set(ctx.state, hold);
+
+    try {
+      ctx.log.info(`stopping MySQL: ${describeCommand(settings.stopCommand)}`);
+      await runCommand(settings.stopCommand, settings.commandTimeoutMs, ctx.log);
+      const down = await waitFor(conn, false, settings.waitTimeoutMs);
+      if (!down.ok) throw new Error(`MySQL (${target}) still answers ${formatMs(settings.waitTimeoutMs)} after the stop command`);
+      metadata(ctx).stoppedAt = new Date().toISOString();
+    } catch (err) {
+      // Whatever the stop command left behind, make sure the server runs before giving up.
+      try {
+        await hold.restore();
+      } catch (restoreErr) {
+        ctx.log.error((restoreErr as Error).message);
+      } finally {
+        hold.settled = true;
+      }
+      ctx.abort(`could not stop MySQL: ${redact((err as Error).message, conn)}`);
+    }
+    return holdAround(ctx, next, hold);
+  }
+
+  async function lockMode(ctx: HookContext, next: Next, conn: ConnectionConfig): Promise<void> {
+    const target = describeTarget(conn);
+    let db: mysql.Connection;
+    try {
+      db = await connect(conn, settings.connectTimeoutMs);
+    } catch (err) {
+      const p = await probe(conn, settings.connectTimeoutMs);
+      if (!p.up) return unreachable(ctx, next, conn, err);
+      ctx.abort(connectionError('cannot log in to the MySQL server', err, conn).message);
+    }
+    // Reported errors on this connection mean the lock is gone; never let them crash the process.
+    let lost: string | undefined;
+    let releasing = false;
+    const meta = metadata(ctx);
+    const onLost = (err: unknown) => {
+      if (lost !== undefined || releasing) return;
+      lost = redact(err instanceof Error ? err.message : String(err), conn);
+      ctx.log.error(
+        `GLOBAL READ LOCK LOST: the connection to ${target} holding it failed during the backup (${lost}). ` +
+          'Writes were possible from then on: this backup of the database files may be inconsistent.',
+      );
+      meta.lockLost = { at: new Date().toISOString(), reason: lost };
+    };
+    db.on('error', onLost);
+
+    let method: LockMethod;
+    try {
+      const [rows] = await db.query('SELECT VERSION() AS version');
+      const version = String((rows as Array<{ version: unknown }>)[0]?.version);
+      method = chooseLockMethod(version, settings.lockMethod);
+      ctx.log.info(`taking the global read lock on ${target} (${method === 'backup-stage' ? 'BACKUP STAGE' : 'FLUSH TABLES WITH READ LOCK'})`);
+      const started = Date.now();
+      await takeLock(db, method, settings.lockTimeoutMs / 1000);
+      ctx.log.info(`locked in ${Date.now() - started} ms; writes wait until the backup ends`);
+      Object.assign(meta, { serverVersion: version, lockMethod: method, lockedAt: new Date().toISOString() });
+    } catch (err) {
+      releasing = true;
+      db.destroy(); // closing the connection drops whatever part of the lock it took
+      ctx.abort(connectionError('could not take the global read lock', err, conn).message);
+    }
+
+    const keepAlive = setInterval(() => {
+      db.query('SELECT 1').catch(onLost);
+    }, settings.keepAliveMs);
+    keepAlive.unref();
+
+    const hold: Hold = {
+      settled: false,
+      restore: once(async () => {
+        clearInterval(keepAlive);
+        releasing = true;
+        if (lost === undefined) {
+          try {
+            await releaseLock(db, method);
+            ctx.log.info(`released the global read lock on ${target}`);
+          } catch (err) {
+            ctx.log.warn(`releasing the lock failed (${redact((err as Error).message, conn)}); closing the connection releases it`);
+          }
+        }
+        await closeConnection(db);
+      }),
+    };
+    return holdAround(ctx, next, hold);
+  }
+
+  async function dumpMode(ctx: HookContext, next: Next, conn: ConnectionConfig): Promise<void> {
+    const tool = settings.dumpCommand ?? findDumpTool();
+    if (!tool) {
+      ctx.abort('neither mariadb-dump nor mysqldump was found on the PATH: install the MariaDB/MySQL client or set the "dumpCommand" option');
+    }
+    const target = describeTarget(conn);
+    let db: mysql.Connection;
+    try {
+      db = await connect(conn, settings.connectTimeoutMs);
+    } catch (err) {
+      const p = await probe(conn, settings.connectTimeoutMs);
+      if (!p.up) return unreachable(ctx, next, conn, err);
+      ctx.abort(connectionError('cannot log in to the MySQL server', err, conn).message);
+    }
+    let version: string;
+    let databases: string[];
+    try {
+      const [v] = await db.query('SELECT VERSION() AS version');
+      version = String((v as Array<{ version: unknown }>)[0]?.version);
+      const [rows] = await db.query('SHOW DATABASES');
+      const present = (rows as Array<Record<string, unknown>>).map((r) => String(Object.values(r)[0]));
+      if (settings.databases) {
+        const missing = settings.databases.filter((d) => !present.includes(d));
+        if (missing.length > 0) ctx.abort(`database${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found on ${target}`);
+        databases = settings.databases;
+      } else {
+        databases = present.filter((d) => !SYSTEM_DATABASES.has(d)).sort();
+      }
+    } finally {
+      await closeConnection(db);
+    }
+    if (databases.length === 0) ctx.log.warn(`no databases to dump on ${target}`);
+    const files = databases.map((name) => `${settings.dumpDir}/${name}.sql`);
+    databases.forEach((name, i) => {
+      ctx.addFile(files[i]!, () => abortOnFailure(ctx, dumpDatabase(conn, name, { tool, args: settings.dumpArgs, signal: ctx.signal })), {
+        mode: 0o600,
+      });
+    });
+    Object.assign(metadata(ctx), { serverVersion: version, databases, files, tool: dumpToolVersion(tool) ?? tool });
+    ctx.log.info(`dumping ${databases.length} database(s) from ${target} into ${settings.dumpDir}/ while the backup runs`);
+    await next();
+  }
+
+  return {
+    name: 'mysql-state',
+
+    /** Say at start-up whether the server answers, so a wrong host or password shows before the first backup. */
+    async onServerStart(ctx, next) {
+      try {
+        const conn = await resolveConnection(settings.connection);
+        const p = await probe(conn, settings.connectTimeoutMs);
+        if (!p.up) ctx.log.warn(connectionError('the MySQL server does not answer now', p.error, conn).message);
+        else if (p.loginError && settings.mode !== 'service') ctx.log.warn(connectionError('cannot log in to the MySQL server', p.loginError, conn).message);
+        else ctx.log.info(`MySQL ${p.version ?? ''} answers at ${describeTarget(conn)} (mode ${settings.mode})`);
+      } catch (err) {
+        ctx.log.warn((err as Error).message);
+      }
+      await next();
+    },
+
+    async onBackupStart(ctx, next) {
+      const conn = await resolveConnection(settings.connection).catch((err: Error) => ctx.abort(err.message));
+      switch (settings.mode) {
+        case 'service':
+          return serviceMode(ctx, next, conn);
+        case 'lock':
+          return lockMode(ctx, next, conn);
+        case 'dump':
+          return dumpMode(ctx, next, conn);
+      }
+    },
+
+    /**
+     * The safety net: if the start hook never got to put the database back (its `finally` did not run),
+     * do it now, before the other plug-ins' stop hooks (a post script may need the database).
+     */
+    async onBackupStop(ctx, next) {
+      const hold = holds.get(ctx.state);
+      holds.delete(ctx.state);
+      let failure: unknown;
+      if (hold && !hold.settled) {
+        ctx.log.warn(`the backup ended (${ctx.backup.status}) with MySQL still ${settings.mode === 'service' ? 'stopped' : 'locked'}; restoring it now`);
+        try {
+          await hold.restore();
+        } catch (err) {
+          failure = err;
+        } finally {
+          hold.settled = true;
+        }
+      }
+      await next();
+      if (failure !== undefined) throw failure;
+    },
+  };
+});
+
+/**
+ * A failed dump aborts the backup: the stream errors (so no truncated dump is stored) and `ctx.abort` stops
+ * the backup, so no snapshot is written that silently lacks a database.
+ */
+async function* abortOnFailure(ctx: HookContext, dump: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    yield* dump;
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    ctx.abort((err as Error).message);
+  }
+}
+
+async function closeConnection(db: mysql.Connection): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([db.end(), new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+  } catch {
+    // the connection was already broken
+  } finally {
+    clearTimeout(timer);
+    db.destroy();
+  }
+}
+
+function parseOptions(o: Record<string, unknown>): Settings {
+  const name = 'mysql-state';
+  const known = new Set([
+    'mode', 'host', 'port', 'socket', 'user', 'password', 'defaultsFile', 'database', 'databases', 'connectTimeout',
+    'onUnreachable', 'stopCommand', 'startCommand', 'commandTimeout', 'waitTimeout', 'lockMethod', 'lockTimeout',
+    'keepAliveInterval', 'dumpCommand', 'dumpArgs', 'dumpDir',
+  ]);
+  for (const key of Object.keys(o)) {
+    if (!known.has(key)) throw new Error(`${name}: unknown option "${key}" (known: ${[...known].join(', ')})`);
+  }
+  const oneOf = <T extends string>(key: string, values: readonly T[], fallback?: T): T => {
+    const v = o[key] ?? fallback;
+    if (typeof v !== 'string' || !values.includes(v as T)) {
+      throw new Error(`${name}: option "${key}" must be one of ${values.map((x) => `"${x}"`).join(', ')}`);
+    }
+    return v as T;
+  };
+  const str = (key: string): string | undefined => {
+    const v = o[key];
+    if (v !== undefined && (typeof v !== 'string' || v === '')) throw new Error(`${name}: option "${key}" must be a non-empty string`);
+    return v as string | undefined;
+  };
+  const strings = (key: string): string[] | undefined => {
+    const v = o[key];
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x !== '')) {
+      throw new Error(`${name}: option "${key}" must be an array of non-empty strings`);
+    }
+    return v as string[];
+  };
+  const command = (key: string, fallback: readonly string[]): CommandSpec => {
+    const v = o[key];
+    if (v === undefined) return fallback;
+    if (typeof v === 'string' && v.trim() !== '') return v;
+    if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string')) return v as string[];
+    throw new Error(`${name}: option "${key}" must be a shell command string or an argv array`);
+  };
+  const port = o.port;
+  if (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port) || port <= 0 || port > 65535)) {
+    throw new Error(`${name}: option "port" must be a TCP port number`);
+  }
+  const database = str('database');
+  const databases = strings('databases');
+  if (database !== undefined && databases !== undefined) throw new Error(`${name}: give "database" or "databases", not both`);
+  const list = databases ?? (database !== undefined ? [database] : undefined);
+  for (const d of list ?? []) {
+    if (d.startsWith('-') || d.includes('/')) throw new Error(`${name}: invalid database name ${JSON.stringify(d)}`);
+  }
+  const password = o.password;
+  if (password !== undefined && typeof password !== 'string') throw new Error(`${name}: option "password" must be a string`);
+  const connection: ConnectionOptions = {};
+  for (const key of ['host', 'socket', 'user', 'defaultsFile'] as const) {
+    const v = str(key);
+    if (v !== undefined) connection[key] = v;
+  }
+  if (port !== undefined) connection.port = port as number;
+  if (password !== undefined) connection.password = password;
+  const dumpDir = str('dumpDir') ?? 'mysql';
+  return {
+    mode: oneOf('mode', ['service', 'lock', 'dump'] as const),
+    connection,
+    databases: list,
+    connectTimeoutMs: duration(o.connectTimeout, 'connectTimeout', 10_000),
+    onUnreachable: oneOf('onUnreachable', ['abort', 'continue'] as const, 'abort'),
+    stopCommand: command('stopCommand', ['service', 'mysql', 'stop']),
+    startCommand: command('startCommand', ['service', 'mysql', 'start']),
+    commandTimeoutMs: duration(o.commandTimeout, 'commandTimeout', 120_000),
+    waitTimeoutMs: duration(o.waitTimeout, 'waitTimeout', 120_000),
+    lockMethod: oneOf('lockMethod', ['auto', 'backup-stage', 'flush-tables'] as const, 'auto'),
+    lockTimeoutMs: duration(o.lockTimeout, 'lockTimeout', 60_000),
+    keepAliveMs: duration(o.keepAliveInterval, 'keepAliveInterval', 10_000),
+    dumpCommand: str('dumpCommand'),
+    dumpArgs: strings('dumpArgs') ?? DEFAULT_DUMP_ARGS,
+    dumpDir: dumpDir.replace(/^\/+|\/+$/g, ''),
+  };
+
+  function duration(value: unknown, key: string, fallback: number): number {
+    if (value === undefined) return fallback;
+    if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
+    if (typeof value === 'string') {
+      const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
+      const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m?.[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
+      if (m && Number(m[1]) > 0) return Number(m[1]) * unit;
+    }
+    throw new Error(`${name}: option "${key}" must be a positive number of milliseconds or a duration like "30s"`);
+  }
+}
+
+function formatMs(ms: number): string {
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  if (ms % 1000 === 0) return `${ms / 1000} s`;
+  return `${ms} ms`;
+}

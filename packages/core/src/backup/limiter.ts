@@ -13,6 +13,15 @@ export class Limiter {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
+  /** Takes a slot if one is free, without waiting. */
+  tryAcquire(): boolean {
+    if (this.#active < this.limit) {
+      this.#active++;
+      return true;
+    }
+    return false;
+  }
+
   release(): void {
     const next = this.#waiters.shift();
     if (next) next();

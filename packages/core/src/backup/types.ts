@@ -6,7 +6,7 @@ import type { BlobId, BlobType, Node, Snapshot, Tree } from '../repository/types
  * `Repository` (src/repository) satisfies it; tests may pass a stand-in.
  */
 export interface EngineRepository {
-  readonly config: { readonly chunker: { minSize: number; avgSize: number; maxSize: number; seed: Uint8Array } };
+  readonly config: { readonly chunker: { minSize: number; avgSize: number; maxSize: number; seed: Uint8Array | string } };
   /** Printable location (no credentials). */
   readonly location?: string;
   blobId(data: Uint8Array): BlobId;
@@ -19,6 +19,9 @@ export interface EngineRepository {
   saveSnapshot(snapshot: Snapshot): Promise<string>;
   loadSnapshot(id: string): Promise<Snapshot>;
   lock(kind: 'shared' | 'exclusive'): Promise<{ release(): Promise<void> | void }>;
+  /** Reads index files not read yet (the backup calls it after locking; restore when the index is not loaded). */
+  loadIndex?(): Promise<unknown>;
+  indexStats?(): { loaded: boolean };
 }
 
 /** One entry that could not be backed up or restored, and why. */

@@ -27,7 +27,13 @@ export interface ChunkReadOptions {
    * recorded size. A file that shrank ends early: compare `stats.bytesRead`.
    */
   length?: number;
+  /** chunkFile only: bytes per read call (default 4 MiB, at most maxSize). */
+  readSize?: number;
 }
+
+const DEFAULT_READ_SIZE = 4 * 1024 * 1024;
+
+const noop = (): void => {};
 
 function toChunker(params: ChunkerParams | Chunker): Chunker {
   return params instanceof Chunker ? params : new Chunker(params);
@@ -68,23 +74,51 @@ export async function* chunkFile(
   const stats = options.stats ?? { bytesRead: 0, chunks: 0 };
   const { onRead, signal } = options;
   const limit = options.length ?? Infinity;
-  const buf = pool.acquire(maxSize * 2);
   const size = maxSize * 2;
-  let start = 0;
-  let end = 0;
-  let pos = 0;
+  const readSize = Math.max(1, Math.min(options.readSize ?? DEFAULT_READ_SIZE, maxSize));
+  const buf = pool.acquire(size);
+  let start = 0; // the current chunk begins here
+  let end = 0; // valid data ends here
+  let scanned = 0; // buf[start, scanned) holds no cut (findBoundary's resumeFrom)
+  let pos = 0; // file offset of buf[end]
   let eof = limit <= 0;
+  // One read runs ahead into buf[end, …) while chunks (views before `end`)
+  // are handed out, so reading overlaps the consumer's work.
+  let pending: Promise<number> | undefined;
+  const launch = (): void => {
+    if (pending !== undefined || eof || end === size) return;
+    const want = Math.min(readSize, size - end, limit - pos);
+    const p = typeof fd === 'number' ? readFd(fd, buf, end, want, pos) : fd.read(buf, end, want, pos).then((r) => r.bytesRead);
+    // It may fail while a chunk is out with the consumer: mark it handled
+    // now (the error is rethrown where it is awaited).
+    p.catch(noop);
+    pending = p;
+  };
   try {
+    launch();
     for (;;) {
-      // Cut every boundary that lies in the buffered data; only when none does
-      // (the tail is shorter than maxSize) read more. The unfinished tail is
-      // rescanned after the read: at most one chunk per buffer fill.
-      const cut = chunker.findBoundary(buf, start, end);
+      const cut = chunker.findBoundary(buf, start, end, scanned);
       if (cut >= 0) {
         const chunk = buf.subarray(start, cut);
-        start = cut;
+        start = scanned = cut;
         stats.chunks++;
         yield chunk;
+        continue;
+      }
+      scanned = end;
+      if (pending !== undefined) {
+        signal?.throwIfAborted();
+        const n = await pending;
+        pending = undefined;
+        if (n === 0) eof = true;
+        else {
+          end += n;
+          pos += n;
+          stats.bytesRead += n;
+          onRead?.(n);
+          if (pos >= limit) eof = true;
+        }
+        launch();
         continue;
       }
       if (eof) {
@@ -96,27 +130,19 @@ export async function* chunkFile(
         }
         break;
       }
-      signal?.throwIfAborted();
-      if (start > 0) {
-        // end - start < maxSize, so this frees at least maxSize bytes.
-        buf.copyWithin(0, start, end);
-        end -= start;
-        start = 0;
-      }
-      const want = Math.min(size - end, limit - pos);
-      const n =
-        typeof fd === 'number' ? await readFd(fd, buf, end, want, pos) : (await fd.read(buf, end, want, pos)).bytesRead;
-      if (n === 0) {
-        eof = true;
-        continue;
-      }
-      end += n;
-      pos += n;
-      stats.bytesRead += n;
-      onRead?.(n);
-      if (pos >= limit) eof = true;
+      // No read pending and not at EOF: the buffer is full up to `size`, and
+      // end - start < maxSize (else a cut was found), so compaction frees at
+      // least maxSize bytes. Nothing is in flight into the moved region.
+      buf.copyWithin(0, start, end);
+      end -= start;
+      scanned -= start;
+      start = 0;
+      launch();
     }
   } finally {
+    // A read still in flight writes into `buf`: wait for it before the buffer
+    // goes back to the pool (errors are moot now).
+    if (pending !== undefined) await pending.catch(() => 0);
     pool.release(buf);
   }
   return stats;
@@ -143,6 +169,7 @@ export async function* chunkStream(
   const buf = pool.acquire(size);
   let start = 0;
   let end = 0;
+  let scanned = 0;
   try {
     for await (const piece of source) {
       signal?.throwIfAborted();
@@ -157,6 +184,7 @@ export async function* chunkStream(
           // end - start < maxSize here (all boundaries were cut): compaction frees ≥ maxSize.
           buf.copyWithin(0, start, end);
           end -= start;
+          scanned -= start;
           start = 0;
         }
         const n = Math.min(piece.length - off, size - end);
@@ -167,8 +195,12 @@ export async function* chunkStream(
         // Buffer full: cut every boundary in it; the tail (< maxSize) is
         // moved to the front before the next copy.
         for (;;) {
-          const cut = chunker.findBoundary(buf, start, end);
-          if (cut < 0) break;
+          const cut = chunker.findBoundary(buf, start, end, scanned);
+          if (cut < 0) {
+            scanned = end;
+            break;
+          }
+          scanned = cut;
           const chunk = buf.subarray(start, cut);
           start = cut;
           stats.chunks++;
@@ -177,8 +209,9 @@ export async function* chunkStream(
       }
     }
     while (start < end) {
-      let cut = chunker.findBoundary(buf, start, end);
+      let cut = chunker.findBoundary(buf, start, end, scanned);
       if (cut < 0) cut = end;
+      scanned = cut;
       const chunk = buf.subarray(start, cut);
       start = cut;
       stats.chunks++;

@@ -43,12 +43,27 @@ export async function compress(data: Uint8Array, level = DEFAULT_COMPRESSION_LEV
   }
 }
 
+/** Inputs at least this large are first probed with a sample (see {@link compressIfSmaller}). */
+export const SAMPLE_THRESHOLD = 256 * 1024;
+const SAMPLE_SIZE = 64 * 1024;
+/** A sample that does not shrink below this ratio marks the input as incompressible. */
+const SAMPLE_RATIO = 0.98;
+
 /**
  * Compress `data`, returning the compressed form only when it is smaller than the input;
  * `null` means "store it uncompressed". Inputs under 64 bytes are not compressed.
+ * Inputs of {@link SAMPLE_THRESHOLD} bytes or more are probed first: a 64 KiB sample from
+ * their middle is compressed at level 1, and when it does not shrink by at least 2 % the
+ * input is taken as incompressible (already compressed or encrypted data) and not compressed
+ * at all — this saves most of zstd's cost on such data.
  */
 export async function compressIfSmaller(data: Uint8Array, level = DEFAULT_COMPRESSION_LEVEL): Promise<Buffer | null> {
   if (data.byteLength < 64) return null;
+  if (data.byteLength >= SAMPLE_THRESHOLD) {
+    const start = Math.floor((data.byteLength - SAMPLE_SIZE) / 2);
+    const probe = await compress(data.subarray(start, start + SAMPLE_SIZE), 1);
+    if (probe.byteLength >= SAMPLE_SIZE * SAMPLE_RATIO) return null;
+  }
   const c = await compress(data, level);
   return c.byteLength < data.byteLength ? c : null;
 }

@@ -21,10 +21,9 @@ import { closestMatch } from './suggest.js';
  *     { "package": "@acme/kiwi-plugin-pg", "name": "pg", "options": { "db": "app" } },
  *     { "name": "stop-nginx", "enabled": false }
  *   ],
- *   "storage": {
- *     "myscheme": { "module": "kiwi-storage-myscheme", "options": { "region": "eu" } },
- *     "sftp": { "options": { "port": 2222 } }
- *   },
+ *   "pluginOptions": { "notify": { "url": "https://…" } }, // options without changing the order
+ *   "storage": { "myscheme": "kiwi-storage-myscheme" },     // module (package or path) per URL scheme
+ *   "storageOptions": { "sftp": { "port": 2222 }, "myscheme": { "region": "eu" } },
  *   "backup": {
  *     "paths": ["~/Documents"], "exclude": ["node_modules", "*.tmp"], "excludeFile": ["~/.kiwiignore-global"],
  *     "oneFileSystem": true, "tags": ["laptop"]
@@ -33,7 +32,7 @@ import { closestMatch } from './suggest.js';
  * ```
  *
  * Relative paths (`repository` without a scheme, `passwordFile`, `backup.paths`,
- * `backup.excludeFile`, plug-in `path`s, storage `module` paths) are resolved
+ * `backup.excludeFile`, plug-in `path`s, storage module paths) are resolved
  * against the config file's folder, and a leading `~/` against the home folder;
  * {@link loadConfig} returns them absolute.
  */
@@ -46,8 +45,15 @@ export interface KiwiConfig {
   passwordFile?: string;
   /** Plug-ins, in the order their hooks run (see `PluginRuntime`). */
   plugins?: PluginConfigEntry[];
-  /** Per URL scheme: a custom storage module and/or options for the adapter. */
-  storage?: Record<string, StorageConfig>;
+  /**
+   * Options per plug-in name, merged under a `plugins` entry's own `options`.
+   * Unlike a `plugins` entry, this does not change where a data-dir plug-in runs.
+   */
+  pluginOptions?: Record<string, Record<string, unknown>>;
+  /** Per URL scheme: the storage adapter module (npm package name, or a path). */
+  storage?: Record<string, string>;
+  /** Per URL scheme: options passed to the storage adapter (`local`, `s3`, `sftp` or a custom one). */
+  storageOptions?: Record<string, Record<string, unknown>>;
   /** Defaults for `kiwi backup`. */
   backup?: BackupConfig;
 }
@@ -72,9 +78,6 @@ export interface PluginConfigObject {
   /** `false` disables the plug-in (also a data-dir one). Default true. */
   enabled?: boolean;
 }
-
-/** A storage module spec (package name or path), or `{ module?, options? }`. */
-export type StorageConfig = string | { module?: string; options?: Record<string, unknown> };
 
 export interface BackupConfig {
   /** Sources backed up when `kiwi backup` gets none. */
@@ -177,9 +180,8 @@ export function parseConfig(text: string, file: string, home: string = homedir()
   return resolveConfigPaths(parsed.value as KiwiConfig, dirname(file), home);
 }
 
-const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'storage', 'backup'] as const;
+const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'pluginOptions', 'storage', 'storageOptions', 'backup'] as const;
 const PLUGIN_KEYS = ['name', 'path', 'package', 'options', 'enabled'] as const;
-const STORAGE_KEYS = ['module', 'options'] as const;
 const BACKUP_KEYS = ['paths', 'exclude', 'excludeFile', 'oneFileSystem', 'tags'] as const;
 
 function typeName(v: unknown): string {
@@ -276,19 +278,27 @@ export function validateConfig(value: unknown, positions?: Map<string, JsonPosit
     }
   }
 
+  const schemeKey = (top: string, scheme: string): void => {
+    if (!/^[a-z][a-z0-9+.-]*$/.test(scheme)) {
+      add(`${top}.${scheme}`, `${top}.${scheme}: "${scheme}" is not a valid URL scheme (lower-case letters, digits, "+", "-", ".", starting with a letter)`);
+    }
+  };
   if (value.storage !== undefined && obj(value.storage, 'storage')) {
     for (const [scheme, spec] of Object.entries(value.storage)) {
-      const key = `storage.${scheme}`;
-      if (!/^[a-z][a-z0-9+.-]*$/.test(scheme)) {
-        add(key, `${key}: "${scheme}" is not a valid URL scheme (lower-case letters, digits, "+", "-", ".", starting with a letter)`);
-      }
-      if (typeof spec === 'string') str(spec, key);
-      else if (isPlainObject(spec)) {
-        checkKeys(spec, key, STORAGE_KEYS);
-        if (spec.module !== undefined) str(spec.module, `${key}.module`);
-        if (spec.options !== undefined) obj(spec.options, `${key}.options`);
-      } else add(key, `${key} must be a module name/path or an object { module?, options? }, not ${typeName(spec)}`);
+      schemeKey('storage', scheme);
+      if (typeof spec !== 'string') {
+        add(`storage.${scheme}`, `storage.${scheme} must be a module name or path (a string), not ${typeName(spec)}${isPlainObject(spec) ? '; put adapter options under "storageOptions"' : ''}`);
+      } else str(spec, `storage.${scheme}`);
     }
+  }
+  if (value.storageOptions !== undefined && obj(value.storageOptions, 'storageOptions')) {
+    for (const [scheme, opts] of Object.entries(value.storageOptions)) {
+      schemeKey('storageOptions', scheme);
+      obj(opts, `storageOptions.${scheme}`);
+    }
+  }
+  if (value.pluginOptions !== undefined && obj(value.pluginOptions, 'pluginOptions')) {
+    for (const [name, opts] of Object.entries(value.pluginOptions)) obj(opts, `pluginOptions.${name}`);
   }
 
   if (value.backup !== undefined && obj(value.backup, 'backup')) {
@@ -332,11 +342,8 @@ function resolveConfigPaths(cfg: KiwiConfig, base: string, home: string): KiwiCo
     });
   }
   if (out.storage) {
-    const s: Record<string, StorageConfig> = {};
-    for (const [scheme, spec] of Object.entries(out.storage)) {
-      if (typeof spec === 'string') s[scheme] = isPathSpec(spec) ? rp(spec) : spec;
-      else s[scheme] = spec.module !== undefined && isPathSpec(spec.module) ? { ...spec, module: rp(spec.module) } : { ...spec };
-    }
+    const s: Record<string, string> = {};
+    for (const [scheme, spec] of Object.entries(out.storage)) s[scheme] = isPathSpec(spec) ? rp(spec) : spec;
     out.storage = s;
   }
   if (out.backup) {

@@ -13,7 +13,7 @@ export const KEY_SIZE = 32;
 
 const CIPHER = 'aes-256-gcm';
 /** Ciphertext is produced in slices of this size so no large temporary buffer is allocated per message. */
-const SLICE = 64 * 1024;
+const SLICE = 256 * 1024;
 
 /** Thrown when a message fails authentication (wrong key, tampered or truncated bytes). */
 export class AuthenticationError extends Error {

@@ -63,12 +63,19 @@ export function redact(text: string, secrets: Iterable<string>): string {
 /**
  * True for data keys whose values are never logged: names containing
  * password/passwd/passphrase/secret/token/credential/apikey/authorization/cookie,
- * or named `key`/`auth`/`pass`/`pwd`, or ending in `key` (`accessKey`, `masterKey`).
+ * a word `auth`/`pass`/`pwd`, or whose last word is `key`/`keys` (`key`,
+ * `accessKey`, `private_key`; not `keyId` or `keyFile`).
  */
 export function isSensitiveKey(name: string): boolean {
-  const n = name.toLowerCase().replace(/[_\-\s.]/g, '');
-  if (n === 'key' || n === 'keys' || n === 'auth' || n === 'pass' || n === 'pwd') return true;
-  if (n.endsWith('key') || n.endsWith('keys')) return true;
+  const words = name
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((w) => w.toLowerCase());
+  const last = words[words.length - 1];
+  if (last === 'key' || last === 'keys') return true;
+  if (words.some((w) => w === 'auth' || w === 'pass' || w === 'pwd')) return true;
+  const n = words.join('');
   return /pass(word|wd|phrase)|secret|token|credential|apikey|authorization|cookie|privatekey/.test(n);
 }
 
@@ -76,8 +83,9 @@ const MAX_DEPTH = 6;
 
 /** Copy `data` for logging: sensitive keys become `[redacted]`, strings are scrubbed, errors flattened. */
 export function sanitizeLogData(data: Record<string, unknown>, secrets: Iterable<string> = []): Record<string, unknown> {
-  const list = [...secrets];
-  return sanitizeObject(data, list, 0, new WeakSet());
+  const seen = new WeakSet<object>();
+  seen.add(data);
+  return sanitizeObject(data, [...secrets], 0, seen);
 }
 
 function sanitizeObject(obj: Record<string, unknown>, secrets: string[], depth: number, seen: WeakSet<object>): Record<string, unknown> {

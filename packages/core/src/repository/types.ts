@@ -93,8 +93,8 @@ export interface Snapshot {
   partial?: boolean;
 }
 
-/** Content-defined chunking parameters, stored in the repository config. */
-export interface ChunkerParams {
+/** Content-defined chunking parameters as stored in the repository config (seed base64). */
+export interface RepositoryChunkerParams {
   minSize: number;
   avgSize: number;
   maxSize: number;
@@ -108,7 +108,7 @@ export interface RepositoryConfig {
   version: 1;
   /** Repository id: 32 random bytes, lowercase hex. */
   id: string;
-  chunker: ChunkerParams;
+  chunker: RepositoryChunkerParams;
   compression: { algorithm: 'zstd'; level: number };
   /** Target pack size in bytes. */
   packSize: number;

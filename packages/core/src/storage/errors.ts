@@ -71,7 +71,9 @@ export function isTransientError(err: unknown): boolean {
     statusCode?: unknown;
     cause?: unknown;
   };
-  if (err instanceof StorageError) return err.kind === 'transient';
+  // A StorageError, also one from another copy of @kiwi-backup/core (a custom adapter's own
+  // dependency): its kind decides, never its cause (a permission error caused by a reset is final).
+  if (err instanceof StorageError || (e.name === 'StorageError' && typeof e.kind === 'string')) return e.kind === 'transient';
   if (e.transient === true) return true;
   if (typeof e.code === 'string' && TRANSIENT_CODES.has(e.code)) return true;
   if (typeof e.name === 'string' && TRANSIENT_NAMES.has(e.name)) return true;

@@ -11,6 +11,8 @@
  *   whole file, never a partial one. Saving a name that exists overwrites it
  *   (Kiwi never does this for content-addressed files, but `lock` refreshes rely on it).
  *   The adapter verifies the stored byte count equals `data.byteLength`.
+ *   `save` must not keep a reference to `data` after its promise settles: the engine
+ *   reuses pack buffers (copy the bytes if the adapter needs them later).
  * - `load` returns exactly the bytes saved, or the requested range of them. A
  *   range past the end of the file is an error (never a short read).
  * - `list(type)` yields every file of that type exactly once, paging as needed.

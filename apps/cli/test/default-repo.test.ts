@@ -1,0 +1,42 @@
+import { describe, it, expect, afterAll, beforeAll } from 'vitest';
+import { join } from 'node:path';
+import { writeFile, mkdir, stat, readFile } from 'node:fs/promises';
+import { runKiwi, tempDir, removeDir } from './helpers.js';
+
+describe('the default repository in the data directory', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await tempDir();
+  });
+  afterAll(() => removeDir(work));
+
+  it('is created on first backup with a generated 0600 key file, which later runs use', async () => {
+    const src = join(work, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'x.txt'), 'x');
+    const env = { KIWI_DATA_DIR: join(work, 'data') };
+    const b = await runKiwi(['backup', src], { env });
+    expect(b.code, b.stderr).toBe(0);
+    const keyFile = join(work, 'data', 'repository.password');
+    expect(b.stderr).toContain(keyFile);
+    expect(b.stderr).toMatch(/keep a copy/i);
+    const key = (await readFile(keyFile, 'utf8')).trim();
+    expect(key.length).toBeGreaterThanOrEqual(32);
+    expect(b.stderr + b.stdout).not.toContain(key);
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(work, 'data', 'repository', 'config'))).isFile()).toBe(true);
+
+    const again = await runKiwi(['backup', src], { env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/Created the key file/);
+    const snaps = await runKiwi(['snapshots'], { env });
+    expect(snaps.code).toBe(0);
+    expect(snaps.stdout.trim().split('\n').length).toBe(3); // header + 2
+  });
+
+  it('a non-default repository with no password and no terminal → 2 with a hint', async () => {
+    const r = await runKiwi(['snapshots'], { env: { KIWI_DATA_DIR: join(work, 'data2'), KIWI_REPOSITORY: join(work, 'other') } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/KIWI_PASSWORD/);
+  });
+});

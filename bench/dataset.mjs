@@ -1,0 +1,143 @@
+// Deterministic benchmark data set (~1 GiB): tens of thousands of small files, some large files,
+// duplicate files, and a near-copy of a directory. Same bytes on every machine and every run.
+import { createCipheriv, createHash } from 'node:crypto';
+import { mkdir, writeFile, readFile, rm, open, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const VERSION = 'kiwi-bench-v1';
+
+/** A deterministic byte stream: AES-256-CTR of zeros under a key derived from `label`. */
+function stream(label) {
+  const key = createHash('sha256').update(`${VERSION}:${label}`).digest();
+  const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  const zeros = Buffer.alloc(1 << 20);
+  return {
+    bytes(n) {
+      const parts = [];
+      let left = n;
+      while (left > 0) {
+        const k = Math.min(left, zeros.length);
+        parts.push(cipher.update(zeros.subarray(0, k)));
+        left -= k;
+      }
+      return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    },
+  };
+}
+
+const WORDS = 'the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so what no can more out up about into them some only time could these two may then do first any like now my other over such our man me even most made after also did many before must through back years where much your way down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three'.split(' ');
+
+/** Compressible text, deterministic. */
+function text(label, n) {
+  const rnd = stream(`text:${label}`).bytes(Math.ceil(n / 3) + 16);
+  let out = '';
+  let i = 0;
+  while (out.length < n) {
+    out += WORDS[rnd[i++ % rnd.length] % WORDS.length];
+    out += rnd[i++ % rnd.length] % 13 === 0 ? '.\n' : ' ';
+  }
+  return Buffer.from(out.slice(0, n));
+}
+
+const FIXED_TIME = new Date('2026-01-01T00:00:00Z');
+
+async function writeDet(path, data) {
+  await writeFile(path, data);
+  await utimes(path, FIXED_TIME, FIXED_TIME);
+}
+
+/**
+ * Build the data set under `root` unless it is there already (a marker file records the version).
+ * Layout:
+ *   small/dNN/dMM/fKKK.{txt,bin}   ~24k small files (0.5–24 KiB; text and random)
+ *   large/big-N.bin                4 × 128 MiB (2 random, 2 half text)
+ *   dup/                           a copy of large/big-0.bin and of small/d00
+ *   near/                          a near-copy of small/d01 (1 in 50 files changed)
+ */
+export async function ensureDataset(root) {
+  const marker = join(root, '.complete');
+  try {
+    if ((await readFile(marker, 'utf8')) === VERSION) return;
+  } catch {}
+  await rm(root, { recursive: true, force: true });
+  const rnd = stream('layout').bytes(1 << 20);
+  let r = 0;
+  const next = () => rnd[r++ % rnd.length];
+  // Small files.
+  for (let a = 0; a < 24; a++) {
+    for (let b = 0; b < 20; b++) {
+      const dir = join(root, 'small', `d${String(a).padStart(2, '0')}`, `d${String(b).padStart(2, '0')}`);
+      await mkdir(dir, { recursive: true });
+      for (let k = 0; k < 50; k++) {
+        const size = 512 + ((next() << 8) | next()) % (24 * 1024);
+        const label = `${a}/${b}/${k}`;
+        const isText = next() % 3 !== 0;
+        const data = isText ? text(label, size) : stream(label).bytes(size);
+        await writeDet(join(dir, `f${String(k).padStart(3, '0')}.${isText ? 'txt' : 'bin'}`), data);
+      }
+    }
+  }
+  // Large files.
+  await mkdir(join(root, 'large'), { recursive: true });
+  for (let i = 0; i < 4; i++) {
+    const fh = await open(join(root, 'large', `big-${i}.bin`), 'w');
+    const s = stream(`large-${i}`);
+    for (let m = 0; m < 128; m++) {
+      const chunk = i >= 2 && m % 2 === 0 ? text(`large-${i}-${m}`, 1 << 20) : s.bytes(1 << 20);
+      await fh.write(chunk);
+    }
+    await fh.close();
+    await utimes(join(root, 'large', `big-${i}.bin`), FIXED_TIME, FIXED_TIME);
+  }
+  // Duplicates.
+  await mkdir(join(root, 'dup'), { recursive: true });
+  await writeDet(join(root, 'dup', 'big-0-copy.bin'), await readFile(join(root, 'large', 'big-0.bin')));
+  await copyTree(join(root, 'small', 'd00'), join(root, 'dup', 'd00'), () => false);
+  // Near-copy of a directory: every 50th file changed a little.
+  let n = 0;
+  await copyTree(join(root, 'small', 'd01'), join(root, 'near', 'd01'), () => n++ % 50 === 0);
+  await writeFile(marker, VERSION);
+}
+
+async function copyTree(from, to, change) {
+  const { readdir, stat } = await import('node:fs/promises');
+  await mkdir(to, { recursive: true });
+  for (const name of (await readdir(from)).sort()) {
+    const src = join(from, name);
+    const dst = join(to, name);
+    if ((await stat(src)).isDirectory()) await copyTree(src, dst, change);
+    else {
+      const data = await readFile(src);
+      if (change()) data[Math.floor(data.length / 2)] ^= 0xff;
+      await writeDet(dst, data);
+    }
+  }
+}
+
+/**
+ * Change about 1 % of the data set, deterministically: 1 MiB in the middle of each large file (4 MiB),
+ * 1 file in 100 of the small ones rewritten, and a few new files.
+ */
+export async function applyChange(root) {
+  for (let i = 0; i < 4; i++) {
+    const fh = await open(join(root, 'large', `big-${i}.bin`), 'r+');
+    await fh.write(stream(`change-${i}`).bytes(1 << 20), 0, 1 << 20, 64 << 20);
+    await fh.close();
+  }
+  let k = 0;
+  for (let a = 0; a < 24; a++) {
+    for (let b = 0; b < 20; b++) {
+      const dir = join(root, 'small', `d${String(a).padStart(2, '0')}`, `d${String(b).padStart(2, '0')}`);
+      for (let f = 0; f < 50; f++) {
+        if (k++ % 100 !== 7) continue;
+        const path = join(dir, `f${String(f).padStart(3, '0')}.txt`);
+        try {
+          const data = await readFile(path);
+          await writeFile(path, Buffer.concat([data, text(`append-${k}`, 4096)]));
+        } catch {}
+      }
+    }
+  }
+  await mkdir(join(root, 'new'), { recursive: true });
+  for (let i = 0; i < 100; i++) await writeFile(join(root, 'new', `n${i}.txt`), text(`new-${i}`, 8192));
+}

@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// `pnpm bench`: time Kiwi — and restic and borg when installed — on the same deterministic ~1 GiB data set:
+// first backup, no-change backup, backup after a ~1 % change, full restore. Prints wall time, peak RSS and
+// repository size per tool, and Kiwi's ratio to restic. Also times Kiwi on S3 and SFTP (loopback servers)
+// when `--remote` is given and the servers are available.
+//
+// Usage: pnpm bench [--tools kiwi,restic,borg] [--keep]
+import { spawnSync, execFileSync } from 'node:child_process';
+import { mkdir, rm, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import { ensureDataset, applyChange } from './dataset.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const toolsWanted = opt('tools', 'kiwi,restic,borg').split(',');
+const base = process.env.KIWI_BENCH_DIR ?? join(here, '.work');
+const dataRoot = join(base, 'data');
+const PASSWORD = 'kiwi-bench-password';
+
+function which(bin) {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+const timeBin = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+
+/** Run a command, measuring wall time and peak RSS (via /usr/bin/time when present). */
+function measure(label, cmd, argv, opts = {}) {
+  const rssFile = join(base, 'rss.txt');
+  const start = process.hrtime.bigint();
+  const full = timeBin ? [timeBin, ['-f', '%M', '-o', rssFile, cmd, ...argv]] : [cmd, argv];
+  const r = spawnSync(full[0], full[1], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (r.status !== 0 && !(opts.okCodes ?? []).includes(r.status)) {
+    process.stderr.write(`${label} failed (exit ${r.status}):\n${(r.stderr ?? '').slice(-4000)}\n`);
+    throw new Error(`${label} failed`);
+  }
+  let rssKiB = NaN;
+  if (timeBin) {
+    try {
+      rssKiB = Number(execFileSync('tail', ['-n1', rssFile], { encoding: 'utf8' }).trim());
+    } catch {}
+  }
+  return { seconds, rssMiB: rssKiB / 1024 };
+}
+
+function duBytes(path) {
+  return Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
+}
+
+const kiwiBin = join(root, 'apps', 'cli', 'dist', 'bin.js');
+
+const tools = {
+  kiwi: {
+    available: () => existsSync(kiwiBin),
+    env: (repo) => ({ ...process.env, KIWI_PASSWORD: PASSWORD, KIWI_REPOSITORY: repo, KIWI_DATA_DIR: join(base, 'kiwi-datadir') }),
+    init: (repo, env) => measure('kiwi init', process.execPath, [kiwiBin, 'init'], { env }),
+    backup: (repo, env, label) => measure(label, process.execPath, [kiwiBin, 'backup', dataRoot, '--quiet'], { env }),
+    restore: (repo, env, target) => measure('kiwi restore', process.execPath, [kiwiBin, 'restore', 'latest', '--target', target, '--quiet'], { env }),
+  },
+  restic: {
+    available: () => Boolean(which('restic')),
+    env: (repo) => ({ ...process.env, RESTIC_PASSWORD: PASSWORD, RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: join(base, 'restic-cache') }),
+    init: (repo, env) => measure('restic init', 'restic', ['init', '--repository-version', '2'], { env }),
+    backup: (repo, env, label) => measure(label, 'restic', ['backup', '--quiet', dataRoot], { env }),
+    restore: (repo, env, target) => measure('restic restore', 'restic', ['restore', 'latest', '--target', target, '--quiet'], { env }),
+  },
+  borg: {
+    available: () => Boolean(which('borg')),
+    env: (repo) => ({ ...process.env, BORG_PASSPHRASE: PASSWORD, BORG_REPO: repo, BORG_BASE_DIR: join(base, 'borg-base'), BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' }),
+    init: (repo, env) => measure('borg init', 'borg', ['init', '--encryption', 'repokey-blake2'], { env }),
+    backup: (repo, env, label) => {
+      const n = (tools.borg.n = (tools.borg.n ?? 0) + 1);
+      return measure(label, 'borg', ['create', '--compression', 'zstd,3', `::s${n}`, dataRoot], { env });
+    },
+    restore: (repo, env, target) =>
+      measure('borg extract', 'borg', ['extract', `::s${tools.borg.n}`], { env, cwd: target }),
+  },
+};
+
+const steps = ['first backup', 'no-change backup', 'backup after ~1 % change', 'full restore'];
+
+async function main() {
+  await mkdir(base, { recursive: true });
+  process.stderr.write(`building the data set in ${dataRoot} (once)...\n`);
+  await ensureDataset(dataRoot);
+  // Start from the unchanged data set every run.
+  const pristine = join(base, '.pristine-ok');
+  if (existsSync(pristine)) {
+    await rm(dataRoot, { recursive: true, force: true });
+    await ensureDataset(dataRoot);
+  }
+  await writeFile(pristine, '1');
+  const dataSize = duBytes(dataRoot);
+  const fileCount = Number(execFileSync('sh', ['-c', `find ${JSON.stringify(dataRoot)} -type f | wc -l`], { encoding: 'utf8' }).trim());
+
+  const active = toolsWanted.filter((t) => tools[t]?.available());
+  for (const t of toolsWanted) if (!active.includes(t)) process.stderr.write(`skipping ${t}: not installed\n`);
+  const results = {};
+  const repos = {};
+  for (const t of active) {
+    repos[t] = join(base, `repo-${t}`);
+    await rm(repos[t], { recursive: true, force: true });
+    await rm(join(base, `${t}-datadir`), { recursive: true, force: true });
+    if (t === 'restic') await rm(join(base, 'restic-cache'), { recursive: true, force: true });
+    if (t === 'borg') await rm(join(base, 'borg-base'), { recursive: true, force: true });
+    results[t] = {};
+    tools[t].init(repos[t], tools[t].env(repos[t]));
+  }
+  const dropCaches = () => spawnSync('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'], { stdio: 'ignore' });
+  for (const t of active) {
+    dropCaches();
+    process.stderr.write(`${t}: first backup...\n`);
+    results[t]['first backup'] = tools[t].backup(repos[t], tools[t].env(repos[t]), `${t} first backup`);
+    results[t]['first backup'].repo = duBytes(repos[t]);
+  }
+  for (const t of active) {
+    process.stderr.write(`${t}: no-change backup...\n`);
+    results[t]['no-change backup'] = tools[t].backup(repos[t], tools[t].env(repos[t]), `${t} no-change backup`);
+    results[t]['no-change backup'].repo = duBytes(repos[t]);
+  }
+  await applyChange(dataRoot);
+  for (const t of active) {
+    process.stderr.write(`${t}: backup after change...\n`);
+    results[t]['backup after ~1 % change'] = tools[t].backup(repos[t], tools[t].env(repos[t]), `${t} changed backup`);
+    results[t]['backup after ~1 % change'].repo = duBytes(repos[t]);
+  }
+  for (const t of active) {
+    const target = join(base, `restore-${t}`);
+    await rm(target, { recursive: true, force: true });
+    await mkdir(target, { recursive: true });
+    dropCaches();
+    process.stderr.write(`${t}: restore...\n`);
+    results[t]['full restore'] = tools[t].restore(repos[t], tools[t].env(repos[t]), target);
+    results[t]['full restore'].repo = duBytes(repos[t]);
+    if (!args.includes('--keep')) await rm(target, { recursive: true, force: true });
+  }
+
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const lines = [];
+  lines.push(`Data set: ${(dataSize / 2 ** 30).toFixed(2)} GiB in ${fileCount} files. Machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${os.platform()} ${os.release()}.`);
+  lines.push('');
+  lines.push('| step | tool | wall time (s) | peak RSS (MiB) | repository size (MiB) | Kiwi ÷ restic (time) |');
+  lines.push('| --- | --- | ---: | ---: | ---: | ---: |');
+  for (const step of steps) {
+    for (const t of active) {
+      const r = results[t][step];
+      const ratio = t === 'kiwi' && results.restic ? (r.seconds / results.restic[step].seconds).toFixed(2) : '';
+      lines.push(`| ${step} | ${t} | ${r.seconds.toFixed(1)} | ${Number.isFinite(r.rssMiB) ? r.rssMiB.toFixed(0) : '?'} | ${(r.repo / 2 ** 20).toFixed(1)} | ${ratio} |`);
+    }
+  }
+  if (results.kiwi && results.restic) {
+    const k = results.kiwi['backup after ~1 % change'].repo;
+    const rr = results.restic['backup after ~1 % change'].repo;
+    lines.push('');
+    lines.push(`Final repository size, Kiwi ÷ restic: ${(k / rr).toFixed(3)}`);
+  }
+  const table = lines.join('\n');
+  process.stdout.write(`${table}\n`);
+  await writeFile(join(base, 'last-result.md'), `${table}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${err.stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,945 @@
+import { constants as fsConstants } from 'node:fs';
+import { lstat, open, readlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname, userInfo } from 'node:os';
+import type { BackupInfo, BackupStats, BackupStatus, ContentSource, FileEntry, Logger, VirtualFileOptions } from '../plugins/types.js';
+import type { BlobId, Node, Snapshot, Tree } from '../repository/types.js';
+import { BufferPool, Chunker, chunkFile, chunkStream } from '../chunker/index.js';
+import { normalizeSources, walk, type WalkEntry, type WalkEvent, type WalkOptions } from '../walker/index.js';
+import { BackupAbortedError } from '../plugins/errors.js';
+import type { PluginRuntime } from '../plugins/runtime.js';
+import { contentPieces } from './content.js';
+import { Limiter } from './limiter.js';
+import { nameFields, nameKey, nodeFromStat, nodeKey, toNumberStats } from './node.js';
+import { OwnerNames } from './owners.js';
+import type { EngineRepository, EntryError, ProgressFn } from './types.js';
+
+/** Kiwi's version, recorded in snapshots. */
+export const PROGRAM_VERSION = 'kiwi 0.1.0';
+
+export interface BackupOptions {
+  repository: EngineRepository;
+  /** Paths to back up (made absolute; nested and duplicate sources are folded into their outermost source). */
+  sources: string[];
+  /** Exclude patterns (gitignore syntax). */
+  exclude?: string[];
+  /** Files of exclude patterns. */
+  excludeFiles?: string[];
+  /** Do not cross file-system boundaries below each source. */
+  oneFileSystem?: boolean;
+  /** Do everything but write to the repository (blobs are hashed and counted, no snapshot is written). */
+  dryRun?: boolean;
+  tags?: string[];
+  /** Host name recorded in the snapshot (default: `os.hostname()`). */
+  host?: string;
+  /**
+   * Parent snapshot for change detection: a snapshot id, `null` for none, or
+   * `undefined` for the latest snapshot with the same host and paths.
+   */
+  parent?: string | null;
+  /** The plug-in runtime; without it no hooks run. */
+  plugins?: PluginRuntime;
+  /** Aborting it interrupts the backup (status `interrupted`, no snapshot written). */
+  signal?: AbortSignal;
+  logger?: Logger;
+  /** Live progress, at most every ~100 ms, plus once at the end. */
+  onProgress?: ProgressFn;
+  /** Files read concurrently (default 8). */
+  concurrency?: number;
+  /** Printable repository location for plug-ins (default: `repository.location`). */
+  repositoryLocation?: string;
+  /** Replaces the walker's file-system calls (tests: error injection). */
+  walkFs?: WalkOptions['fs'];
+}
+
+export interface BackupResult {
+  /** The snapshot written (absent for dry runs and failed runs). */
+  snapshotId?: string;
+  snapshot?: Snapshot;
+  /** The parent snapshot used for change detection, if any. */
+  parentId?: string;
+  status: BackupStatus;
+  stats: BackupStats;
+  /** Entries that could not be backed up, with the reason. */
+  errors: EntryError[];
+  /** Warnings (e.g. a file that changed while it was read). */
+  warnings: EntryError[];
+  /** Errors thrown by `onBackupStop` plug-ins (the backup's own result stands). */
+  stopErrors: Error[];
+}
+
+/** Thrown by {@link runBackup} when its `signal` aborted the run. */
+export class BackupInterruptedError extends Error {
+  override readonly name = 'BackupInterruptedError';
+  constructor(reason?: unknown) {
+    super(`backup interrupted${reason instanceof Error ? `: ${reason.message}` : typeof reason === 'string' ? `: ${reason}` : ''}`);
+  }
+}
+
+/**
+ * Thrown (with the original error as `cause`) is never done: a failed backup
+ * rethrows its original error after `onBackupStop` ran; the run's result is
+ * attached to it as `err.backupResult`.
+ */
+export interface ErrorWithBackupResult extends Error {
+  backupResult?: BackupResult;
+}
+
+/** An error of the file system for one entry: recorded, and the backup goes on. */
+class EntryFailure extends Error {
+  constructor(
+    readonly op: string,
+    override readonly cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
+
+function emptyStats(): BackupStats {
+  return {
+    filesNew: 0,
+    filesChanged: 0,
+    filesUnmodified: 0,
+    dirsNew: 0,
+    dirsChanged: 0,
+    dirsUnmodified: 0,
+    errors: 0,
+    bytesRead: 0,
+    totalBytes: 0,
+    totalFiles: 0,
+    blobsNew: 0,
+    dataAdded: 0,
+    dataAddedPacked: 0,
+  };
+}
+
+/** One finished entry of a directory: its raw name and node. */
+interface Item {
+  key: Buffer;
+  node: Node;
+}
+
+/** A directory being assembled (a walked directory, an ancestor of a source, or a virtual directory). */
+interface Frame {
+  path: string;
+  /** The directory's own node (without subtree yet); undefined for the root. */
+  node: Node | undefined;
+  key: Buffer;
+  /** The directory's node in the parent snapshot. */
+  parentNode: Promise<Node | undefined>;
+  /** The parent snapshot's listing of this directory, by raw name. */
+  parentMap: Promise<Map<string, Node> | undefined>;
+  /** Children in walk order; null for skipped/failed entries. */
+  children: Array<Promise<Item | null>>;
+  /** Ancestor/virtual sub-directories by name, assembled after the walk. */
+  subframes: Map<string, Frame>;
+  /** Skipped by a plug-in: children are discarded. */
+  skipped: boolean;
+}
+
+interface VirtualFile {
+  parts: string[];
+  content: ContentSource;
+  options: VirtualFileOptions;
+}
+
+const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
+const PROGRESS_INTERVAL_MS = 100;
+/** Chunk saves in flight beyond one per file (each holds a copy of up to maxSize bytes). */
+const EXTRA_SAVES = 4;
+
+/**
+ * Runs one backup: walk → onFile → change detection → chunk → save blobs →
+ * trees → flush → snapshot, inside the plug-in session so `onBackupStart` runs
+ * before the walk and `onBackupStop` always runs at the end.
+ *
+ * Resolves with the result for `success` and `partial`; for `failure`,
+ * `aborted` and `interrupted` it rejects (after `onBackupStop` ran) with the
+ * original error ({@link BackupAbortedError}, {@link BackupInterruptedError},
+ * or whatever failed), which carries the result as `backupResult`.
+ */
+export async function runBackup(options: BackupOptions): Promise<BackupResult> {
+  const run = new BackupRun(options);
+  return run.run();
+}
+
+class BackupRun {
+  readonly repo: EngineRepository;
+  readonly opts: BackupOptions;
+  readonly sources: string[];
+  readonly stats = emptyStats();
+  readonly errors: EntryError[] = [];
+  readonly warnings: EntryError[] = [];
+  readonly owners = new OwnerNames();
+  readonly log: Logger | undefined;
+  readonly dryRun: boolean;
+  readonly internal = new AbortController();
+  readonly chunker: Chunker;
+  readonly pool: BufferPool;
+  readonly limiter: Limiter;
+  /** Saves in flight beyond one per file (pipelining large files), and their copy buffers. */
+  readonly extraSaves = new Limiter(EXTRA_SAVES);
+  readonly copyPool: BufferPool;
+  readonly virtualFiles: VirtualFile[] = [];
+  readonly realTopNames: Set<string>;
+  /** Blob ids already counted as new in a dry run. */
+  readonly dryRunSeen = new Set<string>();
+  readonly info: BackupInfo;
+  fatal: unknown;
+  lastProgress = 0;
+  currentPath = '';
+  walkDone = false;
+
+  constructor(opts: BackupOptions) {
+    this.opts = opts;
+    this.repo = opts.repository;
+    this.log = opts.logger;
+    this.dryRun = Boolean(opts.dryRun);
+    if (!opts.sources || opts.sources.length === 0) throw new Error('backup: no source paths given');
+    this.sources = normalizeSources(opts.sources);
+    const c = this.repo.config.chunker;
+    const seed = typeof c.seed === 'string' ? Buffer.from(c.seed, 'base64') : c.seed;
+    this.chunker = new Chunker({ minSize: c.minSize, avgSize: c.avgSize, maxSize: c.maxSize, seed });
+    const concurrency = Math.max(1, opts.concurrency ?? 8);
+    this.pool = new BufferPool({ maxIdle: concurrency + 1 });
+    this.limiter = new Limiter(concurrency);
+    this.copyPool = new BufferPool({ maxIdle: EXTRA_SAVES });
+    this.realTopNames = new Set(this.sources.map((s) => s.split('/').filter(Boolean)[0] ?? ''));
+    this.info = {
+      id: randomBytes(8).toString('hex'),
+      sources: this.sources,
+      repository: opts.repositoryLocation ?? this.repo.location ?? '',
+      host: opts.host ?? osHostname(),
+      tags: [...(opts.tags ?? [])],
+      dryRun: this.dryRun,
+      stats: this.stats,
+      status: 'running',
+      metadata: {},
+    };
+  }
+
+  get signal(): AbortSignal {
+    return this.internal.signal;
+  }
+
+  async run(): Promise<BackupResult> {
+    const external = this.opts.signal;
+    const onExternalAbort = () => this.internal.abort(new BackupInterruptedError(external?.reason));
+    if (external?.aborted) onExternalAbort();
+    else external?.addEventListener('abort', onExternalAbort, { once: true });
+
+    const result: BackupResult = {
+      status: 'running',
+      stats: this.stats,
+      errors: this.errors,
+      warnings: this.warnings,
+      stopErrors: [],
+    };
+    let failure: unknown;
+    // The lock comes first: when the repository is locked, no hook runs (nothing to undo).
+    let lock: { release(): Promise<void> | void } | undefined;
+    try {
+      lock = await this.repo.lock('shared');
+    } catch (err) {
+      external?.removeEventListener('abort', onExternalAbort);
+      throw err;
+    }
+    const session = this.opts.plugins?.createBackupSession({
+      backup: this.info,
+      signal: this.internal.signal,
+      abortController: this.internal,
+      onAddFile: (path: string, content: ContentSource, opts?: VirtualFileOptions) => this.addVirtualFile(path, content, opts),
+    });
+    this.currentSession = session;
+    try {
+      const body = async () => {
+        this.signal.throwIfAborted();
+        const out = await this.body();
+        result.snapshot = out.snapshot;
+        result.snapshotId = out.snapshotId;
+        result.parentId = out.parentId;
+      };
+      if (session) await session.start(body);
+      else await body();
+      result.status = this.errors.length > 0 ? 'partial' : 'success';
+    } catch (err) {
+      failure = err;
+      result.status = this.classify(err);
+      if (result.status === 'interrupted' && !(err instanceof BackupInterruptedError)) {
+        failure = new BackupInterruptedError(external?.reason);
+      }
+    } finally {
+      external?.removeEventListener('abort', onExternalAbort);
+      if (!this.internal.signal.aborted && failure !== undefined) this.internal.abort(failure);
+      this.info.status = result.status;
+      if (failure !== undefined) this.info.error = failure instanceof Error ? failure : new Error(String(failure));
+      if (result.snapshotId !== undefined) this.info.snapshotId = result.snapshotId;
+      if (lock) {
+        try {
+          await lock.release();
+        } catch (err) {
+          this.log?.warn(`releasing the repository lock failed: ${(err as Error).message}`);
+        }
+      }
+      if (session) {
+        try {
+          result.stopErrors = await session.stop();
+        } catch (err) {
+          result.stopErrors = [err as Error];
+        }
+      }
+      this.opts.onProgress?.(this.stats, '');
+    }
+    if (failure !== undefined) {
+      const err = (failure instanceof Error ? failure : new Error(String(failure))) as ErrorWithBackupResult;
+      try {
+        err.backupResult = result;
+      } catch {
+        // frozen error objects: fine
+      }
+      throw err;
+    }
+    return result;
+  }
+
+  classify(err: unknown): BackupStatus {
+    if (err instanceof BackupAbortedError || (err as Error | undefined)?.name === 'BackupAbortedError') return 'aborted';
+    if (err instanceof BackupInterruptedError || this.opts.signal?.aborted) return 'interrupted';
+    return 'failure';
+  }
+
+  addVirtualFile(path: string, content: ContentSource, options: VirtualFileOptions = {}): void {
+    if (this.walkDone) throw new Error(`addFile('${path}'): too late, the snapshot's tree is already built`);
+    if (typeof path !== 'string') throw new TypeError('addFile: path must be a string');
+    const parts = path.split('/').filter((p) => p !== '');
+    if (parts.length === 0) throw new Error(`addFile('${path}'): empty path`);
+    for (const p of parts) {
+      if (p === '.' || p === '..' || p.includes('\0')) throw new Error(`addFile('${path}'): invalid path component '${p}'`);
+    }
+    if (this.realTopNames.has(parts[0]!)) {
+      throw new Error(`addFile('${path}'): clashes with the backed-up path '/${parts[0]}'`);
+    }
+    const joined = parts.join('/');
+    for (const v of this.virtualFiles) {
+      const other = v.parts.join('/');
+      if (other === joined || other.startsWith(joined + '/') || joined.startsWith(other + '/')) {
+        throw new Error(`addFile('${path}'): clashes with the virtual file '${other}'`);
+      }
+    }
+    this.virtualFiles.push({ parts, content, options });
+  }
+
+  // ---------------------------------------------------------------- the walk
+
+  recordError(path: string, message: string): void {
+    this.errors.push({ path, message });
+    this.stats.errors++;
+    this.log?.warn(`${path}: ${message}`);
+  }
+
+  progress(path: string): void {
+    this.currentPath = path;
+    const cb = this.opts.onProgress;
+    if (!cb) return;
+    const now = Date.now();
+    if (now - this.lastProgress >= PROGRESS_INTERVAL_MS) {
+      this.lastProgress = now;
+      cb(this.stats, path);
+    }
+  }
+
+  /** Keeps a background promise from being an unhandled rejection; its failure ends the run. */
+  guard<T>(p: Promise<T>): Promise<T> {
+    p.catch((err: unknown) => {
+      if (this.fatal === undefined) {
+        this.fatal = err;
+        if (!this.internal.signal.aborted) this.internal.abort(err);
+      }
+    });
+    return p;
+  }
+
+  checkFatal(): void {
+    if (this.fatal !== undefined) throw this.fatal;
+    this.signal.throwIfAborted();
+  }
+
+  async resolveParent(): Promise<{ id: string; snapshot: Snapshot } | undefined> {
+    const p = this.opts.parent;
+    if (p === null) return undefined;
+    const repo = this.repo as EngineRepository & {
+      findSnapshot?: (ref: string, filter?: { host?: string; paths?: string[] }) => Promise<{ id: string; snapshot: Snapshot } | undefined>;
+      // Repository.findSnapshot rejects with SnapshotNotFoundError when nothing matches.
+    };
+    if (typeof p === 'string') {
+      if (repo.findSnapshot) {
+        const found = await repo.findSnapshot(p);
+        if (!found) throw new Error(`parent snapshot ${p} not found`);
+        return found;
+      }
+      return { id: p, snapshot: await this.repo.loadSnapshot(p) };
+    }
+    if (!repo.findSnapshot) return undefined;
+    try {
+      return (await repo.findSnapshot('latest', { host: this.info.host, paths: this.sources })) ?? undefined;
+    } catch (err) {
+      if ((err as Error | undefined)?.name === 'SnapshotNotFoundError') return undefined;
+      throw err;
+    }
+  }
+
+  async loadListing(id: BlobId | undefined): Promise<Map<string, Node> | undefined> {
+    if (id === undefined) return undefined;
+    try {
+      const tree = await this.repo.loadTree(id);
+      const map = new Map<string, Node>();
+      for (const n of tree.nodes) map.set(nodeKey(n), n);
+      return map;
+    } catch (err) {
+      this.log?.warn(`parent tree ${id} could not be loaded, its files are read again: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  newFrame(path: string, key: Buffer, node: Node | undefined, parent: Frame | undefined): Frame {
+    const parentNode = parent
+      ? parent.parentMap.then((m) => m?.get(nameKey(key)))
+      : Promise.resolve(undefined);
+    const parentMap = parent
+      ? parentNode.then((n) => (n && n.type === 'dir' ? this.loadListing(n.subtree) : undefined))
+      : Promise.resolve(undefined);
+    // These promises are awaited later; keep them from being flagged as unhandled meanwhile.
+    parentNode.catch(() => undefined);
+    parentMap.catch(() => undefined);
+    return { path, node, key, parentNode, parentMap, children: [], subframes: new Map(), skipped: false };
+  }
+
+  async body(): Promise<{ snapshot?: Snapshot; snapshotId?: string; parentId?: string }> {
+    const startTime = new Date();
+    // Pick up index files written since the repository was opened (by us or others): dedup needs them.
+    if (this.repo.loadIndex) await this.repo.loadIndex();
+    const parent = await this.resolveParent();
+    if (parent) this.log?.info(`using parent snapshot ${parent.id.slice(0, 8)}`);
+
+    // The root frame mirrors '/': ancestors of each source become sub-frames with real lstat metadata.
+    const root = this.newFrame('/', Buffer.alloc(0), undefined, undefined);
+    root.parentMap = parent ? this.loadListing(parent.snapshot.tree) : Promise.resolve(undefined);
+    root.parentMap.catch(() => undefined);
+    /** source path → the frame its top entry belongs to. */
+    const sourceParent = new Map<string, Frame>();
+    for (const src of this.sources) {
+      const parts = src.split('/').filter(Boolean);
+      let frame = root;
+      let path = '';
+      for (const part of parts.slice(0, -1)) {
+        path += '/' + part;
+        let sub = frame.subframes.get(part);
+        if (!sub) {
+          const key = Buffer.from(part, 'utf8');
+          let node: Node;
+          try {
+            node = nodeFromStat(key, 'dir', await lstat(path, { bigint: true }), this.owners);
+          } catch (err) {
+            this.recordError(path, `lstat: ${(err as Error).message}`);
+            node = this.syntheticDirNode(key, 0o755);
+          }
+          sub = this.newFrame(path, key, node, frame);
+          frame.subframes.set(part, sub);
+        }
+        frame = sub;
+      }
+      sourceParent.set(src, frame);
+    }
+
+    await this.walkSources(root, sourceParent);
+    this.walkDone = true;
+
+    // Virtual files from plug-ins: top level of the root tree under their relative path.
+    await this.addVirtualFiles(root);
+    this.checkFatal();
+
+    const rootItem = await this.finishFrame(root);
+    this.checkFatal();
+    const treeId = rootItem.node.subtree!;
+    if (!this.dryRun) await this.repo.flush();
+    this.checkFatal();
+
+    const endTime = new Date();
+    const me = safeUserInfo();
+    const snapshot: Snapshot = {
+      time: startTime.toISOString(),
+      hostname: this.info.host,
+      username: me?.username ?? '',
+      ...(me && me.uid >= 0 ? { uid: me.uid, gid: me.gid } : {}),
+      paths: [...this.sources],
+      tags: [...this.info.tags],
+      tree: treeId,
+      ...(parent ? { parent: parent.id } : {}),
+      ...(this.opts.exclude?.length ? { excludes: [...this.opts.exclude] } : {}),
+      summary: {
+        ...this.stats,
+        startTime: startTime.toISOString(),
+        endTime: endTime.toISOString(),
+      },
+      programVersion: PROGRAM_VERSION,
+      ...(Object.keys(this.info.metadata).length ? { plugins: this.info.metadata } : {}),
+      ...(this.errors.length ? { partial: true } : {}),
+    };
+    if (this.dryRun) return { snapshot, ...(parent ? { parentId: parent.id } : {}) };
+    this.signal.throwIfAborted();
+    const snapshotId = await this.repo.saveSnapshot(snapshot);
+    return { snapshot, snapshotId, ...(parent ? { parentId: parent.id } : {}) };
+  }
+
+  syntheticDirNode(key: Buffer, mode: number, mtime: Date = new Date()): Node {
+    const me = safeUserInfo();
+    const uid = me?.uid ?? 0;
+    const gid = me?.gid ?? 0;
+    const ns = (BigInt(mtime.getTime()) * 1_000_000n).toString();
+    const node: Node = {
+      ...nameFields(key),
+      type: 'dir',
+      mode,
+      uid: uid < 0 ? 0 : uid,
+      gid: gid < 0 ? 0 : gid,
+      mtimeNs: ns,
+      ctimeNs: ns,
+      inode: '0',
+      dev: '0',
+      size: 0,
+    };
+    const user = this.owners.user(node.uid);
+    if (user !== undefined) node.user = user;
+    const group = this.owners.group(node.gid);
+    if (group !== undefined) node.group = group;
+    return node;
+  }
+
+  async walkSources(root: Frame, sourceParent: Map<string, Frame>): Promise<void> {
+    const stack: Frame[] = [];
+    const hasOnFile = this.currentSession !== undefined && (this.opts.plugins?.has('onFile') ?? false);
+    const events = walk(this.sources, {
+      exclude: this.opts.exclude ?? [],
+      excludeFiles: this.opts.excludeFiles ?? [],
+      oneFileSystem: Boolean(this.opts.oneFileSystem),
+      signal: this.signal,
+      ...(this.opts.walkFs ? { fs: this.opts.walkFs } : {}),
+    }) as AsyncIterable<WalkEvent>;
+    for await (const ev of events) {
+      this.checkFatal();
+      if (ev.kind === 'error') {
+        this.recordError(ev.path, `${ev.op}: ${ev.error?.message ?? String(ev.error)}`);
+        continue;
+      }
+      const entry = ev.entry;
+      if (ev.kind === 'leave') {
+        const frame = stack.pop();
+        if (!frame) throw new Error(`walker: unbalanced leave for ${entry.path}`);
+        if (frame.skipped) continue;
+        const parentFrame = stack.length > 0 ? stack[stack.length - 1]! : sourceParent.get(entry.source)!;
+        if (parentFrame === root && frame === root) continue;
+        if (frame === root) continue;
+        if (parentFrame.skipped) continue;
+        parentFrame.children.push(this.guard(this.finishFrame(frame)));
+        continue;
+      }
+
+      // 'enter' or 'entry'
+      this.progress(entry.path);
+      const parentFrame = stack.length > 0 ? stack[stack.length - 1]! : sourceParent.get(entry.source);
+      if (!parentFrame) throw new Error(`walker: no parent frame for ${entry.path} (source ${entry.source})`);
+      const skippedParent = parentFrame.skipped;
+      let metadata: Record<string, unknown> | undefined;
+      let content: ContentSource | undefined;
+      let skip = skippedParent;
+      if (!skip && hasOnFile) {
+        const decision = await this.askPlugins(entry);
+        this.checkFatal();
+        if (decision) {
+          skip = decision.skip;
+          metadata = decision.metadata;
+          content = decision.content;
+        }
+      }
+
+      if (ev.kind === 'enter') {
+        if (skip) {
+          skipChildren(entry);
+          const frame = this.newFrame(entry.path, entry.name, undefined, undefined);
+          frame.skipped = true;
+          stack.push(frame);
+          continue;
+        }
+        // The source '/' itself is the root frame.
+        if (entry.depth === 0 && entry.path === '/') {
+          stack.push(root);
+          continue;
+        }
+        const node = nodeFromStat(entry.name, 'dir', entry.stat, this.owners);
+        if (metadata && Object.keys(metadata).length) node.metadata = metadata;
+        stack.push(this.newFrame(entry.path, entry.name, node, parentFrame));
+        continue;
+      }
+
+      // A non-directory entry.
+      if (skip) continue;
+      const wait = this.limiter.acquire();
+      if (wait) await wait;
+      this.checkFatal();
+      const p = this.backupEntry(entry, parentFrame, metadata, content).finally(() => this.limiter.release());
+      parentFrame.children.push(this.guard(p));
+    }
+    if (stack.length > 0) throw new Error(`walker: ${stack.length} directories were entered but not left`);
+  }
+
+  async askPlugins(entry: WalkEntry): Promise<{ skip: boolean; content?: ContentSource; metadata?: Record<string, unknown> } | undefined> {
+    const session = this.currentSession;
+    if (!session) return undefined;
+    const fileEntry: FileEntry = {
+      path: entry.path,
+      type: entry.type === 'file' || entry.type === 'dir' || entry.type === 'symlink' ? entry.type : 'other',
+      stat: toNumberStats(entry.stat),
+    };
+    const pending = session.file(fileEntry);
+    if (pending === undefined) return undefined;
+    const d = await pending;
+    const metadata = d.metadata ?? fileEntry.metadata;
+    return {
+      skip: Boolean(d.skip),
+      ...(d.content !== undefined && entry.type === 'file' ? { content: d.content } : {}),
+      ...(metadata && Object.keys(metadata).length ? { metadata } : {}),
+    };
+  }
+
+  currentSession: ReturnType<PluginRuntime['createBackupSession']> | undefined;
+
+  // --------------------------------------------------------------- entries
+
+  async backupEntry(
+    entry: WalkEntry,
+    frame: Frame,
+    metadata: Record<string, unknown> | undefined,
+    content: ContentSource | undefined,
+  ): Promise<Item | null> {
+    let node = nodeFromStat(entry.name, entry.type, entry.stat, this.owners);
+    if (metadata) node.metadata = metadata;
+    try {
+      switch (entry.type) {
+        case 'file': {
+          const parentNode = (await frame.parentMap)?.get(nameKey(entry.name));
+          if (content !== undefined) {
+            await this.saveContent(node, content);
+            this.countFile(node, parentNode);
+          } else if (parentNode && this.unchanged(parentNode, node)) {
+            node.content = parentNode.content!.slice();
+            this.stats.filesUnmodified++;
+          } else {
+            node = await this.readFile(entry, node);
+            this.countFile(node, parentNode);
+          }
+          this.stats.totalBytes += node.size;
+          break;
+        }
+        case 'symlink': {
+          let target: Buffer;
+          try {
+            target = (await readlink(entry.pathBuf, { encoding: 'buffer' })) as Buffer;
+          } catch (err) {
+            throw new EntryFailure('readlink', err);
+          }
+          const s = strictUtf8OrUndefined(target);
+          if (s !== undefined) node.linkTarget = s;
+          else {
+            node.linkTarget = target.toString('utf8');
+            node.linkTargetRaw = target.toString('base64');
+          }
+          break;
+        }
+        default:
+          // fifo, socket, devices: metadata only, never opened.
+          break;
+      }
+    } catch (err) {
+      if (err instanceof EntryFailure) {
+        this.recordError(entry.path, describeFsError(err.op, err.cause));
+        return null;
+      }
+      throw err;
+    }
+    this.stats.totalFiles++;
+    this.progress(entry.path);
+    return { key: entry.name, node };
+  }
+
+  countFile(node: Node, parentNode: Node | undefined): void {
+    if (parentNode) this.stats.filesChanged++;
+    else this.stats.filesNew++;
+    void node;
+  }
+
+  /** Same type, size, mtime, ctime and inode, and every content blob still in the repository. */
+  unchanged(prev: Node, cur: Node): boolean {
+    if (prev.type !== 'file' || !prev.content) return false;
+    if (prev.size !== cur.size || prev.mtimeNs !== cur.mtimeNs || prev.ctimeNs !== cur.ctimeNs || prev.inode !== cur.inode) {
+      return false;
+    }
+    for (const id of prev.content) if (!this.repo.hasBlob('data', id)) return false;
+    return true;
+  }
+
+  /**
+   * Reads a regular file: open (O_NOFOLLOW), fstat (must still be a regular
+   * file; its metadata is recorded when it differs from the walk's lstat),
+   * chunk, store. A file that shrank while read, or (for files read in more
+   * than one call) whose size or mtime changed meanwhile, is stored as read
+   * with a warning. A small file read in one call is not stat'ed again: if it
+   * changed right after the fstat, its recorded mtime makes the next backup
+   * read it again.
+   */
+  async readFile(entry: WalkEntry, node: Node): Promise<Node> {
+    let fh;
+    try {
+      fh = await open(entry.pathBuf, OPEN_FLAGS);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new EntryFailure('open', new Error('file vanished before it could be read'));
+      if (code === 'ELOOP') throw new EntryFailure('open', new Error('file was replaced by a symlink'));
+      throw new EntryFailure('open', err);
+    }
+    try {
+      let st;
+      try {
+        st = await fh.stat({ bigint: true });
+      } catch (err) {
+        throw new EntryFailure('fstat', err);
+      }
+      if (!st.isFile()) throw new EntryFailure('fstat', new Error('no longer a regular file'));
+      const w = entry.stat;
+      if (st.ino !== w.ino || st.dev !== w.dev || st.size !== w.size || st.mtimeNs !== w.mtimeNs || st.ctimeNs !== w.ctimeNs) {
+        // Changed since the walk saw it: record what was actually opened.
+        const metadata = node.metadata;
+        node = nodeFromStat(entry.name, 'file', st, this.owners);
+        if (metadata) node.metadata = metadata;
+      }
+      const size = Number(st.size);
+      const readStats = { bytesRead: 0, chunks: 0 };
+      const it = chunkFile(fh.fd, this.chunker, this.pool, {
+        stats: readStats,
+        signal: this.signal,
+        length: size,
+        onRead: (n) => {
+          this.stats.bytesRead += n;
+        },
+      });
+      node.content = await this.storeChunks(it, size > this.chunker.minSize, 'read');
+      const read = readStats.bytesRead;
+      let changed = read !== size;
+      if (!changed && size > this.chunker.minSize) {
+        try {
+          const after = await fh.stat({ bigint: true });
+          changed = after.size !== st.size || after.mtimeNs !== st.mtimeNs;
+        } catch {
+          // fstat on an open descriptor does not fail in practice; nothing to add.
+        }
+      }
+      if (changed) {
+        const message = `file changed while it was read (stored the ${read} bytes read)`;
+        this.warnings.push({ path: entry.path, message });
+        this.log?.warn(`${entry.path}: ${message}`);
+      }
+      node.size = read;
+      return node;
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Stores the chunks of `it` as data blobs and returns their ids in order.
+   * With `pipeline`, a chunk is copied into a pooled buffer so that its
+   * `saveBlob` (compression on the thread pool) overlaps with reading and
+   * hashing the next one — at most one extra save per file, and at most
+   * {@link EXTRA_SAVES} across the run; without a free slot it just waits.
+   * Without `pipeline` each chunk is saved before the reader resumes (the
+   * chunk's buffer is only valid until then).
+   */
+  async storeChunks(it: AsyncGenerator<Buffer, unknown, undefined>, pipeline: boolean, op: string): Promise<BlobId[]> {
+    const ids: BlobId[] = [];
+    let pending: Promise<void> | undefined;
+    try {
+      for (;;) {
+        let r: IteratorResult<Buffer, unknown>;
+        try {
+          r = await it.next();
+        } catch (err) {
+          if (this.signal.aborted) throw this.signal.reason;
+          throw new EntryFailure(op, err);
+        }
+        if (r.done) break;
+        const chunk = r.value;
+        const idx = ids.length;
+        ids.push('');
+        if (pipeline && !this.dryRun && this.extraSaves.tryAcquire()) {
+          const copy = this.copyPool.acquire(chunk.length);
+          chunk.copy(copy, 0, 0, chunk.length);
+          const p = this.saveData(copy.subarray(0, chunk.length)).then(
+            (id) => {
+              ids[idx] = id;
+            },
+          ).finally(() => {
+            this.copyPool.release(copy);
+            this.extraSaves.release();
+          });
+          p.catch(() => undefined);
+          if (pending) await pending;
+          pending = p;
+        } else {
+          if (pending) {
+            await pending;
+            pending = undefined;
+          }
+          ids[idx] = await this.saveData(chunk);
+        }
+      }
+      if (pending) await pending;
+      pending = undefined;
+    } finally {
+      if (pending) await pending.catch(() => undefined);
+      await it.return(undefined as never).catch(() => undefined);
+    }
+    return ids;
+  }
+
+  /** Stores replacement content (a plug-in's) for `node`; sets content and size. */
+  async saveContent(node: Node, content: ContentSource): Promise<void> {
+    const readStats = { bytesRead: 0, chunks: 0 };
+    const it = chunkStream(contentPieces(content), this.chunker, this.pool, { stats: readStats, signal: this.signal });
+    node.content = await this.storeChunks(it, true, 'read content');
+    node.size = readStats.bytesRead;
+  }
+
+  async saveData(chunk: Buffer): Promise<BlobId> {
+    if (this.dryRun) {
+      const id = this.repo.blobId(chunk);
+      if (!this.repo.hasBlob('data', id) && !this.dryRunSeen.has(id)) {
+        this.dryRunSeen.add(id);
+        this.stats.blobsNew++;
+        this.stats.dataAdded += chunk.length;
+      }
+      return id;
+    }
+    const r = await this.repo.saveBlob('data', chunk);
+    if (!r.known) {
+      this.stats.blobsNew++;
+      this.stats.dataAdded += chunk.length;
+      this.stats.dataAddedPacked += r.storedSize;
+    }
+    return r.id;
+  }
+
+  async saveTreeBlob(tree: Tree): Promise<BlobId> {
+    if (this.dryRun) return this.repo.blobId(Buffer.from(JSON.stringify(tree)));
+    return this.repo.saveTree(tree);
+  }
+
+  // ------------------------------------------------------------ directories
+
+  /** Waits for a directory's children, saves its tree and returns its node. */
+  async finishFrame(frame: Frame): Promise<Item> {
+    for (const sub of frame.subframes.values()) frame.children.push(this.guard(this.finishFrame(sub)));
+    const items = (await Promise.all(frame.children)).filter((i): i is Item => i !== null);
+    items.sort((a, b) => Buffer.compare(a.key, b.key));
+    const nodes: Node[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      if (i > 0 && items[i - 1]!.key.equals(item.key)) {
+        this.recordError(joinPath(frame.path, item.node.name), 'two entries with the same name; the later one is left out');
+        continue;
+      }
+      nodes.push(item.node);
+    }
+    const id = await this.saveTreeBlob({ nodes });
+    const node: Node = frame.node ? { ...frame.node, subtree: id } : this.rootNode(id);
+    if (frame.node) {
+      const prev = await frame.parentNode;
+      if (!prev) this.stats.dirsNew++;
+      else if (prev.subtree === id) this.stats.dirsUnmodified++;
+      else this.stats.dirsChanged++;
+    }
+    return { key: frame.key, node };
+  }
+
+  rootNode(id: BlobId): Node {
+    return { ...this.syntheticDirNode(Buffer.alloc(0), 0o755), subtree: id };
+  }
+
+  async addVirtualFiles(root: Frame): Promise<void> {
+    for (const vf of this.virtualFiles) {
+      this.checkFatal();
+      let frame = root;
+      let path = '';
+      for (const part of vf.parts.slice(0, -1)) {
+        path += '/' + part;
+        let sub = frame.subframes.get(part);
+        if (!sub) {
+          const key = Buffer.from(part, 'utf8');
+          sub = this.newFrame(path, key, this.syntheticDirNode(key, 0o700), frame);
+          frame.subframes.set(part, sub);
+        }
+        frame = sub;
+      }
+      const name = vf.parts[vf.parts.length - 1]!;
+      const key = Buffer.from(name, 'utf8');
+      const file = this.syntheticDirNode(key, vf.options.mode ?? 0o600, vf.options.mtime ?? new Date());
+      file.type = 'file';
+      const filePath = `${path}/${name}`;
+      try {
+        await this.saveContent(file, vf.content);
+      } catch (err) {
+        if (err instanceof EntryFailure) {
+          this.recordError(filePath, `virtual file: ${err.message}`);
+          continue;
+        }
+        throw err;
+      }
+      this.stats.filesNew++;
+      this.stats.totalFiles++;
+      this.stats.totalBytes += file.size;
+      frame.children.push(Promise.resolve({ key, node: file }));
+    }
+  }
+}
+
+function skipChildren(entry: WalkEntry): void {
+  const e = entry as WalkEntry & { skipChildren?: () => void; skip?: () => void };
+  if (typeof e.skipChildren === 'function') e.skipChildren();
+  else if (typeof e.skip === 'function') e.skip();
+}
+
+function joinPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+function strictUtf8OrUndefined(b: Buffer): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(b);
+  } catch {
+    return undefined;
+  }
+}
+
+function describeFsError(op: string, cause: unknown): string {
+  const e = cause as NodeJS.ErrnoException;
+  const code = e?.code ? `${e.code}: ` : '';
+  const msg = (e?.message ?? String(cause)).replace(/^[A-Z]+: /, '');
+  return `${op}: ${code}${msg}`;
+}
+
+function safeUserInfo(): { username: string; uid: number; gid: number } | undefined {
+  try {
+    return userInfo();
+  } catch {
+    return undefined;
+  }
+}
+

@@ -1,0 +1,229 @@
+/**
+ * The packer: appends encrypted blobs to pack buffers (one open pack per blob type),
+ * finishes a pack with its encrypted header when it reaches the target size, and
+ * uploads finished packs with bounded parallelism.
+ *
+ * Memory is bounded: pack buffers come from a pool of at most `maxInFlight + 2`
+ * buffers; a buffer returns to the pool when its upload finishes. When none is free,
+ * `add` waits (back-pressure to the caller).
+ */
+import { createHash } from 'node:crypto';
+import { OVERHEAD, encryptInto } from '../crypto/aead.js';
+import type { Storage } from '../storage/types.js';
+import { handlePath } from '../storage/types.js';
+import { FLAG_TREE, ID_SIZE } from './index-table.js';
+import { encodePackHeader, packTrailerSize, type PackEntry } from './pack-format.js';
+import type { BlobType } from './types.js';
+
+export interface PackerOptions {
+  storage: Storage;
+  encKey: Buffer;
+  /** Target pack size in bytes. */
+  packSize: number;
+  /** Packs uploading at once (default 2). */
+  maxInFlight?: number;
+  /** Called after a pack is stored, before its buffer is reused. */
+  onUploaded: (packId: string, entries: PackEntry[], size: number) => void;
+}
+
+interface OpenPack {
+  type: BlobType;
+  buf: Buffer;
+  pooled: boolean;
+  pos: number;
+  entries: PackEntry[];
+}
+
+export class Packer {
+  private readonly storage: Storage;
+  private readonly encKey: Buffer;
+  private readonly packSize: number;
+  private readonly capacity: number;
+  private readonly maxInFlight: number;
+  private readonly maxBuffers: number;
+  private readonly onUploaded: PackerOptions['onUploaded'];
+  private readonly pool: Buffer[] = [];
+  private buffersCreated = 0;
+  private readonly open: Partial<Record<BlobType, OpenPack>> = {};
+  private readonly uploads = new Set<Promise<void>>();
+  private readonly queue: Array<() => void> = [];
+  private running = 0;
+  private waiters: Array<() => void> = [];
+  private lock: Promise<void> = Promise.resolve();
+  private failure: unknown = undefined;
+  private closed = false;
+
+  constructor(opts: PackerOptions) {
+    this.storage = opts.storage;
+    this.encKey = opts.encKey;
+    this.packSize = opts.packSize;
+    // Room for the blob that crosses the target size, plus the header.
+    this.capacity = Math.ceil(opts.packSize * 1.25) + 64 * 1024;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+    this.maxBuffers = this.maxInFlight + 2;
+    this.onUploaded = opts.onUploaded;
+  }
+
+  /** Bytes of pack buffers allocated so far (pooled ones). */
+  get bufferBytes(): number {
+    return this.buffersCreated * this.capacity;
+  }
+
+  /** Packs being uploaded or queued. */
+  get inFlight(): number {
+    return this.uploads.size;
+  }
+
+  /**
+   * Encrypt `payload` into the open pack of `type`. Resolves with the stored size once
+   * `payload` has been copied (encrypted) into the pack buffer; the caller may reuse it then.
+   */
+  add(type: BlobType, id: Uint8Array, payload: Uint8Array, rawLength: number, compressed: boolean): Promise<number> {
+    const run = this.lock.then(() => this.addLocked(type, id, payload, rawLength, compressed));
+    this.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async addLocked(type: BlobType, id: Uint8Array, payload: Uint8Array, rawLength: number, compressed: boolean): Promise<number> {
+    this.throwIfFailed();
+    if (this.closed) throw new Error('packer is closed');
+    const need = payload.byteLength + OVERHEAD;
+    let pack = this.open[type];
+    if (pack && pack.pos + need + packTrailerSize(pack.entries.length + 1) > pack.buf.byteLength) {
+      this.finish(pack);
+      pack = undefined;
+    }
+    if (!pack) {
+      pack = await this.newPack(type, need + packTrailerSize(1));
+      this.throwIfFailed();
+    }
+    const written = encryptInto(this.encKey, payload, pack.buf, pack.pos);
+    pack.entries.push({
+      flags: (type === 'tree' ? FLAG_TREE : 0) | (compressed ? 2 : 0),
+      id: Buffer.from(id.subarray(0, ID_SIZE)),
+      offset: pack.pos,
+      length: written,
+      rawLength,
+    });
+    pack.pos += written;
+    if (pack.pos >= this.packSize) this.finish(pack);
+    return written;
+  }
+
+  /** Finish the open packs and wait until every pack is uploaded. Rejects with the first upload failure. */
+  async flush(): Promise<void> {
+    await this.lock;
+    for (const t of ['data', 'tree'] as const) {
+      const p = this.open[t];
+      if (p) this.finish(p);
+    }
+    while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
+    this.throwIfFailed();
+  }
+
+  /** True when an open pack holds blobs not yet uploaded, or uploads are running. */
+  get busy(): boolean {
+    return this.uploads.size > 0 || this.open.data !== undefined || this.open.tree !== undefined;
+  }
+
+  /** Drop open packs (their blobs are lost), wait for running uploads, free the pool. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.lock.catch(() => undefined);
+    for (const t of ['data', 'tree'] as const) {
+      const p = this.open[t];
+      if (p) {
+        delete this.open[t];
+        this.release(p);
+      }
+    }
+    while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
+    this.pool.length = 0;
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private async newPack(type: BlobType, minSize: number): Promise<OpenPack> {
+    let pack: OpenPack;
+    if (minSize > this.capacity) {
+      // A blob larger than a pool buffer gets a pack of its own.
+      pack = { type, buf: Buffer.allocUnsafeSlow(minSize), pooled: false, pos: 0, entries: [] };
+    } else {
+      for (;;) {
+        const buf = this.pool.pop();
+        if (buf) {
+          pack = { type, buf, pooled: true, pos: 0, entries: [] };
+          break;
+        }
+        if (this.buffersCreated < this.maxBuffers) {
+          this.buffersCreated++;
+          pack = { type, buf: Buffer.allocUnsafeSlow(this.capacity), pooled: true, pos: 0, entries: [] };
+          break;
+        }
+        // Back-pressure: wait for an upload to return its buffer.
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+        this.throwIfFailed();
+      }
+    }
+    this.open[type] = pack;
+    return pack;
+  }
+
+  private release(pack: OpenPack): void {
+    if (pack.pooled && !this.closed) this.pool.push(pack.buf);
+    const w = this.waiters;
+    this.waiters = [];
+    for (const resolve of w) resolve();
+  }
+
+  /** Append the encrypted header and trailer, compute the pack id, queue the upload. */
+  private finish(pack: OpenPack): void {
+    delete this.open[pack.type];
+    const header = encodePackHeader(pack.entries);
+    const hlen = encryptInto(this.encKey, header, pack.buf, pack.pos);
+    pack.pos += hlen;
+    pack.buf.writeUInt32LE(hlen, pack.pos);
+    pack.pos += 4;
+    const bytes = pack.buf.subarray(0, pack.pos);
+    const id = createHash('sha256').update(bytes).digest('hex');
+    const upload = this.schedule(async () => {
+      try {
+        if (this.failure === undefined) {
+          await this.storage.save({ type: 'data', name: id }, bytes);
+          this.onUploaded(id, pack.entries, bytes.byteLength);
+        }
+      } catch (err) {
+        if (this.failure === undefined) {
+          this.failure = new Error(`uploading pack ${handlePath({ type: 'data', name: id })} to ${this.storage.location} failed: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+      } finally {
+        this.release(pack);
+      }
+    });
+    this.uploads.add(upload);
+    void upload.finally(() => this.uploads.delete(upload));
+  }
+
+  private schedule(task: () => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const start = () => {
+        this.running++;
+        task().finally(() => {
+          this.running--;
+          const next = this.queue.shift();
+          if (next) next();
+          resolve();
+        });
+      };
+      if (this.running < this.maxInFlight) start();
+      else this.queue.push(start);
+    });
+  }
+}

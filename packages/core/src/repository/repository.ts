@@ -1,0 +1,787 @@
+/**
+ * The repository engine: keys, config, blobs in packs, the index, trees, snapshots,
+ * locks and check. `docs/repository-format.md` describes every byte it writes.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { AuthenticationError } from '../crypto/aead.js';
+import {
+  DEFAULT_KDF,
+  MasterKeys,
+  createKeyFile,
+  openKeyFile,
+  parseKeyFile,
+  safeUsername,
+  sha256Hex,
+  type KdfParams,
+} from '../crypto/keys.js';
+import { DEFAULT_COMPRESSION_LEVEL, compress, compressIfSmaller, decompress } from '../compression/zstd.js';
+import type { Storage, Handle } from '../storage/types.js';
+import { handlePath } from '../storage/types.js';
+import { canonicalJson } from './canonical.js';
+import { checkRepository } from './check.js';
+import {
+  BlobNotFoundError,
+  IntegrityError,
+  RepositoryExistsError,
+  RepositoryNotFoundError,
+  SnapshotNotFoundError,
+  WrongPasswordError,
+} from './errors.js';
+import { BlobIndex, ID_SIZE, idToBytes, isBlobId } from './index-table.js';
+import { acquireLock, type LockContext, type LockOptions } from './lock.js';
+import { ENTRY_SIZE, encodeIndexBody, scanIndexBody, type IndexedPack, type PackEntry } from './pack-format.js';
+import { Packer } from './packer.js';
+import type {
+  BlobId,
+  BlobLocation,
+  BlobType,
+  RepositoryChunkerParams,
+  CheckOptions,
+  CheckReport,
+  KeyInfo,
+  LockKind,
+  RepoLock,
+  RepositoryConfig,
+  RepositoryLogger,
+  SaveBlobResult,
+  Snapshot,
+  Tree,
+} from './types.js';
+
+export const REPOSITORY_VERSION = 1;
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_CHUNKER: Readonly<Omit<RepositoryChunkerParams, 'seed'>> = Object.freeze({
+  minSize: 512 * 1024,
+  avgSize: 1024 * 1024,
+  maxSize: 8 * 1024 * 1024,
+});
+/** During a long write, an index file is written after this many new packs. */
+export const DEFAULT_INDEX_EVERY = 50;
+
+/** Options for opening (and creating) a repository. */
+export interface RepositoryOptions {
+  /** Where stale-lock take-overs and similar events are logged (default: stderr). */
+  logger?: RepositoryLogger;
+  /** Packs uploading in parallel (default 2). */
+  uploadConcurrency?: number;
+  /** Write an index file after this many new packs during a long write (default 50). */
+  indexEvery?: number;
+  /** scrypt parameters for key files created by `init`/`addKey` (default N=2^15, r=8, p=1). */
+  kdf?: KdfParams;
+  /** Host and user names recorded in key and lock files (default: the OS values). */
+  hostname?: string;
+  username?: string;
+  /** Lock timings (tests shorten them). */
+  lockOptions?: LockOptions;
+}
+
+/** Options for `init`: the repository's fixed parameters plus {@link RepositoryOptions}. */
+export interface InitOptions extends RepositoryOptions {
+  /** Target pack size in bytes (default 16 MiB). */
+  packSize?: number;
+  /** zstd level (default 3). */
+  compressionLevel?: number;
+  /** Chunk size bounds (default 512 KiB / 1 MiB / 8 MiB). The seed is always random. */
+  chunker?: Partial<Omit<RepositoryChunkerParams, 'seed'>>;
+}
+
+export interface LoadBlobOptions {
+  /** Reuse this buffer for the plaintext when it is large enough (the result is then a view of it). */
+  buffer?: Uint8Array;
+}
+
+export interface SnapshotFilter {
+  host?: string;
+  /** Match snapshots whose `paths` are exactly these (order-insensitive). */
+  paths?: string[];
+}
+
+const defaultLogger: RepositoryLogger = {
+  info: (m) => process.stderr.write(`kiwi: ${m}\n`),
+  warn: (m) => process.stderr.write(`kiwi: warning: ${m}\n`),
+};
+
+const CONFIG_HANDLE: Handle = { type: 'config', name: 'config' };
+
+function pendingKey(type: BlobType, id: string): string {
+  return (type === 'tree' ? 't' : 'd') + id;
+}
+
+/** Run `fn` over `items` with at most `limit` running at once. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+async function listNames(storage: Storage, type: 'key' | 'snapshot' | 'index' | 'lock' | 'data'): Promise<string[]> {
+  const names: string[] = [];
+  for await (const f of storage.list(type)) names.push(f.name);
+  return names;
+}
+
+function validateConfig(c: unknown): RepositoryConfig {
+  const cfg = c as RepositoryConfig;
+  const bad = (what: string) => new IntegrityError(`config: ${what}`, { file: 'config' });
+  if (typeof cfg !== 'object' || cfg === null) throw bad('not a JSON object');
+  if (cfg.version !== REPOSITORY_VERSION) throw bad(`unsupported repository version ${String(cfg.version)} (this Kiwi reads version ${REPOSITORY_VERSION})`);
+  if (typeof cfg.id !== 'string') throw bad('missing id');
+  const ch = cfg.chunker;
+  if (!ch || typeof ch.seed !== 'string' || ![ch.minSize, ch.avgSize, ch.maxSize].every((n) => Number.isInteger(n) && n > 0)) {
+    throw bad('invalid chunker parameters');
+  }
+  if (cfg.compression?.algorithm !== 'zstd' || !Number.isInteger(cfg.compression.level)) throw bad('invalid compression parameters');
+  if (!Number.isInteger(cfg.packSize) || cfg.packSize < 1024) throw bad('invalid packSize');
+  return cfg;
+}
+
+/**
+ * An open repository. Create one with {@link Repository.init} or {@link Repository.open};
+ * call {@link Repository.close} when done.
+ *
+ * Writing: `saveBlob`/`saveTree` (any number, 2 in flight is best), then `flush()`,
+ * then `saveSnapshot()`. This order — packs, then index files, then the snapshot — keeps
+ * the repository valid if the process dies at any moment.
+ */
+export class Repository {
+  readonly storage: Storage;
+  readonly id: string;
+  readonly config: RepositoryConfig;
+  /** The storage's printable location. */
+  get location(): string {
+    return this.storage.location;
+  }
+  private readonly keys: MasterKeys;
+  private readonly keyId: string;
+  private readonly opts: RepositoryOptions;
+  private readonly log: RepositoryLogger;
+  private readonly index = new BlobIndex();
+  private readonly pending = new Set<string>();
+  /** saveBlob calls not yet resolved (flush waits for them). */
+  private readonly saving = new Set<Promise<unknown>>();
+  private indexLoading: Promise<unknown> | undefined;
+  private unindexed: IndexedPack[] = [];
+  private readonly indexWrites = new Set<Promise<void>>();
+  private indexFailure: unknown = undefined;
+  private readonly loadedIndexFiles = new Set<string>();
+  private readonly packer: Packer;
+  private readonly locks = new Set<RepoLock>();
+  private indexLoaded = false;
+  private closed = false;
+  private readonly idScratch = Buffer.alloc(ID_SIZE);
+  /** Reusable buffers for decrypted-but-compressed blobs (never handed to callers). */
+  private readonly scratch: Buffer[] = [];
+
+  private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys, keyId: string, opts: RepositoryOptions) {
+    this.storage = storage;
+    this.config = config;
+    this.id = config.id;
+    this.keys = keys;
+    this.keyId = keyId;
+    this.opts = opts;
+    this.log = opts.logger ?? defaultLogger;
+    this.packer = new Packer({
+      storage,
+      encKey: keys.encKey,
+      packSize: config.packSize,
+      maxInFlight: opts.uploadConcurrency ?? 2,
+      onUploaded: (packId, entries) => this.packUploaded(packId, entries),
+    });
+  }
+
+  /** Create a new repository. Fails with {@link RepositoryExistsError} when `config` exists. */
+  static async init(storage: Storage, password: string | Uint8Array, opts: InitOptions = {}): Promise<Repository> {
+    await storage.create();
+    try {
+      await storage.stat(CONFIG_HANDLE);
+      throw new RepositoryExistsError(storage.location);
+    } catch (err) {
+      if (!storage.isNotFound(err)) throw err;
+    }
+    const chunker = { ...DEFAULT_CHUNKER, ...opts.chunker };
+    if (!(chunker.minSize > 0 && chunker.minSize <= chunker.avgSize && chunker.avgSize <= chunker.maxSize)) {
+      throw new RangeError(`invalid chunker sizes: need 0 < minSize <= avgSize <= maxSize (got ${chunker.minSize}/${chunker.avgSize}/${chunker.maxSize})`);
+    }
+    const packSize = opts.packSize ?? DEFAULT_PACK_SIZE;
+    if (!Number.isInteger(packSize) || packSize < 1024 || packSize > 1024 * 1024 * 1024) throw new RangeError(`invalid packSize ${packSize}`);
+    const config: RepositoryConfig = {
+      version: REPOSITORY_VERSION,
+      id: randomBytes(32).toString('hex'),
+      chunker: { ...chunker, seed: randomBytes(32).toString('base64') },
+      compression: { algorithm: 'zstd', level: opts.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL },
+      packSize,
+    };
+    validateConfig(config);
+    const keys = MasterKeys.generate();
+    const key = await createKeyFile(keys, password, keyFileOptions(opts));
+    await storage.save({ type: 'key', name: key.id }, key.bytes);
+    // The config is written last: its presence means "a complete repository".
+    await storage.save(CONFIG_HANDLE, keys.encrypt(Buffer.from(JSON.stringify(config), 'utf8')));
+    const repo = new Repository(storage, config, keys, key.id, opts);
+    repo.indexLoaded = true; // a new repository has an empty index
+    return repo;
+  }
+
+  /**
+   * Open an existing repository: {@link RepositoryNotFoundError} when there is no `config`,
+   * {@link WrongPasswordError} when the password opens no key file. Call {@link loadIndex} before
+   * deduplicating against existing data.
+   */
+  static async open(storage: Storage, password: string | Uint8Array, opts: RepositoryOptions = {}): Promise<Repository> {
+    let configBytes: Buffer;
+    try {
+      configBytes = await storage.load(CONFIG_HANDLE);
+    } catch (err) {
+      if (storage.isNotFound(err)) throw new RepositoryNotFoundError(storage.location, { cause: err });
+      throw err;
+    }
+    const log = opts.logger ?? defaultLogger;
+    const names = await listNames(storage, 'key');
+    if (names.length === 0) throw new IntegrityError(`repository at ${storage.location} has a config but no key files (keys/)`, { file: 'keys/' });
+    let keys: MasterKeys | null = null;
+    let keyId = '';
+    let tried = 0;
+    for (const name of names) {
+      let file;
+      try {
+        file = parseKeyFile(await storage.load({ type: 'key', name }), `keys/${name}`);
+      } catch (err) {
+        if (storage.isNotFound(err)) continue;
+        log.warn(`skipping unreadable key file: ${(err as Error).message}`);
+        continue;
+      }
+      tried++;
+      keys = await openKeyFile(file, password);
+      if (keys) {
+        keyId = name;
+        break;
+      }
+    }
+    if (!keys && tried === 0) {
+      throw new IntegrityError(`repository at ${storage.location}: none of its ${names.length} key file(s) is readable`, { file: 'keys/' });
+    }
+    if (!keys) throw new WrongPasswordError(storage.location, tried);
+    let config: RepositoryConfig;
+    try {
+      const plain = keys.decrypt(configBytes);
+      config = validateConfig(JSON.parse(plain.toString('utf8')));
+      plain.fill(0);
+    } catch (err) {
+      keys.zero();
+      if (err instanceof IntegrityError) throw err;
+      const why = err instanceof AuthenticationError ? 'authentication failed (damaged, or not this repository\'s config)' : (err as Error).message;
+      throw new IntegrityError(`config: ${why}`, { file: 'config', cause: err });
+    }
+    return new Repository(storage, config, keys, keyId, opts);
+  }
+
+  // ---------------------------------------------------------------- keys
+
+  /** Add a key file for another password. Returns its id (`keys/<id>`). */
+  async addKey(password: string | Uint8Array, opts: { kdf?: KdfParams } = {}): Promise<string> {
+    this.assertOpen();
+    const key = await createKeyFile(this.keys, password, keyFileOptions({ ...this.opts, ...opts }));
+    await this.storage.save({ type: 'key', name: key.id }, key.bytes);
+    return key.id;
+  }
+
+  /** The repository's key files. */
+  async listKeys(): Promise<KeyInfo[]> {
+    const names = await listNames(this.storage, 'key');
+    const out: KeyInfo[] = [];
+    for (const name of names) {
+      try {
+        const f = parseKeyFile(await this.storage.load({ type: 'key', name }), `keys/${name}`);
+        out.push({ id: name, created: f.created, hostname: f.hostname, username: f.username, current: name === this.keyId });
+      } catch (err) {
+        if (!this.storage.isNotFound(err)) throw err;
+      }
+    }
+    return out.sort((a, b) => a.created.localeCompare(b.created));
+  }
+
+  /** Remove a key file. Refuses to remove the last one. `id` may be a unique prefix. */
+  async removeKey(id: string): Promise<void> {
+    const names = await listNames(this.storage, 'key');
+    const matches = names.filter((n) => n.startsWith(id));
+    if (matches.length === 0) throw new Error(`no key file keys/${id}* in ${this.storage.location}`);
+    if (matches.length > 1) throw new Error(`key id prefix ${id} is ambiguous: ${matches.join(', ')}`);
+    if (names.length <= 1) throw new Error(`refusing to remove keys/${matches[0]}: it is the repository's only key`);
+    await this.storage.remove({ type: 'key', name: matches[0]! });
+  }
+
+  // ---------------------------------------------------------------- index
+
+  /**
+   * Read every index file not read yet into the in-memory index. Damaged index files
+   * fail with {@link IntegrityError} naming the file. Call it after `open` before a backup
+   * (so it deduplicates against stored data); `loadBlob`/`loadTree` call it on first use.
+   */
+  loadIndex(): Promise<{ files: number; packs: number; blobs: number }> {
+    // Serialized: a second call waits for the first, then picks up files written since.
+    const run = (this.indexLoading ?? Promise.resolve()).catch(() => undefined).then(() => this.loadIndexNow());
+    this.indexLoading = run;
+    return run;
+  }
+
+  private async loadIndexNow(): Promise<{ files: number; packs: number; blobs: number }> {
+    this.assertOpen();
+    const names = (await listNames(this.storage, 'index')).filter((n) => !this.loadedIndexFiles.has(n));
+    let packs = 0;
+    let blobs = 0;
+    await mapLimit(names, 8, async (name) => {
+      let body: Buffer;
+      try {
+        body = await this.readIndexFile(name);
+      } catch (err) {
+        if (this.storage.isNotFound(err)) return; // removed meanwhile (superseded by prune)
+        throw err;
+      }
+      this.index.reserve(Math.floor(body.byteLength / ENTRY_SIZE));
+      let packNo = 0;
+      const r = scanIndexBody(
+        body,
+        (packId) => {
+          packNo = this.index.packNumber(packId);
+        },
+        (flags, buf, idOff, offset, length, rawLength) => {
+          this.index.add(flags, buf, idOff, packNo, offset, length, rawLength);
+        },
+      );
+      packs += r.packs;
+      blobs += r.blobs;
+      this.loadedIndexFiles.add(name);
+    });
+    this.indexLoaded = true;
+    return { files: names.length, packs, blobs };
+  }
+
+  /** Load, authenticate and decompress one index file's body. */
+  private async readIndexFile(name: string): Promise<Buffer> {
+    const file = `index/${name}`;
+    const bytes = await this.storage.load({ type: 'index', name });
+    return this.openMetadata(bytes, file, name);
+  }
+
+  /** Decrypt + decompress a metadata file (index, snapshot), verifying its name first. */
+  private async openMetadata(bytes: Buffer, file: string, name: string): Promise<Buffer> {
+    if (sha256Hex(bytes) !== name) {
+      throw new IntegrityError(`${file}: content does not match its name (SHA-256 of the ${bytes.byteLength} bytes differs); the file is damaged`, { file });
+    }
+    let plain: Buffer;
+    try {
+      plain = this.keys.decrypt(bytes);
+    } catch (err) {
+      throw new IntegrityError(`${file}: authentication failed (damaged or foreign file)`, { file, cause: err });
+    }
+    try {
+      return await decompress(plain);
+    } catch (err) {
+      throw new IntegrityError(`${file}: ${(err as Error).message}`, { file, cause: err });
+    }
+  }
+
+  /** Numbers about the in-memory index. */
+  indexStats(): { blobs: number; packs: number; bytes: number; loaded: boolean } {
+    return { blobs: this.index.size, packs: this.index.packCount, bytes: this.index.byteSize(), loaded: this.indexLoaded };
+  }
+
+  /** Write-side numbers: packs uploading or queued, pack buffer memory, packs not yet in an index file. */
+  writeStats(): { packsInFlight: number; bufferBytes: number; unindexedPacks: number; pendingBlobs: number } {
+    return {
+      packsInFlight: this.packer.inFlight,
+      bufferBytes: this.packer.bufferBytes,
+      unindexedPacks: this.unindexed.length,
+      pendingBlobs: this.pending.size,
+    };
+  }
+
+  /** Where a blob is stored, or undefined when it is not indexed. */
+  lookupBlob(type: BlobType, id: BlobId): BlobLocation | undefined {
+    return this.index.lookup(type, id);
+  }
+
+  // ---------------------------------------------------------------- blobs
+
+  /** The blob id of `data`: HMAC-SHA-256 under the repository's id key, lowercase hex. */
+  blobId(data: Uint8Array): BlobId {
+    return this.keys.blobId(data);
+  }
+
+  /** True when the blob is indexed or pending in a pack being written. */
+  hasBlob(type: BlobType, id: BlobId): boolean {
+    return this.index.has(type, id) || this.pending.has(pendingKey(type, id));
+  }
+
+  /**
+   * Store a blob unless it is already stored or pending. Resolves as soon as `data` is no
+   * longer needed (compressed and encrypted into a pack buffer) — not after the upload —
+   * so the caller may reuse its buffer. Waits when too many packs are uploading
+   * (back-pressure). Safe to call concurrently (2 in flight uses both cores).
+   */
+  async saveBlob(type: BlobType, data: Uint8Array, id?: BlobId): Promise<SaveBlobResult> {
+    this.assertOpen();
+    if (type !== 'data' && type !== 'tree') throw new TypeError(`invalid blob type ${JSON.stringify(type)}`);
+    const blobId = id ?? this.keys.blobId(data);
+    const key = pendingKey(type, blobId);
+    if (this.pending.has(key) || this.index.has(type, blobId)) return { id: blobId, known: true, storedSize: 0 };
+    const idBytes = idToBytes(blobId);
+    this.pending.add(key);
+    const work = (async () => {
+      const compressed = await compressIfSmaller(data, this.config.compression.level);
+      return this.packer.add(type, idBytes, compressed ?? data, data.byteLength, compressed !== null);
+    })();
+    this.saving.add(work);
+    try {
+      const storedSize = await work;
+      return { id: blobId, known: false, storedSize };
+    } catch (err) {
+      this.pending.delete(key);
+      throw err;
+    } finally {
+      this.saving.delete(work);
+    }
+  }
+
+  /**
+   * Read a blob: ranged load from its pack, authenticate, decompress, and verify that its
+   * HMAC id is `id`. Damage fails with {@link IntegrityError} naming the blob and the pack.
+   */
+  async loadBlob(type: BlobType, id: BlobId, opts: LoadBlobOptions = {}): Promise<Buffer> {
+    this.assertOpen();
+    if (this.pending.has(pendingKey(type, id))) await this.flush();
+    if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
+    const loc = this.index.lookup(type, id);
+    if (!loc) throw new BlobNotFoundError(type, id);
+    return this.readBlobAt(loc, opts.buffer);
+  }
+
+  private async readBlobAt(loc: BlobLocation, buffer?: Uint8Array): Promise<Buffer> {
+    const file = handlePath({ type: 'data', name: loc.pack });
+    const where = { file, blobId: loc.id };
+    let bytes: Buffer;
+    try {
+      bytes = await this.storage.load({ type: 'data', name: loc.pack }, { offset: loc.offset, length: loc.length });
+    } catch (err) {
+      if (this.storage.isNotFound(err)) {
+        throw new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is missing`, { ...where, cause: err });
+      }
+      // A short pack is damage, not an I/O problem: say so.
+      const size = await this.storage.stat({ type: 'data', name: loc.pack }).then((i) => i.size, () => undefined);
+      if (size !== undefined && size < loc.offset + loc.length) {
+        throw new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is truncated (${size} bytes, the blob ends at ${loc.offset + loc.length})`, {
+          ...where,
+          cause: err,
+        });
+      }
+      throw new Error(`reading ${loc.type} blob ${loc.id} from ${file} (offset ${loc.offset}, ${loc.length} bytes) failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    return this.openBlob(loc, bytes, buffer);
+  }
+
+  /** Authenticate, decompress and verify one blob's stored bytes. */
+  private async openBlob(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array): Promise<Buffer> {
+    const file = handlePath({ type: 'data', name: loc.pack });
+    const where = { file, blobId: loc.id };
+    if (bytes.byteLength !== loc.length) {
+      throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: read ${bytes.byteLength} bytes, expected ${loc.length} (pack truncated?)`, where);
+    }
+    let plain: Buffer;
+    // A compressed blob's decrypted form is only an intermediate: decrypt it into a reused scratch buffer.
+    const scratch = loc.compressed ? this.takeScratch(bytes.byteLength) : undefined;
+    try {
+      try {
+        plain = this.keys.decrypt(bytes, scratch ?? buffer);
+      } catch (err) {
+        throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: authentication failed (the pack is damaged)`, { ...where, cause: err });
+      }
+      if (loc.compressed) {
+        try {
+          plain = await decompress(plain, loc.rawLength);
+        } catch (err) {
+          throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${(err as Error).message}`, { ...where, cause: err });
+        }
+      }
+    } finally {
+      if (scratch) this.giveScratch(scratch);
+    }
+    if (!loc.compressed && plain.byteLength !== loc.rawLength) {
+      throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${plain.byteLength} bytes, index says ${loc.rawLength}`, where);
+    }
+    const actual = this.keys.blobIdBytes(plain);
+    if (!actual.equals(idToBytes(loc.id, this.idScratch))) {
+      throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: content does not match its id (got ${actual.toString('hex')})`, where);
+    }
+    return plain;
+  }
+
+  private takeScratch(size: number): Buffer {
+    const i = this.scratch.findIndex((b) => b.byteLength >= size);
+    if (i >= 0) return this.scratch.splice(i, 1)[0]!;
+    return Buffer.allocUnsafeSlow(Math.max(size, 1 << 20));
+  }
+
+  private giveScratch(buf: Buffer): void {
+    if (this.scratch.length < 4 && buf.byteLength <= 16 << 20) this.scratch.push(buf);
+  }
+
+  /** Store a directory listing as a tree blob (canonical JSON, so equal trees dedupe). Returns its id. */
+  async saveTree(tree: Tree): Promise<BlobId> {
+    const bytes = Buffer.from(canonicalJson(tree), 'utf8');
+    return (await this.saveBlob('tree', bytes)).id;
+  }
+
+  /** Load and parse a tree blob. */
+  async loadTree(id: BlobId): Promise<Tree> {
+    const bytes = await this.loadBlob('tree', id);
+    return parseTree(bytes, id);
+  }
+
+  /**
+   * Finish and upload every open pack, then write index files for all packs not yet
+   * indexed. After it resolves, every blob saved so far is stored and indexed.
+   */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    while (this.saving.size > 0) await Promise.allSettled([...this.saving]);
+    await this.packer.flush();
+    if (this.unindexed.length > 0) this.startIndexWrite();
+    while (this.indexWrites.size > 0) await Promise.allSettled([...this.indexWrites]);
+    if (this.indexFailure !== undefined) throw this.indexFailure;
+  }
+
+  private packUploaded(packId: string, entries: PackEntry[]): void {
+    const packNo = this.index.packNumber(packId);
+    for (const e of entries) {
+      this.index.add(e.flags, e.id, 0, packNo, e.offset, e.length, e.rawLength);
+      this.pending.delete(pendingKey(e.flags & 1 ? 'tree' : 'data', Buffer.from(e.id.buffer, e.id.byteOffset, ID_SIZE).toString('hex')));
+    }
+    this.unindexed.push({ id: packId, entries });
+    if (this.unindexed.length >= (this.opts.indexEvery ?? DEFAULT_INDEX_EVERY)) this.startIndexWrite();
+  }
+
+  private startIndexWrite(): void {
+    const packs = this.unindexed;
+    this.unindexed = [];
+    const p = this.writeIndexFile(packs).then(() => undefined, (err: unknown) => {
+      if (this.indexFailure === undefined) {
+        this.indexFailure = new Error(`writing an index file to ${this.storage.location} failed: ${(err as Error).message}`, { cause: err });
+      }
+    });
+    this.indexWrites.add(p);
+    void p.finally(() => this.indexWrites.delete(p));
+  }
+
+  private async writeIndexFile(packs: IndexedPack[]): Promise<string> {
+    const body = encodeIndexBody(packs);
+    return this.saveMetadata('index', body);
+  }
+
+  /** zstd + encrypt `body`, save it under its SHA-256. */
+  private async saveMetadata(type: 'index' | 'snapshot', body: Uint8Array): Promise<string> {
+    const z = await compress(body, this.config.compression.level);
+    const bytes = this.keys.encrypt(z);
+    const name = sha256Hex(bytes);
+    await this.storage.save({ type, name }, bytes);
+    if (type === 'index') this.loadedIndexFiles.add(name);
+    return name;
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  /** Store a snapshot; returns its id. Call after {@link flush}: everything it references must be stored and indexed. */
+  async saveSnapshot(snapshot: Snapshot): Promise<string> {
+    this.assertOpen();
+    if (this.packer.busy || this.unindexed.length > 0 || this.pending.size > 0 || this.indexWrites.size > 0) {
+      throw new Error('saveSnapshot: blobs are not yet stored and indexed; call flush() first');
+    }
+    if (!isBlobId(snapshot.tree)) throw new TypeError(`saveSnapshot: invalid root tree id ${JSON.stringify(snapshot.tree)}`);
+    if (this.indexLoaded && !this.index.has('tree', snapshot.tree)) {
+      throw new Error(`saveSnapshot: root tree ${snapshot.tree} is not in the repository`);
+    }
+    return this.saveMetadata('snapshot', Buffer.from(JSON.stringify(snapshot), 'utf8'));
+  }
+
+  /** Load one snapshot by its full id. */
+  async loadSnapshot(id: string): Promise<Snapshot> {
+    this.assertOpen();
+    const file = `snapshots/${id}`;
+    let bytes: Buffer;
+    try {
+      bytes = await this.storage.load({ type: 'snapshot', name: id });
+    } catch (err) {
+      if (this.storage.isNotFound(err)) throw new SnapshotNotFoundError(id);
+      throw err;
+    }
+    const body = await this.openMetadata(bytes, file, id);
+    return parseSnapshot(body, file);
+  }
+
+  /**
+   * Every snapshot, oldest first. A damaged snapshot file rejects with {@link IntegrityError},
+   * unless `onError` is given: then it is reported there and skipped.
+   */
+  async listSnapshots(opts: { onError?: (file: string, err: Error) => void } = {}): Promise<Array<{ id: string; snapshot: Snapshot }>> {
+    this.assertOpen();
+    const names = await listNames(this.storage, 'snapshot');
+    const loaded = await mapLimit(names, 8, async (id) => {
+      try {
+        return { id, snapshot: await this.loadSnapshot(id) };
+      } catch (err) {
+        if (!opts.onError || err instanceof SnapshotNotFoundError) {
+          if (err instanceof SnapshotNotFoundError) return undefined; // removed meanwhile
+          throw err;
+        }
+        opts.onError(`snapshots/${id}`, err as Error);
+        return undefined;
+      }
+    });
+    const out = loaded.filter((x): x is { id: string; snapshot: Snapshot } => x !== undefined);
+    return out.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Find a snapshot by id prefix or `latest` (the newest one matching `filter`; damaged
+   * snapshot files are skipped with a warning). `filter` applies to `latest` only.
+   * An unknown or ambiguous reference fails with {@link SnapshotNotFoundError} (listing candidates).
+   */
+  async findSnapshot(ref: string, filter: SnapshotFilter = {}): Promise<{ id: string; snapshot: Snapshot }> {
+    this.assertOpen();
+    if (ref === 'latest') {
+      const want = filter.paths ? [...filter.paths].sort() : undefined;
+      const all = (await this.listSnapshots({ onError: (file, err) => this.log.warn(`skipping damaged snapshot ${file}: ${err.message}`) })).filter(
+        ({ snapshot: s }) =>
+          (filter.host === undefined || s.hostname === filter.host) &&
+          (want === undefined || (s.paths.length === want.length && [...s.paths].sort().every((p, i) => p === want[i]))),
+      );
+      const last = all[all.length - 1];
+      if (!last) {
+        const parts = [filter.host !== undefined ? `host ${filter.host}` : '', want ? `paths ${want.join(', ')}` : ''].filter(Boolean);
+        throw new SnapshotNotFoundError(ref, [], parts.length ? `(for ${parts.join(' and ')})` : '(the repository has no snapshots)');
+      }
+      return last;
+    }
+    const prefix = ref.toLowerCase();
+    if (!/^[0-9a-f]+$/.test(prefix)) throw new SnapshotNotFoundError(ref, [], '(expected a hex id prefix or "latest")');
+    const matches = (await listNames(this.storage, 'snapshot')).filter((n) => n.startsWith(prefix)).sort();
+    if (matches.length === 0) throw new SnapshotNotFoundError(ref);
+    if (matches.length > 1) throw new SnapshotNotFoundError(ref, matches);
+    return { id: matches[0]!, snapshot: await this.loadSnapshot(matches[0]!) };
+  }
+
+  // ---------------------------------------------------------------- locks
+
+  /** Take a shared or exclusive lock; {@link LockHeldError} on conflict. Released by `close()`. */
+  async lock(kind: LockKind): Promise<RepoLock> {
+    this.assertOpen();
+    if (kind !== 'shared' && kind !== 'exclusive') throw new TypeError(`invalid lock kind ${JSON.stringify(kind)}`);
+    const inner = await acquireLock(this.lockContext(), kind, this.opts.lockOptions);
+    const locks = this.locks;
+    const handle: RepoLock = {
+      kind,
+      get name() {
+        return inner.name;
+      },
+      refresh: () => inner.refresh(),
+      release: async () => {
+        locks.delete(handle);
+        await inner.release();
+      },
+    };
+    locks.add(handle);
+    return handle;
+  }
+
+  /** @internal The lock machinery's view of this repository (tests use it to plant foreign locks). */
+  lockContext(): LockContext {
+    return {
+      storage: this.storage,
+      encrypt: (p) => this.keys.encrypt(p),
+      decrypt: (d) => this.keys.decrypt(d),
+      log: this.log,
+      hostname: this.opts.hostname ?? osHostname(),
+      username: this.opts.username ?? safeUsername(),
+    };
+  }
+
+  // ---------------------------------------------------------------- check
+
+  /** Verify the repository; see docs/repository-format.md ("check") for what is guaranteed. */
+  async check(opts: CheckOptions = {}): Promise<CheckReport> {
+    this.assertOpen();
+    return checkRepository(
+      {
+        storage: this.storage,
+        decrypt: (d) => this.keys.decrypt(d),
+        blobIdBytes: (d) => this.keys.blobIdBytes(d),
+        openBlob: (loc, bytes) => this.openBlob(loc, bytes),
+      },
+      opts,
+    );
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Release locks, stop timers, wait for running uploads, and wipe the keys. Blobs saved
+   * but not flushed are discarded (the repository stays valid). Does not close the storage.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const errors: unknown[] = [];
+    for (const l of [...this.locks]) await l.release().catch((e: unknown) => errors.push(e));
+    await this.packer.close();
+    while (this.indexWrites.size > 0) await Promise.allSettled([...this.indexWrites]);
+    this.keys.zero();
+    if (errors.length > 0) throw errors[0];
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('the repository is closed');
+  }
+}
+
+function keyFileOptions(opts: RepositoryOptions) {
+  return {
+    kdf: opts.kdf ?? DEFAULT_KDF,
+    ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+  };
+}
+
+/** Parse a tree blob's plaintext; throws {@link IntegrityError} when it is not a tree. */
+export function parseTree(bytes: Uint8Array, id: string): Tree {
+  let t: Tree;
+  try {
+    t = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as Tree;
+  } catch (err) {
+    throw new IntegrityError(`tree blob ${id} is not valid JSON`, { blobId: id, cause: err });
+  }
+  if (typeof t !== 'object' || t === null || !Array.isArray(t.nodes)) throw new IntegrityError(`tree blob ${id} has no nodes array`, { blobId: id });
+  return t;
+}
+
+function parseSnapshot(body: Buffer, file: string): Snapshot {
+  let s: Snapshot;
+  try {
+    s = JSON.parse(body.toString('utf8')) as Snapshot;
+  } catch (err) {
+    throw new IntegrityError(`${file}: not valid JSON`, { file, cause: err });
+  }
+  if (typeof s !== 'object' || s === null || typeof s.time !== 'string' || typeof s.tree !== 'string' || !Array.isArray(s.paths)) {
+    throw new IntegrityError(`${file}: not a snapshot (missing time, tree or paths)`, { file });
+  }
+  return s;
+}
+

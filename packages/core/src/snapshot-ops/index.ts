@@ -1,0 +1,9 @@
+export {
+  listTree,
+  lookupPath,
+  diffSnapshots,
+  splitSnapshotPath,
+  type ListedNode,
+  type SnapshotChange,
+  type ChangeKind,
+} from './snapshot-ops.js';

@@ -1,0 +1,200 @@
+import type { BlobId, Node, Snapshot } from '../repository/types.js';
+import type { EngineRepository } from '../backup/types.js';
+import { nodeNameBytes } from '../backup/node.js';
+
+type TreeLoader = Pick<EngineRepository, 'loadTree' | 'loadIndex' | 'indexStats'>;
+
+/** Loads the repository's index when it has not been loaded yet (trees are found through it). */
+async function ensureIndex(repository: TreeLoader): Promise<void> {
+  if (repository.loadIndex && repository.indexStats && !repository.indexStats().loaded) await repository.loadIndex();
+}
+
+/** One entry of a snapshot listing. `path` is the snapshot path (`/usr/share/doc`). */
+export interface ListedNode {
+  path: string;
+  node: Node;
+}
+
+/** Splits a snapshot path into its components (`/a/b/` → `['a','b']`). */
+export function splitSnapshotPath(path: string): string[] {
+  return path.split('/').filter((p) => p !== '' && p !== '.');
+}
+
+function joinSnap(dir: string, name: string): string {
+  return dir === '/' || dir === '' ? `/${name}` : `${dir}/${name}`;
+}
+
+function findByName(nodes: readonly Node[], name: string): Node | undefined {
+  const raw = Buffer.from(name, 'utf8');
+  return nodes.find((n) => n.name === name || nodeNameBytes(n).equals(raw));
+}
+
+/**
+ * Looks up the node at `path` in the snapshot (`/` or `''` is the root, which
+ * has no node: then a synthetic directory node with the root tree is returned).
+ * Undefined when the path does not exist.
+ */
+export async function lookupPath(repository: TreeLoader, snapshot: Snapshot, path: string): Promise<Node | undefined> {
+  const parts = splitSnapshotPath(path);
+  if (parts.length === 0) return rootNode(snapshot);
+  await ensureIndex(repository);
+  let treeId: BlobId | undefined = snapshot.tree;
+  let node: Node | undefined;
+  for (const part of parts) {
+    if (treeId === undefined) return undefined;
+    const tree = await repository.loadTree(treeId);
+    node = findByName(tree.nodes, part);
+    if (!node) return undefined;
+    treeId = node.type === 'dir' ? node.subtree : undefined;
+  }
+  return node;
+}
+
+function rootNode(snapshot: Snapshot): Node {
+  return {
+    name: '',
+    type: 'dir',
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    mtimeNs: (BigInt(Date.parse(snapshot.time) || 0) * 1_000_000n).toString(),
+    ctimeNs: '0',
+    inode: '0',
+    dev: '0',
+    size: 0,
+    subtree: snapshot.tree,
+  };
+}
+
+/**
+ * Lists a snapshot depth first, entries of each directory in tree order
+ * (sorted by name). With `path`, lists that entry and everything below it
+ * (a file path yields just the file). Throws if `path` does not exist.
+ * Options: `recursive: false` lists only the directory's direct children.
+ */
+export async function* listTree(
+  repository: TreeLoader,
+  snapshot: Snapshot,
+  path = '/',
+  options: { recursive?: boolean } = {},
+): AsyncGenerator<ListedNode, void, undefined> {
+  const recursive = options.recursive ?? true;
+  await ensureIndex(repository);
+  const parts = splitSnapshotPath(path);
+  const start = await lookupPath(repository, snapshot, path);
+  if (!start) throw new Error(`path ${path} not found in snapshot`);
+  const startPath = parts.length === 0 ? '/' : '/' + parts.join('/');
+  if (parts.length > 0) yield { path: startPath, node: start };
+  if (start.type !== 'dir' || start.subtree === undefined) return;
+  yield* walkTree(repository, start.subtree, startPath, recursive);
+}
+
+async function* walkTree(repository: TreeLoader, treeId: BlobId, dir: string, recursive: boolean): AsyncGenerator<ListedNode> {
+  const tree = await repository.loadTree(treeId);
+  for (const node of tree.nodes) {
+    const p = joinSnap(dir, node.name);
+    yield { path: p, node };
+    if (recursive && node.type === 'dir' && node.subtree !== undefined) yield* walkTree(repository, node.subtree, p, recursive);
+  }
+}
+
+export type ChangeKind = 'added' | 'removed' | 'modified' | 'type';
+
+/** One difference between two snapshots. */
+export interface SnapshotChange {
+  path: string;
+  change: ChangeKind;
+  /** The node in the first snapshot (absent for `added`). */
+  before?: Node;
+  /** The node in the second snapshot (absent for `removed`). */
+  after?: Node;
+  /**
+   * For `modified`: what differs — `content`, `mode`, `owner`, `mtime`,
+   * `target` (symlink), `metadata`.
+   */
+  fields?: string[];
+}
+
+function sameContent(a: Node, b: Node): boolean {
+  if (a.size !== b.size) return false;
+  const ca = a.content ?? [];
+  const cb = b.content ?? [];
+  return ca.length === cb.length && ca.every((id, i) => id === cb[i]);
+}
+
+function changedFields(a: Node, b: Node): string[] {
+  const f: string[] = [];
+  if (a.type === 'file' && !sameContent(a, b)) f.push('content');
+  if (a.mode !== b.mode) f.push('mode');
+  if (a.uid !== b.uid || a.gid !== b.gid) f.push('owner');
+  if (a.mtimeNs !== b.mtimeNs) f.push('mtime');
+  if ((a.linkTarget ?? '') !== (b.linkTarget ?? '') || (a.linkTargetRaw ?? '') !== (b.linkTargetRaw ?? '')) f.push('target');
+  if (JSON.stringify(a.metadata ?? null) !== JSON.stringify(b.metadata ?? null)) f.push('metadata');
+  if (a.rdev !== b.rdev) f.push('rdev');
+  return f;
+}
+
+/**
+ * Compares two snapshots, yielding changes in path order. Subtrees with the
+ * same tree id are identical and skipped without loading. A directory whose
+ * own metadata changed is reported as `modified`; its children are compared
+ * too. An added or removed directory is reported once, with everything under
+ * it reported as well (`added`/`removed`).
+ */
+export async function* diffSnapshots(repository: TreeLoader, a: Snapshot, b: Snapshot): AsyncGenerator<SnapshotChange, void, undefined> {
+  await ensureIndex(repository);
+  yield* diffTrees(repository, a.tree, b.tree, '/');
+}
+
+async function* diffTrees(
+  repository: TreeLoader,
+  aId: BlobId | undefined,
+  bId: BlobId | undefined,
+  dir: string,
+): AsyncGenerator<SnapshotChange> {
+  if (aId !== undefined && aId === bId) return;
+  const an = aId !== undefined ? (await repository.loadTree(aId)).nodes : [];
+  const bn = bId !== undefined ? (await repository.loadTree(bId)).nodes : [];
+  const sortKey = (n: Node) => nodeNameBytes(n);
+  const as = [...an].sort((x, y) => Buffer.compare(sortKey(x), sortKey(y)));
+  const bs = [...bn].sort((x, y) => Buffer.compare(sortKey(x), sortKey(y)));
+  let i = 0;
+  let j = 0;
+  while (i < as.length || j < bs.length) {
+    const x = as[i];
+    const y = bs[j];
+    const cmp = x === undefined ? 1 : y === undefined ? -1 : Buffer.compare(sortKey(x), sortKey(y));
+    if (cmp < 0) {
+      yield* allUnder(repository, x!, joinSnap(dir, x!.name), 'removed');
+      i++;
+    } else if (cmp > 0) {
+      yield* allUnder(repository, y!, joinSnap(dir, y!.name), 'added');
+      j++;
+    } else {
+      const p = joinSnap(dir, x!.name);
+      if (x!.type !== y!.type) {
+        yield { path: p, change: 'type', before: x!, after: y! };
+        if (x!.type === 'dir') yield* under(repository, x!, p, 'removed');
+        if (y!.type === 'dir') yield* under(repository, y!, p, 'added');
+      } else {
+        const fields = changedFields(x!, y!);
+        if (fields.length > 0) yield { path: p, change: 'modified', before: x!, after: y!, fields };
+        if (x!.type === 'dir') yield* diffTrees(repository, x!.subtree, y!.subtree, p);
+      }
+      i++;
+      j++;
+    }
+  }
+}
+
+async function* allUnder(repository: TreeLoader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
+  yield change === 'added' ? { path, change, after: node } : { path, change, before: node };
+  yield* under(repository, node, path, change);
+}
+
+async function* under(repository: TreeLoader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
+  if (node.type !== 'dir' || node.subtree === undefined) return;
+  for await (const item of walkTree(repository, node.subtree, path, true)) {
+    yield change === 'added' ? { path: item.path, change, after: item.node } : { path: item.path, change, before: item.node };
+  }
+}

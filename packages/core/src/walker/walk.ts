@@ -1,0 +1,371 @@
+import { lstat as fsLstat, lstatSync as fsLstatSync, readdir as fsReaddir, readdirSync as fsReaddirSync, constants as fsConstants, type BigIntStats, type Dirent } from 'node:fs';
+import { readFile, open as openFile } from 'node:fs/promises';
+import { resolve, sep, dirname, basename } from 'node:path';
+import { WalkEntry, entryType, type WalkEvent, type WalkLeaveEvent } from './entry.js';
+import { Matcher, patternsForSource, splitPatterns } from './excludes.js';
+import { WalkConfigError, type WalkFs, type WalkOp, type WalkOptions } from './types.js';
+
+const SEP = Buffer.from(sep);
+
+const IGNORE_FILE_MAX = 4 * 1024 * 1024;
+
+/**
+ * Reads an ignore file without ever blocking on a special file: opened
+ * non-blocking and without following a symlink, checked to be a regular file
+ * (it may have been swapped since readdir) and at most 4 MiB.
+ */
+async function readIgnoreFile(p: Buffer): Promise<Buffer> {
+  const fh = await openFile(p, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0) | (fsConstants.O_NOFOLLOW ?? 0));
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw Object.assign(new Error(`not a regular file: ${p.toString()}`), { code: 'EINVAL' });
+    if (st.size > IGNORE_FILE_MAX) {
+      throw Object.assign(new Error(`ignore file larger than ${IGNORE_FILE_MAX} bytes: ${p.toString()}`), { code: 'EFBIG' });
+    }
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+}
+
+const defaultFs: WalkFs = {
+  lstat: (p) =>
+    new Promise((res, rej) => {
+      fsLstat(p, { bigint: true }, (err, st) => (err ? rej(err) : res(st)));
+    }),
+  readdir: (p) =>
+    new Promise((res, rej) => {
+      fsReaddir(p, { encoding: 'buffer', withFileTypes: true }, (err, d) => (err ? rej(err) : res(d)));
+    }),
+  readFile: readIgnoreFile,
+  lstatSync: (p) => fsLstatSync(p, { bigint: true }),
+  readdirSync: (p) => fsReaddirSync(p, { encoding: 'buffer', withFileTypes: true }),
+};
+
+/**
+ * In 'auto' stat mode, synchronous lstats averaging more than SLOW_MEAN_MS over
+ * a window of SLOW_WINDOW calls, or a single one over SLOW_SINGLE_MS, mean a
+ * cold cache or a slow (network) file system, where concurrent async calls win.
+ */
+const SLOW_WINDOW = 64;
+const SLOW_MEAN_MS = 0.1;
+const SLOW_SINGLE_MS = 10;
+/** After a slow synchronous lstat, this many entries are stat'ed asynchronously (concurrently) before trying sync again. */
+const ASYNC_CREDITS = 512;
+/** Synchronous lstats in a row before the walker lets the event loop run. */
+const SYNC_BURST = 1000;
+
+type StatResult = BigIntStats | NodeJS.ErrnoException;
+
+function toErrno(err: unknown): NodeJS.ErrnoException {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** lstat that never rejects (a rejection may sit unobserved while earlier siblings are yielded). */
+function lstatSettled(fs: WalkFs, p: Buffer): Promise<StatResult> {
+  if (fs.lstat === defaultFs.lstat) {
+    return new Promise((res) => {
+      fsLstat(p, { bigint: true }, (err, st) => res(err ?? st));
+    });
+  }
+  return fs.lstat(p).then(
+    (st) => st,
+    (err: unknown) => toErrno(err),
+  );
+}
+
+function joinPath(parent: Buffer, name: Buffer): Buffer {
+  const trailing = parent.length > 0 && parent[parent.length - 1] === SEP[0];
+  const len = parent.length + (trailing ? 0 : SEP.length) + name.length;
+  const out = Buffer.allocUnsafe(len);
+  parent.copy(out, 0);
+  let off = parent.length;
+  if (!trailing) off += SEP.copy(out, off);
+  name.copy(out, off);
+  return out;
+}
+
+function compareNames(a: Dirent<Buffer>, b: Dirent<Buffer>): number {
+  return Buffer.compare(a.name, b.name);
+}
+
+interface Frame {
+  dir: WalkEntry;
+  /** Path relative to the source root, '/'-separated ('' for the root). */
+  rel: string;
+  dev: bigint;
+  names: Buffer[];
+  paths: Buffer[];
+  stats: (Promise<StatResult> | undefined)[];
+  next: number;
+  launched: number;
+  matchers: Matcher[];
+  incomplete: WalkLeaveEvent['incomplete'];
+}
+
+/**
+ * Resolves, dedupes and checks walk sources: absolute paths, sorted by bytes,
+ * duplicates dropped; a source inside another throws {@link WalkConfigError}.
+ */
+export function normalizeSources(sources: readonly string[]): string[] {
+  if (sources.length === 0) throw new WalkConfigError('walk: no source paths given');
+  const abs = [...new Set(sources.map((s) => resolve(s)))].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  for (const a of abs) {
+    const prefix = a.endsWith(sep) ? a : a + sep;
+    const outer = abs.find((b) => b !== a && b.startsWith(prefix));
+    if (outer !== undefined) {
+      throw new WalkConfigError(`walk: source ${outer} is inside source ${a}; give only one of them`);
+    }
+  }
+  return abs;
+}
+
+/**
+ * Walks `sources` depth first with `lstat` only (symlinks are reported, never
+ * followed), children in byte order of their names (`Buffer.compare`; names
+ * that are not UTF-8 survive as exact bytes in `pathBuf`/`name`).
+ *
+ * Events: `enter` for a directory, then its children, then `leave`; `entry`
+ * for everything else; `error` for an lstat/readdir/ignore-file failure (the
+ * walk goes on). A source that doesn't exist is an `error` event.
+ *
+ * Special files (fifo, socket, chardev, blockdev) are reported as entries with
+ * their type and are never opened by the walker; the rule for consumers is to
+ * record them as metadata only and never read them.
+ *
+ * Skipping a directory's children: on its `enter` event call
+ * `entry.skipChildren()` (or resume with `gen.next(true)`); its `leave` follows
+ * with `incomplete: 'skipped'`.
+ *
+ * Excludes: see {@link WalkOptions}. An excluded entry produces no event and
+ * an excluded directory is not read. Sources are resolved, deduped and walked
+ * in byte order; a source inside another throws {@link WalkConfigError} at the
+ * call. The generator throws {@link WalkConfigError} on its first step if an
+ * exclude file can't be read, and `signal.reason` when aborted.
+ */
+export function walk(sources: readonly string[], options: WalkOptions = {}): AsyncGenerator<WalkEvent, void, boolean | undefined> {
+  const roots = normalizeSources(sources);
+  return walkSources(roots, options);
+}
+
+async function* walkSources(
+  roots: string[],
+  options: WalkOptions,
+): AsyncGenerator<WalkEvent, void, boolean | undefined> {
+  const fs: WalkFs = { ...defaultFs, ...options.fs };
+  const signal = options.signal;
+  const concurrency = Math.max(1, options.concurrency ?? 32);
+  const ignoreName = options.ignoreFileName === undefined ? '.kiwiignore' : options.ignoreFileName;
+  const ignoreNameBuf = ignoreName === null ? null : Buffer.from(ignoreName);
+  const oneFs = options.oneFileSystem === true;
+  const lstatSync = fs.lstatSync;
+  // A custom async lstat without a sync twin can't be used synchronously.
+  const syncOk = lstatSync !== undefined && (options.fs?.lstat === undefined || options.fs.lstatSync !== undefined);
+  const readdirSync = fs.readdirSync;
+  const readdirSyncOk = readdirSync !== undefined && (options.fs?.readdir === undefined || options.fs.readdirSync !== undefined);
+  const statMode = syncOk ? (options.statMode ?? 'auto') : 'async';
+  let asyncCredits = statMode === 'async' ? Infinity : 0;
+  let syncBurst = 0;
+  let windowCalls = 0;
+  let windowMs = 0;
+  /** Accounts a timed sync call in 'auto' mode; true when it is time to go async. */
+  const tooSlow = (ms: number, units: number): boolean => {
+    windowCalls += units;
+    windowMs += ms;
+    let slow = ms > SLOW_SINGLE_MS;
+    if (windowCalls >= SLOW_WINDOW) {
+      slow ||= windowMs / windowCalls > SLOW_MEAN_MS;
+      windowCalls = 0;
+      windowMs = 0;
+    }
+    return slow;
+  };
+
+  const patterns = [...(options.exclude ?? [])];
+  for (const file of options.excludeFiles ?? []) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new WalkConfigError(`walk: cannot read exclude file ${file}: ${toErrno(err).message}`, { cause: err });
+    }
+    patterns.push(...splitPatterns(text));
+  }
+
+  for (const source of roots) {
+    signal?.throwIfAborted();
+    const { patterns: own, excludeRoot } = patternsForSource(patterns, source, roots);
+    if (excludeRoot) continue;
+    const rootMatchers = own.some((p) => p.trim() !== '' && !p.startsWith('#')) ? [new Matcher('', own)] : [];
+    const rootBuf = Buffer.from(source);
+    let st: BigIntStats;
+    try {
+      st = statMode !== 'async' ? lstatSync!(rootBuf) : await fs.lstat(rootBuf);
+    } catch (err) {
+      yield { kind: 'error', path: source, pathBuf: rootBuf, error: toErrno(err), op: 'lstat', source, depth: 0 };
+      continue;
+    }
+    const root = new WalkEntry(
+      rootBuf,
+      Buffer.from(basename(source)),
+      Buffer.from(dirname(source)),
+      entryType(st),
+      st,
+      0,
+      source,
+    );
+    if (root.type !== 'dir') {
+      yield { kind: 'entry', entry: root };
+      continue;
+    }
+
+    const stack: Frame[] = [];
+    // Opens a directory that was just entered: reads, sorts and filters its
+    // names and starts the first lstats. Yields error events on failure.
+    const open = async function* (
+      dir: WalkEntry,
+      rel: string,
+      dev: bigint,
+      parentMatchers: Matcher[],
+    ): AsyncGenerator<WalkEvent, Frame, boolean | undefined> {
+      const frame: Frame = {
+        dir,
+        rel,
+        dev,
+        names: [],
+        paths: [],
+        stats: [],
+        next: 0,
+        launched: 0,
+        matchers: parentMatchers,
+        incomplete: undefined,
+      };
+      let dirents: Dirent<Buffer>[];
+      try {
+        if (readdirSyncOk && statMode !== 'async' && asyncCredits === 0) {
+          const t0 = performance.now();
+          dirents = readdirSync!(dir.pathBuf);
+          if (statMode === 'auto' && tooSlow(performance.now() - t0, dirents.length + 1)) asyncCredits = ASYNC_CREDITS;
+        } else {
+          dirents = await fs.readdir(dir.pathBuf);
+        }
+      } catch (err) {
+        frame.incomplete = 'error';
+        yield { kind: 'error', path: dir.path, pathBuf: dir.pathBuf, error: toErrno(err), op: 'readdir', source, depth: dir.depth };
+        return frame;
+      }
+      dirents.sort(compareNames);
+      if (ignoreNameBuf !== null) {
+        const f = dirents.find((d) => d.name.equals(ignoreNameBuf));
+        if (f !== undefined && f.isFile()) {
+          const p = joinPath(dir.pathBuf, f.name);
+          try {
+            const text = (await fs.readFile(p)).toString('utf8');
+            frame.matchers = [...parentMatchers, new Matcher(rel, splitPatterns(text))];
+          } catch (err) {
+            yield { kind: 'error', path: p.toString(), pathBuf: p, error: toErrno(err), op: 'readIgnore', source, depth: dir.depth + 1 };
+          }
+        }
+      }
+      const matchers = frame.matchers;
+      for (const d of dirents) {
+        if (matchers.length > 0) {
+          const nameStr = d.name.toString('utf8');
+          const childRel = rel === '' ? nameStr : `${rel}/${nameStr}`;
+          const test = d.isDirectory() ? childRel + '/' : childRel;
+          let excluded = false;
+          for (const m of matchers) {
+            const v = m.verdict(test, rel);
+            if (v !== undefined) excluded = v;
+          }
+          if (excluded) continue;
+        }
+        frame.names.push(d.name);
+      }
+      if (asyncCredits > 0) launch(frame, 0);
+      return frame;
+    };
+    // Starts async lstats for the children from `from` up to the concurrency window.
+    const launch = (frame: Frame, from: number): void => {
+      const limit = Math.min(frame.names.length, from + concurrency);
+      if (frame.launched < from) frame.launched = from;
+      while (frame.launched < limit) {
+        const p = joinPath(frame.dir.pathBuf, frame.names[frame.launched]!);
+        frame.paths[frame.launched] = p;
+        frame.stats[frame.launched] = lstatSettled(fs, p);
+        frame.launched++;
+      }
+    };
+
+    // The source root.
+    let skip = (yield { kind: 'enter', entry: root }) === true || root._skip;
+    if (skip) {
+      yield { kind: 'leave', entry: root, incomplete: 'skipped' };
+      continue;
+    }
+    stack.push(yield* open(root, '', st.dev, rootMatchers));
+
+    while (stack.length > 0) {
+      signal?.throwIfAborted();
+      const frame = stack[stack.length - 1]!;
+      if (frame.next >= frame.names.length) {
+        stack.pop();
+        yield frame.incomplete === undefined
+          ? { kind: 'leave', entry: frame.dir }
+          : { kind: 'leave', entry: frame.dir, incomplete: frame.incomplete };
+        continue;
+      }
+      const i = frame.next++;
+      const name = frame.names[i]!;
+      let res: StatResult;
+      let pending = frame.stats[i];
+      if (pending === undefined && asyncCredits === 0) {
+        // Warm caches: a synchronous lstat costs a few µs, a thread-pool round
+        // trip several times more. A slow one switches to concurrent async
+        // lstats for a while (cold cache, network file system).
+        const p = joinPath(frame.dir.pathBuf, name);
+        frame.paths[i] = p;
+        const t0 = performance.now();
+        try {
+          res = lstatSync!(p);
+        } catch (err) {
+          res = toErrno(err);
+        }
+        if (statMode === 'auto' && tooSlow(performance.now() - t0, 1)) asyncCredits = ASYNC_CREDITS;
+        if (++syncBurst >= SYNC_BURST) {
+          syncBurst = 0;
+          await new Promise<void>((r) => setImmediate(r));
+        }
+      } else {
+        launch(frame, i);
+        pending ??= frame.stats[i]!;
+        res = await pending;
+        frame.stats[i] = undefined;
+        if (asyncCredits !== Infinity && asyncCredits > 0) asyncCredits--;
+      }
+      const path = frame.paths[i]!;
+      const depth = frame.dir.depth + 1;
+      if (res instanceof Error) {
+        yield { kind: 'error', path: path.toString('utf8'), pathBuf: path, error: res, op: 'lstat' as WalkOp, source, depth };
+        continue;
+      }
+      const entry = new WalkEntry(path, name, frame.dir.pathBuf, entryType(res), res, depth, source);
+      if (entry.type !== 'dir') {
+        yield { kind: 'entry', entry };
+        continue;
+      }
+      skip = (yield { kind: 'enter', entry }) === true || entry._skip;
+      if (skip) {
+        yield { kind: 'leave', entry, incomplete: 'skipped' };
+        continue;
+      }
+      if (oneFs && res.dev !== frame.dev) {
+        yield { kind: 'leave', entry, incomplete: 'other-fs' };
+        continue;
+      }
+      const nameStr = frame.matchers.length > 0 || ignoreNameBuf !== null ? name.toString('utf8') : '';
+      const rel = frame.rel === '' ? nameStr : `${frame.rel}/${nameStr}`;
+      stack.push(yield* open(entry, rel, frame.dev, frame.matchers));
+    }
+  }
+}

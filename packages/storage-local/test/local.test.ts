@@ -1,0 +1,227 @@
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StorageError, openStorage, unwrapRetry, type Handle } from '@kiwi-backup/core';
+import { deterministicBytes, sha256Hex } from '@kiwi-backup/storage-testkit';
+import { DIR_MODE, FILE_MODE, TEMP_PREFIX, createLocalStorage, localAdapter, mapError } from '../src/index.js';
+
+let base: string;
+let repo: string;
+beforeEach(async () => {
+  base = await mkdtemp(join(tmpdir(), 'kiwi-local-'));
+  repo = join(base, 'repo');
+});
+afterEach(async () => {
+  await chmod(base, 0o700).catch(() => undefined);
+  await rm(base, { recursive: true, force: true });
+});
+
+const dataHandle = (data: Uint8Array): Handle => ({ type: 'data', name: sha256Hex(data) });
+
+describe('local storage layout and modes', () => {
+  it('create() makes the layout with private modes and refuses an existing repository', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const entries = (await readdir(repo)).sort();
+    expect(entries).toEqual(['data', 'index', 'keys', 'locks', 'snapshots']);
+    expect((await readdir(join(repo, 'data'))).length).toBe(256);
+    expect((await stat(repo)).mode & 0o777).toBe(DIR_MODE);
+    expect((await stat(join(repo, 'data', 'ff'))).mode & 0o777).toBe(DIR_MODE);
+
+    const data = deterministicBytes(1000, 'layout');
+    await s.save(dataHandle(data), data);
+    const path = join(repo, 'data', sha256Hex(data).slice(0, 2), sha256Hex(data));
+    expect(await readFile(path)).toEqual(data);
+    expect((await stat(path)).mode & 0o777).toBe(FILE_MODE);
+    await s.save({ type: 'config', name: 'config' }, Buffer.from('cfg'));
+    expect(await readFile(join(repo, 'config'), 'utf8')).toBe('cfg');
+
+    const err = (await s.create().catch((e: unknown) => e)) as StorageError;
+    expect(err).toBeInstanceOf(StorageError);
+    expect(err.kind).toBe('config');
+    expect(err.message).toContain(`cannot create a repository in ${repo}: it already holds one (${join(repo, 'config')} exists)`);
+  });
+
+  it('create() accepts an existing empty directory', async () => {
+    await mkdir(repo);
+    await createLocalStorage(repo).create();
+    expect((await readdir(repo)).length).toBe(5);
+  });
+
+  it('a repository without its directories still works: list is empty, save makes the directory', async () => {
+    await mkdir(repo);
+    const s = createLocalStorage(repo);
+    for await (const _ of s.list('data')) throw new Error('unexpected file');
+    for await (const _ of s.list('snapshot')) throw new Error('unexpected file');
+    const data = deterministicBytes(10, 'nodirs');
+    await s.save(dataHandle(data), data);
+    await s.save({ type: 'snapshot', name: 'abc' }, data);
+    expect(await s.load(dataHandle(data))).toEqual(data);
+    expect(await s.load({ type: 'snapshot', name: 'abc' })).toEqual(data);
+  });
+  it('a save into a repository directory that does not exist says so', async () => {
+    const s = createLocalStorage(repo);
+    const err = (await s.save({ type: 'config', name: 'config' }, Buffer.from('x')).catch((e: unknown) => e)) as StorageError;
+    expect(err.message).toBe(`save ${join(repo, 'config')}: the repository directory ${repo} does not exist`);
+    await expect(readdir(repo)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('atomic saves', () => {
+  it('a crash between the temp write and the rename leaves no visible file', async () => {
+    let paused!: () => void;
+    const reachedRename = new Promise<void>((r) => (paused = r));
+    let crash!: (err: Error) => void;
+    const s = createLocalStorage(repo, {
+      beforeRename: () => {
+        paused();
+        // The process "dies" here: the rename never happens.
+        return new Promise<void>((_, reject) => (crash = reject));
+      },
+    });
+    await s.create();
+    const data = deterministicBytes(3 * 1024 * 1024, 'crash');
+    const h = dataHandle(data);
+    const saving = s.save(h, data);
+    await reachedRename;
+
+    // The temp file is complete on disk...
+    const dir = join(repo, 'data', h.name.slice(0, 2));
+    const temps = (await readdir(dir)).filter((n) => n.startsWith(TEMP_PREFIX));
+    expect(temps).toHaveLength(1);
+    expect(temps[0]).toMatch(/^\.tmp-[0-9a-f]{16}$/);
+    expect((await lstat(join(dir, temps[0]!))).size).toBe(data.length);
+    // ...but another process sees no file.
+    const reader = createLocalStorage(repo);
+    const listed: string[] = [];
+    for await (const f of reader.list('data')) listed.push(f.name);
+    expect(listed).toEqual([]);
+    await expect(reader.stat(h)).rejects.toSatisfy((e) => reader.isNotFound(e));
+    await expect(reader.load(h)).rejects.toSatisfy((e) => reader.isNotFound(e));
+
+    // After the "crash" a new save of the same file succeeds and the stale temp file stays hidden.
+    await reader.save(h, data);
+    for await (const f of reader.list('data')) listed.push(f.name);
+    expect(listed).toEqual([h.name]);
+    expect((await reader.load(h)).equals(data)).toBe(true);
+
+    // Let the paused save fail: it removes its own temp file.
+    crash(new Error('simulated crash'));
+    await expect(saving).rejects.toThrow(/simulated crash/);
+    expect((await readdir(dir)).filter((n) => n.startsWith(TEMP_PREFIX))).toEqual([]);
+  });
+
+  it('a failed save leaves neither the target nor a temp file', async () => {
+    const s = createLocalStorage(repo, {
+      beforeRename: () => {
+        throw new Error('disk unplugged');
+      },
+    });
+    await s.create();
+    const data = deterministicBytes(1000, 'fail');
+    await expect(s.save(dataHandle(data), data)).rejects.toThrow(/disk unplugged/);
+    expect(await readdir(join(repo, 'data', sha256Hex(data).slice(0, 2)))).toEqual([]);
+  });
+
+  it('list skips temp files and non-files', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    await writeFile(join(repo, 'snapshots', '.tmp-0123456789abcdef'), 'partial');
+    await mkdir(join(repo, 'snapshots', 'somedir'));
+    await writeFile(join(repo, 'snapshots', 'realone'), 'x');
+    const names: string[] = [];
+    for await (const f of s.list('snapshot')) names.push(f.name);
+    expect(names).toEqual(['realone']);
+  });
+});
+
+describe('errors name the path', () => {
+  it('a ranged load of a file that became shorter fails, naming the file', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const data = deterministicBytes(5000, 'short');
+    const h = dataHandle(data);
+    await s.save(h, data);
+    const path = join(repo, 'data', h.name.slice(0, 2), h.name);
+    await truncate(path, 3000);
+    await expect(s.load(h, { offset: 1000, length: 4000 })).rejects.toThrow(
+      `load ${path}: range 1000+4000 is past the end of the file (3000 bytes)`,
+    );
+    expect((await s.load(h, { offset: 2000, length: 1000 })).equals(data.subarray(2000, 3000))).toBe(true);
+  });
+
+  it('a missing file is not-found and names the path', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const err = (await s.load({ type: 'key', name: 'nope' }).catch((e: unknown) => e)) as StorageError;
+    expect(s.isNotFound(err)).toBe(true);
+    expect(err.message).toBe(`load ${join(repo, 'keys', 'nope')}: no such file`);
+  });
+
+  it('a permission error names the path and is not retried', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const data = deterministicBytes(100, 'perm');
+    const h = dataHandle(data);
+    await s.save(h, data);
+    const file = join(repo, 'data', h.name.slice(0, 2), h.name);
+    const results: unknown[] = [];
+    const isRoot = process.getuid?.() === 0;
+    if (isRoot) {
+      // Root ignores file modes: drop to "nobody" for the duration of the calls.
+      process.setegid!(65534);
+      process.seteuid!(65534);
+    } else {
+      await chmod(repo, 0o000);
+    }
+    try {
+      results.push(await s.load(h).catch((e: unknown) => e));
+      results.push(await s.save({ type: 'snapshot', name: 'abc' }, data).catch((e: unknown) => e));
+    } finally {
+      if (isRoot) {
+        process.seteuid!(0);
+        process.setegid!(0);
+      } else {
+        await chmod(repo, 0o700);
+      }
+    }
+    const [loadErr, saveErr] = results as StorageError[];
+    expect(loadErr).toBeInstanceOf(StorageError);
+    expect(loadErr!.kind).toBe('permission');
+    expect(loadErr!.message).toBe(`load ${file}: permission denied (EACCES)`);
+    expect(s.isNotFound(loadErr)).toBe(false);
+    expect(saveErr!.kind).toBe('permission');
+    expect(saveErr!.message).toContain(join(repo, 'snapshots', 'abc'));
+  });
+
+  it('maps disk-full, quota, read-only and busy errors', () => {
+    const e = (code: string) => Object.assign(new Error(`${code}: boom`), { code });
+    const full = mapError(e('ENOSPC'), 'save', '/r/data/ab/abc');
+    expect([full.kind, full.message]).toEqual(['other', 'save /r/data/ab/abc: no space left on the device']);
+    expect(mapError(e('EDQUOT'), 'save', '/r/x').message).toBe('save /r/x: disk quota exceeded');
+    expect(mapError(e('EROFS'), 'save', '/r/x').kind).toBe('permission');
+    expect(mapError(e('EPERM'), 'remove', '/r/x').message).toBe('remove /r/x: permission denied (EPERM)');
+    expect(mapError(e('EMFILE'), 'load', '/r/x').kind).toBe('transient');
+    expect(mapError(e('EIO'), 'load', '/r/x').message).toBe('load /r/x: EIO: boom');
+  });
+});
+
+describe('localAdapter', () => {
+  it('opens local: URLs and bare paths through openStorage', async () => {
+    for (const url of [`local:${repo}`, repo]) {
+      const s = await openStorage(url, { adapters: { local: localAdapter }, options: { local: { fsync: false } } });
+      expect(unwrapRetry(s).location).toBe(repo);
+      await s.create().catch((err: unknown) => {
+        if (!(err instanceof StorageError && err.kind === 'config')) throw err;
+      });
+      await s.save({ type: 'config', name: 'config' }, Buffer.from(url));
+      expect((await readFile(join(repo, 'config'))).toString()).toBe(url);
+    }
+  });
+
+  it('rejects a bad fsync option and a non-local URL', () => {
+    expect(() => localAdapter.open(repo, { fsync: 'yes' as never }, {})).toThrow(/fsync must be true or false/);
+    expect(() => localAdapter.open('s3:bucket', {}, {})).toThrow(/not a local path/);
+  });
+});

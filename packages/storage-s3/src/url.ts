@@ -1,0 +1,67 @@
+/** Where an S3 repository lives, parsed from its URL. */
+export interface S3Target {
+  /** A custom endpoint (`https://host:port`), or undefined for AWS. */
+  endpoint: string | undefined;
+  bucket: string;
+  /** Key prefix without leading/trailing slashes ('' = bucket root). */
+  prefix: string;
+}
+
+/**
+ * Parse an S3 repository URL:
+ * - `s3:bucket/prefix` or `s3://bucket/prefix` (AWS)
+ * - `s3:https://host:port/bucket/prefix` (custom endpoint; `http:` too)
+ *
+ * User info in an endpoint URL (`https://user:pass@host`) is rejected: credentials
+ * belong in options or the environment, never in the repository URL.
+ */
+export function parseS3Url(url: string): S3Target {
+  if (!url.startsWith('s3:')) throw new TypeError(`not an S3 repository URL: ${JSON.stringify(redactUrl(url))}`);
+  let rest = url.slice(3);
+  if (/^https?:\/\//i.test(rest)) {
+    let parsed: URL;
+    try {
+      parsed = new URL(rest);
+    } catch {
+      throw new TypeError(`invalid S3 endpoint URL in ${JSON.stringify(redactUrl(url))}`);
+    }
+    if (parsed.username || parsed.password) {
+      throw new TypeError(
+        `S3 repository URL ${JSON.stringify(redactUrl(url))} contains credentials: pass them as options or environment variables instead`,
+      );
+    }
+    if (parsed.search || parsed.hash) throw new TypeError(`S3 repository URL ${JSON.stringify(url)} must not have a query or fragment`);
+    const { bucket, prefix } = splitBucket(decodeURIComponent(parsed.pathname), url);
+    return { endpoint: `${parsed.protocol}//${parsed.host}`, bucket, prefix };
+  }
+  if (rest.startsWith('//')) rest = rest.slice(2);
+  const { bucket, prefix } = splitBucket(rest, url);
+  return { endpoint: undefined, bucket, prefix };
+}
+
+function splitBucket(path: string, url: string): { bucket: string; prefix: string } {
+  const trimmed = path.replace(/^\/+/, '');
+  const slash = trimmed.indexOf('/');
+  const bucket = slash < 0 ? trimmed : trimmed.slice(0, slash);
+  const prefix = normalizePrefix(slash < 0 ? '' : trimmed.slice(slash + 1));
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(bucket)) {
+    throw new TypeError(`S3 repository URL ${JSON.stringify(redactUrl(url))}: invalid or missing bucket name ${JSON.stringify(bucket)}`);
+  }
+  return { bucket, prefix };
+}
+
+/** Strip leading/trailing slashes and collapse repeated ones. */
+export function normalizePrefix(prefix: string): string {
+  return prefix.split('/').filter((p) => p !== '').join('/');
+}
+
+/** Remove anything that looks like user info from a URL before printing it. */
+export function redactUrl(url: string): string {
+  return url.replace(/(\/\/)[^/@]*@/, '$1***@');
+}
+
+/** The printable location of a target: `s3:https://host/bucket/prefix` or `s3:bucket/prefix`. */
+export function formatLocation(target: S3Target): string {
+  const path = target.prefix ? `${target.bucket}/${target.prefix}` : target.bucket;
+  return target.endpoint ? `s3:${target.endpoint}/${path}` : `s3:${path}`;
+}

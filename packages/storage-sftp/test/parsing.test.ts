@@ -1,0 +1,143 @@
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseSftpUrl, readSshConfig, fingerprintOf } from '../src/index.js';
+import { checkKnownHosts, findKnownHosts, hostFieldMatches, keyTypeOf, normalizeFingerprint } from '../src/known-hosts.js';
+
+describe('parseSftpUrl', () => {
+  it.each([
+    ['sftp:host:/srv/kiwi', { host: 'host', path: '/srv/kiwi' }],
+    ['sftp:me@host:/srv/kiwi/', { host: 'host', username: 'me', path: '/srv/kiwi' }],
+    ['sftp:me@host:backups/kiwi', { host: 'host', username: 'me', path: 'backups/kiwi' }],
+    ['sftp:me@host:~/kiwi', { host: 'host', username: 'me', path: 'kiwi' }],
+    ['sftp:me@[::1]:/srv', { host: '::1', username: 'me', path: '/srv' }],
+    ['sftp:user@example.com@host:/p', { host: 'host', username: 'user@example.com', path: '/p' }],
+    ['sftp://me@host:2222/srv/kiwi', { host: 'host', username: 'me', port: 2222, path: '/srv/kiwi' }],
+    ['sftp://me@host:2222//srv/kiwi', { host: 'host', username: 'me', port: 2222, path: '/srv/kiwi' }],
+    ['sftp://host/~/kiwi', { host: 'host', path: 'kiwi' }],
+    ['sftp://me@[fe80::1]:22/x', { host: 'fe80::1', username: 'me', port: 22, path: '/x' }],
+    ['sftp://me%40corp@host/x', { host: 'host', username: 'me@corp', path: '/x' }],
+  ])('%s', (url, want) => {
+    expect(parseSftpUrl(url)).toEqual(want);
+  });
+
+  it.each([
+    ['sftp:host', /expected sftp:/],
+    ['sftp:host:', /empty repository path/],
+    ['sftp://host', /missing the repository path/],
+    ['sftp://host:99999/x', /bad port/],
+    ['sftp:host:2222:/srv', /no port/],
+    ['s3:bucket', /must start with "sftp:"/],
+  ])('rejects %s', (url, re) => {
+    expect(() => parseSftpUrl(url)).toThrow(re);
+  });
+
+  it('refuses a password in the URL without echoing it', () => {
+    for (const url of ['sftp://me:pa55w0rd@host/x', 'sftp:me:pa55w0rd@host:/x']) {
+      let msg = '';
+      try {
+        parseSftpUrl(url);
+      } catch (err) {
+        msg = (err as Error).message;
+      }
+      expect(msg).toMatch(/password in the URL/);
+      expect(msg).not.toContain('pa55w0rd');
+    }
+  });
+});
+
+describe('readSshConfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+  mkdirSync(join(dir, '.ssh', 'conf.d'), { recursive: true });
+  writeFileSync(join(dir, '.ssh', 'conf.d', 'a.conf'), 'Host inc\n  HostName included.example\n');
+  writeFileSync(
+    join(dir, '.ssh', 'config'),
+    [
+      '# comment',
+      'Include conf.d/*.conf',
+      'Host backup !nope',
+      '  HostName=10.0.0.5',
+      '  User "kiwi user"',
+      '  Port 2222',
+      '  IdentityFile ~/.ssh/id_backup',
+      '  UserKnownHostsFile ~/.ssh/kh1 /etc/kh2',
+      '  StrictHostKeyChecking accept-new',
+      'Match host foo',
+      '  Port 1',
+      'Host *.lan',
+      '  IdentityFile %d/.ssh/%h_key',
+      'Host *',
+      '  Port 22',
+      '  User fallback',
+      '  IdentityFile ~/.ssh/id_default',
+    ].join('\n'),
+  );
+  const read = (alias: string) => readSshConfig(alias, { home: dir });
+
+  it('first value wins; IdentityFile accumulates; tokens and ~ are expanded', () => {
+    expect(read('backup')).toEqual({
+      hostName: '10.0.0.5',
+      user: 'kiwi user',
+      port: 2222,
+      identityFiles: [join(dir, '.ssh/id_backup'), join(dir, '.ssh/id_default')],
+      userKnownHostsFiles: [join(dir, '.ssh/kh1'), '/etc/kh2'],
+      strictHostKeyChecking: 'accept-new',
+    });
+    expect(read('nas.lan')).toMatchObject({ port: 22, user: 'fallback', identityFiles: [join(dir, '.ssh/nas.lan_key'), join(dir, '.ssh/id_default')] });
+    expect(read('inc').hostName).toBe('included.example');
+  });
+
+  it('a missing file gives an empty config', () => {
+    expect(readSshConfig('x', { file: join(dir, 'nope') })).toEqual({ identityFiles: [] });
+  });
+});
+
+describe('known_hosts', () => {
+  const key = Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0, 0, 0, 32]), Buffer.alloc(32, 7)]);
+  const other = Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0, 0, 0, 32]), Buffer.alloc(32, 8)]);
+  const rsa = Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from('ssh-rsa'), Buffer.alloc(20, 1)]);
+  const dir = mkdtempSync(join(tmpdir(), 'kiwi-kh-'));
+
+  it('fingerprints like OpenSSH and reads the key type', () => {
+    expect(fingerprintOf(key)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+    expect(keyTypeOf(key)).toBe('ssh-ed25519');
+    expect(normalizeFingerprint(fingerprintOf(key) + '=')).toBe(fingerprintOf(key));
+    expect(() => normalizeFingerprint('MD5:aa:bb')).toThrow(/SHA256/);
+  });
+
+  it('matches plain, wildcard, negated, [host]:port and hashed entries', () => {
+    expect(hostFieldMatches('a.example,b.example', 'b.example')).toBe(true);
+    expect(hostFieldMatches('*.example,!bad.example', 'bad.example')).toBe(false);
+    expect(hostFieldMatches('*.example', 'GOOD.example')).toBe(true);
+    expect(hostFieldMatches('[h]:2222', '[h]:2222')).toBe(true);
+    expect(hostFieldMatches('h', '[h]:2222')).toBe(false);
+    const salt = Buffer.alloc(20, 3);
+    const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('[h]:2222').digest('base64')}`;
+    expect(hostFieldMatches(hashed, '[h]:2222')).toBe(true);
+    expect(hostFieldMatches(hashed, 'h')).toBe(false);
+  });
+
+  it('gives ok / changed / revoked / other-type / unknown', () => {
+    const f = join(dir, 'kh');
+    writeFileSync(
+      f,
+      [
+        `h ssh-ed25519 ${key.toString('base64')}`,
+        `changed ssh-ed25519 ${other.toString('base64')}`,
+        `@revoked rev ssh-ed25519 ${key.toString('base64')}`,
+        `rev ssh-ed25519 ${key.toString('base64')}`,
+        `rsaonly ssh-rsa ${rsa.toString('base64')}`,
+        '@cert-authority * ssh-ed25519 AAAA',
+        'garbage',
+      ].join('\n'),
+    );
+    const v = (name: string) => checkKnownHosts(findKnownHosts([f, join(dir, 'missing')], [name]), key);
+    expect(v('h')).toMatchObject({ ok: true });
+    expect(v('changed')).toMatchObject({ ok: false, reason: 'changed' });
+    expect(v('rev')).toMatchObject({ ok: false, reason: 'revoked' });
+    expect(v('rsaonly')).toMatchObject({ ok: false, reason: 'other-type' });
+    expect(v('nobody')).toMatchObject({ ok: false, reason: 'unknown' });
+  });
+});

@@ -1,0 +1,581 @@
+import { AssertionError } from 'node:assert';
+import { setImmediate as tick } from 'node:timers/promises';
+import {
+  FILE_TYPES,
+  StorageError,
+  handlePath,
+  type FileInfo,
+  type FileType,
+  type Handle,
+  type Storage,
+} from '@kiwi-backup/core';
+import { deterministicBytes, sha256Hex } from './bytes.js';
+
+/** Sizes the checks use; see {@link describeStorageConformance}. */
+export interface ConformanceOptions {
+  /** Size of the big file in the round-trip and atomic-save checks (default 20 MiB). */
+  bigFileSize: number;
+  /** Number of files in the listing/pagination check (default 1100: more than one S3 page). */
+  manyFiles: number;
+  /** How many saves the many-files check runs at once (default 16). */
+  saveConcurrency: number;
+}
+
+export const defaultConformanceOptions: ConformanceOptions = {
+  bigFileSize: 20 * 1024 * 1024,
+  manyFiles: 1100,
+  saveConcurrency: 16,
+};
+
+/**
+ * One conformance check. `run` gets a storage freshly opened on an empty
+ * location and not yet `create()`d, and rejects (with an `AssertionError` or
+ * the adapter's own error) when the adapter breaks the contract.
+ */
+export interface ConformanceCheck {
+  readonly name: string;
+  /** True if `run` closes the storage itself. */
+  readonly closesStorage?: boolean;
+  run(storage: Storage, options: ConformanceOptions): Promise<void>;
+}
+
+// ---------------------------------------------------------------- helpers
+
+function fail(message: string): never {
+  throw new AssertionError({ message });
+}
+
+function check(cond: unknown, message: string): asserts cond {
+  if (!cond) fail(message);
+}
+
+/** Compare bytes; on a mismatch say where the first difference is. */
+export function assertSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  if (!(actual instanceof Uint8Array)) fail(`${what}: expected a Buffer/Uint8Array, got ${typeof actual}`);
+  if (actual.byteLength !== expected.byteLength) {
+    fail(`${what}: got ${actual.byteLength} bytes, expected ${expected.byteLength}`);
+  }
+  const a = Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength);
+  const b = Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength);
+  if (a.equals(b)) return;
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  fail(`${what}: bytes differ first at offset ${i} (got ${a[i]}, expected ${b[i]})`);
+}
+
+async function collect(storage: Storage, type: FileType): Promise<FileInfo[]> {
+  const out: FileInfo[] = [];
+  for await (const info of storage.list(type)) out.push(info);
+  return out;
+}
+
+function describeErr(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+async function expectNotFound(storage: Storage, what: string, fn: () => Promise<unknown>): Promise<void> {
+  let result: unknown;
+  try {
+    result = await fn();
+  } catch (err) {
+    check(storage.isNotFound(err), `${what}: rejected, but isNotFound(err) is false for ${describeErr(err)}`);
+    return;
+  }
+  fail(`${what}: expected a not-found rejection, but it resolved with ${describeValue(result)}`);
+}
+
+async function expectReject(what: string, fn: () => Promise<unknown>): Promise<unknown> {
+  let result: unknown;
+  try {
+    result = await fn();
+  } catch (err) {
+    return err;
+  }
+  return fail(`${what}: expected a rejection, but it resolved with ${describeValue(result)}`);
+}
+
+function describeValue(v: unknown): string {
+  if (v instanceof Uint8Array) return `${v.byteLength} bytes`;
+  if (v === undefined) return 'undefined';
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return String(v);
+  }
+}
+
+/** A handle whose name is the SHA-256 of `data`, as Kiwi names its files. */
+function handleFor(type: FileType, data: Uint8Array): Handle {
+  return { type, name: type === 'config' ? 'config' : sha256Hex(data) };
+}
+
+/** Run `fn` over `items` with at most `limit` running at once. */
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+function assertListedOnce(listed: FileInfo[], expected: Map<string, number>, what: string): void {
+  const seen = new Set<string>();
+  for (const info of listed) {
+    check(typeof info.name === 'string', `${what}: list yielded an entry without a name: ${describeValue(info)}`);
+    check(!seen.has(info.name), `${what}: list yielded ${info.name} more than once`);
+    seen.add(info.name);
+    const size = expected.get(info.name);
+    check(size !== undefined, `${what}: list yielded ${info.name}, which was never saved`);
+    check(info.size === size, `${what}: list gave size ${info.size} for ${info.name}, expected ${size}`);
+  }
+  for (const name of expected.keys()) check(seen.has(name), `${what}: list did not yield ${name}`);
+}
+
+// ---------------------------------------------------------------- checks
+
+const create: ConformanceCheck = {
+  name: 'create() prepares an empty location, and again on an empty one',
+  async run(storage) {
+    await storage.create();
+    for (const type of FILE_TYPES) {
+      const listed = await collect(storage, type);
+      check(listed.length === 0, `list(${type}) on a new repository yielded ${listed.length} files`);
+    }
+    await storage.create();
+    const data = deterministicBytes(100, 'create');
+    await storage.save(handleFor('key', data), data);
+    assertSameBytes(await storage.load(handleFor('key', data)), data, 'load after create');
+  },
+};
+
+const roundTrip: ConformanceCheck = {
+  name: 'save/load round-trips every file type (0, 1 and 4097 bytes)',
+  async run(storage) {
+    await storage.create();
+    for (const type of FILE_TYPES) {
+      for (const size of [0, 1, 4097]) {
+        const data = deterministicBytes(size, `${type}-${size}`);
+        const handle = handleFor(type, data);
+        const what = `${handlePath(handle)} (${size} bytes)`;
+        await storage.save(handle, data);
+        assertSameBytes(await storage.load(handle), data, `load ${what}`);
+        const info = await storage.stat(handle);
+        check(info.size === size, `stat ${what}: size ${info.size}, expected ${size}`);
+        check(info.name === handle.name, `stat ${what}: name ${info.name}, expected ${handle.name}`);
+      }
+    }
+  },
+};
+
+const bigFile: ConformanceCheck = {
+  name: 'a big file round-trips byte for byte',
+  async run(storage, { bigFileSize }) {
+    await storage.create();
+    const data = deterministicBytes(bigFileSize, 'big');
+    const handle = handleFor('data', data);
+    await storage.save(handle, data);
+    assertSameBytes(await storage.load(handle), data, `load ${handlePath(handle)} (${bigFileSize} bytes)`);
+    const info = await storage.stat(handle);
+    check(info.size === bigFileSize, `stat big file: size ${info.size}, expected ${bigFileSize}`);
+    const tail = Math.min(bigFileSize, 1024 * 1024);
+    const offset = bigFileSize - tail;
+    assertSameBytes(
+      await storage.load(handle, { offset, length: tail }),
+      data.subarray(offset),
+      `ranged load of the last ${tail} bytes of the big file`,
+    );
+  },
+};
+
+const ranges: ConformanceCheck = {
+  name: 'ranged loads return exactly the requested bytes; past the end rejects',
+  async run(storage) {
+    await storage.create();
+    const size = 10_000;
+    const data = deterministicBytes(size, 'ranges');
+    const handle = handleFor('data', data);
+    await storage.save(handle, data);
+    const cases: Array<{ offset?: number; length?: number }> = [
+      { offset: 0, length: 1 },
+      { offset: 0, length: 100 },
+      { length: 10 },
+      { offset: 4321, length: 1234 },
+      { offset: 5000, length: 1 },
+      { offset: size - 1, length: 1 },
+      { offset: size - 100, length: 100 },
+      { offset: 9000 },
+      { offset: 0 },
+      { offset: 0, length: size },
+    ];
+    for (const range of cases) {
+      const start = range.offset ?? 0;
+      const end = range.length === undefined ? size : start + range.length;
+      const got = await storage.load(handle, range);
+      assertSameBytes(got, data.subarray(start, end), `load with ${JSON.stringify(range)}`);
+    }
+    for (const range of [
+      { offset: size - 5, length: 10 },
+      { offset: size, length: 1 },
+      { offset: size + 1 },
+      { offset: size + 100, length: 5 },
+      { offset: 0, length: size + 1 },
+    ]) {
+      const err = await expectReject(`load with ${JSON.stringify(range)} (file has ${size} bytes)`, () =>
+        storage.load(handle, range),
+      );
+      check(!storage.isNotFound(err), `load past the end: isNotFound() is true for ${describeErr(err)}; the file exists`);
+    }
+  },
+};
+
+const stat: ConformanceCheck = {
+  name: 'stat reports name and size',
+  async run(storage) {
+    await storage.create();
+    for (const [type, size] of [
+      ['snapshot', 0],
+      ['index', 1],
+      ['data', 12_345],
+      ['config', 77],
+    ] as const) {
+      const data = deterministicBytes(size, `stat-${type}`);
+      const handle = handleFor(type, data);
+      await storage.save(handle, data);
+      const info = await storage.stat(handle);
+      check(info.size === size, `stat ${handlePath(handle)}: size ${info.size}, expected ${size}`);
+      check(info.name === handle.name, `stat ${handlePath(handle)}: name ${info.name}, expected ${handle.name}`);
+    }
+  },
+};
+
+const listMany: ConformanceCheck = {
+  name: 'list yields each of many files exactly once (pagination)',
+  async run(storage, { manyFiles, saveConcurrency }) {
+    await storage.create();
+    const expected = new Map<string, number>();
+    const items: Array<{ handle: Handle; data: Buffer }> = [];
+    for (let i = 0; i < manyFiles; i++) {
+      const data = deterministicBytes(16 + (i % 48), `many-${i}`);
+      const handle = handleFor('data', data);
+      expected.set(handle.name, data.byteLength);
+      items.push({ handle, data });
+    }
+    await pool(items, saveConcurrency, ({ handle, data }) => storage.save(handle, data));
+    // A few files of other types, which must not show up in the data listing.
+    const others = new Map<string, number>();
+    for (let i = 0; i < 3; i++) {
+      const data = deterministicBytes(10 + i, `many-index-${i}`);
+      await storage.save(handleFor('index', data), data);
+      others.set(sha256Hex(data), data.byteLength);
+    }
+    assertListedOnce(await collect(storage, 'data'), expected, `list(data) of ${manyFiles} files`);
+    assertListedOnce(await collect(storage, 'index'), others, 'list(index) of 3 files');
+    // A second listing gives the same set.
+    assertListedOnce(await collect(storage, 'data'), expected, `second list(data) of ${manyFiles} files`);
+  },
+};
+
+const listTypes: ConformanceCheck = {
+  name: 'list yields only the requested type; an empty type yields nothing',
+  async run(storage) {
+    await storage.create();
+    const snap = deterministicBytes(50, 'list-snapshot');
+    await storage.save(handleFor('snapshot', snap), snap);
+    for (const type of FILE_TYPES) {
+      if (type === 'snapshot') continue;
+      const listed = await collect(storage, type);
+      check(listed.length === 0, `list(${type}) yielded ${listed.map((f) => f.name).join(', ')}; only a snapshot exists`);
+    }
+    const expected = new Map<string, number>();
+    for (const type of FILE_TYPES) {
+      const data = deterministicBytes(20, `list-${type}`);
+      const handle = handleFor(type, data);
+      await storage.save(handle, data);
+      expected.set(type, data.byteLength);
+    }
+    for (const type of FILE_TYPES) {
+      const listed = await collect(storage, type);
+      const want = new Map<string, number>();
+      if (type === 'config') want.set('config', 20);
+      else want.set(sha256Hex(deterministicBytes(20, `list-${type}`)), 20);
+      if (type === 'snapshot') want.set(sha256Hex(snap), snap.byteLength);
+      assertListedOnce(listed, want, `list(${type})`);
+    }
+  },
+};
+
+const remove: ConformanceCheck = {
+  name: 'remove deletes a file and only that file',
+  async run(storage) {
+    await storage.create();
+    const a = deterministicBytes(300, 'remove-a');
+    const b = deterministicBytes(301, 'remove-b');
+    const c = deterministicBytes(302, 'remove-c');
+    await storage.save(handleFor('data', a), a);
+    await storage.save(handleFor('data', b), b);
+    await storage.save(handleFor('config', c), c);
+    await storage.remove(handleFor('data', a));
+    await expectNotFound(storage, 'stat of a removed file', () => storage.stat(handleFor('data', a)));
+    await expectNotFound(storage, 'load of a removed file', () => storage.load(handleFor('data', a)));
+    assertListedOnce(await collect(storage, 'data'), new Map([[sha256Hex(b), 301]]), 'list(data) after remove');
+    assertSameBytes(await storage.load(handleFor('data', b)), b, 'load of the file that was not removed');
+    await storage.remove(handleFor('config', c));
+    await expectNotFound(storage, 'stat of a removed config', () => storage.stat(handleFor('config', c)));
+    check((await collect(storage, 'config')).length === 0, 'list(config) after removing config is not empty');
+  },
+};
+
+const notFound: ConformanceCheck = {
+  name: 'load/stat/remove of a missing file reject with isNotFound(err) === true',
+  async run(storage) {
+    await storage.create();
+    const missing: Handle[] = [
+      { type: 'data', name: 'ab'.padEnd(64, '0') },
+      { type: 'key', name: 'f'.repeat(64) },
+      { type: 'snapshot', name: '0'.repeat(64) },
+      { type: 'config', name: 'config' },
+    ];
+    for (const handle of missing) {
+      const p = handlePath(handle);
+      await expectNotFound(storage, `load ${p}`, () => storage.load(handle));
+      await expectNotFound(storage, `ranged load ${p}`, () => storage.load(handle, { offset: 1, length: 2 }));
+      await expectNotFound(storage, `stat ${p}`, () => storage.stat(handle));
+      await expectNotFound(storage, `remove ${p}`, () => storage.remove(handle));
+    }
+  },
+};
+
+const notFoundOnly: ConformanceCheck = {
+  name: 'isNotFound is false for other errors',
+  async run(storage) {
+    await storage.create();
+    const others: Array<[string, unknown]> = [
+      ['a plain Error', new Error('boom')],
+      ['an Error with code ECONNRESET', Object.assign(new Error('reset'), { code: 'ECONNRESET' })],
+      ['a transient StorageError', new StorageError('timeout', { kind: 'transient' })],
+      ['a permission StorageError', new StorageError('denied', { kind: 'permission' })],
+      ['undefined', undefined],
+      ['null', null],
+      ['a string', 'not found'],
+      ['a number', 404],
+    ];
+    for (const [what, err] of others) {
+      check(storage.isNotFound(err) === false, `isNotFound(${what}) is not false`);
+    }
+    const data = deterministicBytes(10, 'notfound-only');
+    const handle = handleFor('data', data);
+    await storage.save(handle, data);
+    const rangeErr = await expectReject('load past the end', () => storage.load(handle, { offset: 5, length: 50 }));
+    check(!storage.isNotFound(rangeErr), `isNotFound is true for a past-the-end error: ${describeErr(rangeErr)}`);
+  },
+};
+
+const overwrite: ConformanceCheck = {
+  name: 'saving an existing name replaces its content',
+  async run(storage) {
+    await storage.create();
+    const handle: Handle = { type: 'lock', name: 'a'.repeat(64) };
+    for (const [size, seed] of [
+      [5000, 'first'],
+      [100, 'shorter'],
+      [9000, 'longer'],
+      [0, 'empty'],
+      [33, 'last'],
+    ] as const) {
+      const data = deterministicBytes(size, `overwrite-${seed}`);
+      await storage.save(handle, data);
+      assertSameBytes(await storage.load(handle), data, `load after overwriting with ${size} bytes`);
+      const info = await storage.stat(handle);
+      check(info.size === size, `stat after overwriting with ${size} bytes: size ${info.size}`);
+      assertListedOnce(await collect(storage, 'lock'), new Map([[handle.name, size]]), 'list(lock) after overwrite');
+    }
+  },
+};
+
+const concurrentSaves: ConformanceCheck = {
+  name: '16 concurrent saves all land',
+  async run(storage) {
+    await storage.create();
+    const files = Array.from({ length: 16 }, (_, i) => deterministicBytes(64 * 1024 + i * 1000, `concurrent-${i}`));
+    await Promise.all(files.map((data) => storage.save(handleFor('data', data), data)));
+    await Promise.all(
+      files.map(async (data, i) => assertSameBytes(await storage.load(handleFor('data', data)), data, `load concurrent file ${i}`)),
+    );
+    assertListedOnce(
+      await collect(storage, 'data'),
+      new Map(files.map((d) => [sha256Hex(d), d.byteLength])),
+      'list(data) after 16 concurrent saves',
+    );
+  },
+};
+
+const concurrentSameName: ConformanceCheck = {
+  name: 'concurrent saves of one name leave one whole version',
+  async run(storage) {
+    await storage.create();
+    const handle: Handle = { type: 'lock', name: 'b'.repeat(64) };
+    const versions = Array.from({ length: 6 }, (_, i) => deterministicBytes(20_000 + i * 3_333, `same-${i}`));
+    await Promise.all(versions.map((data) => storage.save(handle, data)));
+    const got = await storage.load(handle);
+    const match = versions.find((v) => v.equals(got));
+    check(match !== undefined, `after concurrent saves of one name, load gave ${got.byteLength} bytes matching no version`);
+    assertListedOnce(await collect(storage, 'lock'), new Map([[handle.name, match.byteLength]]), 'list(lock)');
+  },
+};
+
+const atomic: ConformanceCheck = {
+  name: 'no partial file is visible while a big save runs',
+  async run(storage, { bigFileSize }) {
+    await storage.create();
+    const data = deterministicBytes(bigFileSize, 'atomic');
+    const handle = handleFor('data', data);
+    let done = false;
+    const saving = storage.save(handle, data).finally(() => {
+      done = true;
+    });
+    saving.catch(() => undefined);
+    let polls = 0;
+    while (!done) {
+      polls++;
+      try {
+        const info = await storage.stat(handle);
+        check(info.size === data.byteLength, `stat during save saw size ${info.size} of ${data.byteLength}`);
+      } catch (err) {
+        if (err instanceof AssertionError) throw err;
+        check(storage.isNotFound(err), `stat during save failed: ${describeErr(err)}`);
+      }
+      for (const info of await collect(storage, 'data')) {
+        check(info.name === handle.name, `list during save yielded an unexpected file ${info.name}`);
+        check(info.size === data.byteLength, `list during save saw size ${info.size} of ${data.byteLength}`);
+      }
+      if (polls % 4 === 0) {
+        try {
+          assertSameBytes(await storage.load(handle), data, 'load during save');
+        } catch (err) {
+          if (err instanceof AssertionError) throw err;
+          check(storage.isNotFound(err), `load during save failed: ${describeErr(err)}`);
+        }
+      }
+      await tick();
+    }
+    await saving;
+    assertSameBytes(await storage.load(handle), data, 'load after the big save');
+  },
+};
+
+const atomicOverwrite: ConformanceCheck = {
+  name: 'overwriting a file shows the old or the new content, never a mix',
+  async run(storage, { bigFileSize }) {
+    await storage.create();
+    const handle: Handle = { type: 'lock', name: 'c'.repeat(64) };
+    const size = Math.max(1, Math.floor(bigFileSize / 2));
+    const before = deterministicBytes(size, 'overwrite-before');
+    const after = deterministicBytes(size + 1, 'overwrite-after');
+    await storage.save(handle, before);
+    let done = false;
+    const saving = storage.save(handle, after).finally(() => {
+      done = true;
+    });
+    saving.catch(() => undefined);
+    while (!done) {
+      try {
+        const got = await storage.load(handle);
+        check(
+          got.equals(before) || got.equals(after),
+          `load during an overwrite gave ${got.byteLength} bytes that are neither the old (${before.byteLength}) nor the new (${after.byteLength}) content`,
+        );
+      } catch (err) {
+        if (err instanceof AssertionError) throw err;
+        check(storage.isNotFound(err), `load during an overwrite failed: ${describeErr(err)}`);
+      }
+      await tick();
+    }
+    await saving;
+    assertSameBytes(await storage.load(handle), after, 'load after the overwrite');
+  },
+};
+
+const copies: ConformanceCheck = {
+  name: 'saved and loaded buffers are independent; Uint8Array views are saved exactly',
+  async run(storage) {
+    await storage.create();
+    const original = deterministicBytes(1000, 'copies');
+    const buf = Buffer.from(original);
+    const handle = handleFor('index', original);
+    await storage.save(handle, buf);
+    buf.fill(0);
+    const loaded = await storage.load(handle);
+    assertSameBytes(loaded, original, 'load after the caller overwrote its buffer');
+    loaded.fill(1);
+    assertSameBytes(await storage.load(handle), original, 'load after the caller overwrote a loaded buffer');
+
+    const big = deterministicBytes(4096, 'views');
+    const view = new Uint8Array(big.buffer, big.byteOffset + 100, 1000);
+    const viewHandle = handleFor('index', view);
+    await storage.save(viewHandle, view);
+    assertSameBytes(await storage.load(viewHandle), big.subarray(100, 1100), 'load of a saved Uint8Array view');
+    const info = await storage.stat(viewHandle);
+    check(info.size === 1000, `stat of a saved 1000-byte view: size ${info.size}`);
+  },
+};
+
+const unsafeNames: ConformanceCheck = {
+  name: 'unsafe handle names are rejected',
+  async run(storage) {
+    await storage.create();
+    const data = deterministicBytes(10, 'unsafe');
+    for (const handle of [
+      { type: 'key', name: '../escape' },
+      { type: 'snapshot', name: 'a/b' },
+      { type: 'index', name: '' },
+      { type: 'data', name: '..' },
+      { type: 'bogus', name: 'abcd' },
+    ] as unknown as Handle[]) {
+      await expectReject(`save ${JSON.stringify(handle)}`, () => storage.save(handle, data));
+      await expectReject(`load ${JSON.stringify(handle)}`, () => storage.load(handle));
+    }
+  },
+};
+
+const close: ConformanceCheck = {
+  name: 'close() resolves',
+  closesStorage: true,
+  async run(storage) {
+    await storage.create();
+    const data = deterministicBytes(10, 'close');
+    await storage.save(handleFor('key', data), data);
+    await storage.close();
+  },
+};
+
+/** Every check, in the order `describeStorageConformance` runs them. */
+export const conformanceChecks: readonly ConformanceCheck[] = [
+  create,
+  roundTrip,
+  bigFile,
+  ranges,
+  stat,
+  listMany,
+  listTypes,
+  remove,
+  notFound,
+  notFoundOnly,
+  overwrite,
+  concurrentSaves,
+  concurrentSameName,
+  atomic,
+  atomicOverwrite,
+  copies,
+  unsafeNames,
+  close,
+];
+
+/** Look a check up by name (for the kit's own tests). */
+export function conformanceCheck(name: string): ConformanceCheck {
+  const found = conformanceChecks.find((c) => c.name === name || c.name.startsWith(name));
+  if (!found) throw new Error(`no conformance check named ${JSON.stringify(name)}`);
+  return found;
+}

@@ -1,0 +1,244 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { PluginDefinition } from '@kiwi-backup/core';
+import scriptLauncher from '../src/index.js';
+import { loadPlugin, makeHarness, runBackup, TestAbortError, type Harness } from './harness.js';
+
+const posix = process.platform !== 'win32';
+
+let dir: string;
+let trace: string;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kiwi-script-launcher-'));
+  trace = join(dir, 'trace.log');
+  await writeFile(trace, '');
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function script(name: string, body: string, mode = 0o755): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, `#!/bin/sh\n${body}\n`);
+  await chmod(path, mode);
+  return path;
+}
+
+async function setup(options: Record<string, unknown> = {}, backup: NonNullable<Parameters<typeof makeHarness>[0]>['backup'] = {}) {
+  const plugin: PluginDefinition = await loadPlugin(scriptLauncher, options, { name: 'script-launcher', pluginDir: dir });
+  const h: Harness = makeHarness({ options, dataDir: dir, backup });
+  return { plugin, h };
+}
+
+const traceLines = async () => (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
+
+/** Running, and (where /proc tells) not a zombie waiting to be reaped. */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  if (!existsSync('/proc/self/stat')) return true;
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false; // exited in between
+  }
+}
+
+describe.runIf(posix)('script-launcher', () => {
+  it('runs pre_backup before and post_backup after the backup, with the backup in the environment', async () => {
+    const dump = (tag: string) =>
+      `echo "${tag} hook=$KIWI_HOOK status=$KIWI_STATUS id=$KIWI_BACKUP_ID snap=$KIWI_SNAPSHOT_ID repo=$KIWI_REPOSITORY ` +
+      `tags=$KIWI_TAGS dry=$KIWI_DRY_RUN err=$KIWI_ERROR pw=\${KIWI_PASSWORD:-none} extra=$EXTRA" >> "${trace}"\n` +
+      `printf '%s\\n' "$KIWI_SOURCES" | while IFS= read -r src; do echo "${tag} source=$src" >> "${trace}"; done\n` +
+      `echo "${tag} says hello"; echo "${tag} complains" >&2`;
+    await script('pre_backup.sh', dump('pre'));
+    await script('post_backup.sh', `${dump('post')}\necho "post stats=$KIWI_STATS" >> "${trace}"`);
+    const previous = process.env.KIWI_PASSWORD;
+    process.env.KIWI_PASSWORD = 'hunter2';
+    try {
+      const { plugin, h } = await setup(
+        { env: { EXTRA: 'x1' } },
+        { sources: ['/srv/a', '/srv/with space'], repository: 's3:bucket/kiwi', tags: ['daily', 'db'] },
+      );
+      const run = await runBackup(plugin, h, async () => {
+        await writeFile(trace, 'body\n', { flag: 'a' });
+      }, { snapshotId: 'abc123' });
+      expect(run.startError).toBeUndefined();
+      expect(run.stopError).toBeUndefined();
+      const id = h.backup.id;
+      const lines = await traceLines();
+      expect(lines).toEqual([
+        `pre hook=pre_backup status=running id=${id} snap= repo=s3:bucket/kiwi tags=daily,db dry=0 err= pw=none extra=x1`,
+        'pre source=/srv/a',
+        'pre source=/srv/with space',
+        'body',
+        `post hook=post_backup status=success id=${id} snap=abc123 repo=s3:bucket/kiwi tags=daily,db dry=0 err= pw=none extra=x1`,
+        'post source=/srv/a',
+        'post source=/srv/with space',
+        expect.stringMatching(/^post stats=\{"filesNew":0,/),
+      ]);
+      // Output goes to the plug-in's log line by line: stdout as info, stderr as warn.
+      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'pre_backup: pre says hello' }));
+      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: 'pre_backup: pre complains' }));
+      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'post_backup: post says hello' }));
+      expect(JSON.stringify(h.logs)).not.toContain('hunter2');
+    } finally {
+      if (previous === undefined) delete process.env.KIWI_PASSWORD;
+      else process.env.KIWI_PASSWORD = previous;
+    }
+  });
+
+  it('aborts the backup when pre_backup fails, with the exit code and its last output; post still runs', async () => {
+    await script('pre_backup.sh', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do echo "line $i"; done\necho "disk not mounted" >&2\nexit 3');
+    await script('post_backup.sh', `echo "post status=$KIWI_STATUS err=$KIWI_ERROR" >> "${trace}"`);
+    const { plugin, h } = await setup();
+    const run = await runBackup(plugin, h);
+    expect(run.bodyRan).toBe(false);
+    expect(run.startError).toBeInstanceOf(TestAbortError);
+    const message = (run.startError as Error).message;
+    expect(message).toContain(`pre_backup script ${join(dir, 'pre_backup.sh')} failed with exit code 3`);
+    expect(message).toContain('disk not mounted');
+    expect(message).toContain('line 25');
+    expect(message).not.toContain('line 5\n'); // only the last lines
+    expect(h.backup.status).toBe('aborted');
+    // KIWI_ERROR is the whole abort reason, last output lines included.
+    const text = await readFile(trace, 'utf8');
+    expect(text).toMatch(/^post status=aborted err=pre_backup script .* failed with exit code 3\nlast output:\n/);
+    expect(text).toContain('disk not mounted');
+  });
+
+  it('runs the backup anyway with continueOnPreFailure, logging the failure', async () => {
+    await script('pre_backup.sh', 'exit 1');
+    const { plugin, h } = await setup({ continueOnPreFailure: true });
+    const run = await runBackup(plugin, h);
+    expect(run.bodyRan).toBe(true);
+    expect(run.startError).toBeUndefined();
+    expect(h.logs).toContainEqual(
+      expect.objectContaining({ level: 'error', message: expect.stringMatching(/failed with exit code 1[\s\S]*continuing the backup/) }),
+    );
+  });
+
+  it('treats a pre script that is not executable as a failure', async () => {
+    await script('pre_backup.sh', 'echo never', 0o644);
+    const { plugin, h } = await setup();
+    const start = plugin.onServerStart!;
+    await start({ ...h.context('onBackupStart'), hook: 'onServerStart' } as never, async () => undefined);
+    expect(h.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringContaining('is not executable') }));
+    const run = await runBackup(plugin, h);
+    expect(run.bodyRan).toBe(false);
+    expect((run.startError as Error).message).toContain('not executable (chmod +x');
+  });
+
+  it('logs missing scripts and lets the backup run', async () => {
+    const { plugin, h } = await setup();
+    const run = await runBackup(plugin, h);
+    expect(run.bodyRan).toBe(true);
+    expect(run.startError).toBeUndefined();
+    expect(run.stopError).toBeUndefined();
+    expect(h.logs).toContainEqual(
+      expect.objectContaining({ level: 'info', message: `no pre_backup script (looked for ${join(dir, 'pre_backup.sh')}); nothing to run` }),
+    );
+    expect(h.logs).toContainEqual(expect.objectContaining({ message: expect.stringContaining('no post_backup script') }));
+  });
+
+  it('runs post_backup after a failed backup with KIWI_STATUS=failure, keeping the backup error', async () => {
+    await script('post_backup.sh', `echo "status=$KIWI_STATUS err=$KIWI_ERROR" >> "${trace}"`);
+    const { plugin, h } = await setup();
+    const run = await runBackup(plugin, h, async () => {
+      throw new Error('disk on fire');
+    });
+    expect((run.startError as Error).message).toBe('disk on fire');
+    expect(run.stopError).toBeUndefined();
+    expect(await traceLines()).toEqual(['status=failure err=disk on fire']);
+  });
+
+  it('reports a failing post_backup without hiding the backup result', async () => {
+    await script('post_backup.sh', 'echo "upload failed" >&2; exit 2');
+    const { plugin, h } = await setup();
+    const ok = await runBackup(plugin, h, async () => undefined, { snapshotId: 'feedbeef' });
+    expect(ok.startError).toBeUndefined();
+    expect(h.backup.status).toBe('success');
+    const msg = (ok.stopError as Error).message;
+    expect(msg).toContain('post_backup script');
+    expect(msg).toContain('failed with exit code 2');
+    expect(msg).toContain('upload failed');
+    expect(msg).toContain('the backup itself ended with status success, snapshot feedbeef');
+  });
+
+  it('takes commands from options: an argv array and a shell command line', async () => {
+    const { plugin, h } = await setup({
+      pre: ['/bin/sh', '-c', `echo "argv $KIWI_HOOK $0" >> "${trace}"`, 'zero'],
+      post: `echo "shell $KIWI_HOOK $KIWI_STATUS" >> "${trace}" && echo chained >> "${trace}"`,
+    });
+    const run = await runBackup(plugin, h);
+    expect(run.startError).toBeUndefined();
+    expect(await traceLines()).toEqual(['argv pre_backup zero', 'shell post_backup success', 'chained']);
+  });
+
+  it('runs a script named by a relative path in the plug-in folder', async () => {
+    await script('my-pre.sh', `echo "custom $KIWI_HOOK" >> "${trace}"`);
+    const { plugin, h } = await setup({ pre: 'my-pre.sh', post: false });
+    await runBackup(plugin, h);
+    expect(await traceLines()).toEqual(['custom pre_backup']);
+  });
+
+  it('kills a hanging pre script and its whole process group at the timeout', async () => {
+    const pids = join(dir, 'pids');
+    // A background child, plus a shell that ignores SIGTERM, so only the SIGKILL after the grace period ends it.
+    await script('pre_backup.sh', `sleep 300 &\necho $! > "${pids}"\ntrap '' TERM\necho $$ >> "${pids}"\necho started\nwhile :; do sleep 1; done`);
+    const { plugin, h } = await setup({ timeout: 400, killGrace: '300ms' });
+    const started = Date.now();
+    const run = await runBackup(plugin, h);
+    const elapsed = Date.now() - started;
+    expect(run.bodyRan).toBe(false);
+    const message = (run.startError as Error).message;
+    expect(message).toContain('timed out after 400 ms and was killed with its process group');
+    expect(message).toContain('started');
+    expect(elapsed).toBeLessThan(5_000);
+    const [child, shell] = (await readFile(pids, 'utf8')).trim().split('\n').map(Number);
+    expect(child).toBeGreaterThan(0);
+    expect(shell).toBeGreaterThan(0);
+    expect(running(child!)).toBe(false);
+    expect(running(shell!)).toBe(false);
+  });
+
+  it('kills the pre script when the backup is interrupted (SIGINT)', async () => {
+    const pids = join(dir, 'pids');
+    await script('pre_backup.sh', `echo $$ > "${pids}"\nexec sleep 300`);
+    const { plugin, h } = await setup({ post: false });
+    setTimeout(() => h.controller.abort(new Error('SIGINT')), 300);
+    const started = Date.now();
+    const run = await runBackup(plugin, h);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(run.bodyRan).toBe(false);
+    expect((run.startError as Error).message).toContain('was killed because the backup was interrupted');
+    expect(h.backup.status).toBe('interrupted');
+    expect(running(Number((await readFile(pids, 'utf8')).trim()))).toBe(false);
+  });
+
+  it('still runs post_backup after an interrupted backup', async () => {
+    await script('post_backup.sh', `echo "status=$KIWI_STATUS" >> "${trace}"`);
+    const { plugin, h } = await setup();
+    const run = await runBackup(plugin, h, async () => {
+      h.controller.abort(new Error('SIGTERM'));
+      throw new Error('interrupted by SIGTERM');
+    });
+    expect(run.stopError).toBeUndefined();
+    expect(await traceLines()).toEqual(['status=interrupted']);
+  });
+
+  it('rejects unknown or malformed options when loaded', async () => {
+    await expect(loadPlugin(scriptLauncher, { preScript: 'x' }, { pluginDir: dir })).rejects.toThrow(
+      /script-launcher: unknown option "preScript"/,
+    );
+    await expect(loadPlugin(scriptLauncher, { timeout: 'soon' }, { pluginDir: dir })).rejects.toThrow(/option "timeout"/);
+    await expect(loadPlugin(scriptLauncher, { pre: 42 }, { pluginDir: dir })).rejects.toThrow(/option "pre"/);
+  });
+});
