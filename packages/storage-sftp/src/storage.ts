@@ -606,7 +606,8 @@ class SftpStorage implements Storage {
 
   /** Issue one SFTP request with watchdog bookkeeping. */
   private req<T>(c: Conn, send: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
-    if (c.dead) return Promise.reject(new StorageError('SFTP connection lost', { kind: 'transient' }));
+    // A plain error: run() wraps it into a transient StorageError naming the operation and file.
+    if (c.dead) return Promise.reject(Object.assign(new Error('connection closed'), { code: 'ECONNRESET' }));
     return new Promise<T>((resolve, reject) => {
       c.pending++;
       let settled = false;

@@ -1,5 +1,6 @@
-import { constants as fsConstants } from 'node:fs';
-import { lstat, open, readlink } from 'node:fs/promises';
+import { close as fsClose, closeSync, constants as fsConstants, fstat as fsFstat, fstatSync, open as fsOpen, openSync, readSync, type BigIntStats } from 'node:fs';
+import { lstat, readlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname, userInfo } from 'node:os';
 import type { BackupInfo, BackupStats, BackupStatus, ContentSource, FileEntry, Logger, VirtualFileOptions } from '../plugins/types.js';
@@ -44,6 +45,8 @@ export interface BackupOptions {
   logger?: Logger;
   /** Live progress, at most every ~100 ms, plus once at the end. */
   onProgress?: ProgressFn;
+  /** Called for each entry that could not be backed up, as it happens (also listed in the result). */
+  onError?: (error: EntryError) => void;
   /** Files read concurrently (default 8). */
   concurrency?: number;
   /** Printable repository location for plug-ins (default: `repository.location`). */
@@ -77,9 +80,8 @@ export class BackupInterruptedError extends Error {
 }
 
 /**
- * Thrown (with the original error as `cause`) is never done: a failed backup
- * rethrows its original error after `onBackupStop` ran; the run's result is
- * attached to it as `err.backupResult`.
+ * A failed, aborted or interrupted backup rejects with its original error
+ * (after `onBackupStop` ran), with the run's result attached as `backupResult`.
  */
 export interface ErrorWithBackupResult extends Error {
   backupResult?: BackupResult;
@@ -145,6 +147,15 @@ interface VirtualFile {
 
 const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
 const PROGRESS_INTERVAL_MS = 100;
+/** A synchronous open/fstat/read slower than this switches to asynchronous calls for a while. */
+const SYNC_SLOW_MS = 20;
+const ASYNC_CREDITS = 200;
+
+const openFd = promisify(fsOpen) as (path: Buffer, flags: number) => Promise<number>;
+const closeFd = promisify(fsClose);
+function fstatFd(fd: number): Promise<BigIntStats> {
+  return new Promise((resolve, reject) => fsFstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
+}
 /** Chunk saves in flight beyond one per file (each holds a copy of up to maxSize bytes). */
 const EXTRA_SAVES = 4;
 
@@ -180,6 +191,12 @@ class BackupRun {
   /** Saves in flight beyond one per file (pipelining large files), and their copy buffers. */
   readonly extraSaves = new Limiter(EXTRA_SAVES);
   readonly copyPool: BufferPool;
+  /** Whole-file buffers for small files (at most minSize). */
+  readonly smallPool: BufferPool;
+  /** File workers running (awaited before the run ends, also after a failure). */
+  readonly inflight = new Set<Promise<unknown>>();
+  /** Files left to read asynchronously after a slow synchronous read. */
+  syncCredits = 0;
   readonly virtualFiles: VirtualFile[] = [];
   readonly realTopNames: Set<string>;
   /** Blob ids already counted as new in a dry run. */
@@ -204,6 +221,7 @@ class BackupRun {
     this.pool = new BufferPool({ maxIdle: concurrency + 1 });
     this.limiter = new Limiter(concurrency);
     this.copyPool = new BufferPool({ maxIdle: EXTRA_SAVES });
+    this.smallPool = new BufferPool({ maxIdle: concurrency + 2 });
     this.realTopNames = new Set(this.sources.map((s) => s.split('/').filter(Boolean)[0] ?? ''));
     this.info = {
       id: randomBytes(8).toString('hex'),
@@ -271,6 +289,8 @@ class BackupRun {
     } finally {
       external?.removeEventListener('abort', onExternalAbort);
       if (!this.internal.signal.aborted && failure !== undefined) this.internal.abort(failure);
+      // No file worker may touch the repository after the run ended.
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
       this.info.status = result.status;
       if (failure !== undefined) this.info.error = failure instanceof Error ? failure : new Error(String(failure));
       if (result.snapshotId !== undefined) this.info.snapshotId = result.snapshotId;
@@ -332,9 +352,11 @@ class BackupRun {
   // ---------------------------------------------------------------- the walk
 
   recordError(path: string, message: string): void {
-    this.errors.push({ path, message });
+    const e = { path, message };
+    this.errors.push(e);
     this.stats.errors++;
-    this.log?.warn(`${path}: ${message}`);
+    if (this.opts.onError) this.opts.onError(e);
+    else this.log?.warn(`${path}: ${message}`);
   }
 
   progress(path: string): void {
@@ -517,6 +539,7 @@ class BackupRun {
 
   async walkSources(root: Frame, sourceParent: Map<string, Frame>): Promise<void> {
     const stack: Frame[] = [];
+    let sourcesSeen = 0;
     const hasOnFile = this.currentSession !== undefined && (this.opts.plugins?.has('onFile') ?? false);
     const events = walk(this.sources, {
       exclude: this.opts.exclude ?? [],
@@ -536,15 +559,16 @@ class BackupRun {
         const frame = stack.pop();
         if (!frame) throw new Error(`walker: unbalanced leave for ${entry.path}`);
         if (frame.skipped) continue;
-        const parentFrame = stack.length > 0 ? stack[stack.length - 1]! : sourceParent.get(entry.source)!;
-        if (parentFrame === root && frame === root) continue;
+        // The source '/' is the root frame itself, finished after the walk.
         if (frame === root) continue;
+        const parentFrame = stack.length > 0 ? stack[stack.length - 1]! : sourceParent.get(entry.source)!;
         if (parentFrame.skipped) continue;
         parentFrame.children.push(this.guard(this.finishFrame(frame)));
         continue;
       }
 
       // 'enter' or 'entry'
+      if (entry.depth === 0) sourcesSeen++;
       this.progress(entry.path);
       const parentFrame = stack.length > 0 ? stack[stack.length - 1]! : sourceParent.get(entry.source);
       if (!parentFrame) throw new Error(`walker: no parent frame for ${entry.path} (source ${entry.source})`);
@@ -586,10 +610,17 @@ class BackupRun {
       const wait = this.limiter.acquire();
       if (wait) await wait;
       this.checkFatal();
-      const p = this.backupEntry(entry, parentFrame, metadata, content).finally(() => this.limiter.release());
+      const p = this.backupEntry(entry, parentFrame, metadata, content).finally(() => {
+        this.limiter.release();
+        this.inflight.delete(p);
+      });
+      this.inflight.add(p);
       parentFrame.children.push(this.guard(p));
     }
     if (stack.length > 0) throw new Error(`walker: ${stack.length} directories were entered but not left`);
+    if (sourcesSeen === 0) {
+      throw new Error(`none of the sources could be read: ${this.errors.map((e) => `${e.path} (${e.message})`).join('; ')}`);
+    }
   }
 
   async askPlugins(entry: WalkEntry): Promise<{ skip: boolean; content?: ContentSource; metadata?: Record<string, unknown> } | undefined> {
@@ -629,13 +660,13 @@ class BackupRun {
           const parentNode = (await frame.parentMap)?.get(nameKey(entry.name));
           if (content !== undefined) {
             await this.saveContent(node, content);
-            this.countFile(node, parentNode);
+            this.countFile(parentNode);
           } else if (parentNode && this.unchanged(parentNode, node)) {
             node.content = parentNode.content!.slice();
             this.stats.filesUnmodified++;
           } else {
             node = await this.readFile(entry, node);
-            this.countFile(node, parentNode);
+            this.countFile(parentNode);
           }
           this.stats.totalBytes += node.size;
           break;
@@ -671,10 +702,9 @@ class BackupRun {
     return { key: entry.name, node };
   }
 
-  countFile(node: Node, parentNode: Node | undefined): void {
+  countFile(parentNode: Node | undefined): void {
     if (parentNode) this.stats.filesChanged++;
     else this.stats.filesNew++;
-    void node;
   }
 
   /** Same type, size, mtime, ctime and inode, and every content blob still in the repository. */
@@ -695,21 +725,31 @@ class BackupRun {
    * with a warning. A small file read in one call is not stat'ed again: if it
    * changed right after the fstat, its recorded mtime makes the next backup
    * read it again.
+   *
+   * Small files (at most `minSize`: one blob) are opened and read with
+   * synchronous calls: on a local disk that costs a few microseconds each,
+   * far less than a thread-pool round trip per call. When a synchronous step
+   * is slow (network file system, cold disk), the next {@link ASYNC_CREDITS}
+   * files use asynchronous calls again.
    */
   async readFile(entry: WalkEntry, node: Node): Promise<Node> {
-    let fh;
+    const useSync = this.syncCredits === 0 && Number(entry.stat.size) <= this.chunker.minSize;
+    if (this.syncCredits > 0) this.syncCredits--;
+    let fd: number;
+    let st: BigIntStats;
+    const t0 = useSync ? performance.now() : 0;
     try {
-      fh = await open(entry.pathBuf, OPEN_FLAGS);
+      fd = useSync ? openSync(entry.pathBuf, OPEN_FLAGS) : await openFd(entry.pathBuf, OPEN_FLAGS);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new EntryFailure('open', new Error('file vanished before it could be read'));
       if (code === 'ELOOP') throw new EntryFailure('open', new Error('file was replaced by a symlink'));
       throw new EntryFailure('open', err);
     }
+    let closed = false;
     try {
-      let st;
       try {
-        st = await fh.stat({ bigint: true });
+        st = useSync ? fstatSync(fd, { bigint: true }) : await fstatFd(fd);
       } catch (err) {
         throw new EntryFailure('fstat', err);
       }
@@ -722,21 +762,46 @@ class BackupRun {
         if (metadata) node.metadata = metadata;
       }
       const size = Number(st.size);
-      const readStats = { bytesRead: 0, chunks: 0 };
-      const it = chunkFile(fh.fd, this.chunker, this.pool, {
-        stats: readStats,
-        signal: this.signal,
-        length: size,
-        onRead: (n) => {
-          this.stats.bytesRead += n;
-        },
-      });
-      node.content = await this.storeChunks(it, size > this.chunker.minSize, 'read');
-      const read = readStats.bytesRead;
+      let read: number;
+      if (useSync && size <= this.chunker.minSize) {
+        // One blob: read it whole into a pooled buffer (released once saveBlob is done with it).
+        const buf = this.smallPool.acquire(this.chunker.minSize);
+        try {
+          read = 0;
+          try {
+            while (read < size) {
+              const n = readSync(fd, buf, read, size - read, read);
+              if (n === 0) break;
+              read += n;
+            }
+          } catch (err) {
+            throw new EntryFailure('read', err);
+          }
+          closeSync(fd);
+          closed = true;
+          if (performance.now() - t0 > SYNC_SLOW_MS) this.syncCredits = ASYNC_CREDITS;
+          this.stats.bytesRead += read;
+          node.content = read > 0 ? [await this.saveData(buf.subarray(0, read))] : [];
+        } finally {
+          this.smallPool.release(buf);
+        }
+      } else {
+        const readStats = { bytesRead: 0, chunks: 0 };
+        const it = chunkFile(fd, this.chunker, this.pool, {
+          stats: readStats,
+          signal: this.signal,
+          length: size,
+          onRead: (n) => {
+            this.stats.bytesRead += n;
+          },
+        });
+        node.content = await this.storeChunks(it, size > this.chunker.minSize, 'read');
+        read = readStats.bytesRead;
+      }
       let changed = read !== size;
       if (!changed && size > this.chunker.minSize) {
         try {
-          const after = await fh.stat({ bigint: true });
+          const after = await fstatFd(fd);
           changed = after.size !== st.size || after.mtimeNs !== st.mtimeNs;
         } catch {
           // fstat on an open descriptor does not fail in practice; nothing to add.
@@ -750,7 +815,7 @@ class BackupRun {
       node.size = read;
       return node;
     } finally {
-      await fh.close().catch(() => undefined);
+      if (!closed) await closeFd(fd).catch(() => undefined);
     }
   }
 
@@ -780,7 +845,7 @@ class BackupRun {
         const idx = ids.length;
         ids.push('');
         if (pipeline && !this.dryRun && this.extraSaves.tryAcquire()) {
-          const copy = this.copyPool.acquire(chunk.length);
+          const copy = this.copyPool.acquire(this.chunker.maxSize);
           chunk.copy(copy, 0, 0, chunk.length);
           const p = this.saveData(copy.subarray(0, chunk.length)).then(
             (id) => {
@@ -858,6 +923,7 @@ class BackupRun {
       }
       nodes.push(item.node);
     }
+    this.signal.throwIfAborted();
     const id = await this.saveTreeBlob({ nodes });
     const node: Node = frame.node ? { ...frame.node, subtree: id } : this.rootNode(id);
     if (frame.node) {

@@ -1,5 +1,21 @@
-import { close as fsClose, constants as fsConstants, fchmod as fsFchmod, fchown as fsFchown, futimes as fsFutimes, open as fsOpen, write as fsWrite } from 'node:fs';
-import { lchown, lstat, lutimes, mkdir, open, realpath, rename, symlink, unlink } from 'node:fs/promises';
+import {
+  close as fsClose,
+  closeSync,
+  constants as fsConstants,
+  fchmod as fsFchmod,
+  fchmodSync,
+  fchown as fsFchown,
+  fchownSync,
+  futimes as fsFutimes,
+  futimesSync,
+  open as fsOpen,
+  openSync,
+  renameSync,
+  unlinkSync,
+  write as fsWrite,
+  writeSync,
+} from 'node:fs';
+import { lchown, lstat, lutimes, mkdir, realpath, rename, symlink, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
@@ -15,7 +31,7 @@ export interface RestoreProgress {
   bytesWritten: number;
   errors: number;
   /** Snapshot path being restored. */
-  currentPath: string;
+  current: string;
 }
 
 export interface RestoreOptions {
@@ -37,6 +53,8 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** Called at most every ~100 ms, and once at the end. */
   onProgress?: (progress: Readonly<RestoreProgress>) => void;
+  /** Called for each entry that fails, as it happens (also listed in the result). */
+  onError?: (error: EntryError) => void;
   /** Restore owners (uid/gid, numeric) with lchown/fchown. Default: true when running as root. */
   owners?: boolean;
   /** Files written concurrently (default 8). */
@@ -97,6 +115,11 @@ function currentUmask(): number {
 const PROGRESS_INTERVAL_MS = 100;
 /** Sub-directory trees loaded ahead of the traversal. */
 const TREE_PREFETCH = 4;
+/** Files up to this size (one blob) are written with synchronous calls (see `restoreFile`). */
+const SYNC_WRITE_MAX = 256 * 1024;
+/** A synchronous write slower than this switches to asynchronous writes for a while. */
+const SYNC_SLOW_MS = 20;
+const ASYNC_CREDITS = 200;
 
 /**
  * Validates a node name from a tree: raw bytes, never empty, `.`, `..`, and
@@ -224,9 +247,19 @@ class BlobCache {
  * target could still race a check; restore into a directory only you control.
  *
  * Metadata: modes (after content; directories after their children), mtimes
- * to the microsecond (atime is set to the mtime), symlink mtimes via lutimes,
- * owners (numeric uid/gid) when `owners`. Sockets are skipped; FIFOs and
- * devices are skipped too (Node has no mkfifo/mknod) and listed in `skipped`.
+ * to the microsecond (Node's utimes takes float seconds, so sub-µs digits are
+ * lost; atime is set to the mtime), symlink mtimes via lutimes, owners
+ * (numeric uid/gid) when `owners`. Sockets are skipped; FIFOs and devices are
+ * skipped too (Node has no mkfifo/mknod) and listed in `skipped`. Hard links
+ * are restored as separate files; extended attributes are not stored.
+ *
+ * Performance: up to `concurrency` files in flight, the next blob of a file
+ * loads while the current one is written, sub-directory trees are loaded
+ * ahead, an LRU cache keeps recently loaded blobs for deduplicated content,
+ * and small files are written with synchronous calls (async again when the
+ * disk turns out slow). Blobs are loaded one by one (`loadBlob`, one ranged
+ * read each); coalescing adjacent blobs of one pack into a single read is not
+ * done yet (it needs a batch load in the repository).
  */
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreResult> {
   const repo = options.repository;
@@ -284,14 +317,18 @@ class RestoreRun {
       parent: undefined,
       created: Promise.resolve(),
     };
-    const { done } = await this.restoreTree(this.snapshot.tree, root, this.filter === undefined);
-    await done;
+    try {
+      const { done } = await this.restoreTree(this.snapshot.tree, root, this.filter === undefined);
+      await done;
+    } finally {
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    }
     if (this.fatal !== undefined) throw this.fatal;
-    this.opts.onProgress?.({ ...this.counters(), currentPath: '' });
+    this.opts.onProgress?.({ ...this.counters(), current: '' });
     return this.result;
   }
 
-  counters(): Omit<RestoreProgress, 'currentPath'> {
+  counters(): Omit<RestoreProgress, 'current'> {
     return {
       filesRestored: this.result.filesRestored,
       dirsRestored: this.result.dirsRestored,
@@ -307,18 +344,22 @@ class RestoreRun {
     const now = Date.now();
     if (now - this.lastProgress >= PROGRESS_INTERVAL_MS) {
       this.lastProgress = now;
-      cb({ ...this.counters(), currentPath: path });
+      cb({ ...this.counters(), current: path });
     }
   }
 
   error(path: string, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
-    this.result.errors.push({ path, message });
-    this.opts.logger?.error(`restore ${path}: ${message}`);
+    const e = { path, message };
+    this.result.errors.push(e);
+    if (this.opts.onError) this.opts.onError(e);
+    else this.opts.logger?.error(`restore ${path}: ${message}`);
   }
 
   /** Tree loads started ahead of the traversal (bounded), by tree id. */
   readonly prefetched = new Map<BlobId, Promise<Node[]>>();
+  /** File writes running (awaited before the restore returns or throws). */
+  readonly inflight = new Set<Promise<void>>();
   prefetching = 0;
 
   loadNodes(treeId: BlobId): Promise<Node[]> {
@@ -375,7 +416,12 @@ class RestoreRun {
       }
     });
     const subtreeIds: BlobId[] = [];
-    for (const item of named) if (item && item.node.type === 'dir' && item.node.subtree !== undefined) subtreeIds.push(item.node.subtree);
+    for (const item of named) {
+      if (!item || item.node.type !== 'dir' || item.node.subtree === undefined) continue;
+      const rel = joinSnap(dir.snapPath, item.node.name).slice(1);
+      // Prefetch only trees the traversal will enter.
+      if (included || !this.filter || this.filter.matches(rel, true) || this.filter.mayContain(rel)) subtreeIds.push(item.node.subtree);
+    }
     let nextSub = 0;
     const pending: Array<Promise<void>> = [];
     for (const item of named) {
@@ -393,8 +439,8 @@ class RestoreRun {
       const inc = included || (this.filter !== undefined && this.filter.matches(rel, isDir));
       const fsPath = Buffer.concat([dir.fsPath, Buffer.from('/'), raw]);
       if (isDir) {
-        if (node.subtree !== undefined) nextSub++;
         if (!inc && !this.filter?.mayContain(rel)) continue;
+        if (node.subtree !== undefined) nextSub++;
         const sub: DirState = { fsPath, snapPath, node, parent: dir, created: undefined };
         if (node.subtree === undefined) {
           this.error(snapPath, new Error('directory without a subtree id'));
@@ -411,12 +457,16 @@ class RestoreRun {
       this.progress(snapPath);
       const wait = this.limiter.acquire();
       if (wait) await wait;
-      const p = this.restoreLeaf(node, fsPath, snapPath, dir)
+      const p: Promise<void> = this.restoreLeaf(node, fsPath, snapPath, dir)
         .catch((err: unknown) => {
           if (err instanceof RestoreFileError || isFsError(err)) this.error(snapPath, err);
           else if (this.fatal === undefined) this.fatal = err;
         })
-        .finally(() => this.limiter.release());
+        .finally(() => {
+          this.limiter.release();
+          this.inflight.delete(p);
+        });
+      this.inflight.add(p);
       pending.push(p);
     }
     const done = Promise.all(pending).then(async () => {
@@ -456,16 +506,31 @@ class RestoreRun {
     return dir.created;
   }
 
+  /** Owner, mode and mtime of a directory, through an O_NOFOLLOW descriptor (after its children). */
   async setDirMeta(dir: DirState): Promise<void> {
     const node = dir.node!;
-    const fh = await open(dir.fsPath, DIR_FLAGS);
+    const t = nsToUtimeSeconds(node.mtimeNs);
+    const chown = this.owners && (node.uid !== this.euid || node.gid !== this.egid);
+    if (this.syncCredits === 0) {
+      const t0 = performance.now();
+      const fd = openSync(dir.fsPath, DIR_FLAGS);
+      try {
+        if (chown) fchownSync(fd, node.uid, node.gid);
+        fchmodSync(fd, node.mode & 0o7777);
+        futimesSync(fd, t, t);
+      } finally {
+        closeSync(fd);
+      }
+      if (performance.now() - t0 > SYNC_SLOW_MS) this.syncCredits = ASYNC_CREDITS;
+      return;
+    }
+    const fd = await openFd(dir.fsPath, DIR_FLAGS, 0);
     try {
-      if (this.owners) await fh.chown(node.uid, node.gid);
-      await fh.chmod(node.mode & 0o7777);
-      const t = nsToUtimeSeconds(node.mtimeNs);
-      await fh.utimes(t, t);
+      if (chown) await fchownFd(fd, node.uid, node.gid);
+      await fchmodFd(fd, node.mode & 0o7777);
+      await futimesFd(fd, t, t);
     } finally {
-      await fh.close();
+      await closeFd(fd);
     }
   }
 
@@ -485,7 +550,33 @@ class RestoreRun {
     }
   }
 
+  /**
+   * Small files are written with synchronous calls once their content is
+   * loaded: on a local disk that is a few microseconds per call, much less
+   * than a thread-pool round trip each. If a synchronous call is ever slow
+   * (network file system, cold disk), the next {@link ASYNC_CREDITS} files
+   * use asynchronous calls again.
+   */
+  syncCredits = 0;
+
   async restoreFile(node: Node, fsPath: Buffer, snapPath: string): Promise<void> {
+    const ids = node.content ?? [];
+    if (node.size <= SYNC_WRITE_MAX && ids.length <= 1 && this.syncCredits === 0) {
+      let buf: Buffer | undefined;
+      if (ids.length === 1) {
+        try {
+          buf = await this.cache.get(ids[0]!);
+        } catch (err) {
+          throw new RestoreFileError(snapPath, ids[0], err);
+        }
+      }
+      this.signal?.throwIfAborted();
+      const t0 = performance.now();
+      this.writeSmallFileSync(node, fsPath, snapPath, buf);
+      if (performance.now() - t0 > SYNC_SLOW_MS) this.syncCredits = ASYNC_CREDITS;
+      return;
+    }
+    if (this.syncCredits > 0) this.syncCredits--;
     const dirPath = fsPath.subarray(0, fsPath.lastIndexOf(SLASH));
     const tmp = Buffer.concat([dirPath, Buffer.from(`/.kiwi-restore-${randomBytes(6).toString('hex')}.tmp`)]);
     const mode = node.mode & 0o7777;
@@ -493,7 +584,6 @@ class RestoreRun {
     let fd: number | undefined = await openFd(tmp, FILE_FLAGS, mode & 0o777);
     let ok = false;
     try {
-      const ids = node.content ?? [];
       let pos = 0;
       let next: Promise<Buffer> | undefined = ids.length > 0 ? this.cache.get(ids[0]!) : undefined;
       for (let i = 0; i < ids.length; i++) {
@@ -515,9 +605,7 @@ class RestoreRun {
         }
         this.result.bytesWritten += buf.length;
       }
-      if (node.size !== pos && node.content) {
-        throw new RestoreFileError(snapPath, undefined, new Error(`content is ${pos} bytes, the tree says ${node.size}`));
-      }
+      this.checkSize(node, pos, snapPath);
       if (this.owners && (node.uid !== this.euid || node.gid !== this.egid)) await fchownFd(fd, node.uid, node.gid);
       // chown clears setuid/setgid, so the mode goes after it.
       if (mode !== (mode & 0o777 & ~currentUmask())) await fchmodFd(fd, mode);
@@ -531,6 +619,53 @@ class RestoreRun {
     } finally {
       if (fd !== undefined) await closeFd(fd).catch(() => undefined);
       if (!ok) await unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  checkSize(node: Node, written: number, snapPath: string): void {
+    if (node.size !== written && node.content) {
+      throw new RestoreFileError(snapPath, undefined, new Error(`content is ${written} bytes, the tree says ${node.size}`));
+    }
+  }
+
+  /** The synchronous twin of the write path above, for a file of at most one blob. */
+  writeSmallFileSync(node: Node, fsPath: Buffer, snapPath: string, buf: Buffer | undefined): void {
+    const dirPath = fsPath.subarray(0, fsPath.lastIndexOf(SLASH));
+    const tmp = Buffer.concat([dirPath, Buffer.from(`/.kiwi-restore-${randomBytes(6).toString('hex')}.tmp`)]);
+    const mode = node.mode & 0o7777;
+    let fd: number | undefined = openSync(tmp, FILE_FLAGS, mode & 0o777);
+    let ok = false;
+    try {
+      let pos = 0;
+      if (buf) {
+        while (pos < buf.length) pos += writeSync(fd, buf, pos, buf.length - pos, pos);
+        this.result.bytesWritten += buf.length;
+      }
+      this.checkSize(node, pos, snapPath);
+      if (this.owners && (node.uid !== this.euid || node.gid !== this.egid)) fchownSync(fd, node.uid, node.gid);
+      if (mode !== (mode & 0o777 & ~currentUmask())) fchmodSync(fd, mode);
+      const t = nsToUtimeSeconds(node.mtimeNs);
+      futimesSync(fd, t, t);
+      const f = fd;
+      fd = undefined;
+      closeSync(f);
+      renameSync(tmp, fsPath);
+      ok = true;
+    } finally {
+      if (fd !== undefined) {
+        try {
+          closeSync(fd);
+        } catch {
+          // already failing
+        }
+      }
+      if (!ok) {
+        try {
+          unlinkSync(tmp);
+        } catch {
+          // not created or already gone
+        }
+      }
     }
   }
 

@@ -98,7 +98,12 @@ async function* walkTree(repository: TreeLoader, treeId: BlobId, dir: string, re
   }
 }
 
-export type ChangeKind = 'added' | 'removed' | 'modified' | 'type';
+/**
+ * `added`/`removed`; `type` (the entry's type changed); `modified` (a file's
+ * content or a symlink's target changed); `metadata` (only mode, owner,
+ * mtime, plug-in metadata or device number changed).
+ */
+export type ChangeKind = 'added' | 'removed' | 'modified' | 'type' | 'metadata';
 
 /** One difference between two snapshots. */
 export interface SnapshotChange {
@@ -109,8 +114,8 @@ export interface SnapshotChange {
   /** The node in the second snapshot (absent for `removed`). */
   after?: Node;
   /**
-   * For `modified`: what differs — `content`, `mode`, `owner`, `mtime`,
-   * `target` (symlink), `metadata`.
+   * For `modified` and `metadata`: what differs — `content`, `mode`, `owner`,
+   * `mtime`, `target` (symlink), `metadata`, `rdev`.
    */
   fields?: string[];
 }
@@ -137,7 +142,7 @@ function changedFields(a: Node, b: Node): string[] {
 /**
  * Compares two snapshots, yielding changes in path order. Subtrees with the
  * same tree id are identical and skipped without loading. A directory whose
- * own metadata changed is reported as `modified`; its children are compared
+ * own metadata changed is reported as `metadata`; its children are compared
  * too. An added or removed directory is reported once, with everything under
  * it reported as well (`added`/`removed`).
  */
@@ -178,7 +183,10 @@ async function* diffTrees(
         if (y!.type === 'dir') yield* under(repository, y!, p, 'added');
       } else {
         const fields = changedFields(x!, y!);
-        if (fields.length > 0) yield { path: p, change: 'modified', before: x!, after: y!, fields };
+        if (fields.length > 0) {
+          const change: ChangeKind = fields.includes('content') || fields.includes('target') ? 'modified' : 'metadata';
+          yield { path: p, change, before: x!, after: y!, fields };
+        }
         if (x!.type === 'dir') yield* diffTrees(repository, x!.subtree, y!.subtree, p);
       }
       i++;

@@ -258,6 +258,14 @@ describe('unreadable and vanishing entries', () => {
     expect(await lookupPath(repo, res.snapshot!, join(other, 'a.txt'))).toBeDefined();
   });
 
+  it('a backup whose sources all fail is a failure, not an empty snapshot', async () => {
+    const repo = new FakeRepository();
+    const err = (await runBackup({ repository: repo, sources: [join(work, 'nope')] }).catch((e: unknown) => e)) as ErrorWithBackupResult;
+    expect(err.message).toMatch(/none of the sources could be read: .*nope.*ENOENT/);
+    expect(err.backupResult?.status).toBe('failure');
+    expect(repo.snapshots.size).toBe(0);
+  });
+
   it('dry run counts but writes nothing', async () => {
     const repo = new FakeRepository();
     const res = await runBackup({ repository: repo, sources: [src], dryRun: true });
