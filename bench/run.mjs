@@ -20,7 +20,7 @@ const opt = (name, def) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : def;
 };
-const toolsWanted = opt('tools', 'kiwi,restic,borg').split(',');
+const toolsWanted = opt('tools', 'kiwi,restic,borg,kiwi-s3,kiwi-sftp').split(',');
 const base = process.env.KIWI_BENCH_DIR ?? join(here, '.work');
 const dataRoot = join(base, 'data');
 const PASSWORD = 'kiwi-bench-password';
@@ -89,6 +89,46 @@ const tools = {
   },
 };
 
+/** Kiwi against a loopback S3-compatible server or sshd: the same commands with another --repo. */
+function remoteKiwi(kind) {
+  const serversDir = join(root, 'packages', 'test-servers', 'dist');
+  let server;
+  let extraEnv = {};
+  let url;
+  const env = () => ({ ...process.env, KIWI_PASSWORD: PASSWORD, KIWI_REPOSITORY: url, KIWI_DATA_DIR: join(base, `${kind}-datadir`), ...extraEnv });
+  const k = (label, argv, e, cwd) => measure(label, process.execPath, [kiwiBin, ...argv], { env: e, ...(cwd ? { cwd } : {}) });
+  return {
+    available: () => existsSync(kiwiBin) && existsSync(join(serversDir, 's3.js')) && (kind === 'kiwi-s3' || existsSync('/usr/sbin/sshd')),
+    async setup() {
+      if (kind === 'kiwi-s3') {
+        const { startS3Server } = await import(join(serversDir, 's3.js'));
+        server = await startS3Server();
+        url = `s3:${server.endpoint}/${server.bucket}/bench`;
+        extraEnv = { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey };
+        return server.directory;
+      }
+      const { startSshd } = await import(join(serversDir, 'sshd.js'));
+      server = await startSshd();
+      url = `sftp://${server.username}@${server.host}:${server.port}${server.root}/repo`;
+      const configFile = join(base, 'sftp-config.json');
+      await mkdir(join(base, 'kiwi-sftp-datadir'), { recursive: true });
+      await writeFile(configFile, JSON.stringify({ storageOptions: { sftp: { privateKey: server.privateKeyPath, knownHostsFile: server.knownHostsPath } } }));
+      tools[kind].configFile = configFile;
+      return server.root;
+    },
+    async teardown() {
+      await server?.stop();
+    },
+    env: () => env(),
+    args: () => (tools[kind].configFile ? ['--config', tools[kind].configFile] : []),
+    init: (repo, e) => k(`${kind} init`, ['init', ...tools[kind].args()], e),
+    backup: (repo, e, label) => k(label, ['backup', dataRoot, '--quiet', ...tools[kind].args()], e),
+    restore: (repo, e, target) => k(`${kind} restore`, ['restore', 'latest', '--target', target, '--quiet', ...tools[kind].args()], e),
+  };
+}
+tools['kiwi-s3'] = remoteKiwi('kiwi-s3');
+tools['kiwi-sftp'] = remoteKiwi('kiwi-sftp');
+
 const steps = ['first backup', 'no-change backup', 'backup after ~1 % change', 'full restore'];
 
 async function main() {
@@ -111,7 +151,8 @@ async function main() {
   const repos = {};
   for (const t of active) {
     repos[t] = join(base, `repo-${t}`);
-    await rm(repos[t], { recursive: true, force: true });
+    if (tools[t].setup) repos[t] = await tools[t].setup();
+    else await rm(repos[t], { recursive: true, force: true });
     await rm(join(base, `${t}-datadir`), { recursive: true, force: true });
     if (t === 'restic') await rm(join(base, 'restic-cache'), { recursive: true, force: true });
     if (t === 'borg') await rm(join(base, 'borg-base'), { recursive: true, force: true });
@@ -147,16 +188,23 @@ async function main() {
     if (!args.includes('--keep')) await rm(target, { recursive: true, force: true });
   }
 
+  for (const t of active) await tools[t].teardown?.();
+
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   const lines = [];
   lines.push(`Data set: ${(dataSize / 2 ** 30).toFixed(2)} GiB in ${fileCount} files. Machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${os.platform()} ${os.release()}.`);
   lines.push('');
-  lines.push('| step | tool | wall time (s) | peak RSS (MiB) | repository size (MiB) | Kiwi ÷ restic (time) |');
+  lines.push('| step | tool | wall time (s) | peak RSS (MiB) | repository size (MiB) | Kiwi ÷ restic (time); remote ÷ local |');
   lines.push('| --- | --- | ---: | ---: | ---: | ---: |');
   for (const step of steps) {
     for (const t of active) {
       const r = results[t][step];
-      const ratio = t === 'kiwi' && results.restic ? (r.seconds / results.restic[step].seconds).toFixed(2) : '';
+      const ratio =
+        t === 'kiwi' && results.restic
+          ? (r.seconds / results.restic[step].seconds).toFixed(2)
+          : t.startsWith('kiwi-') && results.kiwi
+            ? `${(r.seconds / results.kiwi[step].seconds).toFixed(2)} of local`
+            : '';
       lines.push(`| ${step} | ${t} | ${r.seconds.toFixed(1)} | ${Number.isFinite(r.rssMiB) ? r.rssMiB.toFixed(0) : '?'} | ${(r.repo / 2 ** 20).toFixed(1)} | ${ratio} |`);
     }
   }

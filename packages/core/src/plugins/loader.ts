@@ -139,6 +139,11 @@ export async function discoverPlugins(opts: DiscoverOptions): Promise<{ candidat
       source = 'package';
       location = pkg;
       derivedName = pkg;
+    } else if (configName !== undefined && !inDataDir.has(configName) && opts.builtins?.[configName] !== undefined) {
+      // `{ "name": "mysql-state", "options": … }` with no folder of that name: the built-in, as for the string form.
+      source = 'package';
+      location = opts.builtins[configName]!;
+      derivedName = configName;
     } else if (configName !== undefined) {
       source = 'datadir';
       location = join(pdir, configName);
@@ -259,6 +264,29 @@ async function findPackageDir(spec: string, base: string): Promise<string | unde
   }
 }
 
+/** The built-in module file that belongs to the npm package `spec` (found through its package.json), if any. */
+async function builtinOfPackage(spec: string, builtins: Record<string, string>): Promise<string | undefined> {
+  for (const file of Object.values(builtins)) {
+    for (let dir = dirname(file); dirname(dir) !== dir; dir = dirname(dir)) {
+      let text: string;
+      try {
+        text = await readFile(join(dir, 'package.json'), 'utf8');
+      } catch {
+        continue;
+      }
+      let pkgName: unknown;
+      try {
+        pkgName = (JSON.parse(text) as { name?: unknown }).name;
+      } catch {
+        pkgName = undefined;
+      }
+      if (pkgName === spec) return file;
+      break; // the nearest package.json is the module's own package
+    }
+  }
+  return undefined;
+}
+
 async function resolveCandidateFile(c: Candidate, name: string, base: string, builtins?: Record<string, string>): Promise<string> {
   if (c.source === 'package' && builtins !== undefined && Object.values(builtins).includes(c.location)) return c.location;
   if (c.source === 'package') {
@@ -270,6 +298,9 @@ async function resolveCandidateFile(c: Candidate, name: string, base: string, bu
     try {
       return createRequire(join(base, '__kiwi_resolve__.js')).resolve(c.location);
     } catch (err) {
+      // Not installed there: an official plug-in named by its package uses the copy bundled with the caller.
+      const bundled = isBare && builtins !== undefined ? await builtinOfPackage(c.location, builtins) : undefined;
+      if (bundled !== undefined) return bundled;
       throw new PluginError(name, 'load', err, {
         path: c.location,
         message: `plug-in "${name}": cannot find package "${c.location}" from ${base} (install it there, e.g. npm install ${c.location})`,

@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { OVERHEAD, encryptInto } from '../crypto/aead.js';
+import { StorageError, type StorageErrorKind } from '../storage/errors.js';
 import type { Storage } from '../storage/types.js';
 import { handlePath } from '../storage/types.js';
 import { FLAG_TREE, ID_SIZE } from './index-table.js';
@@ -199,9 +200,8 @@ export class Packer {
         }
       } catch (err) {
         if (this.failure === undefined) {
-          this.failure = new Error(`uploading pack ${handlePath({ type: 'data', name: id })} to ${this.storage.location} failed: ${(err as Error).message}`, {
-            cause: err,
-          });
+          const file = handlePath({ type: 'data', name: id });
+          this.failure = wrapStorageError(`uploading pack ${file} to ${this.storage.location} failed: ${(err as Error).message}`, err, file);
         }
       } finally {
         this.release(pack);
@@ -226,4 +226,15 @@ export class Packer {
       else this.queue.push(start);
     });
   }
+}
+
+/**
+ * Wrap a storage failure in a {@link StorageError} with more context, keeping the cause's kind
+ * (also of a StorageError from another copy of core), so callers classify and report it as a storage error.
+ */
+export function wrapStorageError(message: string, cause: unknown, location: string): StorageError {
+  const c = cause as { name?: unknown; kind?: unknown } | null;
+  const kind: StorageErrorKind =
+    cause instanceof StorageError ? cause.kind : c?.name === 'StorageError' && typeof c.kind === 'string' ? (c.kind as StorageErrorKind) : 'other';
+  return new StorageError(message, { kind, location, cause });
 }
