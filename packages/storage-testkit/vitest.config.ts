@@ -1,3 +1,3 @@
-import { kiwiProject } from '../../vitest.shared';
+import { kiwiProject } from '../../vitest.shared.ts';
 
 export default kiwiProject('storage-testkit');

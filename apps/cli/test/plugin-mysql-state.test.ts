@@ -183,7 +183,7 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
 
   it('lock: a concurrent INSERT waits for the backup and lands after it; no lock remains', async () => {
     const cfg = await config({ mode: 'lock' });
-    const run = kiwi(['backup', src, '--config', cfg, '--json', '--verbose'], { env: { SLOW_MS: '400' } });
+    const run = kiwi(['backup', src, '--config', cfg, '--json', '--verbose'], { env: { SLOW_MS: '500' } });
     const { writer, insert } = await insertDuringBackup('during-lock');
     const r = await run;
     try {
@@ -208,7 +208,7 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
 
   it('lock: after a backup that fails mid-way the database is unlocked, and the CLI exits 1', async () => {
     const cfg = await config({ mode: 'lock' });
-    const run = kiwi(['backup', src, '--config', cfg], { env: { SLOW_MS: '400', FAIL_ON: 'f4.txt' } });
+    const run = kiwi(['backup', src, '--config', cfg], { env: { SLOW_MS: '500', FAIL_ON: 'f4.txt' } });
     const { writer, insert } = await insertDuringBackup('during-failed');
     const r = await run;
     try {
@@ -227,7 +227,7 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
     const cfg = await config({ mode: 'lock' });
     let sent = false;
     let child: import('node:child_process').ChildProcess | undefined;
-    const run = kiwi(['backup', src, '--config', cfg], { env: { SLOW_MS: '400' }, onSpawn: (c) => (child = c) });
+    const run = kiwi(['backup', src, '--config', cfg], { env: { SLOW_MS: '500' }, onSpawn: (c) => (child = c) });
     const { writer, insert } = await insertDuringBackup('during-sigint');
     sent = child!.kill('SIGINT');
     const r = await run;
@@ -310,7 +310,7 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
   it('service: after SIGTERM the server answers again, and the CLI exits 130', async () => {
     const cfg = await config({ mode: 'service', stopCommand: server.stopCommand, startCommand: server.startCommand, waitTimeout: '30s' });
     let child: import('node:child_process').ChildProcess | undefined;
-    const run = kiwi(['backup', src, '--config', cfg], { env: { DB_PORT: String(server.port), SLOW_MS: '400' }, onSpawn: (c) => (child = c) });
+    const run = kiwi(['backup', src, '--config', cfg], { env: { DB_PORT: String(server.port), SLOW_MS: '500' }, onSpawn: (c) => (child = c) });
     await waitForRecord(/^file:/);
     expect(await server.isUp()).toBe(false);
     child!.kill('SIGTERM');

@@ -14,6 +14,7 @@ import {
   startTcpProxy,
   S3_SERVER_INSTALL_HINT,
   type S3TestServer,
+  type TcpProxy,
 } from '@kiwi-backup/test-servers';
 import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, type RunResult } from './helpers.js';
 
@@ -204,38 +205,16 @@ describeWithServer('an S3-compatible server (s3rver)', s3ServerAvailable(), S3_S
 
         // Every connection dies after 256 KiB (requests and responses counted) until 3 were cut.
         proxy.setCutAfter(256 * 1024);
-        let healed = false;
-        const healer = setInterval(() => {
-          if (proxy.cuts >= 3 && !healed) {
-            healed = true;
-            proxy.setCutAfter(undefined);
-          }
-        }, 5);
-        let b: RunResult;
-        try {
-          b = await kiwi(repo, ['backup', src]);
-        } finally {
-          clearInterval(healer);
-          proxy.setCutAfter(undefined);
-        }
+        const b = await healAfter(proxy, 3, () => kiwi(repo, ['backup', src]));
         expect(proxy.cuts).toBeGreaterThanOrEqual(3);
         expect(b.code, b.stderr).toBe(0);
         expect(b.stderr).toMatch(/retry 1 in \d+ ms/);
 
-        // Reads are cut too: restore through the proxy with a cut, then check.
-        proxy.setCutAfter(1 * MiB);
+        // Reads are cut too: restore through the proxy while it cuts, then check.
         const cutsBefore = proxy.cuts;
-        const healer2 = setInterval(() => {
-          if (proxy.cuts >= cutsBefore + 2) proxy.setCutAfter(undefined);
-        }, 5);
+        proxy.setCutAfter(256 * 1024);
         const target = join(work, 'restore-proxy');
-        let r: RunResult;
-        try {
-          r = await kiwi(repo, ['restore', 'latest', '--target', target]);
-        } finally {
-          clearInterval(healer2);
-          proxy.setCutAfter(undefined);
-        }
+        const r = await healAfter(proxy, cutsBefore + 2, () => kiwi(repo, ['restore', 'latest', '--target', target]));
         expect(r.code, r.stderr).toBe(0);
         expect(proxy.cuts).toBeGreaterThan(cutsBefore);
         await expectSameTree(join(target, src), src);
@@ -248,6 +227,19 @@ describeWithServer('an S3-compatible server (s3rver)', s3ServerAvailable(), S3_S
     });
   });
 });
+
+/** Run `fn` while the proxy cuts connections; stop cutting once `cuts` connections were cut. */
+async function healAfter(proxy: TcpProxy, cuts: number, fn: () => Promise<RunResult>): Promise<RunResult> {
+  const healer = setInterval(() => {
+    if (proxy.cuts >= cuts) proxy.setCutAfter(undefined);
+  }, 5);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(healer);
+    proxy.setCutAfter(undefined);
+  }
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

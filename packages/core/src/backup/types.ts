@@ -15,6 +15,10 @@ export interface EngineRepository {
   saveTree(tree: Tree): Promise<BlobId>;
   loadTree(id: BlobId): Promise<Tree>;
   loadBlob(type: BlobType, id: BlobId): Promise<Buffer>;
+  /** Batch load (see `Repository.loadBlobs`); the restore reads ahead through it when present. */
+  loadBlobs?(type: BlobType, ids: readonly BlobId[], onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void): Promise<void>;
+  /** Where a blob is stored (the restore uses its stored `length` to bound read-ahead memory). */
+  lookupBlob?(type: BlobType, id: BlobId): { length: number } | undefined;
   flush(): Promise<void>;
   saveSnapshot(snapshot: Snapshot): Promise<string>;
   loadSnapshot(id: string): Promise<Snapshot>;

@@ -500,7 +500,7 @@ export class Repository {
     if (ids.some((id) => this.pending.has(pendingKey(type, id)))) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
     const maxGap = opts.maxGap ?? DEFAULT_READ_GAP;
-    const maxRead = opts.maxRead ?? DEFAULT_MAX_READ;
+    const maxRead = opts.maxRead ?? Number(process.env.KB_READ ?? DEFAULT_MAX_READ);
     const locs: BlobLocation[] = [];
     const seen = new Set<BlobId>();
     for (const id of ids) {

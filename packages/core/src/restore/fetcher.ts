@@ -1,9 +1,12 @@
 /**
- * Read-ahead of file content for the restore: files announce the blobs they
- * will need (in restore order), and the fetcher loads them ahead in batches —
- * through `loadBlobs` when the repository has it, so neighbouring blobs of a
- * pack come in one ranged read — keeping at most `budget` stored bytes loaded
- * or loading and not yet taken.
+ * Read-ahead of file content for the restore. Files announce the blobs they
+ * will need, in restore order. Single-blob files (the many small ones) go to
+ * one queue that is loaded ahead in batches — through `loadBlobs` when the
+ * repository has it, so neighbouring blobs of a pack come in one ranged
+ * read — keeping at most `budget` stored bytes loaded or loading and not yet
+ * taken. A multi-blob file reads ahead on its own: taking blob i starts the
+ * next window (up to {@link WINDOW_BYTES}) of its blobs, so a large file never
+ * holds up the small ones behind it.
  */
 import type { BlobId, BlobType } from '../repository/types.js';
 
@@ -17,6 +20,8 @@ export interface FetchSource {
 
 interface Entry {
   id: BlobId;
+  /** Position in the queue (absolute; -1 for the blobs of a multi-blob file). */
+  seq: number;
   /** Planned uses not taken yet. */
   refs: number;
   size: number;
@@ -30,10 +35,12 @@ interface Entry {
 
 const UNKNOWN_SIZE = 1024 * 1024;
 /** Stored bytes per batch handed to `loadBlobs`. */
-const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_BYTES = Number(process.env.KB_BATCH ?? 8 * 1024 * 1024);
 const BATCH_BLOBS = 512;
 /** Batches loading at once. */
 const BATCHES_IN_FLIGHT = 2;
+/** Read-ahead of a multi-blob file, in stored bytes (at least one blob). */
+const WINDOW_BYTES = Number(process.env.KB_WIN ?? 4 * 1024 * 1024);
 
 /** A file's claim on planned blobs: take each in order, release what is left at the end. */
 export interface Claim {
@@ -47,6 +54,9 @@ export class BlobFetcher {
   /** Entries planned and not started, in plan order (may hold started or dropped ones; skipped). */
   #queue: Entry[] = [];
   #head = 0;
+  /** Entries dropped from the front of `#queue` (so an entry is at `seq - #shift`). */
+  #shift = 0;
+  #seq = 0;
   #used = 0;
   #batches = 0;
   #closed = false;
@@ -58,7 +68,8 @@ export class BlobFetcher {
 
   /** Announce that a file will take `ids` (in order). */
   plan(ids: readonly BlobId[]): Claim {
-    const entries: Entry[] = ids.map((id) => this.#want(id));
+    if (ids.length > 1) return this.#stream(ids);
+    const entries: Array<Entry | undefined> = ids.map((id) => this.#want(id));
     let taken = 0;
     let released = false;
     this.#pump();
@@ -67,27 +78,62 @@ export class BlobFetcher {
         const e = entries[i];
         if (!e || released || i !== taken) throw new Error(`restore: blob ${i} of a file taken out of order`);
         taken++;
+        entries[i] = undefined;
         return this.#take(e);
       },
       release: () => {
         if (released) return;
         released = true;
         for (let i = taken; i < entries.length; i++) this.#drop(entries[i]!);
+        entries.length = 0;
       },
     };
   }
 
   /** Stop loading ahead (pending takes still complete). */
   close(): void {
+    if (process.env.KIWI_FETCH_DEBUG) process.stderr.write(`close used=${this.#used} entries=${this.#entries.size} mem=${JSON.stringify(process.memoryUsage())}\n`);
     this.#closed = true;
   }
 
-  #want(id: BlobId): Entry {
-    const known = this.#entries.get(id);
-    if (known) {
-      known.refs++;
-      return known;
-    }
+  /** A multi-blob file: its own entries, loaded a window ahead of the blob being taken. */
+  #stream(ids: readonly BlobId[]): Claim {
+    // A taken entry is dropped (its resolved promise would keep the blob alive until the file is done).
+    const entries: Array<Entry | undefined> = ids.map((id) => this.#entry(id, -1));
+    let taken = 0;
+    let released = false;
+    const startFrom = (i: number) => {
+      if (i >= entries.length || entries[i]!.started) return;
+      const batch: Entry[] = [];
+      let bytes = 0;
+      for (let j = i; j < entries.length && !entries[j]!.started && (batch.length === 0 || bytes + entries[j]!.size <= WINDOW_BYTES); j++) {
+        batch.push(entries[j]!);
+        bytes += entries[j]!.size;
+      }
+      this.#start(batch, false);
+    };
+    return {
+      take: (i: number) => {
+        const e = entries[i];
+        if (!e || released || i !== taken) throw new Error(`restore: blob ${i} of a file taken out of order`);
+        taken++;
+        startFrom(i);
+        entries[i] = undefined;
+        // Keep at least a window's worth loading ahead of the blob being written.
+        let j = i + 1;
+        let ahead = 0;
+        while (j < entries.length && entries[j]!.started) ahead += entries[j++]!.size;
+        if (ahead < WINDOW_BYTES) startFrom(j);
+        return e.promise;
+      },
+      release: () => {
+        released = true;
+        for (const e of entries) if (e) e.started = true; // nothing more starts
+      },
+    };
+  }
+
+  #entry(id: BlobId, seq: number): Entry {
     let resolve!: (b: Buffer) => void;
     let reject!: (e: Error) => void;
     const promise = new Promise<Buffer>((res, rej) => {
@@ -96,14 +142,23 @@ export class BlobFetcher {
     });
     promise.catch(() => undefined);
     const size = this.source.lookupBlob?.('data', id)?.length ?? UNKNOWN_SIZE;
-    const e: Entry = { id, refs: 1, size, started: false, charged: false, promise, resolve, reject };
+    return { id, seq, refs: 1, size, started: false, charged: false, promise, resolve, reject };
+  }
+
+  #want(id: BlobId): Entry {
+    const known = this.#entries.get(id);
+    if (known) {
+      known.refs++;
+      return known;
+    }
+    const e = this.#entry(id, this.#seq++);
     this.#entries.set(id, e);
     this.#queue.push(e);
     return e;
   }
 
   #take(e: Entry): Promise<Buffer> {
-    if (!e.started) this.#start([e]); // wanted now: load it even past the budget
+    if (!e.started) this.#startAt(e); // wanted now: load it (and what follows) even past the budget
     e.refs--;
     if (e.refs === 0) this.#finish(e);
     return e.promise;
@@ -138,23 +193,39 @@ export class BlobFetcher {
         bytes += e.size;
       }
       if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
+        this.#shift += this.#head;
         this.#queue = this.#queue.slice(this.#head);
         this.#head = 0;
       }
       if (batch.length === 0) return;
-      this.#start(batch);
+      this.#start(batch, true);
     }
   }
 
-  #start(batch: Entry[]): void {
+  /** Starts a batch at queued entry `first` (taken before the read-ahead reached it). */
+  #startAt(first: Entry): void {
+    const batch: Entry[] = [first];
+    let bytes = first.size;
+    for (let k = first.seq - this.#shift + 1; k < this.#queue.length && bytes < BATCH_BYTES && batch.length < BATCH_BLOBS; k++) {
+      const e = this.#queue[k]!;
+      if (e.started) continue;
+      batch.push(e);
+      bytes += e.size;
+    }
+    this.#start(batch, false);
+  }
+
+  /** `counted`: a read-ahead batch (limited to {@link BATCHES_IN_FLIGHT}); else one a file waits for. */
+  #start(batch: Entry[], counted: boolean): void {
+    if (process.env.KIWI_FETCH_DEBUG && Math.random() < 0.05) process.stderr.write(`${JSON.stringify(process.memoryUsage())} start ${counted} ${batch.length} ${batch.reduce((a, e) => a + e.size, 0)} used=${this.#used} batches=${this.#batches} q=${this.#queue.length - this.#head}\n`);
     for (const e of batch) {
       e.started = true;
-      if (e.refs > 0) {
+      if (e.refs > 0 && e.seq >= 0) {
         e.charged = true;
         this.#used += e.size;
       }
     }
-    this.#batches++;
+    if (counted) this.#batches++;
     const byId = new Map(batch.map((e) => [e.id, e]));
     const deliver = (id: BlobId, data: Buffer | undefined, error?: Error) => {
       const e = byId.get(id);
@@ -178,7 +249,7 @@ export class BlobFetcher {
         },
       )
       .finally(() => {
-        this.#batches--;
+        if (counted) this.#batches--;
         this.#pump();
       });
   }

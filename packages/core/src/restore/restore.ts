@@ -24,6 +24,7 @@ import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import type { EngineRepository, EntryError, Logger } from '../backup/types.js';
 import { Limiter } from '../backup/limiter.js';
 import { nodeNameBytes } from '../backup/node.js';
+import { BlobFetcher, type Claim } from './fetcher.js';
 
 export interface RestoreProgress {
   filesRestored: number;
@@ -35,7 +36,7 @@ export interface RestoreProgress {
 }
 
 export interface RestoreOptions {
-  repository: Pick<EngineRepository, 'loadTree' | 'loadBlob' | 'loadSnapshot' | 'loadIndex' | 'indexStats'>;
+  repository: Pick<EngineRepository, 'loadTree' | 'loadBlob' | 'loadSnapshot' | 'loadIndex' | 'indexStats' | 'loadBlobs' | 'lookupBlob'>;
   /** The snapshot, or its id (one of the two). */
   snapshot?: Snapshot;
   snapshotId?: string;
@@ -59,7 +60,7 @@ export interface RestoreOptions {
   owners?: boolean;
   /** Files written concurrently (default 8). */
   concurrency?: number;
-  /** Bytes of loaded blobs kept for reuse by later files (deduplicated content; default 32 MiB). */
+  /** Stored bytes of file content loaded ahead of the writes (default 32 MiB; two 8 MiB reads may come on top). */
   blobCacheBytes?: number;
   logger?: Logger;
 }
@@ -184,50 +185,28 @@ interface DirState {
   created: Promise<void> | undefined;
 }
 
-/** LRU of loaded blobs, bounded by bytes, plus de-duplication of concurrent loads. */
-class BlobCache {
-  readonly #map = new Map<string, Buffer>();
-  readonly #inflight = new Map<string, Promise<Buffer>>();
-  #bytes = 0;
-  constructor(
-    readonly maxBytes: number,
-    readonly load: (id: BlobId) => Promise<Buffer>,
-  ) {}
+/** A tree's entries with their names validated, and the content claims of its files once planned. */
+interface Listing {
+  /** `raw`: the validated name bytes, or undefined with `err` saying why the name is refused. */
+  items: Array<{ node: Node; raw: Buffer | undefined; err?: unknown }>;
+  /** How often each raw name occurs (duplicates are all rejected). */
+  counts: Map<string, number>;
+  claims: Map<Node, Claim> | undefined;
+}
 
-  get(id: BlobId): Promise<Buffer> {
-    const hit = this.#map.get(id);
-    if (hit) {
-      this.#map.delete(id);
-      this.#map.set(id, hit);
-      return Promise.resolve(hit);
+function listNodes(nodes: Node[]): Listing {
+  const counts = new Map<string, number>();
+  const items = nodes.map((node) => {
+    try {
+      const raw = safeName(node);
+      const k = raw.toString('latin1');
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+      return { node, raw };
+    } catch (err) {
+      return { node, raw: undefined, err };
     }
-    const pending = this.#inflight.get(id);
-    if (pending) return pending;
-    const p = this.load(id).then(
-      (buf) => {
-        this.#inflight.delete(id);
-        this.#put(id, buf);
-        return buf;
-      },
-      (err: unknown) => {
-        this.#inflight.delete(id);
-        throw err;
-      },
-    );
-    this.#inflight.set(id, p);
-    return p;
-  }
-
-  #put(id: BlobId, buf: Buffer): void {
-    if (buf.length > this.maxBytes / 4) return;
-    this.#map.set(id, buf);
-    this.#bytes += buf.length;
-    for (const [k, v] of this.#map) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#map.delete(k);
-      this.#bytes -= v.length;
-    }
-  }
+  });
+  return { items, counts, claims: undefined };
 }
 
 /**
@@ -253,13 +232,12 @@ class BlobCache {
  * skipped too (Node has no mkfifo/mknod) and listed in `skipped`. Hard links
  * are restored as separate files; extended attributes are not stored.
  *
- * Performance: up to `concurrency` files in flight, the next blob of a file
- * loads while the current one is written, sub-directory trees are loaded
- * ahead, an LRU cache keeps recently loaded blobs for deduplicated content,
- * and small files are written with synchronous calls (async again when the
- * disk turns out slow). Blobs are loaded one by one (`loadBlob`, one ranged
- * read each); coalescing adjacent blobs of one pack into a single read is not
- * done yet (it needs a batch load in the repository).
+ * Performance: up to `concurrency` files in flight; sub-directory trees are
+ * loaded ahead, and the content of the files in them is read ahead in restore
+ * order (bounded by `blobCacheBytes`) through the repository's `loadBlobs`,
+ * which reads neighbouring blobs of a pack with one ranged load; small files
+ * are written with synchronous calls (async again when the disk turns out
+ * slow).
  */
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreResult> {
   const repo = options.repository;
@@ -283,7 +261,7 @@ class RestoreRun {
     skipped: [],
   };
   readonly limiter: Limiter;
-  readonly cache: BlobCache;
+  readonly fetcher: BlobFetcher;
   readonly owners: boolean;
   readonly filter: IncludeFilter | undefined;
   readonly signal: AbortSignal | undefined;
@@ -298,7 +276,15 @@ class RestoreRun {
     readonly snapshot: Snapshot,
   ) {
     this.limiter = new Limiter(Math.max(1, opts.concurrency ?? 8));
-    this.cache = new BlobCache(opts.blobCacheBytes ?? 32 * 1024 * 1024, (id) => opts.repository.loadBlob('data', id));
+    const repo = opts.repository;
+    this.fetcher = new BlobFetcher(
+      {
+        loadBlob: (type, id) => repo.loadBlob(type, id),
+        ...(repo.loadBlobs ? { loadBlobs: repo.loadBlobs.bind(repo) } : {}),
+        ...(repo.lookupBlob ? { lookupBlob: repo.lookupBlob.bind(repo) } : {}),
+      },
+      Math.max(1, opts.blobCacheBytes ?? 32 * 1024 * 1024),
+    );
     this.owners = opts.owners ?? (typeof process.getuid === 'function' && process.getuid() === 0);
     this.filter = opts.include && opts.include.length > 0 ? new IncludeFilter(opts.include) : undefined;
     this.signal = opts.signal;
@@ -321,6 +307,7 @@ class RestoreRun {
       const { done } = await this.restoreTree(this.snapshot.tree, root, this.filter === undefined);
       await done;
     } finally {
+      this.fetcher.close();
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     }
     if (this.fatal !== undefined) throw this.fatal;
@@ -357,29 +344,53 @@ class RestoreRun {
   }
 
   /** Tree loads started ahead of the traversal (bounded), by tree id. */
-  readonly prefetched = new Map<BlobId, Promise<Node[]>>();
+  readonly prefetched = new Map<BlobId, Promise<Listing>>();
   /** File writes running (awaited before the restore returns or throws). */
   readonly inflight = new Set<Promise<void>>();
   prefetching = 0;
 
-  loadNodes(treeId: BlobId): Promise<Node[]> {
+  loadListing(treeId: BlobId): Promise<Listing> {
     const p = this.prefetched.get(treeId);
     if (p) {
       this.prefetched.delete(treeId);
       return p;
     }
-    return this.opts.repository.loadTree(treeId).then((t) => t.nodes);
+    return this.opts.repository.loadTree(treeId).then((t) => listNodes(t.nodes));
   }
 
-  /** Starts loading the trees of upcoming sub-directories, at most {@link TREE_PREFETCH} at once. */
-  prefetch(ids: BlobId[]): void {
+  /**
+   * Plans the content of the files of `listing` that will be restored (in
+   * tree order), so the fetcher reads it ahead. `included`: whether the
+   * directory itself is included; `dirSnap` its snapshot path.
+   */
+  planFiles(listing: Listing, included: boolean, dirSnap: string): void {
+    if (listing.claims) return;
+    listing.claims = new Map();
+    for (const item of listing.items) {
+      const node = item.node;
+      if (item.raw === undefined || node.type !== 'file' || !node.content || node.content.length === 0) continue;
+      if ((listing.counts.get(item.raw.toString('latin1')) ?? 0) > 1) continue;
+      if (!included && !(this.filter?.matches(joinSnap(dirSnap, node.name).slice(1), false) ?? false)) continue;
+      listing.claims.set(node, this.fetcher.plan(node.content));
+    }
+  }
+
+  /**
+   * Starts loading the trees of upcoming sub-directories, at most {@link TREE_PREFETCH} at once.
+   * The content of fully included ones is planned as soon as their tree arrives.
+   */
+  prefetch(ids: BlobId[], included: boolean): void {
     for (const id of ids) {
       if (this.prefetching >= TREE_PREFETCH) return;
       if (this.prefetched.has(id)) continue;
       this.prefetching++;
       const p = this.opts.repository
         .loadTree(id)
-        .then((t) => t.nodes)
+        .then((t) => {
+          const listing = listNodes(t.nodes);
+          if (included && this.fatal === undefined && !this.signal?.aborted) this.planFiles(listing, true, '');
+          return listing;
+        })
         .finally(() => this.prefetching--);
       p.catch(() => undefined);
       this.prefetched.set(id, p);
@@ -395,29 +406,26 @@ class RestoreRun {
    */
   async restoreTree(treeId: BlobId, dir: DirState, included: boolean): Promise<{ done: Promise<void> }> {
     this.signal?.throwIfAborted();
-    let nodes: Node[];
+    let listing: Listing;
     try {
-      nodes = await this.loadNodes(treeId);
+      listing = await this.loadListing(treeId);
     } catch (err) {
       this.error(dir.snapPath, new Error(`tree ${treeId}: ${(err as Error).message}`));
       return { done: Promise.resolve() };
     }
-    // Validate names first; duplicates are all rejected.
-    const seen = new Map<string, number>();
-    const named: Array<{ node: Node; raw: Buffer } | null> = nodes.map((node) => {
-      try {
-        const raw = safeName(node);
-        const k = raw.toString('latin1');
-        seen.set(k, (seen.get(k) ?? 0) + 1);
-        return { node, raw };
-      } catch (err) {
-        this.error(joinSnap(dir.snapPath, String(node.name)), err);
-        return null;
-      }
+    // Names are validated first; duplicates are all rejected.
+    const seen = listing.counts;
+    const named: Array<{ node: Node; raw: Buffer } | null> = listing.items.map(({ node, raw, err }) => {
+      if (raw !== undefined) return { node, raw };
+      this.error(joinSnap(dir.snapPath, String(node.name)), err);
+      return null;
     });
+    this.planFiles(listing, included, dir.snapPath);
+    const claims = listing.claims!;
     const subtreeIds: BlobId[] = [];
     for (const item of named) {
       if (!item || item.node.type !== 'dir' || item.node.subtree === undefined) continue;
+      if ((seen.get(item.raw.toString('latin1')) ?? 0) > 1) continue; // not restored
       const rel = joinSnap(dir.snapPath, item.node.name).slice(1);
       // Prefetch only trees the traversal will enter.
       if (included || !this.filter || this.filter.matches(rel, true) || this.filter.mayContain(rel)) subtreeIds.push(item.node.subtree);
@@ -448,21 +456,24 @@ class RestoreRun {
         }
         // An included directory exists even when empty; files in it create it on demand too.
         if (inc) void this.ensureDir(sub);
-        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH));
+        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH), inc);
         const { done } = await this.restoreTree(node.subtree, sub, inc);
         pending.push(done);
         continue;
       }
       if (!inc) continue;
       this.progress(snapPath);
+      const claim = claims.get(node);
+      claims.delete(node);
       const wait = this.limiter.acquire();
       if (wait) await wait;
-      const p: Promise<void> = this.restoreLeaf(node, fsPath, snapPath, dir)
+      const p: Promise<void> = this.restoreLeaf(node, fsPath, snapPath, dir, claim)
         .catch((err: unknown) => {
           if (err instanceof RestoreFileError || isFsError(err)) this.error(snapPath, err);
           else if (this.fatal === undefined) this.fatal = err;
         })
         .finally(() => {
+          claim?.release();
           this.limiter.release();
           this.inflight.delete(p);
         });
@@ -534,11 +545,11 @@ class RestoreRun {
     }
   }
 
-  async restoreLeaf(node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<void> {
+  async restoreLeaf(node: Node, fsPath: Buffer, snapPath: string, dir: DirState, claim: Claim | undefined): Promise<void> {
     await this.ensureDir(dir);
     switch (node.type) {
       case 'file':
-        await this.restoreFile(node, fsPath, snapPath);
+        await this.restoreFile(node, fsPath, snapPath, claim);
         this.result.filesRestored++;
         return;
       case 'symlink':
@@ -559,13 +570,14 @@ class RestoreRun {
    */
   syncCredits = 0;
 
-  async restoreFile(node: Node, fsPath: Buffer, snapPath: string): Promise<void> {
+  async restoreFile(node: Node, fsPath: Buffer, snapPath: string, claim: Claim | undefined): Promise<void> {
     const ids = node.content ?? [];
+    if (ids.length > 0) claim ??= this.fetcher.plan(ids);
     if (node.size <= SYNC_WRITE_MAX && ids.length <= 1 && this.syncCredits === 0) {
       let buf: Buffer | undefined;
       if (ids.length === 1) {
         try {
-          buf = await this.cache.get(ids[0]!);
+          buf = await claim!.take(0);
         } catch (err) {
           throw new RestoreFileError(snapPath, ids[0], err);
         }
@@ -585,18 +597,15 @@ class RestoreRun {
     let ok = false;
     try {
       let pos = 0;
-      let next: Promise<Buffer> | undefined = ids.length > 0 ? this.cache.get(ids[0]!) : undefined;
+      // The fetcher reads the following blobs ahead while this one is written.
       for (let i = 0; i < ids.length; i++) {
         this.signal?.throwIfAborted();
         let buf: Buffer;
         try {
-          buf = await next!;
+          buf = await claim!.take(i);
         } catch (err) {
           throw new RestoreFileError(snapPath, ids[i], err);
         }
-        // Load the next blob while this one is written.
-        next = i + 1 < ids.length ? this.cache.get(ids[i + 1]!) : undefined;
-        next?.catch(() => undefined);
         let off = 0;
         while (off < buf.length) {
           const n = await writeFd(fd, buf, off, buf.length - off, pos);
