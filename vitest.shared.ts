@@ -5,6 +5,9 @@ import { defineProject, type UserWorkspaceConfig } from 'vitest/config';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
 
+// The AWS SDK warns under Node 20 (which Kiwi supports) once per process; keep test output readable.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 /**
  * Tests run against the TypeScript sources of the workspace packages, not their
  * built `dist/`, so a change is tested without a rebuild. Each workspace
