@@ -22,6 +22,11 @@ export interface WorkBlob {
   id: string;
 }
 
+/** Bytes of the per-blob metadata in a slot: 4 × i32 + 32-byte id. */
+const META = 48;
+/** Slots of this size are kept for reuse (a larger range gets a one-off slot). */
+const SLOT_SIZE = 4 * 1024 * 1024 + 256 * META;
+
 /** Per blob: the verified plaintext, or the reason it failed (without the blob/pack prefix). */
 export type WorkResult = { data: Buffer; error?: undefined } | { data?: undefined; error: string };
 
@@ -59,6 +64,7 @@ function decryptInto(msg, out) {
 
 async function openOne(range, b, slot) {
   const msg = range.subarray(b.off, b.off + b.len);
+  // b: { off, len, rawLength, compressed, id (32-byte Buffer) }
   let plain;
   if (b.compressed) {
     const z = decryptInto(msg, slot);
@@ -78,8 +84,8 @@ async function openOne(range, b, slot) {
     plain = decryptInto(msg, Buffer.allocUnsafeSlow(Math.max(0, b.len - 28)));
     if (plain.length !== b.rawLength) throw new Fail(plain.length + ' bytes, index says ' + b.rawLength);
   }
-  const got = createHmac('sha256', idKey).update(plain).digest('hex');
-  if (got !== b.id) throw new Fail('content does not match its id (got ' + got + ')');
+  const got = createHmac('sha256', idKey).update(plain).digest();
+  if (!got.equals(b.id)) throw new Fail('content does not match its id (got ' + got.toString('hex') + ')');
   return plain;
 }
 
@@ -93,8 +99,14 @@ parentPort.on('message', (m) => {
   chain = chain.then(async () => {
     const range = Buffer.from(m.sab, 0, m.len);
     if (scratch.length < m.len) scratch = Buffer.allocUnsafeSlow(m.len);
+    const meta = new Int32Array(m.sab, m.metaOff, m.n * 4);
+    const idBase = m.metaOff + m.n * 16;
+    const blobs = [];
+    for (let i = 0; i < m.n; i++) {
+      blobs.push({ off: meta[4 * i], len: meta[4 * i + 1], rawLength: meta[4 * i + 2], compressed: meta[4 * i + 3] === 1, id: Buffer.from(m.sab, idBase + 32 * i, 32) });
+    }
     const results = await Promise.all(
-      m.blobs.map((b) =>
+      blobs.map((b) =>
         openOne(range, b, scratch.subarray(b.off, b.off + b.len)).then(
           (data) => ({ data }),
           (err) => ({ error: err instanceof Fail ? err.message : 'worker: ' + (err && err.message) }),
@@ -184,23 +196,34 @@ export class BlobWorkerPool {
     if (this.#broken) return Promise.reject(this.#broken);
     let pw = this.#workers[0]!;
     for (const w of this.#workers) if (w.jobs.size < pw.jobs.size) pw = w;
-    const slot = this.#takeSlot(range.byteLength);
+    // One shared slot carries the stored bytes, then per blob 4 × i32 (offset, length, raw length, compressed), then the ids.
+    const n = blobs.length;
+    const metaOff = (range.byteLength + 7) & ~7;
+    const slot = this.#takeSlot(metaOff + n * META);
     new Uint8Array(slot, 0, range.byteLength).set(range);
+    const meta = new Int32Array(slot, metaOff, n * 4);
+    const ids = Buffer.from(slot, metaOff + n * 16, n * 32);
+    blobs.forEach((b, i) => {
+      meta[4 * i] = b.off;
+      meta[4 * i + 1] = b.len;
+      meta[4 * i + 2] = b.rawLength;
+      meta[4 * i + 3] = b.compressed ? 1 : 0;
+      ids.write(b.id, 32 * i, 32, 'hex');
+    });
     const job = this.#nextJob++;
     return new Promise<WorkResult[]>((resolve, reject) => {
       pw.jobs.set(job, { resolve, reject, slot });
-      pw.worker.postMessage({ job, sab: slot, len: range.byteLength, blobs });
+      pw.worker.postMessage({ job, sab: slot, len: range.byteLength, n, metaOff });
     });
   }
 
   #takeSlot(size: number): SharedArrayBuffer {
-    const i = this.#slots.findIndex((s) => s.byteLength >= size);
-    if (i >= 0) return this.#slots.splice(i, 1)[0]!;
-    return new SharedArrayBuffer(Math.max(size, 1 << 20));
+    if (size > SLOT_SIZE) return new SharedArrayBuffer(size);
+    return this.#slots.pop() ?? new SharedArrayBuffer(SLOT_SIZE);
   }
 
   #giveSlot(slot: SharedArrayBuffer): void {
-    if (this.#slots.length < 6 && slot.byteLength <= 16 << 20) this.#slots.push(slot);
+    if (this.#slots.length < 8 && slot.byteLength === SLOT_SIZE) this.#slots.push(slot);
   }
 
   /** Wipes the workers' key copies and stops them. */

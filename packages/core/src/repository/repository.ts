@@ -100,7 +100,7 @@ export interface LoadBlobOptions {
 export interface LoadBlobsOptions {
   /** Blobs of one pack separated by at most this many bytes are read together (default 256 KiB). */
   maxGap?: number;
-  /** Largest single ranged read in bytes (default 8 MiB; a larger blob is read alone). */
+  /** Largest single ranged read in bytes (default 4 MiB; a larger blob is read alone). */
   maxRead?: number;
   /** Ranged reads in flight (default 2). */
   concurrency?: number;
@@ -109,7 +109,7 @@ export interface LoadBlobsOptions {
 /** Default gap bridged by one read in {@link Repository.loadBlobs}. */
 export const DEFAULT_READ_GAP = 256 * 1024;
 /** Default largest read of {@link Repository.loadBlobs}. */
-export const DEFAULT_MAX_READ = 8 * 1024 * 1024;
+export const DEFAULT_MAX_READ = 4 * 1024 * 1024;
 
 export interface SnapshotFilter {
   host?: string;
@@ -508,7 +508,7 @@ export class Repository {
     if (ids.some((id) => this.pending.has(pendingKey(type, id)))) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
     const maxGap = opts.maxGap ?? DEFAULT_READ_GAP;
-    const maxRead = opts.maxRead ?? Number(process.env.KB_READ ?? DEFAULT_MAX_READ);
+    const maxRead = opts.maxRead ?? DEFAULT_MAX_READ;
     const locs: BlobLocation[] = [];
     const seen = new Set<BlobId>();
     for (const id of ids) {

@@ -35,12 +35,12 @@ interface Entry {
 
 const UNKNOWN_SIZE = 1024 * 1024;
 /** Stored bytes per batch handed to `loadBlobs`. */
-const BATCH_BYTES = Number(process.env.KB_BATCH ?? 8 * 1024 * 1024);
+const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_BLOBS = 512;
 /** Batches loading at once. */
-const BATCHES_IN_FLIGHT = 2;
+const BATCHES_IN_FLIGHT = Number(process.env.KB_INFL ?? 2);
 /** Read-ahead of a multi-blob file, in stored bytes (at least one blob). */
-const WINDOW_BYTES = Number(process.env.KB_WIN ?? 4 * 1024 * 1024);
+const WINDOW_BYTES = 4 * 1024 * 1024;
 
 /** A file's claim on planned blobs: take each in order, release what is left at the end. */
 export interface Claim {
