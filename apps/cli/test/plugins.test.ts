@@ -9,7 +9,11 @@ import { appendFileSync } from 'node:fs';
 const rec = (line) => appendFileSync(process.env.RECORD_FILE, line + '\\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export default {
-  async onServerStart(ctx, next) { rec('serverStart'); await next(); },
+  async onServerStart(ctx, next) {
+    rec('serverStart');
+    if (process.env.FAIL_HOOK === 'onServerStart') throw new Error('boom in server start');
+    await next();
+  },
   async onBackupStart(ctx, next) {
     rec('backupStart:before');
     if (process.env.FAIL_HOOK === 'onBackupStart') throw new Error('boom in start');
@@ -77,6 +81,15 @@ describe('data-directory plug-in with all four hooks', () => {
     expect(lines).toContain('backupStart:after');
     expect(lines.at(-1)).toMatch(/^backupStop:failure/);
     expect((await runKiwi(['snapshots', '--json'], { env })).stdout).not.toContain('"message_type":"snapshot"');
+  });
+
+  it('a plug-in that throws in onServerStart stops the run with its name and hook, before any backup', async () => {
+    const r = await runKiwi(['backup', src], { env: { ...env, FAIL_HOOK: 'onServerStart' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/recorder/);
+    expect(r.stderr).toMatch(/onServerStart/);
+    expect(r.stderr).toMatch(/boom in server start/);
+    expect(await recorded()).toEqual(['serverStart']);
   });
 
   it('runs onBackupStop when onBackupStart throws', async () => {
