@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mysqlState, { readOptionFile, resolveConnection } from '../src/index.js';
 import { redact, versionAtLeast } from '../src/connection.js';
 import { chooseLockMethod } from '../src/lock.js';
-import { loadPlugin } from './harness.js';
+import { instantiatePlugin, loadTestPlugins } from '@kiwi-backup/core/testing';
 
 let dir: string;
 beforeAll(async () => {
@@ -87,7 +87,7 @@ describe('helpers', () => {
 });
 
 describe('options', () => {
-  const load = (options: Record<string, unknown>) => loadPlugin(mysqlState, options, { name: 'mysql-state', pluginDir: dir });
+  const load = (options: Record<string, unknown>) => instantiatePlugin(mysqlState, options, { name: 'mysql-state', dataDir: dir });
 
   it('needs a valid mode and rejects unknown options', async () => {
     await expect(load({})).rejects.toThrow(/mysql-state: option "mode" must be one of "service", "lock", "dump"/);
@@ -104,5 +104,8 @@ describe('options', () => {
     expect(typeof plugin.onBackupStart).toBe('function');
     expect(typeof plugin.onBackupStop).toBe('function');
     expect(plugin.onFile).toBeUndefined();
+    const runtime = await loadTestPlugins([{ name: 'mysql-state', module: mysqlState, options: { mode: 'lock' } }], { dataDir: dir });
+    expect(runtime.plugins.map((p) => [p.name, p.hooks])).toEqual([['mysql-state', ['onServerStart', 'onBackupStart', 'onBackupStop']]]);
+    expect(runtime.warnings).toEqual([]);
   });
 });

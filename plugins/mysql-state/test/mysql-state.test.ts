@@ -3,7 +3,16 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compose, PluginRuntime, type ContentSource, type HookContext, type PluginDefinition } from '@kiwi-backup/core';
+import type { PluginDefinition } from '@kiwi-backup/core';
+import {
+  BackupAbortedError,
+  fakeBackupInfo,
+  instantiatePlugin,
+  loadTestPlugins,
+  memoryLogger,
+  runBackupWithPlugins,
+  type RunBackupWithPluginsOptions,
+} from '@kiwi-backup/core/testing';
 import {
   describeWithServer,
   MARIADB_INSTALL_HINT,
@@ -13,21 +22,22 @@ import {
   type MariaDbServer,
 } from '@kiwi-backup/test-servers';
 import mysqlState from '../src/index.js';
-import { loadPlugin, makeHarness, runBackup, TestAbortError, testLogger, type Harness } from './harness.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function setup(options: Record<string, unknown>): Promise<{ plugin: PluginDefinition; h: Harness }> {
-  const plugin = await loadPlugin(mysqlState, options, { name: 'mysql-state', pluginDir: '/tmp/kiwi-data/plugins/mysql-state' });
-  return { plugin, h: makeHarness({ options }) };
+const dataDir = '/tmp/kiwi-data';
+const plugin = (options: Record<string, unknown>) => [{ name: 'mysql-state', module: mysqlState, options }];
+
+/** One backup with mysql-state loaded with `options`, on Kiwi's real plug-in runtime. */
+function backup(options: Record<string, unknown>, run: RunBackupWithPluginsOptions = {}) {
+  return runBackupWithPlugins(plugin(options), { dataDir, ...run });
 }
 
-/** Read a virtual file the way the backup engine does: call the factory once and drain it. */
-async function readVirtual(source: ContentSource): Promise<Buffer> {
-  if (typeof source !== 'function') return Buffer.from(source);
-  const chunks: Buffer[] = [];
-  for await (const chunk of await source()) chunks.push(Buffer.from(chunk));
-  return Buffer.concat(chunks);
+/** The virtual file a run added at `path`, as stored in the snapshot. */
+function added(run: { addedFiles: Array<{ path: string; content: Buffer }> }, path: string): Buffer {
+  const file = run.addedFiles.find((f) => f.path === path);
+  if (!file) throw new Error(`no virtual file ${path} (have: ${run.addedFiles.map((f) => f.path).join(', ') || 'none'})`);
+  return file.content;
 }
 
 async function closedPort(): Promise<number> {
@@ -78,42 +88,43 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
     });
 
     it('stops the server while the backup runs and starts it after; it answers again', async () => {
-      const { plugin, h } = await setup(serviceOptions());
       let upDuring: boolean | undefined;
       let pidDuring: number | undefined = -1;
-      const run = await runBackup(plugin, h, async () => {
-        upDuring = await server.isUp();
-        pidDuring = server.pid();
+      const run = await backup(serviceOptions(), {
+        body: async () => {
+          upDuring = await server.isUp();
+          pidDuring = server.pid();
+        },
       });
       expect(run.startError).toBeUndefined();
-      expect(run.stopError).toBeUndefined();
+      expect(run.stopErrors).toEqual([]);
       expect(upDuring).toBe(false);
       expect(pidDuring).toBeUndefined();
       expect(await server.isUp()).toBe(true);
       const rows = await server.query<Array<{ v: string }>>('SELECT v FROM app.t ORDER BY id');
       expect(rows.map((r) => r.v)).toContain('before');
-      expect(h.backup.metadata['mysql-state']).toMatchObject({ mode: 'service', serverVersion: server.version });
+      expect(run.metadata['mysql-state']).toMatchObject({ mode: 'service', serverVersion: server.version });
     });
 
     it('starts the server again after a backup that fails mid-way (shell-string commands)', async () => {
-      const { plugin, h } = await setup({
+      const run = await backup({
         ...serviceOptions(),
         stopCommand: server.stopCommand.map((a) => `'${a}'`).join(' '),
         startCommand: server.startCommand.map((a) => `'${a}'`).join(' '),
-      });
-      const run = await runBackup(plugin, h, async () => {
-        expect(await server.isUp()).toBe(false);
-        throw new Error('storage went away');
+      }, {
+        body: async () => {
+          expect(await server.isUp()).toBe(false);
+          throw new Error('storage went away');
+        },
       });
       expect((run.startError as Error).message).toBe('storage went away');
-      expect(h.backup.status).toBe('failure');
+      expect(run.backup.status).toBe('failure');
       expect(await server.isUp()).toBe(true);
     });
 
     it('fails loudly when the server does not answer after the start command', async () => {
-      const { plugin, h } = await setup({ ...serviceOptions(), startCommand: ['true'], waitTimeout: 1500 });
       try {
-        const run = await runBackup(plugin, h);
+        const run = await backup({ ...serviceOptions(), startCommand: ['true'], waitTimeout: 1500 });
         expect(run.bodyRan).toBe(true);
         const message = (run.startError as Error).message;
         expect(message).toContain('MySQL did not answer within 1500 ms after `true`');
@@ -131,21 +142,22 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
       '%s: an INSERT from another connection waits for the backup; reads go on',
       async (lockMethod) => {
         const writer = await server.connect();
-        const { plugin, h } = await setup({ mode: 'lock', ...params, lockMethod });
         let inserted = false;
         let insert: Promise<void> | undefined;
         let readMs = -1;
         let insertedDuring: boolean | undefined;
         try {
-          const run = await runBackup(plugin, h, async () => {
-            insert = writer.query(`INSERT INTO app.t (v) VALUES ('during-${lockMethod}')`).then(() => {
-              inserted = true;
-            });
-            const t0 = Date.now();
-            await server.query('SELECT COUNT(*) FROM app.t');
-            readMs = Date.now() - t0;
-            await sleep(800);
-            insertedDuring = inserted;
+          const run = await backup({ mode: 'lock', ...params, lockMethod }, {
+            body: async () => {
+              insert = writer.query(`INSERT INTO app.t (v) VALUES ('during-${lockMethod}')`).then(() => {
+                inserted = true;
+              });
+              const t0 = Date.now();
+              await server.query('SELECT COUNT(*) FROM app.t');
+              readMs = Date.now() - t0;
+              await sleep(800);
+              insertedDuring = inserted;
+            },
           });
           expect(run.startError).toBeUndefined();
           expect(insertedDuring).toBe(false);
@@ -154,19 +166,16 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
           expect(inserted).toBe(true);
           const rows = await server.query<unknown[]>('SELECT id FROM app.t WHERE v = ?', [`during-${lockMethod}`]);
           expect(rows).toHaveLength(1);
-          expect(h.backup.metadata['mysql-state']).toMatchObject({ mode: 'lock', lockMethod, serverVersion: server.version });
+          expect(run.metadata['mysql-state']).toMatchObject({ mode: 'lock', lockMethod, serverVersion: server.version });
         } finally {
           writer.destroy();
         }
       },
     );
 
-    it('on the real plug-in runtime: a concurrent INSERT waits for the backup, and lands after it', async () => {
-      const runtime = await PluginRuntime.fromModules(
-        [{ name: 'mysql-state', module: mysqlState, options: { mode: 'lock', ...params } }],
-        { dataDir: '/tmp/kiwi-data', logger: testLogger([]) },
-      );
-      const { backup } = makeHarness();
+    it('on the plug-in runtime\'s own session API: a concurrent INSERT waits for the backup, and lands after it', async () => {
+      const runtime = await loadTestPlugins(plugin({ mode: 'lock', ...params }), { dataDir });
+      const backup = fakeBackupInfo();
       const session = runtime.createBackupSession({ backup, signal: new AbortController().signal, onAddFile: () => undefined });
       const writer = await server.connect();
       let inserted = false;
@@ -192,11 +201,12 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
     });
 
     it('leaves no lock after a failed backup', async () => {
-      const { plugin, h } = await setup({ mode: 'lock', ...params });
       let blockedDuring: boolean | undefined;
-      const run = await runBackup(plugin, h, async () => {
-        blockedDuring = !(await finishesWithin(server, "INSERT INTO app.t (v) VALUES ('x')", 300));
-        throw new Error('walk failed');
+      const run = await backup({ mode: 'lock', ...params }, {
+        body: async () => {
+          blockedDuring = !(await finishesWithin(server, "INSERT INTO app.t (v) VALUES ('x')", 300));
+          throw new Error('walk failed');
+        },
       });
       expect(blockedDuring).toBe(true);
       expect((run.startError as Error).message).toBe('walk failed');
@@ -204,60 +214,69 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
     });
 
     it('leaves no lock after SIGINT', async () => {
-      const { plugin, h } = await setup({ mode: 'lock', ...params });
-      setTimeout(() => h.controller.abort(new Error('SIGINT')), 300);
-      const run = await runBackup(plugin, h, async (ctx) => {
-        await new Promise<void>((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('interrupted by SIGINT'))));
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new Error('SIGINT')), 300);
+      const run = await backup({ mode: 'lock', ...params }, {
+        signal: controller.signal,
+        body: async (ctx) => {
+          await new Promise<void>((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('interrupted by SIGINT'))));
+        },
       });
-      expect(h.backup.status).toBe('interrupted');
+      expect(run.backup.status).toBe('interrupted');
       expect((run.startError as Error).message).toBe('interrupted by SIGINT');
       expect(await finishesWithin(server, "INSERT INTO app.t (v) VALUES ('after-sigint')", 2000)).toBe(true);
     });
 
     it('onBackupStop releases a lock the start hook still holds (start hook never finished)', async () => {
-      const { plugin, h } = await setup({ mode: 'lock', ...params });
+      // Driven through the runtime's session directly: the harness always waits for the start chain.
+      const logs = memoryLogger();
+      const runtime = await loadTestPlugins(plugin({ mode: 'lock', ...params }), { dataDir, logger: logs });
+      const info = fakeBackupInfo();
+      const session = runtime.createBackupSession({ backup: info, signal: new AbortController().signal, onAddFile: () => undefined });
       let entered!: () => void;
       const bodyEntered = new Promise<void>((r) => (entered = r));
       let finishBody!: () => void;
-      const hung = compose<HookContext>([plugin.onBackupStart!])(h.context('onBackupStart'), async () => {
+      const hung = session.start(async () => {
         entered();
         await new Promise<void>((r) => (finishBody = r));
       });
       await bodyEntered;
       expect(await finishesWithin(server, "INSERT INTO app.t (v) VALUES ('y')", 300)).toBe(false);
       // The runtime gives up on the backup (e.g. a second SIGTERM) and runs the stop hooks.
-      h.backup.status = 'interrupted';
-      await compose<HookContext>([plugin.onBackupStop!])(h.context('onBackupStop'));
+      info.status = 'interrupted';
+      expect(await session.stop()).toEqual([]);
       expect(await finishesWithin(server, "INSERT INTO app.t (v) VALUES ('after-safety-net')", 2000)).toBe(true);
-      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringContaining('MySQL still locked; restoring it now') }));
+      expect(logs.entries).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringContaining('MySQL still locked; restoring it now') }));
       finishBody();
       await expect(hung).resolves.toBeUndefined();
     });
 
     it('warns loudly and marks the metadata when the lock connection dies during the backup', async () => {
       const before = new Set((await server.query<Array<{ id: number }>>('SELECT ID AS id FROM information_schema.PROCESSLIST')).map((r) => r.id));
-      const { plugin, h } = await setup({ mode: 'lock', ...params, keepAliveInterval: 100 });
-      const run = await runBackup(plugin, h, async () => {
-        const now = await server.query<Array<{ id: number }>>(
-          'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()',
-          [server.user],
-        );
-        const lockConn = now.map((r) => r.id).filter((id) => !before.has(id));
-        expect(lockConn).toHaveLength(1);
-        await server.query(`KILL ${lockConn[0]}`);
-        await sleep(500);
+      // No onServerStart: its probe connection must not show up in the process list below.
+      const run = await backup({ mode: 'lock', ...params, keepAliveInterval: 100 }, {
+        serverStart: false,
+        body: async () => {
+          const now = await server.query<Array<{ id: number }>>(
+            'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()',
+            [server.user],
+          );
+          const lockConn = now.map((r) => r.id).filter((id) => !before.has(id));
+          expect(lockConn).toHaveLength(1);
+          await server.query(`KILL ${lockConn[0]}`);
+          await sleep(500);
+        },
       });
       expect(run.startError).toBeUndefined();
-      expect(h.backup.metadata['mysql-state']).toMatchObject({ lockLost: { reason: expect.any(String) } });
-      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('GLOBAL READ LOCK LOST') }));
+      expect(run.metadata['mysql-state']).toMatchObject({ lockLost: { reason: expect.any(String) } });
+      expect(run.logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('GLOBAL READ LOCK LOST') }));
       expect(await finishesWithin(server, "INSERT INTO app.t (v) VALUES ('after-kill')", 2000)).toBe(true);
     });
 
     it('aborts with a clear message when the login fails, never showing the password', async () => {
-      const { plugin, h } = await setup({ mode: 'lock', ...params, password: 'not-the-password-42' });
-      const run = await runBackup(plugin, h);
+      const run = await backup({ mode: 'lock', ...params, password: 'not-the-password-42' });
       expect(run.bodyRan).toBe(false);
-      expect(run.startError).toBeInstanceOf(TestAbortError);
+      expect(run.startError).toBeInstanceOf(BackupAbortedError);
       const message = (run.startError as Error).message;
       expect(message).toContain(`cannot log in to the MySQL server (127.0.0.1:${server.port} as user kiwi)`);
       expect(message).toContain('Access denied');
@@ -302,20 +321,18 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
       (await s.query<Array<{ Table: string; Checksum: string | number }>>(`CHECKSUM TABLE ${tables.join(', ')}`)).map((r) => [r.Table, String(r.Checksum)]);
 
     it('streams each database into the snapshot; restored into a fresh server, the tables have the same checksums', async () => {
-      const { plugin, h } = await setup({ mode: 'dump', ...params });
-      const dumps = new Map<string, Buffer>();
-      const run = await runBackup(plugin, h, async () => {
-        for (const [path, source] of h.files) dumps.set(path, await readVirtual(source));
-      });
+      // The engine reads the dumps at the end of the walk, while onBackupStart still holds the connection.
+      const run = await backup({ mode: 'dump', ...params });
+      const dumps = new Map(run.addedFiles.map((f) => [f.path, f.content]));
       expect(run.startError).toBeUndefined();
       expect([...dumps.keys()].sort()).toEqual(['mysql/app.sql', 'mysql/crm.sql', 'mysql/shop.sql']);
-      expect(h.backup.metadata['mysql-state']).toMatchObject({
+      expect(run.metadata['mysql-state']).toMatchObject({
         mode: 'dump',
         serverVersion: server.version,
         databases: ['app', 'crm', 'shop'],
         files: ['mysql/app.sql', 'mysql/crm.sql', 'mysql/shop.sql'],
       });
-      expect(String((h.backup.metadata['mysql-state'] as { tool: string }).tool)).toMatch(/dump/i);
+      expect(String((run.metadata['mysql-state'] as { tool: string }).tool)).toMatch(/dump/i);
       expect(dumps.get('mysql/shop.sql')!.toString()).not.toContain('Dump completed on'); // --skip-dump-date
 
       fresh = await startMariaDb();
@@ -335,22 +352,21 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
 
     it('fails the backup when the dump tool fails (here: the database vanished)', async () => {
       await server.query('CREATE DATABASE doomed; CREATE TABLE doomed.t (v INT)');
-      const { plugin, h } = await setup({ mode: 'dump', ...params, database: 'doomed' });
-      const run = await runBackup(plugin, h, async () => {
-        await server.query('DROP DATABASE doomed');
-        await readVirtual(h.files.get('mysql/doomed.sql')!);
+      const run = await backup({ mode: 'dump', ...params, database: 'doomed' }, {
+        body: async () => {
+          await server.query('DROP DATABASE doomed');
+        },
       });
       // The dump stream errors, and the backup is aborted: no snapshot without the database is written.
-      expect(run.startError).toBeInstanceOf(TestAbortError);
+      expect(run.startError).toBeInstanceOf(BackupAbortedError);
       const message = (run.startError as Error).message;
       expect(message).toMatch(/dump of database doomed \(127\.0\.0\.1:\d+ as user kiwi\) failed with exit code 2/);
       expect(message).toMatch(/Unknown database|doomed/);
-      expect(h.backup.status).toBe('aborted');
+      expect(run.backup.status).toBe('aborted');
     });
 
     it('aborts when a configured database does not exist', async () => {
-      const { plugin, h } = await setup({ mode: 'dump', ...params, databases: ['crm', 'nope'] });
-      const run = await runBackup(plugin, h);
+      const run = await backup({ mode: 'dump', ...params, databases: ['crm', 'nope'] });
       expect(run.bodyRan).toBe(false);
       expect((run.startError as Error).message).toContain(`database nope not found on 127.0.0.1:${server.port} as user kiwi`);
     });
@@ -373,10 +389,7 @@ exit 4
 `,
       );
       await chmod(fake, 0o755);
-      const { plugin, h } = await setup({ mode: 'dump', ...params, database: 'crm', dumpCommand: fake });
-      const run = await runBackup(plugin, h, async () => {
-        await readVirtual(h.files.get('mysql/crm.sql')!);
-      });
+      const run = await backup({ mode: 'dump', ...params, database: 'crm', dumpCommand: fake });
       const args = await readFile(`${seen}.args`, 'utf8');
       expect(args).not.toContain(server.password);
       expect(args.split('\n')).toContain('--single-transaction');
@@ -385,7 +398,7 @@ exit 4
       // Removed once the dump ended.
       await expect(stat((await readFile(`${seen}.path`, 'utf8')).trim())).rejects.toThrow(/ENOENT/);
       // The tool's failure (exit 4) aborts the backup, and its stderr is shown with the password masked.
-      expect(run.startError).toBeInstanceOf(TestAbortError);
+      expect(run.startError).toBeInstanceOf(BackupAbortedError);
       const message = (run.startError as Error).message;
       expect(message).toContain('failed with exit code 4: password="***"');
       expect(message).not.toContain(server.password);
@@ -398,12 +411,9 @@ exit 4
         `# backup credentials\n[mysqld]\nport=1\n\n[client]\nuser = ${server.user}\npassword = "${server.password}"\nhost=127.0.0.1\nport=${server.port}\n`,
         { mode: 0o600 },
       );
-      const { plugin, h } = await setup({ mode: 'dump', defaultsFile: cnf, database: 'crm' });
-      let dump = '';
-      const run = await runBackup(plugin, h, async () => {
-        dump = (await readVirtual(h.files.get('mysql/crm.sql')!)).toString();
-      });
+      const run = await backup({ mode: 'dump', defaultsFile: cnf, database: 'crm' });
       expect(run.startError).toBeUndefined();
+      const dump = added(run, 'mysql/crm.sql').toString();
       expect(dump).toContain('a@example.org');
     });
   });
@@ -411,7 +421,7 @@ exit 4
   describe('server unreachable at backup start', () => {
     it.each(['service', 'lock', 'dump'] as const)('%s: a clear error, the backup is aborted, onBackupStop still runs', async (mode) => {
       const port = await closedPort();
-      const { plugin, h } = await setup({
+      const definition = await instantiatePlugin(mysqlState, {
         mode,
         host: '127.0.0.1',
         port,
@@ -420,43 +430,41 @@ exit 4
         stopCommand: ['false'],
         startCommand: ['false'],
         connectTimeout: 2000,
-      });
+      }, { name: 'mysql-state', dataDir });
       let stopRan = false;
-      const stop = plugin.onBackupStop!;
+      const stop = definition.onBackupStop!;
       const spied: PluginDefinition = {
-        ...plugin,
+        ...definition,
         onBackupStop: async (ctx, next) => {
           stopRan = true;
           return stop(ctx, next);
         },
       };
-      const run = await runBackup(spied, h);
+      const run = await runBackupWithPlugins([{ name: 'mysql-state', module: spied }], { dataDir });
       expect(run.bodyRan).toBe(false);
-      expect(run.startError).toBeInstanceOf(TestAbortError);
+      expect(run.startError).toBeInstanceOf(BackupAbortedError);
       const message = (run.startError as Error).message;
       expect(message).toContain(`cannot reach the MySQL server (127.0.0.1:${port} as user backup)`);
       expect(message).toContain('ECONNREFUSED');
-      expect(JSON.stringify([message, h.logs])).not.toContain('hunter2-secret');
-      expect(h.backup.status).toBe('aborted');
+      expect(JSON.stringify([message, run.logs])).not.toContain('hunter2-secret');
+      expect(run.backup.status).toBe('aborted');
       expect(stopRan).toBe(true);
-      expect(run.stopError).toBeUndefined();
+      expect(run.stopErrors).toEqual([]);
     });
 
     it('names the socket it tried', async () => {
-      const { plugin, h } = await setup({ mode: 'lock', socket: '/nonexistent/kiwi-test/mysqld.sock', user: 'backup' });
-      const run = await runBackup(plugin, h);
+      const run = await backup({ mode: 'lock', socket: '/nonexistent/kiwi-test/mysqld.sock', user: 'backup' });
       expect(run.bodyRan).toBe(false);
       expect((run.startError as Error).message).toContain('cannot reach the MySQL server (socket /nonexistent/kiwi-test/mysqld.sock as user backup)');
     });
 
     it('backs up without the plug-in when onUnreachable is "continue"', async () => {
       const port = await closedPort();
-      const { plugin, h } = await setup({ mode: 'lock', host: '127.0.0.1', port, user: 'backup', onUnreachable: 'continue' });
-      const run = await runBackup(plugin, h);
+      const run = await backup({ mode: 'lock', host: '127.0.0.1', port, user: 'backup', onUnreachable: 'continue' });
       expect(run.bodyRan).toBe(true);
       expect(run.startError).toBeUndefined();
-      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringContaining('backing up without lock mode') }));
-      expect(h.backup.metadata['mysql-state']).toMatchObject({ skipped: expect.stringContaining('cannot reach') });
+      expect(run.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringContaining('backing up without lock mode') }));
+      expect(run.metadata['mysql-state']).toMatchObject({ skipped: expect.stringContaining('cannot reach') });
     });
   });
 });

@@ -1,14 +1,15 @@
 /**
- * The plug-ins and the docs' example on Kiwi's real plug-in runtime (loader + hook chains), not the test harness.
+ * The plug-in and the docs' example loaded by Kiwi's real loader (data directory, factories), then run
+ * through the real runtime with `@kiwi-backup/core/testing`.
  */
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PluginRuntime, type BackupInfo } from '@kiwi-backup/core';
+import { PluginRuntime } from '@kiwi-backup/core';
+import { memoryLogger, runBackupWithPlugins } from '@kiwi-backup/core/testing';
 import scriptLauncher from '../src/index.js';
-import { testLogger, type LogEntry } from './harness.js';
 
 const docsFile = join(dirname(fileURLToPath(import.meta.url)), '../../../docs/writing-plugins.md');
 
@@ -23,14 +24,6 @@ afterEach(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-function backupInfo(): BackupInfo {
-  return {
-    id: 'run-1', sources: ['/srv/a', '/srv/b'], repository: '/tmp/repo', host: 'h', tags: [], dryRun: false,
-    stats: { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, errors: 0,
-      bytesRead: 0, totalBytes: 0, totalFiles: 0, blobsNew: 0, dataAdded: 0, dataAddedPacked: 0 },
-    status: 'running', metadata: {},
-  };
-}
 
 async function script(path: string, body: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
@@ -40,20 +33,8 @@ async function script(path: string, body: string): Promise<void> {
 
 /** One backup through the runtime's session, the way the engine drives it. */
 async function backup(runtime: PluginRuntime, body: () => Promise<void> = async () => undefined) {
-  const info = backupInfo();
-  const session = runtime.createBackupSession({ backup: info, signal: new AbortController().signal, onAddFile: () => undefined });
-  let startError: unknown;
-  try {
-    await session.start(body);
-    info.status = 'success';
-    info.snapshotId = 'snap-1';
-  } catch (err) {
-    startError = err;
-    info.status = (err as Error).name === 'BackupAbortedError' ? 'aborted' : 'failure';
-    info.error = err as Error;
-  }
-  const stopErrors = await session.stop();
-  return { info, startError, stopErrors };
+  const run = await runBackupWithPlugins(runtime, { id: 'run-1', sources: ['/srv/a', '/srv/b'], snapshotId: 'snap-1', body });
+  return { ...run, info: run.backup };
 }
 
 const lines = async () => (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
@@ -63,8 +44,7 @@ describe.runIf(process.platform !== 'win32')('on the real plug-in runtime', () =
     const dir = join(dataDir, 'plugins', 'script-launcher');
     await script(join(dir, 'pre_backup.sh'), `echo "pre $KIWI_HOOK $KIWI_BACKUP_ID" >> "${trace}"`);
     await script(join(dir, 'post_backup.sh'), `echo "post $KIWI_STATUS $KIWI_SNAPSHOT_ID" >> "${trace}"`);
-    const logs: LogEntry[] = [];
-    const runtime = await PluginRuntime.fromModules([{ name: 'script-launcher', module: scriptLauncher }], { dataDir, logger: testLogger(logs) });
+    const runtime = await PluginRuntime.fromModules([{ name: 'script-launcher', module: scriptLauncher }], { dataDir, logger: memoryLogger() });
     const { startError, stopErrors } = await backup(runtime, async () => {
       await writeFile(trace, 'body\n', { flag: 'a' });
     });
@@ -75,7 +55,7 @@ describe.runIf(process.platform !== 'win32')('on the real plug-in runtime', () =
 
   it('a failing pre_backup aborts through the runtime, naming the plug-in and hook', async () => {
     await script(join(dataDir, 'plugins', 'script-launcher', 'pre_backup.sh'), 'echo "no disk" >&2; exit 5');
-    const runtime = await PluginRuntime.fromModules([{ name: 'script-launcher', module: scriptLauncher }], { dataDir, logger: testLogger([]) });
+    const runtime = await PluginRuntime.fromModules([{ name: 'script-launcher', module: scriptLauncher }], { dataDir, logger: memoryLogger() });
     const { startError, info } = await backup(runtime);
     expect((startError as Error).name).toBe('BackupAbortedError');
     expect((startError as Error).message).toMatch(/^backup aborted by plug-in "script-launcher" in onBackupStart: pre_backup script .* failed with exit code 5/);
@@ -98,8 +78,8 @@ describe.runIf(process.platform !== 'win32')('on the real plug-in runtime', () =
       const dir = join(dataDir, 'plugins', 'run-scripts');
       await script(join(dir, 'before.sh'), `echo "before $KIWI_HOOK $KIWI_STATUS $KIWI_BACKUP_ID" >> "${trace}"; echo hello from before`);
       await script(join(dir, 'after.sh'), `echo "after $KIWI_HOOK $KIWI_STATUS $KIWI_SNAPSHOT_ID" >> "${trace}"`);
-      const logs: LogEntry[] = [];
-      const runtime = await PluginRuntime.load({ dataDir, logger: testLogger(logs) });
+      const logs = memoryLogger();
+      const runtime = await PluginRuntime.load({ dataDir, logger: logs });
       expect(runtime.plugins.map((p) => [p.name, p.source, p.hooks])).toEqual([['run-scripts', 'datadir', ['onBackupStart', 'onBackupStop']]]);
       expect(runtime.warnings).toEqual([]);
       const { startError, stopErrors } = await backup(runtime, async () => {
@@ -108,7 +88,7 @@ describe.runIf(process.platform !== 'win32')('on the real plug-in runtime', () =
       expect(startError).toBeUndefined();
       expect(stopErrors).toEqual([]);
       expect(await lines()).toEqual(['before onBackupStart running run-1', 'body', 'after onBackupStop success snap-1']);
-      expect(JSON.stringify(logs)).toContain('hello from before');
+      expect(JSON.stringify(logs.entries)).toContain('hello from before');
 
       await script(join(dir, 'before.sh'), 'exit 3');
       const failed = await backup(runtime);
@@ -125,7 +105,7 @@ describe.runIf(process.platform !== 'win32')('on the real plug-in runtime', () =
         join(dir, 'index.mjs'),
         'export default { onStartBackup(ctx, next) { return next(); }, onBackupStop(ctx, next) { return next(); } };\n',
       );
-      const runtime = await PluginRuntime.load({ dataDir, logger: testLogger([]), logWarnings: false });
+      const runtime = await PluginRuntime.load({ dataDir, logger: memoryLogger(), logWarnings: false });
       expect(runtime.plugins[0]!.hooks).toEqual(['onBackupStop']);
       const warning = 'plug-in "run-scripts" exports "onStartBackup", which is not a hook; did you mean "onBackupStart"? (ignored)';
       expect(runtime.warnings).toEqual([warning]);
@@ -133,7 +113,7 @@ describe.runIf(process.platform !== 'win32')('on the real plug-in runtime', () =
 
       for (const name of ['on_backup_start', 'onBackupStarted', 'beforeBackup']) {
         await writeFile(join(dir, 'index.mjs'), `export default { ${name}(ctx, next) { return next(); } };\n`);
-        const rt = await PluginRuntime.load({ dataDir, logger: testLogger([]), logWarnings: false });
+        const rt = await PluginRuntime.load({ dataDir, logger: memoryLogger(), logWarnings: false });
         expect(rt.warnings.join('\n')).toContain(`did you mean "onBackupStart"`);
       }
     });

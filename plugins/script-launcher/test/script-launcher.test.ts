@@ -1,24 +1,33 @@
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { PluginDefinition } from '@kiwi-backup/core';
+import {
+  BackupAbortedError,
+  loadTestPlugins,
+  memoryLogger,
+  runBackupWithPlugins,
+  type RunBackupWithPluginsOptions,
+} from '@kiwi-backup/core/testing';
 import scriptLauncher from '../src/index.js';
-import { loadPlugin, makeHarness, runBackup, TestAbortError, type Harness } from './harness.js';
 
 const posix = process.platform !== 'win32';
 
+/** Kiwi's data directory; the plug-in's scripts live in `dir` = `<dataDir>/plugins/script-launcher`. */
+let dataDir: string;
 let dir: string;
 let trace: string;
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kiwi-script-launcher-'));
-  trace = join(dir, 'trace.log');
+  dataDir = await mkdtemp(join(tmpdir(), 'kiwi-script-launcher-'));
+  dir = join(dataDir, 'plugins', 'script-launcher');
+  await mkdir(dir, { recursive: true });
+  trace = join(dataDir, 'trace.log');
   await writeFile(trace, '');
 });
 afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
+  await rm(dataDir, { recursive: true, force: true });
 });
 
 async function script(name: string, body: string, mode = 0o755): Promise<string> {
@@ -28,10 +37,11 @@ async function script(name: string, body: string, mode = 0o755): Promise<string>
   return path;
 }
 
-async function setup(options: Record<string, unknown> = {}, backup: NonNullable<Parameters<typeof makeHarness>[0]>['backup'] = {}) {
-  const plugin: PluginDefinition = await loadPlugin(scriptLauncher, options, { name: 'script-launcher', pluginDir: dir });
-  const h: Harness = makeHarness({ options, dataDir: dir, backup });
-  return { plugin, h };
+const launcher = (options: Record<string, unknown> = {}) => [{ name: 'script-launcher', module: scriptLauncher, options }];
+
+/** One backup through Kiwi's real plug-in runtime with script-launcher loaded with `options`. */
+function backup(options: Record<string, unknown> = {}, run: RunBackupWithPluginsOptions = {}) {
+  return runBackupWithPlugins(launcher(options), { dataDir, ...run });
 }
 
 const traceLines = async () => (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
@@ -63,16 +73,18 @@ describe.runIf(posix)('script-launcher', () => {
     const previous = process.env.KIWI_PASSWORD;
     process.env.KIWI_PASSWORD = 'hunter2';
     try {
-      const { plugin, h } = await setup(
-        { env: { EXTRA: 'x1' } },
-        { sources: ['/srv/a', '/srv/with space'], repository: 's3:bucket/kiwi', tags: ['daily', 'db'] },
-      );
-      const run = await runBackup(plugin, h, async () => {
-        await writeFile(trace, 'body\n', { flag: 'a' });
-      }, { snapshotId: 'abc123' });
+      const run = await backup({ env: { EXTRA: 'x1' } }, {
+        sources: ['/srv/a', '/srv/with space'],
+        repository: 's3:bucket/kiwi',
+        tags: ['daily', 'db'],
+        snapshotId: 'abc123',
+        body: async () => {
+          await writeFile(trace, 'body\n', { flag: 'a' });
+        },
+      });
       expect(run.startError).toBeUndefined();
-      expect(run.stopError).toBeUndefined();
-      const id = h.backup.id;
+      expect(run.stopErrors).toEqual([]);
+      const id = run.backup.id;
       const lines = await traceLines();
       expect(lines).toEqual([
         `pre hook=pre_backup status=running id=${id} snap= repo=s3:bucket/kiwi tags=daily,db dry=0 err= pw=none extra=x1`,
@@ -85,10 +97,10 @@ describe.runIf(posix)('script-launcher', () => {
         expect.stringMatching(/^post stats=\{"filesNew":0,/),
       ]);
       // Output goes to the plug-in's log line by line: stdout as info, stderr as warn.
-      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'pre_backup: pre says hello' }));
-      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: 'pre_backup: pre complains' }));
-      expect(h.logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'post_backup: post says hello' }));
-      expect(JSON.stringify(h.logs)).not.toContain('hunter2');
+      expect(run.logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'pre_backup: pre says hello' }));
+      expect(run.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: 'pre_backup: pre complains' }));
+      expect(run.logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'post_backup: post says hello' }));
+      expect(JSON.stringify(run.logs)).not.toContain('hunter2');
     } finally {
       if (previous === undefined) delete process.env.KIWI_PASSWORD;
       else process.env.KIWI_PASSWORD = previous;
@@ -98,74 +110,72 @@ describe.runIf(posix)('script-launcher', () => {
   it('aborts the backup when pre_backup fails, with the exit code and its last output; post still runs', async () => {
     await script('pre_backup.sh', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do echo "line $i"; done\necho "disk not mounted" >&2\nexit 3');
     await script('post_backup.sh', `echo "post status=$KIWI_STATUS err=$KIWI_ERROR" >> "${trace}"`);
-    const { plugin, h } = await setup();
-    const run = await runBackup(plugin, h);
+    const run = await backup();
     expect(run.bodyRan).toBe(false);
-    expect(run.startError).toBeInstanceOf(TestAbortError);
+    expect(run.startError).toBeInstanceOf(BackupAbortedError);
     const message = (run.startError as Error).message;
     expect(message).toContain(`pre_backup script ${join(dir, 'pre_backup.sh')} failed with exit code 3`);
     expect(message).toContain('disk not mounted');
     expect(message).toContain('line 25');
     expect(message).not.toContain('line 5\n'); // only the last lines
-    expect(h.backup.status).toBe('aborted');
-    // KIWI_ERROR is the whole abort reason, last output lines included.
+    expect(run.backup.status).toBe('aborted');
+    // KIWI_ERROR is the message of the error that ended the backup: the whole abort, last output lines included.
     const text = await readFile(trace, 'utf8');
-    expect(text).toMatch(/^post status=aborted err=pre_backup script .* failed with exit code 3\nlast output:\n/);
+    expect(text).toMatch(/^post status=aborted err=backup aborted by plug-in "script-launcher" in onBackupStart: pre_backup script .* failed with exit code 3\nlast output:\n/);
     expect(text).toContain('disk not mounted');
   });
 
   it('runs the backup anyway with continueOnPreFailure, logging the failure', async () => {
     await script('pre_backup.sh', 'exit 1');
-    const { plugin, h } = await setup({ continueOnPreFailure: true });
-    const run = await runBackup(plugin, h);
+    const run = await backup({ continueOnPreFailure: true });
     expect(run.bodyRan).toBe(true);
     expect(run.startError).toBeUndefined();
-    expect(h.logs).toContainEqual(
+    expect(run.logs).toContainEqual(
       expect.objectContaining({ level: 'error', message: expect.stringMatching(/failed with exit code 1[\s\S]*continuing the backup/) }),
     );
   });
 
   it('treats a pre script that is not executable as a failure', async () => {
     await script('pre_backup.sh', 'echo never', 0o644);
-    const { plugin, h } = await setup();
-    const start = plugin.onServerStart!;
-    await start({ ...h.context('onBackupStart'), hook: 'onServerStart' } as never, async () => undefined);
-    expect(h.logs).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringContaining('is not executable') }));
-    const run = await runBackup(plugin, h);
+    const log = memoryLogger();
+    const runtime = await loadTestPlugins(launcher(), { dataDir, logger: log });
+    await runtime.serverStart();
+    expect(log.entries).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringContaining('is not executable') }));
+    const run = await runBackupWithPlugins(runtime);
     expect(run.bodyRan).toBe(false);
     expect((run.startError as Error).message).toContain('not executable (chmod +x');
   });
 
   it('logs missing scripts and lets the backup run', async () => {
-    const { plugin, h } = await setup();
-    const run = await runBackup(plugin, h);
+    const run = await backup();
     expect(run.bodyRan).toBe(true);
     expect(run.startError).toBeUndefined();
-    expect(run.stopError).toBeUndefined();
-    expect(h.logs).toContainEqual(
+    expect(run.stopErrors).toEqual([]);
+    expect(run.logs).toContainEqual(
       expect.objectContaining({ level: 'info', message: `no pre_backup script (looked for ${join(dir, 'pre_backup.sh')}); nothing to run` }),
     );
-    expect(h.logs).toContainEqual(expect.objectContaining({ message: expect.stringContaining('no post_backup script') }));
+    expect(run.logs).toContainEqual(expect.objectContaining({ message: expect.stringContaining('no post_backup script') }));
   });
 
   it('runs post_backup after a failed backup with KIWI_STATUS=failure, keeping the backup error', async () => {
     await script('post_backup.sh', `echo "status=$KIWI_STATUS err=$KIWI_ERROR" >> "${trace}"`);
-    const { plugin, h } = await setup();
-    const run = await runBackup(plugin, h, async () => {
-      throw new Error('disk on fire');
+    const run = await backup({}, {
+      body: async () => {
+        throw new Error('disk on fire');
+      },
     });
     expect((run.startError as Error).message).toBe('disk on fire');
-    expect(run.stopError).toBeUndefined();
+    expect(run.stopErrors).toEqual([]);
     expect(await traceLines()).toEqual(['status=failure err=disk on fire']);
   });
 
   it('reports a failing post_backup without hiding the backup result', async () => {
     await script('post_backup.sh', 'echo "upload failed" >&2; exit 2');
-    const { plugin, h } = await setup();
-    const ok = await runBackup(plugin, h, async () => undefined, { snapshotId: 'feedbeef' });
+    const ok = await backup({}, { snapshotId: 'feedbeef' });
     expect(ok.startError).toBeUndefined();
-    expect(h.backup.status).toBe('success');
-    const msg = (ok.stopError as Error).message;
+    expect(ok.backup.status).toBe('success');
+    expect(ok.stopErrors).toHaveLength(1);
+    const msg = ok.stopErrors[0]!.message;
     expect(msg).toContain('post_backup script');
     expect(msg).toContain('failed with exit code 2');
     expect(msg).toContain('upload failed');
@@ -173,19 +183,17 @@ describe.runIf(posix)('script-launcher', () => {
   });
 
   it('takes commands from options: an argv array and a shell command line', async () => {
-    const { plugin, h } = await setup({
+    const run = await backup({
       pre: ['/bin/sh', '-c', `echo "argv $KIWI_HOOK $0" >> "${trace}"`, 'zero'],
       post: `echo "shell $KIWI_HOOK $KIWI_STATUS" >> "${trace}" && echo chained >> "${trace}"`,
     });
-    const run = await runBackup(plugin, h);
     expect(run.startError).toBeUndefined();
     expect(await traceLines()).toEqual(['argv pre_backup zero', 'shell post_backup success', 'chained']);
   });
 
   it('runs a script named by a relative path in the plug-in folder', async () => {
     await script('my-pre.sh', `echo "custom $KIWI_HOOK" >> "${trace}"`);
-    const { plugin, h } = await setup({ pre: 'my-pre.sh', post: false });
-    await runBackup(plugin, h);
+    await backup({ pre: 'my-pre.sh', post: false });
     expect(await traceLines()).toEqual(['custom pre_backup']);
   });
 
@@ -193,9 +201,8 @@ describe.runIf(posix)('script-launcher', () => {
     const pids = join(dir, 'pids');
     // A background child, plus a shell that ignores SIGTERM, so only the SIGKILL after the grace period ends it.
     await script('pre_backup.sh', `sleep 300 &\necho $! > "${pids}"\ntrap '' TERM\necho $$ >> "${pids}"\necho started\nwhile :; do sleep 1; done`);
-    const { plugin, h } = await setup({ timeout: 400, killGrace: '300ms' });
     const started = Date.now();
-    const run = await runBackup(plugin, h);
+    const run = await backup({ timeout: 400, killGrace: '300ms' });
     const elapsed = Date.now() - started;
     expect(run.bodyRan).toBe(false);
     const message = (run.startError as Error).message;
@@ -212,33 +219,36 @@ describe.runIf(posix)('script-launcher', () => {
   it('kills the pre script when the backup is interrupted (SIGINT)', async () => {
     const pids = join(dir, 'pids');
     await script('pre_backup.sh', `echo $$ > "${pids}"\nexec sleep 300`);
-    const { plugin, h } = await setup({ post: false });
-    setTimeout(() => h.controller.abort(new Error('SIGINT')), 300);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('SIGINT')), 300);
     const started = Date.now();
-    const run = await runBackup(plugin, h);
+    const run = await backup({ post: false }, { signal: controller.signal });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(run.bodyRan).toBe(false);
     expect((run.startError as Error).message).toContain('was killed because the backup was interrupted');
-    expect(h.backup.status).toBe('interrupted');
+    expect(run.backup.status).toBe('interrupted');
     expect(running(Number((await readFile(pids, 'utf8')).trim()))).toBe(false);
   });
 
   it('still runs post_backup after an interrupted backup', async () => {
     await script('post_backup.sh', `echo "status=$KIWI_STATUS" >> "${trace}"`);
-    const { plugin, h } = await setup();
-    const run = await runBackup(plugin, h, async () => {
-      h.controller.abort(new Error('SIGTERM'));
-      throw new Error('interrupted by SIGTERM');
+    const controller = new AbortController();
+    const run = await backup({}, {
+      signal: controller.signal,
+      body: async () => {
+        controller.abort(new Error('SIGTERM'));
+        throw new Error('interrupted by SIGTERM');
+      },
     });
-    expect(run.stopError).toBeUndefined();
+    expect(run.stopErrors).toEqual([]);
     expect(await traceLines()).toEqual(['status=interrupted']);
   });
 
   it('rejects unknown or malformed options when loaded', async () => {
-    await expect(loadPlugin(scriptLauncher, { preScript: 'x' }, { pluginDir: dir })).rejects.toThrow(
+    await expect(loadTestPlugins(launcher({ preScript: 'x' }), { dataDir })).rejects.toThrow(
       /script-launcher: unknown option "preScript"/,
     );
-    await expect(loadPlugin(scriptLauncher, { timeout: 'soon' }, { pluginDir: dir })).rejects.toThrow(/option "timeout"/);
-    await expect(loadPlugin(scriptLauncher, { pre: 42 }, { pluginDir: dir })).rejects.toThrow(/option "pre"/);
+    await expect(loadTestPlugins(launcher({ timeout: 'soon' }), { dataDir })).rejects.toThrow(/option "timeout"/);
+    await expect(loadTestPlugins(launcher({ pre: 42 }), { dataDir })).rejects.toThrow(/option "pre"/);
   });
 });
