@@ -3,7 +3,7 @@
  * locks and check. `docs/repository-format.md` describes every byte it writes.
  */
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, hostname as osHostname } from 'node:os';
+import { hostname as osHostname } from 'node:os';
 import { AuthenticationError } from '../crypto/aead.js';
 import {
   DEFAULT_KDF,
@@ -32,7 +32,6 @@ import { BlobIndex, ID_SIZE, idToBytes, isBlobId } from './index-table.js';
 import { acquireLock, type LockContext, type LockOptions } from './lock.js';
 import { ENTRY_SIZE, encodeIndexBody, scanIndexBody, type IndexedPack, type PackEntry } from './pack-format.js';
 import { Packer, wrapStorageError } from './packer.js';
-import { BlobWorkerPool, type WorkResult } from './blob-workers.js';
 import type {
   BlobId,
   BlobLocation,
@@ -75,11 +74,6 @@ export interface RepositoryOptions {
   username?: string;
   /** Lock timings (tests shorten them). */
   lockOptions?: LockOptions;
-  /**
-   * Worker threads that authenticate, decompress and check blobs for `loadBlobs` (default:
-   * 2, or 1 on a single CPU; 0 = on the main thread). Started on first use.
-   */
-  blobWorkers?: number;
 }
 
 /** Options for `init`: the repository's fixed parameters plus {@link RepositoryOptions}. */
@@ -199,8 +193,6 @@ export class Repository {
   private readonly idScratch = Buffer.alloc(ID_SIZE);
   /** Reusable buffers for decrypted-but-compressed blobs (never handed to callers). */
   private readonly scratch: Buffer[] = [];
-  /** Started by the first `loadBlobs` (null: not available or disabled). */
-  private workers: BlobWorkerPool | null | undefined;
 
   private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys, keyId: string, opts: RepositoryOptions) {
     this.storage = storage;
@@ -530,10 +522,9 @@ export class Repository {
         ranges.push({ pack: loc.pack, start: loc.offset, end, locs: [loc] });
       }
     }
-    const pool = this.blobWorkerPool();
     await mapLimit(ranges, Math.max(1, opts.concurrency ?? 2), async (r) => {
       let bytes: Buffer | undefined;
-      if (r.locs.length > 1 || pool) {
+      if (r.locs.length > 1) {
         try {
           bytes = await this.storage.load({ type: 'data', name: r.pack }, { offset: r.start, length: r.end - r.start });
           if (bytes.byteLength !== r.end - r.start) bytes = undefined;
@@ -555,28 +546,6 @@ export class Repository {
         return;
       }
       const whole = bytes;
-      if (pool?.usable) {
-        let results: WorkResult[] | undefined;
-        try {
-          results = await pool.open(
-            whole,
-            r.locs.map((l) => ({ off: l.offset - r.start, len: l.length, rawLength: l.rawLength, compressed: l.compressed, id: l.id })),
-          );
-        } catch {
-          results = undefined; // a worker failed: open them here
-        }
-        if (results) {
-          r.locs.forEach((loc, i) => {
-            const res = results[i]!;
-            if (res.data) onBlob(loc.id, res.data);
-            else {
-              const file = handlePath({ type: 'data', name: loc.pack });
-              onBlob(loc.id, undefined, new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${res.error}`, { file, blobId: loc.id }));
-            }
-          });
-          return;
-        }
-      }
       // Compressed blobs are decrypted into one reused scratch buffer (each at its own offset),
       // then decompressed in parallel on the thread pool.
       const scratch = r.locs.some((l) => l.compressed) ? this.takeScratch(r.end - r.start) : undefined;
@@ -598,14 +567,6 @@ export class Repository {
         if (scratch) this.giveScratch(scratch);
       }
     });
-  }
-
-  private blobWorkerPool(): BlobWorkerPool | undefined {
-    if (this.workers === undefined) {
-      const n = this.opts.blobWorkers ?? Number(process.env.KIWI_BLOB_WORKERS ?? Math.min(2, availableParallelism()));
-      this.workers = n > 0 ? (BlobWorkerPool.create(n, this.keys.encKey, this.keys.idKey) ?? null) : null;
-    }
-    return this.workers?.usable ? this.workers : undefined;
   }
 
   private async readBlobAt(loc: BlobLocation, buffer?: Uint8Array): Promise<Buffer> {
@@ -887,7 +848,6 @@ export class Repository {
     for (const l of [...this.locks]) await l.release().catch((e: unknown) => errors.push(e));
     await this.packer.close();
     while (this.indexWrites.size > 0) await Promise.allSettled([...this.indexWrites]);
-    if (this.workers) await this.workers.close().catch((e: unknown) => errors.push(e));
     this.keys.zero();
     if (errors.length > 0) throw errors[0];
   }

@@ -38,7 +38,7 @@ const UNKNOWN_SIZE = 1024 * 1024;
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_BLOBS = 512;
 /** Batches loading at once. */
-const BATCHES_IN_FLIGHT = Number(process.env.KB_INFL ?? 2);
+const BATCHES_IN_FLIGHT = 2;
 /** Read-ahead of a multi-blob file, in stored bytes (at least one blob). */
 const WINDOW_BYTES = 4 * 1024 * 1024;
 
@@ -72,7 +72,7 @@ export class BlobFetcher {
     const entries: Array<Entry | undefined> = ids.map((id) => this.#want(id));
     let taken = 0;
     let released = false;
-    this.#pump();
+    this.#schedulePump();
     return {
       take: (i: number) => {
         const e = entries[i];
@@ -92,7 +92,6 @@ export class BlobFetcher {
 
   /** Stop loading ahead (pending takes still complete). */
   close(): void {
-    if (process.env.KIWI_FETCH_DEBUG) process.stderr.write(`close used=${this.#used} entries=${this.#entries.size} mem=${JSON.stringify(process.memoryUsage())}\n`);
     this.#closed = true;
   }
 
@@ -182,6 +181,18 @@ export class BlobFetcher {
     this.#pump();
   }
 
+  #pumpScheduled = false;
+
+  /** Pumps after the current synchronous run, so the files planned together form one batch. */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
   #pump(): void {
     while (!this.#closed && this.#batches < BATCHES_IN_FLIGHT && this.#used < this.budget) {
       const batch: Entry[] = [];
@@ -217,7 +228,6 @@ export class BlobFetcher {
 
   /** `counted`: a read-ahead batch (limited to {@link BATCHES_IN_FLIGHT}); else one a file waits for. */
   #start(batch: Entry[], counted: boolean): void {
-    if (process.env.KIWI_FETCH_DEBUG && Math.random() < 0.05) process.stderr.write(`${JSON.stringify(process.memoryUsage())} start ${counted} ${batch.length} ${batch.reduce((a, e) => a + e.size, 0)} used=${this.#used} batches=${this.#batches} q=${this.#queue.length - this.#head}\n`);
     for (const e of batch) {
       e.started = true;
       if (e.refs > 0 && e.seq >= 0) {
@@ -226,15 +236,23 @@ export class BlobFetcher {
       }
     }
     if (counted) this.#batches++;
-    const byId = new Map(batch.map((e) => [e.id, e]));
+    // A multi-blob file may use one blob several times (runs of zeros): all its entries get it.
+    const byId = new Map<BlobId, Entry[]>();
+    for (const e of batch) {
+      const list = byId.get(e.id);
+      if (list) list.push(e);
+      else byId.set(e.id, [e]);
+    }
     const deliver = (id: BlobId, data: Buffer | undefined, error?: Error) => {
-      const e = byId.get(id);
-      if (!e) return;
+      const list = byId.get(id);
+      if (!list) return;
       byId.delete(id);
-      if (data) e.resolve(data);
-      else e.reject(error ?? new Error(`blob ${id} could not be loaded`));
+      for (const e of list) {
+        if (data) e.resolve(data);
+        else e.reject(error ?? new Error(`blob ${id} could not be loaded`));
+      }
     };
-    const ids = batch.map((e) => e.id);
+    const ids = [...byId.keys()];
     const src = this.source;
     const run = src.loadBlobs
       ? src.loadBlobs('data', ids, deliver)

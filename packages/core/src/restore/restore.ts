@@ -456,7 +456,8 @@ class RestoreRun {
         }
         // An included directory exists even when empty; files in it create it on demand too.
         if (inc) void this.ensureDir(sub);
-        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH), inc);
+        // Siblings are fully included exactly when this directory is.
+        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH), included);
         const { done } = await this.restoreTree(node.subtree, sub, inc);
         pending.push(done);
         continue;
@@ -590,7 +591,7 @@ class RestoreRun {
     }
     if (this.syncCredits > 0) this.syncCredits--;
     const dirPath = fsPath.subarray(0, fsPath.lastIndexOf(SLASH));
-    const tmp = Buffer.concat([dirPath, Buffer.from(`/.kiwi-restore-${randomBytes(6).toString('hex')}.tmp`)]);
+    const tmp = tempPath(dirPath);
     const mode = node.mode & 0o7777;
     // Created with the permission bits already (minus the umask); fchmod only when that is not exact.
     let fd: number | undefined = await openFd(tmp, FILE_FLAGS, mode & 0o777);
@@ -640,7 +641,7 @@ class RestoreRun {
   /** The synchronous twin of the write path above, for a file of at most one blob. */
   writeSmallFileSync(node: Node, fsPath: Buffer, snapPath: string, buf: Buffer | undefined): void {
     const dirPath = fsPath.subarray(0, fsPath.lastIndexOf(SLASH));
-    const tmp = Buffer.concat([dirPath, Buffer.from(`/.kiwi-restore-${randomBytes(6).toString('hex')}.tmp`)]);
+    const tmp = tempPath(dirPath);
     const mode = node.mode & 0o7777;
     let fd: number | undefined = openSync(tmp, FILE_FLAGS, mode & 0o777);
     let ok = false;
@@ -697,6 +698,29 @@ class RestoreRun {
       if ((err as NodeJS.ErrnoException).code !== 'ENOSYS') throw err;
     }
   }
+}
+
+/** Random bytes drawn in bulk for temporary names (one `randomBytes` call per 512 files). */
+let randomPool = Buffer.alloc(0);
+let randomPos = 0;
+const TEMP_PREFIX = Buffer.from('/.kiwi-restore-');
+const TEMP_SUFFIX = Buffer.from('.tmp');
+
+/** `dir/.kiwi-restore-<12 random hex digits>.tmp` (created with O_EXCL, so a clash fails safely). */
+function tempPath(dirPath: Buffer): Buffer {
+  if (randomPos + 6 > randomPool.length) {
+    randomPool = randomBytes(6 * 512);
+    randomPos = 0;
+  }
+  const hex = randomPool.toString('hex', randomPos, randomPos + 6);
+  randomPos += 6;
+  const out = Buffer.allocUnsafe(dirPath.length + TEMP_PREFIX.length + 12 + TEMP_SUFFIX.length);
+  dirPath.copy(out, 0);
+  let pos = dirPath.length;
+  pos += TEMP_PREFIX.copy(out, pos);
+  pos += out.write(hex, pos, 'latin1');
+  TEMP_SUFFIX.copy(out, pos);
+  return out;
 }
 
 function joinSnap(dir: string, name: string): string {

@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import type { LoadOptions, Handle } from '../../src/storage/types.js';
+import { BlobNotFoundError, IntegrityError } from '../../src/repository/errors.js';
+import { MapStorage, newRepo, random, textish } from './helpers.js';
+
+/** MapStorage that counts data loads and can fail some of them. */
+class CountingStorage extends MapStorage {
+  dataLoads: Array<{ name: string; offset: number; length: number }> = [];
+  failRanged?: (name: string, length: number) => boolean;
+  override async load(handle: Handle, options: LoadOptions = {}): Promise<Buffer> {
+    if (handle.type === 'data') {
+      const length = options.length ?? -1;
+      this.dataLoads.push({ name: handle.name, offset: options.offset ?? 0, length });
+      if (this.failRanged?.(handle.name, length)) throw new Error('simulated read failure');
+    }
+    return super.load(handle, options);
+  }
+}
+
+async function filled(count: number, packSize = 64 * 1024) {
+  const storage = new CountingStorage();
+  const { repo } = await newRepo({ packSize }, storage);
+  const blobs = Array.from({ length: count }, (_, i) => (i % 3 === 0 ? random(3000 + i) : textish(5000 + i * 7, i + 1)));
+  const ids: string[] = [];
+  for (const b of blobs) ids.push((await repo.saveBlob('data', b)).id);
+  await repo.flush();
+  storage.dataLoads = [];
+  return { repo, storage, blobs, ids };
+}
+
+function collect() {
+  const got = new Map<string, { data?: Buffer; error?: Error }>();
+  const onBlob = (id: string, data: Buffer | undefined, error?: Error) => {
+    expect(got.has(id)).toBe(false); // once per id
+    got.set(id, data ? { data: Buffer.from(data) } : { error: error! });
+  };
+  return { got, onBlob };
+}
+
+describe('Repository.loadBlobs', () => {
+  it('loads many blobs of several packs with one ranged read per pack, verified', async () => {
+    const { repo, storage, blobs, ids } = await filled(60, 16 * 1024);
+    const packs = new Set(ids.map((id) => repo.lookupBlob('data', id)!.pack));
+    expect(packs.size).toBeGreaterThan(2);
+    const { got, onBlob } = collect();
+    // shuffled, with a duplicate id
+    const order = [...ids].reverse();
+    order.push(ids[5]!);
+    await repo.loadBlobs('data', order, onBlob);
+    expect(got.size).toBe(ids.length);
+    ids.forEach((id, i) => expect(got.get(id)?.data?.equals(blobs[i]!)).toBe(true));
+    expect(storage.dataLoads.length).toBe(packs.size);
+    await repo.close();
+  });
+
+  it('splits reads at maxRead and at gaps larger than maxGap', async () => {
+    const { repo, storage, ids } = await filled(30, 1024 * 1024);
+    const { onBlob } = collect();
+    const locs = ids.map((id) => repo.lookupBlob('data', id)!);
+    expect(new Set(locs.map((l) => l.pack)).size).toBe(1);
+    const total = locs.reduce((a, l) => a + l.length, 0);
+    const maxRead = Math.ceil(total / 4);
+    await repo.loadBlobs('data', ids, onBlob, { maxRead });
+    expect(storage.dataLoads.length).toBeGreaterThanOrEqual(4);
+    for (const r of storage.dataLoads) expect(r.length).toBeLessThanOrEqual(maxRead);
+    storage.dataLoads = [];
+    // every other blob, gaps not bridged
+    await repo.loadBlobs('data', ids.filter((_, i) => i % 2 === 0), collect().onBlob, { maxGap: 0 });
+    expect(storage.dataLoads.length).toBe(15);
+    storage.dataLoads = [];
+    await repo.loadBlobs('data', ids.filter((_, i) => i % 2 === 0), collect().onBlob);
+    expect(storage.dataLoads.length).toBe(1);
+    await repo.close();
+  });
+
+  it('fails only the damaged blob of a read, naming blob and pack; unknown ids fail with BlobNotFoundError', async () => {
+    const { repo, storage, blobs, ids } = await filled(12, 1024 * 1024);
+    const bad = ids[4]!;
+    const loc = repo.lookupBlob('data', bad)!;
+    const path = `data/${loc.pack.slice(0, 2)}/${loc.pack}`;
+    storage.files.get(path)![loc.offset + 30]! ^= 0x01;
+    const unknown = 'ab'.repeat(32);
+    const { got, onBlob } = collect();
+    await repo.loadBlobs('data', [...ids, unknown], onBlob);
+    expect(got.get(unknown)?.error).toBeInstanceOf(BlobNotFoundError);
+    const err = got.get(bad)?.error;
+    expect(err).toBeInstanceOf(IntegrityError);
+    expect((err as IntegrityError).file).toBe(path);
+    expect(err!.message).toContain(bad);
+    ids.forEach((id, i) => {
+      if (id !== bad) expect(got.get(id)?.data?.equals(blobs[i]!)).toBe(true);
+    });
+    await repo.close();
+  });
+
+  it('retries a failed ranged read blob by blob and reports a truncated pack per blob', async () => {
+    const { repo, storage, blobs, ids } = await filled(10, 1024 * 1024);
+    storage.failRanged = (_name, length) => length > 20000; // the merged read fails, single blobs work
+    const { got, onBlob } = collect();
+    await repo.loadBlobs('data', ids, onBlob);
+    ids.forEach((id, i) => expect(got.get(id)?.data?.equals(blobs[i]!)).toBe(true));
+    // now truncate the pack after the 6th blob
+    storage.failRanged = undefined;
+    const cut = repo.lookupBlob('data', ids[6]!)!;
+    const path = `data/${cut.pack.slice(0, 2)}/${cut.pack}`;
+    storage.files.set(path, storage.files.get(path)!.subarray(0, cut.offset + 10));
+    const second = collect();
+    await repo.loadBlobs('data', ids, second.onBlob);
+    ids.forEach((id, i) => {
+      const r = second.got.get(id)!;
+      if (i < 6) expect(r.data?.equals(blobs[i]!)).toBe(true);
+      else {
+        expect(r.error).toBeInstanceOf(IntegrityError);
+        expect(r.error!.message).toMatch(/truncated/);
+      }
+    });
+    await repo.close();
+  });
+
+  it('flushes pending blobs first', async () => {
+    const { repo } = await newRepo();
+    const b = textish(10000);
+    const { id } = await repo.saveBlob('data', b);
+    const { got, onBlob } = collect();
+    await repo.loadBlobs('data', [id], onBlob);
+    expect(got.get(id)?.data?.equals(b)).toBe(true);
+    await repo.close();
+  });
+});
