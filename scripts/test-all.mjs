@@ -4,7 +4,8 @@
 // loopback ports in temporary directories; this script only makes sure the system binaries exist,
 // installing Debian's packages when it can (as root, or with passwordless sudo).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const need = [
@@ -48,6 +49,16 @@ if (missing.length > 0) {
   }
 }
 
-const pnpm = process.env.npm_execpath && process.env.npm_execpath.includes('pnpm') ? [process.execPath, process.env.npm_execpath] : ['pnpm'];
-const ok = run(pnpm[0], [...pnpm.slice(1), 'test'], { env: process.env });
+// The pnpm running this script (a JS file for some installs, a native executable for others), else the one on PATH.
+const execpath = process.env.npm_execpath ?? '';
+const pnpm = !execpath.includes('pnpm') ? ['pnpm'] : /\.[cm]?js$/.test(execpath) ? [process.execPath, execpath] : [execpath];
+const report = join(mkdtempSync(join(tmpdir(), 'kiwi-test-')), 'vitest.json');
+const ok = run(pnpm[0], [...pnpm.slice(1), 'test', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`], { env: process.env });
+// One plain closing line with the counts, for humans and CI logs.
+try {
+  const r = JSON.parse(readFileSync(report, 'utf8'));
+  process.stdout.write(`\nTests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + (r.numTodoTests ?? 0)} skipped\n`);
+} catch {
+  process.stdout.write('\nTests: no report was written (the run failed before the tests)\n');
+}
 process.exit(ok ? 0 : 1);
