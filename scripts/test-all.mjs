@@ -6,7 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const need = [
   { what: 'OpenSSH server (sshd)', bins: ['/usr/sbin/sshd'], packages: ['openssh-server', 'openssh-client'] },
@@ -53,7 +54,12 @@ if (missing.length > 0) {
 const execpath = process.env.npm_execpath ?? '';
 const pnpm = !execpath.includes('pnpm') ? ['pnpm'] : /\.[cm]?js$/.test(execpath) ? [process.execPath, execpath] : [execpath];
 const report = join(mkdtempSync(join(tmpdir(), 'kiwi-test-')), 'vitest.json');
-const ok = run(pnpm[0], [...pnpm.slice(1), 'test', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`], { env: process.env });
+// What `pnpm test` does (build, then vitest), with a JSON report next to the usual output.
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const vitest = join(root, 'node_modules', '.bin', 'vitest');
+const ok =
+  run(pnpm[0], [...pnpm.slice(1), 'run', 'build'], { env: process.env, cwd: root }) &&
+  run(vitest, ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`], { env: process.env, cwd: root });
 // One plain closing line with the counts, for humans and CI logs.
 try {
   const r = JSON.parse(readFileSync(report, 'utf8'));
