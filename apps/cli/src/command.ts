@@ -94,7 +94,9 @@ function reportError(err: unknown, session: Session | undefined, json: boolean, 
   }
   session?.out.clearProgress();
   process.stderr.write(`kiwi: ${message}\n`);
-  const known = err instanceof CliError || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError)$/.test(name);
+  // Errors a backup ended with carry its result: their message says it all (a stack trace is noise).
+  const fromBackup = (err as { backupResult?: unknown } | null)?.backupResult !== undefined;
+  const known = err instanceof CliError || fromBackup || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError)$/.test(name);
   if (verbose || !known) {
     if (err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   }

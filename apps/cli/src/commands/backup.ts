@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { lstat } from 'node:fs/promises';
 import { runBackup, type BackupStats } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
-import { ExitCode, UsageError } from '../exit-codes.js';
+import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes, formatDuration } from '../output.js';
 
 export default kiwiCommand({
@@ -31,6 +32,12 @@ export default kiwiCommand({
     const excludeFiles = [...(cfg.excludeFile ?? []), ...stringList(args['exclude-file'])];
     const dryRun = Boolean(args['dry-run']);
     if (args.force && args.parent) throw new UsageError('--force and --parent cannot be used together');
+
+    // Refuse before touching (or creating) a repository when no source exists at all.
+    const existing = await Promise.all(paths.map((p) => lstat(p).then(() => true, () => false)));
+    if (!existing.some(Boolean)) {
+      throw new CliError(`none of the sources exist: ${paths.join(', ')}`, ExitCode.Failure);
+    }
 
     const { repository } = await session.openOrCreateDefault();
     const plugins = await session.plugins();
