@@ -522,7 +522,7 @@ export class Repository {
         ranges.push({ pack: loc.pack, start: loc.offset, end, locs: [loc] });
       }
     }
-    await mapLimit(ranges, Math.max(1, opts.concurrency ?? 2), async (r) => {
+    await mapLimit(ranges, Math.max(1, opts.concurrency ?? 4), async (r) => {
       let bytes: Buffer | undefined;
       if (r.locs.length > 1) {
         try {

@@ -38,7 +38,7 @@ const UNKNOWN_SIZE = 1024 * 1024;
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_BLOBS = 512;
 /** Batches loading at once. */
-const BATCHES_IN_FLIGHT = 2;
+const BATCHES_IN_FLIGHT = 4;
 /** Read-ahead of a multi-blob file, in stored bytes (at least one blob). */
 const WINDOW_BYTES = 4 * 1024 * 1024;
 

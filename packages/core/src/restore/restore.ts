@@ -6,8 +6,6 @@ import {
   fchmodSync,
   fchown as fsFchown,
   fchownSync,
-  futimes as fsFutimes,
-  futimesSync,
   open as fsOpen,
   openSync,
   renameSync,
@@ -15,7 +13,7 @@ import {
   write as fsWrite,
   writeSync,
 } from 'node:fs';
-import { lchown, lstat, lutimes, mkdir, realpath, rename, symlink, unlink } from 'node:fs/promises';
+import { lchown, lstat, mkdir, realpath, rename, symlink, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
@@ -25,6 +23,8 @@ import type { EngineRepository, EntryError, Logger } from '../backup/types.js';
 import { Limiter } from '../backup/limiter.js';
 import { nodeNameBytes } from '../backup/node.js';
 import { BlobFetcher, type Claim } from './fetcher.js';
+import { lsetTimesNs, setTimesNs, setTimesNsSync } from './times.js';
+import { TreeLoader } from './trees.js';
 
 export interface RestoreProgress {
   filesRestored: number;
@@ -98,7 +98,6 @@ const openFd = promisify(fsOpen) as (path: Buffer, flags: number, mode: number) 
 const closeFd = promisify(fsClose);
 const fchmodFd = promisify(fsFchmod);
 const fchownFd = promisify(fsFchown);
-const futimesFd = promisify(fsFutimes);
 function writeFd(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fsWrite(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
@@ -114,8 +113,10 @@ function currentUmask(): number {
   return umaskCache;
 }
 const PROGRESS_INTERVAL_MS = 100;
-/** Sub-directory trees loaded ahead of the traversal. */
+/** Sub-directory trees loaded ahead of the traversal (and their files planned). */
 const TREE_PREFETCH = 4;
+/** Stored bytes of tree blobs read ahead of the traversal and not yet taken. */
+const TREE_AHEAD_BYTES = 4 * 1024 * 1024;
 /** Files up to this size (one blob) are written with synchronous calls (see `restoreFile`). */
 const SYNC_WRITE_MAX = 256 * 1024;
 /** A synchronous write slower than this switches to asynchronous writes for a while. */
@@ -137,16 +138,8 @@ export function safeName(node: Pick<Node, 'name' | 'nameRaw'>): Buffer {
   return raw;
 }
 
-/**
- * Converts a stored ns timestamp to seconds for utimes. Node passes a double,
- * which holds about 0.24 µs at today's times; the value is nudged by half a
- * microsecond so the restored time truncates to the stored microsecond.
- * Precision: **microseconds** (the sub-µs nanoseconds are not restored).
- */
-export function nsToUtimeSeconds(ns: string): number {
-  const us = BigInt(ns) / 1000n;
-  return Number(us) / 1e6 + 5e-7;
-}
+/** Float-second conversion for Node's utimes (the fallback without the native addon). */
+export { nsToUtimeSeconds } from './times.js';
 
 function hasGlob(p: string): boolean {
   return /[*?[\]!\\]/.test(p);
@@ -226,8 +219,10 @@ function listNodes(nodes: Node[]): Listing {
  * target could still race a check; restore into a directory only you control.
  *
  * Metadata: modes (after content; directories after their children), mtimes
- * to the microsecond (Node's utimes takes float seconds, so sub-µs digits are
- * lost; atime is set to the mtime), symlink mtimes via lutimes, owners
+ * exact to the nanosecond through `@kiwi-backup/native-times` (futimens /
+ * utimensat; without the addon, e.g. on Windows, Node's float-second utimes
+ * keeps them to the microsecond; atime is set to the mtime), symlink mtimes
+ * without following the link, owners
  * (numeric uid/gid) when `owners`. Sockets are skipped; FIFOs and devices are
  * skipped too (Node has no mkfifo/mknod) and listed in `skipped`. Hard links
  * are restored as separate files; extended attributes are not stored.
@@ -262,6 +257,7 @@ class RestoreRun {
   };
   readonly limiter: Limiter;
   readonly fetcher: BlobFetcher;
+  readonly trees: TreeLoader;
   readonly owners: boolean;
   readonly filter: IncludeFilter | undefined;
   readonly signal: AbortSignal | undefined;
@@ -285,8 +281,17 @@ class RestoreRun {
       },
       Math.max(1, opts.blobCacheBytes ?? 32 * 1024 * 1024),
     );
-    this.owners = opts.owners ?? (typeof process.getuid === 'function' && process.getuid() === 0);
     this.filter = opts.include && opts.include.length > 0 ? new IncludeFilter(opts.include) : undefined;
+    this.trees = new TreeLoader(
+      {
+        loadTree: (id) => repo.loadTree(id),
+        ...(repo.loadBlobs ? { loadBlobs: repo.loadBlobs.bind(repo) } : {}),
+        ...(repo.lookupBlob ? { lookupBlob: repo.lookupBlob.bind(repo) } : {}),
+      },
+      TREE_AHEAD_BYTES,
+      this.filter === undefined,
+    );
+    this.owners = opts.owners ?? (typeof process.getuid === 'function' && process.getuid() === 0);
     this.signal = opts.signal;
   }
 
@@ -308,6 +313,7 @@ class RestoreRun {
       await done;
     } finally {
       this.fetcher.close();
+      this.trees.close();
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     }
     if (this.fatal !== undefined) throw this.fatal;
@@ -355,7 +361,7 @@ class RestoreRun {
       this.prefetched.delete(treeId);
       return p;
     }
-    return this.opts.repository.loadTree(treeId).then((t) => listNodes(t.nodes));
+    return this.trees.take(treeId).then((t) => listNodes(t.nodes));
   }
 
   /**
@@ -384,8 +390,8 @@ class RestoreRun {
       if (this.prefetching >= TREE_PREFETCH) return;
       if (this.prefetched.has(id)) continue;
       this.prefetching++;
-      const p = this.opts.repository
-        .loadTree(id)
+      const p = this.trees
+        .take(id)
         .then((t) => {
           const listing = listNodes(t.nodes);
           if (included && this.fatal === undefined && !this.signal?.aborted) this.planFiles(listing, true, '');
@@ -430,6 +436,7 @@ class RestoreRun {
       // Prefetch only trees the traversal will enter.
       if (included || !this.filter || this.filter.matches(rel, true) || this.filter.mayContain(rel)) subtreeIds.push(item.node.subtree);
     }
+    this.trees.want(subtreeIds);
     let nextSub = 0;
     const pending: Array<Promise<void>> = [];
     for (const item of named) {
@@ -521,7 +528,6 @@ class RestoreRun {
   /** Owner, mode and mtime of a directory, through an O_NOFOLLOW descriptor (after its children). */
   async setDirMeta(dir: DirState): Promise<void> {
     const node = dir.node!;
-    const t = nsToUtimeSeconds(node.mtimeNs);
     const chown = this.owners && (node.uid !== this.euid || node.gid !== this.egid);
     if (this.syncCredits === 0) {
       const t0 = performance.now();
@@ -529,7 +535,7 @@ class RestoreRun {
       try {
         if (chown) fchownSync(fd, node.uid, node.gid);
         fchmodSync(fd, node.mode & 0o7777);
-        futimesSync(fd, t, t);
+        setTimesNsSync(fd, node.mtimeNs);
       } finally {
         closeSync(fd);
       }
@@ -540,7 +546,7 @@ class RestoreRun {
     try {
       if (chown) await fchownFd(fd, node.uid, node.gid);
       await fchmodFd(fd, node.mode & 0o7777);
-      await futimesFd(fd, t, t);
+      await setTimesNs(fd, node.mtimeNs);
     } finally {
       await closeFd(fd);
     }
@@ -619,8 +625,7 @@ class RestoreRun {
       if (this.owners && (node.uid !== this.euid || node.gid !== this.egid)) await fchownFd(fd, node.uid, node.gid);
       // chown clears setuid/setgid, so the mode goes after it.
       if (mode !== (mode & 0o777 & ~currentUmask())) await fchmodFd(fd, mode);
-      const t = nsToUtimeSeconds(node.mtimeNs);
-      await futimesFd(fd, t, t);
+      await setTimesNs(fd, node.mtimeNs);
       const f = fd;
       fd = undefined;
       await closeFd(f);
@@ -654,8 +659,7 @@ class RestoreRun {
       this.checkSize(node, pos, snapPath);
       if (this.owners && (node.uid !== this.euid || node.gid !== this.egid)) fchownSync(fd, node.uid, node.gid);
       if (mode !== (mode & 0o777 & ~currentUmask())) fchmodSync(fd, mode);
-      const t = nsToUtimeSeconds(node.mtimeNs);
-      futimesSync(fd, t, t);
+      setTimesNsSync(fd, node.mtimeNs);
       const f = fd;
       fd = undefined;
       closeSync(f);
@@ -691,9 +695,8 @@ class RestoreRun {
       await symlink(target, fsPath);
     }
     if (this.owners) await lchown(fsPath, node.uid, node.gid);
-    const t = nsToUtimeSeconds(node.mtimeNs);
     try {
-      await lutimes(fsPath, t, t);
+      await lsetTimesNs(fsPath, node.mtimeNs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOSYS') throw err;
     }

@@ -21,7 +21,7 @@ async function expectSameTree(a: string, b: string): Promise<void> {
 }
 
 describe('backup → restore through a real repository (memory storage)', () => {
-  it('round-trips contents, modes, mtimes (µs), symlinks, empty files and dirs, non-UTF-8 names', async () => {
+  it('round-trips contents, modes, mtimes (ns), symlinks, empty files and dirs, non-UTF-8 names', async () => {
     const src = join(work, 'src');
     await makeSampleTree(src);
     const { repo, reopen } = await memoryRepository();

@@ -2,6 +2,39 @@ import { mkdtemp, mkdir, writeFile, symlink, chmod, utimes, lutimes, lstat, read
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { exactTimesAvailable, exactTimesUnavailableReason } from '../../../src/restore/times.js';
+
+/** The nanosecond addon when built (see `mtimeOf`). */
+function nativeTimes(): { lutimensSync(path: string, atimeNs: bigint, mtimeNs: bigint): void } | null {
+  if (!exactTimesAvailable()) return null;
+  return createRequire(import.meta.url)('@kiwi-backup/native-times') as ReturnType<typeof nativeTimes>;
+}
+
+let warnedMicroseconds = false;
+
+/**
+ * The mtime to compare: exact nanoseconds when restore sets them exactly (the
+ * `@kiwi-backup/native-times` addon is built). Under CI=true a missing addon
+ * fails; elsewhere comparisons drop to microseconds with a loud warning.
+ */
+export function mtimeOf(ns: bigint): bigint {
+  if (exactTimesAvailable()) return ns;
+  if (process.env.CI === 'true') {
+    throw new Error(
+      `@kiwi-backup/native-times is not built (${exactTimesUnavailableReason() ?? 'unknown reason'}): ` +
+        'restored mtimes cannot be nanosecond-exact. Run `pnpm --filter @kiwi-backup/native-times run install` (needs python3, make, a C compiler).',
+    );
+  }
+  if (!warnedMicroseconds) {
+    warnedMicroseconds = true;
+    console.warn(
+      '\n*** @kiwi-backup/native-times is not built: comparing mtimes to the MICROSECOND only. ' +
+        'Install python3, make and a C compiler, then `pnpm --filter @kiwi-backup/native-times run install`. ***\n',
+    );
+  }
+  return (ns / 1000n) * 1000n;
+}
 
 export async function tempDir(prefix = 'kiwi-engine-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
@@ -58,12 +91,20 @@ export async function makeSampleTree(root: string, maxSize = 16 * 1024): Promise
   await utimes(join(root, 'dir/big.bin'), 1_500_000_000.654321, 1_500_000_000.654321);
   await lutimes(join(root, 'link-to-hello'), 1_400_000_000.5, 1_400_000_000.5);
   await utimes(join(root, 'empty-dir'), 1_300_000_000.25, 1_300_000_000.25);
+  // And with nanoseconds (beyond a double's precision) where they can be set exactly.
+  const nt = nativeTimes();
+  if (nt) {
+    nt.lutimensSync(join(root, 'private.txt'), 1_700_000_000_123_456_789n, 1_700_000_000_123_456_789n);
+    nt.lutimensSync(join(root, 'broken-link'), 1_650_000_000_987_654_321n, 1_650_000_000_987_654_321n);
+    nt.lutimensSync(join(root, 'dir/sub/deeper'), 1_550_000_000_000_000_001n, 1_550_000_000_000_000_001n);
+  }
 }
 
 export interface FsEntryInfo {
   type: string;
   mode: number;
-  mtimeUs: bigint;
+  /** Nanoseconds (see `mtimeOf`). */
+  mtimeNs: bigint;
   size: number;
   sha?: string;
   link?: string;
@@ -71,7 +112,7 @@ export interface FsEntryInfo {
 
 /**
  * Describes every entry under `root` by relative path (latin1, so non-UTF-8
- * names stay distinct): type, mode, mtime in µs, content hash, link target.
+ * names stay distinct): type, mode, mtime in ns, content hash, link target.
  */
 export async function describeTree(root: string, opts: { dirMtimes?: boolean } = {}): Promise<Map<string, FsEntryInfo>> {
   const out = new Map<string, FsEntryInfo>();
@@ -84,13 +125,13 @@ export async function describeTree(root: string, opts: { dirMtimes?: boolean } =
       const info: FsEntryInfo = {
         type: st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other',
         mode: Number(st.mode & 0o7777n),
-        mtimeUs: st.mtimeNs / 1000n,
+        mtimeNs: mtimeOf(st.mtimeNs),
         size: st.isFile() ? Number(st.size) : 0,
       };
       if (st.isFile()) info.sha = createHash('sha256').update(await readFile(p)).digest('hex');
       if (st.isSymbolicLink()) info.link = ((await readlink(p, { encoding: 'buffer' })) as Buffer).toString('latin1');
       if (st.isDirectory()) {
-        if (opts.dirMtimes === false) info.mtimeUs = 0n;
+        if (opts.dirMtimes === false) info.mtimeNs = 0n;
         await visit(p, r);
       }
       out.set(r, info);

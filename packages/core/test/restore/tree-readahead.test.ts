@@ -1,0 +1,109 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { runBackup, restoreSnapshot } from '../../src/index.js';
+import type { Repository } from '../../src/repository/repository.js';
+import { memoryRepository } from '../backup/helpers/real-repo.js';
+import { pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+
+let work: string;
+beforeEach(async () => {
+  work = await tempDir();
+});
+afterEach(async () => {
+  await removeDir(work);
+});
+
+/** 4 × 4 × 3 nested directories (68 trees below the source), each with two small files. */
+async function makeDeepTree(src: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  let seed = 1;
+  for (let a = 0; a < 4; a++) {
+    for (let b = 0; b < 4; b++) {
+      for (let c = 0; c < 3; c++) {
+        for (const dir of [`a${a}`, `a${a}/b${b}`, `a${a}/b${b}/c${c}`]) {
+          for (let f = 0; f < 2; f++) {
+            const rel = `${dir}/f${f}.txt`;
+            if (!files.has(rel)) files.set(rel, pseudoRandom(100 + ((seed * 37) % 700), seed++));
+          }
+        }
+      }
+    }
+  }
+  for (const [rel, data] of files) {
+    await mkdir(join(src, rel, '..'), { recursive: true });
+    await writeFile(join(src, rel), data);
+  }
+  return files;
+}
+
+/** Counts tree loads: single ones (`loadTree`) and batched calls (`loadBlobs('tree', …)`). */
+function countTrees(repo: Repository): { repo: Repository; single: number; batches: number; batched: number } {
+  const c = { repo: Object.create(repo) as Repository, single: 0, batches: 0, batched: 0 };
+  c.repo.loadTree = (id) => {
+    c.single++;
+    return repo.loadTree(id);
+  };
+  c.repo.loadBlobs = (type, ids, onBlob, opts) => {
+    if (type === 'tree') {
+      c.batches++;
+      c.batched += ids.length;
+    }
+    return repo.loadBlobs(type, ids, onBlob, opts);
+  };
+  return c;
+}
+
+describe('restore reads trees ahead in batches', () => {
+  it('restores a deep hierarchy exactly with far fewer tree reads than directories', async () => {
+    const src = join(work, 'src');
+    const files = await makeDeepTree(src);
+    const { repo, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    expect(res.errors).toEqual([]);
+    await repo.close();
+    const repo2 = await reopen();
+    const counted = countTrees(repo2);
+    const target = join(work, 'out');
+    const rr = await restoreSnapshot({ repository: counted.repo, snapshotId: res.snapshotId!, target });
+    expect(rr.errors).toEqual([]);
+    expect(rr.filesRestored).toBe(files.size);
+    for (const [rel, data] of files) expect((await readFile(join(target, src, rel))).equals(data), rel).toBe(true);
+    // 68 directories below the source (plus its ancestors): a handful of calls, not one per directory.
+    expect(counted.batched).toBeGreaterThanOrEqual(68);
+    expect(counted.single + counted.batches).toBeLessThan(20);
+    await repo2.close();
+  });
+
+  it('reports a damaged tree for its directory only; the rest is restored', async () => {
+    const src = join(work, 'src');
+    const files = await makeDeepTree(src);
+    const { repo, storage, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    await repo.close();
+    const repo2 = await reopen();
+    await repo2.loadIndex();
+    // Find the tree of a1/b2 through its parent a1.
+    const root = await repo2.loadTree((await repo2.loadSnapshot(res.snapshotId!)).tree);
+    let tree = root;
+    for (const part of [...src.split('/').filter(Boolean), 'a1']) tree = await repo2.loadTree(tree.nodes.find((n) => n.name === part)!.subtree!);
+    const victimId = tree.nodes.find((n) => n.name === 'b2')!.subtree!;
+    const loc = repo2.lookupBlob('tree', victimId)!;
+    const packBytes = await storage.load({ type: 'data', name: loc.pack });
+    packBytes[loc.offset + 20]! ^= 0x08;
+    await storage.save({ type: 'data', name: loc.pack }, packBytes);
+    const repo3 = await reopen();
+    const target = join(work, 'out');
+    const rr = await restoreSnapshot({ repository: repo3, snapshotId: res.snapshotId!, target });
+    expect(rr.errors.length).toBe(1);
+    expect(rr.errors[0]!.path).toBe(join(src, 'a1/b2'));
+    expect(rr.errors[0]!.message).toContain(victimId);
+    for (const [rel, data] of files) {
+      if (rel.startsWith('a1/b2/')) expect(existsSync(join(target, src, rel)), rel).toBe(false);
+      else expect((await readFile(join(target, src, rel))).equals(data), rel).toBe(true);
+    }
+    await repo2.close();
+    await repo3.close();
+  });
+});
