@@ -178,3 +178,26 @@ export async function expectSameTree(actualRoot: string, expectedRoot: string): 
     expect(actual.get(k), k).toEqual(v);
   }
 }
+
+/** The part of the test TCP proxy `healAfter` uses (see `startTcpProxy` in @kiwi-backup/test-servers). */
+export interface CuttingProxy {
+  readonly cuts: number;
+  setCutAfter(bytes: number | undefined): void;
+}
+
+/** Run `fn` while the proxy cuts connections; stop cutting once `cuts` connections were cut. */
+export async function healAfter(proxy: CuttingProxy, cuts: number, fn: () => Promise<RunResult>): Promise<RunResult> {
+  const healer = setInterval(() => {
+    if (proxy.cuts >= cuts) proxy.setCutAfter(undefined);
+  }, 5);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(healer);
+    proxy.setCutAfter(undefined);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

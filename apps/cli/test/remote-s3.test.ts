@@ -14,9 +14,8 @@ import {
   startTcpProxy,
   S3_SERVER_INSTALL_HINT,
   type S3TestServer,
-  type TcpProxy,
 } from '@kiwi-backup/test-servers';
-import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, type RunResult } from './helpers.js';
+import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -228,22 +227,6 @@ describeWithServer('an S3-compatible server (s3rver)', s3ServerAvailable(), S3_S
   });
 });
 
-/** Run `fn` while the proxy cuts connections; stop cutting once `cuts` connections were cut. */
-async function healAfter(proxy: TcpProxy, cuts: number, fn: () => Promise<RunResult>): Promise<RunResult> {
-  const healer = setInterval(() => {
-    if (proxy.cuts >= cuts) proxy.setCutAfter(undefined);
-  }, 5);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(healer);
-    proxy.setCutAfter(undefined);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 /** The object files s3rver stores under `<bucket>/<keyPrefix>` (one `…._S3rver_object` file per object). */
 async function listObjectFiles(server: S3TestServer, keyPrefix: string): Promise<string[]> {

@@ -7,8 +7,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { describeWithServer, sshdAvailable, startSshd, startTcpProxy, SSHD_INSTALL_HINT, type SshdServer, type TcpProxy } from '@kiwi-backup/test-servers';
-import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, type RunResult } from './helpers.js';
+import { describeWithServer, sshdAvailable, startSshd, startTcpProxy, SSHD_INSTALL_HINT, type SshdServer } from '@kiwi-backup/test-servers';
+import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -231,22 +231,6 @@ describeWithServer('OpenSSH sshd', sshdAvailable(), SSHD_INSTALL_HINT, () => {
   });
 });
 
-/** Run `fn` while the proxy cuts connections; stop cutting once `cuts` connections were cut. */
-async function healAfter(proxy: TcpProxy, cuts: number, fn: () => Promise<RunResult>): Promise<RunResult> {
-  const healer = setInterval(() => {
-    if (proxy.cuts >= cuts) proxy.setCutAfter(undefined);
-  }, 5);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(healer);
-    proxy.setCutAfter(undefined);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 /** Pack files saved under `data/` (temporary files of saves in progress excluded). */
 async function packFiles(dataDir: string): Promise<string[]> {

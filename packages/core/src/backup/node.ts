@@ -65,18 +65,6 @@ export function nodeFromStat(rawName: Buffer, type: NodeType, st: BigIntStats, o
   return node;
 }
 
-/** Node type of an lstat result. */
-export function typeOfStat(st: BigIntStats | Stats): NodeType | undefined {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  if (st.isCharacterDevice()) return 'chardev';
-  if (st.isBlockDevice()) return 'blockdev';
-  return undefined;
-}
-
 /** A plain `fs.Stats`-like view of BigInt stats, for plug-ins (numbers and Dates). */
 export function toNumberStats(st: BigIntStats): Stats {
   const ms = (ns: bigint) => Number(ns / 1000n) / 1000;
