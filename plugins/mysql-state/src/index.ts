@@ -146,6 +146,21 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
     return next();
   }
 
+  /**
+   * The connection lock and dump modes work on. A server that does not answer comes back as
+   * `{ unreachable }` (the caller goes through {@link unreachable}); one that answers but refuses
+   * the login aborts the backup.
+   */
+  async function connectOrAbort(ctx: HookContext, conn: ConnectionConfig): Promise<{ db: mysql.Connection } | { unreachable: unknown }> {
+    try {
+      return { db: await connect(conn, settings.connectTimeoutMs) };
+    } catch (err) {
+      const p = await probe(conn, settings.connectTimeoutMs);
+      if (!p.up) return { unreachable: err };
+      ctx.abort(connectionError('cannot log in to the MySQL server', err, conn).message);
+    }
+  }
+
   async function serviceMode(ctx: HookContext, next: Next, conn: ConnectionConfig): Promise<void> {
     const target = describeTarget(conn);
     const before = await probe(conn, settings.connectTimeoutMs);
@@ -196,14 +211,9 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
 
   async function lockMode(ctx: HookContext, next: Next, conn: ConnectionConfig): Promise<void> {
     const target = describeTarget(conn);
-    let db: mysql.Connection;
-    try {
-      db = await connect(conn, settings.connectTimeoutMs);
-    } catch (err) {
-      const p = await probe(conn, settings.connectTimeoutMs);
-      if (!p.up) return unreachable(ctx, next, conn, err);
-      ctx.abort(connectionError('cannot log in to the MySQL server', err, conn).message);
-    }
+    const opened = await connectOrAbort(ctx, conn);
+    if ('unreachable' in opened) return unreachable(ctx, next, conn, opened.unreachable);
+    const db = opened.db;
     // Reported errors on this connection mean the lock is gone; never let them crash the process.
     let lost: string | undefined;
     let releasing = false;
@@ -265,14 +275,9 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
       ctx.abort('neither mariadb-dump nor mysqldump was found on the PATH: install the MariaDB/MySQL client or set the "dumpCommand" option');
     }
     const target = describeTarget(conn);
-    let db: mysql.Connection;
-    try {
-      db = await connect(conn, settings.connectTimeoutMs);
-    } catch (err) {
-      const p = await probe(conn, settings.connectTimeoutMs);
-      if (!p.up) return unreachable(ctx, next, conn, err);
-      ctx.abort(connectionError('cannot log in to the MySQL server', err, conn).message);
-    }
+    const opened = await connectOrAbort(ctx, conn);
+    if ('unreachable' in opened) return unreachable(ctx, next, conn, opened.unreachable);
+    const db = opened.db;
     let version: string;
     let databases: string[];
     try {
