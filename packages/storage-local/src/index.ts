@@ -26,6 +26,7 @@ import {
   checkLoadOptions,
   defineStorageAdapter,
   handlePath,
+  loadTarget,
   parseRepositoryUrl,
   typeDir,
   type FileInfo,
@@ -176,7 +177,8 @@ class LocalStorage implements Storage {
           location: path,
         });
       }
-      const out = Buffer.allocUnsafe(length);
+      // Read straight into the caller's buffer when it passed a big enough `into` (LoadOptions.into).
+      const out = loadTarget(options) ?? Buffer.allocUnsafe(length);
       let got = 0;
       while (got < length) {
         const { bytesRead } = await fh.read(out, got, length - got, offset + got);

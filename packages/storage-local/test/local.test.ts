@@ -136,6 +136,54 @@ describe('atomic saves', () => {
   });
 });
 
+describe('loads into a caller buffer (LoadOptions.into)', () => {
+  it('reads a range straight into into and returns a view of its first length bytes', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const data = deterministicBytes(100_000, 'into');
+    const h = dataHandle(data);
+    await s.save(h, data);
+    const into = Buffer.alloc(70_000, 0xab);
+    const got = await s.load(h, { offset: 12_345, length: 65_536, into });
+    expect(got.buffer).toBe(into.buffer);
+    expect(got.byteOffset).toBe(into.byteOffset);
+    expect(got.equals(data.subarray(12_345, 12_345 + 65_536))).toBe(true);
+    expect(into.subarray(65_536).every((b) => b === 0xab)).toBe(true);
+    // Reused for the next load: a view again, with the new bytes.
+    const next = await s.load(h, { offset: 0, length: 10, into });
+    expect(next.buffer).toBe(into.buffer);
+    expect(next.equals(data.subarray(0, 10))).toBe(true);
+  });
+
+  it('allocates instead when into is too short or no length is given, and never touches into', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const data = deterministicBytes(5000, 'into-short');
+    const h = dataHandle(data);
+    await s.save(h, data);
+    const into = Buffer.alloc(999, 0xab);
+    const got = await s.load(h, { offset: 1, length: 1000, into });
+    expect(got.buffer).not.toBe(into.buffer);
+    expect(got.equals(data.subarray(1, 1001))).toBe(true);
+    const whole = await s.load(h, { offset: 4500, into });
+    expect(whole.equals(data.subarray(4500))).toBe(true);
+    expect(into.every((b) => b === 0xab)).toBe(true);
+  });
+
+  it('a file that shrank still fails the load into a caller buffer, naming the file', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const data = deterministicBytes(5000, 'into-shrunk');
+    const h = dataHandle(data);
+    await s.save(h, data);
+    const path = join(repo, 'data', h.name.slice(0, 2), h.name);
+    await truncate(path, 3000);
+    await expect(s.load(h, { offset: 1000, length: 4000, into: Buffer.alloc(4000) })).rejects.toThrow(
+      `load ${path}: range 1000+4000 is past the end of the file (3000 bytes)`,
+    );
+  });
+});
+
 describe('errors name the path', () => {
   it('a ranged load of a file that became shorter fails, naming the file', async () => {
     const s = createLocalStorage(repo);

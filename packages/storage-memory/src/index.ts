@@ -11,6 +11,7 @@ import {
   assertValidHandle,
   defineStorageAdapter,
   handlePath,
+  loadTarget,
   resolveLoadRange,
   FILE_TYPES,
   type FileInfo,
@@ -79,8 +80,15 @@ class MemoryStorageImpl implements MemoryStorage {
     assertValidHandle(handle);
     const file = this.#get(handle);
     const { offset, length } = resolveLoadRange(options, file.byteLength, this.#where(handle));
-    const out = Buffer.allocUnsafe(length);
-    file.copy(out, 0, offset, offset + length);
+    // The caller's buffer when it passed a big enough `into` (LoadOptions.into), else a new one.
+    const out = loadTarget(options) ?? Buffer.allocUnsafe(length);
+    const copied = file.copy(out, 0, offset, offset + length);
+    if (copied !== length || out.byteLength !== length) {
+      throw new StorageError(`load ${handlePath(handle)}: copied ${copied} of ${length} bytes`, {
+        kind: 'integrity',
+        location: this.#where(handle),
+      });
+    }
     return out;
   }
 

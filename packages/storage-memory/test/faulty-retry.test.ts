@@ -2,7 +2,7 @@
  * The shared retry layer (core's withRetry) against the memory adapter behind
  * the testkit's fault injector, and the fault injector itself.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { StorageError, withRetry, type FileInfo, type RetryInfo } from '@kiwi-backup/core';
 import { createFaultyStorage, deterministicBytes, describeStorageConformance, sha256Hex } from '@kiwi-backup/storage-testkit';
 import { createMemoryStorage, memoryAdapter } from '../src/index.js';
@@ -126,6 +126,51 @@ describe('withRetry over a faulty memory storage', () => {
     expect(err.kind).toBe('transient');
     expect(err.message).toBe('save locks/l on memory:memory failed after 4 attempts: injected transient fault: save locks/l');
     expect(faulty.calls.save).toBe(4);
+  });
+});
+
+describe('loads into a caller buffer (LoadOptions.into)', () => {
+  it('the memory adapter copies into into and returns a view of it; a short into is ignored', async () => {
+    const storage = createMemoryStorage();
+    const data = deterministicBytes(4000, 'mem-into');
+    const h = { type: 'data' as const, name: sha256Hex(data) };
+    await storage.save(h, data);
+    const into = Buffer.alloc(3000, 0xab);
+    const got = await storage.load(h, { offset: 100, length: 2000, into });
+    expect(got.buffer).toBe(into.buffer);
+    expect(got.byteOffset).toBe(into.byteOffset);
+    expect(got.equals(data.subarray(100, 2100))).toBe(true);
+    expect(into.subarray(2000).every((b) => b === 0xab)).toBe(true);
+    const short = Buffer.alloc(10, 0xab);
+    const own = await storage.load(h, { offset: 0, length: 11, into: short });
+    expect(own.buffer).not.toBe(short.buffer);
+    expect(own.equals(data.subarray(0, 11))).toBe(true);
+    expect(short.every((b) => b === 0xab)).toBe(true);
+  });
+
+  it('withRetry and the fault injector pass into to every attempt; the retry overwrites the failed one', async () => {
+    const inner = createMemoryStorage();
+    // The first attempt reads into the buffer, then its reply is "lost" (a transient fault after the call).
+    const faulty = createFaultyStorage(inner, { load: [{ fail: 'transient', afterCall: true }, 'transient'] });
+    const storage = withRetry(faulty, fast);
+    const a = deterministicBytes(5000, 'retry-into-a');
+    const b = deterministicBytes(5000, 'retry-into-b');
+    const ha = { type: 'data' as const, name: sha256Hex(a) };
+    const hb = { type: 'data' as const, name: sha256Hex(b) };
+    await inner.save(ha, a);
+    await inner.save(hb, b);
+    const into = Buffer.alloc(4096);
+    // Stale bytes of another file are in the buffer before the retried load.
+    expect((await inner.load(hb, { offset: 0, length: 4096, into })).equals(b.subarray(0, 4096))).toBe(true);
+    const spy = vi.spyOn(inner, 'load');
+    const got = await storage.load(ha, { offset: 10, length: 4000, into });
+    expect(got.equals(a.subarray(10, 4010))).toBe(true);
+    expect(got.buffer).toBe(into.buffer);
+    expect(faulty.calls.load).toBe(3);
+    // The second attempt failed before reaching the adapter; the first and the third got the same buffer.
+    expect(spy.mock.calls.map((c) => c[1]?.into)).toHaveLength(2);
+    expect(spy.mock.calls.every((c) => c[1]?.into === into)).toBe(true);
+    spy.mockRestore();
   });
 });
 

@@ -115,6 +115,82 @@ describe('the conformance kit catches broken adapters', () => {
     await expect(run(lenient, 'ranged')).rejects.toThrow(/expected a rejection/);
   });
 
+  describe('loads into a caller buffer (LoadOptions.into)', () => {
+    const intoChecks = ['load into a caller buffer', 'load ignores an into buffer', 'consecutive loads reusing one into'];
+    /** A memory storage whose load, given a usable `into`, copies the range into it and returns `result(into, n)`. */
+    const intoVariant = (result: (into: Buffer, n: number) => Buffer, write?: (into: Buffer, all: Buffer, offset: number, n: number) => void) =>
+      broken((inner) => ({
+        load: async (h, l) => {
+          const bytes = await inner.load(h, l && { offset: l.offset, length: l.length });
+          const into = l?.into;
+          if (!into || l.length === undefined || into.byteLength < l.length) return bytes;
+          if (write) write(into, await inner.load(h), l.offset ?? 0, l.length);
+          else bytes.copy(into, 0);
+          return result(into, l.length);
+        },
+      }));
+
+    it('passes on an adapter that ignores into, and on one that returns a view of it', async () => {
+      const ignoring = broken((inner) => ({ load: (h, l) => inner.load(h, l && { offset: l.offset, length: l.length }) }));
+      const viewing = intoVariant((into, n) => into.subarray(0, n));
+      for (const setup of [ignoring, viewing]) for (const name of intoChecks) await run(setup, name);
+    });
+
+    it('a load that returns the whole into instead of a subarray is caught', async () => {
+      const whole = intoVariant((into) => into);
+      await expect(run(whole, 'load into a caller buffer')).rejects.toThrow(/got 101 bytes, expected 1/);
+      await expect(run(whole, 'consecutive loads reusing one into')).rejects.toThrow(/got 8192 bytes, expected 8000/);
+    });
+
+    it('a load that returns a view of into at the wrong offset is caught', async () => {
+      const shifted = intoVariant(
+        (into, n) => into.subarray(1, 1 + n),
+        (into, all, offset, n) => all.copy(into, 1, offset, offset + n),
+      );
+      await expect(run(shifted, 'load into a caller buffer')).rejects.toThrow(/view of into at offset 1/);
+    });
+
+    it('a load that writes into past the requested length is caught', async () => {
+      // Reads ahead: fills all of into from the offset on (as far as the file goes).
+      const greedy = intoVariant(
+        (into, n) => into.subarray(0, n),
+        (into, all, offset) => all.copy(into, 0, offset, Math.min(all.byteLength, offset + into.byteLength)),
+      );
+      await expect(run(greedy, 'load into a caller buffer')).rejects.toThrow(/written past the requested 1 bytes \(first at into\[1\]\)/);
+    });
+
+    it('a load that uses an into shorter than length (or one without length) is caught', async () => {
+      // Fills what fits of a too-short into, then returns a buffer of its own.
+      const overeager = broken((inner) => ({
+        load: async (h, l) => {
+          const bytes = await inner.load(h, l && { offset: l.offset, length: l.length });
+          l?.into?.set(bytes.subarray(0, l.into.byteLength));
+          return bytes;
+        },
+      }));
+      await expect(run(overeager, 'load ignores an into buffer')).rejects.toThrow(/into was written to; it must be ignored/);
+      // Returns a view of an into too short for the range: a short read.
+      const truncating = broken((inner) => ({
+        load: async (h, l) => {
+          const bytes = await inner.load(h, l && { offset: l.offset, length: l.length });
+          if (!l?.into || l.into.byteLength >= bytes.byteLength) return bytes;
+          bytes.copy(l.into, 0, 0, l.into.byteLength);
+          return l.into;
+        },
+      }));
+      await expect(run(truncating, 'load ignores an into buffer')).rejects.toThrow(/got 999 bytes, expected 1000/);
+    });
+
+    it('a load that fills only part of the range (leaving garbage or stale bytes in into) is caught', async () => {
+      // Copies only the first half of the range; the rest is whatever into held.
+      const stale = intoVariant(
+        (into, n) => into.subarray(0, n),
+        (into, all, offset, n) => all.copy(into, 0, offset, offset + Math.ceil(n / 2)),
+      );
+      await expect(run(stale, 'consecutive loads reusing one into')).rejects.toThrow(/load 1 of 6 .*bytes differ first at offset/);
+    });
+  });
+
   it('an isNotFound that does not recognise not-found fails the not-found check', async () => {
     const blind = broken(() => ({ isNotFound: () => false }));
     await expect(run(blind, 'load/stat/remove of a missing')).rejects.toThrow(/isNotFound\(err\) is false/);

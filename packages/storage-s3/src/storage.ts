@@ -26,6 +26,7 @@ import {
   assertValidHandle,
   checkLoadOptions,
   handlePath,
+  loadTarget,
   typeDir,
   type FileInfo,
   type FileType,
@@ -398,7 +399,8 @@ class S3StorageImpl implements S3Storage {
     }
     let buf: Buffer;
     try {
-      buf = await readBody(res.Body as Readable | undefined, expected);
+      // A big enough caller buffer (LoadOptions.into) is filled instead of a fresh one.
+      buf = await readBody(res.Body as Readable | undefined, expected, loadTarget(options));
     } catch (err) {
       throw this.#error(err, op, handle);
     }
@@ -565,10 +567,16 @@ function totalSize(contentRange: string | undefined, contentLength: number | und
   return full ? contentLength : undefined;
 }
 
-/** Read a response body into one buffer of the expected size (no concatenation of chunk lists). */
-async function readBody(body: Readable | undefined, expected: number): Promise<Buffer> {
+/**
+ * Read a response body into one buffer of the expected size (no concatenation of chunk lists):
+ * into `target` (its first `expected` bytes) when it is given and big enough, else into a new
+ * buffer. Never writes past `expected` bytes; more data than that is an error. A body that ends
+ * early gives a shorter result (the caller checks the count).
+ * @internal exported for tests
+ */
+export async function readBody(body: Readable | undefined, expected: number, target?: Buffer): Promise<Buffer> {
   if (!body) return Buffer.alloc(0);
-  const out = Buffer.allocUnsafe(expected);
+  const out = target !== undefined && target.byteLength >= expected ? target.subarray(0, expected) : Buffer.allocUnsafe(expected);
   let pos = 0;
   for await (const chunk of body as AsyncIterable<Uint8Array>) {
     if (pos + chunk.byteLength > expected) {

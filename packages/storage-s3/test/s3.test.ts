@@ -138,6 +138,38 @@ describeWithServer('S3 test server (s3rver)', serverAvailable, installHint, () =
     await storage.close();
   });
 
+  it('a ranged load with into reads the response body into it (a view of its first length bytes)', async () => {
+    const storage = openOn(server, { multipartThreshold: 128 * KiB, partSize: 50 * KiB });
+    await storage.create();
+    const h: Handle = { type: 'data', name: 'fa'.padEnd(64, '4') };
+    const bytes = patternBytes(300 * KiB + 11, 13);
+    await storage.save(h, bytes);
+    const into = Buffer.alloc(200 * KiB, 0xab);
+    for (const [offset, length] of [
+      [50 * KiB - 3, 150 * KiB],
+      [7, 1],
+      [bytes.length - 200 * KiB, 200 * KiB],
+    ] as Array<[number, number]>) {
+      const tail = Buffer.from(into.subarray(length));
+      const got = await storage.load(h, { offset, length, into });
+      expect(got.buffer).toBe(into.buffer);
+      expect(got.byteOffset).toBe(into.byteOffset);
+      expect(got.equals(bytes.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+      expect(into.subarray(length).equals(tail)).toBe(true);
+    }
+    // Too short, or no length: a buffer of its own, and into is not touched.
+    const short = Buffer.alloc(99, 0xab);
+    const own = await storage.load(h, { offset: 1, length: 100, into: short });
+    expect(own.buffer).not.toBe(short.buffer);
+    expect(own.equals(bytes.subarray(1, 101))).toBe(true);
+    const rest = await storage.load(h, { offset: bytes.length - 50, into: short });
+    expect(rest.equals(bytes.subarray(bytes.length - 50))).toBe(true);
+    expect(short.every((b) => b === 0xab)).toBe(true);
+    // A range past the end still rejects.
+    await expect(storage.load(h, { offset: bytes.length - 5, length: 6, into })).rejects.toThrow(/past the end/);
+    await storage.close();
+  });
+
   it('list pages through continuation tokens and yields each file once', async () => {
     const storage = openOn(server, { listPageSize: 7 });
     await storage.create();

@@ -9,6 +9,7 @@ import {
   StorageError,
   assertValidHandle,
   handlePath,
+  loadTarget,
   typeDir,
   type FileInfo,
   type FileType,
@@ -680,7 +681,9 @@ class SftpStorage implements Storage {
 
   /**
    * Fill `out` from file offset `position`, pipelined. Rejects with `eof` set if the file ends
-   * before `out` is full.
+   * before `out` is full. Settles only once no read is in flight, so nothing writes into `out`
+   * afterwards (it may be the caller's reused buffer, LoadOptions.into). The watchdog bounds the
+   * wait: a dead connection fails its outstanding requests.
    */
   private readAll(c: Conn, h: Buffer, out: Buffer, position: number): Promise<void> {
     const n = out.length;
@@ -689,11 +692,16 @@ class SftpStorage implements Storage {
       let next = 0;
       let inflight = 0;
       let failed = false;
+      let firstError: unknown;
+      const settleFailure = () => {
+        if (failed && inflight === 0) reject(firstError);
+      };
       const fail = (err: unknown) => {
         if (!failed) {
           failed = true;
-          reject(err);
+          firstError = err;
         }
+        settleFailure();
       };
       const readChunk = (off: number, len: number) => {
         inflight++;
@@ -702,7 +710,10 @@ class SftpStorage implements Storage {
         ).then(
           (got) => {
             inflight--;
-            if (failed) return;
+            if (failed) {
+              settleFailure();
+              return;
+            }
             if (!got) {
               fail(Object.assign(new Error('end of file'), { eof: true }));
               return;
@@ -847,7 +858,8 @@ class SftpStorage implements Storage {
           if (offset > size) throw this.rangeError(rel, offset, undefined, size);
           length = size - offset;
         }
-        const out = Buffer.allocUnsafe(length);
+        // Read into the caller's buffer when it passed a big enough `into` (LoadOptions.into).
+        const out = loadTarget(options) ?? Buffer.allocUnsafe(length);
         try {
           await this.readAll(c, h, out, offset);
         } catch (err) {

@@ -99,6 +99,42 @@ describeWithServer('OpenSSH sshd', haveSshd, SSHD_INSTALL_HINT, () => {
     }
   });
 
+  it('a ranged load into a caller buffer reads into it; after a cut mid-download the buffer is reused', async () => {
+    const path = sftpOptions(server()).path;
+    const s = viaProxy(path);
+    try {
+      await s.create();
+      const data = deterministicBytes(6 * MiB, 'cut-download-into');
+      const id = 'ce' + '3'.repeat(62);
+      await s.save(h(id), data);
+      const into = Buffer.alloc(5 * MiB + 100, 0xab);
+      const range = { offset: 77, length: 5 * MiB };
+      const got = await s.load(h(id), { ...range, into });
+      // Read straight into the caller's buffer: a view of its first `length` bytes, the rest untouched.
+      expect(got.buffer).toBe(into.buffer);
+      expect(got.byteOffset).toBe(into.byteOffset);
+      expect(got.equals(data.subarray(77, 77 + 5 * MiB))).toBe(true);
+      expect(into.subarray(5 * MiB).every((b) => b === 0xab)).toBe(true);
+
+      into.fill(0xcd, 0, 5 * MiB);
+      proxy.setCutAfter(2 * MiB);
+      const err = await rejection(s.load(h(id), { ...range, into }));
+      expect(err.kind).toBe('transient');
+      // Once the load rejected, nothing writes into the buffer any more.
+      const after = Buffer.from(into);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(into.equals(after)).toBe(true);
+      proxy.setCutAfter(undefined);
+      // The retry overwrites whatever the failed attempt left.
+      const again = await s.load(h(id), { ...range, into });
+      expect(again.equals(data.subarray(77, 77 + 5 * MiB))).toBe(true);
+      expect(into.subarray(5 * MiB).every((b) => b === 0xab)).toBe(true);
+    } finally {
+      proxy.setCutAfter(undefined);
+      await s.close();
+    }
+  });
+
   it('withRetry rides over a cut connection', async () => {
     const s = viaProxy();
     const retries: RetryInfo[] = [];

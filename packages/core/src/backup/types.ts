@@ -15,10 +15,15 @@ export interface EngineRepository {
   saveTree(tree: Tree): Promise<BlobId>;
   loadTree(id: BlobId): Promise<Tree>;
   loadBlob(type: BlobType, id: BlobId): Promise<Buffer>;
-  /** Batch load (see `Repository.loadBlobs`); the restore reads ahead through it when present. */
-  loadBlobs?(type: BlobType, ids: readonly BlobId[], onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void): Promise<void>;
-  /** Where a blob is stored (the restore uses its stored `length` to bound read-ahead memory). */
-  lookupBlob?(type: BlobType, id: BlobId): { length: number } | undefined;
+  /** Batch load (see `Repository.loadBlobs`); with `lookupBlob`, the restore reads file content pack by pack through it. */
+  loadBlobs?(
+    type: BlobType,
+    ids: readonly BlobId[],
+    onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void | Promise<void>,
+    opts?: { maxGap?: number; maxRead?: number; concurrency?: number; transient?: boolean },
+  ): Promise<void>;
+  /** Where a blob is stored (see `Repository.lookupBlob`): the restore groups reads by pack. */
+  lookupBlob?(type: BlobType, id: BlobId): { pack: string; offset: number; length: number; rawLength: number } | undefined;
   flush(): Promise<void>;
   saveSnapshot(snapshot: Snapshot): Promise<string>;
   loadSnapshot(id: string): Promise<Snapshot>;

@@ -98,6 +98,13 @@ export interface LoadBlobsOptions {
   maxRead?: number;
   /** Ranged reads in flight (default 2). */
   concurrency?: number;
+  /**
+   * The plaintexts handed to `onBlob` live in buffers reused for later blobs: each is valid
+   * only until `onBlob` returns, or until the promise it returns settles. Spares a fresh
+   * buffer per blob (and the page faults that come with it) when the caller only writes the
+   * bytes somewhere. Default false (each plaintext is the caller's to keep).
+   */
+  transient?: boolean;
 }
 
 /** Default gap bridged by one read in {@link Repository.loadBlobs}. */
@@ -488,12 +495,14 @@ export class Repository {
    * with the error for that blob ({@link BlobNotFoundError}, {@link IntegrityError}, or the
    * storage error). Plaintexts may be views of a shared read buffer: keep them only as long as
    * needed. A failed ranged read is retried blob by blob, so one damaged spot fails only the
-   * blobs it touches. Resolves when every blob has been handed to `onBlob`.
+   * blobs it touches. When `onBlob` returns a promise, the next read waits for it (so a slow
+   * consumer holds back the reads, not memory). Resolves when every blob has been handed to
+   * `onBlob` and its promises have settled.
    */
   async loadBlobs(
     type: BlobType,
     ids: readonly BlobId[],
-    onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void,
+    onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void | Promise<void>,
     opts: LoadBlobsOptions = {},
   ): Promise<void> {
     this.assertOpen();
@@ -508,7 +517,7 @@ export class Repository {
       seen.add(id);
       const loc = this.index.lookup(type, id);
       if (loc) locs.push(loc);
-      else onBlob(id, undefined, new BlobNotFoundError(type, id));
+      else await onBlob(id, undefined, new BlobNotFoundError(type, id));
     }
     locs.sort((a, b) => (a.pack < b.pack ? -1 : a.pack > b.pack ? 1 : a.offset - b.offset));
     const ranges: Array<{ pack: string; start: number; end: number; locs: BlobLocation[] }> = [];
@@ -522,16 +531,33 @@ export class Repository {
         ranges.push({ pack: loc.pack, start: loc.offset, end, locs: [loc] });
       }
     }
+    const transient = opts.transient === true;
     await mapLimit(ranges, Math.max(1, opts.concurrency ?? 4), async (r) => {
       let bytes: Buffer | undefined;
-      if (r.locs.length > 1) {
+      // The stored bytes are only read through (decrypted elsewhere): read them into a reused buffer.
+      const into = this.takeScratch(r.end - r.start);
+      try {
         try {
-          bytes = await this.storage.load({ type: 'data', name: r.pack }, { offset: r.start, length: r.end - r.start });
+          bytes = await this.storage.load({ type: 'data', name: r.pack }, { offset: r.start, length: r.end - r.start, into });
           if (bytes.byteLength !== r.end - r.start) bytes = undefined;
         } catch {
           bytes = undefined; // retried blob by blob below, which names the damage precisely
         }
+        await this.openRange(r, bytes, transient, onBlob);
+      } finally {
+        this.giveScratch(into);
       }
+    });
+  }
+
+  /** The blobs of one ranged read (`bytes`, or undefined to read them one by one) handed to `onBlob`. */
+  private async openRange(
+    r: { start: number; end: number; locs: BlobLocation[] },
+    bytes: Buffer | undefined,
+    transient: boolean,
+    onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void | Promise<void>,
+  ): Promise<void> {
+    {
       if (!bytes) {
         for (const loc of r.locs) {
           let data: Buffer | undefined;
@@ -541,32 +567,34 @@ export class Repository {
           } catch (err) {
             error = err as Error;
           }
-          onBlob(loc.id, data, error);
+          await onBlob(loc.id, data, error);
         }
         return;
       }
       const whole = bytes;
       // Compressed blobs are decrypted into one reused scratch buffer (each at its own offset),
-      // then decompressed in parallel on the thread pool.
-      const scratch = r.locs.some((l) => l.compressed) ? this.takeScratch(r.end - r.start) : undefined;
+      // then decompressed in parallel on the thread pool; with `transient`, uncompressed ones
+      // are decrypted into it too (a blob's plaintext is never longer than its stored form).
+      const scratch = transient || r.locs.some((l) => l.compressed) ? this.takeScratch(r.end - r.start) : undefined;
       try {
         await Promise.all(
           r.locs.map(async (loc) => {
             let data: Buffer | undefined;
             let error: Error | undefined;
             const off = loc.offset - r.start;
+            const slot = scratch?.subarray(off, off + loc.length);
             try {
-              data = await this.openBlob(loc, whole.subarray(off, off + loc.length), undefined, scratch?.subarray(off, off + loc.length));
+              data = await this.openBlob(loc, whole.subarray(off, off + loc.length), transient && !loc.compressed ? slot : undefined, slot);
             } catch (err) {
               error = err as Error;
             }
-            onBlob(loc.id, data, error);
+            await onBlob(loc.id, data, error);
           }),
         );
       } finally {
         if (scratch) this.giveScratch(scratch);
       }
-    });
+    }
   }
 
   private async readBlobAt(loc: BlobLocation, buffer?: Uint8Array): Promise<Buffer> {
@@ -637,7 +665,7 @@ export class Repository {
   }
 
   private giveScratch(buf: Buffer): void {
-    if (this.scratch.length < 4 && buf.byteLength <= 16 << 20) this.scratch.push(buf);
+    if (this.scratch.length < 12 && buf.byteLength <= 24 << 20) this.scratch.push(buf);
   }
 
   /** Store a directory listing as a tree blob (canonical JSON, so equal trees dedupe). Returns its id. */

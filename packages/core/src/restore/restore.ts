@@ -6,6 +6,7 @@ import {
   fchmodSync,
   fchown as fsFchown,
   fchownSync,
+  fstat as fsFstat,
   open as fsOpen,
   openSync,
   renameSync,
@@ -22,7 +23,7 @@ import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import type { EngineRepository, EntryError, Logger } from '../backup/types.js';
 import { Limiter } from '../backup/limiter.js';
 import { nodeNameBytes } from '../backup/node.js';
-import { BlobFetcher, type Claim } from './fetcher.js';
+import { ContentError, ContentReader, type ContentReaderOptions, type ContentSink, type ContentSource } from './content.js';
 import { lsetTimesNs, setTimesNs, setTimesNsSync } from './times.js';
 import { TreeLoader } from './trees.js';
 
@@ -58,10 +59,10 @@ export interface RestoreOptions {
   onError?: (error: EntryError) => void;
   /** Restore owners (uid/gid, numeric) with lchown/fchown. Default: true when running as root. */
   owners?: boolean;
-  /** Files written concurrently (default 8). */
+  /** Entries without content to read (symlinks, empty files) written concurrently (default 8). */
   concurrency?: number;
-  /** Stored bytes of file content loaded ahead of the writes (default 32 MiB; two 8 MiB reads may come on top). */
-  blobCacheBytes?: number;
+  /** Tuning of the pack reads (see {@link ContentReaderOptions}); the defaults suit local and remote storage. */
+  contentReader?: ContentReaderOptions;
   logger?: Logger;
 }
 
@@ -89,6 +90,7 @@ export class RestoreFileError extends Error {
 }
 
 const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
+const REOPEN_FLAGS = fsConstants.O_WRONLY | O_NOFOLLOW;
 const O_DIRECTORY = fsConstants.O_DIRECTORY ?? 0;
 const FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_NOFOLLOW;
 const DIR_FLAGS = fsConstants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
@@ -98,8 +100,14 @@ const openFd = promisify(fsOpen) as (path: Buffer, flags: number, mode: number) 
 const closeFd = promisify(fsClose);
 const fchmodFd = promisify(fsFchmod);
 const fchownFd = promisify(fsFchown);
+const fstatFd = promisify(fsFstat);
 function writeFd(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fsWrite(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+/** Writes all of `buf` at file position `pos`. */
+async function writeAllAt(fd: number, buf: Buffer, pos: number): Promise<void> {
+  let off = 0;
+  while (off < buf.length) off += await writeFd(fd, buf, off, buf.length - off, pos + off);
 }
 
 /** The process umask, read once (applied by open(2) to the mode of new files). */
@@ -122,6 +130,8 @@ const SYNC_WRITE_MAX = 256 * 1024;
 /** A synchronous write slower than this switches to asynchronous writes for a while. */
 const SYNC_SLOW_MS = 20;
 const ASYNC_CREDITS = 200;
+/** Partly written multi-blob files kept open at most (past this, a file is closed between its blobs). */
+const MAX_OPEN_FILES = 128;
 
 /**
  * Validates a node name from a tree: raw bytes, never empty, `.`, `..`, and
@@ -176,15 +186,31 @@ interface DirState {
   parent: DirState | undefined;
   /** Resolves when the directory exists (lazily created when something in it is restored). */
   created: Promise<void> | undefined;
+  /** True once `created` has resolved. */
+  ready: boolean;
 }
 
-/** A tree's entries with their names validated, and the content claims of its files once planned. */
+/** A file whose content the {@link ContentReader} delivers. */
+interface FileTask {
+  node: Node;
+  fsPath: Buffer;
+  snapPath: string;
+  dir: DirState;
+  /** Temporary name, once created. */
+  tmp: Buffer | undefined;
+  /** Open descriptor of `tmp` (closed between blobs when too many files are open). */
+  fd: number | undefined;
+  /** Inode of `tmp`, recorded when it is closed early (checked when it is reopened). */
+  ino: number | undefined;
+  written: number;
+}
+
+/** A tree's entries with their names validated. */
 interface Listing {
   /** `raw`: the validated name bytes, or undefined with `err` saying why the name is refused. */
   items: Array<{ node: Node; raw: Buffer | undefined; err?: unknown }>;
   /** How often each raw name occurs (duplicates are all rejected). */
   counts: Map<string, number>;
-  claims: Map<Node, Claim> | undefined;
 }
 
 function listNodes(nodes: Node[]): Listing {
@@ -199,7 +225,7 @@ function listNodes(nodes: Node[]): Listing {
       return { node, raw: undefined, err };
     }
   });
-  return { items, counts, claims: undefined };
+  return { items, counts };
 }
 
 /**
@@ -227,12 +253,13 @@ function listNodes(nodes: Node[]): Listing {
  * skipped too (Node has no mkfifo/mknod) and listed in `skipped`. Hard links
  * are restored as separate files; extended attributes are not stored.
  *
- * Performance: up to `concurrency` files in flight; sub-directory trees are
- * loaded ahead, and the content of the files in them is read ahead in restore
- * order (bounded by `blobCacheBytes`) through the repository's `loadBlobs`,
- * which reads neighbouring blobs of a pack with one ranged load; small files
- * are written with synchronous calls (async again when the disk turns out
- * slow).
+ * Performance: sub-directory trees are loaded ahead in batches; file content
+ * is read pack by pack (see `content.ts`): the files met by the traversal are
+ * planned in windows, each pack's needed blobs come in one or a few ranged
+ * reads, and each blob is read once per window and written to every file (and
+ * offset) that uses it. Small files are written with synchronous calls (async
+ * again when the disk turns out slow). A repository without `lookupBlob` and
+ * `loadBlobs` (a stand-in in tests) is read blob by blob, file by file.
  */
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreResult> {
   const repo = options.repository;
@@ -256,7 +283,8 @@ class RestoreRun {
     skipped: [],
   };
   readonly limiter: Limiter;
-  readonly fetcher: BlobFetcher;
+  /** Reads file content pack by pack (undefined: the repository cannot; files load blob by blob). */
+  readonly content: ContentReader<FileTask> | undefined;
   readonly trees: TreeLoader;
   readonly owners: boolean;
   readonly filter: IncludeFilter | undefined;
@@ -273,14 +301,20 @@ class RestoreRun {
   ) {
     this.limiter = new Limiter(Math.max(1, opts.concurrency ?? 8));
     const repo = opts.repository;
-    this.fetcher = new BlobFetcher(
-      {
-        loadBlob: (type, id) => repo.loadBlob(type, id),
-        ...(repo.loadBlobs ? { loadBlobs: repo.loadBlobs.bind(repo) } : {}),
-        ...(repo.lookupBlob ? { lookupBlob: repo.lookupBlob.bind(repo) } : {}),
-      },
-      Math.max(1, opts.blobCacheBytes ?? 32 * 1024 * 1024),
-    );
+    this.content = undefined;
+    if (repo.loadBlobs && repo.lookupBlob) {
+      const source = {
+        lookupBlob: repo.lookupBlob.bind(repo),
+        loadBlobs: repo.loadBlobs.bind(repo),
+      } satisfies ContentSource;
+      const sink: ContentSink<FileTask> = {
+        writeWhole: (f, data) => this.writeWhole(f, data),
+        writeAt: (f, data, offset) => this.writeAt(f, data, offset),
+        complete: (f) => this.completeFile(f),
+        discard: (f) => this.discardFile(f),
+      };
+      this.content = new ContentReader(source, sink, opts.contentReader);
+    }
     this.filter = opts.include && opts.include.length > 0 ? new IncludeFilter(opts.include) : undefined;
     this.trees = new TreeLoader(
       {
@@ -307,12 +341,20 @@ class RestoreRun {
       node: undefined,
       parent: undefined,
       created: Promise.resolve(),
+      ready: true,
     };
+    const onAbort = () => void this.stopContent(this.signal?.reason);
+    this.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const { done } = await this.restoreTree(this.snapshot.tree, root, this.filter === undefined);
+      // The traversal is over: what is still planned is read now.
+      await this.content?.finish();
       await done;
+    } catch (err) {
+      await this.stopContent(err);
+      throw err;
     } finally {
-      this.fetcher.close();
+      this.signal?.removeEventListener('abort', onAbort);
       this.trees.close();
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     }
@@ -364,39 +406,15 @@ class RestoreRun {
     return this.trees.take(treeId).then((t) => listNodes(t.nodes));
   }
 
-  /**
-   * Plans the content of the files of `listing` that will be restored (in
-   * tree order), so the fetcher reads it ahead. `included`: whether the
-   * directory itself is included; `dirSnap` its snapshot path.
-   */
-  planFiles(listing: Listing, included: boolean, dirSnap: string): void {
-    if (listing.claims) return;
-    listing.claims = new Map();
-    for (const item of listing.items) {
-      const node = item.node;
-      if (item.raw === undefined || node.type !== 'file' || !node.content || node.content.length === 0) continue;
-      if ((listing.counts.get(item.raw.toString('latin1')) ?? 0) > 1) continue;
-      if (!included && !(this.filter?.matches(joinSnap(dirSnap, node.name).slice(1), false) ?? false)) continue;
-      listing.claims.set(node, this.fetcher.plan(node.content));
-    }
-  }
-
-  /**
-   * Starts loading the trees of upcoming sub-directories, at most {@link TREE_PREFETCH} at once.
-   * The content of fully included ones is planned as soon as their tree arrives.
-   */
-  prefetch(ids: BlobId[], included: boolean): void {
+  /** Starts loading (and listing) the trees of upcoming sub-directories, at most {@link TREE_PREFETCH} at once. */
+  prefetch(ids: BlobId[]): void {
     for (const id of ids) {
       if (this.prefetching >= TREE_PREFETCH) return;
       if (this.prefetched.has(id)) continue;
       this.prefetching++;
       const p = this.trees
         .take(id)
-        .then((t) => {
-          const listing = listNodes(t.nodes);
-          if (included && this.fatal === undefined && !this.signal?.aborted) this.planFiles(listing, true, '');
-          return listing;
-        })
+        .then((t) => listNodes(t.nodes))
         .finally(() => this.prefetching--);
       p.catch(() => undefined);
       this.prefetched.set(id, p);
@@ -426,8 +444,6 @@ class RestoreRun {
       this.error(joinSnap(dir.snapPath, String(node.name)), err);
       return null;
     });
-    this.planFiles(listing, included, dir.snapPath);
-    const claims = listing.claims!;
     const subtreeIds: BlobId[] = [];
     for (const item of named) {
       if (!item || item.node.type !== 'dir' || item.node.subtree === undefined) continue;
@@ -456,32 +472,43 @@ class RestoreRun {
       if (isDir) {
         if (!inc && !this.filter?.mayContain(rel)) continue;
         if (node.subtree !== undefined) nextSub++;
-        const sub: DirState = { fsPath, snapPath, node, parent: dir, created: undefined };
+        const sub: DirState = { fsPath, snapPath, node, parent: dir, created: undefined, ready: false };
         if (node.subtree === undefined) {
           this.error(snapPath, new Error('directory without a subtree id'));
           continue;
         }
         // An included directory exists even when empty; files in it create it on demand too.
         if (inc) void this.ensureDir(sub);
-        // Siblings are fully included exactly when this directory is.
-        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH), included);
+        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH));
         const { done } = await this.restoreTree(node.subtree, sub, inc);
         pending.push(done);
         continue;
       }
       if (!inc) continue;
       this.progress(snapPath);
-      const claim = claims.get(node);
-      claims.delete(node);
+      if (this.content && node.type === 'file' && node.content && node.content.length > 0) {
+        // Content files go to the pack reader; the traversal pauses when its plan is full.
+        void this.ensureDir(dir).catch(() => undefined);
+        const task: FileTask = { node, fsPath, snapPath, dir, tmp: undefined, fd: undefined, ino: undefined, written: 0 };
+        const { done, wait } = this.content.add(task, node.content);
+        const p: Promise<void> = done
+          .then(
+            () => {
+              this.result.filesRestored++;
+            },
+            (err: unknown) => this.fileFailed(snapPath, err),
+          )
+          .finally(() => this.inflight.delete(p));
+        this.inflight.add(p);
+        pending.push(p);
+        if (wait) await wait;
+        continue;
+      }
       const wait = this.limiter.acquire();
       if (wait) await wait;
-      const p: Promise<void> = this.restoreLeaf(node, fsPath, snapPath, dir, claim)
-        .catch((err: unknown) => {
-          if (err instanceof RestoreFileError || isFsError(err)) this.error(snapPath, err);
-          else if (this.fatal === undefined) this.fatal = err;
-        })
+      const p: Promise<void> = this.restoreLeaf(node, fsPath, snapPath, dir)
+        .catch((err: unknown) => this.fileFailed(snapPath, err))
         .finally(() => {
-          claim?.release();
           this.limiter.release();
           this.inflight.delete(p);
         });
@@ -502,6 +529,34 @@ class RestoreRun {
     return { done };
   }
 
+  /**
+   * An entry failed: a file's own problem (content, file system) is reported and the restore goes
+   * on; anything else stops it. Failures caused by the stop itself are not reported per file.
+   */
+  fileFailed(snapPath: string, err: unknown): void {
+    let reason = err;
+    if (err instanceof ContentError) {
+      if (err.blobId === undefined && this.stopReason !== undefined && err.reason === this.stopReason) return;
+      reason = err.blobId !== undefined ? new RestoreFileError(snapPath, err.blobId, err.reason) : err.reason;
+    }
+    if (reason instanceof RestoreFileError || isFsError(reason)) {
+      this.error(snapPath, reason);
+      return;
+    }
+    if (this.fatal === undefined) {
+      this.fatal = reason;
+      void this.stopContent(reason);
+    }
+  }
+
+  /** Why the content reader was stopped (its files fail with it; not reported one by one). */
+  stopReason: unknown;
+
+  stopContent(reason: unknown): Promise<void> {
+    if (this.stopReason === undefined) this.stopReason = reason ?? new Error('restore stopped');
+    return this.content?.stop(this.stopReason) ?? Promise.resolve();
+  }
+
   /** Creates `dir` (and its not-yet-created ancestors); a non-directory in its place is removed. */
   ensureDir(dir: DirState): Promise<void> {
     if (dir.created) return dir.created;
@@ -520,6 +575,7 @@ class RestoreRun {
       }
       const st = await lstat(dir.fsPath);
       if (!st.isDirectory()) throw new Error(`${dir.fsPath.toString()} is not a directory after mkdir`);
+      dir.ready = true;
     })();
     dir.created.catch(() => undefined);
     return dir.created;
@@ -552,11 +608,11 @@ class RestoreRun {
     }
   }
 
-  async restoreLeaf(node: Node, fsPath: Buffer, snapPath: string, dir: DirState, claim: Claim | undefined): Promise<void> {
+  async restoreLeaf(node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<void> {
     await this.ensureDir(dir);
     switch (node.type) {
       case 'file':
-        await this.restoreFile(node, fsPath, snapPath, claim);
+        await this.restoreFile(node, fsPath, snapPath);
         this.result.filesRestored++;
         return;
       case 'symlink':
@@ -577,25 +633,45 @@ class RestoreRun {
    */
   syncCredits = 0;
 
-  async restoreFile(node: Node, fsPath: Buffer, snapPath: string, claim: Claim | undefined): Promise<void> {
+  /** Writes a small file synchronously unless synchronous calls have turned out slow; returns false to go async. */
+  trySyncWrite(node: Node, fsPath: Buffer, snapPath: string, buf: Buffer | undefined): boolean {
+    if (node.size > SYNC_WRITE_MAX || this.syncCredits > 0) {
+      if (this.syncCredits > 0) this.syncCredits--;
+      return false;
+    }
+    const t0 = performance.now();
+    this.writeSmallFileSync(node, fsPath, snapPath, buf);
+    if (performance.now() - t0 > SYNC_SLOW_MS) this.syncCredits = ASYNC_CREDITS;
+    return true;
+  }
+
+  /**
+   * A file without content (empty), or any file when the repository has no
+   * pack reader (`lookupBlob`/`loadBlobs`): its blobs are loaded one by one.
+   */
+  async restoreFile(node: Node, fsPath: Buffer, snapPath: string): Promise<void> {
     const ids = node.content ?? [];
-    if (ids.length > 0) claim ??= this.fetcher.plan(ids);
-    if (node.size <= SYNC_WRITE_MAX && ids.length <= 1 && this.syncCredits === 0) {
-      let buf: Buffer | undefined;
-      if (ids.length === 1) {
-        try {
-          buf = await claim!.take(0);
-        } catch (err) {
-          throw new RestoreFileError(snapPath, ids[0], err);
-        }
+    const load = async (i: number): Promise<Buffer> => {
+      try {
+        return await this.opts.repository.loadBlob('data', ids[i]!);
+      } catch (err) {
+        throw new RestoreFileError(snapPath, ids[i], err);
       }
+    };
+    if (ids.length <= 1) {
+      const buf = ids.length === 1 ? await load(0) : undefined;
       this.signal?.throwIfAborted();
-      const t0 = performance.now();
-      this.writeSmallFileSync(node, fsPath, snapPath, buf);
-      if (performance.now() - t0 > SYNC_SLOW_MS) this.syncCredits = ASYNC_CREDITS;
+      if (this.trySyncWrite(node, fsPath, snapPath, buf)) return;
+      await this.writeFileAsync(node, fsPath, snapPath, buf ? [buf] : []);
       return;
     }
-    if (this.syncCredits > 0) this.syncCredits--;
+    const bufs: Buffer[] = [];
+    for (let i = 0; i < ids.length; i++) bufs.push(await load(i));
+    await this.writeFileAsync(node, fsPath, snapPath, bufs);
+  }
+
+  /** Writes a whole file from its blobs (temporary name, metadata, rename). */
+  async writeFileAsync(node: Node, fsPath: Buffer, snapPath: string, bufs: Buffer[]): Promise<void> {
     const dirPath = fsPath.subarray(0, fsPath.lastIndexOf(SLASH));
     const tmp = tempPath(dirPath);
     const mode = node.mode & 0o7777;
@@ -604,28 +680,13 @@ class RestoreRun {
     let ok = false;
     try {
       let pos = 0;
-      // The fetcher reads the following blobs ahead while this one is written.
-      for (let i = 0; i < ids.length; i++) {
+      for (const buf of bufs) {
         this.signal?.throwIfAborted();
-        let buf: Buffer;
-        try {
-          buf = await claim!.take(i);
-        } catch (err) {
-          throw new RestoreFileError(snapPath, ids[i], err);
-        }
-        let off = 0;
-        while (off < buf.length) {
-          const n = await writeFd(fd, buf, off, buf.length - off, pos);
-          off += n;
-          pos += n;
-        }
+        await writeAllAt(fd, buf, pos);
+        pos += buf.length;
         this.result.bytesWritten += buf.length;
       }
-      this.checkSize(node, pos, snapPath);
-      if (this.owners && (node.uid !== this.euid || node.gid !== this.egid)) await fchownFd(fd, node.uid, node.gid);
-      // chown clears setuid/setgid, so the mode goes after it.
-      if (mode !== (mode & 0o777 & ~currentUmask())) await fchmodFd(fd, mode);
-      await setTimesNs(fd, node.mtimeNs);
+      await this.finishFd(node, fd, pos, snapPath);
       const f = fd;
       fd = undefined;
       await closeFd(f);
@@ -634,6 +695,89 @@ class RestoreRun {
     } finally {
       if (fd !== undefined) await closeFd(fd).catch(() => undefined);
       if (!ok) await unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  /** Size check, owner, mode and times of a written file, through its descriptor. */
+  async finishFd(node: Node, fd: number, written: number, snapPath: string): Promise<void> {
+    this.checkSize(node, written, snapPath);
+    const mode = node.mode & 0o7777;
+    if (this.owners && (node.uid !== this.euid || node.gid !== this.egid)) await fchownFd(fd, node.uid, node.gid);
+    // chown clears setuid/setgid, so the mode goes after it.
+    if (mode !== (mode & 0o777 & ~currentUmask())) await fchmodFd(fd, mode);
+    await setTimesNs(fd, node.mtimeNs);
+  }
+
+  // ------------------------------------------------------------ the pack reader's sink
+
+  /** The only blob of a one-blob file has arrived. */
+  writeWhole(f: FileTask, data: Buffer): void | Promise<void> {
+    this.signal?.throwIfAborted();
+    if (!f.dir.ready) return this.ensureDir(f.dir).then(() => this.writeWhole(f, data));
+    if (this.trySyncWrite(f.node, f.fsPath, f.snapPath, data)) return;
+    return this.writeFileAsync(f.node, f.fsPath, f.snapPath, [data]);
+  }
+
+  /** Partly written multi-blob files with an open descriptor. */
+  openFiles = 0;
+
+  /** A blob of a multi-blob file, at its offset (the file is created on the first one). */
+  async writeAt(f: FileTask, data: Buffer, offset: number): Promise<void> {
+    this.signal?.throwIfAborted();
+    const fd = await this.fileFd(f);
+    await writeAllAt(fd, data, offset);
+    f.written += data.length;
+    this.result.bytesWritten += data.length;
+    if (this.openFiles > MAX_OPEN_FILES) {
+      // Too many files open at once (their blobs are spread over many packs): close this one until its next blob.
+      f.ino = (await fstatFd(fd)).ino;
+      f.fd = undefined;
+      this.openFiles--;
+      await closeFd(fd);
+    }
+  }
+
+  /** The descriptor of a multi-blob file's temporary file: created, kept, or reopened. */
+  async fileFd(f: FileTask): Promise<number> {
+    if (f.fd !== undefined) return f.fd;
+    if (f.tmp === undefined) {
+      if (!f.dir.ready) await this.ensureDir(f.dir);
+      const tmp = tempPath(f.fsPath.subarray(0, f.fsPath.lastIndexOf(SLASH)));
+      f.fd = await openFd(tmp, FILE_FLAGS, f.node.mode & 0o777);
+      f.tmp = tmp;
+    } else {
+      const fd = await openFd(f.tmp, REOPEN_FLAGS, 0);
+      f.fd = fd;
+      // The name is only ours as long as nobody replaced the file: check it is the one we created.
+      if ((await fstatFd(fd)).ino !== f.ino) throw new Error(`${f.tmp.toString()} was replaced while the restore was writing it`);
+    }
+    this.openFiles++;
+    return f.fd;
+  }
+
+  /** Every blob of a multi-blob file is written: metadata, then rename into place. */
+  async completeFile(f: FileTask): Promise<void> {
+    const fd = await this.fileFd(f);
+    await this.finishFd(f.node, fd, f.written, f.snapPath);
+    f.fd = undefined;
+    this.openFiles--;
+    await closeFd(fd);
+    await rename(f.tmp!, f.fsPath);
+    f.tmp = undefined;
+  }
+
+  /** A multi-blob file failed: close and remove its temporary file. */
+  async discardFile(f: FileTask): Promise<void> {
+    if (f.fd !== undefined) {
+      const fd = f.fd;
+      f.fd = undefined;
+      this.openFiles--;
+      await closeFd(fd).catch(() => undefined);
+    }
+    if (f.tmp !== undefined) {
+      const tmp = f.tmp;
+      f.tmp = undefined;
+      await unlink(tmp).catch(() => undefined);
     }
   }
 

@@ -14,7 +14,8 @@
  *   `save` must not keep a reference to `data` after its promise settles: the engine
  *   reuses pack buffers (copy the bytes if the adapter needs them later).
  * - `load` returns exactly the bytes saved, or the requested range of them. A
- *   range past the end of the file is an error (never a short read).
+ *   range past the end of the file is an error (never a short read). With
+ *   {@link LoadOptions.into} it may read into the caller's buffer (see there).
  * - `list(type)` yields every file of that type exactly once, paging as needed.
  * - A missing file makes `load`, `stat` and `remove` reject with an error for
  *   which `isNotFound(err)` is true.
@@ -48,6 +49,25 @@ export interface LoadOptions {
   offset?: number;
   /** Number of bytes to read (default: to the end). */
   length?: number;
+  /**
+   * A buffer the adapter may read into (at offset 0) instead of allocating one, to spare fresh
+   * memory on hot paths. Adapters may ignore it; the rules when they use it:
+   *
+   * - Only used together with `length`: without `length`, and when `into.byteLength < length`,
+   *   the adapter ignores `into` entirely (allocates as before and never writes to it).
+   * - The adapter writes only `into[0, length)`; bytes past `length` are left as they were.
+   * - The result is still exactly the requested `length` bytes: either the view
+   *   `into.subarray(0, length)` or a buffer of its own. Callers must accept both, and must not
+   *   assume anything about `into`'s content after the call (use the result instead).
+   * - Once `load` settles, resolved or rejected, the adapter no longer writes into `into`: the
+   *   caller owns it again and may reuse it, e.g. for the next load (the result, if a view of it,
+   *   is then overwritten). A rejected load may have left partial bytes in it; a retry
+   *   ({@link withRetry} passes `into` to every attempt) simply overwrites them.
+   * - The caller does not pass one `into` to two loads that run at the same time.
+   *
+   * {@link loadTarget} picks the usable part of `into` for an adapter.
+   */
+  into?: Buffer;
 }
 
 export interface Storage {
@@ -155,6 +175,20 @@ export function resolveLoadRange(
     });
   }
   return { offset, length: len };
+}
+
+/**
+ * The buffer an adapter reads a ranged load into: `options.into.subarray(0, options.length)`
+ * when the caller passed an `into` of at least `length` bytes, else `undefined` (no `into`,
+ * no `length`, or `into` too short: allocate as usual). See {@link LoadOptions.into}.
+ */
+export function loadTarget(options: LoadOptions | undefined): Buffer | undefined {
+  // Typed as a Buffer, but a plain Uint8Array from JavaScript callers works too (as a Buffer view).
+  const into = options?.into as Uint8Array | undefined;
+  const length = options?.length;
+  if (into === undefined || length === undefined || !(into instanceof Uint8Array)) return undefined;
+  if (!Number.isSafeInteger(length) || length < 0 || into.byteLength < length) return undefined;
+  return Buffer.isBuffer(into) ? into.subarray(0, length) : Buffer.from(into.buffer, into.byteOffset, length);
 }
 
 /**

@@ -5,12 +5,12 @@ import { MapStorage, newRepo, random, textish } from './helpers.js';
 
 /** MapStorage that counts data loads and can fail some of them. */
 class CountingStorage extends MapStorage {
-  dataLoads: Array<{ name: string; offset: number; length: number }> = [];
+  dataLoads: Array<{ name: string; offset: number; length: number; into?: Buffer }> = [];
   failRanged?: (name: string, length: number) => boolean;
   override async load(handle: Handle, options: LoadOptions = {}): Promise<Buffer> {
     if (handle.type === 'data') {
       const length = options.length ?? -1;
-      this.dataLoads.push({ name: handle.name, offset: options.offset ?? 0, length });
+      this.dataLoads.push({ name: handle.name, offset: options.offset ?? 0, length, ...(options.into ? { into: options.into } : {}) });
       if (this.failRanged?.(handle.name, length)) throw new Error('simulated read failure');
     }
     return super.load(handle, options);
@@ -124,6 +124,40 @@ describe('Repository.loadBlobs', () => {
     const { got, onBlob } = collect();
     await repo.loadBlobs('data', [id], onBlob);
     expect(got.get(id)?.data?.equals(b)).toBe(true);
+    await repo.close();
+  });
+
+  it('reads ranges into reused buffers; with `transient`, plaintexts live in reused buffers until onBlob settles', async () => {
+    const storage = new CountingStorage();
+    const { repo } = await newRepo({ packSize: 64 * 1024 }, storage);
+    // Random blobs are stored uncompressed; 20 KB each, too big for Node's shared small-buffer pool.
+    const blobs = Array.from({ length: 24 }, (_, i) => random(20_000 + i));
+    const ids: string[] = [];
+    for (const b of blobs) ids.push((await repo.saveBlob('data', b)).id);
+    await repo.flush();
+    storage.dataLoads = [];
+    for (let round = 0; round < 2; round++) {
+      const got = new Map<string, Buffer>();
+      const backing = new Set<ArrayBufferLike>();
+      await repo.loadBlobs(
+        'data',
+        ids,
+        async (id, data) => {
+          expect(data).toBeDefined();
+          backing.add(data!.buffer);
+          await new Promise((r) => setImmediate(r)); // still valid while the promise is pending
+          got.set(id, Buffer.from(data!));
+        },
+        { transient: true },
+      );
+      ids.forEach((id, i) => expect(got.get(id)?.equals(blobs[i]!), `round ${round} blob ${i}`).toBe(true));
+      // Decrypted into a few shared scratch buffers, not one buffer per blob.
+      expect(backing.size).toBeLessThanOrEqual(new Set(ids.map((id) => repo.lookupBlob('data', id)!.pack)).size);
+    }
+    // Every ranged read was given a buffer to read into, and buffers were reused across reads.
+    expect(storage.dataLoads.length).toBeGreaterThan(2);
+    expect(storage.dataLoads.every((l) => l.into !== undefined && l.into.byteLength >= l.length)).toBe(true);
+    expect(new Set(storage.dataLoads.map((l) => l.into)).size).toBeLessThan(storage.dataLoads.length);
     await repo.close();
   });
 });

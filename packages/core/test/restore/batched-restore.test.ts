@@ -58,7 +58,7 @@ describe('restore through batched blob loads', () => {
     await repo.close();
     const repo2 = await reopen();
     const target = join(work, 'out');
-    const rr = await restoreSnapshot({ repository: repo2, snapshotId: res.snapshotId!, target, blobCacheBytes: 16 * 1024 });
+    const rr = await restoreSnapshot({ repository: repo2, snapshotId: res.snapshotId!, target, contentReader: { maxFiles: 8, maxUses: 16, readsInFlight: 2, maxRead: 16 * 1024 } });
     expect(rr.errors).toEqual([]);
     expect(rr.filesRestored).toBe(files.size);
     for (const [rel, data] of files) expect((await readFile(join(target, src, rel))).equals(data), rel).toBe(true);

@@ -71,6 +71,24 @@ describe('withRetry', () => {
     expect(calls.save).toBe(1);
   });
 
+  it('passes load options (into included) unchanged to every attempt', async () => {
+    const { storage, calls, failures } = fakeStorage();
+    await storage.save(h, Buffer.from('hello world'));
+    const seen: unknown[] = [];
+    const load = storage.load.bind(storage);
+    storage.load = (handle, opts) => {
+      seen.push(opts);
+      return load(handle, opts);
+    };
+    failures.load = [transient(), transient()];
+    const opts = { offset: 1, length: 4, into: Buffer.alloc(16) };
+    await withRetry(storage, fast).load(h, opts);
+    expect(calls.load).toBe(3);
+    expect(seen).toHaveLength(3);
+    for (const o of seen) expect(o).toBe(opts);
+    expect(opts.into.equals(Buffer.alloc(16))).toBe(true); // the options themselves are not changed
+  });
+
   it('does not retry a missing file', async () => {
     const { storage, calls } = fakeStorage();
     const r = withRetry(storage, fast);
