@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -577,16 +577,29 @@ function totalSize(contentRange: string | undefined, contentLength: number | und
 export async function readBody(body: Readable | undefined, expected: number, target?: Buffer): Promise<Buffer> {
   if (!body) return Buffer.alloc(0);
   const out = target !== undefined && target.byteLength >= expected ? target.subarray(0, expected) : Buffer.allocUnsafe(expected);
-  let pos = 0;
-  for await (const chunk of body as AsyncIterable<Uint8Array>) {
-    if (pos + chunk.byteLength > expected) {
-      body.destroy();
-      throw new StorageError(`received more than the expected ${expected} bytes`, { kind: 'other' });
-    }
-    out.set(chunk, pos);
-    pos += chunk.byteLength;
-  }
-  return pos === expected ? out : out.subarray(0, pos);
+  // 'data' events rather than an async iterator: one promise per body instead of one per 64 KiB chunk.
+  return await new Promise<Buffer>((resolve, reject) => {
+    let pos = 0;
+    let failed = false;
+    const onData = (chunk: Uint8Array) => {
+      if (failed) return;
+      if (pos + chunk.byteLength > expected) {
+        failed = true;
+        body.destroy();
+        reject(new StorageError(`received more than the expected ${expected} bytes`, { kind: 'other' }));
+        return;
+      }
+      out.set(chunk, pos);
+      pos += chunk.byteLength;
+    };
+    body.on('data', onData);
+    finished(body, (err) => {
+      body.off('data', onData);
+      if (failed) return;
+      if (err) reject(err);
+      else resolve(pos === expected ? out : out.subarray(0, pos));
+    });
+  });
 }
 
 /** Map a listed key (relative to the type's prefix) to a file, or undefined if it is not one of that type. */

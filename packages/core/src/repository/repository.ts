@@ -658,14 +658,19 @@ export class Repository {
     return plain;
   }
 
+  /** A reused buffer of at least `size` bytes (the smallest pooled one that fits), or a new one. */
   private takeScratch(size: number): Buffer {
-    const i = this.scratch.findIndex((b) => b.byteLength >= size);
+    let i = -1;
+    for (let j = 0; j < this.scratch.length; j++) {
+      const len = this.scratch[j]!.byteLength;
+      if (len >= size && (i < 0 || len < this.scratch[i]!.byteLength)) i = j;
+    }
     if (i >= 0) return this.scratch.splice(i, 1)[0]!;
     return Buffer.allocUnsafeSlow(Math.max(size, 1 << 20));
   }
 
   private giveScratch(buf: Buffer): void {
-    if (this.scratch.length < 12 && buf.byteLength <= 24 << 20) this.scratch.push(buf);
+    if (this.scratch.length < 8 && buf.byteLength <= 24 << 20) this.scratch.push(buf);
   }
 
   /** Store a directory listing as a tree blob (canonical JSON, so equal trees dedupe). Returns its id. */

@@ -76,9 +76,9 @@ export interface ContentReaderOptions {
   maxGap?: number;
   /** Largest single read (default 8 MiB). */
   maxRead?: number;
-  /** Largest window, in files (default 65,536). */
+  /** Largest window, in files (default 4,096). */
   maxFiles?: number;
-  /** Largest window, in blob uses (default 262,144). */
+  /** Largest window, in blob uses (default 16,384). */
   maxUses?: number;
 }
 
@@ -119,8 +119,8 @@ const DEFAULTS = {
   readsInFlight: 4,
   maxGap: 512 * 1024,
   maxRead: 8 * 1024 * 1024,
-  maxFiles: 65_536,
-  maxUses: 262_144,
+  maxFiles: 4096,
+  maxUses: 16_384,
 };
 /** Sealed windows not finished, at most (the traversal waits past this). */
 const WINDOWS_PENDING = 2;
