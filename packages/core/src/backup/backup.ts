@@ -13,6 +13,7 @@ import { contentPieces } from './content.js';
 import { Limiter } from './limiter.js';
 import { nameFields, nameKey, nodeFromStat, nodeKey, toNumberStats } from './node.js';
 import { OwnerNames } from './owners.js';
+import { TreeLoader } from '../snapshot-ops/tree-loader.js';
 import type { EngineRepository, EntryError, ProgressFn } from './types.js';
 
 /** Kiwi's version, recorded in snapshots. */
@@ -158,6 +159,8 @@ function fstatFd(fd: number): Promise<BigIntStats> {
 }
 /** Chunk saves in flight beyond one per file (each holds a copy of up to maxSize bytes). */
 const EXTRA_SAVES = 4;
+/** Stored bytes of parent-snapshot trees read ahead of the walk and not yet used. */
+const PARENT_TREES_AHEAD_BYTES = 4 * 1024 * 1024;
 
 /**
  * Runs one backup: walk → onFile → change detection → chunk → save blobs →
@@ -202,6 +205,11 @@ class BackupRun {
   /** Blob ids already counted as new in a dry run. */
   readonly dryRunSeen = new Set<string>();
   readonly info: BackupInfo;
+  /**
+   * The parent snapshot's trees, read ahead in batches while the walk goes on (one request per
+   * directory would cost a round trip each over remote storage).
+   */
+  readonly parentTrees: TreeLoader;
   fatal: unknown;
   lastProgress = 0;
   currentPath = '';
@@ -223,6 +231,16 @@ class BackupRun {
     this.copyPool = new BufferPool({ maxIdle: EXTRA_SAVES });
     this.smallPool = new BufferPool({ maxIdle: concurrency + 2 });
     this.realTopNames = new Set(this.sources.map((s) => s.split('/').filter(Boolean)[0] ?? ''));
+    const repo = this.repo;
+    this.parentTrees = new TreeLoader(
+      {
+        loadTree: (id) => repo.loadTree(id),
+        ...(repo.loadBlobs ? { loadBlobs: repo.loadBlobs.bind(repo) } : {}),
+        ...(repo.lookupBlob ? { lookupBlob: repo.lookupBlob.bind(repo) } : {}),
+      },
+      PARENT_TREES_AHEAD_BYTES,
+      true,
+    );
     this.info = {
       id: randomBytes(8).toString('hex'),
       sources: this.sources,
@@ -413,7 +431,7 @@ class BackupRun {
   async loadListing(id: BlobId | undefined): Promise<Map<string, Node> | undefined> {
     if (id === undefined) return undefined;
     try {
-      const tree = await this.repo.loadTree(id);
+      const tree = await this.parentTrees.take(id);
       const map = new Map<string, Node>();
       for (const n of tree.nodes) map.set(nodeKey(n), n);
       return map;
@@ -445,6 +463,7 @@ class BackupRun {
 
     // The root frame mirrors '/': ancestors of each source become sub-frames with real lstat metadata.
     const root = this.newFrame('/', Buffer.alloc(0), undefined, undefined);
+    if (parent) this.parentTrees.want([parent.snapshot.tree]);
     root.parentMap = parent ? this.loadListing(parent.snapshot.tree) : Promise.resolve(undefined);
     root.parentMap.catch(() => undefined);
     /** source path → the frame its top entry belongs to. */
@@ -473,7 +492,11 @@ class BackupRun {
       sourceParent.set(src, frame);
     }
 
-    await this.walkSources(root, sourceParent);
+    try {
+      await this.walkSources(root, sourceParent);
+    } finally {
+      this.parentTrees.close();
+    }
     this.walkDone = true;
 
     // Virtual files from plug-ins: top level of the root tree under their relative path.

@@ -25,7 +25,7 @@ import { Limiter } from '../backup/limiter.js';
 import { nodeNameBytes } from '../backup/node.js';
 import { ContentError, ContentReader, type ContentReaderOptions, type ContentSink, type ContentSource } from './content.js';
 import { lsetTimesNs, setTimesNs, setTimesNsSync } from './times.js';
-import { TreeLoader } from './trees.js';
+import { TreeLoader } from '../snapshot-ops/tree-loader.js';
 
 export interface RestoreProgress {
   filesRestored: number;

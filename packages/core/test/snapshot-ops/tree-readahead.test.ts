@@ -108,3 +108,26 @@ describe('restore reads trees ahead in batches', () => {
     await repo3.close();
   });
 });
+
+describe("backup reads the parent snapshot's trees ahead in batches", () => {
+  it('a no-change backup compares against every parent tree with far fewer reads than directories', async () => {
+    const src = join(work, 'src');
+    const files = await makeDeepTree(src);
+    const { repo, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
+    const first = await runBackup({ repository: repo, sources: [src] });
+    expect(first.errors).toEqual([]);
+    await repo.close();
+    const repo2 = await reopen();
+    const counted = countTrees(repo2);
+    const second = await runBackup({ repository: counted.repo, sources: [src] });
+    expect(second.errors).toEqual([]);
+    expect(second.parentId).toBe(first.snapshotId);
+    // Every file was matched against its parent node (so every parent tree was read) and none was read again.
+    expect(second.stats.filesUnmodified).toBe(files.size);
+    expect(second.stats.bytesRead).toBe(0);
+    expect(counted.batched + counted.single).toBeGreaterThanOrEqual(68);
+    expect(counted.single + counted.batches).toBeLessThan(30);
+    await repo2.close();
+  });
+});
+

@@ -1,5 +1,6 @@
 /**
- * Read-ahead of the tree blobs of a restore. Over a remote storage one
+ * Read-ahead of the tree blobs of a traversal (a restore, or a backup's walk of
+ * its parent snapshot for change detection). Over a remote storage one
  * ranged read per directory costs a round trip each; here trees are
  * requested in batches through `loadBlobs` (neighbouring tree blobs of a
  * pack come in one read), and each tree that arrives queues its
