@@ -665,13 +665,14 @@ class RestoreRun {
       await this.writeFileAsync(node, fsPath, snapPath, buf ? [buf] : []);
       return;
     }
-    const bufs: Buffer[] = [];
-    for (let i = 0; i < ids.length; i++) bufs.push(await load(i));
-    await this.writeFileAsync(node, fsPath, snapPath, bufs);
+    // One blob in memory at a time.
+    await this.writeFileAsync(node, fsPath, snapPath, (async function* () {
+      for (let i = 0; i < ids.length; i++) yield await load(i);
+    })());
   }
 
-  /** Writes a whole file from its blobs (temporary name, metadata, rename). */
-  async writeFileAsync(node: Node, fsPath: Buffer, snapPath: string, bufs: Buffer[]): Promise<void> {
+  /** Writes a whole file from its blobs, in order (temporary name, metadata, rename). */
+  async writeFileAsync(node: Node, fsPath: Buffer, snapPath: string, bufs: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<void> {
     const dirPath = fsPath.subarray(0, fsPath.lastIndexOf(SLASH));
     const tmp = tempPath(dirPath);
     const mode = node.mode & 0o7777;
@@ -680,7 +681,7 @@ class RestoreRun {
     let ok = false;
     try {
       let pos = 0;
-      for (const buf of bufs) {
+      for await (const buf of bufs) {
         this.signal?.throwIfAborted();
         await writeAllAt(fd, buf, pos);
         pos += buf.length;
