@@ -14,6 +14,7 @@ import { Limiter } from './limiter.js';
 import { nameFields, nameKey, nodeFromStat, nodeKey, toNumberStats } from './node.js';
 import { OwnerNames } from './owners.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
+import { isTransientError } from '../storage/errors.js';
 import type { EngineRepository, EntryError, ProgressFn } from './types.js';
 
 /** Kiwi's version, recorded in snapshots. */
@@ -159,6 +160,14 @@ function fstatFd(fd: number): Promise<BigIntStats> {
 }
 /** Chunk saves in flight beyond one per file (each holds a copy of up to maxSize bytes). */
 const EXTRA_SAVES = 4;
+/** True when `err` (or an error in its `cause` chain) is a storage failure that retries did not cure. */
+function causedByStorage(err: unknown): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isTransientError(e)) return true;
+  }
+  return false;
+}
+
 /** Stored bytes of parent-snapshot trees read ahead of the walk and not yet used. */
 const PARENT_TREES_AHEAD_BYTES = 4 * 1024 * 1024;
 
@@ -273,7 +282,7 @@ class BackupRun {
     };
     let failure: unknown;
     // The lock comes first: when the repository is locked, no hook runs (nothing to undo).
-    let lock: { release(): Promise<void> | void } | undefined;
+    let lock: { release(options?: { attempts?: number }): Promise<void> | void } | undefined;
     try {
       lock = await this.repo.lock('shared');
     } catch (err) {
@@ -314,7 +323,8 @@ class BackupRun {
       if (result.snapshotId !== undefined) this.info.snapshotId = result.snapshotId;
       if (lock) {
         try {
-          await lock.release();
+          // Storage unreachable: try once more, not through the whole backoff (the lock goes stale anyway).
+          await lock.release(failure !== undefined && causedByStorage(failure) ? { attempts: 2 } : undefined);
         } catch (err) {
           this.log?.warn(`releasing the repository lock failed: ${(err as Error).message}`);
         }

@@ -27,7 +27,7 @@ export interface EngineRepository {
   flush(): Promise<void>;
   saveSnapshot(snapshot: Snapshot): Promise<string>;
   loadSnapshot(id: string): Promise<Snapshot>;
-  lock(kind: 'shared' | 'exclusive'): Promise<{ release(): Promise<void> | void }>;
+  lock(kind: 'shared' | 'exclusive'): Promise<{ release(options?: { attempts?: number }): Promise<void> | void }>;
   /** Reads index files not read yet (the backup calls it after locking; restore when the index is not loaded). */
   loadIndex?(): Promise<unknown>;
   indexStats?(): { loaded: boolean };

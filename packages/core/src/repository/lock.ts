@@ -14,7 +14,8 @@ import { hostname as osHostname } from 'node:os';
 import { createHash } from 'node:crypto';
 import type { Storage } from '../storage/types.js';
 import { LockHeldError } from './errors.js';
-import type { LockInfo, LockKind, RepoLock, RepositoryLogger } from './types.js';
+import type { LockInfo, LockKind, ReleaseOptions, RepoLock, RepositoryLogger } from './types.js';
+import { withRetry } from '../storage/retry.js';
 
 export const LOCK_REFRESH_MS = 5 * 60 * 1000;
 export const LOCK_STALE_MS = 30 * 60 * 1000;
@@ -164,15 +165,18 @@ export async function acquireLock(ctx: LockContext, kind: LockKind, options: Loc
       return name;
     },
     refresh,
-    async release() {
+    async release(opts: ReleaseOptions = {}) {
       if (released) return;
       released = true;
       clearInterval(timer);
-      await chain;
+      const storage = opts.attempts !== undefined ? withRetry(ctx.storage, { maxAttempts: Math.max(1, opts.attempts) }) : ctx.storage;
+      // A quick release does not wait for a refresh that may be retrying: once it lands it sees
+      // `released` and removes the file it wrote.
+      if (opts.attempts === undefined) await chain;
       try {
-        await ctx.storage.remove({ type: 'lock', name });
+        await storage.remove({ type: 'lock', name });
       } catch (err) {
-        if (!ctx.storage.isNotFound(err)) throw err;
+        if (!storage.isNotFound(err)) throw err;
       }
     },
   };

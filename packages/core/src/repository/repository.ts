@@ -831,9 +831,9 @@ export class Repository {
         return inner.name;
       },
       refresh: () => inner.refresh(),
-      release: async () => {
+      release: async (opts) => {
         locks.delete(handle);
-        await inner.release();
+        await inner.release(opts);
       },
     };
     locks.add(handle);

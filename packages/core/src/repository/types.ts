@@ -201,7 +201,16 @@ export interface RepoLock {
   /** Rewrite the lock file with the current time (new file first, then remove the old one). */
   refresh(): Promise<void>;
   /** Remove the lock file and stop refreshing. Idempotent. */
-  release(): Promise<void>;
+  release(options?: ReleaseOptions): Promise<void>;
+}
+
+export interface ReleaseOptions {
+  /**
+   * Storage attempts for removing the lock file (default: the storage's retry policy). After an
+   * operation failed because the storage is unreachable, 1 or 2 attempts spare a long backoff for
+   * a lock that, if it stays, goes stale and is taken over later anyway.
+   */
+  attempts?: number;
 }
 
 /** Where the repository engine writes log lines (stale lock take-over, etc.). */

@@ -114,4 +114,37 @@ describe('locks', () => {
     expect(storage.paths('locks/')).toHaveLength(0);
     await repo.close();
   });
+
+  it('a quick release (attempts) tries the removal that many times and does not wait for a refresh that is retrying', async () => {
+    const { repo, storage } = await newRepo();
+    const l = await repo.lock('shared');
+    const name = l.name;
+    // The storage is gone: every save and remove fails with a transient error.
+    let removes = 0;
+    const down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
+    storage.beforeSave = async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      throw down;
+    };
+    const remove = storage.remove.bind(storage);
+    storage.remove = async (h) => {
+      if (h.type === 'lock') {
+        removes++;
+        throw down;
+      }
+      return remove(h);
+    };
+    const refreshing = l.refresh().catch(() => undefined); // in flight, failing
+    const t0 = Date.now();
+    await expect(l.release({ attempts: 2 })).rejects.toThrow(/ECONNREFUSED/);
+    expect(removes).toBe(2);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    // The storage comes back: the lock file is still there (it goes stale later), nothing else was written.
+    storage.beforeSave = undefined;
+    storage.remove = remove;
+    await refreshing;
+    expect(storage.paths('locks/')).toEqual([`locks/${name}`]);
+    await repo.close();
+  });
 });
+
