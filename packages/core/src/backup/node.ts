@@ -62,6 +62,8 @@ export function nodeFromStat(rawName: Buffer, type: NodeType, st: BigIntStats, o
   const group = owners.group(gid);
   if (group !== undefined) node.group = group;
   if (type === 'chardev' || type === 'blockdev') node.rdev = st.rdev.toString();
+  // A file with several names: the restore links the names of one (dev, inode) together again.
+  if (type === 'file' && st.nlink > 1n) node.links = Number(st.nlink);
   return node;
 }
 

@@ -28,9 +28,11 @@ export interface Node {
   mtimeNs: string;
   /** Status-change time, nanoseconds since the epoch (change detection only). */
   ctimeNs: string;
-  /** Inode and device (change detection only). */
+  /** Inode and device (change detection; with `links`, hard links on restore). */
   inode: string;
   dev: string;
+  /** Number of names of a file with more than one (hard links); absent otherwise. */
+  links?: number;
   /** Bytes of content (files), 0 otherwise. */
   size: number;
   /** Content blob ids in order (files). An empty file has `[]`. */

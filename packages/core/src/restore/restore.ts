@@ -14,7 +14,7 @@ import {
   write as fsWrite,
   writeSync,
 } from 'node:fs';
-import { lchown, lstat, mkdir, realpath, rename, symlink, unlink } from 'node:fs/promises';
+import { lchown, link, lstat, mkdir, realpath, rename, symlink, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
@@ -250,8 +250,10 @@ function listNodes(nodes: Node[]): Listing {
  * keeps them to the microsecond; atime is set to the mtime), symlink mtimes
  * without following the link, owners
  * (numeric uid/gid) when `owners`. Sockets are skipped; FIFOs and devices are
- * skipped too (Node has no mkfifo/mknod) and listed in `skipped`. Hard links
- * are restored as separate files; extended attributes are not stored.
+ * skipped too (Node has no mkfifo/mknod) and listed in `skipped`. Hard links:
+ * the names of a file that had several (`links`, same `dev` and `inode` in the
+ * snapshot) are linked to the first one restored; extended attributes are not
+ * stored.
  *
  * Performance: sub-directory trees are loaded ahead in batches; file content
  * is read pack by pack (see `content.ts`): the files met by the traversal are
@@ -486,11 +488,29 @@ class RestoreRun {
       }
       if (!inc) continue;
       this.progress(snapPath);
+      // A further name of a hard-linked file already being restored: link it to the first one.
+      const linkKey = node.type === 'file' && (node.links ?? 0) > 1 ? `${node.dev}:${node.inode}` : undefined;
+      const first = linkKey !== undefined ? this.linked.get(linkKey) : undefined;
+      if (first && first.size === node.size && sameContent(first.content, node.content)) {
+        void this.ensureDir(dir).catch(() => undefined);
+        const p: Promise<void> = this.restoreHardLink(first, node, fsPath, snapPath, dir)
+          .then(
+            () => {
+              this.result.filesRestored++;
+            },
+            (err: unknown) => this.fileFailed(snapPath, err),
+          )
+          .finally(() => this.inflight.delete(p));
+        this.inflight.add(p);
+        pending.push(p);
+        continue;
+      }
       if (this.content && node.type === 'file' && node.content && node.content.length > 0) {
         // Content files go to the pack reader; the traversal pauses when its plan is full.
         void this.ensureDir(dir).catch(() => undefined);
         const task: FileTask = { node, fsPath, snapPath, dir, tmp: undefined, fd: undefined, ino: undefined, written: 0 };
         const { done, wait } = this.content.add(task, node.content);
+        if (linkKey !== undefined && !first) this.linked.set(linkKey, { fsPath, size: node.size, content: node.content, done: done.then(() => true, () => false) });
         const p: Promise<void> = done
           .then(
             () => {
@@ -506,7 +526,9 @@ class RestoreRun {
       }
       const wait = this.limiter.acquire();
       if (wait) await wait;
-      const p: Promise<void> = this.restoreLeaf(node, fsPath, snapPath, dir)
+      const leaf = this.restoreLeaf(node, fsPath, snapPath, dir);
+      if (linkKey !== undefined && !first) this.linked.set(linkKey, { fsPath, size: node.size, content: node.content, done: leaf.then(() => true, () => false) });
+      const p: Promise<void> = leaf
         .catch((err: unknown) => this.fileFailed(snapPath, err))
         .finally(() => {
           this.limiter.release();
@@ -547,6 +569,27 @@ class RestoreRun {
       this.fatal = reason;
       void this.stopContent(reason);
     }
+  }
+
+  /** The first restored name of each hard-linked file (by `dev:inode`), and whether it was written. */
+  readonly linked = new Map<string, { fsPath: Buffer; size: number; content: BlobId[] | undefined; done: Promise<boolean> }>();
+
+  /**
+   * A further name of a hard-linked file: a hard link to the first name once that is written. When
+   * the first failed or the file system cannot link, the content is written again.
+   */
+  async restoreHardLink(first: { fsPath: Buffer; done: Promise<boolean> }, node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<void> {
+    const written = await first.done;
+    await this.ensureDir(dir);
+    if (written) {
+      try {
+        await linkOver(first.fsPath, fsPath);
+        return;
+      } catch (err) {
+        if (!CANNOT_LINK.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      }
+    }
+    await this.restoreFile(node, fsPath, snapPath);
   }
 
   /** Why the content reader was stopped (its files fail with it; not reported one by one). */
@@ -869,6 +912,27 @@ function tempPath(dirPath: Buffer): Buffer {
   pos += out.write(hex, pos, 'latin1');
   TEMP_SUFFIX.copy(out, pos);
   return out;
+}
+
+/** Errors of `link` that mean "this file system cannot link here" (then the content is written again). */
+const CANNOT_LINK = new Set(['EPERM', 'EXDEV', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/** `link(existing, path)`; something already at `path` (not a directory) is replaced. */
+async function linkOver(existing: Buffer, path: Buffer): Promise<void> {
+  try {
+    await link(existing, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const st = await lstat(path);
+    if (st.isDirectory()) throw new Error('a directory is in the way');
+    await unlink(path);
+    await link(existing, path);
+  }
+}
+
+function sameContent(a: readonly BlobId[] | undefined, b: readonly BlobId[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 function joinSnap(dir: string, name: string): string {
