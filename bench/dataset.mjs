@@ -1,10 +1,10 @@
 // Deterministic benchmark data set (~1 GiB): tens of thousands of small files, some large files,
 // duplicate files, and a near-copy of a directory. Same bytes on every machine and every run.
 import { createCipheriv, createHash } from 'node:crypto';
-import { mkdir, writeFile, readFile, rm, open, utimes } from 'node:fs/promises';
+import { chmod, lutimes, mkdir, writeFile, readFile, rm, open, symlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 
-const VERSION = 'kiwi-bench-v1';
+const VERSION = 'kiwi-bench-v2';
 
 /** A deterministic byte stream: AES-256-CTR of zeros under a key derived from `label`. */
 function stream(label) {
@@ -49,10 +49,12 @@ async function writeDet(path, data) {
 /**
  * Build the data set under `root` unless it is there already (a marker file records the version).
  * Layout:
- *   small/dNN/dMM/fKKK.{txt,bin}   ~24k small files (0.5–24 KiB; text and random)
+ *   small/dNN/dMM/fKKK.{txt,bin}   24k small files (0.5–24 KiB; text and random)
  *   large/big-N.bin                4 × 128 MiB (2 random, 2 half text)
  *   dup/                           a copy of large/big-0.bin and of small/d00
  *   near/                          a near-copy of small/d01 (1 in 50 files changed)
+ *   links/                         symlinks: relative, absolute, to a directory, dangling, to a symlink
+ *   modes/                         files and a directory with various permission bits (setuid/setgid too)
  */
 export async function ensureDataset(root) {
   const marker = join(root, '.complete');
@@ -96,6 +98,31 @@ export async function ensureDataset(root) {
   // Near-copy of a directory: every 50th file changed a little.
   let n = 0;
   await copyTree(join(root, 'small', 'd01'), join(root, 'near', 'd01'), () => n++ % 50 === 0);
+  // Symlinks (a restore brings back targets and the links' own mtimes).
+  const links = join(root, 'links');
+  await mkdir(links, { recursive: true });
+  const targets = {
+    relative: '../large/big-1.bin',
+    absolute: join(root, 'dup', 'big-0-copy.bin'),
+    directory: '../small/d02',
+    dangling: 'does/not/exist',
+    chained: 'relative',
+  };
+  for (const [name, target] of Object.entries(targets)) {
+    await symlink(target, join(links, name));
+    await lutimes(join(links, name), FIXED_TIME, FIXED_TIME);
+  }
+  // Permission bits.
+  const modes = join(root, 'modes');
+  await mkdir(modes, { recursive: true });
+  for (const mode of [0o600, 0o640, 0o644, 0o700, 0o755, 0o444, 0o4755, 0o2750, 0o1777]) {
+    const file = join(modes, `m${mode.toString(8)}`);
+    await writeDet(file, text(`mode-${mode}`, 2000));
+    await chmod(file, mode);
+  }
+  await mkdir(join(modes, 'private-dir'), { recursive: true });
+  await writeDet(join(modes, 'private-dir', 'inside.txt'), text('private', 3000));
+  await chmod(join(modes, 'private-dir'), 0o750);
   await writeFile(marker, VERSION);
 }
 

@@ -55,6 +55,27 @@ function measure(label, cmd, argv, opts = {}) {
   return { seconds, rssMiB: rssKiB / 1024 };
 }
 
+/**
+ * Kiwi's restores are checked against the data set: every entry's type, mode, mtime (to the
+ * nanosecond), size and symlink target (find -printf), and every file's bytes (diff -r).
+ * Returns undefined when they match, else what differs.
+ */
+function verifyRestore(restoredRoot) {
+  const listing = (dir) =>
+    execFileSync('sh', ['-c', `cd ${JSON.stringify(dir)} && find . -printf '%p %y %m %T@ %s %l\\n' | LC_ALL=C sort`], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const a = listing(dataRoot);
+  const b = listing(restoredRoot);
+  if (a !== b) {
+    const al = a.split('\n');
+    const bl = b.split('\n');
+    const i = al.findIndex((line, k) => line !== bl[k]);
+    return `metadata differs at: ${al[i]} / restored: ${bl[i]}`;
+  }
+  const d = spawnSync('diff', ['-r', '-q', '--no-dereference', dataRoot, restoredRoot], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (d.status !== 0) return `contents differ: ${(d.stdout || d.stderr).split('\n').slice(0, 5).join('; ')}`;
+  return undefined;
+}
+
 function duBytes(path) {
   return Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
 }
@@ -149,6 +170,7 @@ async function main() {
   for (const t of toolsWanted) if (!active.includes(t)) process.stderr.write(`skipping ${t}: not installed\n`);
   const results = {};
   const repos = {};
+  const verified = [];
   for (const t of active) {
     repos[t] = join(base, `repo-${t}`);
     if (tools[t].setup) repos[t] = await tools[t].setup();
@@ -185,6 +207,12 @@ async function main() {
     process.stderr.write(`${t}: restore...\n`);
     results[t]['full restore'] = tools[t].restore(repos[t], tools[t].env(repos[t]), target);
     results[t]['full restore'].repo = duBytes(repos[t]);
+    if (t.startsWith('kiwi')) {
+      const problem = verifyRestore(join(target, dataRoot));
+      if (problem) throw new Error(`${t}: the restored tree is not the data set: ${problem}`);
+      process.stderr.write(`${t}: restore verified (bytes, modes, mtimes, symlinks)\n`);
+      verified.push(t);
+    }
     if (!args.includes('--keep')) await rm(target, { recursive: true, force: true });
   }
 
@@ -213,6 +241,10 @@ async function main() {
     const rr = results.restic['backup after ~1 % change'].repo;
     lines.push('');
     lines.push(`Final repository size, Kiwi ÷ restic: ${(k / rr).toFixed(3)}`);
+  }
+  if (verified.length > 0) {
+    lines.push('');
+    lines.push(`Restores checked against the data set (bytes, modes, mtimes to the ns, symlinks): ${verified.join(', ')}.`);
   }
   const table = lines.join('\n');
   process.stdout.write(`${table}\n`);
