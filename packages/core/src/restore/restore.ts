@@ -352,6 +352,8 @@ class RestoreRun {
       // The traversal is over: what is still planned is read now.
       await this.content?.finish();
       await done;
+      // Stopped after the traversal (while content was still being written): the restore is incomplete.
+      this.signal?.throwIfAborted();
     } catch (err) {
       await this.stopContent(err);
       throw err;
