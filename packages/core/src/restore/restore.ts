@@ -493,51 +493,36 @@ class RestoreRun {
       // A further name of a hard-linked file already being restored: link it to the first one.
       const linkKey = node.type === 'file' && (node.links ?? 0) > 1 ? `${node.dev}:${node.inode}` : undefined;
       const first = linkKey !== undefined ? this.linked.get(linkKey) : undefined;
+      let work: Promise<void>;
+      let wait: Promise<void> | undefined;
+      let release: (() => void) | undefined;
       if (first && first.size === node.size && sameContent(first.content, node.content)) {
-        void this.ensureDir(dir).catch(() => undefined);
-        const p: Promise<void> = this.restoreHardLink(first, node, fsPath, snapPath, dir)
-          .then(
-            () => {
-              this.result.filesRestored++;
-            },
-            (err: unknown) => this.fileFailed(snapPath, err),
-          )
-          .finally(() => this.inflight.delete(p));
-        this.inflight.add(p);
-        pending.push(p);
-        continue;
-      }
-      if (this.content && node.type === 'file' && node.content && node.content.length > 0) {
+        work = this.restoreHardLink(first, node, fsPath, snapPath, dir);
+      } else if (this.content && node.type === 'file' && node.content && node.content.length > 0) {
         // Content files go to the pack reader; the traversal pauses when its plan is full.
         void this.ensureDir(dir).catch(() => undefined);
         const task: FileTask = { node, fsPath, snapPath, dir, tmp: undefined, fd: undefined, ino: undefined, written: 0 };
-        const { done, wait } = this.content.add(task, node.content);
-        if (linkKey !== undefined && !first) this.linked.set(linkKey, { fsPath, size: node.size, content: node.content, done: done.then(() => true, () => false) });
-        const p: Promise<void> = done
-          .then(
-            () => {
-              this.result.filesRestored++;
-            },
-            (err: unknown) => this.fileFailed(snapPath, err),
-          )
-          .finally(() => this.inflight.delete(p));
-        this.inflight.add(p);
-        pending.push(p);
-        if (wait) await wait;
-        continue;
+        const added = this.content.add(task, node.content);
+        work = added.done.then(() => {
+          this.result.filesRestored++;
+        });
+        wait = added.wait;
+      } else {
+        const slot = this.limiter.acquire();
+        if (slot) await slot;
+        work = this.restoreLeaf(node, fsPath, snapPath, dir);
+        release = () => this.limiter.release();
       }
-      const wait = this.limiter.acquire();
-      if (wait) await wait;
-      const leaf = this.restoreLeaf(node, fsPath, snapPath, dir);
-      if (linkKey !== undefined && !first) this.linked.set(linkKey, { fsPath, size: node.size, content: node.content, done: leaf.then(() => true, () => false) });
-      const p: Promise<void> = leaf
+      if (linkKey !== undefined && !first) this.linked.set(linkKey, { fsPath, size: node.size, content: node.content, done: work.then(() => true, () => false) });
+      const p: Promise<void> = work
         .catch((err: unknown) => this.fileFailed(snapPath, err))
         .finally(() => {
-          this.limiter.release();
+          release?.();
           this.inflight.delete(p);
         });
       this.inflight.add(p);
       pending.push(p);
+      if (wait) await wait;
     }
     const done = Promise.all(pending).then(async () => {
       if (dir.node && dir.created) {
@@ -586,12 +571,14 @@ class RestoreRun {
     if (written) {
       try {
         await linkOver(first.fsPath, fsPath);
+        this.result.filesRestored++;
         return;
       } catch (err) {
         if (!CANNOT_LINK.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
       }
     }
     await this.restoreFile(node, fsPath, snapPath);
+    this.result.filesRestored++;
   }
 
   /** Why the content reader was stopped (its files fail with it; not reported one by one). */
