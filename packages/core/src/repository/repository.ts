@@ -17,6 +17,7 @@ import {
 } from '../crypto/keys.js';
 import { DEFAULT_COMPRESSION_LEVEL, compress, compressIfSmaller, decompress } from '../compression/zstd.js';
 import type { Storage, Handle } from '../storage/types.js';
+import { isTransientError } from '../storage/errors.js';
 import { handlePath } from '../storage/types.js';
 import { canonicalJson } from './canonical.js';
 import { checkRepository } from './check.js';
@@ -540,8 +541,14 @@ export class Repository {
         try {
           bytes = await this.storage.load({ type: 'data', name: r.pack }, { offset: r.start, length: r.end - r.start, into });
           if (bytes.byteLength !== r.end - r.start) bytes = undefined;
-        } catch {
-          bytes = undefined; // retried blob by blob below, which names the damage precisely
+        } catch (err) {
+          // A missing pack or an unreachable store (after the retry layer gave up) fails every blob
+          // of the range the same way; reading them one by one would only repeat the retries.
+          if (this.storage.isNotFound(err) || isTransientError(err)) {
+            for (const loc of r.locs) await onBlob(loc.id, undefined, await this.loadError(loc, err));
+            return;
+          }
+          bytes = undefined; // other failures (a short pack): retried blob by blob below, which names the damage
         }
         await this.openRange(r, bytes, transient, onBlob);
       } finally {
@@ -598,26 +605,32 @@ export class Repository {
   }
 
   private async readBlobAt(loc: BlobLocation, buffer?: Uint8Array): Promise<Buffer> {
-    const file = handlePath({ type: 'data', name: loc.pack });
-    const where = { file, blobId: loc.id };
     let bytes: Buffer;
     try {
       bytes = await this.storage.load({ type: 'data', name: loc.pack }, { offset: loc.offset, length: loc.length });
     } catch (err) {
-      if (this.storage.isNotFound(err)) {
-        throw new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is missing`, { ...where, cause: err });
-      }
-      // A short pack is damage, not an I/O problem: say so.
+      throw await this.loadError(loc, err);
+    }
+    return this.openBlob(loc, bytes, buffer);
+  }
+
+  /** The error for a blob whose stored bytes could not be read: a missing or short pack is damage, the rest I/O. */
+  private async loadError(loc: BlobLocation, err: unknown): Promise<Error> {
+    const file = handlePath({ type: 'data', name: loc.pack });
+    const where = { file, blobId: loc.id };
+    if (this.storage.isNotFound(err)) {
+      return new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is missing`, { ...where, cause: err });
+    }
+    if (!isTransientError(err)) {
       const size = await this.storage.stat({ type: 'data', name: loc.pack }).then((i) => i.size, () => undefined);
       if (size !== undefined && size < loc.offset + loc.length) {
-        throw new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is truncated (${size} bytes, the blob ends at ${loc.offset + loc.length})`, {
+        return new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is truncated (${size} bytes, the blob ends at ${loc.offset + loc.length})`, {
           ...where,
           cause: err,
         });
       }
-      throw wrapStorageError(`reading ${loc.type} blob ${loc.id} from ${file} (offset ${loc.offset}, ${loc.length} bytes) failed: ${(err as Error).message}`, err, file);
     }
-    return this.openBlob(loc, bytes, buffer);
+    return wrapStorageError(`reading ${loc.type} blob ${loc.id} from ${file} (offset ${loc.offset}, ${loc.length} bytes) failed: ${(err as Error).message}`, err, file);
   }
 
   /** Authenticate, decompress and verify one blob's stored bytes. */

@@ -7,11 +7,14 @@ import { MapStorage, newRepo, random, textish } from './helpers.js';
 class CountingStorage extends MapStorage {
   dataLoads: Array<{ name: string; offset: number; length: number; into?: Buffer }> = [];
   failRanged?: (name: string, length: number) => boolean;
+  /** Every data load fails with this error (e.g. a dropped connection). */
+  failAll?: Error;
   override async load(handle: Handle, options: LoadOptions = {}): Promise<Buffer> {
     if (handle.type === 'data') {
       const length = options.length ?? -1;
       this.dataLoads.push({ name: handle.name, offset: options.offset ?? 0, length, ...(options.into ? { into: options.into } : {}) });
       if (this.failRanged?.(handle.name, length)) throw new Error('simulated read failure');
+      if (this.failAll) throw this.failAll;
     }
     return super.load(handle, options);
   }
@@ -114,6 +117,27 @@ describe('Repository.loadBlobs', () => {
         expect(r.error!.message).toMatch(/truncated/);
       }
     });
+    await repo.close();
+  });
+
+  it('an unreachable store or a missing pack fails every blob of a read at once, without reading blob by blob', async () => {
+    const { repo, storage, ids } = await filled(10, 1024 * 1024);
+    storage.failAll = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    const down = collect();
+    await repo.loadBlobs('data', ids, down.onBlob);
+    expect(storage.dataLoads.length).toBe(1);
+    for (const id of ids) expect(down.got.get(id)?.error?.message).toMatch(/ECONNRESET/);
+    storage.failAll = undefined;
+    storage.dataLoads = [];
+    const pack = repo.lookupBlob('data', ids[0]!)!.pack;
+    storage.files.delete(`data/${pack.slice(0, 2)}/${pack}`);
+    const gone = collect();
+    await repo.loadBlobs('data', ids, gone.onBlob);
+    expect(storage.dataLoads.length).toBe(1);
+    for (const id of ids) {
+      expect(gone.got.get(id)?.error).toBeInstanceOf(IntegrityError);
+      expect(gone.got.get(id)?.error?.message).toMatch(/is missing/);
+    }
     await repo.close();
   });
 
