@@ -240,16 +240,7 @@ class BackupRun {
     this.copyPool = new BufferPool({ maxIdle: EXTRA_SAVES });
     this.smallPool = new BufferPool({ maxIdle: concurrency + 2 });
     this.realTopNames = new Set(this.sources.map((s) => s.split('/').filter(Boolean)[0] ?? ''));
-    const repo = this.repo;
-    this.parentTrees = new TreeLoader(
-      {
-        loadTree: (id) => repo.loadTree(id),
-        ...(repo.loadBlobs ? { loadBlobs: repo.loadBlobs.bind(repo) } : {}),
-        ...(repo.lookupBlob ? { lookupBlob: repo.lookupBlob.bind(repo) } : {}),
-      },
-      PARENT_TREES_AHEAD_BYTES,
-      true,
-    );
+    this.parentTrees = new TreeLoader(this.repo, PARENT_TREES_AHEAD_BYTES, true);
     this.info = {
       id: randomBytes(8).toString('hex'),
       sources: this.sources,

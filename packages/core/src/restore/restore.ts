@@ -318,15 +318,7 @@ class RestoreRun {
       this.content = new ContentReader(source, sink, opts.contentReader);
     }
     this.filter = opts.include && opts.include.length > 0 ? new IncludeFilter(opts.include) : undefined;
-    this.trees = new TreeLoader(
-      {
-        loadTree: (id) => repo.loadTree(id),
-        ...(repo.loadBlobs ? { loadBlobs: repo.loadBlobs.bind(repo) } : {}),
-        ...(repo.lookupBlob ? { lookupBlob: repo.lookupBlob.bind(repo) } : {}),
-      },
-      TREE_AHEAD_BYTES,
-      this.filter === undefined,
-    );
+    this.trees = new TreeLoader(repo, TREE_AHEAD_BYTES, this.filter === undefined);
     this.owners = opts.owners ?? (typeof process.getuid === 'function' && process.getuid() === 0);
     this.signal = opts.signal;
   }

@@ -11,7 +11,7 @@
 import { parseTree } from '../repository/repository.js';
 import type { BlobId, BlobType, Tree } from '../repository/types.js';
 
-/** What the tree loader needs from the repository. */
+/** What the tree loader needs from the repository (a `Repository` is one; its methods are called on it). */
 export interface TreeSource {
   loadTree(id: BlobId): Promise<Tree>;
   loadBlobs?(type: BlobType, ids: readonly BlobId[], onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void): Promise<void>;
