@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `pnpm bench:engine`: the repository engine's own throughput, without disk or network.
-// saveBlob (encrypt, compress, pack) of 1 MiB chunks into a storage that discards packs, and
-// loadBlobs (read, decrypt, verify, decompress) of them back from memory. A measurement, not a
+// saveBlob (encrypt, compress, pack) of 1 MiB chunks into the memory storage, and loadBlobs
+// (read, decrypt, verify, decompress) of them back. A measurement, not a
 // check: it prints MB/s and CPU, it asserts nothing. Run after `pnpm run build`.
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -9,49 +9,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { Repository } = await import(join(root, 'packages/core/dist/index.js'));
+const { createMemoryStorage } = await import(join(root, 'packages/storage-memory/dist/index.js'));
 const FAST_KDF = { N: 1024, r: 8, p: 1 };
 const quiet = { info() {}, warn() {} };
-
-/** Keeps packs in memory, or drops them (`keep: false`: measures the write path only). */
-class MemoryStore {
-  constructor(keep) {
-    this.keep = keep;
-    this.files = new Map();
-    this.bytes = 0;
-    this.location = 'memory:bench';
-  }
-  async create() {}
-  async save(h, data) {
-    this.bytes += data.byteLength;
-    if (this.keep || h.type !== 'data') this.files.set(`${h.type}/${h.name}`, Buffer.from(data));
-  }
-  async load(h, o = {}) {
-    const f = this.files.get(`${h.type}/${h.name}`);
-    if (!f) throw Object.assign(new Error('not found'), { code: 'ENOENT' });
-    const off = o.offset ?? 0;
-    const len = o.length ?? f.length - off;
-    if (o.into && o.into.length >= len) {
-      f.copy(o.into, 0, off, off + len);
-      return o.into.subarray(0, len);
-    }
-    return Buffer.from(f.subarray(off, off + len));
-  }
-  async stat(h) {
-    const f = this.files.get(`${h.type}/${h.name}`);
-    if (!f) throw Object.assign(new Error('not found'), { code: 'ENOENT' });
-    return { name: h.name, size: f.length };
-  }
-  async *list(type) {
-    for (const [k, f] of this.files) if (k.startsWith(`${type}/`)) yield { name: k.slice(type.length + 1), size: f.length };
-  }
-  async remove(h) {
-    this.files.delete(`${h.type}/${h.name}`);
-  }
-  isNotFound(err) {
-    return err?.code === 'ENOENT';
-  }
-  async close() {}
-}
 
 function chunks(total, kind) {
   const out = [];
@@ -74,7 +34,7 @@ for (const kind of ['random', 'text']) {
   const data = chunks(256, kind);
   const mb = (data.length * (1 << 20)) / 1e6;
   for (const inFlight of [1, 2]) {
-    const storage = new MemoryStore(inFlight === 2);
+    const storage = createMemoryStorage('bench');
     const repo = await Repository.init(storage, 'x', { kdf: FAST_KDF, logger: quiet });
     const ids = [];
     let next = 0;
