@@ -312,7 +312,8 @@ export class ContentReader<F> {
         }
         writes.push(this.#write(job, data, use.offset));
       }
-      return writes.length > 0 ? Promise.all(writes).then(() => undefined) : undefined;
+      if (writes.length <= 1) return writes[0];
+      return Promise.all(writes).then(() => undefined);
     };
     const remaining = () => [...left];
     try {

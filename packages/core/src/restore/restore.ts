@@ -492,7 +492,7 @@ class RestoreRun {
         work = this.restoreHardLink(first, node, fsPath, snapPath, dir);
       } else if (this.content && node.type === 'file' && node.content && node.content.length > 0) {
         // Content files go to the pack reader; the traversal pauses when its plan is full.
-        void this.ensureDir(dir).catch(() => undefined);
+        if (!dir.created) void this.ensureDir(dir); // (its failure is the file's, when it is written)
         const task: FileTask = { node, fsPath, snapPath, dir, tmp: undefined, fd: undefined, ino: undefined, written: 0 };
         const added = this.content.add(task, node.content);
         work = added.done.then(() => {
