@@ -148,6 +148,74 @@ FilesystemStore.prototype.getMetadata = function (bucket, key) {
   return withKeyLock(lockKey, () => getMetadata.call(this, bucket, key));
 };
 // 4. 'Range: bytes=0-0' returns the whole object (an end of 0 is taken as "no end").
+// 6. Objects up to 16 MiB (every pack, index and snapshot Kiwi writes) are answered from a small
+//    pool of reused buffers, read whole and written with one socket write, instead of a fresh
+//    buffer per chunk: production S3 servers stream from reused buffers, and s3rver's per-chunk
+//    garbage otherwise costs more CPU than the transfer itself on the shared 2-core test machines.
+//    A buffer goes back to the pool only once its response has finished (the kernel has the bytes).
+const POOLED_MAX = 16 * 1024 * 1024;
+const freeBuffers = [];
+function takeBuffer(n) {
+  let best = -1;
+  for (let i = 0; i < freeBuffers.length; i++) {
+    if (freeBuffers[i].length >= n && (best < 0 || freeBuffers[i].length < freeBuffers[best].length)) best = i;
+  }
+  if (best >= 0) return freeBuffers.splice(best, 1)[0];
+  return Buffer.allocUnsafeSlow(Math.max(1 << 20, Math.ceil(n / (1 << 20)) * (1 << 20)));
+}
+function giveBuffer(buf) {
+  if (freeBuffers.length < 8) freeBuffers.push(buf);
+}
+class PooledBody extends Readable {
+  constructor(handle, start, length) {
+    super();
+    this.handle = handle;
+    this.start = start;
+    this.length = length;
+    this.buf = null;
+    this.reading = null;
+    this.pushed = false;
+    this.released = false;
+  }
+  _read() {
+    if (this.reading) return;
+    this.buf = takeBuffer(this.length);
+    this.reading = (async () => {
+      let off = 0;
+      while (off < this.length) {
+        const { bytesRead } = await this.handle.read(this.buf, off, this.length - off, this.start + off);
+        if (bytesRead === 0) throw new Error('object shrank while it was read');
+        off += bytesRead;
+      }
+    })();
+    this.reading.then(
+      () => {
+        if (this.destroyed) return;
+        this.pushed = true;
+        this.push(this.buf.subarray(0, this.length));
+        this.push(null);
+      },
+      (err) => this.destroy(err),
+    );
+  }
+  /** The response carrying this body has finished: its buffer may be reused. */
+  release() {
+    if (this.buf && !this.released) {
+      this.released = true;
+      giveBuffer(this.buf);
+    }
+  }
+  _destroy(err, cb) {
+    // A buffer handed to the response is released by release(); one never pushed is free once its read settles.
+    const settle = this.reading ? this.reading.catch(() => undefined) : Promise.resolve();
+    settle
+      .then(() => {
+        if (!this.pushed) this.release();
+        return this.handle.close();
+      })
+      .then(() => cb(err), () => cb(err));
+  }
+}
 const getObject = FilesystemStore.prototype.getObject;
 FilesystemStore.prototype.getObject = function (bucket, key, options) {
   // Metadata and content are read under the key's lock (the file is opened before it is released).
@@ -156,12 +224,18 @@ FilesystemStore.prototype.getObject = function (bucket, key, options) {
     readsHeld.set(lockKey, (readsHeld.get(lockKey) || 0) + 1);
     try {
       const object = await getObject.call(this, bucket, key, options);
-      if (object && object.content && object.range && options && options.start === 0 && options.end === 0 && object.range.end !== 0) {
-        object.content.destroy();
-        object.content = await new Promise((resolve, reject) => {
-          const stream = fs.createReadStream(lockKey, { start: 0, end: 0 }).on('error', reject).on('open', () => resolve(stream));
-        });
+      if (!object || !object.content) return object;
+      const start = object.range ? object.range.start : 0;
+      let end = object.range ? object.range.end : object.size - 1;
+      if (object.range && options && options.start === 0 && options.end === 0) {
+        end = 0;
         object.range = { start: 0, end: 0 };
+      }
+      const length = end + 1 - start;
+      if (length <= POOLED_MAX) {
+        const handle = await fs.promises.open(lockKey, 'r');
+        object.content.destroy();
+        object.content = new PooledBody(handle, start, length);
       }
       return object;
     } finally {
@@ -192,9 +266,11 @@ const server = new S3rver({
   vhostBuckets: false,
   configureBuckets: [{ name: process.env.KIWI_S3_BUCKET }],
 });
-server.middleware.unshift((ctx, next) => {
+server.middleware.unshift(async (ctx, next) => {
   rawPaths.set(ctx.req.headers, ctx.path);
-  return next();
+  await next();
+  const body = ctx.body;
+  if (body instanceof PooledBody) ctx.res.once('finish', () => body.release());
 });
 server.run().then(
   (addr) => process.send({ port: addr.port }),

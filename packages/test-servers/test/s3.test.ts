@@ -1,10 +1,13 @@
 import {
   GetObjectCommand,
   HeadBucketCommand,
+  HeadObjectCommand,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithServer } from '../src/require.js';
 import { S3_SERVER_INSTALL_HINT, s3ServerAvailable, startS3Server, type S3TestServer } from '../src/s3.js';
@@ -45,6 +48,61 @@ describeWithServer('S3 test server (s3rver)', s3ServerAvailable(), S3_SERVER_INS
     });
     s3.destroy();
     bad.destroy();
+  });
+
+  it('serves whole objects and ranges byte for byte while answers share reused buffers', async () => {
+    const s3 = client(server);
+    // Objects of different sizes, one above the 16 MiB served from pooled buffers.
+    const sizes = [0, 1, 4096, 300_000, 3 * 1024 * 1024 + 17, 17 * 1024 * 1024 + 5, 12 * 1024 * 1024, 11 * 1024 * 1024 + 3];
+    const objects = sizes.map((n) => randomBytes(n));
+    await Promise.all(
+      objects.map((body, i) =>
+        s3.send(new PutObjectCommand({ Bucket: server.bucket, Key: `pool/${i}`, Body: body, ContentLength: body.length })),
+      ),
+    );
+    const get = async (i: number, range?: [number, number]): Promise<Buffer> => {
+      const got = await s3.send(
+        new GetObjectCommand({ Bucket: server.bucket, Key: `pool/${i}`, ...(range ? { Range: `bytes=${range[0]}-${range[1]}` } : {}) }),
+      );
+      return Buffer.from(await got.Body!.transformToByteArray());
+    };
+    // Many reads at once, whole and ranged, so that buffers are handed from answer to answer.
+    for (let round = 0; round < 3; round++) {
+      const jobs: Promise<void>[] = [];
+      objects.forEach((body, i) => {
+        jobs.push(get(i).then((b) => expect(b.equals(body), `object ${i} whole`).toBe(true)));
+        if (body.length > 2) {
+          const a = Math.floor(body.length / 3);
+          const z = body.length - 2;
+          jobs.push(get(i, [a, z]).then((b) => expect(b.equals(body.subarray(a, z + 1)), `object ${i} range`).toBe(true)));
+        }
+      });
+      await Promise.all(jobs);
+    }
+    // 'bytes=0-0' is one byte, as on S3.
+    expect((await get(4, [0, 0])).equals(objects[4]!.subarray(0, 1))).toBe(true);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: server.bucket, Key: 'pool/4' }));
+    expect(head.ContentLength).toBe(objects[4]!.length);
+
+    // An answer the client has not read yet keeps its buffer: other answers that need a buffer
+    // as large meanwhile get their own, and the stalled one still arrives intact.
+    const stalled = await s3.send(new GetObjectCommand({ Bucket: server.bucket, Key: 'pool/6' }));
+    await new Promise((r) => setTimeout(r, 200)); // the server has read the object and is blocked on the socket
+    const meanwhile = await Promise.all([get(7), get(7), get(6)]);
+    expect(meanwhile[0]!.equals(objects[7]!)).toBe(true);
+    expect(meanwhile[2]!.equals(objects[6]!)).toBe(true);
+    expect(Buffer.from(await stalled.Body!.transformToByteArray()).equals(objects[6]!)).toBe(true);
+
+    // A client that goes away in the middle of an answer does not break later answers.
+    const cut = await s3.send(new GetObjectCommand({ Bucket: server.bucket, Key: 'pool/5' }));
+    const stream = cut.Body as Readable;
+    await new Promise<void>((resolve) => stream.once('data', () => resolve()));
+    stream.destroy();
+    const again = await Promise.all([get(5), get(3), get(4)]);
+    expect(again[0]!.equals(objects[5]!)).toBe(true);
+    expect(again[1]!.equals(objects[3]!)).toBe(true);
+    expect(again[2]!.equals(objects[4]!)).toBe(true);
+    s3.destroy();
   });
 
   it('halt() makes it unreachable; restart() brings it back on the same port with its data', async () => {
