@@ -14,6 +14,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { ensureDataset, applyChange } from './dataset.mjs';
+import { kiwiNodeArgs } from '../scripts/kiwi-node-args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -85,6 +86,8 @@ function duBytes(path) {
 }
 
 const kiwiBin = join(root, 'apps', 'cli', 'dist', 'bin.js');
+// Kiwi runs with the Node options its bin's shebang asks for, as an installed `kiwi` does.
+const kiwiArgv = (argv) => [...kiwiNodeArgs(kiwiBin), kiwiBin, ...argv];
 
 /** Whether ssh2 (under @kiwi-backup/storage-sftp) has its optional native crypto binding. */
 function ssh2BindingBuilt() {
@@ -100,9 +103,9 @@ const tools = {
   kiwi: {
     available: () => existsSync(kiwiBin),
     env: (repo) => ({ ...process.env, KIWI_PASSWORD: PASSWORD, KIWI_REPOSITORY: repo, KIWI_DATA_DIR: join(base, 'kiwi-datadir') }),
-    init: (repo, env) => measure('kiwi init', process.execPath, [kiwiBin, 'init'], { env }),
-    backup: (repo, env, label) => measure(label, process.execPath, [kiwiBin, 'backup', dataRoot, '--quiet'], { env }),
-    restore: (repo, env, target) => measure('kiwi restore', process.execPath, [kiwiBin, 'restore', 'latest', '--target', target, '--quiet'], { env }),
+    init: (repo, env) => measure('kiwi init', process.execPath, kiwiArgv(['init']), { env }),
+    backup: (repo, env, label) => measure(label, process.execPath, kiwiArgv(['backup', dataRoot, '--quiet']), { env }),
+    restore: (repo, env, target) => measure('kiwi restore', process.execPath, kiwiArgv(['restore', 'latest', '--target', target, '--quiet']), { env }),
   },
   restic: {
     available: () => Boolean(which('restic')),
@@ -131,7 +134,7 @@ function remoteKiwi(kind) {
   let extraEnv = {};
   let url;
   const env = () => ({ ...process.env, KIWI_PASSWORD: PASSWORD, KIWI_REPOSITORY: url, KIWI_DATA_DIR: join(base, `${kind}-datadir`), ...extraEnv });
-  const k = (label, argv, e, cwd) => measure(label, process.execPath, [kiwiBin, ...argv], { env: e, ...(cwd ? { cwd } : {}) });
+  const k = (label, argv, e, cwd) => measure(label, process.execPath, kiwiArgv(argv), { env: e, ...(cwd ? { cwd } : {}) });
   return {
     available: () => existsSync(kiwiBin) && existsSync(join(serversDir, 's3.js')) && (kind === 'kiwi-s3' || existsSync('/usr/sbin/sshd')),
     async setup() {

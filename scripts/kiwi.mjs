@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { constants } from 'node:os';
+import { kiwiNodeArgs } from './kiwi-node-args.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const turbo = join(root, 'node_modules', '.bin', process.platform === 'win32' ? 'turbo.cmd' : 'turbo');
@@ -20,7 +21,8 @@ if (build.status !== 0) {
 }
 // pnpm runs scripts from the root; resolve relative paths against where the user ran the command.
 const cwd = process.env.INIT_CWD || process.cwd();
-const child = spawn(process.execPath, [join(root, 'apps', 'cli', 'dist', 'bin.js'), ...process.argv.slice(2)], {
+const bin = join(root, 'apps', 'cli', 'dist', 'bin.js');
+const child = spawn(process.execPath, [...kiwiNodeArgs(bin), bin, ...process.argv.slice(2)], {
   cwd,
   stdio: 'inherit',
 });

@@ -1,4 +1,10 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
+// Kiwi runs Node with V8's single-threaded garbage collector (the flag above; `env -S` splits it
+// off, and npm's and pnpm's bin shims read it too). Kiwi's work is mostly Buffers that V8 tracks as
+// external memory, so its collections are frequent but small: on few cores the 4 parallel GC helper
+// threads cost more CPU than they save, and on a busy server, or with the storage server on the same
+// machine, that CPU is taken from the work itself. docs/benchmarks.md has the measurements (faster
+// restores over S3 and SFTP, local restores and backups unchanged). `node <path>/bin.js` runs without it.
 import { run } from './main.js';
 
 // The AWS SDK warns on every run under Node 20, which Kiwi supports; the warning is noise for Kiwi's users.
