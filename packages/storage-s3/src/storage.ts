@@ -1,24 +1,13 @@
 import { createHash } from 'node:crypto';
 import { finished, type Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  type BucketLocationConstraint,
-  type CompletedPart,
-  type S3ClientConfig,
-  type ServerSideEncryption,
-  type StorageClass,
+import { createRequire } from 'node:module';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type {
+  BucketLocationConstraint,
+  CompletedPart,
+  S3ClientConfig,
+  ServerSideEncryption,
+  StorageClass,
 } from '@aws-sdk/client-s3';
 import {
   FILE_TYPES,
@@ -36,6 +25,25 @@ import {
 } from '@kiwi-backup/core';
 import { classifyS3Error, isS3NotFound, toStorageError } from './errors.js';
 import { formatLocation, normalizePrefix, parseS3Url, type S3Target } from './url.js';
+
+// The SDK's CommonJS build, loaded with require(): an ESM import of it makes Node first scan its 270 KB
+// bundle for export names, ~30 ms added to the start of every command on an s3: repository.
+const {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} = createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof S3Sdk;
+type S3Client = S3Sdk.S3Client;
 
 const MiB = 1024 * 1024;
 
