@@ -18,7 +18,11 @@ export default kiwiCommand({
     if (!targetArg) throw new UsageError('restore needs --target <dir>');
     const target = resolve(targetArg);
     const repo = await session.openRepository();
+    // The restore needs the index too: read it while the snapshot is looked up.
+    const indexRead = repo.loadIndex();
+    indexRead.catch(() => undefined); // awaited below, unless the snapshot lookup fails first
     const { id, snapshot } = await repo.findSnapshot(String(args.snapshot));
+    await indexRead;
     const out = session.out;
     const started = Date.now();
     out.info(`restoring snapshot ${id.slice(0, 8)} of ${snapshot.paths.join(' ')} to ${target}`);

@@ -258,6 +258,10 @@ export class Repository {
    * deduplicating against existing data.
    */
   static async open(storage: Storage, password: string | Uint8Array, opts: RepositoryOptions = {}): Promise<Repository> {
+    // The config and the key listing are read at once (one round trip less on remote storage);
+    // a missing config still decides the error.
+    const namesRead = listNames(storage, 'key');
+    namesRead.catch(() => undefined); // awaited below, unless the config fails first
     let configBytes: Buffer;
     try {
       configBytes = await storage.load(CONFIG_HANDLE);
@@ -266,7 +270,7 @@ export class Repository {
       throw err;
     }
     const log = opts.logger ?? defaultLogger;
-    const names = await listNames(storage, 'key');
+    const names = await namesRead;
     if (names.length === 0) throw new IntegrityError(`repository at ${storage.location} has a config but no key files (keys/)`, { file: 'keys/' });
     let keys: MasterKeys | null = null;
     let keyId = '';
