@@ -2,10 +2,10 @@
 // `pnpm bench`: time Kiwi — and restic and borg when installed — on the same deterministic ~1 GiB data set:
 // first backup, no-change backup, backup after a ~1 % change, full restore. Prints wall time, peak RSS and
 // repository size per tool, and Kiwi's ratio to restic, and times Kiwi on S3 and SFTP (loopback servers).
-// The steps that leave the repository as it was (no-change backup, restore) run `--runs` times (default 3),
+// The steps that leave the repository as it was (no-change backup, restore) run `--runs` times (default 5),
 // the tools taking turns, and the table shows the median; the first and the after-change backup run once.
 //
-// Usage: pnpm bench [--tools kiwi,restic,borg,kiwi-s3,kiwi-sftp] [--runs 3] [--keep]
+// Usage: pnpm bench [--tools kiwi,restic,borg,kiwi-s3,kiwi-sftp] [--runs 5] [--keep]
 import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdir, rm, readFile, writeFile } from 'node:fs/promises';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -24,7 +24,7 @@ const opt = (name, def) => {
   return i >= 0 ? args[i + 1] : def;
 };
 const toolsWanted = opt('tools', 'kiwi,restic,borg,kiwi-s3,kiwi-sftp').split(',');
-const runs = Number(opt('runs', '3'));
+const runs = Number(opt('runs', '5'));
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${opt('runs')}`);
 const base = process.env.KIWI_BENCH_DIR ?? join(here, '.work');
 const dataRoot = join(base, 'data');
