@@ -148,7 +148,7 @@ FilesystemStore.prototype.getMetadata = function (bucket, key) {
   return withKeyLock(lockKey, () => getMetadata.call(this, bucket, key));
 };
 // 4. 'Range: bytes=0-0' returns the whole object (an end of 0 is taken as "no end").
-// 6. Objects up to 16 MiB (every pack, index and snapshot Kiwi writes) are answered from a small
+// 5. Objects up to 16 MiB (every pack, index and snapshot Kiwi writes) are answered from a small
 //    pool of reused buffers, read whole and written with one socket write, instead of a fresh
 //    buffer per chunk: production S3 servers stream from reused buffers, and s3rver's per-chunk
 //    garbage otherwise costs more CPU than the transfer itself on the shared 2-core test machines.
@@ -245,7 +245,7 @@ FilesystemStore.prototype.getObject = function (bucket, key, options) {
     }
   });
 };
-// 5. Deleting an object also removes its emptied parent directories, which races with
+// 6. Deleting an object also removes its emptied parent directories, which races with
 //    concurrent deletes (DeleteObjects deletes all keys in parallel: ENOENT, HTTP 500) and
 //    with concurrent PUTs into the same directory. Keep the directories: they are invisible to S3 clients.
 FilesystemStore.prototype.deleteObject = function (bucket, key) {
