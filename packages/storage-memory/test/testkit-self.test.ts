@@ -27,6 +27,7 @@ function broken(overrides: (inner: Storage) => Partial<Storage>): { open(): Prom
         remove: o.remove ?? ((h: Handle) => inner.remove(h)),
         isNotFound: o.isNotFound ?? ((e: unknown) => inner.isNotFound(e)),
         close: o.close ?? (() => inner.close()),
+        ...(o.preferredReadSize !== undefined ? { preferredReadSize: o.preferredReadSize } : {}),
       };
     },
   };
@@ -262,6 +263,14 @@ describe('the conformance kit catches broken adapters', () => {
       create: () => inner.create(),
     }));
     await expect(run(lax, 'unsafe handle names')).rejects.toThrow(/expected a rejection/);
+  });
+
+  it('a preferredReadSize that is not a whole number of bytes >= 64 KiB fails its check; a good one passes', async () => {
+    for (const bad of [0, 1000, 1.5 * 1024 * 1024 + 0.5, Number.NaN, -1]) {
+      await expect(run(broken(() => ({ preferredReadSize: bad })), 'preferredReadSize'), String(bad)).rejects.toThrow(/preferredReadSize is/);
+    }
+    await run(broken(() => ({ preferredReadSize: 8 * 1024 * 1024 })), 'preferredReadSize');
+    await run(broken(() => ({})), 'preferredReadSize');
   });
 
   it('a failed check still closes the storage and runs cleanup', async () => {

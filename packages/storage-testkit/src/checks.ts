@@ -723,6 +723,18 @@ const close: ConformanceCheck = {
   },
 };
 
+const readSizeHint: ConformanceCheck = {
+  name: 'preferredReadSize, when given, is a whole number of bytes of at least 64 KiB',
+  async run(storage) {
+    const hint: unknown = storage.preferredReadSize;
+    if (hint === undefined) return;
+    check(
+      typeof hint === 'number' && Number.isSafeInteger(hint) && hint >= 64 * 1024,
+      `preferredReadSize is ${String(hint)}: leave it undefined, or give a whole number of bytes >= 65536`,
+    );
+  },
+};
+
 /** Every check, in the order `describeStorageConformance` runs them. */
 export const conformanceChecks: readonly ConformanceCheck[] = [
   create,
@@ -745,6 +757,7 @@ export const conformanceChecks: readonly ConformanceCheck[] = [
   atomicOverwrite,
   copies,
   unsafeNames,
+  readSizeHint,
   close,
 ];
 

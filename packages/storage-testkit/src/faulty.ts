@@ -105,6 +105,9 @@ export function createFaultyStorage(inner: Storage, plan: FaultPlan = {}): Fault
     get location() {
       return inner.location;
     },
+    get preferredReadSize() {
+      return inner.preferredReadSize;
+    },
     setPlan(plan: FaultPlan) {
       current = plan;
     },

@@ -181,6 +181,10 @@ export class Repository {
   get location(): string {
     return this.storage.location;
   }
+  /** The storage's hint for the size of one batched ranged read (see `Storage.preferredReadSize`). */
+  get preferredReadSize(): number | undefined {
+    return this.storage.preferredReadSize;
+  }
   private readonly keys: MasterKeys;
   private readonly keyId: string;
   private readonly opts: RepositoryOptions;

@@ -74,7 +74,7 @@ export interface ContentReaderOptions {
   readsInFlight?: number;
   /** Gap between needed blobs of a pack bridged by one read (default 512 KiB). */
   maxGap?: number;
-  /** Largest single read (default 8 MiB). */
+  /** Largest single read (default 4 MiB; a restore passes the storage's `preferredReadSize`). */
   maxRead?: number;
   /** Largest window, in files (default 4,096). */
   maxFiles?: number;
@@ -118,7 +118,7 @@ interface Window {
 const DEFAULTS = {
   readsInFlight: 4,
   maxGap: 512 * 1024,
-  maxRead: 8 * 1024 * 1024,
+  maxRead: 4 * 1024 * 1024,
   maxFiles: 4096,
   maxUses: 16_384,
 };

@@ -129,6 +129,9 @@ export function withRetry(storage: Storage, options: RetryOptions = {}): Storage
     get location() {
       return inner.location;
     },
+    get preferredReadSize() {
+      return inner.preferredReadSize;
+    },
     create: () => retry('create', 'create', {}, () => inner.create()),
     save: (handle: Handle, data: Uint8Array) =>
       retry('save', handlePath(handle), { handle }, () => inner.save(handle, data)),

@@ -74,6 +74,12 @@ export interface Storage {
   /** A printable location, with any credential removed (e.g. `s3:https://host/bucket/prefix`). */
   readonly location: string;
   /**
+   * Optional hint: the size in bytes one ranged read should have when a reader batches the
+   * blobs of a pack (a restore). Stores with a cost per request (HTTP object stores) want
+   * larger reads than a disk. Kiwi clamps it to 1–16 MiB; without it, reads are up to 4 MiB.
+   */
+  readonly preferredReadSize?: number;
+  /**
    * Prepare an empty repository location (create directories or check the bucket).
    * Called once by `kiwi init`. Must not fail if the location exists and is empty.
    */

@@ -12,6 +12,15 @@ async function all(it: AsyncIterable<FileInfo>): Promise<string[]> {
 }
 
 describe('withRetry', () => {
+  it('passes the storage\'s location and preferred read size through', () => {
+    const { storage } = fakeStorage();
+    expect(withRetry(storage).preferredReadSize).toBeUndefined();
+    const hinted = Object.assign(Object.create(storage) as typeof storage, { preferredReadSize: 8 << 20 });
+    const r = withRetry(hinted);
+    expect(r.preferredReadSize).toBe(8 << 20);
+    expect(r.location).toBe('fake:test');
+  });
+
   it('retries transient errors with backoff and tells onRetry', async () => {
     const { storage, calls, failures } = fakeStorage();
     await storage.save(h, Buffer.from('hello'));
