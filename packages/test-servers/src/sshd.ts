@@ -8,6 +8,12 @@ import { join } from 'node:path';
 
 /** Where Debian's openssh-server puts the daemon. Override with `KIWI_SSHD`. */
 export const SSHD_PATH = process.env.KIWI_SSHD ?? '/usr/sbin/sshd';
+/**
+ * util-linux's setpriv (in every Debian install): `--pdeathsig TERM` makes the kernel send sshd
+ * SIGTERM when the thread that started it dies, so a test process that is killed (SIGKILL, a
+ * crashed runner) does not leave a listening sshd behind. (s3rver exits on IPC disconnect.)
+ */
+const SETPRIV_PATH = '/usr/bin/setpriv';
 
 /** How to get sshd, for skip/fail messages. */
 export const SSHD_INSTALL_HINT =
@@ -218,7 +224,10 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<SshdSer
   const launch = async (): Promise<void> => {
     writeConfig();
     logLines = [];
-    const proc = spawn(SSHD_PATH, ['-D', '-e', '-f', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = ['-D', '-e', '-f', configPath];
+    const proc = existsSync(SETPRIV_PATH)
+      ? spawn(SETPRIV_PATH, ['--pdeathsig', 'TERM', SSHD_PATH, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(SSHD_PATH, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     let exited: string | undefined;
     proc.stderr!.setEncoding('utf8');

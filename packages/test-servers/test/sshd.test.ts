@@ -1,5 +1,8 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithServer } from '../src/require.js';
 import { SSHD_INSTALL_HINT, sshdAvailable, startSshd, type SshdServer } from '../src/sshd.js';
@@ -80,5 +83,45 @@ describeWithServer('OpenSSH sshd', sshdAvailable(), SSHD_INSTALL_HINT, () => {
     expect(existsSync(other.root)).toBe(true);
     await other.stop();
     expect(existsSync(other.dir)).toBe(false);
+  });
+
+  it('goes away when the process that started it is killed (no listener left behind)', async () => {
+    const dist = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'sshd.js');
+    expect(existsSync(dist), `${dist} (run pnpm build)`).toBe(true);
+    const owner = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', `const { startSshd } = await import(${JSON.stringify(dist)}); const s = await startSshd(); console.log(JSON.stringify({ port: s.port, dir: s.dir })); setInterval(() => {}, 1 << 30);`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const started = await new Promise<{ port: number; dir: string }>((resolve, reject) => {
+      let out = '';
+      owner.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as { port: number; dir: string });
+      });
+      owner.once('exit', (code) => reject(new Error(`the owner exited (${code}) before sshd started`)));
+    });
+    const accepts = () =>
+      new Promise<boolean>((resolve) => {
+        const sock = connect(started.port, '127.0.0.1');
+        sock.once('connect', () => {
+          sock.destroy();
+          resolve(true);
+        });
+        sock.once('error', () => resolve(false));
+      });
+    try {
+      expect(await accepts()).toBe(true);
+      owner.kill('SIGKILL');
+      let open = true;
+      for (let i = 0; i < 50 && open; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        open = await accepts();
+      }
+      expect(open, 'sshd still listens after its owner was killed').toBe(false);
+    } finally {
+      owner.kill('SIGKILL');
+      rmSync(started.dir, { recursive: true, force: true });
+    }
   });
 });
