@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import { exactTimesAvailable, exactTimesUnavailableReason } from '@kiwi-backup/core';
+import { comparableMtime } from '@kiwi-backup/core/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const KIWI_BIN = join(here, '..', 'dist', 'bin.js');
@@ -112,36 +112,11 @@ export async function makeSampleTree(root: string): Promise<void> {
 export interface EntryInfo {
   type: string;
   mode: number;
-  /** Nanoseconds; truncated to whole µs only outside CI when the native-times addon is missing (see `mtimeOf`). */
+  /** Nanoseconds; truncated to whole µs only outside CI when the native-times addon is missing (see `comparableMtime`). */
   mtimeNs: bigint;
   size: number;
   content?: string; // sha of bytes
   link?: string;
-}
-
-let warnedMicroseconds = false;
-
-/**
- * The mtime to compare: exact nanoseconds when Kiwi restores them exactly (the
- * `@kiwi-backup/native-times` addon is built). Under CI=true a missing addon
- * fails; elsewhere the comparison drops to microseconds with a loud warning.
- */
-function mtimeOf(ns: bigint): bigint {
-  if (exactTimesAvailable()) return ns;
-  if (process.env.CI === 'true') {
-    throw new Error(
-      `@kiwi-backup/native-times is not built (${exactTimesUnavailableReason() ?? 'unknown reason'}): ` +
-        'restored mtimes cannot be nanosecond-exact. Run `pnpm --filter @kiwi-backup/native-times run install` (needs python3, make, a C compiler).',
-    );
-  }
-  if (!warnedMicroseconds) {
-    warnedMicroseconds = true;
-    console.warn(
-      '\n*** @kiwi-backup/native-times is not built: comparing mtimes to the MICROSECOND only. ' +
-        'Install python3, make and a C compiler, then `pnpm --filter @kiwi-backup/native-times run install`. ***\n',
-    );
-  }
-  return (ns / 1000n) * 1000n;
 }
 
 /** Everything a restore must reproduce, keyed by relative path (names as latin1 so raw bytes compare). */
@@ -155,7 +130,7 @@ export async function snapshotTree(root: string): Promise<Map<string, EntryInfo>
       const r = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1');
       const st = await lstat(p, { bigint: true });
       const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
-      const info: EntryInfo = { type, mode: Number(st.mode & 0o7777n), mtimeNs: mtimeOf(st.mtimeNs), size: type === 'file' ? Number(st.size) : 0 };
+      const info: EntryInfo = { type, mode: Number(st.mode & 0o7777n), mtimeNs: comparableMtime(st.mtimeNs), size: type === 'file' ? Number(st.size) : 0 };
       if (type === 'file') info.content = createHash('sha256').update(await readFile(p)).digest('hex');
       if (type === 'symlink') {
         info.link = (await readlink(p, { encoding: 'buffer' })).toString('latin1');

@@ -27,3 +27,4 @@ export {
 export { BackupAbortedError, PluginError } from '../plugins/errors.js';
 export { BackupInterruptedError } from '../backup/backup.js';
 export { PluginRuntime, type InlinePlugin } from '../plugins/runtime.js';
+export { comparableMtime } from './times.js';

@@ -3,37 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { exactTimesAvailable, exactTimesUnavailableReason } from '../../../src/restore/times.js';
+import { exactTimesAvailable } from '../../../src/restore/times.js';
+import { comparableMtime } from '../../../src/testing/times.js';
 
-/** The nanosecond addon when built (see `mtimeOf`). */
+/** The nanosecond addon when built (see `comparableMtime`). */
 function nativeTimes(): { lutimensSync(path: string, atimeNs: bigint, mtimeNs: bigint): void } | null {
   if (!exactTimesAvailable()) return null;
   return createRequire(import.meta.url)('@kiwi-backup/native-times') as ReturnType<typeof nativeTimes>;
-}
-
-let warnedMicroseconds = false;
-
-/**
- * The mtime to compare: exact nanoseconds when restore sets them exactly (the
- * `@kiwi-backup/native-times` addon is built). Under CI=true a missing addon
- * fails; elsewhere comparisons drop to microseconds with a loud warning.
- */
-export function mtimeOf(ns: bigint): bigint {
-  if (exactTimesAvailable()) return ns;
-  if (process.env.CI === 'true') {
-    throw new Error(
-      `@kiwi-backup/native-times is not built (${exactTimesUnavailableReason() ?? 'unknown reason'}): ` +
-        'restored mtimes cannot be nanosecond-exact. Run `pnpm --filter @kiwi-backup/native-times run install` (needs python3, make, a C compiler).',
-    );
-  }
-  if (!warnedMicroseconds) {
-    warnedMicroseconds = true;
-    console.warn(
-      '\n*** @kiwi-backup/native-times is not built: comparing mtimes to the MICROSECOND only. ' +
-        'Install python3, make and a C compiler, then `pnpm --filter @kiwi-backup/native-times run install`. ***\n',
-    );
-  }
-  return (ns / 1000n) * 1000n;
 }
 
 export async function tempDir(prefix = 'kiwi-engine-'): Promise<string> {
@@ -103,7 +79,7 @@ export async function makeSampleTree(root: string, maxSize = 16 * 1024): Promise
 export interface FsEntryInfo {
   type: string;
   mode: number;
-  /** Nanoseconds (see `mtimeOf`). */
+  /** Nanoseconds (see `comparableMtime`). */
   mtimeNs: bigint;
   size: number;
   sha?: string;
@@ -125,7 +101,7 @@ export async function describeTree(root: string, opts: { dirMtimes?: boolean } =
       const info: FsEntryInfo = {
         type: st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other',
         mode: Number(st.mode & 0o7777n),
-        mtimeNs: mtimeOf(st.mtimeNs),
+        mtimeNs: comparableMtime(st.mtimeNs),
         size: st.isFile() ? Number(st.size) : 0,
       };
       if (st.isFile()) info.sha = createHash('sha256').update(await readFile(p)).digest('hex');
