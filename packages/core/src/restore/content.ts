@@ -74,7 +74,7 @@ export interface ContentReaderOptions {
   readsInFlight?: number;
   /** Gap between needed blobs of a pack bridged by one read (default 512 KiB). */
   maxGap?: number;
-  /** Largest single read (default 4 MiB; a restore passes the storage's `preferredReadSize`). */
+  /** Largest single read (default: the repository's, from the storage's `preferredReadSize`, else 4 MiB). */
   maxRead?: number;
   /** Largest window, in files (default 4,096). */
   maxFiles?: number;
@@ -118,7 +118,7 @@ interface Window {
 const DEFAULTS = {
   readsInFlight: 4,
   maxGap: 512 * 1024,
-  maxRead: 4 * 1024 * 1024,
+  maxRead: undefined as number | undefined,
   maxFiles: 4096,
   maxUses: 16_384,
 };
@@ -315,12 +315,11 @@ export class ContentReader<F> {
       if (writes.length <= 1) return writes[0];
       return Promise.all(writes).then(() => undefined);
     };
-    const remaining = () => [...left];
     try {
       await this.source.loadBlobs('data', ids, deliver, { maxGap: this.#opts.maxGap, maxRead: this.#opts.maxRead, concurrency: 1, transient: true });
-      for (const id of remaining()) await deliver(id, undefined, new Error(`data blob ${id} was not delivered by the repository`));
+      for (const id of [...left]) await deliver(id, undefined, new Error(`data blob ${id} was not delivered by the repository`));
     } catch (err) {
-      for (const id of remaining()) await deliver(id, undefined, err as Error);
+      for (const id of [...left]) await deliver(id, undefined, err as Error);
     }
   }
 

@@ -572,7 +572,7 @@ class RestoreRun {
     await this.ensureDir(dir);
     if (written) {
       try {
-        await linkOver(first.fsPath, fsPath);
+        await createReplacing(fsPath, () => link(first.fsPath, fsPath));
         this.result.filesRestored++;
         return;
       } catch (err) {
@@ -864,15 +864,7 @@ class RestoreRun {
 
   async restoreSymlink(node: Node, fsPath: Buffer): Promise<void> {
     const target = node.linkTargetRaw !== undefined ? Buffer.from(node.linkTargetRaw, 'base64') : Buffer.from(node.linkTarget ?? '', 'utf8');
-    try {
-      await symlink(target, fsPath);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const st = await lstat(fsPath);
-      if (st.isDirectory()) throw new Error('a directory is in the way');
-      await unlink(fsPath);
-      await symlink(target, fsPath);
-    }
+    await createReplacing(fsPath, () => symlink(target, fsPath));
     if (this.owners) await lchown(fsPath, node.uid, node.gid);
     try {
       await lsetTimesNs(fsPath, node.mtimeNs);
@@ -908,16 +900,16 @@ function tempPath(dirPath: Buffer): Buffer {
 /** Errors of `link` that mean "this file system cannot link here" (then the content is written again). */
 const CANNOT_LINK = new Set(['EPERM', 'EXDEV', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 
-/** `link(existing, path)`; something already at `path` (not a directory) is replaced. */
-async function linkOver(existing: Buffer, path: Buffer): Promise<void> {
+/** `create()` makes `path` (a link or symlink); something already there that is not a directory is replaced. */
+async function createReplacing(path: Buffer, create: () => Promise<void>): Promise<void> {
   try {
-    await link(existing, path);
+    await create();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     const st = await lstat(path);
     if (st.isDirectory()) throw new Error('a directory is in the way');
     await unlink(path);
-    await link(existing, path);
+    await create();
   }
 }
 
