@@ -9,8 +9,6 @@ export interface EngineRepository {
   readonly config: { readonly chunker: { minSize: number; avgSize: number; maxSize: number; seed: Uint8Array | string } };
   /** Printable location (no credentials). */
   readonly location?: string;
-  /** The storage's hint for the size of one batched ranged read (`Storage.preferredReadSize`). */
-  readonly preferredReadSize?: number | undefined;
   blobId(data: Uint8Array): BlobId;
   hasBlob(type: BlobType, id: BlobId): boolean;
   saveBlob(type: BlobType, data: Uint8Array, id?: BlobId): Promise<{ id: BlobId; known: boolean; storedSize: number }>;

@@ -95,7 +95,7 @@ export interface LoadBlobOptions {
 export interface LoadBlobsOptions {
   /** Blobs of one pack separated by at most this many bytes are read together (default 256 KiB). */
   maxGap?: number;
-  /** Largest single ranged read in bytes (default 4 MiB; a larger blob is read alone). */
+  /** Largest single ranged read in bytes (default: the storage's `preferredReadSize` clamped to 1–16 MiB, else 4 MiB; a larger blob is read alone). */
   maxRead?: number;
   /** Ranged reads in flight (default 2). */
   concurrency?: number;
@@ -110,8 +110,15 @@ export interface LoadBlobsOptions {
 
 /** Default gap bridged by one read in {@link Repository.loadBlobs}. */
 export const DEFAULT_READ_GAP = 256 * 1024;
-/** Default largest read of {@link Repository.loadBlobs}. */
+/** Default largest read of {@link Repository.loadBlobs} when the storage has no `preferredReadSize`. */
 export const DEFAULT_MAX_READ = 4 * 1024 * 1024;
+
+/** The largest read for a storage: its `preferredReadSize` clamped to 1–16 MiB, else {@link DEFAULT_MAX_READ}. */
+function maxReadFor(storage: Storage): number {
+  const preferred = storage.preferredReadSize;
+  if (preferred === undefined || !Number.isFinite(preferred)) return DEFAULT_MAX_READ;
+  return Math.min(16 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(preferred)));
+}
 
 export interface SnapshotFilter {
   host?: string;
@@ -180,10 +187,6 @@ export class Repository {
   /** The storage's printable location. */
   get location(): string {
     return this.storage.location;
-  }
-  /** The storage's hint for the size of one batched ranged read (see `Storage.preferredReadSize`). */
-  get preferredReadSize(): number | undefined {
-    return this.storage.preferredReadSize;
   }
   private readonly keys: MasterKeys;
   private readonly keyId: string;
@@ -518,7 +521,7 @@ export class Repository {
     if (ids.some((id) => this.pending.has(pendingKey(type, id)))) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
     const maxGap = opts.maxGap ?? DEFAULT_READ_GAP;
-    const maxRead = opts.maxRead ?? DEFAULT_MAX_READ;
+    const maxRead = opts.maxRead ?? maxReadFor(this.storage);
     const locs: BlobLocation[] = [];
     const seen = new Set<BlobId>();
     for (const id of ids) {

@@ -36,18 +36,8 @@ export interface RestoreProgress {
   current: string;
 }
 
-/** Batched reads are up to 4 MiB unless the storage prefers another size (clamped to 1–16 MiB). */
-const DEFAULT_READ_SIZE = 4 * 1024 * 1024;
-function readSizeFor(preferred: number | undefined): number {
-  if (preferred === undefined || !Number.isFinite(preferred)) return DEFAULT_READ_SIZE;
-  return Math.min(16 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(preferred)));
-}
-
 export interface RestoreOptions {
-  repository: Pick<
-    EngineRepository,
-    'loadTree' | 'loadBlob' | 'loadSnapshot' | 'loadIndex' | 'indexStats' | 'loadBlobs' | 'lookupBlob' | 'preferredReadSize'
-  >;
+  repository: Pick<EngineRepository, 'loadTree' | 'loadBlob' | 'loadSnapshot' | 'loadIndex' | 'indexStats' | 'loadBlobs' | 'lookupBlob'>;
   /** The snapshot, or its id (one of the two). */
   snapshot?: Snapshot;
   snapshotId?: string;
@@ -325,7 +315,7 @@ class RestoreRun {
         complete: (f) => this.completeFile(f),
         discard: (f) => this.discardFile(f),
       };
-      this.content = new ContentReader(source, sink, { maxRead: readSizeFor(repo.preferredReadSize), ...opts.contentReader });
+      this.content = new ContentReader(source, sink, opts.contentReader);
     }
     this.filter = opts.include && opts.include.length > 0 ? new IncludeFilter(opts.include) : undefined;
     this.trees = new TreeLoader(repo, TREE_AHEAD_BYTES, this.filter === undefined);

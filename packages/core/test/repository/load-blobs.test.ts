@@ -6,6 +6,7 @@ import { MapStorage, newRepo, random, textish } from './helpers.js';
 /** MapStorage that counts data loads and can fail some of them. */
 class CountingStorage extends MapStorage {
   dataLoads: Array<{ name: string; offset: number; length: number; into?: Buffer }> = [];
+  preferredReadSize?: number;
   failRanged?: (name: string, length: number) => boolean;
   /** Every data load fails with this error (e.g. a dropped connection). */
   failAll?: Error;
@@ -53,6 +54,32 @@ describe('Repository.loadBlobs', () => {
     expect(got.size).toBe(ids.length);
     ids.forEach((id, i) => expect(got.get(id)?.data?.equals(blobs[i]!)).toBe(true));
     expect(storage.dataLoads.length).toBe(packs.size);
+    await repo.close();
+  });
+
+  it('reads up to the storage\'s preferredReadSize (clamped to 1–16 MiB), 4 MiB without one; an explicit maxRead wins', async () => {
+    const MiB = 1024 * 1024;
+    // 24 MiB in 96 blobs of 256 KiB in one pack, read whole: the longest read shows the limit.
+    const storage = new CountingStorage();
+    const { repo } = await newRepo({ packSize: 32 * MiB }, storage);
+    const ids: string[] = [];
+    for (let i = 0; i < 96; i++) ids.push((await repo.saveBlob('data', random(256 * 1024))).id);
+    await repo.flush();
+    const cases: Array<[number | undefined, number | undefined, number]> = [
+      [undefined, undefined, 4 * MiB],
+      [2 * MiB, undefined, 2 * MiB],
+      [100 * MiB, undefined, 16 * MiB],
+      [1000, undefined, 1 * MiB],
+      [8 * MiB, 512 * 1024, 512 * 1024],
+    ];
+    for (const [preferred, explicit, limit] of cases) {
+      storage.preferredReadSize = preferred;
+      storage.dataLoads = [];
+      await repo.loadBlobs('data', ids, collect().onBlob, explicit !== undefined ? { maxRead: explicit } : {});
+      const longest = Math.max(...storage.dataLoads.map((l) => l.length));
+      expect(longest, `preferred ${preferred}, explicit ${explicit}`).toBeLessThanOrEqual(limit);
+      expect(longest, `preferred ${preferred}, explicit ${explicit}`).toBeGreaterThan(limit - 300 * 1024);
+    }
     await repo.close();
   });
 

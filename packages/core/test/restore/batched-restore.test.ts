@@ -49,42 +49,6 @@ function spy(repo: Repository): { repo: Repository; requested: string[] } {
 }
 
 describe('restore through batched blob loads', () => {
-  it('reads up to the storage\'s preferred read size (clamped to 1–16 MiB), 4 MiB without one', async () => {
-    const src = join(work, 'src');
-    await makeTree(src);
-    const { repo, reopen } = await memoryRepository({ packSize: 64 * 1024 });
-    await runBackup({ repository: repo, sources: [src] });
-    await repo.close();
-    const repo2 = await reopen();
-    const { snapshot } = await repo2.findSnapshot('latest');
-    const MiB = 1024 * 1024;
-    const cases: Array<[number | undefined, number | undefined, number]> = [
-      [undefined, undefined, 4 * MiB],
-      [8 * MiB, undefined, 8 * MiB],
-      [100 * MiB, undefined, 16 * MiB],
-      [1000, undefined, 1 * MiB],
-      [8 * MiB, 64 * 1024, 64 * 1024], // an explicit contentReader.maxRead wins
-    ];
-    for (const [i, [preferred, explicit, expected]] of cases.entries()) {
-      const seen = new Set<number | undefined>();
-      const wrapped = Object.create(repo2) as Repository;
-      Object.defineProperty(wrapped, 'preferredReadSize', { value: preferred });
-      wrapped.loadBlobs = (type, ids, onBlob, opts) => {
-        if (type === 'data') seen.add(opts?.maxRead);
-        return repo2.loadBlobs(type, ids, onBlob, opts);
-      };
-      const rr = await restoreSnapshot({
-        repository: wrapped,
-        snapshot,
-        target: join(work, `out${i}`),
-        ...(explicit !== undefined ? { contentReader: { maxRead: explicit } } : {}),
-      });
-      expect(rr.errors).toEqual([]);
-      expect([...seen], `preferred ${preferred}, explicit ${explicit}`).toEqual([expected]);
-    }
-    await repo2.close();
-  });
-
   it('restores every file exactly, including a multi-blob file with repeated blobs', async () => {
     const src = join(work, 'src');
     const files = await makeTree(src);
