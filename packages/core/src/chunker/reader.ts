@@ -2,7 +2,7 @@ import { read as fsRead } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Chunker } from './fastcdc.js';
 import type { ChunkerParams } from './params.js';
-import { BufferPool, sharedBufferPool } from './pool.js';
+import { BufferPool, sharedBufferPool } from '../buffer-pool.js';
 
 /** Counters filled in while a chunk reader runs (also its generator return value). */
 export interface ChunkReadStats {

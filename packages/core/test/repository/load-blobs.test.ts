@@ -211,4 +211,22 @@ describe('Repository.loadBlobs', () => {
     expect(new Set(storage.dataLoads.map((l) => l.into)).size).toBeLessThan(storage.dataLoads.length);
     await repo.close();
   });
+
+  it('reuses read buffers across reads of varying sizes (pooled in size classes, not exact sizes)', async () => {
+    const storage = new CountingStorage();
+    const { repo } = await newRepo({ packSize: 16 << 20 }, storage);
+    // 64 KiB random (stored uncompressed) blobs in one pack, read with a growing maxRead, one read at a time:
+    // each read is a little larger than any before it, which an exact-size pool can never serve.
+    const ids: string[] = [];
+    for (let i = 0; i < 48; i++) ids.push((await repo.saveBlob('data', random(64 << 10))).id);
+    await repo.flush();
+    storage.dataLoads = [];
+    for (const maxRead of [1.1, 1.3, 1.5, 1.7, 1.9].map((m) => Math.floor(m * 2 ** 20))) {
+      await repo.loadBlobs('data', ids, (_id, data) => void expect(data).toBeDefined(), { maxRead, concurrency: 1 });
+    }
+    const intos = new Set(storage.dataLoads.map((l) => l.into));
+    expect(storage.dataLoads.length).toBeGreaterThan(10);
+    expect(intos.size).toBe(1);
+    await repo.close();
+  });
 });
