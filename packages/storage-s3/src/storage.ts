@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { finished, type Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 import type * as S3Sdk from '@aws-sdk/client-s3';
+import type * as HttpHandlerModule from '@smithy/node-http-handler';
 import type {
   BucketLocationConstraint,
   CompletedPart,
@@ -23,6 +24,7 @@ import {
   type LoadOptions,
   type Storage,
 } from '@kiwi-backup/core';
+import { DirectReadHandler, type BodySink, type InnerHandler } from './direct-read.js';
 import { classifyS3Error, isS3NotFound, toStorageError } from './errors.js';
 import { formatLocation, normalizePrefix, parseS3Url, type S3Target } from './url.js';
 
@@ -44,6 +46,7 @@ const {
   UploadPartCommand,
 } = createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof S3Sdk;
 type S3Client = S3Sdk.S3Client;
+const { NodeHttpHandler } = createRequire(import.meta.url)('@smithy/node-http-handler') as typeof HttpHandlerModule;
 
 const MiB = 1024 * 1024;
 
@@ -142,8 +145,18 @@ function positiveInt(value: unknown, name: string, fallback: number): number {
   return value;
 }
 
-function buildClientConfig(target: S3Target, options: S3StorageOptions, env: NodeJS.ProcessEnv): S3ClientConfig {
-  const agent = { keepAlive: true, maxSockets: positiveInt(options.maxSockets, 'maxSockets', 32) };
+function buildClientConfig(
+  target: S3Target,
+  options: S3StorageOptions,
+  env: NodeJS.ProcessEnv,
+): { config: S3ClientConfig; transport: DirectReadHandler } {
+  const maxSockets = positiveInt(options.maxSockets, 'maxSockets', 32);
+  const connectionTimeout = positiveInt(options.connectionTimeoutMs, 'connectionTimeoutMs', 10_000);
+  const socketTimeout = positiveInt(options.socketTimeoutMs, 'socketTimeoutMs', 120_000);
+  const agent = { keepAlive: true, maxSockets };
+  const inner = new NodeHttpHandler({ connectionTimeout, socketTimeout, httpAgent: agent, httpsAgent: agent });
+  // Ranged reads into a caller's buffer skip Node's HTTP client (see direct-read.ts).
+  const transport = new DirectReadHandler(inner as unknown as InnerHandler, { connectionTimeout, socketTimeout, maxSockets });
   const config: S3ClientConfig = {
     // The shared retry layer in core (withRetry) is the only one: no SDK retries.
     maxAttempts: 1,
@@ -151,12 +164,7 @@ function buildClientConfig(target: S3Target, options: S3StorageOptions, env: Nod
     // the framing as object bytes); checksums only where an API requires them.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: {
-      connectionTimeout: positiveInt(options.connectionTimeoutMs, 'connectionTimeoutMs', 10_000),
-      socketTimeout: positiveInt(options.socketTimeoutMs, 'socketTimeoutMs', 120_000),
-      httpAgent: agent,
-      httpsAgent: agent,
-    },
+    requestHandler: transport as unknown as S3ClientConfig['requestHandler'],
   };
   const region = options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? (target.endpoint ? 'us-east-1' : undefined);
   if (region) config.region = region;
@@ -186,7 +194,7 @@ function buildClientConfig(target: S3Target, options: S3StorageOptions, env: Nod
       ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
     };
   }
-  return config;
+  return { config, transport };
 }
 
 class S3StorageImpl implements S3Storage {
@@ -200,6 +208,7 @@ class S3StorageImpl implements S3Storage {
   readonly bucket: string;
   readonly prefix: string;
   readonly #client: S3Client;
+  readonly #transport: DirectReadHandler;
   readonly #endpoint: string;
   readonly #opts: Resolved;
   readonly #storageClass: StorageClass | undefined;
@@ -212,7 +221,8 @@ class S3StorageImpl implements S3Storage {
     this.bucket = target.bucket;
     this.prefix = target.prefix;
     this.location = formatLocation(target);
-    const config = buildClientConfig(target, options, env);
+    const { config, transport } = buildClientConfig(target, options, env);
+    this.#transport = transport;
     this.#region = typeof config.region === 'string' ? config.region : undefined;
     this.#endpoint = target.endpoint ?? `AWS S3${this.#region ? ` (${this.#region})` : ''}`;
     this.#client = new S3Client(config);
@@ -389,9 +399,15 @@ class S3StorageImpl implements S3Storage {
     }
     const range =
       offset === 0 && length === undefined ? undefined : `bytes=${offset}-${length === undefined ? '' : offset + length - 1}`;
+    // A big enough caller buffer (LoadOptions.into) gets the body straight from the socket.
+    const target = loadTarget(options);
+    const sink: BodySink | undefined = target ? { buffer: target } : undefined;
     let res;
     try {
-      res = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }));
+      res = await this.#client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }),
+        sink ? this.#transport.optionsFor(sink) : {},
+      );
     } catch (err) {
       const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
       if (status === 416 || (err as { name?: string }).name === 'InvalidRange') {
@@ -413,8 +429,8 @@ class S3StorageImpl implements S3Storage {
     }
     let buf: Buffer;
     try {
-      // A big enough caller buffer (LoadOptions.into) is filled instead of a fresh one.
-      buf = await readBody(res.Body as Readable | undefined, expected, loadTarget(options));
+      // Already in the caller's buffer, or read from the SDK's stream (into that buffer if it fits).
+      buf = sink?.received !== undefined ? sink.buffer.subarray(0, sink.received) : await readBody(res.Body as Readable | undefined, expected, target);
     } catch (err) {
       throw this.#error(err, op, handle);
     }

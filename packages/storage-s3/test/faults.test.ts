@@ -98,8 +98,16 @@ describeWithServer('S3 test server (s3rver)', serverAvailable, installHint, () =
     expectTransient(err);
     const rangeErr = await storage.load(h, { offset: 10, length: 1024 * KiB }).catch((e: unknown) => e);
     expectTransient(rangeErr);
+    // The same into a caller's buffer (the direct read path of direct-read.ts).
+    const into = Buffer.alloc(1024 * KiB);
+    const intoErr = await storage.load(h, { offset: 10, length: 1024 * KiB, into }).catch((e: unknown) => e);
+    expectTransient(intoErr);
+    expect((intoErr as Error).message).toMatch(/of 1048576 body bytes/);
     proxy.setCutAfter(undefined);
     expect((await storage.load(h, { offset: 10, length: 1024 * KiB })).equals(bytes.subarray(10, 10 + 1024 * KiB))).toBe(true);
+    const got = await storage.load(h, { offset: 10, length: 1024 * KiB, into });
+    expect(got.buffer).toBe(into.buffer);
+    expect(got.equals(bytes.subarray(10, 10 + 1024 * KiB))).toBe(true);
     await storage.close();
     await direct.close();
   });
@@ -124,6 +132,7 @@ describeWithServer('S3 test server (s3rver)', serverAvailable, installHint, () =
 
     // While it is down, every operation fails transiently (and fast: connection refused).
     expectTransient(await storage.load(h).catch((e: unknown) => e));
+    expectTransient(await storage.load(h, { offset: 0, length: 10, into: Buffer.alloc(10) }).catch((e: unknown) => e));
     expectTransient(await storage.stat(h).catch((e: unknown) => e));
     const listErr = await (async () => {
       for await (const _ of storage.list('data')) void _;
@@ -156,6 +165,9 @@ describeWithServer('S3 test server (s3rver)', serverAvailable, installHint, () =
       const started = Date.now();
       const err = await storage.load({ type: 'key', name: 'k' }).catch((e: unknown) => e);
       expectTransient(err);
+      const intoErr = await storage.load({ type: 'key', name: 'k' }, { offset: 0, length: 10, into: Buffer.alloc(10) }).catch((e: unknown) => e);
+      expectTransient(intoErr);
+      expect((intoErr as Error).message).toMatch(/no data from the server for 300 ms/);
       expect(Date.now() - started).toBeLessThan(5000);
       const saveErr = await storage.save({ type: 'key', name: 'k' }, patternBytes(10 * KiB)).catch((e: unknown) => e);
       expectTransient(saveErr);
