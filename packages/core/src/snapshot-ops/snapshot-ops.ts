@@ -1,11 +1,16 @@
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import type { EngineRepository } from '../backup/types.js';
 import { nodeNameBytes } from '../backup/node.js';
+import { TreeLoader } from './tree-loader.js';
 
-type TreeLoader = Pick<EngineRepository, 'loadTree' | 'loadIndex' | 'indexStats'>;
+/** What the snapshot operations need from the repository; with `loadBlobs` and `lookupBlob`, a listing reads trees ahead. */
+type TreeReader = Pick<EngineRepository, 'loadTree' | 'loadIndex' | 'indexStats' | 'loadBlobs' | 'lookupBlob'>;
+
+/** Stored bytes of trees a listing reads ahead of where it is. */
+const LIST_TREES_AHEAD_BYTES = 4 * 1024 * 1024;
 
 /** Loads the repository's index when it has not been loaded yet (trees are found through it). */
-async function ensureIndex(repository: TreeLoader): Promise<void> {
+async function ensureIndex(repository: TreeReader): Promise<void> {
   if (repository.loadIndex && repository.indexStats && !repository.indexStats().loaded) await repository.loadIndex();
 }
 
@@ -34,7 +39,7 @@ function findByName(nodes: readonly Node[], name: string): Node | undefined {
  * has no node: then a synthetic directory node with the root tree is returned).
  * Undefined when the path does not exist.
  */
-export async function lookupPath(repository: TreeLoader, snapshot: Snapshot, path: string): Promise<Node | undefined> {
+export async function lookupPath(repository: TreeReader, snapshot: Snapshot, path: string): Promise<Node | undefined> {
   const parts = splitSnapshotPath(path);
   if (parts.length === 0) return rootNode(snapshot);
   await ensureIndex(repository);
@@ -73,7 +78,7 @@ function rootNode(snapshot: Snapshot): Node {
  * Options: `recursive: false` lists only the directory's direct children.
  */
 export async function* listTree(
-  repository: TreeLoader,
+  repository: TreeReader,
   snapshot: Snapshot,
   path = '/',
   options: { recursive?: boolean } = {},
@@ -86,15 +91,30 @@ export async function* listTree(
   const startPath = parts.length === 0 ? '/' : '/' + parts.join('/');
   if (parts.length > 0) yield { path: startPath, node: start };
   if (start.type !== 'dir' || start.subtree === undefined) return;
-  yield* walkTree(repository, start.subtree, startPath, recursive);
+  yield* walkTreeAhead(repository, start.subtree, startPath, recursive);
 }
 
-async function* walkTree(repository: TreeLoader, treeId: BlobId, dir: string, recursive: boolean): AsyncGenerator<ListedNode> {
-  const tree = await repository.loadTree(treeId);
+/**
+ * Every node under the tree `treeId`, depth first. Trees come in batched reads ahead of the walk
+ * (over remote storage, one read per directory would cost a round trip each); only a recursive
+ * walk reads below the first level.
+ */
+async function* walkTreeAhead(repository: TreeReader, treeId: BlobId, dir: string, recursive: boolean): AsyncGenerator<ListedNode> {
+  const trees = new TreeLoader(repository, LIST_TREES_AHEAD_BYTES, recursive);
+  try {
+    trees.want([treeId]);
+    yield* walkTree(trees, treeId, dir, recursive);
+  } finally {
+    trees.close();
+  }
+}
+
+async function* walkTree(trees: TreeLoader, treeId: BlobId, dir: string, recursive: boolean): AsyncGenerator<ListedNode> {
+  const tree = await trees.take(treeId);
   for (const node of tree.nodes) {
     const p = joinSnap(dir, node.name);
     yield { path: p, node };
-    if (recursive && node.type === 'dir' && node.subtree !== undefined) yield* walkTree(repository, node.subtree, p, recursive);
+    if (recursive && node.type === 'dir' && node.subtree !== undefined) yield* walkTree(trees, node.subtree, p, recursive);
   }
 }
 
@@ -146,13 +166,13 @@ function changedFields(a: Node, b: Node): string[] {
  * too. An added or removed directory is reported once, with everything under
  * it reported as well (`added`/`removed`).
  */
-export async function* diffSnapshots(repository: TreeLoader, a: Snapshot, b: Snapshot): AsyncGenerator<SnapshotChange, void, undefined> {
+export async function* diffSnapshots(repository: TreeReader, a: Snapshot, b: Snapshot): AsyncGenerator<SnapshotChange, void, undefined> {
   await ensureIndex(repository);
   yield* diffTrees(repository, a.tree, b.tree, '/');
 }
 
 async function* diffTrees(
-  repository: TreeLoader,
+  repository: TreeReader,
   aId: BlobId | undefined,
   bId: BlobId | undefined,
   dir: string,
@@ -195,14 +215,14 @@ async function* diffTrees(
   }
 }
 
-async function* allUnder(repository: TreeLoader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
+async function* allUnder(repository: TreeReader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
   yield change === 'added' ? { path, change, after: node } : { path, change, before: node };
   yield* under(repository, node, path, change);
 }
 
-async function* under(repository: TreeLoader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
+async function* under(repository: TreeReader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
   if (node.type !== 'dir' || node.subtree === undefined) return;
-  for await (const item of walkTree(repository, node.subtree, path, true)) {
+  for await (const item of walkTreeAhead(repository, node.subtree, path, true)) {
     yield change === 'added' ? { path: item.path, change, after: item.node } : { path: item.path, change, before: item.node };
   }
 }

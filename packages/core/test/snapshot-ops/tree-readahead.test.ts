@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { runBackup, restoreSnapshot } from '../../src/index.js';
+import { diffSnapshots, listTree, restoreSnapshot, runBackup } from '../../src/index.js';
 import type { Repository } from '../../src/repository/repository.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
@@ -131,3 +131,36 @@ describe("backup reads the parent snapshot's trees ahead in batches", () => {
   });
 });
 
+
+describe('listing and diff read trees ahead in batches', () => {
+  it('listTree (and diff of an added hierarchy) yields every entry with far fewer tree reads than directories', async () => {
+    const src = join(work, 'src');
+    const files = await makeDeepTree(src);
+    const { repo, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    expect(res.errors).toEqual([]);
+    await repo.close();
+    const repo2 = await reopen();
+    const snapshot = await repo2.loadSnapshot(res.snapshotId!);
+    const counted = countTrees(repo2);
+    const paths: string[] = [];
+    for await (const item of listTree(counted.repo, snapshot, src)) paths.push(item.path);
+    // The source itself, its 68 directories and every file, in depth-first order.
+    expect(paths.filter((p) => p.endsWith('.txt')).length).toBe(files.size);
+    expect(paths).toContain(`${src}/a3/b3/c2/f1.txt`);
+    expect(paths.indexOf(`${src}/a0/b0`)).toBeLessThan(paths.indexOf(`${src}/a0/b0/c0/f0.txt`));
+    expect(counted.batched + counted.single).toBeGreaterThanOrEqual(68);
+    expect(counted.single + counted.batches).toBeLessThan(30);
+
+    // A snapshot of an empty directory against this one: everything under the source is "added".
+    const empty = join(work, 'empty');
+    await mkdir(join(empty), { recursive: true });
+    const none = await runBackup({ repository: repo2, sources: [empty] });
+    const counted2 = countTrees(repo2);
+    let added = 0;
+    for await (const c of diffSnapshots(counted2.repo, await repo2.loadSnapshot(none.snapshotId!), snapshot)) if (c.change === 'added') added++;
+    expect(added).toBeGreaterThan(files.size);
+    expect(counted2.single + counted2.batches).toBeLessThan(40);
+    await repo2.close();
+  });
+});
