@@ -171,7 +171,6 @@ export class DirectReadHandler {
   #connect(request: HttpRequestLike, origin: string, signal: AbortSignalLike | undefined): Promise<Connection> {
     const host = request.hostname.replace(/^\[(.*)\]$/, '$1');
     const port = request.port ?? (request.protocol === 'https:' ? 443 : 80);
-    this.#open.set(origin, (this.#open.get(origin) ?? 0) + 1);
     const conn = new Connection(
       (onread) =>
         request.protocol === 'https:'
@@ -199,6 +198,8 @@ export class DirectReadHandler {
         if (i >= 0) list!.splice(i, 1);
       },
     );
+    // Counted once the socket exists ('close', which uncounts it, comes later, asynchronously).
+    this.#open.set(origin, (this.#open.get(origin) ?? 0) + 1);
     return conn.connected(`${host}:${port}`, request.protocol === 'https:', this.#opts.connectionTimeout, signal).then(() => conn);
   }
 }
