@@ -55,15 +55,20 @@ function countTrees(repo: Repository): { repo: Repository; single: number; batch
   return c;
 }
 
+/** The deep tree backed up once into a fresh memory repository, reopened (nothing cached) for the test. */
+async function backedUpDeepTree() {
+  const src = join(work, 'src');
+  const files = await makeDeepTree(src);
+  const { repo, storage, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
+  const res = await runBackup({ repository: repo, sources: [src] });
+  expect(res.errors).toEqual([]);
+  await repo.close();
+  return { src, files, storage, reopen, res, repo2: await reopen() };
+}
+
 describe('restore reads trees ahead in batches', () => {
   it('restores a deep hierarchy exactly with far fewer tree reads than directories', async () => {
-    const src = join(work, 'src');
-    const files = await makeDeepTree(src);
-    const { repo, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
-    const res = await runBackup({ repository: repo, sources: [src] });
-    expect(res.errors).toEqual([]);
-    await repo.close();
-    const repo2 = await reopen();
+    const { src, files, res, repo2 } = await backedUpDeepTree();
     const counted = countTrees(repo2);
     const target = join(work, 'out');
     const rr = await restoreSnapshot({ repository: counted.repo, snapshotId: res.snapshotId!, target });
@@ -78,12 +83,7 @@ describe('restore reads trees ahead in batches', () => {
   });
 
   it('reports a damaged tree for its directory only; the rest is restored', async () => {
-    const src = join(work, 'src');
-    const files = await makeDeepTree(src);
-    const { repo, storage, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
-    const res = await runBackup({ repository: repo, sources: [src] });
-    await repo.close();
-    const repo2 = await reopen();
+    const { src, files, storage, reopen, res, repo2 } = await backedUpDeepTree();
     await repo2.loadIndex();
     // Find the tree of a1/b2 through its parent a1.
     const root = await repo2.loadTree((await repo2.loadSnapshot(res.snapshotId!)).tree);
@@ -111,13 +111,7 @@ describe('restore reads trees ahead in batches', () => {
 
 describe("backup reads the parent snapshot's trees ahead in batches", () => {
   it('a no-change backup compares against every parent tree with far fewer reads than directories', async () => {
-    const src = join(work, 'src');
-    const files = await makeDeepTree(src);
-    const { repo, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
-    const first = await runBackup({ repository: repo, sources: [src] });
-    expect(first.errors).toEqual([]);
-    await repo.close();
-    const repo2 = await reopen();
+    const { src, files, res: first, repo2 } = await backedUpDeepTree();
     const counted = countTrees(repo2);
     const second = await runBackup({ repository: counted.repo, sources: [src] });
     expect(second.errors).toEqual([]);
@@ -134,13 +128,7 @@ describe("backup reads the parent snapshot's trees ahead in batches", () => {
 
 describe('listing and diff read trees ahead in batches', () => {
   it('listTree (and diff of an added hierarchy) yields every entry with far fewer tree reads than directories', async () => {
-    const src = join(work, 'src');
-    const files = await makeDeepTree(src);
-    const { repo, reopen } = await memoryRepository({ packSize: 1024 * 1024 });
-    const res = await runBackup({ repository: repo, sources: [src] });
-    expect(res.errors).toEqual([]);
-    await repo.close();
-    const repo2 = await reopen();
+    const { src, files, res, repo2 } = await backedUpDeepTree();
     const snapshot = await repo2.loadSnapshot(res.snapshotId!);
     const counted = countTrees(repo2);
     const paths: string[] = [];
