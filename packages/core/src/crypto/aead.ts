@@ -12,8 +12,14 @@ export const OVERHEAD = NONCE_SIZE + TAG_SIZE;
 export const KEY_SIZE = 32;
 
 const CIPHER = 'aes-256-gcm';
-/** Ciphertext is produced in slices of this size so no large temporary buffer is allocated per message. */
-const SLICE = 256 * 1024;
+/**
+ * Messages are en- and decrypted in slices of this size, each copied into the output, because
+ * Node's cipher `update` allocates a new buffer for every call. At 64 KiB those buffers stay below
+ * the allocator's mmap threshold and are reused once collected (and a slice is still in the CPU's
+ * cache when it is copied); at 256 KiB a restore over S3 took ~70,000 page faults in them and was
+ * ~0.15 s slower.
+ */
+const SLICE = 64 * 1024;
 
 /** Thrown when a message fails authentication (wrong key, tampered or truncated bytes). */
 export class AuthenticationError extends Error {
