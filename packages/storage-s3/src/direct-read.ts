@@ -273,8 +273,6 @@ interface Exchange {
   settle(result: HttpResponseLike | typeof FALLBACK | Error): void;
 }
 
-type OnRead = net.OnReadOpts;
-
 /** One HTTP/1.1 connection whose socket reads into the buffer the current response wants. */
 class Connection {
   readonly socket: net.Socket;
@@ -285,7 +283,7 @@ class Connection {
   readonly #socketTimeout: number;
   readonly #release: (c: Connection) => void;
 
-  constructor(open: (onread: OnRead) => net.Socket, socketTimeout: number, release: (c: Connection) => void, closed: () => void) {
+  constructor(open: (onread: net.OnReadOpts) => net.Socket, socketTimeout: number, release: (c: Connection) => void, closed: () => void) {
     this.#socketTimeout = socketTimeout;
     this.#release = release;
     this.socket = open({

@@ -406,7 +406,7 @@ class S3StorageImpl implements S3Storage {
     try {
       res = await this.#client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }),
-        sink ? this.#transport.optionsFor(sink) : {},
+        sink ? this.#transport.optionsFor(sink) : undefined,
       );
     } catch (err) {
       const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
