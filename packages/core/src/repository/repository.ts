@@ -4,7 +4,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
-import { BufferPool } from '../buffer-pool.js';
 import { AuthenticationError } from '../crypto/aead.js';
 import {
   DEFAULT_KDF,
@@ -13,15 +12,15 @@ import {
   openKeyFile,
   parseKeyFile,
   safeUsername,
-  sha256Hex,
   type KdfParams,
 } from '../crypto/keys.js';
-import { DEFAULT_COMPRESSION_LEVEL, compress, compressIfSmaller, decompress } from '../compression/zstd.js';
+import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Storage, Handle } from '../storage/types.js';
-import { isTransientError } from '../storage/errors.js';
-import { handlePath } from '../storage/types.js';
 import { canonicalJson } from './canonical.js';
 import { checkRepository } from './check.js';
+import { BlobReader, mapLimit, type LoadBlobsOptions } from './blob-reader.js';
+import { BlobWriter } from './blob-writer.js';
+import { REPOSITORY_VERSION, parseSnapshot, parseTree, validateConfig } from './decode.js';
 import {
   BlobNotFoundError,
   IntegrityError,
@@ -30,10 +29,10 @@ import {
   SnapshotNotFoundError,
   WrongPasswordError,
 } from './errors.js';
-import { BlobIndex, ID_SIZE, idToBytes, isBlobId } from './index-table.js';
+import { BlobIndex, isBlobId } from './index-table.js';
 import { acquireLock, type LockContext, type LockOptions } from './lock.js';
-import { ENTRY_SIZE, encodeIndexBody, scanIndexBody, type IndexedPack, type PackEntry } from './pack-format.js';
-import { Packer, wrapStorageError } from './packer.js';
+import { openMetadataFile, sealMetadataFile } from './metadata-file.js';
+import { ENTRY_SIZE, scanIndexBody } from './pack-format.js';
 import type {
   BlobId,
   BlobLocation,
@@ -51,16 +50,16 @@ import type {
   Tree,
 } from './types.js';
 
-export const REPOSITORY_VERSION = 1;
+export { REPOSITORY_VERSION, parseTree } from './decode.js';
+export { DEFAULT_INDEX_EVERY } from './blob-writer.js';
+export { DEFAULT_MAX_READ, DEFAULT_READ_GAP, type LoadBlobsOptions } from './blob-reader.js';
+
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_CHUNKER: Readonly<Omit<RepositoryChunkerParams, 'seed'>> = Object.freeze({
   minSize: 512 * 1024,
   avgSize: 1024 * 1024,
   maxSize: 8 * 1024 * 1024,
 });
-/** During a long write, an index file is written after this many new packs. */
-export const DEFAULT_INDEX_EVERY = 50;
-
 /** Options for opening (and creating) a repository. */
 export interface RepositoryOptions {
   /** Where stale-lock take-overs and similar events are logged (default: stderr). */
@@ -93,34 +92,6 @@ export interface LoadBlobOptions {
   buffer?: Uint8Array;
 }
 
-export interface LoadBlobsOptions {
-  /** Blobs of one pack separated by at most this many bytes are read together (default 256 KiB). */
-  maxGap?: number;
-  /** Largest single ranged read in bytes (default: the storage's `preferredReadSize` clamped to 1–16 MiB, else 4 MiB; a larger blob is read alone). */
-  maxRead?: number;
-  /** Ranged reads in flight (default 2). */
-  concurrency?: number;
-  /**
-   * The plaintexts handed to `onBlob` live in buffers reused for later blobs: each is valid
-   * only until `onBlob` returns, or until the promise it returns settles. Spares a fresh
-   * buffer per blob (and the page faults that come with it) when the caller only writes the
-   * bytes somewhere. Default false (each plaintext is the caller's to keep).
-   */
-  transient?: boolean;
-}
-
-/** Default gap bridged by one read in {@link Repository.loadBlobs}. */
-export const DEFAULT_READ_GAP = 256 * 1024;
-/** Default largest read of {@link Repository.loadBlobs} when the storage has no `preferredReadSize`. */
-export const DEFAULT_MAX_READ = 4 * 1024 * 1024;
-
-/** The largest read for a storage: its `preferredReadSize` clamped to 1–16 MiB, else {@link DEFAULT_MAX_READ}. */
-function maxReadFor(storage: Storage): number {
-  const preferred = storage.preferredReadSize;
-  if (preferred === undefined || !Number.isFinite(preferred)) return DEFAULT_MAX_READ;
-  return Math.min(16 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(preferred)));
-}
-
 export interface SnapshotFilter {
   host?: string;
   /** Match snapshots whose `paths` are exactly these (order-insensitive). */
@@ -134,43 +105,10 @@ const defaultLogger: RepositoryLogger = {
 
 const CONFIG_HANDLE: Handle = { type: 'config', name: 'config' };
 
-function pendingKey(type: BlobType, id: string): string {
-  return (type === 'tree' ? 't' : 'd') + id;
-}
-
-/** Run `fn` over `items` with at most `limit` running at once. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 async function listNames(storage: Storage, type: 'key' | 'snapshot' | 'index' | 'lock' | 'data'): Promise<string[]> {
   const names: string[] = [];
   for await (const f of storage.list(type)) names.push(f.name);
   return names;
-}
-
-function validateConfig(c: unknown): RepositoryConfig {
-  const cfg = c as RepositoryConfig;
-  const bad = (what: string) => new IntegrityError(`config: ${what}`, { file: 'config' });
-  if (typeof cfg !== 'object' || cfg === null) throw bad('not a JSON object');
-  if (cfg.version !== REPOSITORY_VERSION) throw bad(`unsupported repository version ${String(cfg.version)} (this Kiwi reads version ${REPOSITORY_VERSION})`);
-  if (typeof cfg.id !== 'string') throw bad('missing id');
-  const ch = cfg.chunker;
-  if (!ch || typeof ch.seed !== 'string' || ![ch.minSize, ch.avgSize, ch.maxSize].every((n) => Number.isInteger(n) && n > 0)) {
-    throw bad('invalid chunker parameters');
-  }
-  if (cfg.compression?.algorithm !== 'zstd' || !Number.isInteger(cfg.compression.level)) throw bad('invalid compression parameters');
-  if (!Number.isInteger(cfg.packSize) || cfg.packSize < 1024) throw bad('invalid packSize');
-  return cfg;
 }
 
 /**
@@ -194,25 +132,13 @@ export class Repository {
   private readonly opts: RepositoryOptions;
   private readonly log: RepositoryLogger;
   private readonly index = new BlobIndex();
-  private readonly pending = new Set<string>();
-  /** saveBlob calls not yet resolved (flush waits for them). */
-  private readonly saving = new Set<Promise<unknown>>();
   private indexLoading: Promise<unknown> | undefined;
-  private unindexed: IndexedPack[] = [];
-  private readonly indexWrites = new Set<Promise<void>>();
-  private indexFailure: unknown = undefined;
   private readonly loadedIndexFiles = new Set<string>();
-  private readonly packer: Packer;
+  private readonly reader: BlobReader;
+  private readonly writer: BlobWriter;
   private readonly locks = new Set<RepoLock>();
   private indexLoaded = false;
   private closed = false;
-  private readonly idScratch = Buffer.alloc(ID_SIZE);
-  /**
-   * Reused buffers for ranged pack reads and decrypted-but-compressed blobs (never handed to
-   * callers). Reads vary in size, so the pool allocates in power-of-two sizes from 1 MiB; with exact
-   * sizes most reads of a restore allocated a fresh buffer (over 1 GiB for a 600 MiB repository).
-   */
-  private readonly scratch = new BufferPool({ maxIdle: 12, sizeClassesFrom: 1 << 20, maxPooledSize: 32 << 20 });
 
   private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys, keyId: string, opts: RepositoryOptions) {
     this.storage = storage;
@@ -222,12 +148,15 @@ export class Repository {
     this.keyId = keyId;
     this.opts = opts;
     this.log = opts.logger ?? defaultLogger;
-    this.packer = new Packer({
+    this.reader = new BlobReader(storage, keys);
+    this.writer = new BlobWriter({
       storage,
-      encKey: keys.encKey,
-      packSize: config.packSize,
-      maxInFlight: opts.uploadConcurrency ?? 2,
-      onUploaded: (packId, entries) => this.packUploaded(packId, entries),
+      keys,
+      config,
+      index: this.index,
+      ...(opts.uploadConcurrency !== undefined ? { uploadConcurrency: opts.uploadConcurrency } : {}),
+      ...(opts.indexEvery !== undefined ? { indexEvery: opts.indexEvery } : {}),
+      saveIndexFile: (body) => this.saveMetadata('index', body),
     });
   }
 
@@ -404,27 +333,8 @@ export class Repository {
 
   /** Load, authenticate and decompress one index file's body. */
   private async readIndexFile(name: string): Promise<Buffer> {
-    const file = `index/${name}`;
     const bytes = await this.storage.load({ type: 'index', name });
-    return this.openMetadata(bytes, file, name);
-  }
-
-  /** Decrypt + decompress a metadata file (index, snapshot), verifying its name first. */
-  private async openMetadata(bytes: Buffer, file: string, name: string): Promise<Buffer> {
-    if (sha256Hex(bytes) !== name) {
-      throw new IntegrityError(`${file}: content does not match its name (SHA-256 of the ${bytes.byteLength} bytes differs); the file is damaged`, { file });
-    }
-    let plain: Buffer;
-    try {
-      plain = this.keys.decrypt(bytes);
-    } catch (err) {
-      throw new IntegrityError(`${file}: authentication failed (damaged or foreign file)`, { file, cause: err });
-    }
-    try {
-      return await decompress(plain);
-    } catch (err) {
-      throw new IntegrityError(`${file}: ${(err as Error).message}`, { file, cause: err });
-    }
+    return openMetadataFile(this.keys, bytes, `index/${name}`, name);
   }
 
   /** Numbers about the in-memory index. */
@@ -434,12 +344,7 @@ export class Repository {
 
   /** Write-side numbers: packs uploading or queued, pack buffer memory, packs not yet in an index file. */
   writeStats(): { packsInFlight: number; bufferBytes: number; unindexedPacks: number; pendingBlobs: number } {
-    return {
-      packsInFlight: this.packer.inFlight,
-      bufferBytes: this.packer.bufferBytes,
-      unindexedPacks: this.unindexed.length,
-      pendingBlobs: this.pending.size,
-    };
+    return this.writer.stats();
   }
 
   /** Where a blob is stored, or undefined when it is not indexed. */
@@ -456,7 +361,7 @@ export class Repository {
 
   /** True when the blob is indexed or pending in a pack being written. */
   hasBlob(type: BlobType, id: BlobId): boolean {
-    return this.index.has(type, id) || this.pending.has(pendingKey(type, id));
+    return this.index.has(type, id) || this.writer.isPending(type, id);
   }
 
   /**
@@ -468,25 +373,7 @@ export class Repository {
   async saveBlob(type: BlobType, data: Uint8Array, id?: BlobId): Promise<SaveBlobResult> {
     this.assertOpen();
     if (type !== 'data' && type !== 'tree') throw new TypeError(`invalid blob type ${JSON.stringify(type)}`);
-    const blobId = id ?? this.keys.blobId(data);
-    const key = pendingKey(type, blobId);
-    if (this.pending.has(key) || this.index.has(type, blobId)) return { id: blobId, known: true, storedSize: 0 };
-    const idBytes = idToBytes(blobId);
-    this.pending.add(key);
-    const work = (async () => {
-      const compressed = await compressIfSmaller(data, this.config.compression.level);
-      return this.packer.add(type, idBytes, compressed ?? data, data.byteLength, compressed !== null);
-    })();
-    this.saving.add(work);
-    try {
-      const storedSize = await work;
-      return { id: blobId, known: false, storedSize };
-    } catch (err) {
-      this.pending.delete(key);
-      throw err;
-    } finally {
-      this.saving.delete(work);
-    }
+    return this.writer.saveBlob(type, data, id ?? this.keys.blobId(data));
   }
 
   /**
@@ -495,11 +382,11 @@ export class Repository {
    */
   async loadBlob(type: BlobType, id: BlobId, opts: LoadBlobOptions = {}): Promise<Buffer> {
     this.assertOpen();
-    if (this.pending.has(pendingKey(type, id))) await this.flush();
+    if (this.writer.isPending(type, id)) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
     const loc = this.index.lookup(type, id);
     if (!loc) throw new BlobNotFoundError(type, id);
-    return this.readBlobAt(loc, opts.buffer);
+    return this.reader.readAt(loc, opts.buffer);
   }
 
   /**
@@ -523,10 +410,8 @@ export class Repository {
     opts: LoadBlobsOptions = {},
   ): Promise<void> {
     this.assertOpen();
-    if (ids.some((id) => this.pending.has(pendingKey(type, id)))) await this.flush();
+    if (ids.some((id) => this.writer.isPending(type, id))) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
-    const maxGap = opts.maxGap ?? DEFAULT_READ_GAP;
-    const maxRead = opts.maxRead ?? maxReadFor(this.storage);
     const locs: BlobLocation[] = [];
     const seen = new Set<BlobId>();
     for (const id of ids) {
@@ -536,155 +421,7 @@ export class Repository {
       if (loc) locs.push(loc);
       else await onBlob(id, undefined, new BlobNotFoundError(type, id));
     }
-    locs.sort((a, b) => (a.pack < b.pack ? -1 : a.pack > b.pack ? 1 : a.offset - b.offset));
-    const ranges: Array<{ pack: string; start: number; end: number; locs: BlobLocation[] }> = [];
-    for (const loc of locs) {
-      const last = ranges[ranges.length - 1];
-      const end = loc.offset + loc.length;
-      if (last && last.pack === loc.pack && loc.offset >= last.end && loc.offset - last.end <= maxGap && end - last.start <= maxRead) {
-        last.end = end;
-        last.locs.push(loc);
-      } else {
-        ranges.push({ pack: loc.pack, start: loc.offset, end, locs: [loc] });
-      }
-    }
-    const transient = opts.transient === true;
-    await mapLimit(ranges, Math.max(1, opts.concurrency ?? 4), async (r) => {
-      let bytes: Buffer | undefined;
-      // The stored bytes are only read through (decrypted elsewhere): read them into a reused buffer.
-      const into = this.scratch.acquire(r.end - r.start);
-      try {
-        try {
-          bytes = await this.storage.load({ type: 'data', name: r.pack }, { offset: r.start, length: r.end - r.start, into });
-          if (bytes.byteLength !== r.end - r.start) bytes = undefined;
-        } catch (err) {
-          // A missing pack or an unreachable store (after the retry layer gave up) fails every blob
-          // of the range the same way; reading them one by one would only repeat the retries.
-          if (this.storage.isNotFound(err) || isTransientError(err)) {
-            for (const loc of r.locs) await onBlob(loc.id, undefined, await this.loadError(loc, err));
-            return;
-          }
-          bytes = undefined; // other failures (a short pack): retried blob by blob below, which names the damage
-        }
-        await this.openRange(r, bytes, transient, onBlob);
-      } finally {
-        this.scratch.release(into);
-      }
-    });
-  }
-
-  /** The blobs of one ranged read (`bytes`, or undefined to read them one by one) handed to `onBlob`. */
-  private async openRange(
-    r: { start: number; end: number; locs: BlobLocation[] },
-    bytes: Buffer | undefined,
-    transient: boolean,
-    onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void | Promise<void>,
-  ): Promise<void> {
-    {
-      if (!bytes) {
-        for (const loc of r.locs) {
-          let data: Buffer | undefined;
-          let error: Error | undefined;
-          try {
-            data = await this.readBlobAt(loc);
-          } catch (err) {
-            error = err as Error;
-          }
-          await onBlob(loc.id, data, error);
-        }
-        return;
-      }
-      const whole = bytes;
-      // Compressed blobs are decrypted into one reused scratch buffer (each at its own offset),
-      // then decompressed in parallel on the thread pool; with `transient`, uncompressed ones
-      // are decrypted into it too (a blob's plaintext is never longer than its stored form).
-      const scratch = transient || r.locs.some((l) => l.compressed) ? this.scratch.acquire(r.end - r.start) : undefined;
-      try {
-        await Promise.all(
-          r.locs.map(async (loc) => {
-            let data: Buffer | undefined;
-            let error: Error | undefined;
-            const off = loc.offset - r.start;
-            const slot = scratch?.subarray(off, off + loc.length);
-            try {
-              data = await this.openBlob(loc, whole.subarray(off, off + loc.length), transient && !loc.compressed ? slot : undefined, slot);
-            } catch (err) {
-              error = err as Error;
-            }
-            await onBlob(loc.id, data, error);
-          }),
-        );
-      } finally {
-        if (scratch) this.scratch.release(scratch);
-      }
-    }
-  }
-
-  private async readBlobAt(loc: BlobLocation, buffer?: Uint8Array): Promise<Buffer> {
-    let bytes: Buffer;
-    try {
-      bytes = await this.storage.load({ type: 'data', name: loc.pack }, { offset: loc.offset, length: loc.length });
-    } catch (err) {
-      throw await this.loadError(loc, err);
-    }
-    return this.openBlob(loc, bytes, buffer);
-  }
-
-  /** The error for a blob whose stored bytes could not be read: a missing or short pack is damage, the rest I/O. */
-  private async loadError(loc: BlobLocation, err: unknown): Promise<Error> {
-    const file = handlePath({ type: 'data', name: loc.pack });
-    const where = { file, blobId: loc.id };
-    if (this.storage.isNotFound(err)) {
-      return new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is missing`, { ...where, cause: err });
-    }
-    if (!isTransientError(err)) {
-      const size = await this.storage.stat({ type: 'data', name: loc.pack }).then((i) => i.size, () => undefined);
-      if (size !== undefined && size < loc.offset + loc.length) {
-        return new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is truncated (${size} bytes, the blob ends at ${loc.offset + loc.length})`, {
-          ...where,
-          cause: err,
-        });
-      }
-    }
-    return wrapStorageError(`reading ${loc.type} blob ${loc.id} from ${file} (offset ${loc.offset}, ${loc.length} bytes) failed: ${(err as Error).message}`, err, file);
-  }
-
-  /** Authenticate, decompress and verify one blob's stored bytes. */
-  private async openBlob(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer): Promise<Buffer> {
-    const file = handlePath({ type: 'data', name: loc.pack });
-    const where = { file, blobId: loc.id };
-    if (bytes.byteLength !== loc.length) {
-      throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: read ${bytes.byteLength} bytes, expected ${loc.length} (pack truncated?)`, where);
-    }
-    let plain: Buffer;
-    // A compressed blob's decrypted form is only an intermediate: decrypt it into a reused scratch buffer.
-    // `scratchSlot`: a caller-owned scratch area for the intermediate (used for compressed blobs only).
-    const slot = loc.compressed ? scratchSlot : undefined;
-    const scratch = loc.compressed && !slot ? this.scratch.acquire(bytes.byteLength) : undefined;
-    try {
-      try {
-        plain = this.keys.decrypt(bytes, slot ?? scratch ?? buffer);
-      } catch (err) {
-        throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: authentication failed (the pack is damaged)`, { ...where, cause: err });
-      }
-      if (loc.compressed) {
-        try {
-          plain = await decompress(plain, loc.rawLength);
-        } catch (err) {
-          throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${(err as Error).message}`, { ...where, cause: err });
-        }
-      }
-    } finally {
-      if (scratch) this.scratch.release(scratch);
-    }
-    if (!loc.compressed && plain.byteLength !== loc.rawLength) {
-      throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${plain.byteLength} bytes, index says ${loc.rawLength}`, where);
-    }
-    const actual = this.keys.blobIdBytes(plain);
-    if (!actual.equals(idToBytes(loc.id, this.idScratch))) {
-      throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: content does not match its id (got ${actual.toString('hex')})`, where);
-    }
-    return plain;
+    await this.reader.readMany(locs, onBlob, opts);
   }
 
   /** Store a directory listing as a tree blob (canonical JSON, so equal trees dedupe). Returns its id. */
@@ -705,45 +442,12 @@ export class Repository {
    */
   async flush(): Promise<void> {
     this.assertOpen();
-    while (this.saving.size > 0) await Promise.allSettled([...this.saving]);
-    await this.packer.flush();
-    if (this.unindexed.length > 0) this.startIndexWrite();
-    while (this.indexWrites.size > 0) await Promise.allSettled([...this.indexWrites]);
-    if (this.indexFailure !== undefined) throw this.indexFailure;
-  }
-
-  private packUploaded(packId: string, entries: PackEntry[]): void {
-    const packNo = this.index.packNumber(packId);
-    for (const e of entries) {
-      this.index.add(e.flags, e.id, 0, packNo, e.offset, e.length, e.rawLength);
-      this.pending.delete(pendingKey(e.flags & 1 ? 'tree' : 'data', Buffer.from(e.id.buffer, e.id.byteOffset, ID_SIZE).toString('hex')));
-    }
-    this.unindexed.push({ id: packId, entries });
-    if (this.unindexed.length >= (this.opts.indexEvery ?? DEFAULT_INDEX_EVERY)) this.startIndexWrite();
-  }
-
-  private startIndexWrite(): void {
-    const packs = this.unindexed;
-    this.unindexed = [];
-    const p = this.writeIndexFile(packs).then(() => undefined, (err: unknown) => {
-      if (this.indexFailure === undefined) {
-        this.indexFailure = wrapStorageError(`writing an index file to ${this.storage.location} failed: ${(err as Error).message}`, err, this.storage.location);
-      }
-    });
-    this.indexWrites.add(p);
-    void p.finally(() => this.indexWrites.delete(p));
-  }
-
-  private async writeIndexFile(packs: IndexedPack[]): Promise<string> {
-    const body = encodeIndexBody(packs);
-    return this.saveMetadata('index', body);
+    await this.writer.flush();
   }
 
   /** zstd + encrypt `body`, save it under its SHA-256. */
   private async saveMetadata(type: 'index' | 'snapshot', body: Uint8Array): Promise<string> {
-    const z = await compress(body, this.config.compression.level);
-    const bytes = this.keys.encrypt(z);
-    const name = sha256Hex(bytes);
+    const { name, bytes } = await sealMetadataFile(this.keys, body, this.config.compression.level);
     await this.storage.save({ type, name }, bytes);
     if (type === 'index') this.loadedIndexFiles.add(name);
     return name;
@@ -754,7 +458,7 @@ export class Repository {
   /** Store a snapshot; returns its id. Call after {@link flush}: everything it references must be stored and indexed. */
   async saveSnapshot(snapshot: Snapshot): Promise<string> {
     this.assertOpen();
-    if (this.packer.busy || this.unindexed.length > 0 || this.pending.size > 0 || this.indexWrites.size > 0) {
+    if (this.writer.busy) {
       throw new Error('saveSnapshot: blobs are not yet stored and indexed; call flush() first');
     }
     if (!isBlobId(snapshot.tree)) throw new TypeError(`saveSnapshot: invalid root tree id ${JSON.stringify(snapshot.tree)}`);
@@ -775,7 +479,7 @@ export class Repository {
       if (this.storage.isNotFound(err)) throw new SnapshotNotFoundError(id);
       throw err;
     }
-    const body = await this.openMetadata(bytes, file, id);
+    const body = await openMetadataFile(this.keys, bytes, file, id);
     return parseSnapshot(body, file);
   }
 
@@ -876,7 +580,7 @@ export class Repository {
         storage: this.storage,
         decrypt: (d) => this.keys.decrypt(d),
         blobIdBytes: (d) => this.keys.blobIdBytes(d),
-        openBlob: (loc, bytes) => this.openBlob(loc, bytes),
+        openBlob: (loc, bytes) => this.reader.open(loc, bytes),
       },
       opts,
     );
@@ -893,8 +597,7 @@ export class Repository {
     this.closed = true;
     const errors: unknown[] = [];
     for (const l of [...this.locks]) await l.release().catch((e: unknown) => errors.push(e));
-    await this.packer.close();
-    while (this.indexWrites.size > 0) await Promise.allSettled([...this.indexWrites]);
+    await this.writer.close();
     this.keys.zero();
     if (errors.length > 0) throw errors[0];
   }
@@ -911,29 +614,3 @@ function keyFileOptions(opts: RepositoryOptions) {
     ...(opts.username !== undefined ? { username: opts.username } : {}),
   };
 }
-
-/** Parse a tree blob's plaintext; throws {@link IntegrityError} when it is not a tree. */
-export function parseTree(bytes: Uint8Array, id: string): Tree {
-  let t: Tree;
-  try {
-    t = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as Tree;
-  } catch (err) {
-    throw new IntegrityError(`tree blob ${id} is not valid JSON`, { blobId: id, cause: err });
-  }
-  if (typeof t !== 'object' || t === null || !Array.isArray(t.nodes)) throw new IntegrityError(`tree blob ${id} has no nodes array`, { blobId: id });
-  return t;
-}
-
-function parseSnapshot(body: Buffer, file: string): Snapshot {
-  let s: Snapshot;
-  try {
-    s = JSON.parse(body.toString('utf8')) as Snapshot;
-  } catch (err) {
-    throw new IntegrityError(`${file}: not valid JSON`, { file, cause: err });
-  }
-  if (typeof s !== 'object' || s === null || typeof s.time !== 'string' || typeof s.tree !== 'string' || !Array.isArray(s.paths)) {
-    throw new IntegrityError(`${file}: not a snapshot (missing time, tree or paths)`, { file });
-  }
-  return s;
-}
-

@@ -8,7 +8,7 @@
  * deep instead of one per directory. Parsed trees not yet taken are bounded
  * by {@link TreeLoader.budget} stored bytes; past it, trees load on demand.
  */
-import { parseTree } from '../repository/repository.js';
+import { parseTree } from '../repository/decode.js';
 import type { BlobId, BlobType, Tree } from '../repository/types.js';
 
 /** What the tree loader needs from the repository (a `Repository` is one; its methods are called on it). */

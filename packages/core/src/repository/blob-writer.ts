@@ -1,0 +1,141 @@
+/**
+ * Writing blobs: dedup against the index and the open packs, compress, encrypt into a pack
+ * buffer (the {@link Packer}), and after each pack upload add its blobs to the in-memory
+ * index and, every `indexEvery` packs and at `flush`, write an index file for them. This keeps
+ * the commit order of docs/repository-format.md §11: packs, then index files, then snapshots.
+ */
+import { compressIfSmaller } from '../compression/zstd.js';
+import type { MasterKeys } from '../crypto/keys.js';
+import type { Storage } from '../storage/types.js';
+import { BlobIndex, ID_SIZE, idToBytes } from './index-table.js';
+import { encodeIndexBody, type IndexedPack, type PackEntry } from './pack-format.js';
+import { Packer, wrapStorageError } from './packer.js';
+import type { BlobId, BlobType, RepositoryConfig, SaveBlobResult } from './types.js';
+
+/** During a long write, an index file is written after this many new packs. */
+export const DEFAULT_INDEX_EVERY = 50;
+
+export interface BlobWriterOptions {
+  storage: Storage;
+  keys: MasterKeys;
+  config: RepositoryConfig;
+  index: BlobIndex;
+  uploadConcurrency?: number;
+  indexEvery?: number;
+  /** Store an index file body (compressed, encrypted, named); resolves with its name. */
+  saveIndexFile(body: Uint8Array): Promise<string>;
+}
+
+function pendingKey(type: BlobType, id: string): string {
+  return (type === 'tree' ? 't' : 'd') + id;
+}
+
+export class BlobWriter {
+  private readonly opts: BlobWriterOptions;
+  private readonly index: BlobIndex;
+  private readonly packer: Packer;
+  /** Blobs encrypted into a pack that is not uploaded yet (or not yet in the index). */
+  private readonly pending = new Set<string>();
+  /** saveBlob calls not yet resolved (flush waits for them). */
+  private readonly saving = new Set<Promise<unknown>>();
+  private unindexed: IndexedPack[] = [];
+  private readonly indexWrites = new Set<Promise<void>>();
+  private indexFailure: unknown = undefined;
+
+  constructor(opts: BlobWriterOptions) {
+    this.opts = opts;
+    this.index = opts.index;
+    this.packer = new Packer({
+      storage: opts.storage,
+      encKey: opts.keys.encKey,
+      packSize: opts.config.packSize,
+      maxInFlight: opts.uploadConcurrency ?? 2,
+      onUploaded: (packId, entries) => this.packUploaded(packId, entries),
+    });
+  }
+
+  /** True when the blob is pending in a pack being written. */
+  isPending(type: BlobType, id: BlobId): boolean {
+    return this.pending.has(pendingKey(type, id));
+  }
+
+  /** True while anything saved is not yet stored and indexed. */
+  get busy(): boolean {
+    return this.packer.busy || this.unindexed.length > 0 || this.pending.size > 0 || this.indexWrites.size > 0;
+  }
+
+  stats(): { packsInFlight: number; bufferBytes: number; unindexedPacks: number; pendingBlobs: number } {
+    return {
+      packsInFlight: this.packer.inFlight,
+      bufferBytes: this.packer.bufferBytes,
+      unindexedPacks: this.unindexed.length,
+      pendingBlobs: this.pending.size,
+    };
+  }
+
+  /** See {@link Repository.saveBlob}. */
+  async saveBlob(type: BlobType, data: Uint8Array, blobId: BlobId): Promise<SaveBlobResult> {
+    const key = pendingKey(type, blobId);
+    if (this.pending.has(key) || this.index.has(type, blobId)) return { id: blobId, known: true, storedSize: 0 };
+    const idBytes = idToBytes(blobId);
+    this.pending.add(key);
+    const work = (async () => {
+      const compressed = await compressIfSmaller(data, this.opts.config.compression.level);
+      return this.packer.add(type, idBytes, compressed ?? data, data.byteLength, compressed !== null);
+    })();
+    this.saving.add(work);
+    try {
+      const storedSize = await work;
+      return { id: blobId, known: false, storedSize };
+    } catch (err) {
+      this.pending.delete(key);
+      throw err;
+    } finally {
+      this.saving.delete(work);
+    }
+  }
+
+  /**
+   * Finish and upload every open pack, then write index files for all packs not yet
+   * indexed. After it resolves, every blob saved so far is stored and indexed.
+   */
+  async flush(): Promise<void> {
+    while (this.saving.size > 0) await Promise.allSettled([...this.saving]);
+    await this.packer.flush();
+    if (this.unindexed.length > 0) this.startIndexWrite();
+    while (this.indexWrites.size > 0) await Promise.allSettled([...this.indexWrites]);
+    if (this.indexFailure !== undefined) throw this.indexFailure;
+  }
+
+  /** Drop open packs (their blobs are lost; the repository stays valid) and wait for running writes. */
+  async close(): Promise<void> {
+    await this.packer.close();
+    while (this.indexWrites.size > 0) await Promise.allSettled([...this.indexWrites]);
+  }
+
+  private packUploaded(packId: string, entries: PackEntry[]): void {
+    const packNo = this.index.packNumber(packId);
+    for (const e of entries) {
+      this.index.add(e.flags, e.id, 0, packNo, e.offset, e.length, e.rawLength);
+      this.pending.delete(pendingKey(e.flags & 1 ? 'tree' : 'data', Buffer.from(e.id.buffer, e.id.byteOffset, ID_SIZE).toString('hex')));
+    }
+    this.unindexed.push({ id: packId, entries });
+    if (this.unindexed.length >= (this.opts.indexEvery ?? DEFAULT_INDEX_EVERY)) this.startIndexWrite();
+  }
+
+  private startIndexWrite(): void {
+    const packs = this.unindexed;
+    this.unindexed = [];
+    const p = this.opts.saveIndexFile(encodeIndexBody(packs)).then(
+      () => undefined,
+      (err: unknown) => {
+        if (this.indexFailure === undefined) {
+          const location = this.opts.storage.location;
+          this.indexFailure = wrapStorageError(`writing an index file to ${location} failed: ${(err as Error).message}`, err, location);
+        }
+      },
+    );
+    this.indexWrites.add(p);
+    void p.finally(() => this.indexWrites.delete(p));
+  }
+}
