@@ -12,6 +12,7 @@ const subCommands = {
   diff: () => import('./commands/diff.js').then((m) => m.default),
   check: () => import('./commands/check.js').then((m) => m.default),
   plugins: () => import('./commands/plugins.js').then((m) => m.default),
+  repair: () => import('./commands/repair.js').then((m) => m.default),
 } as const;
 
 export const main = defineCommand({

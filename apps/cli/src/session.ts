@@ -194,7 +194,7 @@ export class Session {
     if (this.repository) return this.repository;
     const storage = await this.storage();
     const { password } = await this.password();
-    const repo = await Repository.open(storage, password);
+    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger() });
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;
@@ -204,7 +204,7 @@ export class Session {
   async initRepository(): Promise<Repository> {
     const storage = await this.storage();
     const { password } = await this.password({ creating: true });
-    const repo = await Repository.init(storage, password);
+    const repo = await Repository.init(storage, password, { logger: this.repositoryLogger() });
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;
@@ -224,6 +224,11 @@ export class Session {
     if (exists) return { repository: await this.openRepository(), created: false };
     this.out.info(`Creating the default repository at ${this.repoUrl}`);
     return { repository: await this.initRepository(), created: true };
+  }
+
+  /** The repository engine's messages (damaged files skipped, stale locks taken over…) go through the command's output. */
+  private repositoryLogger(): { info(message: string): void; warn(message: string): void } {
+    return { info: (m) => this.log.info(m), warn: (m) => this.log.warn(m) };
   }
 
   async plugins(): Promise<PluginRuntime> {

@@ -13,6 +13,7 @@ export * from './storage/registry.js';
 export * from './backup/index.js';
 export * from './restore/index.js';
 export * from './snapshot-ops/index.js';
+export * from './maintenance/index.js';
 export * from './repository/types.js';
 export * from './repository/errors.js';
 export * from './repository/repository.js';

@@ -18,14 +18,32 @@ export default kiwiCommand({
       },
     });
     out.clearProgress();
-    for (const w of report.warnings) out.warn(`${w.file}: ${w.message}`, { file: w.file });
-    for (const e of report.errors) out.error(`${e.file}: ${e.message}`, { file: e.file });
-    out.emit('summary', { errors: report.errors.length, warnings: report.warnings.length, read_data: Boolean(args['read-data']) });
-    if (report.errors.length) {
-      out.info(`check found ${report.errors.length} error${report.errors.length === 1 ? '' : 's'}`);
+    for (const w of report.warnings) out.warn(`${w.file}: ${w.message}`, { file: w.file, ...(w.hint ? { hint: w.hint } : {}) });
+    for (const e of report.errors) out.error(`${e.file}: ${e.message}${e.hint ? `\n  to repair: ${e.hint}` : ''}`, { file: e.file, ...(e.hint ? { hint: e.hint } : {}) });
+    for (const a of report.affected) {
+      const where = a.file === 'index' ? 'blobs no index lists' : a.file;
+      if (out.json) {
+        out.emit('affected', { file: a.file, snapshots: a.snapshots.map((s) => ({ id: s.id, paths: s.paths, more: s.more })) });
+        continue;
+      }
+      const lines = a.snapshots.map((s) => `  snapshot ${s.id.slice(0, 8)}: ${s.paths.join(', ')}${s.more ? ` and ${s.more} more` : ''}`);
+      out.error(`data lost with ${where}, in ${a.snapshots.length} snapshot${a.snapshots.length === 1 ? '' : 's'}:\n${lines.join('\n')}`);
+    }
+    const omitted = report.counts.errors - report.errors.length;
+    if (omitted > 0) out.error(`and ${omitted} more errors (not listed)`);
+    out.emit('summary', {
+      errors: report.counts.errors,
+      warnings: report.counts.warnings,
+      read_data: Boolean(args['read-data']),
+      affected_snapshots: new Set(report.affected.flatMap((a) => a.snapshots.map((s) => s.id))).size,
+    });
+    if (report.counts.errors) {
+      const hints = [...new Set(report.errors.map((e) => e.hint).filter((h): h is string => Boolean(h)))];
+      out.info(`check found ${report.counts.errors} error${report.counts.errors === 1 ? '' : 's'}`);
+      if (hints.length) out.info(`to repair, run:\n${hints.map((h) => `  ${h}`).join('\n')}`);
       return ExitCode.Failure;
     }
-    out.info('no errors were found');
+    out.info(report.counts.warnings ? `no errors were found (${report.counts.warnings} warning${report.counts.warnings === 1 ? '' : 's'})` : 'no errors were found');
     return ExitCode.Ok;
   },
 });

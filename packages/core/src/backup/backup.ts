@@ -458,7 +458,9 @@ class BackupRun {
   async body(): Promise<{ snapshot?: Snapshot; snapshotId?: string; parentId?: string }> {
     const startTime = new Date();
     // Pick up index files written since the repository was opened (by us or others): dedup needs them.
-    if (this.repo.loadIndex) await this.repo.loadIndex();
+    // The packs are listed too: a blob whose pack is missing or damaged is never deduplicated against
+    // (it is stored again), and packs an interrupted backup left unindexed are adopted (docs/security.md).
+    if (this.repo.loadIndex) await this.repo.loadIndex({ verifyPacks: true });
     const parent = await this.resolveParent();
     if (parent) this.log?.info(`using parent snapshot ${parent.id.slice(0, 8)}`);
 

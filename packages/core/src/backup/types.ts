@@ -29,7 +29,7 @@ export interface EngineRepository {
   loadSnapshot(id: string): Promise<Snapshot>;
   lock(kind: 'shared' | 'exclusive'): Promise<{ release(options?: { attempts?: number }): Promise<void> | void }>;
   /** Reads index files not read yet (the backup calls it after locking; restore when the index is not loaded). */
-  loadIndex?(): Promise<unknown>;
+  loadIndex?(opts?: { verifyPacks?: boolean }): Promise<unknown>;
   indexStats?(): { loaded: boolean };
 }
 

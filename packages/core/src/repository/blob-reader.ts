@@ -74,9 +74,14 @@ export class BlobReader {
    */
   private readonly scratch = new BufferPool({ maxIdle: 12, sizeClassesFrom: 1 << 20, maxPooledSize: 32 << 20 });
 
+  /**
+   * @param onDamage told of every location found damaged: `pack` when the pack is missing or
+   *   truncated (none of its blobs can be read), `blob` when only this blob failed to verify.
+   */
   constructor(
     private readonly storage: Storage,
     private readonly keys: MasterKeys,
+    private readonly onDamage: (loc: BlobLocation, scope: 'pack' | 'blob') => void = () => undefined,
   ) {}
 
   /** Read one blob at `loc` (a ranged load), authenticated and verified. */
@@ -179,11 +184,13 @@ export class BlobReader {
     const file = handlePath({ type: 'data', name: loc.pack });
     const where = { file, blobId: loc.id };
     if (this.storage.isNotFound(err)) {
+      this.onDamage(loc, 'pack');
       return new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is missing`, { ...where, cause: err });
     }
     if (!isTransientError(err)) {
       const size = await this.storage.stat({ type: 'data', name: loc.pack }).then((i) => i.size, () => undefined);
       if (size !== undefined && size < loc.offset + loc.length) {
+        this.onDamage(loc, 'pack');
         return new IntegrityError(`${loc.type} blob ${loc.id}: its pack ${file} is truncated (${size} bytes, the blob ends at ${loc.offset + loc.length})`, {
           ...where,
           cause: err,
@@ -199,6 +206,15 @@ export class BlobReader {
    * area for a compressed blob's decrypted intermediate.
    */
   async open(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer): Promise<Buffer> {
+    try {
+      return await this.openUnchecked(loc, bytes, buffer, scratchSlot);
+    } catch (err) {
+      if ((err as Error).name === 'IntegrityError') this.onDamage(loc, 'blob');
+      throw err;
+    }
+  }
+
+  private async openUnchecked(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer): Promise<Buffer> {
     const file = handlePath({ type: 'data', name: loc.pack });
     const where = { file, blobId: loc.id };
     if (bytes.byteLength !== loc.length) {

@@ -41,6 +41,8 @@ export class BlobWriter {
   private unindexed: IndexedPack[] = [];
   private readonly indexWrites = new Set<Promise<void>>();
   private indexFailure: unknown = undefined;
+  /** Blobs stored again because every indexed copy was missing or damaged (see saveBlob). */
+  replacedBlobs = 0;
 
   constructor(opts: BlobWriterOptions) {
     this.opts = opts;
@@ -61,7 +63,20 @@ export class BlobWriter {
 
   /** True while anything saved is not yet stored and indexed. */
   get busy(): boolean {
-    return this.packer.busy || this.unindexed.length > 0 || this.pending.size > 0 || this.indexWrites.size > 0;
+    return this.unstored || this.unindexed.length > 0 || this.indexWrites.size > 0;
+  }
+
+  /** True while a saved blob is not yet uploaded in a pack (or its index write is running). */
+  get unstored(): boolean {
+    return this.packer.busy || this.pending.size > 0 || this.indexWrites.size > 0;
+  }
+
+  /**
+   * Packs found in storage that no readable index file lists, whose blobs were added to the
+   * index from their headers: the next index file written lists them too.
+   */
+  adopt(packs: IndexedPack[]): void {
+    this.unindexed.push(...packs);
   }
 
   stats(): { packsInFlight: number; bufferBytes: number; unindexedPacks: number; pendingBlobs: number } {
@@ -77,6 +92,8 @@ export class BlobWriter {
   async saveBlob(type: BlobType, data: Uint8Array, blobId: BlobId): Promise<SaveBlobResult> {
     const key = pendingKey(type, blobId);
     if (this.pending.has(key) || this.index.has(type, blobId)) return { id: blobId, known: true, storedSize: 0 };
+    // Indexed, but every copy is missing or damaged: store it again (never deduplicate against it).
+    const replaced = this.index.known(type, blobId);
     const idBytes = idToBytes(blobId);
     this.pending.add(key);
     const work = (async () => {
@@ -86,7 +103,8 @@ export class BlobWriter {
     this.saving.add(work);
     try {
       const storedSize = await work;
-      return { id: blobId, known: false, storedSize };
+      if (replaced) this.replacedBlobs++;
+      return { id: blobId, known: false, storedSize, ...(replaced ? { replaced: true } : {}) };
     } catch (err) {
       this.pending.delete(key);
       throw err;

@@ -7,6 +7,12 @@
  * and a 32-bit tag of the id, so probes rarely touch the id column) at a load
  * factor between 0.375 and 0.75, and up to 1.25× slack from growth: typically
  * 60–75 bytes per blob, at most ~83.
+ *
+ * A blob may be stored in several packs (an interrupted write stored again, a repair that
+ * stored a fresh copy): each location is an entry of its own, and lookups hand out the first
+ * *usable* one. An entry is unusable once it was found damaged ({@link BlobIndex.markDamaged})
+ * or its pack is missing or damaged ({@link BlobIndex.markPackBad}); deduplication and reads
+ * then skip it, so nothing is ever deduplicated against a copy that cannot be read back.
  */
 import type { BlobId, BlobLocation, BlobType } from './types.js';
 
@@ -14,6 +20,8 @@ export const ID_SIZE = 32;
 /** Entry flag bits, shared with the pack header and index file layouts. */
 export const FLAG_TREE = 1;
 export const FLAG_COMPRESSED = 2;
+/** In-memory only (never written): this location was found damaged. */
+const FLAG_DAMAGED = 0x80;
 
 const HEX_RE = /^[0-9a-f]{64}$/;
 
@@ -45,6 +53,11 @@ export class BlobIndex {
   private n = 0;
   private readonly packIds: string[] = [];
   private readonly packNumbers = new Map<string, number>();
+  /** Per pack number: blobs indexed in it, the end of its last blob, and whether it is unusable. */
+  private packBlobs: Uint32Array = new Uint32Array(64);
+  private packEnds = new Float64Array(64);
+  private packBad = new Uint8Array(64);
+  private badPackCount = 0;
   private readonly scratch = Buffer.alloc(ID_SIZE);
 
   constructor(expected = 1024) {
@@ -90,8 +103,56 @@ export class BlobIndex {
       no = this.packIds.length;
       this.packIds.push(packId);
       this.packNumbers.set(packId, no);
+      if (no >= this.packBlobs.length) {
+        const cap = this.packBlobs.length * 2;
+        this.packBlobs = growU32(this.packBlobs, cap);
+        const ends = new Float64Array(cap);
+        ends.set(this.packEnds);
+        this.packEnds = ends;
+        const bad = new Uint8Array(cap);
+        bad.set(this.packBad);
+        this.packBad = bad;
+      }
     }
     return no;
+  }
+
+  /** The pack number of a known pack id, or -1. */
+  findPack(packId: string): number {
+    return this.packNumbers.get(packId) ?? -1;
+  }
+
+  /** Blobs indexed in pack `no`, and where its last blob ends (the pack's size is that plus its header and trailer). */
+  packInfo(no: number): { blobs: number; end: number; bad: boolean } {
+    return { blobs: this.packBlobs[no] ?? 0, end: this.packEnds[no] ?? 0, bad: this.packBad[no] === 1 };
+  }
+
+  /** Every pack id known (also packs that are marked bad). */
+  packList(): readonly string[] {
+    return this.packIds;
+  }
+
+  /** Mark a pack missing or damaged: none of its entries is used for reads or deduplication any more. */
+  markPackBad(no: number): void {
+    if (this.packBad[no] !== 1) {
+      this.packBad[no] = 1;
+      this.badPackCount++;
+    }
+  }
+
+  /** Number of packs marked bad. */
+  get badPacks(): number {
+    return this.badPackCount;
+  }
+
+  /** Mark one location damaged (a read found it unreadable): it is not used again. */
+  markDamaged(e: number): void {
+    if (e >= 0 && e < this.n) this.flags[e]! |= FLAG_DAMAGED;
+  }
+
+  /** True when entry `e` may be read and deduplicated against. */
+  isUsable(e: number): boolean {
+    return (this.flags[e]! & FLAG_DAMAGED) === 0 && this.packBad[this.packNo[e]!] !== 1;
   }
 
   packId(no: number): string {
@@ -112,8 +173,9 @@ export class BlobIndex {
   }
 
   /**
-   * Add a blob whose id is `idBuf[idOff .. idOff+32]`. Returns false (and changes nothing)
-   * when a blob of that type and id is already present.
+   * Add a location of the blob whose id is `idBuf[idOff .. idOff+32]`. Returns false (and
+   * changes nothing) when this blob is already listed in this pack; another pack's copy of a
+   * known blob is added as a further location.
    */
   add(
     flags: number,
@@ -137,9 +199,13 @@ export class BlobIndex {
       const v = slots[2 * s]!;
       if (v === 0) break;
       const e = v - 1;
-      if (slots[2 * s + 1] === tag && (this.flags[e]! & FLAG_TREE) === tree && equal32(ids, e * ID_SIZE, idBuf, idOff)) return false;
+      if (slots[2 * s + 1] === tag && (this.flags[e]! & FLAG_TREE) === tree && this.packNo[e] === packNo && equal32(ids, e * ID_SIZE, idBuf, idOff)) {
+        return false;
+      }
       s = (s + 1) & mask;
     }
+    this.packBlobs[packNo]!++;
+    if (offset + length > this.packEnds[packNo]!) this.packEnds[packNo] = offset + length;
     const e = this.n++;
     const base = e * ID_SIZE;
     for (let i = 0; i < ID_SIZE; i++) ids[base + i] = idBuf[idOff + i]!;
@@ -147,7 +213,7 @@ export class BlobIndex {
     this.offsets[e] = offset;
     this.lengths[e] = length;
     this.rawLengths[e] = rawLength;
-    this.flags[e] = flags;
+    this.flags[e] = flags & (FLAG_TREE | FLAG_COMPRESSED);
     slots[2 * s] = e + 1;
     slots[2 * s + 1] = tag;
     return true;
@@ -160,18 +226,24 @@ export class BlobIndex {
     return this.add(flags, buf, 0, this.packNumber(loc.pack), loc.offset, loc.length, loc.rawLength);
   }
 
-  /** Entry number of (type, id), or -1. */
+  /** Entry number of the first usable location of (type, id), or -1. */
   find(type: BlobType, id: BlobId): number {
     if (!HEX_RE.test(id)) return -1;
     this.scratch.write(id, 0, ID_SIZE, 'hex');
     return this.findRaw(typeBit(type), this.scratch, 0);
   }
 
+  /** True when (type, id) has a usable location. */
   has(type: BlobType, id: BlobId): boolean {
     return this.find(type, id) >= 0;
   }
 
-  /** Entry number of (type bit, id bytes), or -1. */
+  /** True when (type, id) is indexed at all, also when every location of it is unusable. */
+  known(type: BlobType, id: BlobId): boolean {
+    return this.findAll(type, id).length > 0;
+  }
+
+  /** Entry number of the first usable location of (type bit, id bytes), or -1. */
   findRaw(tree: number, idBuf: Uint8Array, idOff: number): number {
     const mask = this.mask;
     const slots = this.slots;
@@ -182,9 +254,33 @@ export class BlobIndex {
       const v = slots[2 * s]!;
       if (v === 0) return -1;
       const e = v - 1;
-      if (slots[2 * s + 1] === tag && (this.flags[e]! & FLAG_TREE) === tree && equal32(ids, e * ID_SIZE, idBuf, idOff)) return e;
+      if (slots[2 * s + 1] === tag && (this.flags[e]! & FLAG_TREE) === tree && equal32(ids, e * ID_SIZE, idBuf, idOff) && this.isUsable(e)) return e;
       s = (s + 1) & mask;
     }
+  }
+
+  /** Entry numbers of every location of (type, id), usable ones first. */
+  findAll(type: BlobType, id: BlobId): number[] {
+    if (!HEX_RE.test(id)) return [];
+    const idBuf = this.scratch;
+    idBuf.write(id, 0, ID_SIZE, 'hex');
+    const tree = typeBit(type);
+    const mask = this.mask;
+    const slots = this.slots;
+    let s = readU32(idBuf, 0) & mask;
+    const tag = readU32(idBuf, 4);
+    const usable: number[] = [];
+    const unusable: number[] = [];
+    for (;;) {
+      const v = slots[2 * s]!;
+      if (v === 0) break;
+      const e = v - 1;
+      if (slots[2 * s + 1] === tag && (this.flags[e]! & FLAG_TREE) === tree && equal32(this.ids, e * ID_SIZE, idBuf, 0)) {
+        (this.isUsable(e) ? usable : unusable).push(e);
+      }
+      s = (s + 1) & mask;
+    }
+    return usable.concat(unusable);
   }
 
   /** The location of entry `e`. */
@@ -202,10 +298,17 @@ export class BlobIndex {
     };
   }
 
-  /** Look up (type, id): its location or undefined. */
+  /** Look up (type, id): its first usable location, or undefined. */
   lookup(type: BlobType, id: BlobId): BlobLocation | undefined {
     const e = this.find(type, id);
     return e < 0 ? undefined : this.get(e);
+  }
+
+  /** The entry numbers of pack `no`'s blobs (a scan of the whole table: for maintenance, not hot paths). */
+  entriesOfPack(no: number): number[] {
+    const out: number[] = [];
+    for (let e = 0; e < this.n; e++) if (this.packNo[e] === no) out.push(e);
+    return out;
   }
 
   /** Pack number of entry `e` (cheap, no object). */

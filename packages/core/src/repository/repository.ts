@@ -16,6 +16,7 @@ import {
 } from '../crypto/keys.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Storage, Handle } from '../storage/types.js';
+import { handlePath } from '../storage/types.js';
 import { canonicalJson } from './canonical.js';
 import { checkRepository } from './check.js';
 import { BlobReader, mapLimit, type LoadBlobsOptions } from './blob-reader.js';
@@ -30,9 +31,9 @@ import {
   WrongPasswordError,
 } from './errors.js';
 import { BlobIndex, isBlobId } from './index-table.js';
+import { IndexLoader, type IndexLoadOptions, type IndexLoadResult } from './index-loader.js';
 import { acquireLock, type LockContext, type LockOptions } from './lock.js';
 import { openMetadataFile, sealMetadataFile } from './metadata-file.js';
-import { ENTRY_SIZE, scanIndexBody } from './pack-format.js';
 import type {
   BlobId,
   BlobLocation,
@@ -52,6 +53,7 @@ import type {
 
 export { REPOSITORY_VERSION, parseTree } from './decode.js';
 export { DEFAULT_INDEX_EVERY } from './blob-writer.js';
+export type { IndexLoadOptions, IndexLoadResult } from './index-loader.js';
 export { DEFAULT_MAX_READ, DEFAULT_READ_GAP, type LoadBlobsOptions } from './blob-reader.js';
 
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
@@ -60,6 +62,17 @@ export const DEFAULT_CHUNKER: Readonly<Omit<RepositoryChunkerParams, 'seed'>> = 
   avgSize: 1024 * 1024,
   maxSize: 8 * 1024 * 1024,
 });
+/** @internal See {@link Repository.internals}. */
+export interface RepositoryInternals {
+  storage: Storage;
+  keys: MasterKeys;
+  config: RepositoryConfig;
+  log: RepositoryLogger;
+  index: BlobIndex;
+  reader: BlobReader;
+  writer: BlobWriter;
+}
+
 /** Options for opening (and creating) a repository. */
 export interface RepositoryOptions {
   /** Where stale-lock take-overs and similar events are logged (default: stderr). */
@@ -133,12 +146,13 @@ export class Repository {
   private readonly log: RepositoryLogger;
   private readonly index = new BlobIndex();
   private indexLoading: Promise<unknown> | undefined;
-  private readonly loadedIndexFiles = new Set<string>();
+  private readonly indexLoader: IndexLoader;
   private readonly reader: BlobReader;
   private readonly writer: BlobWriter;
   private readonly locks = new Set<RepoLock>();
   private indexLoaded = false;
   private closed = false;
+  private replacedReported = 0;
 
   private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys, keyId: string, opts: RepositoryOptions) {
     this.storage = storage;
@@ -148,7 +162,8 @@ export class Repository {
     this.keyId = keyId;
     this.opts = opts;
     this.log = opts.logger ?? defaultLogger;
-    this.reader = new BlobReader(storage, keys);
+    this.reader = new BlobReader(storage, keys, (loc, scope) => this.markDamaged(loc, scope));
+    this.indexLoader = new IndexLoader(storage, keys, this.index);
     this.writer = new BlobWriter({
       storage,
       keys,
@@ -288,53 +303,58 @@ export class Repository {
   // ---------------------------------------------------------------- index
 
   /**
-   * Read every index file not read yet into the in-memory index. Damaged index files
-   * fail with {@link IntegrityError} naming the file. Call it after `open` before a backup
-   * (so it deduplicates against stored data); `loadBlob`/`loadTree` call it on first use.
+   * Read every index file not read yet into the in-memory index. A damaged index file is
+   * reported (through the logger, and in the result) and skipped. With `verifyPacks` (every
+   * backup calls it so), and on its own once an index file was found damaged, the packs are
+   * listed too: packs the index names that are missing or of the wrong size are marked bad
+   * (never read, never deduplicated against), and packs no readable index file covers are read
+   * from their headers and their blobs indexed (a later `flush` writes them into an index file).
+   * See `index-loader.ts`. `loadBlob`/`loadTree` call it on first use.
    */
-  loadIndex(): Promise<{ files: number; packs: number; blobs: number }> {
+  loadIndex(opts: IndexLoadOptions = {}): Promise<IndexLoadResult> {
     // Serialized: a second call waits for the first, then picks up files written since.
-    const run = (this.indexLoading ?? Promise.resolve()).catch(() => undefined).then(() => this.loadIndexNow());
+    const run = (this.indexLoading ?? Promise.resolve()).catch(() => undefined).then(() => this.loadIndexNow(opts));
     this.indexLoading = run;
     return run;
   }
 
-  private async loadIndexNow(): Promise<{ files: number; packs: number; blobs: number }> {
+  private async loadIndexNow(opts: IndexLoadOptions): Promise<IndexLoadResult> {
     this.assertOpen();
-    const names = (await listNames(this.storage, 'index')).filter((n) => !this.loadedIndexFiles.has(n));
-    let packs = 0;
-    let blobs = 0;
-    await mapLimit(names, 8, async (name) => {
-      let body: Buffer;
-      try {
-        body = await this.readIndexFile(name);
-      } catch (err) {
-        if (this.storage.isNotFound(err)) return; // removed meanwhile (superseded by prune)
-        throw err;
-      }
-      this.index.reserve(Math.floor(body.byteLength / ENTRY_SIZE));
-      let packNo = 0;
-      const r = scanIndexBody(
-        body,
-        (packId) => {
-          packNo = this.index.packNumber(packId);
-        },
-        (flags, buf, idOff, offset, length, rawLength) => {
-          this.index.add(flags, buf, idOff, packNo, offset, length, rawLength);
-        },
-      );
-      packs += r.packs;
-      blobs += r.blobs;
-      this.loadedIndexFiles.add(name);
-    });
+    const r = await this.indexLoader.load(opts);
     this.indexLoaded = true;
-    return { files: names.length, packs, blobs };
+    for (const d of r.damagedFiles) {
+      this.log.warn(`${d.file} is damaged and was skipped (${d.message}); the packs it lists are read from their own headers. Run \`kiwi repair index\` to replace it.`);
+    }
+    if (r.missingPacks.length > 0) {
+      this.log.warn(
+        `${plural(r.missingPacks.length, 'pack')} named in the index ${r.missingPacks.length === 1 ? 'is' : 'are'} missing (${listSome(r.missingPacks.map((p) => handlePath({ type: 'data', name: p })))}): ` +
+          'their blobs are not used; a backup stores them again when it meets them. Run `kiwi check` to see which snapshots are affected.',
+      );
+    }
+    for (const w of r.wrongSizePacks) {
+      this.log.warn(`${handlePath({ type: 'data', name: w.pack })} is ${w.size} bytes but its index entries imply ${w.expected}: the pack is damaged and its blobs are not used. Run \`kiwi check\`.`);
+    }
+    for (const u of r.unreadablePacks) this.log.warn(`${u.file} is listed by no index file and its header cannot be read: ${u.message}`);
+    if (r.adoptedPacks.length > 0) {
+      this.log.info(
+        `found ${plural(r.adoptedPacks.length, 'pack')} that no readable index file lists (left by an interrupted backup, or listed only in a damaged index file); read ${r.adoptedPacks.length === 1 ? 'its header' : 'their headers'}, so ${r.adoptedPacks.length === 1 ? 'its' : 'their'} blobs are used again`,
+      );
+      this.writer.adopt(r.adoptedPacks);
+    }
+    return r;
   }
 
-  /** Load, authenticate and decompress one index file's body. */
-  private async readIndexFile(name: string): Promise<Buffer> {
-    const bytes = await this.storage.load({ type: 'index', name });
-    return openMetadataFile(this.keys, bytes, `index/${name}`, name);
+  /** Mark a location found damaged: its blob (or, for a missing or truncated pack, every blob of its pack) is not used again. */
+  private markDamaged(loc: BlobLocation, scope: 'pack' | 'blob'): void {
+    const no = this.index.findPack(loc.pack);
+    if (no < 0) return;
+    if (scope === 'pack') {
+      this.index.markPackBad(no);
+      return;
+    }
+    for (const e of this.index.findAll(loc.type, loc.id)) {
+      if (this.index.entryPack(e) === no) this.index.markDamaged(e);
+    }
   }
 
   /** Numbers about the in-memory index. */
@@ -384,9 +404,26 @@ export class Repository {
     this.assertOpen();
     if (this.writer.isPending(type, id)) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
-    const loc = this.index.lookup(type, id);
-    if (!loc) throw new BlobNotFoundError(type, id);
-    return this.reader.readAt(loc, opts.buffer);
+    let loc = this.index.lookup(type, id);
+    if (!loc) throw this.notFound(type, id);
+    // A copy that fails to verify is marked damaged (by the reader's onDamage), and the next copy is tried.
+    for (;;) {
+      try {
+        return await this.reader.readAt(loc, opts.buffer);
+      } catch (err) {
+        const next = (err as Error).name === 'IntegrityError' ? this.index.lookup(type, id) : undefined;
+        if (!next || (next.pack === loc.pack && next.offset === loc.offset)) throw err;
+        loc = next;
+      }
+    }
+  }
+
+  /** The error for a blob with no usable copy: not indexed at all, or every copy is missing or damaged. */
+  private notFound(type: BlobType, id: BlobId): Error {
+    const copies = this.index.findAll(type, id);
+    if (copies.length === 0) return new BlobNotFoundError(type, id);
+    const packs = [...new Set(copies.map((e) => handlePath({ type: 'data', name: this.index.get(e).pack })))];
+    return new IntegrityError(`${type} blob ${id}: every stored copy is missing or damaged (${packs.join(', ')})`, { blobId: id, file: packs[0]! });
   }
 
   /**
@@ -419,9 +456,24 @@ export class Repository {
       seen.add(id);
       const loc = this.index.lookup(type, id);
       if (loc) locs.push(loc);
-      else await onBlob(id, undefined, new BlobNotFoundError(type, id));
+      else await onBlob(id, undefined, this.notFound(type, id));
     }
-    await this.reader.readMany(locs, onBlob, opts);
+    // A blob whose copy fails to verify is read again from its next usable copy, if there is one.
+    await this.reader.readMany(
+      locs,
+      async (id, data, error) => {
+        if (error?.name === 'IntegrityError' && this.index.has(type, id)) {
+          try {
+            data = await this.loadBlob(type, id);
+            error = undefined;
+          } catch (err) {
+            error = err as Error;
+          }
+        }
+        await onBlob(id, data, error);
+      },
+      opts,
+    );
   }
 
   /** Store a directory listing as a tree blob (canonical JSON, so equal trees dedupe). Returns its id. */
@@ -443,13 +495,18 @@ export class Repository {
   async flush(): Promise<void> {
     this.assertOpen();
     await this.writer.flush();
+    const replaced = this.writer.replacedBlobs - this.replacedReported;
+    if (replaced > 0) {
+      this.replacedReported += replaced;
+      this.log.warn(`stored ${plural(replaced, 'blob')} again whose earlier stored ${replaced === 1 ? 'copy is' : 'copies are'} missing or damaged`);
+    }
   }
 
   /** zstd + encrypt `body`, save it under its SHA-256. */
   private async saveMetadata(type: 'index' | 'snapshot', body: Uint8Array): Promise<string> {
     const { name, bytes } = await sealMetadataFile(this.keys, body, this.config.compression.level);
     await this.storage.save({ type, name }, bytes);
-    if (type === 'index') this.loadedIndexFiles.add(name);
+    if (type === 'index') this.indexLoader.loadedFiles.add(name);
     return name;
   }
 
@@ -458,9 +515,11 @@ export class Repository {
   /** Store a snapshot; returns its id. Call after {@link flush}: everything it references must be stored and indexed. */
   async saveSnapshot(snapshot: Snapshot): Promise<string> {
     this.assertOpen();
-    if (this.writer.busy) {
+    if (this.writer.unstored) {
       throw new Error('saveSnapshot: blobs are not yet stored and indexed; call flush() first');
     }
+    // Packs adopted from their headers (see loadIndex) are indexed before a snapshot may use them.
+    await this.writer.flush();
     if (!isBlobId(snapshot.tree)) throw new TypeError(`saveSnapshot: invalid root tree id ${JSON.stringify(snapshot.tree)}`);
     if (this.indexLoaded && !this.index.has('tree', snapshot.tree)) {
       throw new Error(`saveSnapshot: root tree ${snapshot.tree} is not in the repository`);
@@ -572,18 +631,36 @@ export class Repository {
 
   // ---------------------------------------------------------------- check
 
-  /** Verify the repository; see docs/repository-format.md ("check") for what is guaranteed. */
+  /**
+   * Verify the repository; see docs/repository-format.md ("check") for what is guaranteed.
+   * Takes a shared lock (backups may run meanwhile; prune may not) unless `noLock`.
+   */
   async check(opts: CheckOptions = {}): Promise<CheckReport> {
     this.assertOpen();
-    return checkRepository(
-      {
-        storage: this.storage,
-        decrypt: (d) => this.keys.decrypt(d),
-        blobIdBytes: (d) => this.keys.blobIdBytes(d),
-        openBlob: (loc, bytes) => this.reader.open(loc, bytes),
-      },
-      opts,
-    );
+    const lock = opts.noLock ? undefined : await this.lock('shared');
+    try {
+      return await checkRepository(
+        {
+          storage: this.storage,
+          decrypt: (d) => this.keys.decrypt(d),
+          blobIdBytes: (d) => this.keys.blobIdBytes(d),
+          openBlob: (loc, bytes) => this.reader.open(loc, bytes),
+          openMetadata: (bytes, file, name) => openMetadataFile(this.keys, bytes, file, name),
+        },
+        opts,
+      );
+    } finally {
+      await lock?.release();
+    }
+  }
+
+  /**
+   * @internal The engine's parts, for the maintenance operations in `../maintenance` (repair,
+   * prune). Not a stable API.
+   */
+  internals(): RepositoryInternals {
+    this.assertOpen();
+    return { storage: this.storage, keys: this.keys, config: this.config, log: this.log, index: this.index, reader: this.reader, writer: this.writer };
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -613,4 +690,13 @@ function keyFileOptions(opts: RepositoryOptions) {
     ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
   };
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** The first few items of a list, and how many more. */
+function listSome(items: string[], max = 3): string {
+  return items.length <= max ? items.join(', ') : `${items.slice(0, max).join(', ')} and ${items.length - max} more`;
 }

@@ -93,6 +93,10 @@ export interface Snapshot {
   plugins?: Record<string, unknown>;
   /** true when some sources could not be read. */
   partial?: boolean;
+  /** For a snapshot rewritten (by `repair snapshots`, `tag`): the id it was first written under. */
+  original?: string;
+  /** Set by `repair snapshots`: when, from which snapshot, and which paths were left out (listed up to 1000). */
+  repaired?: { time: string; from: string; removed: string[]; removedCount: number };
 }
 
 /** Content-defined chunking parameters as stored in the repository config (seed base64). */
@@ -138,12 +142,23 @@ export interface SaveBlobResult {
   known: boolean;
   /** Bytes added to the repository for this blob (encrypted size), 0 when known. */
   storedSize: number;
+  /** true when the blob was indexed but every stored copy of it is missing or damaged: this is a fresh copy. */
+  replaced?: boolean;
 }
 
 /** One problem found by `check`, named by its storage path (e.g. `data/ab/ab12…`, `index/…`, `snapshots/…`). */
 export interface CheckProblem {
   file: string;
   message: string;
+  /** The command that repairs it, when there is one (e.g. `kiwi repair index`). */
+  hint?: string;
+}
+
+/** Snapshots and files whose data is lost with a damaged or missing pack. */
+export interface CheckAffected {
+  /** The pack (`data/…`), or `index` for blobs no index lists. */
+  file: string;
+  snapshots: Array<{ id: string; paths: string[]; /** Affected paths not listed (the list is capped). */ more: number }>;
 }
 
 export interface CheckProgress {
@@ -156,11 +171,18 @@ export interface CheckOptions {
   /** Download every pack: verify its name, header, and decrypt + verify every blob. */
   readData?: boolean;
   onProgress?: (progress: CheckProgress) => void;
+  /** Do not take the shared lock (the caller holds a lock already). */
+  noLock?: boolean;
 }
 
 export interface CheckReport {
+  /** Errors found, in order (at most the first 10,000; `counts.errors` has them all). */
   errors: CheckProblem[];
+  /** Warnings (e.g. packs no index lists, which `prune` reclaims), capped likewise. */
   warnings: CheckProblem[];
+  counts: { errors: number; warnings: number };
+  /** For damaged or missing packs and lost blobs: the snapshots and files that lose data. */
+  affected: CheckAffected[];
   stats: {
     keys: number;
     snapshots: number;

@@ -1,0 +1,99 @@
+/**
+ * `check --read-data`: every pack is downloaded; its name must equal its SHA-256, its header
+ * must decrypt and equal its index entries byte for byte, and every blob in it must decrypt,
+ * decompress to its raw length and have the HMAC id it is listed under.
+ */
+import { OVERHEAD } from '../crypto/aead.js';
+import { sha256Hex } from '../crypto/keys.js';
+import { handlePath } from '../storage/types.js';
+import type { CheckIndex, PackRef } from './check-index.js';
+import { eachLimit, msg, type CheckContext, type CheckReporter } from './check-util.js';
+import { PACK_HEADER_VERSION, decodePackHeader, entryToLocation, type PackEntry } from './pack-format.js';
+
+/** At most this many blob-level errors are listed per pack. */
+const MAX_BLOB_ERRORS_PER_PACK = 20;
+
+export async function verifyPackData(
+  ctx: CheckContext,
+  packFiles: ReadonlyArray<{ name: string; size: number }>,
+  index: CheckIndex,
+  report: CheckReporter,
+): Promise<void> {
+  let done = 0;
+  await eachLimit(packFiles, 2, async ({ name }) => {
+    const file = handlePath({ type: 'data', name });
+    try {
+      await verifyPack(ctx, name, file, index, report);
+    } catch (err) {
+      report.error(file, msg(err));
+    }
+    report.progress({ phase: 'data', done: ++done, total: packFiles.length });
+  });
+}
+
+async function verifyPack(ctx: CheckContext, name: string, file: string, index: CheckIndex, report: CheckReporter): Promise<void> {
+  const ref: PackRef | undefined = index.packRefs.get(name);
+  const repair = `kiwi repair packs ${name.slice(0, 12)}, then kiwi backup (to store the lost data again while the source still has it), then kiwi repair snapshots`;
+  let bytes: Buffer;
+  try {
+    bytes = await ctx.storage.load({ type: 'data', name });
+  } catch (err) {
+    report.error(file, `cannot be read: ${msg(err)}`);
+    return;
+  }
+  report.stats.bytesVerified += bytes.byteLength;
+  if (sha256Hex(bytes) !== name) {
+    report.error(file, `content does not match its name (SHA-256 of its ${bytes.byteLength} bytes differs): the pack is damaged or truncated`, repair);
+  }
+  // The header, from the pack's own trailer.
+  let header: PackEntry[] | undefined;
+  let headerPlain: Buffer | undefined;
+  let dataEnd = bytes.byteLength;
+  try {
+    if (bytes.byteLength < 4 + OVERHEAD + 1) throw new Error(`too short (${bytes.byteLength} bytes) to hold a header`);
+    const hlen = bytes.readUInt32LE(bytes.byteLength - 4);
+    if (hlen < OVERHEAD + 1 || hlen > bytes.byteLength - 4) throw new Error(`header length ${hlen} is impossible for a ${bytes.byteLength}-byte pack`);
+    dataEnd = bytes.byteLength - 4 - hlen;
+    try {
+      headerPlain = ctx.decrypt(bytes.subarray(dataEnd, bytes.byteLength - 4));
+    } catch {
+      throw new Error('header authentication failed');
+    }
+    header = decodePackHeader(headerPlain);
+  } catch (err) {
+    report.error(file, `pack header: ${msg(err)}`, ref ? repair : undefined);
+  }
+  if (ref && headerPlain) {
+    const fromIndex = Buffer.concat(ref.parts);
+    if (!fromIndex.equals(headerPlain.subarray(1))) {
+      report.error(file, `pack header lists ${header?.length ?? '?'} blobs that differ from its index entries in ${ref.indexFile} (${ref.count} blobs)`, 'kiwi repair index');
+    }
+  }
+  // Verify each blob, by the header or, if it is unreadable, by the index.
+  let entries = header;
+  if (!entries && ref) {
+    entries = decodePackHeader(Buffer.concat([Buffer.from([PACK_HEADER_VERSION]), ...ref.parts]));
+    dataEnd = bytes.byteLength;
+  }
+  if (!entries) return;
+  let blobErrors = 0;
+  for (const e of entries) {
+    const loc = entryToLocation(e, name);
+    let problem: string | undefined;
+    if (e.offset + e.length > dataEnd) {
+      problem = `${loc.type} blob ${loc.id} (offset ${e.offset}, ${e.length} bytes) lies past the end of the pack data (${dataEnd} bytes)`;
+    } else {
+      try {
+        await ctx.openBlob(loc, bytes.subarray(e.offset, e.offset + e.length));
+      } catch (err) {
+        problem = msg(err);
+      }
+    }
+    if (problem) {
+      blobErrors++;
+      index.lose(loc.type, loc.id, file);
+      if (blobErrors <= MAX_BLOB_ERRORS_PER_PACK) report.error(file, problem, blobErrors === 1 ? repair : undefined);
+    }
+  }
+  if (blobErrors > MAX_BLOB_ERRORS_PER_PACK) report.error(file, `and ${blobErrors - MAX_BLOB_ERRORS_PER_PACK} more damaged blobs in this pack`);
+}

@@ -1,0 +1,173 @@
+/**
+ * Loading the repository's index into the in-memory {@link BlobIndex}, resilient to damage:
+ *
+ * - An index file that cannot be read (missing bytes, failed authentication, a malformed body)
+ *   is reported by name and skipped; the rest of the index still loads.
+ * - With `verifyPacks` (every backup; any command once an index file was found damaged), the
+ *   packs are listed and compared with the index: a pack the index names that is missing, or
+ *   whose size is not what its entries imply, is marked bad, so its blobs are neither read nor
+ *   deduplicated against. Packs that no readable index file covers (left by an interrupted
+ *   backup, or covered only by a damaged index file) are read from their own headers and
+ *   their blobs added ("adopted"); a backup then writes them into its next index file, which
+ *   heals the repository.
+ *
+ * Index files are listed before the packs: an index file is written only after its packs, so
+ * every pack that an index file seen here names was stored before the pack listing started.
+ */
+import type { MasterKeys } from '../crypto/keys.js';
+import type { Storage } from '../storage/types.js';
+import { handlePath } from '../storage/types.js';
+import { mapLimit } from './blob-reader.js';
+import { IntegrityError } from './errors.js';
+import { BlobIndex } from './index-table.js';
+import { openMetadataFile } from './metadata-file.js';
+import { ENTRY_SIZE, packTrailerSize, scanIndexBody, type IndexedPack } from './pack-format.js';
+import { readPackHeader } from './pack-reader.js';
+
+/** What one {@link IndexLoader.load} found, besides the blobs it added. */
+export interface IndexLoadResult {
+  /** Index files read in this call. */
+  files: number;
+  packs: number;
+  blobs: number;
+  /** Index files that could not be read, skipped (each named, with the reason). */
+  damagedFiles: Array<{ file: string; message: string }>;
+  /** Packs the index names that the storage does not have. */
+  missingPacks: string[];
+  /** Packs whose stored size is not what their index entries imply (truncated or damaged). */
+  wrongSizePacks: Array<{ pack: string; size: number; expected: number }>;
+  /** Packs no readable index file covers, whose headers were read: their blobs are now indexed in memory. */
+  adoptedPacks: IndexedPack[];
+  /** Packs no readable index file covers whose headers could not be read. */
+  unreadablePacks: Array<{ file: string; message: string }>;
+}
+
+export interface IndexLoadOptions {
+  /** List the packs: mark missing or wrongly sized ones bad and adopt uncovered ones (see the module comment). */
+  verifyPacks?: boolean;
+}
+
+export class IndexLoader {
+  /** Index files whose entries are in the index. */
+  readonly loadedFiles = new Set<string>();
+  /** Index files found damaged (not read again by this process). */
+  private readonly damagedFiles = new Map<string, string>();
+  /** Pack numbers named by index files (only these are judged against the listing; our own uploads are not). */
+  private readonly fromIndexFiles = new Set<number>();
+  /** Packs whose headers were read (adopted or found unreadable): not read again. */
+  private readonly headersTried = new Set<string>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly keys: MasterKeys,
+    private readonly index: BlobIndex,
+  ) {}
+
+  /** Index files skipped as damaged so far, by storage path, with the reason. */
+  damaged(): Array<{ file: string; message: string }> {
+    return [...this.damagedFiles].map(([name, message]) => ({ file: `index/${name}`, message }));
+  }
+
+  async load(opts: IndexLoadOptions = {}): Promise<IndexLoadResult> {
+    const result: IndexLoadResult = {
+      files: 0,
+      packs: 0,
+      blobs: 0,
+      damagedFiles: [],
+      missingPacks: [],
+      wrongSizePacks: [],
+      adoptedPacks: [],
+      unreadablePacks: [],
+    };
+    const names: string[] = [];
+    for await (const f of this.storage.list('index')) names.push(f.name);
+    const fresh = names.filter((n) => !this.loadedFiles.has(n) && !this.damagedFiles.has(n));
+    // The pack listing runs while the index files load (it is only needed afterwards).
+    const listing = opts.verifyPacks ? this.listPacks() : undefined;
+    listing?.catch(() => undefined);
+    await mapLimit(fresh, 8, async (name) => {
+      let body: Buffer;
+      try {
+        const bytes = await this.storage.load({ type: 'index', name });
+        body = await openMetadataFile(this.keys, bytes, `index/${name}`, name);
+        // Check the whole body before adding anything from it.
+        try {
+          scanIndexBody(body, () => undefined, () => undefined);
+        } catch (err) {
+          throw new IntegrityError(`index/${name}: ${(err as Error).message}`, { file: `index/${name}`, cause: err });
+        }
+      } catch (err) {
+        if (this.storage.isNotFound(err)) return; // removed meanwhile (superseded by a prune)
+        if (!isDamage(err)) throw err;
+        this.damagedFiles.set(name, (err as Error).message);
+        result.damagedFiles.push({ file: `index/${name}`, message: (err as Error).message });
+        return;
+      }
+      this.index.reserve(Math.floor(body.byteLength / ENTRY_SIZE));
+      let packNo = 0;
+      const r = scanIndexBody(
+        body,
+        (packId) => {
+          packNo = this.index.packNumber(packId);
+          this.fromIndexFiles.add(packNo);
+        },
+        (flags, buf, idOff, offset, length, rawLength) => {
+          this.index.add(flags, buf, idOff, packNo, offset, length, rawLength);
+        },
+      );
+      result.packs += r.packs;
+      result.blobs += r.blobs;
+      result.files++;
+      this.loadedFiles.add(name);
+    });
+    if (listing || result.damagedFiles.length > 0 || this.damagedFiles.size > 0) {
+      await this.verifyPacks(await (listing ?? this.listPacks()), result);
+    }
+    return result;
+  }
+
+  private async listPacks(): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    for await (const f of this.storage.list('data')) sizes.set(f.name, f.size);
+    return sizes;
+  }
+
+  /** Compare the index with the pack listing; adopt uncovered packs from their headers. */
+  private async verifyPacks(sizes: Map<string, number>, result: IndexLoadResult): Promise<void> {
+    for (const no of this.fromIndexFiles) {
+      const info = this.index.packInfo(no);
+      if (info.bad) continue;
+      const pack = this.index.packId(no);
+      const size = sizes.get(pack);
+      if (size === undefined) {
+        this.index.markPackBad(no);
+        result.missingPacks.push(pack);
+        continue;
+      }
+      const expected = info.end + packTrailerSize(info.blobs);
+      if (size !== expected) {
+        this.index.markPackBad(no);
+        result.wrongSizePacks.push({ pack, size, expected });
+      }
+    }
+    const uncovered = [...sizes].filter(([pack]) => this.index.findPack(pack) < 0 && !this.headersTried.has(pack));
+    await mapLimit(uncovered, 8, async ([pack, size]) => {
+      this.headersTried.add(pack);
+      try {
+        const entries = await readPackHeader(this.storage, this.keys, pack, size);
+        const no = this.index.packNumber(pack);
+        for (const e of entries) this.index.add(e.flags, e.id, 0, no, e.offset, e.length, e.rawLength);
+        result.adoptedPacks.push({ id: pack, entries });
+      } catch (err) {
+        if (this.storage.isNotFound(err)) return; // removed meanwhile
+        if (!isDamage(err)) throw err;
+        result.unreadablePacks.push({ file: handlePath({ type: 'data', name: pack }), message: (err as Error).message });
+      }
+    });
+  }
+}
+
+/** True for damage to stored bytes (as opposed to a storage that failed or cannot be reached). */
+function isDamage(err: unknown): boolean {
+  return (err as { name?: unknown } | null)?.name === 'IntegrityError';
+}
