@@ -13,6 +13,7 @@ const subCommands = {
   check: () => import('./commands/check.js').then((m) => m.default),
   plugins: () => import('./commands/plugins.js').then((m) => m.default),
   repair: () => import('./commands/repair.js').then((m) => m.default),
+  prune: () => import('./commands/prune.js').then((m) => m.default),
 } as const;
 
 export const main = defineCommand({

@@ -316,6 +316,11 @@ export class BlobIndex {
     return this.packNo[e]!;
   }
 
+  /** Stored length of entry `e` (cheap, no object). */
+  entryLength(e: number): number {
+    return this.lengths[e]!;
+  }
+
   /** Iterate all entries' locations (allocates one object per entry; for check/listing, not hot paths). */
   *locations(): IterableIterator<BlobLocation> {
     for (let e = 0; e < this.n; e++) yield this.get(e);

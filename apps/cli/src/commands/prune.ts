@@ -1,0 +1,63 @@
+import { parseMaxUnused, prune, type MaxUnused } from '@kiwi-backup/core';
+import { kiwiCommand } from '../command.js';
+import { stringArg } from '../args.js';
+import { UsageError } from '../exit-codes.js';
+import { formatBytes } from '../output.js';
+
+export default kiwiCommand({
+  meta: { name: 'prune', description: 'Remove data no snapshot uses: delete unused packs, repack mostly unused ones' },
+  interruptible: true,
+  args: {
+    'max-unused': { type: 'string', description: 'Unused data to tolerate: a share of the used data (5%, the default), a size (500M) or "unlimited"' },
+    'dry-run': { type: 'boolean', alias: 'n', description: 'Say what would be deleted and repacked, and how much it frees; change nothing' },
+  },
+  async run({ args, session }) {
+    let maxUnused: MaxUnused | undefined;
+    const text = stringArg(args['max-unused']);
+    if (text !== undefined) {
+      try {
+        maxUnused = parseMaxUnused(text);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+    }
+    const repo = await session.openRepository();
+    const out = session.out;
+    const dryRun = Boolean(args['dry-run']);
+    const r = await prune(repo, {
+      ...(maxUnused ? { maxUnused } : {}),
+      dryRun,
+      onProgress: (p) => out.progress(p.phase === 'trees' ? `reading trees: ${p.done}` : `${p.phase} ${p.done}/${p.total}`),
+    });
+    out.clearProgress();
+    out.emit('summary', {
+      dry_run: dryRun,
+      snapshots: r.snapshots,
+      packs_total: r.packs.total,
+      packs_deleted: r.packs.deleted,
+      packs_repacked: r.packs.repacked,
+      packs_kept: r.packs.kept,
+      packs_created: r.packs.created,
+      blobs_used: r.blobs.used,
+      blobs_unused: r.blobs.unused,
+      blobs_repacked: r.blobs.repacked,
+      bytes_total: r.bytes.total,
+      bytes_used: r.bytes.used,
+      bytes_unused: r.bytes.unused,
+      bytes_freed: r.bytes.freed,
+      bytes_repacked: r.bytes.repacked,
+      bytes_unused_after: r.bytes.unusedAfter,
+      index_files_written: r.indexFiles.written,
+      index_files_removed: r.indexFiles.removed,
+    });
+    const lines = [
+      `snapshots:   ${r.snapshots}`,
+      `used data:   ${formatBytes(r.bytes.used)} in ${r.blobs.used} blobs; unused: ${formatBytes(r.bytes.unused)} in ${r.blobs.unused} blobs and pack headers`,
+      `${dryRun ? 'would delete' : 'deleted'}:   ${r.packs.deleted} packs`,
+      `${dryRun ? 'would repack' : 'repacked'}:  ${r.packs.repacked} packs (${formatBytes(r.bytes.repacked)} of used data copied${dryRun ? '' : ` into ${r.packs.created} new packs`})`,
+      `${dryRun ? 'would free' : 'freed'}:     ${formatBytes(r.bytes.freed)}; unused data left: ${formatBytes(r.bytes.unusedAfter)}`,
+    ];
+    for (const l of lines) out.info(l);
+    if (!dryRun && r.packs.deleted + r.packs.repacked === 0) out.info('nothing to prune');
+  },
+});

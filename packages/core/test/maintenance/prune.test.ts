@@ -1,0 +1,229 @@
+/**
+ * prune (issue #10): deletes what no snapshot uses, repacks what is mostly unused, refuses to
+ * work around damage, and survives a crash at any storage operation.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { mkdir, writeFile, rm } from 'node:fs/promises';
+import { runBackup, restoreSnapshot, prune, parseMaxUnused, type Storage, type Handle } from '../../src/index.js';
+import { Repository } from '../../src/repository/repository.js';
+import { memoryRepository } from '../backup/helpers/real-repo.js';
+import { describeTree, pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+
+let work: string;
+beforeEach(async () => {
+  work = await tempDir('kiwi-prune-');
+});
+afterEach(async () => {
+  await removeDir(work);
+});
+
+const KDF = { N: 1024, r: 8, p: 1 };
+const quiet = { info() {}, warn() {} };
+
+async function totalBytes(storage: Storage, type: 'data' | 'index'): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for await (const f of storage.list(type)) {
+    files++;
+    bytes += f.size;
+  }
+  return { files, bytes };
+}
+
+async function expectRestores(repo: Repository, snapshotId: string, expected: Map<string, unknown>, src: string, label: string): Promise<void> {
+  const target = join(work, `restore-${label}`);
+  const r = await restoreSnapshot({ repository: repo, snapshotId, target });
+  expect(r.errors, label).toEqual([]);
+  const after = await describeTree(join(target, src));
+  expect([...after.keys()].sort(), label).toEqual([...expected.keys()].sort());
+  for (const [p, info] of expected) expect(after.get(p), `${label}: ${p}`).toEqual(info);
+}
+
+/** Three generations of a source (each replaces some files), one snapshot each. */
+async function generations(packSize = 40 * 1024) {
+  const src = join(work, 'src');
+  await mkdir(join(src, 'keep'), { recursive: true });
+  await writeFile(join(src, 'keep/stable.bin'), pseudoRandom(60_000, 1));
+  const { repo, storage } = await memoryRepository({ packSize });
+  const snaps: Array<{ id: string; tree: Map<string, unknown> }> = [];
+  for (let g = 0; g < 3; g++) {
+    await rm(join(src, 'gen'), { recursive: true, force: true });
+    await mkdir(join(src, 'gen'));
+    for (let i = 0; i < 4; i++) await writeFile(join(src, 'gen', `f${i}.bin`), pseudoRandom(25_000, 100 * (g + 1) + i));
+    const r = await runBackup({ repository: repo, sources: [src], parent: null });
+    expect(r.status).toBe('success');
+    snaps.push({ id: r.snapshotId!, tree: await describeTree(src) });
+  }
+  await repo.close();
+  const open = () => Repository.open(storage, 'test-password', { kdf: KDF, logger: quiet });
+  return { src, storage, snaps, open };
+}
+
+describe('prune', () => {
+  it('after forgetting older snapshots: deletes their data, keeps the rest restorable, and a second prune has nothing to do', async () => {
+    const { src, storage, snaps, open } = await generations();
+    const before = await totalBytes(storage, 'data');
+    for (const s of snaps.slice(0, 2)) await storage.remove({ type: 'snapshot', name: s.id });
+
+    let repo = await open();
+    const dry = await prune(repo, { dryRun: true });
+    expect(dry.dryRun).toBe(true);
+    expect(dry.bytes.freed).toBeGreaterThan(100_000);
+    expect(await totalBytes(storage, 'data')).toEqual(before);
+    await repo.close();
+
+    repo = await open();
+    const r = await prune(repo);
+    await repo.close();
+    expect(r.packs.deleted + r.packs.repacked).toBeGreaterThan(0);
+    const after = await totalBytes(storage, 'data');
+    expect(before.bytes - after.bytes).toBeGreaterThan(100_000);
+    // What is left is at most 5 % unused (by the default limit), plus one pack's worth of rounding.
+    expect(r.bytes.unusedAfter).toBeLessThanOrEqual(r.bytes.used * 0.05);
+
+    repo = await open();
+    const report = await repo.check({ readData: true });
+    expect(report.errors).toEqual([]);
+    expect(report.warnings).toEqual([]);
+    await expectRestores(repo, snaps[2]!.id, snaps[2]!.tree, src, 'last');
+    const again = await prune(repo);
+    expect(again.packs.deleted + again.packs.repacked).toBe(0);
+    await repo.close();
+  });
+
+  it('repacks partly used packs when the unused share is above --max-unused, and not when it is within', async () => {
+    const { src, storage, snaps, open } = await generations(200 * 1024);
+    for (const s of snaps.slice(0, 2)) await storage.remove({ type: 'snapshot', name: s.id });
+    let repo = await open();
+    const lenient = await prune(repo, { maxUnused: parseMaxUnused('unlimited'), dryRun: true });
+    expect(lenient.packs.repacked).toBe(0);
+    const strict = await prune(repo, { maxUnused: parseMaxUnused('0%') });
+    expect(strict.packs.repacked).toBeGreaterThan(0);
+    expect(strict.bytes.unusedAfter).toBe(0);
+    await repo.close();
+    repo = await open();
+    const report = await repo.check({ readData: true });
+    expect(report.errors).toEqual([]);
+    await expectRestores(repo, snaps[2]!.id, snaps[2]!.tree, src, 'repacked');
+    await repo.close();
+  });
+
+  it('parses --max-unused and refuses nonsense', () => {
+    expect(parseMaxUnused('5%')).toEqual({ kind: 'percent', value: 5 });
+    expect(parseMaxUnused('unlimited')).toEqual({ kind: 'unlimited' });
+    expect(parseMaxUnused('100M')).toEqual({ kind: 'bytes', value: 100 * 1024 * 1024 });
+    expect(parseMaxUnused('2GiB')).toEqual({ kind: 'bytes', value: 2 * 1024 ** 3 });
+    expect(() => parseMaxUnused('100%')).toThrow(/below 100/);
+    expect(() => parseMaxUnused('-1')).toThrow(/expected a percentage/);
+    expect(() => parseMaxUnused('lots')).toThrow(/expected a percentage/);
+  });
+
+  it('refuses to prune around a missing pack or a damaged index file, naming it and the repair command', async () => {
+    const { storage, snaps, open } = await generations();
+    await storage.remove({ type: 'snapshot', name: snaps[0]!.id });
+    const packs: string[] = [];
+    for await (const f of storage.list('data')) packs.push(f.name);
+    await storage.remove({ type: 'data', name: packs[0]! });
+    let repo = await open();
+    await expect(prune(repo)).rejects.toThrow(/refusing to prune: .*missing or damaged .*kiwi repair index/);
+    await repo.close();
+    const dataBefore = await totalBytes(storage, 'data');
+    expect(dataBefore.files).toBe(packs.length - 1);
+
+    const indexFiles: string[] = [];
+    for await (const f of storage.list('index')) indexFiles.push(f.name);
+    const bytes = Buffer.from(await storage.load({ type: 'index', name: indexFiles[0]! }));
+    bytes[20] = bytes[20]! ^ 1;
+    await storage.remove({ type: 'index', name: indexFiles[0]! });
+    await storage.save({ type: 'index', name: indexFiles[0]! }, bytes);
+    repo = await open();
+    await expect(prune(repo)).rejects.toThrow(new RegExp(`index/${indexFiles[0]}.*kiwi repair index`));
+    await repo.close();
+    expect(await totalBytes(storage, 'data')).toEqual(dataBefore);
+  });
+});
+
+describe('a prune that crashes at any storage operation', () => {
+  it('leaves a repository that check --read-data passes and where the kept snapshot restores; the next prune finishes the job', async () => {
+    const { src, storage, snaps, open } = await generations();
+    for (const s of snaps.slice(0, 2)) await storage.remove({ type: 'snapshot', name: s.id });
+    // A snapshot of the repository's files, to start each crash from the same state.
+    const files = new Map<string, Buffer>();
+    const copyIn = async (from: Storage, to: Map<string, Buffer>) => {
+      for (const type of ['config', 'key', 'snapshot', 'index', 'data'] as const) {
+        for await (const f of from.list(type)) {
+          const h: Handle = type === 'config' ? { type, name: 'config' } : { type, name: f.name };
+          to.set(`${type}\u0000${h.name}`, Buffer.from(await from.load(h)));
+        }
+      }
+    };
+    await copyIn(storage, files);
+    const restoreInto = async (to: Storage) => {
+      for (const [k, v] of files) {
+        const [type, name] = k.split('\u0000') as [Handle['type'], string];
+        await to.save({ type, name }, v);
+      }
+    };
+    const { createMemoryStorage } = await import('../../../storage-memory/src/index.js');
+
+    // Count the storage changes (saves and removes) of a full prune.
+    const probe = createMemoryStorage('probe');
+    await restoreInto(probe);
+    let changes = 0;
+    const counting = wrap(probe, (h) => {
+      if (h.type !== 'lock') changes++;
+    });
+    let repo = await Repository.open(counting, 'test-password', { kdf: KDF, logger: quiet });
+    await prune(repo, { maxUnused: parseMaxUnused('0%') });
+    await repo.close();
+    expect(changes).toBeGreaterThan(6);
+
+    for (let crashAt = 1; crashAt <= changes; crashAt++) {
+      const s = createMemoryStorage(`crash-${crashAt}`);
+      await restoreInto(s);
+      let n = 0;
+      const dying = wrap(s, (h) => {
+        if (h.type !== 'lock' && ++n >= crashAt) throw new Error(`simulated crash before change ${crashAt}`);
+      });
+      repo = await Repository.open(dying, 'test-password', { kdf: KDF, logger: quiet });
+      await expect(prune(repo, { maxUnused: parseMaxUnused('0%') })).rejects.toThrow(/simulated crash/);
+      await repo.close().catch(() => undefined);
+      // The lock file of the dead prune stays behind; it belongs to this (live) process, so remove it as unlock would.
+      for await (const f of s.list('lock')) await s.remove({ type: 'lock', name: f.name });
+
+      repo = await Repository.open(s, 'test-password', { kdf: KDF, logger: quiet });
+      const report = await repo.check({ readData: true });
+      expect(report.errors, `crash before change ${crashAt}`).toEqual([]);
+      await expectRestores(repo, snaps[2]!.id, snaps[2]!.tree, src, `crash-${crashAt}`);
+      await prune(repo, { maxUnused: parseMaxUnused('0%') });
+      await repo.close();
+      repo = await Repository.open(s, 'test-password', { kdf: KDF, logger: quiet });
+      const clean = await repo.check({ readData: true });
+      expect(clean.errors, `after the next prune (crash ${crashAt})`).toEqual([]);
+      expect(clean.warnings, `after the next prune (crash ${crashAt})`).toEqual([]);
+      await repo.close();
+    }
+  });
+});
+
+/** `storage` with `before(handle)` called before every save and remove (it may throw). */
+function wrap(storage: Storage, before: (h: Handle) => void): Storage {
+  return {
+    location: storage.location,
+    create: () => storage.create(),
+    save: async (h, d) => {
+      before(h);
+      return storage.save(h, d);
+    },
+    load: (h, o) => storage.load(h, o),
+    stat: (h) => storage.stat(h),
+    list: (t) => storage.list(t),
+    remove: async (h) => {
+      before(h);
+      return storage.remove(h);
+    },
+    isNotFound: (e) => storage.isNotFound(e),
+    close: () => storage.close(),
+  };
+}
