@@ -1,18 +1,35 @@
+import { parseReadDataSubset, type ReadDataSubset } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
-import { ExitCode } from '../exit-codes.js';
+import { stringArg } from '../args.js';
+import { ExitCode, UsageError } from '../exit-codes.js';
 
 export default kiwiCommand({
   meta: { name: 'check', description: 'Verify the repository: structure, and with --read-data every blob' },
   interruptible: true,
   args: {
     'read-data': { type: 'boolean', description: 'Read, decrypt and verify every blob (slow: reads the whole repository)' },
+    'read-data-subset': {
+      type: 'string',
+      description: 'Read and verify some packs only: n/m (the n-th of m groups, e.g. 1/30 nightly for a month), x% (random), or a size (2G, random)',
+    },
   },
   async run({ args, session }) {
+    let subset: ReadDataSubset | undefined;
+    const subsetText = stringArg(args['read-data-subset']);
+    if (subsetText !== undefined) {
+      if (args['read-data']) throw new UsageError('--read-data and --read-data-subset cannot be used together');
+      try {
+        subset = parseReadDataSubset(subsetText);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+    }
     const repo = await session.openRepository();
     const out = session.out;
-    out.info(`checking ${session.printableRepo()}${args['read-data'] ? ' (reading all data)' : ''}`);
+    out.info(`checking ${session.printableRepo()}${args['read-data'] ? ' (reading all data)' : subset ? ` (reading the packs of subset ${subsetText})` : ''}`);
     const report = await repo.check({
       readData: Boolean(args['read-data']),
+      ...(subset ? { readDataSubset: subset } : {}),
       onProgress: (p: { phase?: string; done?: number; total?: number }) => {
         out.progress(`${p.phase ?? ''} ${p.done ?? ''}${p.total ? `/${p.total}` : ''}`);
       },
@@ -35,6 +52,7 @@ export default kiwiCommand({
       errors: report.counts.errors,
       warnings: report.counts.warnings,
       read_data: Boolean(args['read-data']),
+      ...(subset ? { read_data_subset: subsetText, packs_read: report.stats.packsRead } : {}),
       affected_snapshots: new Set(report.affected.flatMap((a) => a.snapshots.map((s) => s.id))).size,
     });
     if (report.counts.errors) {

@@ -8,17 +8,79 @@ import { sha256Hex } from '../crypto/keys.js';
 import { handlePath } from '../storage/types.js';
 import type { CheckIndex, PackRef } from './check-index.js';
 import { eachLimit, msg, type CheckContext, type CheckReporter } from './check-util.js';
+import type { ReadDataSubset } from './types.js';
 import { PACK_HEADER_VERSION, decodePackHeader, entryToLocation, type PackEntry } from './pack-format.js';
+
+export function parseReadDataSubset(text: string): ReadDataSubset {
+  const t = text.trim().toLowerCase();
+  const group = /^(\d+)\s*\/\s*(\d+)$/.exec(t);
+  if (group) {
+    const n = Number(group[1]);
+    const m = Number(group[2]);
+    if (!(m >= 1 && n >= 1 && n <= m && m <= 1_000_000)) throw new RangeError(`--read-data-subset ${text}: n/m needs 1 ≤ n ≤ m`);
+    return { kind: 'group', n, m };
+  }
+  const pct = /^(\d+(?:\.\d+)?)\s*%$/.exec(t);
+  if (pct) {
+    const value = Number(pct[1]);
+    if (!(value > 0 && value <= 100)) throw new RangeError(`--read-data-subset ${text}: a percentage must be above 0 and at most 100`);
+    return { kind: 'percent', value };
+  }
+  const size = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/.exec(t);
+  if (size) {
+    const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[size[2] as '' | 'k' | 'm' | 'g' | 't'];
+    const value = Math.floor(Number(size[1]) * mult);
+    if (value <= 0) throw new RangeError(`--read-data-subset ${text}: the size must be above 0`);
+    return { kind: 'bytes', value };
+  }
+  throw new RangeError(`--read-data-subset ${text}: expected n/m (1/30), a percentage (10%) or a size (2G)`);
+}
+
+/** The packs a subset reads (all of them without a subset). */
+export function selectPacks<T extends { name: string; size: number }>(packs: readonly T[], subset: ReadDataSubset | undefined, random: () => number = Math.random): T[] {
+  if (!subset) return [...packs];
+  switch (subset.kind) {
+    case 'group':
+      // The first 32 bits of the id (uniform: it is a SHA-256) pick the group.
+      return packs.filter((p) => parseInt(p.name.slice(0, 8), 16) % subset.m === subset.n - 1);
+    case 'percent': {
+      const count = Math.max(1, Math.round((packs.length * subset.value) / 100));
+      return shuffled(packs, random).slice(0, Math.min(count, packs.length));
+    }
+    case 'bytes': {
+      const out: T[] = [];
+      let bytes = 0;
+      for (const p of shuffled(packs, random)) {
+        if (bytes >= subset.value) break;
+        out.push(p);
+        bytes += p.size;
+      }
+      return out;
+    }
+  }
+}
+
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
 
 /** At most this many blob-level errors are listed per pack. */
 const MAX_BLOB_ERRORS_PER_PACK = 20;
 
 export async function verifyPackData(
   ctx: CheckContext,
-  packFiles: ReadonlyArray<{ name: string; size: number }>,
+  allPacks: ReadonlyArray<{ name: string; size: number }>,
   index: CheckIndex,
   report: CheckReporter,
+  subset?: ReadDataSubset,
 ): Promise<void> {
+  const packFiles = selectPacks(allPacks, subset);
+  report.stats.packsRead = packFiles.length;
   let done = 0;
   await eachLimit(packFiles, 2, async ({ name }) => {
     const file = handlePath({ type: 'data', name });

@@ -59,7 +59,7 @@ export async function checkRepository(ctx: CheckContext, opts: CheckOptions): Pr
   const snapshots = await loadSnapshots(ctx, snapshotFiles, report);
   await walkTrees(ctx, snapshots, index, report);
 
-  if (opts.readData) await verifyPackData(ctx, packFiles, index, report);
+  if (opts.readData || opts.readDataSubset) await verifyPackData(ctx, packFiles, index, report, opts.readDataSubset);
 
   if (index.lost.size > 0) report.affected = await findAffected(ctx, snapshots, index);
   return report.report();

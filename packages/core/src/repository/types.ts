@@ -167,10 +167,19 @@ export interface CheckProgress {
   total: number;
 }
 
+/**
+ * Which packs `check --read-data-subset` reads: `n/m` the n-th of m deterministic groups (by pack
+ * id, so m runs with n = 1…m read every pack once); `x%` a random share of the packs; a size
+ * (`500M`, `2G`) random packs up to that many bytes. See `parseReadDataSubset`.
+ */
+export type ReadDataSubset = { kind: 'group'; n: number; m: number } | { kind: 'percent'; value: number } | { kind: 'bytes'; value: number };
+
 export interface CheckOptions {
   /** Download every pack: verify its name, header, and decrypt + verify every blob. */
   readData?: boolean;
   onProgress?: (progress: CheckProgress) => void;
+  /** Read only some packs (implies reading data); see `parseReadDataSubset`. */
+  readDataSubset?: ReadDataSubset;
   /** Do not take the shared lock (the caller holds a lock already). */
   noLock?: boolean;
 }
@@ -192,6 +201,8 @@ export interface CheckReport {
     trees: number;
     /** Bytes of pack data read and verified (readData). */
     bytesVerified: number;
+    /** Packs read (readData: all of them; with a subset, the ones it picked). */
+    packsRead?: number;
   };
 }
 

@@ -4,11 +4,10 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { runBackup, restoreSnapshot, prune, parseMaxUnused, type Storage, type Handle } from '../../src/index.js';
 import { Repository } from '../../src/repository/repository.js';
-import { memoryRepository } from '../backup/helpers/real-repo.js';
-import { describeTree, pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+import { describeTree, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+import { generations } from './helpers.js';
 
 let work: string;
 beforeEach(async () => {
@@ -40,29 +39,9 @@ async function expectRestores(repo: Repository, snapshotId: string, expected: Ma
   for (const [p, info] of expected) expect(after.get(p), `${label}: ${p}`).toEqual(info);
 }
 
-/** Three generations of a source (each replaces some files), one snapshot each. */
-async function generations(packSize = 40 * 1024) {
-  const src = join(work, 'src');
-  await mkdir(join(src, 'keep'), { recursive: true });
-  await writeFile(join(src, 'keep/stable.bin'), pseudoRandom(60_000, 1));
-  const { repo, storage } = await memoryRepository({ packSize });
-  const snaps: Array<{ id: string; tree: Map<string, unknown> }> = [];
-  for (let g = 0; g < 3; g++) {
-    await rm(join(src, 'gen'), { recursive: true, force: true });
-    await mkdir(join(src, 'gen'));
-    for (let i = 0; i < 4; i++) await writeFile(join(src, 'gen', `f${i}.bin`), pseudoRandom(25_000, 100 * (g + 1) + i));
-    const r = await runBackup({ repository: repo, sources: [src], parent: null });
-    expect(r.status).toBe('success');
-    snaps.push({ id: r.snapshotId!, tree: await describeTree(src) });
-  }
-  await repo.close();
-  const open = () => Repository.open(storage, 'test-password', { kdf: KDF, logger: quiet });
-  return { src, storage, snaps, open };
-}
-
 describe('prune', () => {
   it('after forgetting older snapshots: deletes their data, keeps the rest restorable, and a second prune has nothing to do', async () => {
-    const { src, storage, snaps, open } = await generations();
+    const { src, storage, snaps, open } = await generations(work);
     const before = await totalBytes(storage, 'data');
     for (const s of snaps.slice(0, 2)) await storage.remove({ type: 'snapshot', name: s.id });
 
@@ -93,7 +72,7 @@ describe('prune', () => {
   });
 
   it('repacks partly used packs when the unused share is above --max-unused, and not when it is within', async () => {
-    const { src, storage, snaps, open } = await generations(200 * 1024);
+    const { src, storage, snaps, open } = await generations(work, 200 * 1024);
     for (const s of snaps.slice(0, 2)) await storage.remove({ type: 'snapshot', name: s.id });
     let repo = await open();
     const lenient = await prune(repo, { maxUnused: parseMaxUnused('unlimited'), dryRun: true });
@@ -120,7 +99,7 @@ describe('prune', () => {
   });
 
   it('refuses to prune around a missing pack or a damaged index file, naming it and the repair command', async () => {
-    const { storage, snaps, open } = await generations();
+    const { storage, snaps, open } = await generations(work);
     await storage.remove({ type: 'snapshot', name: snaps[0]!.id });
     const packs: string[] = [];
     for await (const f of storage.list('data')) packs.push(f.name);
@@ -146,7 +125,7 @@ describe('prune', () => {
 
 describe('a prune that crashes at any storage operation', () => {
   it('leaves a repository that check --read-data passes and where the kept snapshot restores; the next prune finishes the job', async () => {
-    const { src, storage, snaps, open } = await generations();
+    const { src, storage, snaps, open } = await generations(work);
     for (const s of snaps.slice(0, 2)) await storage.remove({ type: 'snapshot', name: s.id });
     // A snapshot of the repository's files, to start each crash from the same state.
     const files = new Map<string, Buffer>();
