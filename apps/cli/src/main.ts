@@ -14,6 +14,7 @@ const subCommands = {
   plugins: () => import('./commands/plugins.js').then((m) => m.default),
   repair: () => import('./commands/repair.js').then((m) => m.default),
   prune: () => import('./commands/prune.js').then((m) => m.default),
+  copy: () => import('./commands/copy.js').then((m) => m.default),
 } as const;
 
 export const main = defineCommand({

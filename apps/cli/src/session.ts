@@ -123,7 +123,13 @@ export class Session {
   /** The storage behind the repository URL (built-in adapters, or custom ones named in the config). */
   async storage(): Promise<Storage> {
     if (this.storageInstance) return this.storageInstance;
-    const { scheme } = parseRepositoryUrl(this.repoUrl);
+    this.storageInstance = await this.storageAt(this.repoUrl);
+    return this.storageInstance;
+  }
+
+  /** Open the storage of any repository URL; it is closed with the session. */
+  async storageAt(url: string): Promise<Storage> {
+    const { scheme } = parseRepositoryUrl(url);
     const adapters: Record<string, StorageAdapter | string> = {};
     const custom = this.config.storage ?? {};
     if (custom[scheme] !== undefined) {
@@ -134,7 +140,7 @@ export class Session {
       const known = [...Object.keys(BUILTIN_ADAPTERS), ...Object.keys(custom)].join(', ');
       throw new UsageError(`no storage adapter for "${scheme}:" repositories (known: ${known}); name one in the config under "storage"`);
     }
-    const storage = await openStorage(this.repoUrl, {
+    const storage = await openStorage(url, {
       adapters,
       options: this.config.storageOptions ?? {},
       env: this.env,
@@ -142,9 +148,25 @@ export class Session {
       onRetry: (info: RetryInfo) =>
         this.log.warn(`storage ${info.operation} ${info.target} failed (${info.error}); retry ${info.attempt} in ${Math.round(info.delayMs)} ms`),
     });
-    this.storageInstance = storage;
     this.cleanups.push(() => storage.close());
     return storage;
+  }
+
+  /**
+   * The other repository of `copy` and `init --copy-chunker-params` (`--from-repo`), with its
+   * password from `--from-password-file`, $KIWI_FROM_PASSWORD, $KIWI_FROM_PASSWORD_FILE, or a prompt.
+   */
+  async openFromRepository(url: string, passwordFile: string | undefined): Promise<Repository> {
+    const storage = await this.storageAt(url);
+    let password: string;
+    const file = passwordFile ?? this.env.KIWI_FROM_PASSWORD_FILE;
+    if (this.env.KIWI_FROM_PASSWORD) password = this.env.KIWI_FROM_PASSWORD;
+    else if (file) password = await readPasswordFile(file);
+    else if (process.stdin.isTTY) password = await promptPassword(`Password of ${storage.location}: `);
+    else throw new UsageError(`no password for the repository ${storage.location}: set KIWI_FROM_PASSWORD, KIWI_FROM_PASSWORD_FILE or --from-password-file`);
+    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger() });
+    this.cleanups.unshift(() => repo.close());
+    return repo;
   }
 
   /**
@@ -201,10 +223,10 @@ export class Session {
   }
 
   /** Create a new repository. */
-  async initRepository(): Promise<Repository> {
+  async initRepository(opts: { sameChunkerAs?: Repository } = {}): Promise<Repository> {
     const storage = await this.storage();
     const { password } = await this.password({ creating: true });
-    const repo = await Repository.init(storage, password, { logger: this.repositoryLogger() });
+    const repo = await Repository.init(storage, password, { logger: this.repositoryLogger(), ...opts });
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;

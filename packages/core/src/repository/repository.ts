@@ -98,6 +98,13 @@ export interface InitOptions extends RepositoryOptions {
   compressionLevel?: number;
   /** Chunk size bounds (default 512 KiB / 1 MiB / 8 MiB). The seed is always random. */
   chunker?: Partial<Omit<RepositoryChunkerParams, 'seed'>>;
+  /**
+   * Take the chunker parameters (bounds and seed) and the blob id key of this repository
+   * (`init --copy-chunker-params`): the same data then gives the same chunks and blob ids in
+   * both, so `copy` deduplicates without reading what the new repository already has. The
+   * encryption key stays the new repository's own.
+   */
+  sameChunkerAs?: Repository;
 }
 
 export interface LoadBlobOptions {
@@ -184,7 +191,8 @@ export class Repository {
     } catch (err) {
       if (!storage.isNotFound(err)) throw err;
     }
-    const chunker = { ...DEFAULT_CHUNKER, ...opts.chunker };
+    const from = opts.sameChunkerAs;
+    const chunker = from ? { minSize: from.config.chunker.minSize, avgSize: from.config.chunker.avgSize, maxSize: from.config.chunker.maxSize } : { ...DEFAULT_CHUNKER, ...opts.chunker };
     if (!(chunker.minSize > 0 && chunker.minSize <= chunker.avgSize && chunker.avgSize <= chunker.maxSize)) {
       throw new RangeError(`invalid chunker sizes: need 0 < minSize <= avgSize <= maxSize (got ${chunker.minSize}/${chunker.avgSize}/${chunker.maxSize})`);
     }
@@ -193,12 +201,14 @@ export class Repository {
     const config: RepositoryConfig = {
       version: REPOSITORY_VERSION,
       id: randomBytes(32).toString('hex'),
-      chunker: { ...chunker, seed: randomBytes(32).toString('base64') },
+      chunker: { ...chunker, seed: from ? from.config.chunker.seed : randomBytes(32).toString('base64') },
       compression: { algorithm: 'zstd', level: opts.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL },
       packSize,
     };
     validateConfig(config);
-    const keys = MasterKeys.generate();
+    const generated = MasterKeys.generate();
+    const keys = from ? new MasterKeys(generated.encKey, Buffer.from(from.keys.idKey)) : generated;
+    if (from) generated.idKey.fill(0);
     const key = await createKeyFile(keys, password, keyFileOptions(opts));
     await storage.save({ type: 'key', name: key.id }, key.bytes);
     // The config is written last: its presence means "a complete repository".

@@ -1,0 +1,135 @@
+/**
+ * `kiwi copy`: copy snapshots from one repository into another (e.g. local → S3 for an
+ * off-site copy). Blobs are read from the source (verified as every read is), stored in the
+ * destination under its own keys, and deduplicated against what the destination has.
+ *
+ * Blob ids are keyed per repository (HMAC under its id key), so a blob's id in the
+ * destination is computed from its plaintext — unless the destination was created with
+ * `init --copy-chunker-params`, which gives it the source's chunker and id key: then ids are
+ * the same in both, and blobs (and whole subtrees) the destination already has are skipped
+ * without being read.
+ *
+ * A copied snapshot records the source snapshot's id (or the id it was first written under)
+ * as `original`; a snapshot whose original is already in the destination is not copied
+ * again, so running a copy twice copies nothing the second time.
+ */
+import type { Repository } from '../repository/repository.js';
+import type { BlobId, Node, Snapshot } from '../repository/types.js';
+
+export interface CopyOptions {
+  /** The source snapshots to copy (default: all). */
+  snapshots?: ReadonlyArray<{ id: string; snapshot: Snapshot }>;
+  /** Called after each snapshot: its new id, or `skipped` with the destination's copy. */
+  onSnapshot?: (sourceId: string, result: { id: string; skipped: boolean }) => void;
+  onProgress?: (p: { snapshot: string; blobs: number; bytes: number }) => void;
+}
+
+export interface CopyResult {
+  copied: Array<{ source: string; id: string }>;
+  skipped: Array<{ source: string; existing: string }>;
+  /** Blobs stored in the destination (new there), and their plaintext bytes. */
+  blobsStored: number;
+  bytesStored: number;
+  /** Data blobs read from the source. */
+  blobsRead: number;
+  /** True when both repositories share the id key (created with --copy-chunker-params). */
+  sameIds: boolean;
+}
+
+export async function copySnapshots(source: Repository, dest: Repository, opts: CopyOptions = {}): Promise<CopyResult> {
+  if (source.id === dest.id) throw new Error(`the source and the destination are the same repository (${dest.id.slice(0, 8)}): nothing to copy`);
+  const sourceLock = await source.lock('shared');
+  try {
+    const destLock = await dest.lock('shared');
+    try {
+      return await copyLocked(source, dest, opts);
+    } finally {
+      await destLock.release();
+    }
+  } finally {
+    await sourceLock.release();
+  }
+}
+
+async function copyLocked(source: Repository, dest: Repository, opts: CopyOptions): Promise<CopyResult> {
+  await Promise.all([source.loadIndex(), dest.loadIndex({ verifyPacks: true })]);
+  const sameIds = source.internals().keys.idKey.equals(dest.internals().keys.idKey);
+  const result: CopyResult = { copied: [], skipped: [], blobsStored: 0, bytesStored: 0, blobsRead: 0, sameIds };
+  const existing = new Map<string, string>();
+  for (const { id, snapshot } of await dest.listSnapshots()) existing.set(snapshot.original ?? id, id);
+  const wanted = opts.snapshots ?? (await source.listSnapshots());
+
+  /** Source data blob id → destination id (only needed when the ids differ). */
+  const dataIds = new Map<BlobId, BlobId>();
+  const treeIds = new Map<BlobId, BlobId>();
+  let current = '';
+
+  const copyData = async (ids: BlobId[]): Promise<void> => {
+    const todo = [...new Set(ids)].filter((id) => (sameIds ? !dest.hasBlob('data', id) : !dataIds.has(id)));
+    if (todo.length === 0) return;
+    await source.loadBlobs(
+      'data',
+      todo,
+      async (id, data, error) => {
+        if (!data) throw error ?? new Error(`data blob ${id} could not be read from ${source.location}`);
+        result.blobsRead++;
+        const destId = sameIds ? id : dest.blobId(data);
+        const r = await dest.saveBlob('data', data, destId);
+        if (!sameIds) dataIds.set(id, destId);
+        if (!r.known) {
+          result.blobsStored++;
+          result.bytesStored += data.byteLength;
+        }
+        opts.onProgress?.({ snapshot: current, blobs: result.blobsStored, bytes: result.bytesStored });
+      },
+      { transient: true },
+    );
+  };
+
+  const copyTree = async (id: BlobId): Promise<BlobId> => {
+    const done = treeIds.get(id);
+    if (done) return done;
+    // With shared ids, a tree the destination has comes with everything below it (trees are
+    // written after what they reference, and the destination was checked for missing packs).
+    if (sameIds && dest.hasBlob('tree', id)) {
+      treeIds.set(id, id);
+      return id;
+    }
+    const tree = await source.loadTree(id);
+    await copyData(tree.nodes.flatMap((n) => (n.type === 'file' ? (n.content ?? []) : [])));
+    const nodes: Node[] = [];
+    for (const node of tree.nodes) {
+      if (node.type === 'file' && node.content && !sameIds) nodes.push({ ...node, content: node.content.map((c) => dataIds.get(c)!) });
+      else if (node.type === 'dir' && typeof node.subtree === 'string') nodes.push({ ...node, subtree: await copyTree(node.subtree) });
+      else nodes.push(node);
+    }
+    // With shared ids the tree's bytes, and so its id, are the source's.
+    const newId = await dest.saveTree({ nodes });
+    treeIds.set(id, newId);
+    return newId;
+  };
+
+  const copiedIds = new Map<string, string>();
+  for (const { id, snapshot } of [...wanted].sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time))) {
+    const key = snapshot.original ?? id;
+    const already = existing.get(key);
+    if (already) {
+      result.skipped.push({ source: id, existing: already });
+      opts.onSnapshot?.(id, { id: already, skipped: true });
+      continue;
+    }
+    current = id;
+    const tree = await copyTree(snapshot.tree);
+    await dest.flush();
+    const { parent, ...rest } = snapshot;
+    const mappedParent = parent ? (copiedIds.get(parent) ?? existing.get(parent)) : undefined;
+    const copy: Snapshot = { ...rest, tree, original: key, ...(mappedParent ? { parent: mappedParent } : {}) };
+    const newId = await dest.saveSnapshot(copy);
+    copiedIds.set(id, newId);
+    existing.set(key, newId);
+    result.copied.push({ source: id, id: newId });
+    opts.onSnapshot?.(id, { id: newId, skipped: false });
+  }
+  return result;
+}
+

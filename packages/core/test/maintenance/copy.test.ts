@@ -1,0 +1,88 @@
+/** copy (issue #10): snapshots into another repository, re-keyed, deduplicated, idempotent. */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { copySnapshots, restoreSnapshot, runBackup } from '../../src/index.js';
+import { Repository } from '../../src/repository/repository.js';
+import { createMemoryStorage } from '../../../storage-memory/src/index.js';
+import { describeTree, pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+import { generations } from './helpers.js';
+
+let work: string;
+beforeEach(async () => {
+  work = await tempDir('kiwi-copy-');
+});
+afterEach(async () => {
+  await removeDir(work);
+});
+
+const opts = { kdf: { N: 1024, r: 8, p: 1 }, logger: { info() {}, warn() {} } };
+
+async function expectRestores(repo: Repository, snapshotId: string, expected: Map<string, unknown>, src: string, label: string): Promise<void> {
+  const target = join(work, `restore-${label}`);
+  const r = await restoreSnapshot({ repository: repo, snapshotId, target });
+  expect(r.errors, label).toEqual([]);
+  const after = await describeTree(join(target, src));
+  expect([...after.keys()].sort(), label).toEqual([...expected.keys()].sort());
+  for (const [p, info] of expected) expect(after.get(p), `${label}: ${p}`).toEqual(info);
+}
+
+describe('copy', () => {
+  it('copies three snapshots into a repository with other keys; they restore exactly; a second copy copies nothing', async () => {
+    const { src, snaps, open } = await generations(work);
+    const source = await open();
+    const dest = await Repository.init(createMemoryStorage('dest'), 'other-password', opts);
+    const first = await copySnapshots(source, dest);
+    expect(first.sameIds).toBe(false);
+    expect(first.copied).toHaveLength(3);
+    expect(first.blobsStored).toBeGreaterThan(0);
+    for (const s of snaps) {
+      const copy = first.copied.find((c) => c.source === s.id)!;
+      const snap = await dest.loadSnapshot(copy.id);
+      expect(snap.original).toBe(s.id);
+      // Only the last generation is still on disk: compare the last one's restore with it.
+    }
+    const last = first.copied.find((c) => c.source === snaps[2]!.id)!;
+    await expectRestores(dest, last.id, snaps[2]!.tree, src, 'last');
+    const check = await dest.check({ readData: true });
+    expect(check.errors).toEqual([]);
+
+    const second = await copySnapshots(source, dest);
+    expect(second.copied).toEqual([]);
+    expect(second.skipped).toHaveLength(3);
+    expect(second.blobsStored).toBe(0);
+    await source.close();
+    await dest.close();
+  });
+
+  it('with --copy-chunker-params the ids are shared: blobs the destination has are not even read', async () => {
+    const { src, snaps, open } = await generations(work);
+    const source = await open();
+    const dest = await Repository.init(createMemoryStorage('dest2'), 'other-password', { ...opts, sameChunkerAs: source });
+    expect(dest.config.chunker).toEqual(source.config.chunker);
+    const first = await copySnapshots(source, dest, { snapshots: (await source.listSnapshots()).slice(0, 2) });
+    expect(first.sameIds).toBe(true);
+    expect(first.copied).toHaveLength(2);
+    // The third generation shares keep/stable.bin with the others: only its new files are read.
+    await writeFile(join(src, 'extra.bin'), pseudoRandom(10_000, 99));
+    const fourth = await runBackup({ repository: source, sources: [src] });
+    const rest = await copySnapshots(source, dest);
+    expect(rest.copied.map((c) => c.source).sort()).toEqual([snaps[2]!.id, fourth.snapshotId!].sort());
+    const fresh = await copySnapshots(await Repository.open(source.storage, 'test-password', opts), await Repository.init(createMemoryStorage('dest3'), 'x', opts));
+    expect(rest.blobsRead).toBeLessThan(fresh.blobsRead);
+    const copy = rest.copied.find((c) => c.source === fourth.snapshotId)!;
+    await expectRestores(dest, copy.id, await describeTree(src), src, 'fourth');
+    expect((await dest.check({ readData: true })).errors).toEqual([]);
+    await source.close();
+    await dest.close();
+  });
+
+  it('refuses to copy a repository into itself', async () => {
+    const { open } = await generations(work);
+    const a = await open();
+    const b = await open();
+    await expect(copySnapshots(a, b)).rejects.toThrow(/same repository/);
+    await a.close();
+    await b.close();
+  });
+});
