@@ -9,6 +9,9 @@ export const globalArgs = {
   json: { type: 'boolean', description: 'Print JSON lines on stdout (message_type: status, error, summary, ...)' },
   quiet: { type: 'boolean', alias: 'q', description: 'Print only errors' },
   verbose: { type: 'boolean', alias: 'v', description: 'Print debug messages' },
+  'cache-dir': { type: 'string', description: 'Where the metadata cache of remote repositories lives (default: $KIWI_CACHE_DIR, $XDG_CACHE_HOME/kiwi, ~/.cache/kiwi)' },
+  // `--no-cache` (citty reads it as cache=false).
+  cache: { type: 'boolean', description: 'Use the local metadata cache of remote repositories (the default); --no-cache to do without' },
 } as const satisfies ArgsDef;
 
 export type GlobalArgs = {
@@ -18,6 +21,8 @@ export type GlobalArgs = {
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;
+  'cache-dir'?: string;
+  cache?: boolean;
 };
 
 /** citty accepts any flag; Kiwi refuses unknown ones (exit 2) so a typo never silently changes a backup. */

@@ -8,6 +8,7 @@ import {
   resolveDataDir,
   defaultRepositoryPath,
   defaultKeyFilePath,
+  resolveCacheDir,
   parseRepositoryUrl,
   createLogger,
   type Storage,
@@ -216,7 +217,8 @@ export class Session {
     if (this.repository) return this.repository;
     const storage = await this.storage();
     const { password } = await this.password();
-    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger() });
+    const cacheDir = this.cacheDir();
+    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...(cacheDir ? { cacheDir } : {}) });
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;
@@ -246,6 +248,17 @@ export class Session {
     if (exists) return { repository: await this.openRepository(), created: false };
     this.out.info(`Creating the default repository at ${this.repoUrl}`);
     return { repository: await this.initRepository(), created: true };
+  }
+
+  /**
+   * The metadata cache's base directory: for remote repositories (a local one is its own cache),
+   * unless --no-cache; --cache-dir also turns it on for a local repository.
+   */
+  private cacheDir(): string | undefined {
+    if (this.args.cache === false) return undefined;
+    const explicit = stringArg(this.args['cache-dir']);
+    if (explicit) return resolve(explicit);
+    return parseRepositoryUrl(this.repoUrl).scheme === 'local' ? undefined : resolveCacheDir(this.env);
   }
 
   /** The repository engine's messages (damaged files skipped, stale locks taken over…) go through the command's output. */

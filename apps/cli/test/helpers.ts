@@ -50,10 +50,15 @@ export function runKiwi(args: string[], opts: RunOptions = {}): Promise<RunResul
   });
 }
 
+/** A cache directory for the test process (tests that care set KIWI_CACHE_DIR themselves). */
+const TEST_CACHE_DIR = join(tmpdir(), `kiwi-test-cache-${process.pid}`);
+
 /** The environment without anything Kiwi reads, so the developer's own settings never leak into tests. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('KIWI_')) delete env[k];
+  // Never the developer's own ~/.cache/kiwi.
+  env.KIWI_CACHE_DIR = TEST_CACHE_DIR;
   return env;
 }
 

@@ -56,3 +56,30 @@ export function defaultConfigPath(dataDir: string): string {
 export function pluginsDir(dataDir: string): string {
   return join(dataDir, 'plugins');
 }
+
+/**
+ * Kiwi's cache directory (the local metadata cache of remote repositories lives in
+ * `<cacheDir>/<repository id>`):
+ *
+ * - `KIWI_CACHE_DIR` if set (non-empty);
+ * - Linux and other Unixes: `$XDG_CACHE_HOME/kiwi` (when absolute), else `~/.cache/kiwi`;
+ * - macOS: `~/Library/Caches/Kiwi`;
+ * - Windows: `%LOCALAPPDATA%\Kiwi\Cache`.
+ */
+export function resolveCacheDir(
+  env: NodeJS.ProcessEnv | Record<string, string | undefined> = process.env,
+  platform: NodeJS.Platform | string = process.platform,
+): string {
+  const explicit = env.KIWI_CACHE_DIR;
+  if (explicit) return explicit;
+  if (platform === 'win32') {
+    const local = env.LOCALAPPDATA;
+    if (local) return win32.join(local, 'Kiwi', 'Cache');
+    return win32.join(env.USERPROFILE || homeFrom(env), 'AppData', 'Local', 'Kiwi', 'Cache');
+  }
+  const home = homeFrom(env);
+  if (platform === 'darwin') return posix.join(home, 'Library', 'Caches', 'Kiwi');
+  const xdg = env.XDG_CACHE_HOME;
+  if (xdg && posix.isAbsolute(xdg)) return posix.join(xdg, 'kiwi');
+  return posix.join(home, '.cache', 'kiwi');
+}

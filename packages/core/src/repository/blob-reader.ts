@@ -4,6 +4,8 @@
  * decompressed to its recorded length and checked against its HMAC id before anyone sees it.
  */
 import { BufferPool } from '../buffer-pool.js';
+import type { RepositoryCache } from '../cache/repository-cache.js';
+import { MAX_CACHED_PACK } from '../cache/repository-cache.js';
 import { decompress } from '../compression/zstd.js';
 import type { MasterKeys } from '../crypto/keys.js';
 import { isTransientError } from '../storage/errors.js';
@@ -78,14 +80,92 @@ export class BlobReader {
    * @param onDamage told of every location found damaged: `pack` when the pack is missing or
    *   truncated (none of its blobs can be read), `blob` when only this blob failed to verify.
    */
+  /** Tree packs being fetched into the cache, so that concurrent reads fetch each once. */
+  private readonly fetching = new Map<string, Promise<Buffer | undefined>>();
+
   constructor(
     private readonly storage: Storage,
     private readonly keys: MasterKeys,
     private readonly onDamage: (loc: BlobLocation, scope: 'pack' | 'blob') => void = () => undefined,
+    /** The metadata cache (remote repositories): tree blobs are read through it, their packs cached whole. */
+    private readonly cache?: { get(): RepositoryCache | undefined; packSize(pack: string): number | undefined },
   ) {}
 
-  /** Read one blob at `loc` (a ranged load), authenticated and verified. */
+  /**
+   * The stored bytes `[start, end)` of a tree pack from the cache; on a miss the whole pack is
+   * fetched (once, however many reads want it) and cached. Undefined when the cache cannot help.
+   */
+  private async cachedRange(pack: string, start: number, end: number, refetch = false): Promise<Buffer | undefined> {
+    const cache = this.cache?.get();
+    if (!cache) return undefined;
+    const hit = refetch ? undefined : await cache.readPack(pack, start, end - start);
+    if (hit) return hit;
+    const size = this.cache!.packSize(pack);
+    if (size === undefined || size > MAX_CACHED_PACK) return undefined;
+    let fetch = this.fetching.get(pack);
+    if (!fetch) {
+      fetch = (async () => {
+        try {
+          const whole = await this.storage.load({ type: 'data', name: pack });
+          await cache.putPack(pack, whole);
+          return whole;
+        } catch {
+          return undefined; // the ordinary read path reports what is wrong
+        } finally {
+          this.fetching.delete(pack);
+        }
+      })();
+      this.fetching.set(pack, fetch);
+    }
+    const whole = await fetch;
+    return whole && whole.byteLength >= end ? whole.subarray(start, end) : undefined;
+  }
+
+  /** Open tree blobs from the cache; returns the locations it could not serve (read them from storage). */
+  private async readTreesCached(locs: BlobLocation[], onBlob: OnBlob): Promise<BlobLocation[]> {
+    const rest: BlobLocation[] = [];
+    const byPack = new Map<string, BlobLocation[]>();
+    for (const loc of locs) {
+      const list = byPack.get(loc.pack);
+      if (list) list.push(loc);
+      else byPack.set(loc.pack, [loc]);
+    }
+    await mapLimit([...byPack], 4, async ([pack, group]) => {
+      const start = Math.min(...group.map((l) => l.offset));
+      const end = Math.max(...group.map((l) => l.offset + l.length));
+      let bytes = await this.cachedRange(pack, start, end);
+      let fresh = false;
+      for (const loc of group) {
+        let data: Buffer | undefined;
+        for (;;) {
+          if (!bytes) break;
+          try {
+            data = await this.openUnchecked(loc, bytes.subarray(loc.offset - start, loc.offset - start + loc.length));
+            break;
+          } catch {
+            if (fresh) break; // damaged in storage too: the ordinary read path reports it
+            // A damaged cache file: drop it, fetch the pack again (and cache it anew).
+            await this.cache!.get()?.dropPack(pack);
+            bytes = await this.cachedRange(pack, start, end, true);
+            fresh = true;
+          }
+        }
+        if (data) await onBlob(loc.id, data);
+        else rest.push(loc);
+      }
+    });
+    return rest;
+  }
+
+  /** Read one blob at `loc` (a ranged load, or the cache for a tree), authenticated and verified. */
   async readAt(loc: BlobLocation, buffer?: Uint8Array): Promise<Buffer> {
+    if (loc.type === 'tree' && this.cache?.get()) {
+      let hit: Buffer | undefined;
+      await this.readTreesCached([loc], (_id, data) => {
+        hit = data;
+      });
+      if (hit) return hit;
+    }
     let bytes: Buffer;
     try {
       bytes = await this.storage.load({ type: 'data', name: loc.pack }, { offset: loc.offset, length: loc.length });
@@ -100,6 +180,12 @@ export class BlobReader {
    * gets each one's verified plaintext or its error, in pack order.
    */
   async readMany(locs: BlobLocation[], onBlob: OnBlob, opts: LoadBlobsOptions = {}): Promise<void> {
+    if (this.cache?.get() && locs.some((l) => l.type === 'tree')) {
+      const trees = locs.filter((l) => l.type === 'tree');
+      const others = locs.filter((l) => l.type !== 'tree');
+      locs = others.concat(await this.readTreesCached(trees, onBlob));
+      if (locs.length === 0) return;
+    }
     const maxGap = opts.maxGap ?? DEFAULT_READ_GAP;
     const maxRead = opts.maxRead ?? maxReadFor(this.storage);
     locs.sort((a, b) => (a.pack < b.pack ? -1 : a.pack > b.pack ? 1 : a.offset - b.offset));

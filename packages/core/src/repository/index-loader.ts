@@ -14,6 +14,7 @@
  * Index files are listed before the packs: an index file is written only after its packs, so
  * every pack that an index file seen here names was stored before the pack listing started.
  */
+import type { RepositoryCache } from '../cache/repository-cache.js';
 import type { MasterKeys } from '../crypto/keys.js';
 import type { Storage } from '../storage/types.js';
 import { handlePath } from '../storage/types.js';
@@ -61,6 +62,7 @@ export class IndexLoader {
     private readonly storage: Storage,
     private readonly keys: MasterKeys,
     private readonly index: BlobIndex,
+    private readonly cache: () => RepositoryCache | undefined = () => undefined,
   ) {}
 
   /** Index files skipped as damaged so far, by storage path, with the reason. */
@@ -81,6 +83,8 @@ export class IndexLoader {
     };
     const names: string[] = [];
     for await (const f of this.storage.list('index')) names.push(f.name);
+    const cache = this.cache();
+    await cache?.clean('index', new Set(names));
     const fresh = names.filter((n) => !this.loadedFiles.has(n) && !this.damagedFiles.has(n));
     // The pack listing runs while the index files load (it is only needed afterwards).
     const listing = opts.verifyPacks ? this.listPacks() : undefined;
@@ -88,8 +92,10 @@ export class IndexLoader {
     await mapLimit(fresh, 8, async (name) => {
       let body: Buffer;
       try {
-        const bytes = await this.storage.load({ type: 'index', name });
+        const cached = await cache?.getMetadata('index', name);
+        const bytes = cached ?? (await this.storage.load({ type: 'index', name }));
         body = await openMetadataFile(this.keys, bytes, `index/${name}`, name);
+        if (cache && !cached) await cache.putMetadata('index', name, bytes);
         // Check the whole body before adding anything from it.
         try {
           scanIndexBody(body, () => undefined, () => undefined);
@@ -123,6 +129,8 @@ export class IndexLoader {
     if (listing || result.damagedFiles.length > 0 || this.damagedFiles.size > 0) {
       await this.verifyPacks(await (listing ?? this.listPacks()), result);
     }
+    // Cached packs the index no longer names (pruned) go.
+    await cache?.cleanPacks((pack) => this.index.findPack(pack) >= 0);
     return result;
   }
 

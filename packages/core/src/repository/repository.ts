@@ -17,7 +17,9 @@ import {
 import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Storage, Handle } from '../storage/types.js';
 import { handlePath } from '../storage/types.js';
+import { RepositoryCache } from '../cache/repository-cache.js';
 import { canonicalJson } from './canonical.js';
+import { packTrailerSize } from './pack-format.js';
 import { checkRepository } from './check.js';
 import { BlobReader, mapLimit, type LoadBlobsOptions } from './blob-reader.js';
 import { BlobWriter } from './blob-writer.js';
@@ -88,6 +90,11 @@ export interface RepositoryOptions {
   username?: string;
   /** Lock timings (tests shorten them). */
   lockOptions?: LockOptions;
+  /**
+   * Keep a local metadata cache (index files, snapshots, tree packs) under
+   * `<cacheDir>/<repository id>`; see `cache/repository-cache.ts`. Meant for remote repositories.
+   */
+  cacheDir?: string;
 }
 
 /** Options for `init`: the repository's fixed parameters plus {@link RepositoryOptions}. */
@@ -161,6 +168,8 @@ export class Repository {
   private closed = false;
   private replacedReported = 0;
 
+  private cache: RepositoryCache | undefined;
+
   private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys, keyId: string, opts: RepositoryOptions) {
     this.storage = storage;
     this.config = config;
@@ -169,8 +178,16 @@ export class Repository {
     this.keyId = keyId;
     this.opts = opts;
     this.log = opts.logger ?? defaultLogger;
-    this.reader = new BlobReader(storage, keys, (loc, scope) => this.markDamaged(loc, scope));
-    this.indexLoader = new IndexLoader(storage, keys, this.index);
+    this.reader = new BlobReader(storage, keys, (loc, scope) => this.markDamaged(loc, scope), {
+      get: () => this.cache,
+      packSize: (pack) => {
+        const no = this.index.findPack(pack);
+        if (no < 0) return undefined;
+        const info = this.index.packInfo(no);
+        return info.end + packTrailerSize(info.blobs);
+      },
+    });
+    this.indexLoader = new IndexLoader(storage, keys, this.index, () => this.cache);
     this.writer = new BlobWriter({
       storage,
       keys,
@@ -272,7 +289,14 @@ export class Repository {
       const why = err instanceof AuthenticationError ? 'authentication failed (damaged, or not this repository\'s config)' : (err as Error).message;
       throw new IntegrityError(`config: ${why}`, { file: 'config', cause: err });
     }
-    return new Repository(storage, config, keys, keyId, opts);
+    const repo = new Repository(storage, config, keys, keyId, opts);
+    if (opts.cacheDir) repo.cache = await RepositoryCache.open(opts.cacheDir, config.id, (m) => log.warn(m));
+    return repo;
+  }
+
+  /** Where this repository's metadata cache is, when it has one. */
+  get cacheLocation(): string | undefined {
+    return this.cache?.dir;
   }
 
   // ---------------------------------------------------------------- keys
@@ -517,6 +541,7 @@ export class Repository {
     const { name, bytes } = await sealMetadataFile(this.keys, body, this.config.compression.level);
     await this.storage.save({ type, name }, bytes);
     if (type === 'index') this.indexLoader.loadedFiles.add(name);
+    await this.cache?.putMetadata(type, name, bytes);
     return name;
   }
 
@@ -541,15 +566,18 @@ export class Repository {
   async loadSnapshot(id: string): Promise<Snapshot> {
     this.assertOpen();
     const file = `snapshots/${id}`;
+    const cached = await this.cache?.getMetadata('snapshot', id);
     let bytes: Buffer;
     try {
-      bytes = await this.storage.load({ type: 'snapshot', name: id });
+      bytes = cached ?? (await this.storage.load({ type: 'snapshot', name: id }));
     } catch (err) {
       if (this.storage.isNotFound(err)) throw new SnapshotNotFoundError(id);
       throw err;
     }
     const body = await openMetadataFile(this.keys, bytes, file, id);
-    return parseSnapshot(body, file);
+    const snapshot = parseSnapshot(body, file);
+    if (this.cache && !cached) await this.cache.putMetadata('snapshot', id, bytes);
+    return snapshot;
   }
 
   /**
@@ -559,6 +587,7 @@ export class Repository {
   async listSnapshots(opts: { onError?: (file: string, err: Error) => void } = {}): Promise<Array<{ id: string; snapshot: Snapshot }>> {
     this.assertOpen();
     const names = await listNames(this.storage, 'snapshot');
+    await this.cache?.clean('snapshot', new Set(names));
     const loaded = await mapLimit(names, 8, async (id) => {
       try {
         return { id, snapshot: await this.loadSnapshot(id) };
