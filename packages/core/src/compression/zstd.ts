@@ -1,8 +1,12 @@
 /**
- * zstd compression of blobs and metadata files, on libuv's threadpool
- * (`@mongodb-js/zstd`), so several blobs can compress at once.
+ * zstd compression of blobs and metadata files, on libuv's threadpool (`@mongodb-js/zstd`), so
+ * several blobs can compress at once; and bounded decompression (`zstd-napi` in worker threads,
+ * see decompress-pool.ts): `@mongodb-js/zstd` can only decompress a whole buffer into an output
+ * that grows without limit, so a small hostile frame made it allocate gigabytes and crash.
  */
 import { createRequire } from 'node:module';
+import { decompressAttempt } from './decompress-pool.js';
+import { parseFrameHeader } from './zstd-frame.js';
 
 interface ZstdBinding {
   compress(data: Buffer, level?: number | null): Promise<Buffer>;
@@ -26,8 +30,6 @@ function zstd(): ZstdBinding {
 }
 
 export const DEFAULT_COMPRESSION_LEVEL = 3;
-/** The magic number that starts every zstd frame (little endian 0xFD2FB528). */
-const ZSTD_MAGIC = 0xfd2fb528;
 
 function asBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -69,19 +71,73 @@ export async function compressIfSmaller(data: Uint8Array, level = DEFAULT_COMPRE
 }
 
 /**
- * Decompress one zstd frame. When `expectedLength` is given, a different result length
- * is an error.
+ * How much a decompression may produce: `exact` — the content must be exactly this many bytes
+ * (a blob's recorded raw length); `max` — at most this many (a metadata file's cap). Either is
+ * a hard limit: no more than it is ever allocated or produced.
  */
-export async function decompress(data: Uint8Array, expectedLength?: number): Promise<Buffer> {
-  if (data.byteLength < 4 || asBuffer(data).readUInt32LE(0) !== ZSTD_MAGIC) throw new Error('zstd decompression failed: not a zstd frame');
-  let out: Buffer;
+export type DecompressBound = { exact: number } | { max: number };
+
+/** A zstd frame that is damaged, or larger than its bound. */
+export class DecompressError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DecompressError';
+  }
+}
+
+/** With `max` and no declared size, the first attempt's output size: this many times the input, at least 64 KiB. */
+const FIRST_GUESS_RATIO = 8;
+/** Each further attempt (after "too small") is this many times larger, up to `max`. */
+const GROWTH = 4;
+
+/**
+ * Decompress one zstd frame (RFC 8878) within `bound`, off the main thread. A frame header that
+ * declares more than the bound (or, with `exact`, another size), a dictionary, or data after the
+ * frame is refused before anything is allocated; a frame that does not declare its size is
+ * decompressed into a buffer of the bound (`exact`), or of a guess that grows ×4 per attempt up
+ * to `max` — a bomb fails once its output reaches the bound. Fails with {@link DecompressError}.
+ * A number as `bound` means `{ exact: n }`.
+ */
+export async function decompress(data: Uint8Array, bound: DecompressBound | number): Promise<Buffer> {
+  if (typeof bound === 'number') bound = { exact: bound };
+  const limit = 'exact' in bound ? bound.exact : bound.max;
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new RangeError(`invalid decompression bound ${limit}`);
+  let header;
   try {
-    out = await zstd().decompress(asBuffer(data));
+    header = parseFrameHeader(data);
   } catch (err) {
-    throw new Error(`zstd decompression failed: ${(err as Error).message}`, { cause: err });
+    throw new DecompressError(`zstd decompression failed: ${(err as Error).message}`, { cause: err });
   }
-  if (expectedLength !== undefined && out.byteLength !== expectedLength) {
-    throw new Error(`zstd decompression produced ${out.byteLength} bytes, expected ${expectedLength}`);
+  if (header.dictionaryId !== 0) throw new DecompressError('zstd decompression failed: the frame needs a dictionary');
+  const declared = header.contentSize;
+  if (declared !== undefined) {
+    if ('exact' in bound && declared !== bound.exact) {
+      throw new DecompressError(`zstd frame declares ${declared} bytes of content, expected ${bound.exact}`);
+    }
+    if (declared > limit) throw new DecompressError(`zstd frame declares ${declared} bytes of content, more than the limit of ${limit}`);
   }
-  return out;
+  let size = declared ?? ('exact' in bound ? bound.exact : Math.min(limit, Math.max(64 * 1024, data.byteLength * FIRST_GUESS_RATIO)));
+  for (;;) {
+    let attempt;
+    try {
+      attempt = await decompressAttempt(data, size);
+    } catch (err) {
+      throw new DecompressError(`zstd decompression failed: ${(err as Error).message}`, { cause: err });
+    }
+    if (attempt.ok) {
+      const out = attempt.data;
+      if ('exact' in bound && out.byteLength !== bound.exact) {
+        throw new DecompressError(`zstd decompression produced ${out.byteLength} bytes, expected ${bound.exact}`);
+      }
+      return out;
+    }
+    if (size >= limit) {
+      throw new DecompressError(
+        'exact' in bound
+          ? `zstd frame decompresses to more than the expected ${bound.exact} bytes`
+          : `zstd frame decompresses to more than the limit of ${limit} bytes`,
+      );
+    }
+    size = Math.min(limit, size * GROWTH);
+  }
 }

@@ -318,7 +318,7 @@ export class BlobReader {
       }
       if (loc.compressed) {
         try {
-          plain = await decompress(plain, loc.rawLength);
+          plain = await decompress(plain, { exact: loc.rawLength });
         } catch (err) {
           throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${(err as Error).message}`, { ...where, cause: err });
         }

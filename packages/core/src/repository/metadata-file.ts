@@ -5,9 +5,36 @@
 import { compress, decompress } from '../compression/zstd.js';
 import { sha256Hex, type MasterKeys } from '../crypto/keys.js';
 import { IntegrityError } from './errors.js';
+import { MAX_INDEX_BODY_SIZE, MAX_SNAPSHOT_SIZE, indexBodyLimit } from './limits.js';
 
-/** Verify a metadata file's name, then decrypt and decompress it. Damage fails with {@link IntegrityError} naming `file`. */
-export async function openMetadataFile(keys: MasterKeys, bytes: Buffer, file: string, name: string): Promise<Buffer> {
+/**
+ * The largest decompressed body a metadata file may have: a snapshot {@link MAX_SNAPSHOT_SIZE};
+ * an index file {@link indexBodyLimit} of its stored size. `file` is the storage path
+ * (`index/…`, `snapshots/…`).
+ */
+export function metadataBodyLimit(file: string, storedSize: number): number {
+  return file.startsWith('index/') ? indexBodyLimit(storedSize) : MAX_SNAPSHOT_SIZE;
+}
+
+/** The largest stored metadata file worth reading: its body limit plus zstd's and the cipher's overhead. */
+function storedLimit(file: string): number {
+  return (file.startsWith('index/') ? MAX_INDEX_BODY_SIZE : MAX_SNAPSHOT_SIZE) + 64 * 1024;
+}
+
+/**
+ * Verify a metadata file's name, then decrypt and decompress it, within `maxBody` bytes
+ * (default {@link metadataBodyLimit}). Damage fails with {@link IntegrityError} naming `file`.
+ */
+export async function openMetadataFile(
+  keys: MasterKeys,
+  bytes: Buffer,
+  file: string,
+  name: string,
+  maxBody = metadataBodyLimit(file, bytes.byteLength),
+): Promise<Buffer> {
+  if (bytes.byteLength > storedLimit(file)) {
+    throw new IntegrityError(`${file}: ${bytes.byteLength} bytes is larger than any valid file of its kind (${storedLimit(file)})`, { file });
+  }
   if (sha256Hex(bytes) !== name) {
     throw new IntegrityError(`${file}: content does not match its name (SHA-256 of the ${bytes.byteLength} bytes differs); the file is damaged`, { file });
   }
@@ -18,7 +45,7 @@ export async function openMetadataFile(keys: MasterKeys, bytes: Buffer, file: st
     throw new IntegrityError(`${file}: authentication failed (damaged or foreign file)`, { file, cause: err });
   }
   try {
-    return await decompress(plain);
+    return await decompress(plain, { max: maxBody });
   } catch (err) {
     throw new IntegrityError(`${file}: ${(err as Error).message}`, { file, cause: err });
   }

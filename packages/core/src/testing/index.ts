@@ -28,3 +28,12 @@ export { BackupAbortedError, PluginError } from '../plugins/errors.js';
 export { BackupInterruptedError } from '../backup/backup.js';
 export { PluginRuntime, type InlinePlugin } from '../plugins/runtime.js';
 export { comparableMtime } from './times.js';
+export {
+  HostileRepo,
+  zstdBomb,
+  treeJson,
+  fileNode,
+  dirNode,
+  type HostileBlob,
+  type WrittenPack,
+} from './hostile.js';

@@ -83,7 +83,7 @@ describe('zstd', () => {
     expect(await compressIfSmaller(randomBytes(10000))).toBeNull();
     expect(await compressIfSmaller(Buffer.from('tiny'))).toBeNull();
     await expect(decompress(c!, text.length + 1)).rejects.toThrow(/expected/);
-    await expect(decompress(Buffer.from('not zstd at all'))).rejects.toThrow(/not a zstd frame/);
+    await expect(decompress(Buffer.from('not zstd at all'), { max: 100 })).rejects.toThrow(/not a zstd frame/);
   });
 
   it('honours the level', async () => {
