@@ -9,7 +9,8 @@
  */
 import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { hostname as osHostname, userInfo } from 'node:os';
-import { AuthenticationError, KEY_SIZE, decrypt, encrypt } from './aead.js';
+import { AuthenticationError, KEY_SIZE, OVERHEAD, decrypt, encrypt } from './aead.js';
+import { MAX_KEY_FILE_SIZE, MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK } from '../repository/limits.js';
 
 /** scrypt parameters. `N` is a power of two. */
 export interface KdfParams {
@@ -81,9 +82,10 @@ export class MasterKeys {
 }
 
 function scrypt(password: Uint8Array, salt: Uint8Array, params: KdfParams): Promise<Buffer> {
+  validateKdf(params);
   const { N, r, p } = params;
-  // scrypt needs ~128 * N * r * p bytes; leave headroom.
-  const maxmem = 256 * N * r * p + 32 * 1024 * 1024;
+  // scrypt needs 128 · N · r bytes (plus 128 · r · p); validateKdf caps both.
+  const maxmem = 128 * N * r + 128 * r * p + 32 * 1024 * 1024;
   return new Promise((resolve, reject) => {
     scryptCb(password, salt, KEY_SIZE, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
   });
@@ -93,10 +95,20 @@ function passwordBytes(password: string | Uint8Array): Buffer {
   return typeof password === 'string' ? Buffer.from(password, 'utf8') : Buffer.from(password);
 }
 
+/**
+ * Check scrypt parameters: N a power of two, r and p positive integers, and — so that a key file
+ * cannot make opening a repository allocate gigabytes or run for minutes — memory
+ * 128 · N · r ≤ {@link MAX_SCRYPT_MEMORY} (256 MiB) and work N · r · p ≤ {@link MAX_SCRYPT_WORK}
+ * (64× the default, a few seconds).
+ */
 function validateKdf(params: KdfParams): void {
   const { N, r, p } = params;
-  if (!Number.isInteger(N) || N < 2 || (N & (N - 1)) !== 0) throw new TypeError(`scrypt N must be a power of two, got ${N}`);
-  if (!Number.isInteger(r) || r < 1 || !Number.isInteger(p) || p < 1) throw new TypeError('scrypt r and p must be positive integers');
+  if (!Number.isSafeInteger(N) || N < 2 || N > 2 ** 30 || 2 ** Math.round(Math.log2(N)) !== N) throw new TypeError(`scrypt N must be a power of two, got ${N}`);
+  if (!Number.isSafeInteger(r) || r < 1 || !Number.isSafeInteger(p) || p < 1) throw new TypeError('scrypt r and p must be positive integers');
+  if (128 * N * r > MAX_SCRYPT_MEMORY) {
+    throw new TypeError(`scrypt N = ${N}, r = ${r} need ${(128 * N * r) / 2 ** 20} MiB of memory, more than the limit of ${MAX_SCRYPT_MEMORY / 2 ** 20} MiB`);
+  }
+  if (N * r * p > MAX_SCRYPT_WORK) throw new TypeError(`scrypt N = ${N}, r = ${r}, p = ${p} is more work (N·r·p) than the limit of 2^${Math.log2(MAX_SCRYPT_WORK)}`);
 }
 
 export interface CreateKeyFileOptions {
@@ -142,8 +154,22 @@ export async function createKeyFile(
   return { id: sha256Hex(bytes), bytes, file };
 }
 
-/** Parse and validate a key file's bytes; throws a descriptive Error when malformed. */
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Bytes that base64 text `s` decodes to, or undefined when it is not canonical base64. */
+function base64Length(s: string): number | undefined {
+  if (s.length % 4 !== 0 || !BASE64_RE.test(s)) return undefined;
+  return (s.length / 4) * 3 - (s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0);
+}
+
+/**
+ * Parse and validate a key file's bytes; throws a descriptive Error when malformed. Limits:
+ * at most {@link MAX_KEY_FILE_SIZE} bytes; scrypt parameters as {@link validateKdf}; a salt of
+ * 16–64 bytes; `data` exactly the 92 bytes of wrapped master keys; informational strings at
+ * most 256 characters.
+ */
 export function parseKeyFile(bytes: Uint8Array, where: string): KeyFile {
+  if (bytes.byteLength > MAX_KEY_FILE_SIZE) throw new Error(`${where}: ${bytes.byteLength} bytes, more than a key file may have (${MAX_KEY_FILE_SIZE})`);
   let v: unknown;
   try {
     v = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
@@ -157,11 +183,21 @@ export function parseKeyFile(bytes: Uint8Array, where: string): KeyFile {
   for (const k of ['N', 'r', 'p'] as const) {
     if (typeof f[k] !== 'number') throw new Error(`${where}: missing or invalid ${k}`);
   }
+  try {
+    validateKdf({ N: f.N!, r: f.r!, p: f.p! });
+  } catch (err) {
+    throw new Error(`${where}: ${(err as Error).message}`);
+  }
   for (const k of ['salt', 'data'] as const) {
     if (typeof f[k] !== 'string') throw new Error(`${where}: missing or invalid ${k}`);
   }
-  validateKdf({ N: f.N!, r: f.r!, p: f.p! });
-  return f as KeyFile;
+  const saltLen = base64Length(f.salt!);
+  if (saltLen === undefined || saltLen < 16 || saltLen > 64) throw new Error(`${where}: salt must be 16 to 64 bytes of base64`);
+  if (base64Length(f.data!) !== 2 * KEY_SIZE + OVERHEAD) throw new Error(`${where}: data must be ${2 * KEY_SIZE + OVERHEAD} bytes of base64`);
+  for (const k of ['created', 'hostname', 'username'] as const) {
+    if (f[k] !== undefined && (typeof f[k] !== 'string' || f[k].length > 256)) throw new Error(`${where}: ${k} must be a string of at most 256 characters`);
+  }
+  return { ...(f as KeyFile), created: f.created ?? '', hostname: f.hostname ?? '', username: f.username ?? '' };
 }
 
 /**

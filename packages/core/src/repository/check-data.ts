@@ -3,13 +3,12 @@
  * must decrypt and equal its index entries byte for byte, and every blob in it must decrypt,
  * decompress to its raw length and have the HMAC id it is listed under.
  */
-import { OVERHEAD } from '../crypto/aead.js';
 import { sha256Hex } from '../crypto/keys.js';
 import { handlePath } from '../storage/types.js';
 import type { CheckIndex, PackRef } from './check-index.js';
 import { eachLimit, msg, type CheckContext, type CheckReporter } from './check-util.js';
 import type { ReadDataSubset } from './types.js';
-import { PACK_HEADER_VERSION, decodePackHeader, entryToLocation, type PackEntry } from './pack-format.js';
+import { PACK_HEADER_VERSION, decodePackHeader, entryToLocation, packHeaderLength, type PackEntry } from './pack-format.js';
 
 export function parseReadDataSubset(text: string): ReadDataSubset {
   const t = text.trim().toLowerCase();
@@ -112,16 +111,14 @@ async function verifyPack(ctx: CheckContext, name: string, file: string, index: 
   let headerPlain: Buffer | undefined;
   let dataEnd = bytes.byteLength;
   try {
-    if (bytes.byteLength < 4 + OVERHEAD + 1) throw new Error(`too short (${bytes.byteLength} bytes) to hold a header`);
-    const hlen = bytes.readUInt32LE(bytes.byteLength - 4);
-    if (hlen < OVERHEAD + 1 || hlen > bytes.byteLength - 4) throw new Error(`header length ${hlen} is impossible for a ${bytes.byteLength}-byte pack`);
+    const hlen = packHeaderLength(bytes.byteLength, bytes.subarray(Math.max(0, bytes.byteLength - 4)));
     dataEnd = bytes.byteLength - 4 - hlen;
     try {
       headerPlain = ctx.decrypt(bytes.subarray(dataEnd, bytes.byteLength - 4));
     } catch {
       throw new Error('header authentication failed');
     }
-    header = decodePackHeader(headerPlain);
+    header = decodePackHeader(headerPlain, dataEnd);
   } catch (err) {
     report.error(file, `pack header: ${msg(err)}`, ref ? repair : undefined);
   }

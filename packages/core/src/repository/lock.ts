@@ -14,6 +14,7 @@ import { hostname as osHostname } from 'node:os';
 import { createHash } from 'node:crypto';
 import type { Storage } from '../storage/types.js';
 import { LockHeldError } from './errors.js';
+import { MAX_LOCK_FILE_SIZE } from './limits.js';
 import type { LockInfo, LockKind, ReleaseOptions, RepoLock, RepositoryLogger } from './types.js';
 import { withRetry } from '../storage/retry.js';
 
@@ -45,7 +46,11 @@ export async function writeLockFile(ctx: LockContext, info: LockInfo): Promise<s
   return name;
 }
 
-/** Read and decrypt one lock file. Returns undefined when it vanished meanwhile. */
+/**
+ * Read and decrypt one lock file. Returns undefined when it vanished meanwhile. A file larger
+ * than {@link MAX_LOCK_FILE_SIZE} is refused before it is decrypted; the fields are checked
+ * (see {@link parseLockInfo}).
+ */
 export async function readLockFile(ctx: LockContext, name: string): Promise<LockInfo | undefined> {
   let bytes: Buffer;
   try {
@@ -54,11 +59,38 @@ export async function readLockFile(ctx: LockContext, name: string): Promise<Lock
     if (ctx.storage.isNotFound(err)) return undefined;
     throw err;
   }
-  const info = JSON.parse(ctx.decrypt(bytes).toString('utf8')) as LockInfo;
-  if (typeof info.time !== 'string' || typeof info.pid !== 'number' || typeof info.hostname !== 'string') {
-    throw new Error(`locks/${name}: malformed lock`);
+  if (bytes.byteLength > MAX_LOCK_FILE_SIZE) throw new Error(`locks/${name}: ${bytes.byteLength} bytes, more than a lock file may have (${MAX_LOCK_FILE_SIZE})`);
+  return parseLockInfo(ctx.decrypt(bytes), `locks/${name}`);
+}
+
+/**
+ * Parse a lock file's decrypted JSON: `time` a parseable date, `hostname` and `username` strings
+ * of at most 256 characters, `pid` a positive integer below 2^32, `exclusive` a boolean.
+ */
+export function parseLockInfo(plain: Uint8Array, file: string): LockInfo {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength).toString('utf8'));
+  } catch {
+    throw new Error(`${file}: malformed lock (not JSON)`);
   }
-  return info;
+  const info = v as Partial<LockInfo> | null;
+  const str = (x: unknown) => typeof x === 'string' && x.length <= 256;
+  if (
+    typeof info !== 'object' ||
+    info === null ||
+    !str(info.time) ||
+    !Number.isFinite(Date.parse(info.time!)) ||
+    !str(info.hostname) ||
+    !(info.username === undefined || str(info.username)) ||
+    !Number.isInteger(info.pid) ||
+    info.pid! < 1 ||
+    info.pid! >= 2 ** 32 ||
+    !(info.exclusive === undefined || typeof info.exclusive === 'boolean')
+  ) {
+    throw new Error(`${file}: malformed lock`);
+  }
+  return { time: info.time!, hostname: info.hostname!, pid: info.pid!, username: info.username ?? '', exclusive: info.exclusive ?? false };
 }
 
 function pidAlive(pid: number): boolean {

@@ -14,6 +14,7 @@
  */
 import { FLAG_COMPRESSED, FLAG_TREE, ID_SIZE } from './index-table.js';
 import { OVERHEAD } from '../crypto/aead.js';
+import { MAX_DATA_BLOB_SIZE, MAX_PACK_SIZE, MAX_TREE_BLOB_SIZE } from './limits.js';
 import type { BlobLocation, BlobType } from './types.js';
 
 export const ENTRY_SIZE = 45;
@@ -72,22 +73,69 @@ export function encodePackHeader(entries: readonly PackEntry[]): Buffer {
   return out;
 }
 
-/** Parse a decrypted pack header; throws a descriptive Error when malformed. */
-export function decodePackHeader(plain: Uint8Array): PackEntry[] {
+/**
+ * What is wrong with one entry (of a pack header or an index file), or undefined when it is
+ * sound. `expectedOffset`: where the entry must start (blobs are contiguous from offset 0 in
+ * entry order). Checked: known flag bits; stored length at least the cipher overhead; raw length
+ * within the cap of its type ({@link MAX_DATA_BLOB_SIZE}, {@link MAX_TREE_BLOB_SIZE}); an
+ * uncompressed blob stored at exactly its raw length + overhead, a compressed one smaller than
+ * its raw length (format §5); the blob within the largest pack.
+ */
+export function entryProblem(flags: number, offset: number, length: number, rawLength: number, expectedOffset: number): string | undefined {
+  if ((flags & ~(FLAG_TREE | FLAG_COMPRESSED)) !== 0) return `unknown flag bits 0x${flags.toString(16)}`;
+  const tree = (flags & FLAG_TREE) !== 0;
+  const max = tree ? MAX_TREE_BLOB_SIZE : MAX_DATA_BLOB_SIZE;
+  if (rawLength > max) return `raw length ${rawLength} exceeds the ${tree ? 'tree' : 'data'} blob limit of ${max}`;
+  if (length < OVERHEAD) return `stored length ${length} is shorter than the cipher overhead`;
+  if (flags & FLAG_COMPRESSED) {
+    if (length - OVERHEAD >= rawLength) return `compressed payload of ${length - OVERHEAD} bytes is not smaller than its raw length ${rawLength}`;
+  } else if (length - OVERHEAD !== rawLength) {
+    return `uncompressed blob stored in ${length} bytes, but its raw length is ${rawLength}`;
+  }
+  if (offset !== expectedOffset) return `offset ${offset}, expected ${expectedOffset} (blobs are contiguous in header order)`;
+  if (offset + length > MAX_PACK_SIZE) return `ends at ${offset + length}, past the largest pack`;
+  return undefined;
+}
+
+/**
+ * The length of a pack's encrypted header, from the pack's size and its last 4 bytes; throws a
+ * descriptive Error when no header of that length fits the pack.
+ */
+export function packHeaderLength(packSize: number, lastFour: Uint8Array): number {
+  if (packSize < 4 + OVERHEAD + 1) throw new Error(`too short (${packSize} bytes) to hold a header`);
+  if (lastFour.byteLength !== 4) throw new Error('need the last 4 bytes of the pack');
+  const hlen = new DataView(lastFour.buffer, lastFour.byteOffset, 4).getUint32(0, true);
+  if (hlen < OVERHEAD + 1 || hlen > packSize - 4) throw new Error(`header length ${hlen} is impossible for a ${packSize}-byte pack`);
+  if ((hlen - OVERHEAD - 1) % ENTRY_SIZE !== 0) throw new Error(`header length ${hlen} is not ${OVERHEAD} + 1 + n × ${ENTRY_SIZE}`);
+  return hlen;
+}
+
+/**
+ * Parse a decrypted pack header; throws a descriptive Error when malformed. With `dataEnd` (the
+ * pack's size minus its header and trailer), the blobs must fill the data exactly.
+ */
+export function decodePackHeader(plain: Uint8Array, dataEnd?: number): PackEntry[] {
   if (plain.byteLength < 1 || plain[0] !== PACK_HEADER_VERSION) throw new Error(`unsupported pack header version ${plain[0]}`);
   if ((plain.byteLength - 1) % ENTRY_SIZE !== 0) throw new Error(`pack header length ${plain.byteLength} is not 1 + n × ${ENTRY_SIZE}`);
   const n = (plain.byteLength - 1) / ENTRY_SIZE;
   const out: PackEntry[] = [];
   const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  let end = 0;
   for (let i = 0, p = 1; i < n; i++, p += ENTRY_SIZE) {
-    out.push({
+    const e: PackEntry = {
       flags: plain[p]!,
       id: plain.subarray(p + 1, p + 1 + ID_SIZE),
       offset: dv.getUint32(p + 33, true),
       length: dv.getUint32(p + 37, true),
       rawLength: dv.getUint32(p + 41, true),
-    });
+    };
+    const problem = entryProblem(e.flags, e.offset, e.length, e.rawLength, end);
+    if (problem) throw new Error(`pack header entry ${i}: ${problem}`);
+    end = e.offset + e.length;
+    if (dataEnd !== undefined && end > dataEnd) throw new Error(`pack header entry ${i} ends at ${end}, past the pack data (${dataEnd} bytes)`);
+    out.push(e);
   }
+  if (dataEnd !== undefined && end !== dataEnd) throw new Error(`pack header lists ${end} bytes of blobs, the pack holds ${dataEnd}`);
   return out;
 }
 
@@ -121,6 +169,9 @@ export function encodeIndexBody(packs: readonly IndexedPack[], supersedes: reado
 /**
  * Walk an index body without allocating per-blob objects: `onPack` gets each pack id and
  * blob count, `onEntry` gets each entry's raw fields (the id as `body[idOff..idOff+32]`).
+ * Every count is checked against the bytes left before it is used, and every entry with
+ * {@link entryProblem}; a malformed body throws a descriptive Error (part of it may have been
+ * handed to the callbacks already: validate first with no-op callbacks to add all or nothing).
  */
 export function scanIndexBody(
   body: Buffer,
@@ -144,17 +195,18 @@ export function scanIndexBody(
     const packId = body.toString('hex', pos, pos + ID_SIZE);
     const count = body.readUInt32LE(pos + ID_SIZE);
     pos += ID_SIZE + 4;
-    need(count * ENTRY_SIZE);
+    need(count * ENTRY_SIZE); // before any loop or allocation for the count
     onPack(packId, count);
+    let end = 0;
     for (let j = 0; j < count; j++, pos += ENTRY_SIZE) {
-      onEntry(
-        body[pos]!,
-        body,
-        pos + 1,
-        body.readUInt32LE(pos + 33),
-        body.readUInt32LE(pos + 37),
-        body.readUInt32LE(pos + 41),
-      );
+      const flags = body[pos]!;
+      const offset = body.readUInt32LE(pos + 33);
+      const length = body.readUInt32LE(pos + 37);
+      const rawLength = body.readUInt32LE(pos + 41);
+      const problem = entryProblem(flags, offset, length, rawLength, end);
+      if (problem) throw new Error(`pack ${packId} entry ${j}: ${problem}`);
+      end = offset + length;
+      onEntry(flags, body, pos + 1, offset, length, rawLength);
     }
     blobs += count;
   }

@@ -34,6 +34,7 @@ import {
 } from './errors.js';
 import { BlobIndex, isBlobId } from './index-table.js';
 import { IndexLoader, type IndexLoadOptions, type IndexLoadResult } from './index-loader.js';
+import { MAX_CONFIG_FILE_SIZE } from './limits.js';
 import { acquireLock, type LockContext, type LockOptions } from './lock.js';
 import { openMetadataFile, sealMetadataFile } from './metadata-file.js';
 import type {
@@ -280,6 +281,7 @@ export class Repository {
     if (!keys) throw new WrongPasswordError(storage.location, tried);
     let config: RepositoryConfig;
     try {
+      if (configBytes.byteLength > MAX_CONFIG_FILE_SIZE) throw new IntegrityError(`config: ${configBytes.byteLength} bytes, more than a config may have`, { file: 'config' });
       const plain = keys.decrypt(configBytes);
       config = validateConfig(JSON.parse(plain.toString('utf8')));
       plain.fill(0);
