@@ -1,11 +1,12 @@
 /**
- * Decoders for the repository's JSON structures: the config, snapshots and trees.
+ * Decoders for the repository's JSON structures: the config here; snapshots and trees in
+ * validate.ts (re-exported).
  * Everything here reads untrusted bytes (see docs/security.md) and fails with an
  * {@link IntegrityError} naming the object.
  */
 import { IntegrityError } from './errors.js';
 import { MAX_CHUNK_SIZE, MAX_PACK_TARGET, MIN_CHUNK_SIZE, MIN_PACK_TARGET } from './limits.js';
-import type { RepositoryConfig, Snapshot, Tree } from './types.js';
+import type { RepositoryConfig } from './types.js';
 
 export const REPOSITORY_VERSION = 1;
 
@@ -42,28 +43,4 @@ export function validateConfig(c: unknown): RepositoryConfig {
   return cfg;
 }
 
-/** Parse a tree blob's plaintext; throws {@link IntegrityError} when it is not a tree. */
-export function parseTree(bytes: Uint8Array, id: string): Tree {
-  let t: Tree;
-  try {
-    t = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as Tree;
-  } catch (err) {
-    throw new IntegrityError(`tree blob ${id} is not valid JSON`, { blobId: id, cause: err });
-  }
-  if (typeof t !== 'object' || t === null || !Array.isArray(t.nodes)) throw new IntegrityError(`tree blob ${id} has no nodes array`, { blobId: id });
-  return t;
-}
-
-/** Parse a snapshot file's decrypted, decompressed body. */
-export function parseSnapshot(body: Buffer, file: string): Snapshot {
-  let s: Snapshot;
-  try {
-    s = JSON.parse(body.toString('utf8')) as Snapshot;
-  } catch (err) {
-    throw new IntegrityError(`${file}: not valid JSON`, { file, cause: err });
-  }
-  if (typeof s !== 'object' || s === null || typeof s.time !== 'string' || typeof s.tree !== 'string' || !Array.isArray(s.paths)) {
-    throw new IntegrityError(`${file}: not a snapshot (missing time, tree or paths)`, { file });
-  }
-  return s;
-}
+export { parseTree, parseSnapshot, validateTree, validateSnapshot, invalidNodes, invalidNodeCount, type InvalidNode } from './validate.js';

@@ -34,7 +34,7 @@ import {
 } from './errors.js';
 import { BlobIndex, isBlobId } from './index-table.js';
 import { IndexLoader, type IndexLoadOptions, type IndexLoadResult } from './index-loader.js';
-import { MAX_CONFIG_FILE_SIZE } from './limits.js';
+import { MAX_CONFIG_FILE_SIZE, MAX_TREE_BLOB_SIZE, MAX_TREE_ENTRIES } from './limits.js';
 import { acquireLock, type LockContext, type LockOptions } from './lock.js';
 import { openMetadataFile, sealMetadataFile } from './metadata-file.js';
 import type {
@@ -515,6 +515,10 @@ export class Repository {
   /** Store a directory listing as a tree blob (canonical JSON, so equal trees dedupe). Returns its id. */
   async saveTree(tree: Tree): Promise<BlobId> {
     const bytes = Buffer.from(canonicalJson(tree), 'utf8');
+    // A tree over the readers' limits would make a snapshot nobody can read: refuse it here.
+    if (bytes.byteLength > MAX_TREE_BLOB_SIZE || tree.nodes.length > MAX_TREE_ENTRIES) {
+      throw new RangeError(`a directory of ${tree.nodes.length} entries (${bytes.byteLength} bytes of tree) exceeds Kiwi's tree limits (${MAX_TREE_ENTRIES} entries, ${MAX_TREE_BLOB_SIZE} bytes)`);
+    }
     return (await this.saveBlob('tree', bytes)).id;
   }
 

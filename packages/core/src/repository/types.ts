@@ -51,6 +51,13 @@ export interface Node {
 /** A directory listing; nodes are sorted by name bytes. */
 export interface Tree {
   nodes: Node[];
+  /**
+   * Set (non-enumerable, so never stored) on a loaded tree with entries that failed validation:
+   * they are not in `nodes`; each is described here (at most 1000; `invalidCount` counts all).
+   * Readers report them as errors and go on (see repository/validate.ts).
+   */
+  readonly invalid?: ReadonlyArray<{ index: number; name?: string; reason: string }>;
+  readonly invalidCount?: number;
 }
 
 export interface SnapshotSummary {

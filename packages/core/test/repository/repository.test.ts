@@ -197,7 +197,7 @@ describe('blobs, packs and index', () => {
   it('keeps data and tree blobs in separate packs and dedups identical trees', async () => {
     const { repo, storage } = await newRepo();
     const tree: Tree = {
-      nodes: [{ name: 'a', type: 'file', mode: 0o644, uid: 1, gid: 1, mtimeNs: '1', ctimeNs: '1', inode: '1', dev: '1', size: 1, content: [] }],
+      nodes: [{ name: 'a', type: 'file', mode: 0o644, uid: 1, gid: 1, mtimeNs: '1', ctimeNs: '1', inode: '1', dev: '1', size: 0, content: [] }],
     };
     const reordered = JSON.parse(JSON.stringify({ nodes: [Object.fromEntries(Object.entries(tree.nodes[0]!).reverse())] })) as Tree;
     const t1 = await repo.saveTree(tree);

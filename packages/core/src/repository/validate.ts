@@ -1,0 +1,315 @@
+/**
+ * The one validator of decoded trees and snapshots, used by every reader (restore, ls, diff,
+ * backup's parent, check). A tree keeps its valid entries in `nodes`; each invalid one is
+ * described (index, name when it has one, reason) in the tree's non-enumerable `invalid` list,
+ * so a reader reports it as one error and goes on with the rest. A snapshot, or a tree that
+ * is not a tree at all, fails as a whole with an {@link IntegrityError}. The limits are in
+ * limits.ts.
+ */
+import { posix, win32 } from 'node:path';
+import { IntegrityError } from './errors.js';
+import { isBlobId } from './index-table.js';
+import {
+  MAX_DATA_BLOB_SIZE,
+  MAX_LINK_TARGET_BYTES,
+  MAX_NAME_BYTES,
+  MAX_NODE_METADATA_BYTES,
+  MAX_OWNER_NAME_LENGTH,
+  MAX_REPORTED_ERRORS,
+  MAX_SNAPSHOT_PATHS,
+  MAX_SNAPSHOT_SIZE,
+  MAX_SNAPSHOT_STRING,
+  MAX_SNAPSHOT_TAGS,
+  MAX_TREE_BLOB_SIZE,
+  MAX_TREE_ENTRIES,
+  TREE_BYTES_PER_COMMA,
+  TREE_BYTES_PER_CONTAINER,
+  TREE_DENSITY_CHECK_FROM,
+} from './limits.js';
+import type { Node, NodeType, Snapshot, Tree } from './types.js';
+
+/** One entry of a stored tree that failed validation (it is not in `tree.nodes`). */
+export interface InvalidNode {
+  /** Position in the stored `nodes` array. */
+  index: number;
+  /** The entry's name, when it has a usable one (at most 256 characters, for messages). */
+  name?: string;
+  /** What is wrong with it. */
+  reason: string;
+}
+
+const NODE_TYPES: ReadonlySet<string> = new Set<NodeType>(['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev']);
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+const INT64_RE = /^-?[0-9]{1,19}$/;
+const UINT64_RE = /^[0-9]{1,20}$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
+/** uid/gid 2^32 − 1 is "no owner" (chown's −1): not a valid owner. */
+const MAX_ID = 2 ** 32 - 2;
+
+/** Decoded bytes of canonical base64 `s`, or undefined. */
+function base64Bytes(s: string, max: number): Buffer | undefined {
+  if (s.length % 4 !== 0 || s.length > ((max + 2) / 3) * 4 + 4 || !BASE64_RE.test(s)) return undefined;
+  return Buffer.from(s, 'base64');
+}
+
+function isInt(v: unknown, min: number, max: number): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+}
+
+function isDecimal(v: unknown, signed: boolean): boolean {
+  if (typeof v !== 'string' || !(signed ? INT64_RE : UINT64_RE).test(v)) return false;
+  if (v.length < 19) return true;
+  const n = BigInt(v);
+  return signed ? n >= INT64_MIN && n <= INT64_MAX : n <= UINT64_MAX;
+}
+
+/** What is wrong with name bytes, or undefined. */
+function nameBytesProblem(raw: Buffer): string | undefined {
+  if (raw.byteLength === 0) return 'empty name';
+  if (raw.byteLength > MAX_NAME_BYTES) return `name of ${raw.byteLength} bytes (limit ${MAX_NAME_BYTES})`;
+  if (raw.includes(0x2f)) return "name contains '/'";
+  if (raw.includes(0)) return 'name contains a NUL byte';
+  if ((raw.byteLength === 1 && raw[0] === 0x2e) || (raw.byteLength === 2 && raw[0] === 0x2e && raw[1] === 0x2e)) return `name is ${raw.toString('latin1')}`;
+  return undefined;
+}
+
+/** The raw name bytes of a node-like object, or a reason why it has none. */
+function nodeName(n: Record<string, unknown>): { raw: Buffer } | { problem: string } {
+  if (typeof n.name !== 'string') return { problem: 'name is not a string' };
+  if (n.name.length > MAX_NAME_BYTES) return { problem: `name of ${n.name.length} characters (limit ${MAX_NAME_BYTES} bytes)` };
+  let raw: Buffer;
+  if (n.nameRaw !== undefined) {
+    const b = typeof n.nameRaw === 'string' ? base64Bytes(n.nameRaw, MAX_NAME_BYTES) : undefined;
+    if (!b) return { problem: 'nameRaw is not base64' };
+    raw = b;
+  } else {
+    raw = Buffer.from(n.name, 'utf8');
+  }
+  const problem = nameBytesProblem(raw);
+  return problem ? { problem } : { raw };
+}
+
+/** What is wrong with a node's fields other than its name, or undefined. */
+function fieldsProblem(n: Record<string, unknown>): string | undefined {
+  const type = n.type;
+  if (typeof type !== 'string' || !NODE_TYPES.has(type)) return `unknown type ${JSON.stringify(type)?.slice(0, 40)}`;
+  if (!isInt(n.mode, 0, 0o7777)) return 'mode is not an integer in 0…0o7777';
+  if (!isInt(n.uid, 0, MAX_ID)) return `uid ${String(n.uid).slice(0, 40)} is not an integer in 0…${MAX_ID}`;
+  if (!isInt(n.gid, 0, MAX_ID)) return `gid ${String(n.gid).slice(0, 40)} is not an integer in 0…${MAX_ID}`;
+  for (const k of ['user', 'group'] as const) {
+    if (n[k] !== undefined && (typeof n[k] !== 'string' || (n[k] as string).length > MAX_OWNER_NAME_LENGTH)) return `${k} is not a string of at most ${MAX_OWNER_NAME_LENGTH} characters`;
+  }
+  for (const k of ['mtimeNs', 'ctimeNs'] as const) if (!isDecimal(n[k], true)) return `${k} is not a 64-bit decimal string`;
+  for (const k of ['inode', 'dev'] as const) if (!isDecimal(n[k], false)) return `${k} is not an unsigned 64-bit decimal string`;
+  if (n.rdev !== undefined && !isDecimal(n.rdev, false)) return 'rdev is not an unsigned 64-bit decimal string';
+  if (n.links !== undefined && !isInt(n.links, 1, 2 ** 32 - 1)) return 'links is not a positive integer';
+  if (!isInt(n.size, 0, Number.MAX_SAFE_INTEGER)) return `size ${String(n.size).slice(0, 40)} is not a non-negative integer`;
+  if (type === 'file') {
+    const c = n.content;
+    if (!Array.isArray(c)) return 'file without a content list';
+    // Every data blob holds at least one byte and at most the blob cap.
+    if (c.length > n.size) return `content lists ${c.length} blobs for ${n.size} bytes`;
+    if (n.size > c.length * MAX_DATA_BLOB_SIZE) return `content lists ${c.length} blobs, too few for ${n.size} bytes`;
+    for (let i = 0; i < c.length; i++) if (!isBlobId(c[i])) return `content[${i}] is not a blob id`;
+  } else if (type === 'dir') {
+    if (!isBlobId(n.subtree)) return 'directory without a valid subtree id';
+  } else if (type === 'symlink') {
+    let target: Buffer | undefined;
+    if (n.linkTargetRaw !== undefined) {
+      target = typeof n.linkTargetRaw === 'string' ? base64Bytes(n.linkTargetRaw, MAX_LINK_TARGET_BYTES) : undefined;
+      if (!target) return 'linkTargetRaw is not base64';
+    } else if (typeof n.linkTarget === 'string') {
+      if (n.linkTarget.length > MAX_LINK_TARGET_BYTES) return `link target longer than ${MAX_LINK_TARGET_BYTES} bytes`;
+      target = Buffer.from(n.linkTarget, 'utf8');
+    } else {
+      return 'symlink without a target';
+    }
+    if (target.byteLength === 0) return 'empty link target';
+    if (target.byteLength > MAX_LINK_TARGET_BYTES) return `link target of ${target.byteLength} bytes (limit ${MAX_LINK_TARGET_BYTES})`;
+    if (target.includes(0)) return 'link target contains a NUL byte';
+  }
+  if (n.metadata !== undefined) {
+    if (typeof n.metadata !== 'object' || n.metadata === null || Array.isArray(n.metadata)) return 'metadata is not an object';
+    const size = Buffer.byteLength(JSON.stringify(n.metadata), 'utf8');
+    if (size > MAX_NODE_METADATA_BYTES) return `metadata of ${size} bytes (limit ${MAX_NODE_METADATA_BYTES})`;
+  }
+  return undefined;
+}
+
+function displayName(n: unknown): string | undefined {
+  const name = typeof n === 'object' && n !== null ? (n as { name?: unknown }).name : undefined;
+  return typeof name === 'string' && name.length > 0 ? name.slice(0, 256) : undefined;
+}
+
+/**
+ * Validate the parsed JSON of tree blob `id`. Throws {@link IntegrityError} when it is not a tree
+ * (not an object with a `nodes` array, or more than {@link MAX_TREE_ENTRIES} entries); otherwise
+ * returns a tree of the valid nodes, with the invalid ones in {@link invalidNodes}. Entries that
+ * share a name are all invalid (which one is meant cannot be known).
+ */
+export function validateTree(value: unknown, id: string): Tree {
+  if (typeof value !== 'object' || value === null || !Array.isArray((value as Tree).nodes)) {
+    throw new IntegrityError(`tree blob ${id} has no nodes array`, { blobId: id });
+  }
+  const stored = (value as { nodes: unknown[] }).nodes;
+  if (stored.length > MAX_TREE_ENTRIES) {
+    throw new IntegrityError(`tree blob ${id} has ${stored.length} entries, more than the limit of ${MAX_TREE_ENTRIES}`, { blobId: id });
+  }
+  const invalid: InvalidNode[] = [];
+  let invalidCount = 0;
+  const reject = (index: number, n: unknown, reason: string) => {
+    invalidCount++;
+    if (invalid.length < MAX_REPORTED_ERRORS) {
+      const name = displayName(n);
+      invalid.push(name === undefined ? { index, reason } : { index, name, reason });
+    }
+  };
+  const ok: Array<{ index: number; node: Node; key: string }> = [];
+  const seen = new Map<string, number>();
+  for (let i = 0; i < stored.length; i++) {
+    const n = stored[i];
+    if (typeof n !== 'object' || n === null || Array.isArray(n)) {
+      reject(i, n, `entry is ${n === null ? 'null' : Array.isArray(n) ? 'an array' : typeof n}, not an object`);
+      continue;
+    }
+    const rec = n as Record<string, unknown>;
+    const name = nodeName(rec);
+    const problem = 'problem' in name ? name.problem : fieldsProblem(rec);
+    if (problem !== undefined) {
+      reject(i, n, problem);
+      continue;
+    }
+    const key = (name as { raw: Buffer }).raw.toString('latin1');
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+    ok.push({ index: i, node: n as Node, key });
+  }
+  const nodes: Node[] = [];
+  for (const e of ok) {
+    if (seen.get(e.key)! > 1) reject(e.index, e.node, 'duplicate name in this tree');
+    else nodes.push(e.node);
+  }
+  if (invalidCount > 1) invalid.sort((a, b) => a.index - b.index);
+  const tree: Tree = { ...(value as object), nodes } as Tree;
+  if (invalidCount > 0) {
+    Object.defineProperty(tree, 'invalid', { value: invalid, enumerable: false });
+    Object.defineProperty(tree, 'invalidCount', { value: invalidCount, enumerable: false });
+  }
+  return tree;
+}
+
+/** The invalid entries of a loaded tree (at most {@link MAX_REPORTED_ERRORS} listed; see {@link invalidNodeCount}). */
+export function invalidNodes(tree: Tree): readonly InvalidNode[] {
+  return tree.invalid ?? [];
+}
+
+/** How many entries of a loaded tree are invalid (all of them, listed or not). */
+export function invalidNodeCount(tree: Tree): number {
+  return tree.invalidCount ?? 0;
+}
+
+/**
+ * Count the bytes that make JSON values cost memory when parsed; throws {@link IntegrityError}
+ * when there are more than a tree's can have (see {@link TREE_DENSITY_CHECK_FROM}).
+ */
+function checkDensity(bytes: Uint8Array, id: string): void {
+  let containers = 0;
+  let commas = 0;
+  for (let i = 0; i < bytes.byteLength; i++) {
+    const b = bytes[i]!;
+    if (b === 0x2c) commas++;
+    else if (b === 0x7b || b === 0x5b) containers++;
+  }
+  if (containers > bytes.byteLength / TREE_BYTES_PER_CONTAINER || commas > bytes.byteLength / TREE_BYTES_PER_COMMA) {
+    throw new IntegrityError(
+      `tree blob ${id}: ${containers} objects/arrays and ${commas} values in ${bytes.byteLength} bytes, far denser than any tree (parsing it could take ~${Math.round((containers * 70) / 2 ** 20)} MiB)`,
+      { blobId: id },
+    );
+  }
+}
+
+/** Parse and validate a tree blob's plaintext; throws {@link IntegrityError} when it is not a tree. */
+export function parseTree(bytes: Uint8Array, id: string): Tree {
+  if (bytes.byteLength > MAX_TREE_BLOB_SIZE) {
+    throw new IntegrityError(`tree blob ${id} is ${bytes.byteLength} bytes, more than the limit of ${MAX_TREE_BLOB_SIZE}`, { blobId: id });
+  }
+  if (bytes.byteLength >= TREE_DENSITY_CHECK_FROM) checkDensity(bytes, id);
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch (err) {
+    throw new IntegrityError(`tree blob ${id} is not valid JSON`, { blobId: id, cause: err });
+  }
+  return validateTree(value, id);
+}
+
+// ---------------------------------------------------------------- snapshots
+
+function isAbsolutePath(p: string): boolean {
+  return posix.isAbsolute(p) || win32.isAbsolute(p);
+}
+
+function stringList(v: unknown, max: number, what: string, check?: (s: string) => string | undefined): string | undefined {
+  if (!Array.isArray(v)) return `${what} is not an array`;
+  if (v.length > max) return `${what} has ${v.length} entries (limit ${max})`;
+  for (let i = 0; i < v.length; i++) {
+    const s = v[i];
+    if (typeof s !== 'string' || s.length > MAX_SNAPSHOT_STRING || s.includes('\0')) return `${what}[${i}] is not a string of at most ${MAX_SNAPSHOT_STRING} characters without NUL`;
+    const p = check?.(s);
+    if (p) return `${what}[${i}] ${p}`;
+  }
+  return undefined;
+}
+
+function snapshotProblem(s: Record<string, unknown>): string | undefined {
+  if (typeof s.time !== 'string' || s.time.length > 64 || !Number.isFinite(Date.parse(s.time))) return 'time is not a date';
+  for (const k of ['hostname', 'username'] as const) {
+    if (typeof s[k] !== 'string' || (s[k] as string).length > MAX_SNAPSHOT_STRING) return `${k} is not a string of at most ${MAX_SNAPSHOT_STRING} characters`;
+  }
+  for (const k of ['uid', 'gid'] as const) if (s[k] !== undefined && !isInt(s[k], 0, MAX_ID)) return `${k} is not a valid id`;
+  const paths = stringList(s.paths, MAX_SNAPSHOT_PATHS, 'paths', (p) => (isAbsolutePath(p) ? undefined : 'is not an absolute path'));
+  if (paths) return paths;
+  if (s.tags !== undefined) {
+    const tags = stringList(s.tags, MAX_SNAPSHOT_TAGS, 'tags');
+    if (tags) return tags;
+  }
+  if (s.excludes !== undefined) {
+    const ex = stringList(s.excludes, MAX_SNAPSHOT_TAGS, 'excludes');
+    if (ex) return ex;
+  }
+  if (!isBlobId(s.tree)) return 'tree is not a blob id';
+  if (s.parent !== undefined && !isBlobId(s.parent)) return 'parent is not a snapshot id';
+  if (s.programVersion !== undefined && (typeof s.programVersion !== 'string' || s.programVersion.length > MAX_SNAPSHOT_STRING)) return 'programVersion is not a string';
+  for (const k of ['summary', 'plugins'] as const) {
+    if (s[k] !== undefined && (typeof s[k] !== 'object' || s[k] === null || Array.isArray(s[k]))) return `${k} is not an object`;
+  }
+  if (s.partial !== undefined && typeof s.partial !== 'boolean') return 'partial is not a boolean';
+  return undefined;
+}
+
+/**
+ * Validate a parsed snapshot: `time` a date; `hostname`, `username` strings; `paths` absolute
+ * (POSIX or Windows) without NUL; `tags`, `excludes` strings; `tree` (and `parent`) ids; the
+ * optional objects objects; counts and lengths within limits.ts. Throws {@link IntegrityError}
+ * naming `file`. Missing `tags` become `[]`, a missing `programVersion` `''`.
+ */
+export function validateSnapshot(value: unknown, file: string): Snapshot {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new IntegrityError(`${file}: not a snapshot (not a JSON object)`, { file });
+  const problem = snapshotProblem(value as Record<string, unknown>);
+  if (problem) throw new IntegrityError(`${file}: not a valid snapshot: ${problem}`, { file });
+  const s = value as Snapshot;
+  return { ...s, tags: s.tags ?? [], programVersion: s.programVersion ?? '' };
+}
+
+/** Parse and validate a snapshot file's decrypted, decompressed body. */
+export function parseSnapshot(body: Uint8Array, file: string): Snapshot {
+  if (body.byteLength > MAX_SNAPSHOT_SIZE) throw new IntegrityError(`${file}: ${body.byteLength} bytes, more than the limit of ${MAX_SNAPSHOT_SIZE}`, { file });
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch (err) {
+    throw new IntegrityError(`${file}: not valid JSON`, { file, cause: err });
+  }
+  return validateSnapshot(value, file);
+}
