@@ -1,7 +1,7 @@
 /**
  * `check`, snapshot and tree stage: every snapshot file authenticates and parses; every tree a
- * snapshot reaches is in the index, loads and parses; every data blob a file names is in the
- * index. Before anything is called missing, the index files written meanwhile (by a backup
+ * snapshot reaches is in the index, loads and parses, and each entry the tree validator refuses
+ * is reported with its snapshot and path; every data blob a file names is in the index. Before anything is called missing, the index files written meanwhile (by a backup
  * running under its shared lock) are read, and what they list is checked as usual.
  *
  * `findAffected` traces lost blobs (damaged or missing packs, blobs no index lists) to the
@@ -11,6 +11,8 @@ import { handlePath } from '../storage/types.js';
 import type { CheckIndex } from './check-index.js';
 import { eachLimit, msg, type CheckContext, type CheckReporter } from './check-util.js';
 import { parseSnapshot, parseTree } from './decode.js';
+import { MAX_TREE_DEPTH } from './limits.js';
+import { invalidNodeCount, invalidNodes } from './validate.js';
 import type { CheckAffected, Snapshot, Tree } from './types.js';
 
 export interface LoadedSnapshot {
@@ -52,6 +54,8 @@ interface Pending {
   id: string;
   path: string;
   snapshot: string;
+  /** Directory levels below the snapshot's root. */
+  depth: number;
 }
 
 export async function walkTrees(ctx: CheckContext, snapshots: LoadedSnapshot[], index: CheckIndex, report: CheckReporter): Promise<void> {
@@ -62,11 +66,11 @@ export async function walkTrees(ctx: CheckContext, snapshots: LoadedSnapshot[], 
 
   const walk = async (stack: Pending[]) => {
     while (stack.length > 0) {
-      const { id, path, snapshot } = stack.pop()!;
+      const { id, path, snapshot, depth } = stack.pop()!;
       if (seenTrees.has(id)) continue;
       const loc = index.idx.lookup('tree', id);
       if (!loc) {
-        missingTrees.push({ id, path, snapshot });
+        missingTrees.push({ id, path, snapshot, depth });
         continue;
       }
       seenTrees.add(id);
@@ -80,24 +84,31 @@ export async function walkTrees(ctx: CheckContext, snapshots: LoadedSnapshot[], 
         continue;
       }
       report.stats.trees++;
+      const childPath = (name: string) => (path === '/' ? `/${name}` : `${path}/${name}`);
+      // Entries the validator (the one restore and ls use) refused: each one named with its snapshot and path.
+      for (const bad of invalidNodes(tree)) {
+        report.error(`snapshots/${snapshot}`, `${childPath(bad.name ?? `#${bad.index}`)}: invalid entry ${bad.index} of tree ${id}: ${bad.reason}`, 'kiwi repair snapshots');
+      }
+      const unlisted = invalidNodeCount(tree) - invalidNodes(tree).length;
+      if (unlisted > 0) report.error(`snapshots/${snapshot}`, `${path}: and ${unlisted} more invalid entries of tree ${id}`, 'kiwi repair snapshots');
       for (const node of tree.nodes) {
-        const child = path === '/' ? `/${node.name}` : `${path}/${node.name}`;
+        const child = childPath(node.name);
         if (node.type === 'file') {
           for (const c of node.content ?? []) {
             if (seenData.has(c)) continue;
             seenData.add(c);
-            if (!index.idx.has('data', c)) missingData.push({ id: c, path: child, snapshot });
+            if (!index.idx.has('data', c)) missingData.push({ id: c, path: child, snapshot, depth });
           }
-        } else if (node.type === 'dir') {
-          if (typeof node.subtree === 'string') stack.push({ id: node.subtree, path: child, snapshot });
-          else report.error(`snapshots/${snapshot}`, `${child}: directory without a subtree (tree ${id})`, 'kiwi repair snapshots');
+        } else if (node.type === 'dir' && node.subtree !== undefined) {
+          if (depth + 1 > MAX_TREE_DEPTH) report.error(`snapshots/${snapshot}`, `${child}: directories nested deeper than ${MAX_TREE_DEPTH} levels (not checked below)`, 'kiwi repair snapshots');
+          else stack.push({ id: node.subtree, path: child, snapshot, depth: depth + 1 });
         }
       }
       report.progress({ phase: 'trees', done: report.stats.trees, total: report.stats.trees + stack.length });
     }
   };
 
-  await walk(snapshots.map(({ id, snapshot }) => ({ id: snapshot.tree, path: '/', snapshot: id })));
+  await walk(snapshots.map(({ id, snapshot }) => ({ id: snapshot.tree, path: '/', snapshot: id, depth: 0 })));
 
   // Before calling anything missing: read the index files written since the index was read.
   if ((missingTrees.length > 0 || missingData.length > 0) && (await index.readNew()) > 0) {
