@@ -1,5 +1,6 @@
 import { diffSnapshots } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
+import { ExitCode } from '../exit-codes.js';
 
 const SYMBOL: Record<string, string> = { added: '+', removed: '-', modified: 'M', type: 'T', metadata: 'U' };
 
@@ -14,14 +15,21 @@ export default kiwiCommand({
     const a = await repo.findSnapshot(String(args.a));
     const b = await repo.findSnapshot(String(args.b));
     const counts: Record<string, number> = {};
-    for await (const change of diffSnapshots(repo, a.snapshot, b.snapshot)) {
+    // A bad entry or an unreadable directory is reported once and the comparison goes on.
+    let errors = 0;
+    const onError = (e: { path: string; message: string }) => {
+      errors++;
+      session.out.error(`${e.path}: ${e.message}`, { path: e.path });
+    };
+    for await (const change of diffSnapshots(repo, a.snapshot, b.snapshot, { onError })) {
       counts[change.change] = (counts[change.change] ?? 0) + 1;
       session.out.emit('change', { path: change.path, modifier: change.change });
       session.out.print(`${SYMBOL[change.change] ?? '?'}    ${change.path}`);
     }
-    session.out.emit('summary', { snapshot_a: a.id, snapshot_b: b.id, ...counts });
+    session.out.emit('summary', { snapshot_a: a.id, snapshot_b: b.id, ...counts, ...(errors ? { errors } : {}) });
     session.out.info(
-      `${a.id.slice(0, 8)} → ${b.id.slice(0, 8)}: ${counts.added ?? 0} added, ${counts.removed ?? 0} removed, ${(counts.modified ?? 0) + (counts.type ?? 0)} modified${counts.metadata ? `, ${counts.metadata} metadata only` : ''}`,
+      `${a.id.slice(0, 8)} → ${b.id.slice(0, 8)}: ${counts.added ?? 0} added, ${counts.removed ?? 0} removed, ${(counts.modified ?? 0) + (counts.type ?? 0)} modified${counts.metadata ? `, ${counts.metadata} metadata only` : ''}${errors ? `, ${errors} entries could not be compared` : ''}`,
     );
+    return errors ? ExitCode.Failure : ExitCode.Ok;
   },
 });

@@ -1,6 +1,6 @@
 import { listTree } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
-import { UsageError } from '../exit-codes.js';
+import { ExitCode, UsageError } from '../exit-codes.js';
 import { formatMode } from '../format.js';
 
 export default kiwiCommand({
@@ -17,7 +17,14 @@ export default kiwiCommand({
     const { id, snapshot } = await repo.findSnapshot(ref);
     const out = session.out;
     let count = 0;
-    for await (const { path, node } of listTree(repo, snapshot, args.path ? String(args.path) : undefined)) {
+    // A bad entry or an unreadable directory is reported once and the listing goes on; only the
+    // count is kept, however many there are.
+    let errors = 0;
+    const onError = (e: { path: string; message: string }) => {
+      errors++;
+      out.error(`${e.path}: ${e.message}`, { path: e.path });
+    };
+    for await (const { path, node } of listTree(repo, snapshot, args.path ? String(args.path) : undefined, { onError })) {
       count++;
       if (out.json) {
         out.emit('node', {
@@ -38,6 +45,11 @@ export default kiwiCommand({
         out.print(path);
       }
     }
-    out.emit('summary', { snapshot_id: id, entries: count });
+    out.emit('summary', { snapshot_id: id, entries: count, ...(errors ? { errors } : {}) });
+    if (errors) {
+      out.info(`${errors} entr${errors === 1 ? 'y' : 'ies'} could not be listed`);
+      return ExitCode.Failure;
+    }
+    return ExitCode.Ok;
   },
 });

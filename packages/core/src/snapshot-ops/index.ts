@@ -6,4 +6,6 @@ export {
   type ListedNode,
   type SnapshotChange,
   type ChangeKind,
+  type TreeWalkError,
+  type TreeWalkOptions,
 } from './snapshot-ops.js';

@@ -1,4 +1,7 @@
-import type { BlobId, Node, Snapshot } from '../repository/types.js';
+import type { BlobId, Node, Snapshot, Tree } from '../repository/types.js';
+import { IntegrityError } from '../repository/errors.js';
+import { MAX_TREE_DEPTH } from '../repository/limits.js';
+import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
 import type { EngineRepository } from '../backup/types.js';
 import { nodeNameBytes } from '../backup/node.js';
 import { TreeLoader } from './tree-loader.js';
@@ -18,6 +21,33 @@ async function ensureIndex(repository: TreeReader): Promise<void> {
 export interface ListedNode {
   path: string;
   node: Node;
+}
+
+/** A problem found while walking a snapshot: an invalid tree entry, a tree that cannot be loaded. */
+export interface TreeWalkError {
+  /** Snapshot path of the entry or directory concerned. */
+  path: string;
+  message: string;
+}
+
+/**
+ * Where a walk reports problems. With it, each bad entry (or unloadable directory) is reported
+ * once and the walk goes on with the rest; without it, the first one throws.
+ */
+export interface TreeWalkOptions {
+  onError?: (error: TreeWalkError) => void;
+}
+
+function report(options: TreeWalkOptions, path: string, message: string, cause?: unknown): void {
+  if (options.onError) options.onError({ path, message });
+  else throw new IntegrityError(`${path}: ${message}`, cause === undefined ? {} : { cause });
+}
+
+/** Reports the invalid entries of `tree` (directory `dir`). */
+function reportInvalid(tree: Tree, dir: string, treeId: BlobId, options: TreeWalkOptions, side = ''): void {
+  for (const bad of invalidNodes(tree)) report(options, joinSnap(dir, bad.name ?? `#${bad.index}`), `invalid entry ${bad.index} of tree ${treeId}${side}: ${bad.reason}`);
+  const unlisted = invalidNodeCount(tree) - invalidNodes(tree).length;
+  if (unlisted > 0) report(options, dir, `and ${unlisted} more invalid entries of tree ${treeId}${side}`);
 }
 
 /** Splits a snapshot path into its components (`/a/b/` → `['a','b']`). */
@@ -81,7 +111,7 @@ export async function* listTree(
   repository: TreeReader,
   snapshot: Snapshot,
   path = '/',
-  options: { recursive?: boolean } = {},
+  options: { recursive?: boolean } & TreeWalkOptions = {},
 ): AsyncGenerator<ListedNode, void, undefined> {
   const recursive = options.recursive ?? true;
   await ensureIndex(repository);
@@ -91,7 +121,7 @@ export async function* listTree(
   const startPath = parts.length === 0 ? '/' : '/' + parts.join('/');
   if (parts.length > 0) yield { path: startPath, node: start };
   if (start.type !== 'dir' || start.subtree === undefined) return;
-  yield* walkTreeAhead(repository, start.subtree, startPath, recursive);
+  yield* walkTreeAhead(repository, start.subtree, startPath, recursive, options, parts.length);
 }
 
 /**
@@ -99,22 +129,46 @@ export async function* listTree(
  * (over remote storage, one read per directory would cost a round trip each); only a recursive
  * walk reads below the first level.
  */
-async function* walkTreeAhead(repository: TreeReader, treeId: BlobId, dir: string, recursive: boolean): AsyncGenerator<ListedNode> {
+async function* walkTreeAhead(
+  repository: TreeReader,
+  treeId: BlobId,
+  dir: string,
+  recursive: boolean,
+  options: TreeWalkOptions,
+  depth: number,
+): AsyncGenerator<ListedNode> {
   const trees = new TreeLoader(repository, LIST_TREES_AHEAD_BYTES, recursive);
   try {
     trees.want([treeId]);
-    yield* walkTree(trees, treeId, dir, recursive);
+    yield* walkTree(trees, treeId, dir, recursive, options, depth);
   } finally {
     trees.close();
   }
 }
 
-async function* walkTree(trees: TreeLoader, treeId: BlobId, dir: string, recursive: boolean): AsyncGenerator<ListedNode> {
-  const tree = await trees.take(treeId);
+async function* walkTree(
+  trees: TreeLoader,
+  treeId: BlobId,
+  dir: string,
+  recursive: boolean,
+  options: TreeWalkOptions,
+  depth: number,
+): AsyncGenerator<ListedNode> {
+  let tree: Tree;
+  try {
+    tree = await trees.take(treeId);
+  } catch (err) {
+    report(options, dir, `directory cannot be read (tree ${treeId}): ${(err as Error).message}`, err);
+    return;
+  }
+  reportInvalid(tree, dir, treeId, options);
   for (const node of tree.nodes) {
     const p = joinSnap(dir, node.name);
     yield { path: p, node };
-    if (recursive && node.type === 'dir' && node.subtree !== undefined) yield* walkTree(trees, node.subtree, p, recursive);
+    if (recursive && node.type === 'dir' && node.subtree !== undefined) {
+      if (depth + 1 > MAX_TREE_DEPTH) report(options, p, `directories nested deeper than ${MAX_TREE_DEPTH} levels; not listed below`);
+      else yield* walkTree(trees, node.subtree, p, recursive, options, depth + 1);
+    }
   }
 }
 
@@ -166,9 +220,28 @@ function changedFields(a: Node, b: Node): string[] {
  * too. An added or removed directory is reported once, with everything under
  * it reported as well (`added`/`removed`).
  */
-export async function* diffSnapshots(repository: TreeReader, a: Snapshot, b: Snapshot): AsyncGenerator<SnapshotChange, void, undefined> {
+export async function* diffSnapshots(
+  repository: TreeReader,
+  a: Snapshot,
+  b: Snapshot,
+  options: TreeWalkOptions = {},
+): AsyncGenerator<SnapshotChange, void, undefined> {
   await ensureIndex(repository);
-  yield* diffTrees(repository, a.tree, b.tree, '/');
+  yield* diffTrees(repository, a.tree, b.tree, '/', options, 0);
+}
+
+/** The nodes of tree `id` of one side of a diff ([] when absent); undefined (reported) when it cannot be read. */
+async function diffSide(repository: TreeReader, id: BlobId | undefined, dir: string, options: TreeWalkOptions, side: string): Promise<Node[] | undefined> {
+  if (id === undefined) return [];
+  let tree: Tree;
+  try {
+    tree = await repository.loadTree(id);
+  } catch (err) {
+    report(options, dir, `directory cannot be read in the ${side} snapshot (tree ${id}): ${(err as Error).message}`, err);
+    return undefined;
+  }
+  reportInvalid(tree, dir, id, options, ` (${side} snapshot)`);
+  return tree.nodes;
 }
 
 async function* diffTrees(
@@ -176,10 +249,19 @@ async function* diffTrees(
   aId: BlobId | undefined,
   bId: BlobId | undefined,
   dir: string,
+  options: TreeWalkOptions,
+  depth: number,
 ): AsyncGenerator<SnapshotChange> {
   if (aId !== undefined && aId === bId) return;
-  const an = aId !== undefined ? (await repository.loadTree(aId)).nodes : [];
-  const bn = bId !== undefined ? (await repository.loadTree(bId)).nodes : [];
+  if (depth > MAX_TREE_DEPTH) {
+    report(options, dir, `directories nested deeper than ${MAX_TREE_DEPTH} levels; not compared below`);
+    return;
+  }
+  // A side that cannot be read is reported, and this directory is not compared (its entries would
+  // all look added or removed).
+  const an = await diffSide(repository, aId, dir, options, 'first');
+  const bn = await diffSide(repository, bId, dir, options, 'second');
+  if (an === undefined || bn === undefined) return;
   const sortKey = (n: Node) => nodeNameBytes(n);
   const as = [...an].sort((x, y) => Buffer.compare(sortKey(x), sortKey(y)));
   const bs = [...bn].sort((x, y) => Buffer.compare(sortKey(x), sortKey(y)));
@@ -190,24 +272,24 @@ async function* diffTrees(
     const y = bs[j];
     const cmp = x === undefined ? 1 : y === undefined ? -1 : Buffer.compare(sortKey(x), sortKey(y));
     if (cmp < 0) {
-      yield* allUnder(repository, x!, joinSnap(dir, x!.name), 'removed');
+      yield* allUnder(repository, x!, joinSnap(dir, x!.name), 'removed', options, depth);
       i++;
     } else if (cmp > 0) {
-      yield* allUnder(repository, y!, joinSnap(dir, y!.name), 'added');
+      yield* allUnder(repository, y!, joinSnap(dir, y!.name), 'added', options, depth);
       j++;
     } else {
       const p = joinSnap(dir, x!.name);
       if (x!.type !== y!.type) {
         yield { path: p, change: 'type', before: x!, after: y! };
-        if (x!.type === 'dir') yield* under(repository, x!, p, 'removed');
-        if (y!.type === 'dir') yield* under(repository, y!, p, 'added');
+        if (x!.type === 'dir') yield* under(repository, x!, p, 'removed', options, depth);
+        if (y!.type === 'dir') yield* under(repository, y!, p, 'added', options, depth);
       } else {
         const fields = changedFields(x!, y!);
         if (fields.length > 0) {
           const change: ChangeKind = fields.includes('content') || fields.includes('target') ? 'modified' : 'metadata';
           yield { path: p, change, before: x!, after: y!, fields };
         }
-        if (x!.type === 'dir') yield* diffTrees(repository, x!.subtree, y!.subtree, p);
+        if (x!.type === 'dir') yield* diffTrees(repository, x!.subtree, y!.subtree, p, options, depth + 1);
       }
       i++;
       j++;
@@ -215,14 +297,28 @@ async function* diffTrees(
   }
 }
 
-async function* allUnder(repository: TreeReader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
+async function* allUnder(
+  repository: TreeReader,
+  node: Node,
+  path: string,
+  change: 'added' | 'removed',
+  options: TreeWalkOptions,
+  depth: number,
+): AsyncGenerator<SnapshotChange> {
   yield change === 'added' ? { path, change, after: node } : { path, change, before: node };
-  yield* under(repository, node, path, change);
+  yield* under(repository, node, path, change, options, depth);
 }
 
-async function* under(repository: TreeReader, node: Node, path: string, change: 'added' | 'removed'): AsyncGenerator<SnapshotChange> {
+async function* under(
+  repository: TreeReader,
+  node: Node,
+  path: string,
+  change: 'added' | 'removed',
+  options: TreeWalkOptions,
+  depth: number,
+): AsyncGenerator<SnapshotChange> {
   if (node.type !== 'dir' || node.subtree === undefined) return;
-  for await (const item of walkTreeAhead(repository, node.subtree, path, true)) {
+  for await (const item of walkTreeAhead(repository, node.subtree, path, true, options, depth + 1)) {
     yield change === 'added' ? { path: item.path, change, after: item.node } : { path: item.path, change, before: item.node };
   }
 }

@@ -87,15 +87,17 @@ describe('key file limits', () => {
     expect(parseKeyFile(await keyJson({}), 'keys/x').kdf).toBe('scrypt');
   });
 
-  it('a repository with a hostile key file next to the real one still opens, quickly', async () => {
+  it('a hostile key file is skipped before scrypt runs (it asked for 128 GiB)', async () => {
     const { storage } = await newRepo();
     const h = await HostileRepo.open(storage, 'secret');
     const { file } = await createKeyFile(MasterKeys.generate(), 'other', { kdf: { N: 1024, r: 8, p: 1 } });
-    await h.writeRawKeyFile({ ...file, N: 2 ** 24, r: 64, p: 64 }); // 128 GiB, forever
+    const hostileKey = await h.writeRawKeyFile({ ...file, N: 2 ** 24, r: 64, p: 64 });
+    for (const f of [...storage.files.keys()]) if (f.startsWith('keys/') && f !== `keys/${hostileKey}`) storage.files.delete(f);
     const { Repository } = await import('../../src/repository/repository.js');
     const lines: string[] = [];
-    const repo = await Repository.open(storage, 'secret', { logger: { info: () => undefined, warn: (m) => lines.push(m) } });
-    await repo.close();
+    const opening = Repository.open(storage, 'secret', { logger: { info: () => undefined, warn: (m) => lines.push(m) } });
+    await expect(opening).rejects.toThrow(/none of its 1 key file\(s\) is readable/);
+    expect(lines.join('\n')).toMatch(/keys\/[0-9a-f]{64}: scrypt N = 16777216, r = 64 need 131072 MiB of memory, more than the limit of 256 MiB/);
   });
 });
 
