@@ -19,7 +19,8 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
 import ignore, { type Ignore } from 'ignore';
-import type { BlobId, Node, Snapshot } from '../repository/types.js';
+import type { BlobId, Node, Snapshot, Tree } from '../repository/types.js';
+import { invalidNodeCount, invalidNodes, type InvalidNode } from '../repository/validate.js';
 import type { EngineRepository, EntryError, Logger } from '../backup/types.js';
 import { Limiter } from '../backup/limiter.js';
 import { nodeNameBytes } from '../backup/node.js';
@@ -211,6 +212,20 @@ interface Listing {
   items: Array<{ node: Node; raw: Buffer | undefined; err?: unknown }>;
   /** How often each raw name occurs (duplicates are all rejected). */
   counts: Map<string, number>;
+  /** Stored entries the tree validator refused (not in `items`): each is reported as an error. */
+  invalid?: readonly InvalidNode[];
+  /** How many of those there are in all (only the first 1000 are listed). */
+  invalidCount?: number;
+}
+
+/** {@link listNodes} of a loaded tree, with the entries its validator refused. */
+function listTree(tree: Tree): Listing {
+  const listing = listNodes(tree.nodes);
+  if (invalidNodeCount(tree) > 0) {
+    listing.invalid = invalidNodes(tree);
+    listing.invalidCount = invalidNodeCount(tree);
+  }
+  return listing;
 }
 
 function listNodes(nodes: Node[]): Listing {
@@ -399,7 +414,7 @@ class RestoreRun {
       this.prefetched.delete(treeId);
       return p;
     }
-    return this.trees.take(treeId).then((t) => listNodes(t.nodes));
+    return this.trees.take(treeId).then(listTree);
   }
 
   /** Starts loading (and listing) the trees of upcoming sub-directories, at most {@link TREE_PREFETCH} at once. */
@@ -410,7 +425,7 @@ class RestoreRun {
       this.prefetching++;
       const p = this.trees
         .take(id)
-        .then((t) => listNodes(t.nodes))
+        .then(listTree)
         .finally(() => this.prefetching--);
       p.catch(() => undefined);
       this.prefetched.set(id, p);
@@ -433,6 +448,12 @@ class RestoreRun {
       this.error(dir.snapPath, new Error(`tree ${treeId}: ${(err as Error).message}`));
       return { done: Promise.resolve() };
     }
+    // Entries the tree validator refused are reported, one error each; the rest is restored.
+    for (const bad of listing.invalid ?? []) {
+      this.error(joinSnap(dir.snapPath, bad.name ?? `#${bad.index}`), new Error(`invalid entry ${bad.index} of tree ${treeId}, not restored: ${bad.reason}`));
+    }
+    const unlisted = (listing.invalidCount ?? 0) - (listing.invalid?.length ?? 0);
+    if (unlisted > 0) this.error(dir.snapPath, new Error(`and ${unlisted} more invalid entries of tree ${treeId}, not restored`));
     // Names are validated first; duplicates are all rejected.
     const seen = listing.counts;
     const named: Array<{ node: Node; raw: Buffer } | null> = listing.items.map(({ node, raw, err }) => {
