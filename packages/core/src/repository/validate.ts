@@ -42,9 +42,10 @@ const NODE_TYPES: ReadonlySet<string> = new Set<NodeType>(['file', 'dir', 'symli
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 const INT64_RE = /^-?[0-9]{1,19}$/;
 const UINT64_RE = /^[0-9]{1,20}$/;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
-const UINT64_MAX = 2n ** 64n - 1n;
+// Digit strings of equal length compare like their numbers.
+const INT64_MAX = '9223372036854775807';
+const INT64_MIN_ABS = '9223372036854775808';
+const UINT64_MAX = '18446744073709551615';
 /** uid/gid 2^32 − 1 is "no owner" (chown's −1): not a valid owner. */
 const MAX_ID = 2 ** 32 - 2;
 
@@ -60,9 +61,10 @@ function isInt(v: unknown, min: number, max: number): v is number {
 
 function isDecimal(v: unknown, signed: boolean): boolean {
   if (typeof v !== 'string' || !(signed ? INT64_RE : UINT64_RE).test(v)) return false;
-  if (v.length < 19) return true;
-  const n = BigInt(v);
-  return signed ? n >= INT64_MIN && n <= INT64_MAX : n <= UINT64_MAX;
+  if (!signed) return v.length < 20 || v <= UINT64_MAX;
+  const neg = v.charCodeAt(0) === 0x2d;
+  const digits = neg ? v.slice(1) : v;
+  return digits.length < 19 || digits <= (neg ? INT64_MIN_ABS : INT64_MAX);
 }
 
 /** What is wrong with name bytes, or undefined. */
@@ -75,20 +77,41 @@ function nameBytesProblem(raw: Buffer): string | undefined {
   return undefined;
 }
 
-/** The raw name bytes of a node-like object, or a reason why it has none. */
-function nodeName(n: Record<string, unknown>): { raw: Buffer } | { problem: string } {
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** What is wrong with a name given as a string (its UTF-8 bytes), or undefined. */
+function nameStringProblem(name: string): string | undefined {
+  if (name.length === 0) return 'empty name';
+  if (name.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `name of ${Buffer.byteLength(name, 'utf8')} bytes (limit ${MAX_NAME_BYTES})`;
+  if (name.includes('/')) return "name contains '/'";
+  if (name.includes('\0')) return 'name contains a NUL byte';
+  if (name === '.' || name === '..') return `name is ${name}`;
+  return undefined;
+}
+
+/**
+ * A key that is equal for two nodes exactly when their raw name bytes are, or a reason why the
+ * node has no valid name. (Valid UTF-8 names are their own key; other raw names cannot collide
+ * with those: their key starts with a NUL.)
+ */
+function nodeNameKey(n: Record<string, unknown>): { key: string } | { problem: string } {
   if (typeof n.name !== 'string') return { problem: 'name is not a string' };
   if (n.name.length > MAX_NAME_BYTES) return { problem: `name of ${n.name.length} characters (limit ${MAX_NAME_BYTES} bytes)` };
-  let raw: Buffer;
-  if (n.nameRaw !== undefined) {
-    const b = typeof n.nameRaw === 'string' ? base64Bytes(n.nameRaw, MAX_NAME_BYTES) : undefined;
-    if (!b) return { problem: 'nameRaw is not base64' };
-    raw = b;
-  } else {
-    raw = Buffer.from(n.name, 'utf8');
+  if (n.nameRaw === undefined) {
+    const problem = nameStringProblem(n.name);
+    return problem ? { problem } : { key: n.name };
   }
+  const raw = typeof n.nameRaw === 'string' ? base64Bytes(n.nameRaw, MAX_NAME_BYTES) : undefined;
+  if (!raw) return { problem: 'nameRaw is not base64' };
   const problem = nameBytesProblem(raw);
-  return problem ? { problem } : { raw };
+  if (problem) return { problem };
+  let text: string | undefined;
+  try {
+    text = utf8.decode(raw);
+  } catch {
+    text = undefined;
+  }
+  return { key: text ?? `\0${raw.toString('latin1')}` };
 }
 
 /** What is wrong with a node's fields other than its name, or undefined. */
@@ -175,13 +198,13 @@ export function validateTree(value: unknown, id: string): Tree {
       continue;
     }
     const rec = n as Record<string, unknown>;
-    const name = nodeName(rec);
+    const name = nodeNameKey(rec);
     const problem = 'problem' in name ? name.problem : fieldsProblem(rec);
     if (problem !== undefined) {
       reject(i, n, problem);
       continue;
     }
-    const key = (name as { raw: Buffer }).raw.toString('latin1');
+    const key = (name as { key: string }).key;
     seen.set(key, (seen.get(key) ?? 0) + 1);
     ok.push({ index: i, node: n as Node, key });
   }
