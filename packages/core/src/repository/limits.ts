@@ -98,5 +98,5 @@ export const MAX_SNAPSHOT_STRING = 4 * KiB;
 
 // ---------------------------------------------------------------- reports
 
-/** Messages a report (check, ls, diff) keeps in memory; the rest are only counted. */
+/** Invalid entries a loaded tree lists (`tree.invalid`); the rest are only counted (`invalidCount`). */
 export const MAX_REPORTED_ERRORS = 1000;
