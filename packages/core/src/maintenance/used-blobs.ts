@@ -10,6 +10,7 @@ import { IntegrityError } from '../repository/errors.js';
 import type { Repository } from '../repository/repository.js';
 import type { BlobId, Snapshot } from '../repository/types.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
+import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
 
 /** Stored bytes of trees read ahead and not yet walked. */
 const TREES_AHEAD_BYTES = 32 * 1024 * 1024;
@@ -24,8 +25,8 @@ export interface UsedBlobs {
 }
 
 /**
- * Mark the blobs of `snapshots`. A tree that cannot be read, or a blob no usable copy of which
- * is indexed, fails with an {@link IntegrityError} naming it and the snapshot: deleting data
+ * Mark the blobs of `snapshots`. A tree that cannot be read or has entries the tree validator
+ * refuses, or a blob no usable copy of which is indexed, fails with an {@link IntegrityError} naming it and the snapshot: deleting data
  * around a damaged snapshot could delete what a repair still needs.
  */
 export async function findUsedBlobs(
@@ -65,6 +66,15 @@ export async function findUsedBlobs(
           tree = await loader.take(id);
         } catch (err) {
           throw new IntegrityError(`snapshot ${snap.slice(0, 8)}: the tree of ${path} (${id}) cannot be read: ${(err as Error).message}; run \`kiwi check\``, { blobId: id, cause: err });
+        }
+        // Entries the tree validator refused are not in `nodes`: the blobs they name would look
+        // unused. Deleting around them could delete what a repair still needs.
+        const invalid = invalidNodes(tree)[0];
+        if (invalid) {
+          throw new IntegrityError(
+            `snapshot ${snap.slice(0, 8)}: the tree of ${path} (${id}) has ${invalidNodeCount(tree)} invalid entr${invalidNodeCount(tree) === 1 ? 'y' : 'ies'} (entry ${invalid.index}${invalid.name !== undefined ? `, ${JSON.stringify(invalid.name)}` : ''}: ${invalid.reason}); run \`kiwi check\``,
+            { blobId: id },
+          );
         }
         trees++;
         if (trees % 256 === 0) onProgress?.(trees);

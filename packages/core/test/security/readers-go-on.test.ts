@@ -99,3 +99,17 @@ describe('readers go on past invalid tree entries', () => {
     await repo.close();
   });
 });
+
+describe('prune does not work around invalid tree entries', () => {
+  it('refuses to prune when a snapshot has a tree with invalid entries (their blobs would look unused)', async () => {
+    const { repo } = await build();
+    const { prune } = await import('../../src/maintenance/prune.js');
+    const before = [];
+    for await (const f of repo.storage.list('data')) before.push(f.name);
+    await expect(prune(repo)).rejects.toThrow(/has 2 invalid entries \(entry 1, "bad": uid -7 is not an integer/);
+    const after = [];
+    for await (const f of repo.storage.list('data')) after.push(f.name);
+    expect(after.sort()).toEqual(before.sort());
+    await repo.close();
+  });
+});
