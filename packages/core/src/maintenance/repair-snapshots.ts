@@ -11,6 +11,7 @@
  */
 import type { Repository } from '../repository/repository.js';
 import type { BlobId, Node, Snapshot, Tree } from '../repository/types.js';
+import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
 
 export interface RepairSnapshotsOptions {
   /** Only these snapshots (full ids); default all. */
@@ -71,6 +72,13 @@ async function repairLocked(repo: Repository, opts: RepairSnapshotsOptions): Pro
     const nodes: Node[] = [];
     const removed: Array<{ path: string; reason: string }> = [];
     let changed = false;
+    // Entries the tree validator refused (not in tree.nodes) are left out of the new tree.
+    if (invalidNodeCount(tree) > 0) {
+      changed = true;
+      for (const bad of invalidNodes(tree)) removed.push({ path: bad.name ?? `#${bad.index}`, reason: `invalid entry: ${bad.reason}` });
+      const unlisted = invalidNodeCount(tree) - invalidNodes(tree).length;
+      if (unlisted > 0) removed.push({ path: '', reason: `and ${unlisted} more invalid entries` });
+    }
     for (const node of tree.nodes) {
       if (node.type === 'file') {
         const lost = (node.content ?? []).find((c) => !repo.hasBlob('data', c));

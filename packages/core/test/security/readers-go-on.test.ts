@@ -113,3 +113,30 @@ describe('prune does not work around invalid tree entries', () => {
     await repo.close();
   });
 });
+
+describe('repair snapshots removes invalid tree entries', () => {
+  it('writes a snapshot without them (listed as removed), which checks clean and restores', async () => {
+    const { repo, snap } = await build();
+    const { repairSnapshots } = await import('../../src/maintenance/repair-snapshots.js');
+    const removed: string[] = [];
+    const r = await repairSnapshots(repo, { onRemoved: (_id, path, reason) => removed.push(`${path}: ${reason}`) });
+    expect(removed.sort()).toEqual([
+      '/#3: invalid entry: entry is null, not an object',
+      '/a/y: invalid entry: mtimeNs is not a 64-bit decimal string',
+      '/bad: invalid entry: uid -7 is not an integer in 0…4294967294',
+    ]);
+    const repaired = r.snapshots.find((s) => s.removedCount === 3)!;
+    expect(repaired).toBeDefined();
+    const report = await repo.check();
+    const stillBad = report.errors.filter((e) => !e.file.startsWith('snapshots/') || !e.message.includes('invalid entry'));
+    expect(stillBad).toEqual([]);
+    const fresh = [...(await repo.listSnapshots())].find((s) => s.snapshot.tree !== snap.tree && s.snapshot.hostname === 'hostile' && s.snapshot.time === snap.time);
+    expect(fresh).toBeDefined();
+    const errors: TreeWalkError[] = [];
+    const paths: string[] = [];
+    for await (const e of listTree(repo, fresh!.snapshot, '/', { onError: (err) => errors.push(err) })) paths.push(e.path);
+    expect(errors).toEqual([]);
+    expect(paths).toEqual(['/a', '/a/x', '/good']);
+    await repo.close();
+  });
+});
