@@ -130,11 +130,12 @@ describe('repair snapshots removes invalid tree entries', () => {
     const report = await repo.check();
     const stillBad = report.errors.filter((e) => !e.file.startsWith('snapshots/') || !e.message.includes('invalid entry'));
     expect(stillBad).toEqual([]);
-    const fresh = [...(await repo.listSnapshots())].find((s) => s.snapshot.tree !== snap.tree && s.snapshot.hostname === 'hostile' && s.snapshot.time === snap.time);
-    expect(fresh).toBeDefined();
+    expect(repaired.newId).toBeDefined();
+    const fresh = await repo.loadSnapshot(repaired.newId!);
+    expect(fresh.tree).not.toBe(snap.tree);
     const errors: TreeWalkError[] = [];
     const paths: string[] = [];
-    for await (const e of listTree(repo, fresh!.snapshot, '/', { onError: (err) => errors.push(err) })) paths.push(e.path);
+    for await (const e of listTree(repo, fresh, '/', { onError: (err) => errors.push(err) })) paths.push(e.path);
     expect(errors).toEqual([]);
     expect(paths).toEqual(['/a', '/a/x', '/good']);
     await repo.close();
