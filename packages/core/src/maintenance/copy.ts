@@ -13,8 +13,10 @@
  * as `original`; a snapshot whose original is already in the destination is not copied
  * again, so running a copy twice copies nothing the second time.
  */
+import { IntegrityError } from '../repository/errors.js';
 import type { Repository } from '../repository/repository.js';
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
+import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
 
 export interface CopyOptions {
   /** The source snapshots to copy (default: all). */
@@ -96,6 +98,14 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
       return id;
     }
     const tree = await source.loadTree(id);
+    // Entries the tree validator refused are not in tree.nodes: a copy would lose them silently.
+    const invalid = invalidNodes(tree)[0];
+    if (invalid) {
+      throw new IntegrityError(
+        `tree ${id} of the source has ${invalidNodeCount(tree)} invalid entr${invalidNodeCount(tree) === 1 ? 'y' : 'ies'} (entry ${invalid.index}${invalid.name !== undefined ? `, ${JSON.stringify(invalid.name)}` : ''}: ${invalid.reason}); run \`kiwi check\` and \`kiwi repair snapshots\` on the source, then copy the repaired snapshot`,
+        { blobId: id },
+      );
+    }
     await copyData(tree.nodes.flatMap((n) => (n.type === 'file' ? (n.content ?? []) : [])));
     const nodes: Node[] = [];
     for (const node of tree.nodes) {

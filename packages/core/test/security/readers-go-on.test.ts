@@ -141,3 +141,16 @@ describe('repair snapshots removes invalid tree entries', () => {
     await repo.close();
   });
 });
+
+describe('copy does not drop invalid tree entries silently', () => {
+  it('refuses to copy a snapshot whose trees have entries the validator refused', async () => {
+    const { repo, snap } = await build();
+    const { copySnapshots } = await import('../../src/maintenance/copy.js');
+    const { repo: dest } = await newRepo();
+    const snapshots = (await repo.listSnapshots()).filter((s) => s.snapshot.tree === snap.tree);
+    await expect(copySnapshots(repo, dest, { snapshots })).rejects.toThrow(/has 2 invalid entries \(entry 1, "bad": uid -7 is not an integer.*kiwi repair snapshots/);
+    expect(await dest.listSnapshots()).toEqual([]);
+    await dest.close();
+    await repo.close();
+  });
+});
