@@ -14,6 +14,7 @@ const need = [
   { what: 'ssh-keygen', bins: ['ssh-keygen'], packages: ['openssh-client'] },
   { what: 'MariaDB server', bins: ['mariadbd', '/usr/sbin/mariadbd'], packages: ['mariadb-server'] },
   { what: 'MariaDB client tools', bins: ['mariadb-dump', 'mariadb'], packages: ['mariadb-client'] },
+  { what: 'GNU time (peak memory of the hostile-input suite)', bins: ['/usr/bin/time'], packages: ['time'] },
 ];
 
 function onPath(bin) {
