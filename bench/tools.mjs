@@ -72,7 +72,7 @@ export function createTools({ root, base, measure, forgetByRm }) {
           .sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
         for (const s of snaps.slice(0, -1)) rmSync(join(h.location, 'snapshots', s.id));
         const p = k(`${t} prune`, h, ['prune']);
-        return { ...p, how: `prune only: no \`kiwi forget\` in this build, ${snaps.length - 1} snapshot files deleted directly (untimed)` };
+        return { ...p, how: `prune only: no \`kiwi forget\` in this build, ${snaps.length - 1} snapshot file${snaps.length === 2 ? '' : 's'} deleted directly (untimed)` };
       },
       /** Afterwards: the repository checks clean and holds one snapshot. */
       checkAfterMaintenance(h) {
