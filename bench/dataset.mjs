@@ -1,13 +1,26 @@
 // Deterministic benchmark data set (~1 GiB): tens of thousands of small files, some large files,
 // duplicate files, and a near-copy of a directory. Same bytes on every machine and every run.
+// `--small` builds a reduced set of the same shape (for trying out the benchmark, not for results).
 import { createCipheriv, createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, lutimes, mkdir, writeFile, readFile, rm, open, symlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const VERSION = 'kiwi-bench-v2';
 
+/**
+ * The set's shape: `a` × `b` directories of `k` small files, four large files of `largeMiB` MiB.
+ * The full shape is the one every published result used; its bytes must not change.
+ */
+const SHAPES = {
+  full: { a: 24, b: 20, k: 50, largeMiB: 128 },
+  small: { a: 3, b: 4, k: 50, largeMiB: 8 },
+};
+const shapeOf = (small) => (small ? SHAPES.small : SHAPES.full);
+const markerText = (small) => (small ? `${VERSION}:small` : VERSION);
+
 /** A deterministic byte stream: AES-256-CTR of zeros under a key derived from `label`. */
-function stream(label) {
+export function stream(label) {
   const key = createHash('sha256').update(`${VERSION}:${label}`).digest();
   const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
   const zeros = Buffer.alloc(1 << 20);
@@ -28,7 +41,7 @@ function stream(label) {
 const WORDS = 'the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so what no can more out up about into them some only time could these two may then do first any like now my other over such our man me even most made after also did many before must through back years where much your way down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three'.split(' ');
 
 /** Compressible text, deterministic. */
-function text(label, n) {
+export function text(label, n) {
   const rnd = stream(`text:${label}`).bytes(Math.ceil(n / 3) + 16);
   let out = '';
   let i = 0;
@@ -39,7 +52,7 @@ function text(label, n) {
   return Buffer.from(out.slice(0, n));
 }
 
-const FIXED_TIME = new Date('2026-01-01T00:00:00Z');
+export const FIXED_TIME = new Date('2026-01-01T00:00:00Z');
 
 async function writeDet(path, data) {
   await writeFile(path, data);
@@ -47,8 +60,22 @@ async function writeDet(path, data) {
 }
 
 /**
+ * The data set under `root`, unchanged: built unless it is there already (a marker file records the
+ * version), and built again when a run may have changed it since (`applyChange`; the flag file
+ * `<root>.changed` next to the root says so).
+ */
+export async function freshDataset(root, { small = false } = {}) {
+  const changed = `${root}.changed`;
+  if (existsSync(changed)) {
+    await rm(root, { recursive: true, force: true });
+    await rm(changed, { force: true });
+  }
+  await ensureDataset(root, { small });
+}
+
+/**
  * Build the data set under `root` unless it is there already (a marker file records the version).
- * Layout:
+ * Layout (full shape; the small one has 3 × 4 directories and 8 MiB large files):
  *   small/dNN/dMM/fKKK.{txt,bin}   24k small files (0.5–24 KiB; text and random)
  *   large/big-N.bin                4 × 128 MiB (2 random, 2 half text)
  *   dup/                           a copy of large/big-0.bin and of small/d00
@@ -56,21 +83,22 @@ async function writeDet(path, data) {
  *   links/                         symlinks: relative, absolute, to a directory, dangling, to a symlink
  *   modes/                         files and a directory with various permission bits (setuid/setgid too)
  */
-export async function ensureDataset(root) {
+export async function ensureDataset(root, { small = false } = {}) {
   const marker = join(root, '.complete');
   try {
-    if ((await readFile(marker, 'utf8')) === VERSION) return;
+    if ((await readFile(marker, 'utf8')) === markerText(small)) return;
   } catch {}
+  const shape = shapeOf(small);
   await rm(root, { recursive: true, force: true });
   const rnd = stream('layout').bytes(1 << 20);
   let r = 0;
   const next = () => rnd[r++ % rnd.length];
   // Small files.
-  for (let a = 0; a < 24; a++) {
-    for (let b = 0; b < 20; b++) {
+  for (let a = 0; a < shape.a; a++) {
+    for (let b = 0; b < shape.b; b++) {
       const dir = join(root, 'small', `d${String(a).padStart(2, '0')}`, `d${String(b).padStart(2, '0')}`);
       await mkdir(dir, { recursive: true });
-      for (let k = 0; k < 50; k++) {
+      for (let k = 0; k < shape.k; k++) {
         const size = 512 + ((next() << 8) | next()) % (24 * 1024);
         const label = `${a}/${b}/${k}`;
         const isText = next() % 3 !== 0;
@@ -84,7 +112,7 @@ export async function ensureDataset(root) {
   for (let i = 0; i < 4; i++) {
     const fh = await open(join(root, 'large', `big-${i}.bin`), 'w');
     const s = stream(`large-${i}`);
-    for (let m = 0; m < 128; m++) {
+    for (let m = 0; m < shape.largeMiB; m++) {
       const chunk = i >= 2 && m % 2 === 0 ? text(`large-${i}-${m}`, 1 << 20) : s.bytes(1 << 20);
       await fh.write(chunk);
     }
@@ -123,7 +151,7 @@ export async function ensureDataset(root) {
   await mkdir(join(modes, 'private-dir'), { recursive: true });
   await writeDet(join(modes, 'private-dir', 'inside.txt'), text('private', 3000));
   await chmod(join(modes, 'private-dir'), 0o750);
-  await writeFile(marker, VERSION);
+  await writeFile(marker, markerText(small));
 }
 
 async function copyTree(from, to, change) {
@@ -143,19 +171,22 @@ async function copyTree(from, to, change) {
 
 /**
  * Change about 1 % of the data set, deterministically: 1 MiB in the middle of each large file (4 MiB),
- * 1 file in 100 of the small ones rewritten, and a few new files.
+ * 1 file in 100 of the small ones rewritten, and a few new files. Flags the set as changed, so that
+ * the next `freshDataset` builds it again.
  */
-export async function applyChange(root) {
+export async function applyChange(root, { small = false } = {}) {
+  const shape = shapeOf(small);
+  await writeFile(`${root}.changed`, '1');
   for (let i = 0; i < 4; i++) {
     const fh = await open(join(root, 'large', `big-${i}.bin`), 'r+');
-    await fh.write(stream(`change-${i}`).bytes(1 << 20), 0, 1 << 20, 64 << 20);
+    await fh.write(stream(`change-${i}`).bytes(1 << 20), 0, 1 << 20, (shape.largeMiB / 2) << 20);
     await fh.close();
   }
   let k = 0;
-  for (let a = 0; a < 24; a++) {
-    for (let b = 0; b < 20; b++) {
+  for (let a = 0; a < shape.a; a++) {
+    for (let b = 0; b < shape.b; b++) {
       const dir = join(root, 'small', `d${String(a).padStart(2, '0')}`, `d${String(b).padStart(2, '0')}`);
-      for (let f = 0; f < 50; f++) {
+      for (let f = 0; f < shape.k; f++) {
         if (k++ % 100 !== 7) continue;
         const path = join(dir, `f${String(f).padStart(3, '0')}.txt`);
         try {
