@@ -336,6 +336,9 @@ export async function startS3Server(options: S3TestServerOptions = {}): Promise<
     child = undefined;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    // The child was unref'd so that it never keeps a process alive; while we wait for it to exit it
+    // must, or Node may end before 'exit' arrives (and a caller's `await stop()` never returns).
+    proc.ref();
     proc.kill('SIGKILL');
     await exited;
   };
