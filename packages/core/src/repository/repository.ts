@@ -124,6 +124,8 @@ export interface SnapshotFilter {
   host?: string;
   /** Match snapshots whose `paths` are exactly these (order-insensitive). */
   paths?: string[];
+  /** Match snapshots that have every one of these tags (for `--host`/`--tag`/`--path` selection see `selectSnapshot`). */
+  tags?: string[];
 }
 
 const defaultLogger: RepositoryLogger = {
@@ -622,11 +624,12 @@ export class Repository {
       const all = (await this.listSnapshots({ onError: (file, err) => this.log.warn(`skipping damaged snapshot ${file}: ${err.message}`) })).filter(
         ({ snapshot: s }) =>
           (filter.host === undefined || s.hostname === filter.host) &&
+          (filter.tags === undefined || filter.tags.every((t) => s.tags.includes(t))) &&
           (want === undefined || (s.paths.length === want.length && [...s.paths].sort().every((p, i) => p === want[i]))),
       );
       const last = all[all.length - 1];
       if (!last) {
-        const parts = [filter.host !== undefined ? `host ${filter.host}` : '', want ? `paths ${want.join(', ')}` : ''].filter(Boolean);
+        const parts = [filter.host !== undefined ? `host ${filter.host}` : '', filter.tags?.length ? `tags ${filter.tags.join(',')}` : '', want ? `paths ${want.join(', ')}` : ''].filter(Boolean);
         throw new SnapshotNotFoundError(ref, [], parts.length ? `(for ${parts.join(' and ')})` : '(the repository has no snapshots)');
       }
       return last;
