@@ -55,6 +55,14 @@ export interface BackupOptions {
   repositoryLocation?: string;
   /** Replaces the walker's file-system calls (tests: error injection). */
   walkFs?: WalkOptions['fs'];
+  /**
+   * Files stored besides (or instead of) the sources, as a plug-in's `ctx.addFile` stores them (at
+   * the top of the root tree under their relative path, e.g. `stdin`). Unlike a plug-in's, a file
+   * whose content cannot be read (its stream errors: a command that failed) fails the backup, and
+   * no snapshot is written. With no `sources`, the snapshot holds only these, and its `paths` are
+   * `/<path>` of each (`kiwi backup --stdin`).
+   */
+  files?: Array<{ path: string; content: ContentSource; mode?: number; mtime?: Date }>;
 }
 
 export interface BackupResult {
@@ -145,6 +153,8 @@ interface VirtualFile {
   parts: string[];
   content: ContentSource;
   options: VirtualFileOptions;
+  /** From `BackupOptions.files`: failing to read it fails the backup. */
+  required: boolean;
 }
 
 const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
@@ -229,8 +239,9 @@ class BackupRun {
     this.repo = opts.repository;
     this.log = opts.logger;
     this.dryRun = Boolean(opts.dryRun);
-    if (!opts.sources || opts.sources.length === 0) throw new Error('backup: no source paths given');
-    this.sources = normalizeSources(opts.sources);
+    const files = opts.files ?? [];
+    if ((!opts.sources || opts.sources.length === 0) && files.length === 0) throw new Error('backup: no source paths given');
+    this.sources = opts.sources?.length ? normalizeSources(opts.sources) : [];
     const c = this.repo.config.chunker;
     const seed = typeof c.seed === 'string' ? Buffer.from(c.seed, 'base64') : c.seed;
     this.chunker = new Chunker({ minSize: c.minSize, avgSize: c.avgSize, maxSize: c.maxSize, seed });
@@ -240,6 +251,9 @@ class BackupRun {
     this.copyPool = new BufferPool({ maxIdle: EXTRA_SAVES });
     this.smallPool = new BufferPool({ maxIdle: concurrency + 2 });
     this.realTopNames = new Set(this.sources.map((s) => s.split('/').filter(Boolean)[0] ?? ''));
+    for (const f of files) {
+      this.addVirtualFile(f.path, f.content, { ...(f.mode !== undefined ? { mode: f.mode } : {}), ...(f.mtime ? { mtime: f.mtime } : {}) }, true);
+    }
     this.parentTrees = new TreeLoader(this.repo, PARENT_TREES_AHEAD_BYTES, true);
     this.info = {
       id: randomBytes(8).toString('hex'),
@@ -347,7 +361,7 @@ class BackupRun {
     return 'failure';
   }
 
-  addVirtualFile(path: string, content: ContentSource, options: VirtualFileOptions = {}): void {
+  addVirtualFile(path: string, content: ContentSource, options: VirtualFileOptions = {}, required = false): void {
     if (this.walkDone) throw new Error(`addFile('${path}'): too late, the snapshot's tree is already built`);
     if (typeof path !== 'string') throw new TypeError('addFile: path must be a string');
     const parts = path.split('/').filter((p) => p !== '');
@@ -365,7 +379,7 @@ class BackupRun {
         throw new Error(`addFile('${path}'): clashes with the virtual file '${other}'`);
       }
     }
-    this.virtualFiles.push({ parts, content, options });
+    this.virtualFiles.push({ parts, content, options, required });
   }
 
   // ---------------------------------------------------------------- the walk
@@ -519,7 +533,7 @@ class BackupRun {
       hostname: this.info.host,
       username: me?.username ?? '',
       ...(me && me.uid >= 0 ? { uid: me.uid, gid: me.gid } : {}),
-      paths: [...this.sources],
+      paths: this.sources.length > 0 ? [...this.sources] : this.virtualFiles.filter((v) => v.required).map((v) => `/${v.parts.join('/')}`).sort(),
       tags: [...this.info.tags],
       tree: treeId,
       ...(parent ? { parent: parent.id } : {}),
@@ -566,6 +580,7 @@ class BackupRun {
   async walkSources(root: Frame, sourceParent: Map<string, Frame>): Promise<void> {
     const stack: Frame[] = [];
     let sourcesSeen = 0;
+    if (this.sources.length === 0) return; // only `files`
     const hasOnFile = this.currentSession !== undefined && (this.opts.plugins?.has('onFile') ?? false);
     const events = walk(this.sources, {
       exclude: this.opts.exclude ?? [],
@@ -989,6 +1004,7 @@ class BackupRun {
         await this.saveContent(file, vf.content);
       } catch (err) {
         if (err instanceof EntryFailure) {
+          if (vf.required) throw new Error(`${filePath.slice(1)}: ${err.message}`, { cause: err.cause });
           this.recordError(filePath, `virtual file: ${err.message}`);
           continue;
         }

@@ -90,6 +90,14 @@ export interface BackupConfig {
   oneFileSystem?: boolean;
   /** Tags added to every snapshot. */
   tags?: string[];
+  /** Leave out the contents of directories holding a valid CACHEDIR.TAG (`--exclude-caches`). */
+  excludeCaches?: boolean;
+  /** Leave out the contents of directories holding one of these files, `name` or `name:header` (`--exclude-if-present`). */
+  excludeIfPresent?: string[];
+  /** Leave out files larger than this: bytes, or a size like `"2G"` (`--exclude-larger-than`). */
+  excludeLargerThan?: number | string;
+  /** Exclude patterns matched case-insensitively (`--iexclude`). */
+  iexclude?: string[];
 }
 
 /** One problem found in a config file. */
@@ -182,7 +190,7 @@ export function parseConfig(text: string, file: string, home: string = homedir()
 
 const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'pluginOptions', 'storage', 'storageOptions', 'backup'] as const;
 const PLUGIN_KEYS = ['name', 'path', 'package', 'options', 'enabled'] as const;
-const BACKUP_KEYS = ['paths', 'exclude', 'excludeFile', 'oneFileSystem', 'tags'] as const;
+const BACKUP_KEYS = ['paths', 'exclude', 'excludeFile', 'oneFileSystem', 'tags', 'excludeCaches', 'excludeIfPresent', 'excludeLargerThan', 'iexclude'] as const;
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -304,9 +312,13 @@ export function validateConfig(value: unknown, positions?: Map<string, JsonPosit
   if (value.backup !== undefined && obj(value.backup, 'backup')) {
     const b = value.backup;
     checkKeys(b, 'backup', BACKUP_KEYS);
-    for (const k of ['paths', 'exclude', 'excludeFile', 'tags'] as const) if (b[k] !== undefined) strArray(b[k], `backup.${k}`);
-    if (b.oneFileSystem !== undefined && typeof b.oneFileSystem !== 'boolean') {
-      add('backup.oneFileSystem', `backup.oneFileSystem must be a boolean, not ${typeName(b.oneFileSystem)}`);
+    for (const k of ['paths', 'exclude', 'excludeFile', 'tags', 'excludeIfPresent', 'iexclude'] as const) if (b[k] !== undefined) strArray(b[k], `backup.${k}`);
+    for (const k of ['oneFileSystem', 'excludeCaches'] as const) {
+      if (b[k] !== undefined && typeof b[k] !== 'boolean') add(`backup.${k}`, `backup.${k} must be a boolean, not ${typeName(b[k])}`);
+    }
+    const larger = b.excludeLargerThan;
+    if (larger !== undefined && !(typeof larger === 'number' && Number.isSafeInteger(larger) && larger >= 0) && !(typeof larger === 'string' && /^\s*\d+(\.\d+)?\s*[kmgtp]?(i?b)?\s*$/i.test(larger))) {
+      add('backup.excludeLargerThan', `backup.excludeLargerThan must be a number of bytes or a size like "500M", not ${typeof larger === 'string' ? JSON.stringify(larger) : typeName(larger)}`);
     }
   }
   return issues;

@@ -9,3 +9,4 @@ export {
   type PluginSource,
   type DisabledPluginInfo,
 } from './loader.js';
+export * from './builtin/excludes.js';

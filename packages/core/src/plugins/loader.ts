@@ -11,8 +11,11 @@ import { PluginError } from './errors.js';
 import { isHookName, looksLikeHook, suggestHookName } from './hooknames.js';
 import { HOOK_NAMES, type HookName, type Logger, type PluginApi, type PluginHooks, type PluginModule } from './types.js';
 
-/** Where a plug-in came from: `<dataDir>/plugins/<name>/`, a path in the config, or an npm package in the config. */
-export type PluginSource = 'datadir' | 'config' | 'package';
+/**
+ * Where a plug-in came from: `<dataDir>/plugins/<name>/`, a path in the config, an npm package in the
+ * config, or Kiwi itself (built-in middleware such as backup's `--exclude-caches`).
+ */
+export type PluginSource = 'datadir' | 'config' | 'package' | 'builtin';
 
 /** A loaded plug-in, as `kiwi plugins` shows it. */
 export interface PluginInfo {

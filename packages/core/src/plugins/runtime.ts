@@ -229,6 +229,8 @@ export class PluginRuntime {
   readonly #loaded: readonly LoadedPlugin[];
   readonly #logger: Logger;
   readonly #loggers = new Map<string, Logger>();
+  /** Load warnings that are not a plug-in's own (config `pluginOptions` for plug-ins not loaded). */
+  readonly #baseWarnings: readonly string[];
   #serverStart: Promise<void> | undefined;
   readonly #serverState: Record<string, unknown> = {};
 
@@ -238,6 +240,7 @@ export class PluginRuntime {
     this.#logger = logger;
     this.disabled = disabled;
     this.plugins = loaded.map(({ name, source, path, hooks, options, warnings }) => ({ name, source, path, hooks, options, warnings }));
+    this.#baseWarnings = warnings;
     this.warnings = [...warnings, ...loaded.flatMap((p) => p.warnings)];
     for (const p of loaded) this.#loggers.set(p.name, childLogger(logger, `plugin:${p.name}`));
   }
@@ -278,6 +281,31 @@ export class PluginRuntime {
       );
     }
     return new PluginRuntime(dataDir, loaded, [], logger);
+  }
+
+  /**
+   * This runtime with Kiwi's built-in middleware in front (e.g. backup's `--exclude-caches`, see
+   * plugins/builtin): their hooks run before every plug-in's, so an entry they skip is never seen by
+   * a plug-in. Source `builtin`. Without modules, this runtime itself: nothing is added, and a hook
+   * nobody registered still costs nothing per file.
+   */
+  async withBuiltins(modules: readonly InlinePlugin[]): Promise<PluginRuntime> {
+    if (modules.length === 0) return this;
+    const builtins: LoadedPlugin[] = [];
+    for (const m of modules) {
+      builtins.push(
+        await instantiatePlugin(m.module, {
+          name: m.name,
+          nameFixed: true,
+          source: 'builtin' satisfies PluginSource,
+          path: `<builtin:${m.name}>`,
+          options: m.options ?? {},
+          dataDir: this.dataDir,
+          logger: this.#logger,
+        }),
+      );
+    }
+    return new PluginRuntime(this.dataDir, [...builtins, ...this.#loaded], [...this.disabled], this.#logger, [...this.#baseWarnings]);
   }
 
   /** A runtime without plug-ins. */
