@@ -6,11 +6,16 @@
 // machine, that CPU is taken from the work itself. docs/benchmarks.md has the measurements (faster
 // restores over S3 and SFTP, local restores and backups unchanged). `node <path>/bin.js` runs without it.
 import { run } from './main.js';
+import { isBrokenPipe, stdout } from './stdout.js';
 
 // The AWS SDK warns on every run under Node 20, which Kiwi supports; the warning is noise for Kiwi's users.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+// Installs the handler that turns a broken stdout pipe into a quiet exit 0 (see stdout.ts).
+stdout();
+
 run().catch((err: unknown) => {
+  if (isBrokenPipe(err)) return;
   process.stderr.write(`kiwi: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exitCode = 1;
 });

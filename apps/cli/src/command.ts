@@ -3,6 +3,7 @@ import { assertKnownArgs, globalArgs, type GlobalArgs } from './args.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { Session } from './session.js';
 import { describeError } from './output.js';
+import { isBrokenPipe, stdout } from './stdout.js';
 
 type AllArgs<T extends ArgsDef> = T & typeof globalArgs;
 
@@ -43,13 +44,21 @@ export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<
       }
       try {
         assertKnownArgs(parsed as Record<string, unknown>, args);
+        // A command's `--json-lines` (snapshots) is a JSON mode too: errors come as JSON lines.
+        if ((parsed as Record<string, unknown>)['json-lines']) (parsed as GlobalArgs).json = true;
         session = await Session.create(parsed as GlobalArgs);
         const code = await cmd.run({ args: parsed, session, signal: controller.signal });
+        await session.out.end();
         process.exitCode = code ?? ExitCode.Ok;
       } catch (err) {
-        const code = controller.signal.aborted ? ExitCode.Interrupted : exitCodeFor(err);
-        reportError(err, session, Boolean((parsed as GlobalArgs).json), Boolean((parsed as GlobalArgs).verbose));
-        process.exitCode = code;
+        if (isBrokenPipe(err) || (controller.signal.aborted && isBrokenPipe(controller.signal.reason))) {
+          // The reader of stdout went away (`kiwi ls latest | head -1`): that is how such a pipe ends.
+          process.exitCode = ExitCode.Ok;
+        } else {
+          const code = controller.signal.aborted ? ExitCode.Interrupted : exitCodeFor(err);
+          reportError(err, session, Boolean((parsed as GlobalArgs).json), Boolean((parsed as GlobalArgs).verbose));
+          process.exitCode = code;
+        }
       } finally {
         await session?.close();
         if (cmd.interruptible) {
@@ -75,6 +84,10 @@ export function exitCodeFor(err: unknown): number {
       return ExitCode.LockHeld;
     case 'WrongPasswordError':
       return ExitCode.WrongPassword;
+    case 'SnapshotNotFoundError':
+      return ExitCode.SnapshotNotFound;
+    case 'BrokenPipeError':
+      return ExitCode.Ok;
     case 'StorageError': {
       const kind = (err as { kind?: string }).kind;
       if (kind === 'config') return ExitCode.Usage;
@@ -89,14 +102,19 @@ function reportError(err: unknown, session: Session | undefined, json: boolean, 
   const message = describeError(err);
   const name = (err as { name?: string } | null)?.name ?? 'Error';
   if (json) {
-    process.stdout.write(`${JSON.stringify({ message_type: 'error', severity: 'fatal', error: name, message })}\n`);
+    // Through the buffered stdout, after the lines printed before the error.
+    try {
+      stdout().write(`${JSON.stringify({ message_type: 'error', severity: 'fatal', error: name, message })}\n`);
+    } catch {
+      // stdout is gone (broken pipe): nowhere to report to
+    }
     return;
   }
   session?.out.clearProgress();
   process.stderr.write(`kiwi: ${message}\n`);
   // Errors a backup ended with carry its result: their message says it all (a stack trace is noise).
   const fromBackup = (err as { backupResult?: unknown } | null)?.backupResult !== undefined;
-  const known = err instanceof CliError || fromBackup || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError)$/.test(name);
+  const known = err instanceof CliError || fromBackup || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|SnapshotNotFoundError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError)$/.test(name);
   if (verbose || !known) {
     if (err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   }

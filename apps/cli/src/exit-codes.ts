@@ -16,6 +16,8 @@ export const ExitCode = {
   LockHeld: 11,
   /** Wrong password (no key in the repository opens with it). */
   WrongPassword: 12,
+  /** No snapshot matches a reference (id prefix or `latest` with its filters), or an id prefix is ambiguous. */
+  SnapshotNotFound: 13,
   /** Interrupted by SIGINT or SIGTERM. */
   Interrupted: 130,
 } as const;

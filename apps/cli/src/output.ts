@@ -1,4 +1,5 @@
 import { inspect } from 'node:util';
+import { stdout, type StdoutWriter } from './stdout.js';
 
 /**
  * Where a command's output goes.
@@ -13,6 +14,8 @@ export class Output {
   readonly progressEnabled: boolean;
   private progressShown = false;
   private lastProgress = 0;
+  /** Results and JSON lines: one buffered stream (see stdout.ts). */
+  readonly stdout: StdoutWriter = stdout();
 
   constructor(opts: { json: boolean; quiet: boolean; verbose: boolean }) {
     this.json = opts.json;
@@ -24,14 +27,37 @@ export class Output {
   /** A JSON line on stdout (only in --json mode). */
   emit(messageType: string, data: Record<string, unknown>): void {
     if (!this.json) return;
-    process.stdout.write(`${JSON.stringify({ message_type: messageType, ...data })}\n`);
+    this.stdout.write(`${JSON.stringify({ message_type: messageType, ...data })}\n`);
+  }
+
+  /** One JSON document on stdout, whatever the mode (e.g. `snapshots --json`: one array). */
+  emitDocument(value: unknown): void {
+    this.stdout.write(`${JSON.stringify(value)}\n`);
+  }
+
+  /** Raw bytes on stdout (`dump`). */
+  writeRaw(data: Uint8Array): void {
+    this.stdout.write(data);
+  }
+
+  /**
+   * Undefined when stdout takes more; else a promise to await before printing more (settles when the
+   * reader caught up; rejects with a BrokenPipeError when it went away). Await it in long listings.
+   */
+  backpressure(): Promise<void> | undefined {
+    return this.stdout.backpressure();
+  }
+
+  /** Write out what is buffered (before the process ends). */
+  async end(): Promise<void> {
+    await this.stdout.end();
   }
 
   /** A result line on stdout (human mode only). */
   print(line: string): void {
     if (this.json) return;
-    this.clearProgress();
-    process.stdout.write(`${line}\n`);
+    if (this.progressShown) this.clearProgress();
+    this.stdout.write(`${line}\n`);
   }
 
   /** An informational message on stderr (human mode, not quiet). */
@@ -73,6 +99,7 @@ export class Output {
     const now = Date.now();
     if (!force && now - this.lastProgress < 100) return;
     this.lastProgress = now;
+    this.stdout.flush();
     const width = process.stderr.columns || 80;
     const text = line.length > width - 1 ? `${line.slice(0, width - 2)}…` : line;
     process.stderr.write(`\r\x1b[K${text}`);
@@ -80,6 +107,8 @@ export class Output {
   }
 
   clearProgress(): void {
+    // Whatever goes to stderr next must come after the results printed before it.
+    this.stdout.flush();
     if (this.progressShown) {
       process.stderr.write('\r\x1b[K');
       this.progressShown = false;

@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
 import { writeFile, stat, readFile, appendFile } from 'node:fs/promises';
-import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines } from './helpers.js';
+import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, snapshotList } from './helpers.js';
 
 describe('kiwi backup → restore on a local repository', () => {
   let work: string;
@@ -50,7 +50,7 @@ describe('kiwi backup → restore on a local repository', () => {
 
     const snaps = await runKiwi(['snapshots', '--json'], { env });
     expect(snaps.code).toBe(0);
-    const list = jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot');
+    const list = snapshotList(snaps.stdout);
     expect(list.length).toBe(3);
     expect(list[0]!.tags).toEqual(['first']);
 

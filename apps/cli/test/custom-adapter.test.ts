@@ -8,7 +8,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdir, readdir, readFile, realpath, stat, symlink, writeFile } from 'node:fs/promises';
-import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines } from './helpers.js';
+import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, snapshotList } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtures = join(here, 'fixtures', 'custom-storage');
@@ -58,7 +58,7 @@ describe('a custom adapter module named in the config (flatdir: from a file next
 
     const snaps = await kiwi(['snapshots', '--repo', repo, '--json']);
     expect(snaps.code, snaps.stderr).toBe(0);
-    expect(jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot').length).toBe(1);
+    expect(snapshotList(snaps.stdout).length).toBe(1);
     const check = await kiwi(['check', '--read-data', '--repo', repo]);
     expect(check.code, check.stderr).toBe(0);
   });

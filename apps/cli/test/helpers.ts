@@ -82,6 +82,13 @@ export function jsonLines(stdout: string): Array<Record<string, unknown> & { mes
     });
 }
 
+/** Parse `kiwi snapshots --json`: one JSON array of snapshots (restic's shape: id, short_id, time, hostname, paths, tags, …). */
+export function snapshotList(stdout: string): Array<Record<string, unknown> & { id: string; tags: string[]; paths: string[] }> {
+  const value = JSON.parse(stdout) as unknown;
+  expect(Array.isArray(value), `snapshots --json prints one array, got: ${stdout.slice(0, 200)}`).toBe(true);
+  return value as Array<Record<string, unknown> & { id: string; tags: string[]; paths: string[] }>;
+}
+
 /** A deterministic pseudo-random buffer. */
 export function bytes(n: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(n);

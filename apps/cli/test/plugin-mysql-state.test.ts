@@ -16,7 +16,7 @@ import {
   startMariaDb,
   type MariaDbServer,
 } from '@kiwi-backup/test-servers';
-import { jsonLines, removeDir, runKiwi, tempDir, type RunResult } from './helpers.js';
+import { jsonLines, removeDir, runKiwi, tempDir, type RunResult, snapshotList } from './helpers.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -148,7 +148,7 @@ describeWithServer('MariaDB (mariadbd)', mariaDbAvailable(), MARIADB_INSTALL_HIN
   async function snapshotCount(): Promise<number> {
     const r = await kiwi(['snapshots', '--json']);
     expect(r.code, r.stderr).toBe(0);
-    return jsonLines(r.stdout).filter((l) => l.message_type === 'snapshot').length;
+    return snapshotList(r.stdout).length;
   }
   /** Whether `sql` finishes within `ms` on a fresh connection. */
   async function finishesWithin(sql: string, ms: number): Promise<boolean> {

@@ -7,7 +7,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { join } from 'node:path';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { runKiwi, tempDir, removeDir, jsonLines } from './helpers.js';
+import { runKiwi, tempDir, removeDir, jsonLines, snapshotList } from './helpers.js';
 
 const PASSWORD = 'pw-7f3a-never-in-script-env';
 
@@ -81,9 +81,7 @@ describe('script-launcher through the kiwi CLI (scripts in <datadir>/plugins/scr
   async function snapshotIds(): Promise<string[]> {
     const r = await runKiwi(['snapshots', '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    return jsonLines(r.stdout)
-      .filter((l) => l.message_type === 'snapshot')
-      .map((l) => String(l.id ?? l.snapshot_id));
+    return snapshotList(r.stdout).map((l) => l.id);
   }
 
   it('runs pre_backup and post_backup in order, with the backup in KIWI_* and without KIWI_PASSWORD', async () => {

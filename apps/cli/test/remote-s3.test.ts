@@ -15,7 +15,7 @@ import {
   S3_SERVER_INSTALL_HINT,
   type S3TestServer,
 } from '@kiwi-backup/test-servers';
-import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult } from './helpers.js';
+import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult, snapshotList } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -90,7 +90,7 @@ describeWithServer('an S3-compatible server (s3rver)', s3ServerAvailable(), S3_S
     it('snapshots, ls and check --read-data work', async () => {
       const snaps = await kiwi(repo, ['snapshots', '--json']);
       expect(snaps.code, snaps.stderr).toBe(0);
-      const list = jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot');
+      const list = snapshotList(snaps.stdout);
       expect(list.length).toBe(1);
       expect(list[0]!.tags).toEqual(['s3']);
 
@@ -177,7 +177,7 @@ describeWithServer('an S3-compatible server (s3rver)', s3ServerAvailable(), S3_S
       await server.restart();
       const snaps = await kiwi(repo, ['snapshots', '--json']);
       expect(snaps.code, snaps.stderr).toBe(0);
-      expect(jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot').length).toBe(1);
+      expect(snapshotList(snaps.stdout).length).toBe(1);
 
       const check = await kiwi(repo, ['check', '--read-data', '--json']);
       expect(check.code, check.stdout + check.stderr).toBe(0);

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { describeWithServer, sshdAvailable, startSshd, startTcpProxy, SSHD_INSTALL_HINT, type SshdServer } from '@kiwi-backup/test-servers';
-import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult } from './helpers.js';
+import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult, snapshotList } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -82,7 +82,7 @@ describeWithServer('OpenSSH sshd', sshdAvailable(), SSHD_INSTALL_HINT, () => {
     it('snapshots, ls and check --read-data work', async () => {
       const snaps = await kiwi(repo, config, ['snapshots', '--json']);
       expect(snaps.code, snaps.stderr).toBe(0);
-      const list = jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot');
+      const list = snapshotList(snaps.stdout);
       expect(list.length).toBe(1);
       expect(list[0]!.tags).toEqual(['sftp']);
 
@@ -180,7 +180,7 @@ describeWithServer('OpenSSH sshd', sshdAvailable(), SSHD_INSTALL_HINT, () => {
       await server.restart();
       const snaps = await kiwi(repo, config, ['snapshots', '--json']);
       expect(snaps.code, snaps.stderr).toBe(0);
-      expect(jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot').length).toBe(1);
+      expect(snapshotList(snaps.stdout).length).toBe(1);
 
       const check = await kiwi(repo, config, ['check', '--read-data', '--json']);
       expect(check.code, check.stdout + check.stderr).toBe(0);

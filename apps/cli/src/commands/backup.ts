@@ -1,11 +1,12 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { lstat } from 'node:fs/promises';
-import { runBackup, type BackupStats } from '@kiwi-backup/core';
+import { builtinExcludes, parseByteSize, runBackup, type BackupStats, type ContentSource } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes, formatDuration } from '../output.js';
+import { commandOutput, stdinFileName } from '../stdin-source.js';
 
 export default kiwiCommand({
   meta: { name: 'backup', description: 'Back up files and directories into a new snapshot' },
@@ -20,27 +21,43 @@ export default kiwiCommand({
     host: { type: 'string', description: 'Record this host name (default: this machine\'s)' },
     parent: { type: 'string', description: 'Compare with this snapshot for change detection (default: latest of the same host and paths)' },
     force: { type: 'boolean', description: 'Read every file: do not use a parent snapshot' },
+    'exclude-caches': { type: 'boolean', description: 'Leave out the contents of directories holding a valid CACHEDIR.TAG (the tag file is kept)' },
+    'exclude-if-present': { type: 'string', description: 'Leave out the contents of directories holding this file ("name" or "name:header"; repeatable)' },
+    'exclude-larger-than': { type: 'string', description: 'Leave out files larger than this (e.g. 500K, 10M, 2G)' },
+    iexclude: { type: 'string', description: 'Exclude a pattern like --exclude, ignoring case (repeatable)' },
+    stdin: { type: 'boolean', description: 'Back up what is read from standard input, as one file (see --stdin-filename)' },
+    'stdin-filename': { type: 'string', description: 'Name of the file --stdin or --stdin-from-command stores (default: stdin)' },
+    'stdin-from-command': { type: 'string', description: 'Run this shell command and back up its output as one file; the backup fails if the command does' },
   },
   async run({ args, session, signal }) {
     const out = session.out;
     const cfg = session.config.backup ?? {};
     const positional = (args._ ?? []).map(String);
-    const paths = (positional.length > 0 ? positional : cfg.paths ?? []).map((p) => resolve(p));
-    if (paths.length === 0) throw new UsageError('nothing to back up: name paths, e.g. `kiwi backup ~/Documents`, or set backup.paths in the config');
+    const fromCommand = stringArg(args['stdin-from-command']);
+    const stdinMode = Boolean(args.stdin) || fromCommand !== undefined;
+    if (args.stdin && fromCommand !== undefined) throw new UsageError('--stdin and --stdin-from-command cannot be used together');
+    if (!stdinMode && args['stdin-filename'] !== undefined) throw new UsageError('--stdin-filename goes with --stdin or --stdin-from-command');
+    if (stdinMode && positional.length > 0) throw new UsageError(`${fromCommand !== undefined ? '--stdin-from-command' : '--stdin'} backs up one stream: name no paths (got ${positional.join(' ')})`);
+    if (args.stdin && process.stdin.isTTY) throw new UsageError('--stdin reads a pipe or a file, and standard input is a terminal (e.g. `pg_dump db | kiwi backup --stdin --stdin-filename db.sql`)');
+    const stdinName = stdinMode ? stdinFileName(stringArg(args['stdin-filename']) ?? 'stdin') : undefined;
+    const paths = stdinMode ? [] : (positional.length > 0 ? positional : cfg.paths ?? []).map((p) => resolve(p));
+    if (!stdinMode && paths.length === 0) throw new UsageError('nothing to back up: name paths, e.g. `kiwi backup ~/Documents`, or set backup.paths in the config');
     const tags = [...(cfg.tags ?? []), ...stringList(args.tag).flatMap((t) => t.split(','))].filter(Boolean);
     const exclude = [...(cfg.exclude ?? []), ...stringList(args.exclude)];
     const excludeFiles = [...(cfg.excludeFile ?? []), ...stringList(args['exclude-file'])];
     const dryRun = Boolean(args['dry-run']);
     if (args.force && args.parent) throw new UsageError('--force and --parent cannot be used together');
+    const builtins = excludeMiddleware(args, cfg);
 
     // Refuse before touching (or creating) a repository when no source exists at all.
     const existing = await Promise.all(paths.map((p) => lstat(p).then(() => true, () => false)));
-    if (!existing.some(Boolean)) {
+    if (!stdinMode && !existing.some(Boolean)) {
       throw new CliError(`none of the sources exist: ${paths.join(', ')}`, ExitCode.Failure);
     }
 
     const { repository } = await session.openOrCreateDefault();
-    const plugins = await session.plugins();
+    // Built-in onFile middleware (the exclude options) runs in front of the plug-ins; none without those options.
+    const plugins = await (await session.plugins()).withBuiltins(builtins);
     for (const w of plugins.warnings) out.warn(w);
     await plugins.serverStart();
 
@@ -59,9 +76,19 @@ export default kiwiCommand({
       );
     };
 
+    let stderrTail = '';
+    const files: Array<{ path: string; content: ContentSource }> = [];
+    if (stdinName !== undefined) {
+      const content: ContentSource =
+        fromCommand !== undefined
+          ? commandOutput(fromCommand, { signal, onStderr: (tail) => (stderrTail = tail) })
+          : () => process.stdin;
+      files.push({ path: stdinName, content });
+    }
     const result = await runBackup({
       repository,
       sources: paths,
+      ...(files.length ? { files } : {}),
       exclude,
       excludeFiles,
       oneFileSystem: Boolean(args['one-file-system'] ?? cfg.oneFileSystem),
@@ -76,6 +103,7 @@ export default kiwiCommand({
       onError: (e: { path: string; message: string }) => out.error(`${e.path}: ${e.message}`, { during: 'backup', item: e.path }),
     });
     out.clearProgress();
+    if (stderrTail) out.warn(`${fromCommand} wrote to stderr:\n${stderrTail}`);
 
     const elapsed = Date.now() - started;
     const s = result.stats;
@@ -135,4 +163,27 @@ function statsJson(s: BackupStats): Record<string, number> {
     data_added_packed: s.dataAddedPacked,
     error_count: s.errors,
   };
+}
+
+/** The built-in onFile middleware the exclude options ask for (options and config `backup` keys). */
+function excludeMiddleware(args: Record<string, unknown>, cfg: { excludeCaches?: boolean; excludeIfPresent?: string[]; excludeLargerThan?: string | number; iexclude?: string[] }) {
+  const largerArg = stringArg(args['exclude-larger-than']) ?? (cfg.excludeLargerThan !== undefined ? String(cfg.excludeLargerThan) : undefined);
+  let excludeLargerThan: number | undefined;
+  if (largerArg !== undefined) {
+    try {
+      excludeLargerThan = parseByteSize(largerArg);
+    } catch (err) {
+      throw new UsageError(`--exclude-larger-than: ${(err as Error).message}`);
+    }
+  }
+  try {
+    return builtinExcludes({
+      excludeCaches: Boolean(args['exclude-caches'] ?? cfg.excludeCaches),
+      excludeIfPresent: [...(cfg.excludeIfPresent ?? []), ...stringList(args['exclude-if-present'])],
+      ...(excludeLargerThan !== undefined ? { excludeLargerThan } : {}),
+      iexclude: [...(cfg.iexclude ?? []), ...stringList(args.iexclude)],
+    });
+  } catch (err) {
+    throw new UsageError(`--exclude-if-present ${(err as Error).message}`);
+  }
 }

@@ -1,6 +1,7 @@
 import { diffSnapshots } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { ExitCode } from '../exit-codes.js';
+import { chooseSnapshot, selectArgs } from '../select.js';
 
 const SYMBOL: Record<string, string> = { added: '+', removed: '-', modified: 'M', type: 'T', metadata: 'U' };
 
@@ -9,11 +10,12 @@ export default kiwiCommand({
   args: {
     a: { type: 'positional', required: true, description: 'First snapshot (id prefix or "latest")' },
     b: { type: 'positional', required: true, description: 'Second snapshot (id prefix or "latest")' },
+    ...selectArgs,
   },
   async run({ args, session }) {
     const repo = await session.openRepository();
-    const a = await repo.findSnapshot(String(args.a));
-    const b = await repo.findSnapshot(String(args.b));
+    const a = await chooseSnapshot(repo, String(args.a), args, session.out);
+    const b = await chooseSnapshot(repo, String(args.b), args, session.out);
     const counts: Record<string, number> = {};
     // A bad entry or an unreadable directory is reported once and the comparison goes on.
     let errors = 0;
@@ -25,6 +27,8 @@ export default kiwiCommand({
       counts[change.change] = (counts[change.change] ?? 0) + 1;
       session.out.emit('change', { path: change.path, modifier: change.change });
       session.out.print(`${SYMBOL[change.change] ?? '?'}    ${change.path}`);
+      const wait = session.out.backpressure();
+      if (wait) await wait;
     }
     session.out.emit('summary', { snapshot_a: a.id, snapshot_b: b.id, ...counts, ...(errors ? { errors } : {}) });
     session.out.info(

@@ -1,21 +1,28 @@
-import { listTree } from '@kiwi-backup/core';
+import { listTree, lookupPath, type Node } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
-import { ExitCode, UsageError } from '../exit-codes.js';
+import { CliError, ExitCode } from '../exit-codes.js';
 import { formatMode } from '../format.js';
+import { formatBytes } from '../output.js';
+import { chooseSnapshot, localTime, selectArgs } from '../select.js';
 
 export default kiwiCommand({
   meta: { name: 'ls', description: 'List the files of a snapshot' },
   args: {
     snapshot: { type: 'positional', required: true, description: 'Snapshot id (prefix) or "latest"' },
-    path: { type: 'positional', required: false, description: 'Only this path in the snapshot and below' },
-    long: { type: 'boolean', alias: 'l', description: 'Show mode, size and time' },
+    dir: { type: 'positional', required: false, description: 'Only this path in the snapshot and below' },
+    long: { type: 'boolean', alias: 'l', description: 'Long listing: mode, owner, group, size, modification time' },
+    'human-readable': { type: 'boolean', description: 'With -l: sizes as 1.5 MiB instead of bytes' },
+    ...selectArgs,
   },
   async run({ args, session }) {
     const repo = await session.openRepository();
-    const ref = String(args.snapshot ?? '');
-    if (!ref) throw new UsageError('name a snapshot: an id prefix or "latest"');
-    const { id, snapshot } = await repo.findSnapshot(ref);
     const out = session.out;
+    const { id, snapshot } = await chooseSnapshot(repo, String(args.snapshot ?? ''), args, out);
+    const dir = args.dir ? String(args.dir) : '/';
+    if (!(await lookupPath(repo, snapshot, dir))) {
+      throw new CliError(`${dir} is not in snapshot ${id.slice(0, 8)}`, ExitCode.Failure);
+    }
+    const human = Boolean(args['human-readable']);
     let count = 0;
     // A bad entry or an unreadable directory is reported once and the listing goes on; only the
     // count is kept, however many there are.
@@ -24,7 +31,7 @@ export default kiwiCommand({
       errors++;
       out.error(`${e.path}: ${e.message}`, { path: e.path });
     };
-    for await (const { path, node } of listTree(repo, snapshot, args.path ? String(args.path) : undefined, { onError })) {
+    for await (const { path, node } of listTree(repo, snapshot, dir, { onError })) {
       count++;
       if (out.json) {
         out.emit('node', {
@@ -32,18 +39,22 @@ export default kiwiCommand({
           name: node.name,
           type: node.type,
           mode: node.mode,
+          permissions: formatMode(node.type, node.mode),
           size: node.size,
           uid: node.uid,
           gid: node.gid,
-          mtime: new Date(Number(BigInt(node.mtimeNs) / 1_000_000n)).toISOString(),
+          ...(node.user !== undefined ? { user: node.user } : {}),
+          ...(node.group !== undefined ? { group: node.group } : {}),
+          mtime: mtimeDate(node).toISOString(),
           ...(node.linkTarget !== undefined ? { link_target: node.linkTarget } : {}),
         });
       } else if (args.long) {
-        const mtime = new Date(Number(BigInt(node.mtimeNs) / 1_000_000n)).toISOString().replace('T', ' ').slice(0, 19);
-        out.print(`${formatMode(node.type, node.mode)} ${String(node.user ?? node.uid).padEnd(8)} ${String(node.size).padStart(12)} ${mtime} ${path}${node.linkTarget !== undefined ? ` -> ${node.linkTarget}` : ''}`);
+        out.print(longLine(path, node, human));
       } else {
         out.print(path);
       }
+      const wait = out.backpressure();
+      if (wait) await wait;
     }
     out.emit('summary', { snapshot_id: id, entries: count, ...(errors ? { errors } : {}) });
     if (errors) {
@@ -53,3 +64,18 @@ export default kiwiCommand({
     return ExitCode.Ok;
   },
 });
+
+export function mtimeDate(node: Node): Date {
+  try {
+    return new Date(Number(BigInt(node.mtimeNs) / 1_000_000n));
+  } catch {
+    return new Date(0);
+  }
+}
+
+/** `-rw-r--r-- alice    staff          1234 2024-05-01 13:45:00 /home/alice/notes.txt` */
+export function longLine(path: string, node: Node, human: boolean): string {
+  const size = human ? formatBytes(node.size) : String(node.size);
+  const link = node.linkTarget !== undefined ? ` -> ${node.linkTarget}` : '';
+  return `${formatMode(node.type, node.mode)} ${String(node.user ?? node.uid).padEnd(8)} ${String(node.group ?? node.gid).padEnd(8)} ${size.padStart(human ? 10 : 12)} ${localTime(mtimeDate(node))} ${path}${link}`;
+}

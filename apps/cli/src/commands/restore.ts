@@ -4,6 +4,7 @@ import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
 import { ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes, formatDuration } from '../output.js';
+import { chooseSnapshot, selectArgs } from '../select.js';
 
 export default kiwiCommand({
   meta: { name: 'restore', description: 'Restore a snapshot into a directory' },
@@ -12,6 +13,7 @@ export default kiwiCommand({
     snapshot: { type: 'positional', required: true, description: 'Snapshot id (prefix) or "latest"' },
     target: { type: 'string', alias: 't', description: 'Directory to restore into (created if missing)' },
     include: { type: 'string', alias: 'i', description: 'Restore only paths matching this pattern (repeatable)' },
+    ...selectArgs,
   },
   async run({ args, session, signal }) {
     const targetArg = stringArg(args.target);
@@ -21,7 +23,7 @@ export default kiwiCommand({
     // The restore needs the index too: read it while the snapshot is looked up.
     const indexRead = repo.loadIndex();
     indexRead.catch(() => undefined); // awaited below, unless the snapshot lookup fails first
-    const { id, snapshot } = await repo.findSnapshot(String(args.snapshot));
+    const { id, snapshot } = await chooseSnapshot(repo, String(args.snapshot), args, session.out);
     await indexRead;
     const out = session.out;
     const started = Date.now();
