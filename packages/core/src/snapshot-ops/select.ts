@@ -91,9 +91,9 @@ function pathsKey(paths: readonly string[]): string {
 }
 
 /**
- * Resolve one snapshot reference: an id prefix, or `latest` (the newest snapshot matching `sel`;
- * without a host criterion, the newest of `thisHost` when it has any, else of any host).
- * An id must match `sel` as well. Fails with {@link SnapshotNotFoundError} for an unknown or
+ * Resolve one snapshot reference: an id prefix (`sel` does not apply: the id names it), or `latest`
+ * (the newest snapshot matching `sel`; without a host criterion, the newest of `thisHost` when it
+ * has any, else of any host). Fails with {@link SnapshotNotFoundError} for an unknown or
  * ambiguous reference, or when nothing matches.
  */
 export async function selectSnapshot(
@@ -103,14 +103,8 @@ export async function selectSnapshot(
   opts: SelectOptions = {},
 ): Promise<SelectedSnapshot> {
   if (ref !== 'latest') {
+    // An id names the snapshot exactly: the filters choose among snapshots for `latest` only (as restic's).
     const found = await repo.findSnapshot(ref);
-    if (!matchesSelection(found.snapshot, sel)) {
-      throw new SnapshotNotFoundError(
-        ref,
-        [],
-        `with ${describeSelection(sel)} (snapshot ${found.id.slice(0, 8)} is of host ${found.snapshot.hostname}, paths ${found.snapshot.paths.join(', ')}${found.snapshot.tags.length ? `, tags ${found.snapshot.tags.join(',')}` : ''})`,
-      );
-    }
     return { ...found, latest: false, otherPaths: [], newerOnOtherHosts: 0 };
   }
   const all = await repo.listSnapshots(opts.onDamaged ? { onError: opts.onDamaged } : {});
@@ -147,8 +141,8 @@ export async function selectSnapshot(
 }
 
 /**
- * The snapshots matching `sel`, oldest first; with `refs`, only those (each resolved as by
- * {@link selectSnapshot}; a snapshot named twice is listed once).
+ * The snapshots matching `sel`, oldest first; with `refs`, those (each resolved as by
+ * {@link selectSnapshot}: `sel` applies to `latest` only; a snapshot named twice is listed once).
  */
 export async function selectSnapshots(
   repo: SnapshotLister,
