@@ -6,7 +6,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   describeWithServer,
   s3ServerAvailable,
@@ -15,7 +16,7 @@ import {
   S3_SERVER_INSTALL_HINT,
   type S3TestServer,
 } from '@kiwi-backup/test-servers';
-import { runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult, snapshotList } from './helpers.js';
+import { KIWI_BIN, runKiwi, tempDir, removeDir, makeSampleTree, expectSameTree, jsonLines, healAfter, sleep, type RunResult, snapshotList } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -102,6 +103,40 @@ describeWithServer('an S3-compatible server (s3rver)', s3ServerAvailable(), S3_S
       const check = await kiwi(repo, ['check', '--read-data']);
       expect(check.code, check.stderr).toBe(0);
       expect(check.stderr + check.stdout).toMatch(/no errors were found/);
+    });
+
+    it('dump (a file and a tar), find and tag work on S3', async () => {
+      const bytesOf = (args: string[]) =>
+        new Promise<{ code: number | null; out: Buffer; stderr: string }>((resolve, reject) => {
+          const child = spawn(process.execPath, [KIWI_BIN, ...args, '--repo', repo, '--config', config], { env: { ...process.env, ...env } });
+          const parts: Buffer[] = [];
+          let stderr = '';
+          child.stdout.on('data', (d: Buffer) => parts.push(d));
+          child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+          child.on('error', reject);
+          child.on('close', (code) => resolve({ code, out: Buffer.concat(parts), stderr }));
+        });
+      const big = await bytesOf(['dump', 'latest', `${src}/docs/deep/er/big.bin`]);
+      expect(big.code, big.stderr).toBe(0);
+      expect(big.out.equals(await readFile(join(src, 'docs', 'deep', 'er', 'big.bin')))).toBe(true);
+      const tarball = await bytesOf(['dump', 'latest', `${src}/docs`]);
+      expect(tarball.code, tarball.stderr).toBe(0);
+      const tarFile = join(work, 's3-docs.tar');
+      await writeFile(tarFile, tarball.out);
+      const dest = join(work, 's3-docs');
+      await mkdir(dest);
+      execFileSync('tar', ['-xf', tarFile, '-C', dest]);
+      expect((await readFile(join(dest, 'docs', 'deep', 'er', 'big.bin'))).equals(big.out)).toBe(true);
+
+      const find = await kiwi(repo, ['find', 'big.bin', '--json']);
+      expect(find.code, find.stderr).toBe(0);
+      expect(jsonLines(find.stdout).filter((l) => l.message_type === 'match').map((l) => l.path)).toEqual([`${src}/docs/deep/er/big.bin`]);
+
+      const tag = await kiwi(repo, ['tag', 'latest', '--add', 'tagged-on-s3']);
+      expect(tag.code, tag.stderr).toBe(0);
+      const list = snapshotList((await kiwi(repo, ['snapshots', '--json'])).stdout);
+      expect(list.map((x) => x.tags)).toEqual([['s3', 'tagged-on-s3']]);
+      expect((await listObjects(server, 'laptop/main')).filter((k) => k.startsWith('snapshots/'))).toEqual([`snapshots/${tag.stdout.trim()}`]);
     });
 
     it('a wrong secret: a clear error naming endpoint and bucket, exit code 1, and no secret in the output', async () => {
