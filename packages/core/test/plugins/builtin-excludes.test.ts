@@ -1,6 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fakeFileEntry, runBackupWithPlugins } from '../../src/testing/index.js';
 import { Readable } from 'node:stream';
 import {
   builtinExcludes,
@@ -147,5 +150,22 @@ describe('runBackup({ files }) (kiwi backup --stdin)', () => {
     let snapshots = 0;
     for await (const _ of storage.list('snapshot')) snapshots++;
     expect(snapshots).toBe(0);
+  });
+});
+
+describe('docs/writing-plugins.md, "onFile middleware"', () => {
+  it('the skip-large example runs as written: large files are skipped, the rest passed on', async () => {
+    const docs = await readFile(join(dirname(fileURLToPath(import.meta.url)), '../../../../docs/writing-plugins.md'), 'utf8');
+    const m = /<!-- example:skip-large -->\n```js\n([\s\S]*?)\n```/.exec(docs);
+    expect(m, 'the skip-large example block').not.toBeNull();
+    expect(m![1]).toMatch(/^export default function skipLarge\(/m);
+    const code = `${m![1]!.replace('export default function skipLarge', 'function skipLarge')}\nreturn skipLarge;`;
+    const skipLarge = new Function(code)() as PluginModule;
+    const r = await runBackupWithPlugins([{ name: 'skip-large', module: skipLarge, options: { maxBytes: 1000 } }], {
+      files: [fakeFileEntry('/data/small', 'file', { size: 1000 }), fakeFileEntry('/data/big', 'file', { size: 1001 }), fakeFileEntry('/data/dir', 'dir', { size: 4096 })],
+    });
+    expect(r.status).toBe('success');
+    expect(r.fileDecisions.map((d) => d.skip)).toEqual([false, true, false]);
+    expect(() => (skipLarge as (o: Record<string, unknown>) => unknown)({ maxBytes: 'lots' })).toThrow(/maxBytes/);
   });
 });
