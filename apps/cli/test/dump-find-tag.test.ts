@@ -20,7 +20,7 @@ function kiwiToFile(args: string[], file: string, env: NodeJS.ProcessEnv): Promi
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [KIWI_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, 'pipe'] });
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => {
       closeSync(fd);
