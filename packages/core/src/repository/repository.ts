@@ -723,6 +723,9 @@ export class Repository {
     const errors: unknown[] = [];
     for (const l of [...this.locks]) await l.release().catch((e: unknown) => errors.push(e));
     await this.writer.close();
+    // An index read still running (started ahead, e.g. by restore while it looked up the snapshot)
+    // must not see its keys wiped under it: it would call every index file it has yet to read damaged.
+    await this.indexLoading?.catch(() => undefined);
     this.keys.zero();
     if (errors.length > 0) throw errors[0];
   }
