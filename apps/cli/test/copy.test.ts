@@ -6,7 +6,7 @@ import { expect, it, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { describeWithServer, s3ServerAvailable, startS3Server, S3_SERVER_INSTALL_HINT, type S3TestServer } from '@kiwi-backup/test-servers';
-import { runKiwi, tempDir, removeDir, makeSampleTree, jsonLines, snapshotTree, bytes } from './helpers.js';
+import { runKiwi, tempDir, removeDir, makeSampleTree, jsonLines, snapshotTree, bytes, snapshotList } from './helpers.js';
 
 describeWithServer('kiwi copy, local → S3 (s3rver)', s3ServerAvailable(), S3_SERVER_INSTALL_HINT, () => {
   let server: S3TestServer;
@@ -58,7 +58,7 @@ describeWithServer('kiwi copy, local → S3 (s3rver)', s3ServerAvailable(), S3_S
     expect(summary.same_ids).toBe(true);
 
     // Each copy restores exactly the state it was taken of (oldest first).
-    const list = jsonLines((await runKiwi(['snapshots', '--json'], { env: remoteEnv })).stdout).filter((l) => l.message_type === 'snapshot');
+    const list = snapshotList((await runKiwi(['snapshots', '--json'], { env: remoteEnv })).stdout);
     const ids = list.sort((a, b) => String(a.time).localeCompare(String(b.time))).map((l) => String(l.id));
     expect(ids).toHaveLength(3);
     for (const [i, id] of ids.entries()) {
