@@ -54,6 +54,17 @@ describe('crafted trees: ls, diff and check report each bad entry and go on', ()
     expect(lines.filter((l) => l.message_type === 'error').map((e) => e.path)).toEqual(['/#1', '/neg', '/dir/late']);
   });
 
+  it('find and dump search and write the valid entries, report the trees with bad ones, exit 1', async () => {
+    const f = await runKiwi(['find', '*.txt', '--snapshot', bad.slice(0, 12), '--json'], { env });
+    expect(f.code).toBe(1);
+    const lines = jsonLines(f.stdout);
+    expect(lines.filter((l) => l.message_type === 'match').map((l) => l.path)).toEqual(['/dir/ok.txt', '/top.txt']);
+    expect(lines.filter((l) => l.message_type === 'error').map((e) => e.item)).toEqual(['/', '/dir']);
+    const d = await runKiwi(['dump', bad.slice(0, 12), '/dir/ok.txt'], { env });
+    expect([d.code, d.stdout]).toEqual([0, 'hello']);
+    expect(d.stderr).toBe('');
+  });
+
   it('check names each bad entry with its snapshot and path (it used to say "no errors were found")', async () => {
     const r = await runKiwi(['check'], { env });
     expect(r.code).toBe(1);

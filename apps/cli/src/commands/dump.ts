@@ -37,6 +37,11 @@ export default kiwiCommand({
     if (stats.skipped.length > 0) {
       out.warn(`${stats.skipped.length} socket${stats.skipped.length === 1 ? '' : 's'} left out (tar cannot hold sockets): ${stats.skipped.slice(0, 5).join(', ')}${stats.skipped.length > 5 ? ', …' : ''}`);
     }
+    if (stats.errors.length > 0) {
+      out.info(`${stats.errors.length} entr${stats.errors.length === 1 ? 'y' : 'ies'} could not be read and are not in the archive`);
+      return ExitCode.Failure;
+    }
+    return ExitCode.Ok;
   },
 });
 
@@ -86,17 +91,23 @@ async function dumpTar(
   path: string,
   out: Output,
   signal: AbortSignal,
-): Promise<{ entries: number; skipped: string[] }> {
+): Promise<{ entries: number; skipped: string[]; errors: string[] }> {
   await repo.loadIndex();
   const parts = splitSnapshotPath(path);
   // Names in the archive start at the dumped directory's own name (`docs/…`); the root's children at theirs.
   const strip = parts.length <= 1 ? 1 : `/${parts.slice(0, -1).join('/')}/`.length;
   const skipped: string[] = [];
+  /** Entries that could not be listed (invalid tree entries, unreadable trees): reported, left out of the archive. */
+  const errors: string[] = [];
   /** Files with several names (dev:inode → their first name in the archive), to write hard links. */
   const linked = new Map<string, string>();
   let entries = 0;
   async function* items(): AsyncGenerator<OrderedItem<TarEntry>> {
-    for await (const { path: p, node } of listTree(repo, snapshot, path) as AsyncIterable<ListedNode>) {
+    const onError = (e: { path: string; message: string }) => {
+      errors.push(e.path);
+      out.error(`${e.path}: ${e.message}`, { path: e.path });
+    };
+    for await (const { path: p, node } of listTree(repo, snapshot, path, { onError }) as AsyncIterable<ListedNode>) {
       signal.throwIfAborted();
       const name = p.slice(strip);
       if (name === '') continue;
@@ -133,5 +144,5 @@ async function dumpTar(
     if (e.name === 'OrderedContentError' && e.tag) throw new CliError(`${e.tag.path}: ${e.message}`, ExitCode.Failure, { cause: err });
     throw err;
   }
-  return { entries, skipped };
+  return { entries, skipped, errors };
 }

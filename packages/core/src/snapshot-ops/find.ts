@@ -16,6 +16,7 @@
  * snapshot come out once its scan is complete, in tree order.
  */
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
+import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
 import { Matcher } from '../walker/excludes.js';
 import { TreeLoader, type TreeSource } from './tree-loader.js';
 
@@ -153,12 +154,21 @@ export class SnapshotFinder {
           const dir = level[i]!;
           visited.push(dir);
           let nodes: readonly Node[];
+          const where = dir.rel === '' ? '/' : `/${dir.rel}`;
           try {
-            nodes = (await loader.take(dir.treeId)).nodes;
+            const tree = await loader.take(dir.treeId);
+            nodes = tree.nodes;
             this.stats.treesRead++;
+            if (invalidNodeCount(tree) > 0) {
+              // Entries the tree validator refused are not searched: say so (a damaged tree, see `kiwi check`).
+              const err = new Error(`tree ${dir.treeId} has ${invalidNodeCount(tree)} invalid entries (${invalidNodes(tree).slice(0, 3).map((b) => b.reason).join('; ')}); they were not searched`);
+              if (!this.#onError) throw err;
+              this.#onError(where, err);
+              complete = false;
+            }
           } catch (err) {
             if (!this.#onError) throw err;
-            this.#onError(dir.rel === '' ? '/' : `/${dir.rel}`, err as Error);
+            this.#onError(where, err as Error);
             complete = false;
             continue;
           }
