@@ -64,7 +64,7 @@ export function createTools({ root, base, measure, forgetByRm }) {
           return { seconds: f.seconds + p.seconds, rssMiB: Math.max(f.rssMiB, p.rssMiB), all: [f.seconds, p.seconds], how: 'forget --keep-last 1, then prune (2 processes)' };
         }
         if (!forgetByRm || !h.plainFiles) return null;
-        const snaps = capture(`${t} snapshots --json`, process.execPath, kiwiArgv(['snapshots', '--json', ...h.args]), { env: h.env })
+        const snaps = capture(`${t} snapshots --json-lines`, process.execPath, kiwiArgv(['snapshots', '--json-lines', ...h.args]), { env: h.env })
           .split('\n')
           .filter(Boolean)
           .map((l) => JSON.parse(l))
@@ -77,7 +77,7 @@ export function createTools({ root, base, measure, forgetByRm }) {
       /** Afterwards: the repository checks clean and holds one snapshot. */
       checkAfterMaintenance(h) {
         capture(`${t} check`, process.execPath, kiwiArgv(['check', '--quiet', ...h.args]), { env: h.env });
-        const n = capture(`${t} snapshots --json`, process.execPath, kiwiArgv(['snapshots', '--json', ...h.args]), { env: h.env })
+        const n = capture(`${t} snapshots --json-lines`, process.execPath, kiwiArgv(['snapshots', '--json-lines', ...h.args]), { env: h.env })
           .split('\n')
           .filter((l) => l.includes('"message_type":"snapshot"')).length;
         if (n !== 1) throw new Error(`${t}: ${n} snapshots left after forget --keep-last 1`);
