@@ -260,7 +260,7 @@ function listNodes(nodes: Node[]): Listing {
  * target could still race a check; restore into a directory only you control.
  *
  * Metadata: modes (after content; directories after their children), mtimes
- * exact to the nanosecond through `@kiwi-backup/native-times` (futimens /
+ * exact to the nanosecond through `@kiwi-backup/native-fs` (futimens /
  * utimensat; without the addon, e.g. on Windows, Node's float-second utimes
  * keeps them to the microsecond; atime is set to the mtime), symlink mtimes
  * without following the link, owners
