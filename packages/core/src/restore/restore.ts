@@ -27,6 +27,7 @@ import { nodeNameBytes } from '../backup/node.js';
 import { ContentError, ContentReader, type ContentReaderOptions, type ContentSink, type ContentSource } from './content.js';
 import { lsetTimesNs, setTimesNs, setTimesNsSync } from './times.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
+import { makeDirectory } from '../fsutil/make-directory.js';
 
 export interface RestoreProgress {
   filesRestored: number;
@@ -340,7 +341,7 @@ class RestoreRun {
 
   async run(): Promise<RestoreResult> {
     const target = resolvePath(this.opts.target);
-    await mkdir(target, { recursive: true });
+    await makeDirectory(target);
     const real = await realpath(target);
     const st = await lstat(real);
     if (!st.isDirectory()) throw new Error(`restore target ${target} is not a directory`);
