@@ -1,0 +1,114 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { restoreSnapshot, type Snapshot } from '../../src/index.js';
+import { FakeRepository } from '../backup/helpers/fake-repo.js';
+import { removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+
+let work: string;
+beforeEach(async () => {
+  work = await tempDir();
+});
+afterEach(async () => {
+  await removeDir(work);
+});
+
+const base = { type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeNs: '1600000000000000000', ctimeNs: '0', inode: '1', dev: '1' } as const;
+
+function snapshotOf(tree: string): Snapshot {
+  return { time: new Date().toISOString(), hostname: 'h', username: 'u', paths: ['/x'], tags: [], tree, programVersion: 'test' };
+}
+
+/** Writes a tree as JSON (any shape: the point is hostile trees). */
+async function saveRawTree(repo: FakeRepository, nodes: unknown[]): Promise<string> {
+  return (await repo.saveBlob('tree', Buffer.from(JSON.stringify({ nodes })))).id;
+}
+
+describe('a malformed tree entry is one error; the rest restores', () => {
+  it('null entries, bad mtimes, owner ids, NUL in a symlink target, bad names, bad attributes, bad devices', async () => {
+    const repo = new FakeRepository();
+    const { id: data } = await repo.saveBlob('data', Buffer.from('good'));
+    const file = (name: string, extra: Record<string, unknown> = {}) => ({ ...base, name, size: 4, content: [data], ...extra });
+    const sub = await saveRawTree(repo, [null, file('inner-ok'), file('inner-bad', { mtimeNs: 'soon' })]);
+    const tree = await saveRawTree(repo, [
+      null,
+      42,
+      'a string',
+      [],
+      file('a-ok'),
+      file('bad-mtime', { mtimeNs: 'yesterday' }),
+      file('bad-mtime-number', { mtimeNs: 1600000000 }),
+      file('bad-mtime-huge', { mtimeNs: '99999999999999999999' }),
+      file('uid-negative', { uid: -7 }),
+      file('uid-2^32', { uid: 2 ** 32 }),
+      file('gid-fraction', { gid: 1.5 }),
+      file('mode-big', { mode: 0o170000 }),
+      file('size-negative', { size: -1 }),
+      file('content-not-ids', { content: ['../../etc/passwd'] }),
+      { ...base, type: 'symlink', name: 'link-nul', size: 0, linkTarget: 'a\0b' },
+      { ...base, type: 'symlink', name: 'link-raw-nul', size: 0, linkTargetRaw: Buffer.from('x\0y').toString('base64') },
+      { ...base, type: 'symlink', name: 'link-ok', size: 0, linkTarget: 'a-ok' },
+      file('a/b'),
+      file('..'),
+      file('.'),
+      file(''),
+      file('x', { nameRaw: Buffer.from('../../escape').toString('base64') }),
+      { ...file('no-name'), name: undefined },
+      { ...file('weird-type'), type: 'door' },
+      { ...base, type: 'chardev', name: 'dev-bad', size: 0, rdev: '-1' },
+      file('xattr-not-list', { xattrs: 'user.a' }),
+      file('xattr-bad-value', { xattrs: [{ name: 'user.a', value: '***' }] }),
+      file('xattr-huge', { xattrs: [{ name: 'user.a', value: 'A'.repeat(200_000) }] }),
+      file('xattr-nul-name', { xattrs: [{ name: 'user.\0a', value: '' }] }),
+      { ...base, type: 'dir', name: 'd', size: 0, subtree: sub },
+      file('z-ok'),
+    ]);
+    const target = join(work, 'target');
+    const rr = await restoreSnapshot({ repository: repo, snapshot: snapshotOf(tree), target });
+    const failed = rr.errors.map((e) => e.path).sort();
+    expect(failed).toEqual(
+      [
+        '/#0', '/#1', '/#2', '/#3', '/#22',
+        '/bad-mtime', '/bad-mtime-number', '/bad-mtime-huge', '/uid-negative', '/uid-2^32', '/gid-fraction', '/mode-big', '/size-negative', '/content-not-ids',
+        '/link-nul', '/link-raw-nul', '/a/b', '/..', '/.', '/', '/x', '/weird-type', '/dev-bad',
+        '/xattr-not-list', '/xattr-bad-value', '/xattr-huge', '/xattr-nul-name',
+        '/d/#0', '/d/inner-bad',
+      ].sort(),
+    );
+    expect(rr.errorCount).toBe(failed.length);
+    for (const e of rr.errors) expect(e.message).not.toMatch(/\n\s+at /);
+    // The sound entries are all there, and nothing else (nothing outside the target either).
+    expect(await readFile(join(target, 'a-ok'), 'utf8')).toBe('good');
+    expect(await readFile(join(target, 'z-ok'), 'utf8')).toBe('good');
+    expect(await readFile(join(target, 'd/inner-ok'), 'utf8')).toBe('good');
+    expect(await readlink(join(target, 'link-ok'))).toBe('a-ok');
+    expect((await readdir(target)).sort()).toEqual(['a-ok', 'd', 'link-ok', 'z-ok']);
+    expect(await readdir(join(target, 'd'))).toEqual(['inner-ok']);
+    expect(await readdir(work)).toEqual(['target']);
+    expect(rr.filesRestored).toBe(3);
+    expect((await lstat(join(target, 'a-ok'))).mtimeMs).toBe(1600000000000);
+  });
+
+  it('the error list is capped in memory; the count goes on', async () => {
+    const repo = new FakeRepository();
+    const nodes: unknown[] = [];
+    for (let i = 0; i < 2500; i++) nodes.push({ ...base, name: `bad-${String(i).padStart(5, '0')}`, size: 0, content: [], uid: -1 });
+    nodes.push({ ...base, name: 'ok', size: 0, content: [] });
+    const tree = await saveRawTree(repo, nodes);
+    const seen: string[] = [];
+    const rr = await restoreSnapshot({ repository: repo, snapshot: snapshotOf(tree), target: join(work, 't'), onError: (e) => seen.push(e.path) });
+    expect(rr.errorCount).toBe(2500);
+    expect(rr.errors).toHaveLength(1000);
+    expect(seen).toHaveLength(2500);
+    expect(rr.filesRestored).toBe(1);
+  });
+
+  it('a directory whose tree cannot be loaded is one error; its siblings restore', async () => {
+    const repo = new FakeRepository();
+    const tree = await saveRawTree(repo, [{ ...base, type: 'dir', name: 'd', size: 0, subtree: 'f'.repeat(64) }, { ...base, name: 'after', size: 0, content: [] }]);
+    const rr = await restoreSnapshot({ repository: repo, snapshot: snapshotOf(tree), target: join(work, 't') });
+    expect(rr.errors.map((e) => e.path)).toEqual(['/d']);
+    expect(await readdir(join(work, 't'))).toEqual(['after', 'd']);
+  });
+});
+
