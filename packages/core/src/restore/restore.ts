@@ -363,8 +363,9 @@ class RestoreRun {
       }
       if (!inc) continue;
       this.progress(snapPath);
-      const p = await this.restoreEntry(node, fsPath, snapPath, dir);
-      if (p) pending.push(p);
+      // (Wrapped: an async function returning the promise itself would wait for it.)
+      const started = await this.restoreEntry(node, fsPath, snapPath, dir);
+      if (started) pending.push(started.done);
       if (this.verifierRoom) await this.verifierRoom;
     }
     const done = Promise.all(pending).then(async () => {
@@ -419,8 +420,8 @@ class RestoreRun {
     return true;
   }
 
-  /** Starts restoring one non-directory entry; returns the promise of its completion. */
-  async restoreEntry(node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<Promise<void> | undefined> {
+  /** Starts restoring one non-directory entry; `done` settles when it is complete. */
+  async restoreEntry(node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<{ done: Promise<void> } | undefined> {
     let metaOnly = false;
     if (!dir.fresh) {
       // Something may be there: the overwrite policy decides.
@@ -481,7 +482,7 @@ class RestoreRun {
       });
     this.inflight.add(p);
     if (wait) await wait;
-    return p;
+    return { done: p };
   }
 
   /** Queues a restored file for verification; the traversal waits while the queue is full. */
