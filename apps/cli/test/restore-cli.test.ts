@@ -7,6 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { runKiwi, tempDir, removeDir, bytes, jsonLines, sleep } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -102,6 +103,36 @@ describe('kiwi restore', () => {
     expect(jsonLines(again.stdout).find((l) => l.message_type === 'summary')).toMatchObject({ temp_files_removed: temps.length, errors: 0 });
     expect((await walkNames(target)).filter((p) => p.includes('.kiwi-restore-'))).toEqual([]);
     expect((await readFile(join(target, src, 'big.bin'))).equals(bytes(24 * 1024 * 1024, 7))).toBe(true);
+  });
+
+  it.runIf(process.platform === 'linux')('without the native addon (KIWI_NATIVE_FS=off): what is not backed up or restored is said, restore exits 3', async () => {
+    const dir = join(work, 'special-src');
+    await mkdir(dir);
+    await writeFile(join(dir, 'with-attr'), 'x');
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    try {
+      execFileSync('setfattr', ['-n', 'user.note', '-v', 'kept?', join(dir, 'with-attr')]);
+    } catch (err) {
+      if (process.env.CI === 'true') throw err;
+      console.warn('\n*** setfattr is missing (apt-get install attr): test skipped ***\n');
+      return;
+    }
+    const off = { ...env, KIWI_NATIVE_FS: 'off' };
+    const b = await runKiwi(['backup', dir], { env: off });
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stderr).toMatch(/warning: extended attributes and ACLs are not backed up: @kiwi-backup\/native-fs is not available \(turned off by KIWI_NATIVE_FS=off\)/);
+    // The next backup (with the addon) reads the attributes although the files did not change.
+    expect((await runKiwi(['backup', dir], { env })).code).toBe(0);
+    const target = join(work, 'no-native');
+    const r = await runKiwi(['restore', 'latest', '--target', target, '--include', dir], { env: off });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain(`${dir}/fifo: FIFO not restored: @kiwi-backup/native-fs is not available (turned off by KIWI_NATIVE_FS=off)`);
+    expect(r.stderr).toContain(`${dir}/with-attr: 1 extended attribute not restored: @kiwi-backup/native-fs is not available`);
+    expect(r.stderr).toMatch(/2 entries not restored/);
+    expect(await readFile(join(target, dir, 'with-attr'), 'utf8')).toBe('x');
+    const withAddon = await runKiwi(['restore', 'latest', '--target', join(work, 'with-native'), '--include', dir], { env });
+    expect(withAddon.code, withAddon.stderr).toBe(0);
+    expect(execFileSync('getfattr', ['-n', 'user.note', join(work, 'with-native', dir, 'with-attr')], { encoding: 'utf8' })).toContain('user.note="kept?"');
   });
 
   it.runIf(process.platform === 'linux')('a target or repository that cannot be created is one clear error, quickly (no mkdir spin)', async () => {

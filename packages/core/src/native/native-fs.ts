@@ -3,6 +3,7 @@
  * attributes, mknod, SEEK_DATA/SEEK_HOLE), loaded once. Kiwi works without
  * it (Windows, or no C compiler at install): callers fall back or report what
  * they could not do, naming {@link nativeFsUnavailableReason}.
+ * `KIWI_NATIVE_FS=off` in the environment makes Kiwi behave as without it.
  */
 import { createRequire } from 'node:module';
 
@@ -30,6 +31,10 @@ export function nativeFs(): NativeFs | null {
   if (native !== undefined) return native;
   if (process.platform === 'win32') {
     loadError = 'not used on Windows';
+    return (native = null);
+  }
+  if (process.env.KIWI_NATIVE_FS === 'off') {
+    loadError = 'turned off by KIWI_NATIVE_FS=off';
     return (native = null);
   }
   try {

@@ -36,7 +36,7 @@ export function makeSpecial(node: Node, fsPath: Buffer): void {
   const kind = KIND[node.type];
   if (!kind || kind.bits === undefined) throw new NotRestorable(`${node.type} not restored: not supported on ${process.platform}`);
   const n = nativeFs();
-  if (!n) throw new NotRestorable(`${kind.what} not restored: ${nativeFsUnavailableReason() ?? '@kiwi-backup/native-fs is not available'}`);
+  if (!n) throw new NotRestorable(`${kind.what} not restored: @kiwi-backup/native-fs is not available (${nativeFsUnavailableReason() ?? 'unknown reason'})`);
   const dev = node.type === 'chardev' || node.type === 'blockdev' ? BigInt(node.rdev ?? '0') : 0n;
   try {
     n.mknodSync(fsPath, kind.bits | (node.mode & 0o777), dev);
