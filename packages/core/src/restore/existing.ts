@@ -61,25 +61,6 @@ function sameMtime(st: BigIntStats, mtimeNs: string): boolean {
   return st.mtimeNs / 1000n === want / 1000n;
 }
 
-function typeMatches(node: Node, st: BigIntStats): boolean {
-  switch (node.type) {
-    case 'file':
-      return st.isFile();
-    case 'symlink':
-      return st.isSymbolicLink();
-    case 'fifo':
-      return st.isFIFO();
-    case 'socket':
-      return st.isSocket();
-    case 'chardev':
-      return st.isCharacterDevice();
-    case 'blockdev':
-      return st.isBlockDevice();
-    default:
-      return st.isDirectory();
-  }
-}
-
 export class ExistingTarget {
   /** Entries removed by `delete` (and directories removed to make room). */
   deleted = 0;
@@ -121,21 +102,20 @@ export class ExistingTarget {
   }
 
   /**
-   * Decides for a directory entry whose path holds something that is not a
-   * directory (`st`): false when the policy keeps it (the directory is then
-   * not restored); else it is removed.
+   * Decides for a directory entry of a directory the restore did not create:
+   * `new` (nothing there, or a non-directory that was removed), `existing` (a
+   * directory is there: its entries are looked at too), `keep` (the policy
+   * leaves the non-directory there; the directory is not restored).
    */
-  async clearForDir(node: Node, fsPath: Buffer, st: BigIntStats): Promise<boolean> {
-    if (this.policy === 'never') return false;
-    if (this.policy === 'if-newer' && !(BigInt(node.mtimeNs) > st.mtimeNs)) return false;
+  async planDir(node: Node, fsPath: Buffer): Promise<'new' | 'existing' | 'keep'> {
+    const st = lstatOrUndefined(fsPath);
+    if (!st) return 'new';
+    if (st.isDirectory()) return 'existing';
+    if (this.policy === 'never') return 'keep';
+    if (this.policy === 'if-newer' && !(BigInt(node.mtimeNs) > st.mtimeNs)) return 'keep';
     await unlink(fsPath);
     this.deleted++;
-    return true;
-  }
-
-  /** Whether `st` already is what `node` describes, by type (for messages). */
-  static sameType(node: Node, st: BigIntStats): boolean {
-    return typeMatches(node, st);
+    return 'new';
   }
 }
 

@@ -21,7 +21,7 @@ import {
   write as fsWrite,
   writeSync,
 } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
+import { lstat, rename, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { BlobId, Node } from '../repository/types.js';
 import type { MetaWriter, SyncBudget } from './metadata.js';
@@ -317,3 +317,15 @@ export class FileWriter {
   }
 }
 
+/** `create()` makes `path` (a link, symlink or special file); something already there that is not a directory is replaced. */
+export async function createReplacing(path: Buffer, create: () => Promise<void>): Promise<void> {
+  try {
+    await create();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const st = await lstat(path);
+    if (st.isDirectory()) throw Object.assign(new Error('a directory is in the way'), { code: 'EISDIR', syscall: 'replace' });
+    await unlink(path);
+    await create();
+  }
+}

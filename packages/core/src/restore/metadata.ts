@@ -101,6 +101,17 @@ export class MetaWriter {
     readonly budget: SyncBudget,
   ) {}
 
+  /** Under a default ACL, open(2) does not apply the umask: then every file's mode is set explicitly. */
+  noteDefaultAcl(dir: Buffer): void {
+    const n = nativeFs();
+    if (!n?.xattrSupported) return;
+    try {
+      if (n.llistxattrSync(dir).some((name) => name.toString() === 'system.posix_acl_default')) this.umaskExact = false;
+    } catch {
+      // no attributes here
+    }
+  }
+
   chown(node: Node): boolean {
     return this.owners && (node.uid !== this.euid || node.gid !== this.egid);
   }

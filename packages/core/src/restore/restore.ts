@@ -8,19 +8,17 @@
  * (temporary names).
  */
 import { readdir, lstat, link, mkdir, realpath, symlink, unlink } from 'node:fs/promises';
-import { lstatSync, type BigIntStats } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import { Limiter } from '../backup/limiter.js';
 import { ContentError, ContentReader, type ContentSink, type ContentSource } from './content.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
 import { makeDirectory } from '../fsutil/make-directory.js';
-import { nativeFs } from '../native/native-fs.js';
 import { joinSnap, listNodes, type Listing } from './names.js';
 import { RestoreSelector } from './select.js';
 import { ExistingTarget, OVERWRITE_POLICIES, deleteExtras, removeLeftoverTemps } from './existing.js';
 import { MAX_LISTED, RestoreTargetError, type RestoreOptions, type RestoreProgress, type RestoreResult } from './types.js';
-import { FileWriter, RestoreFileError, type DirState, type FileTask } from './files.js';
+import { FileWriter, RestoreFileError, createReplacing, type DirState, type FileTask } from './files.js';
 import { MetaWriter, SyncBudget } from './metadata.js';
 import { NotRestorable, isSpecial, makeSpecial } from './special.js';
 import { Verifier } from './verify.js';
@@ -189,7 +187,7 @@ class RestoreRun {
     const fresh = created || (await readdir(real)).length === 0;
     const root: DirState = { fsPath: Buffer.from(real, 'utf8'), snapPath: '/', node: undefined, parent: undefined, created: Promise.resolve(), ready: true, fresh };
     if (!fresh) this.result.tempFilesRemoved += await removeLeftoverTemps(root.fsPath);
-    this.checkDefaultAcl(root.fsPath);
+    this.meta.noteDefaultAcl(root.fsPath);
     const onAbort = () => void this.stopContent(this.signal?.reason);
     this.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -214,17 +212,6 @@ class RestoreRun {
     this.result.unmatchedPatterns = this.selector?.unmatched() ?? [];
     this.opts.onProgress?.({ ...this.counters(), current: '' });
     return this.result;
-  }
-
-  /** Under a default ACL, open(2) does not apply the umask: then every file's mode is set explicitly. */
-  checkDefaultAcl(dir: Buffer): void {
-    const n = nativeFs();
-    if (!n?.xattrSupported) return;
-    try {
-      if (n.llistxattrSync(dir).some((name) => name.toString() === 'system.posix_acl_default')) this.meta.umaskExact = false;
-    } catch {
-      // no attributes here
-    }
   }
 
   counters(): Omit<RestoreProgress, 'current'> {
@@ -353,7 +340,21 @@ class RestoreRun {
         }
         nextSub++;
         const sub: DirState = { fsPath, snapPath, node, parent: dir, created: undefined, ready: false, fresh: dir.fresh };
-        if (!dir.fresh && !(await this.prepareSubdir(sub))) continue;
+        if (!dir.fresh) {
+          // What is at its path decides whether it is fresh, or kept (the policy leaves a file there).
+          let state;
+          try {
+            state = await this.existing.planDir(node, fsPath);
+          } catch (err) {
+            this.error(snapPath, err);
+            continue;
+          }
+          if (state === 'keep') {
+            this.result.kept++;
+            continue;
+          }
+          sub.fresh = state === 'new';
+        }
         // An included directory exists even when empty; files in it create it on demand too.
         if (inc) void this.ensureDir(sub);
         this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH));
@@ -386,39 +387,6 @@ class RestoreRun {
 
   /** Set while the verifier's queue is full (the traversal waits on it). */
   verifierRoom: Promise<void> | undefined;
-
-  /**
-   * A sub-directory of a directory the restore did not create: what is at its
-   * path decides whether it is fresh, or kept (the policy leaves a file there).
-   */
-  async prepareSubdir(sub: DirState): Promise<boolean> {
-    let st: BigIntStats | undefined;
-    try {
-      st = lstatSync(sub.fsPath, { bigint: true });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
-    }
-    if (!st) {
-      sub.fresh = true;
-      return true;
-    }
-    if (st.isDirectory()) {
-      sub.fresh = false;
-      return true;
-    }
-    try {
-      if (!(await this.existing.clearForDir(sub.node!, sub.fsPath, st))) {
-        this.result.kept++;
-        return false;
-      }
-    } catch (err) {
-      this.error(sub.snapPath, err);
-      return false;
-    }
-    sub.fresh = true;
-    return true;
-  }
 
   /** Starts restoring one non-directory entry; `done` settles when it is complete. */
   async restoreEntry(node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<{ done: Promise<void> } | undefined> {
@@ -546,7 +514,7 @@ class RestoreRun {
 
   /**
    * Creates `dir` (and its not-yet-created ancestors); a non-directory in its place is removed (the
-   * overwrite policy was asked first, see `prepareSubdir`). In a directory the restore did not
+   * overwrite policy was asked first, see `ExistingTarget.planDir`). In a directory the restore did not
    * create, temporary files that killed restores left are removed before anything is written.
    */
   ensureDir(dir: DirState): Promise<void> {
@@ -602,19 +570,6 @@ class RestoreRun {
     } else {
       this.skip(snapPath, `${node.type} not restored (not supported)`);
     }
-  }
-}
-
-/** `create()` makes `path` (a link, symlink or special file); something already there that is not a directory is replaced. */
-async function createReplacing(path: Buffer, create: () => Promise<void>): Promise<void> {
-  try {
-    await create();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    const st = await lstat(path);
-    if (st.isDirectory()) throw Object.assign(new Error('a directory is in the way'), { code: 'EISDIR', syscall: 'replace' });
-    await unlink(path);
-    await create();
   }
 }
 
