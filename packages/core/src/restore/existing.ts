@@ -25,7 +25,7 @@
  * restore brings back as a whole; never above the restored paths.
  */
 import { lstatSync, type BigIntStats, type Dirent } from 'node:fs';
-import { opendir, rm, rmdir, unlink } from 'node:fs/promises';
+import { lstat, opendir, readdir, rmdir, unlink } from 'node:fs/promises';
 import type { Node } from '../repository/types.js';
 import { exactTimesAvailable } from './times.js';
 import { isLeftoverTemp, isTempName } from './temp.js';
@@ -91,7 +91,7 @@ export class ExistingTarget {
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
       }
       if (!this.deleteExtra) return { kind: 'fail', reason: `a directory is in the way (not empty; --delete replaces it)` };
-      await rm(fsPath, { recursive: true, force: true });
+      await removeTree(fsPath, lstatSync(fsPath.subarray(0, fsPath.lastIndexOf(0x2f)), { bigint: true }).dev);
       this.deleted++;
       return { kind: 'write' };
     }
@@ -167,10 +167,11 @@ export async function deleteExtras(
     extra.push({ name, isDir: d.isDirectory() });
   }
   const removed: Buffer[] = [];
+  const dev = extra.some((e) => e.isDir) ? (await lstat(dirPath, { bigint: true })).dev : 0n;
   for (const { name, isDir } of extra) {
     const p = Buffer.concat([dirPath, Buffer.from('/'), name]);
     try {
-      if (isDir) await rm(p, { recursive: true, force: true });
+      if (isDir) await removeTree(p, dev);
       else await unlink(p);
       removed.push(name);
     } catch (err) {
@@ -178,4 +179,22 @@ export async function deleteExtras(
     }
   }
   return removed;
+}
+
+/**
+ * Removes `path` and everything below it, never following a symlink and
+ * never entering another file system (a mount point below is an error, and
+ * nothing of it is removed). `dev`: the device the tree must be on.
+ */
+export async function removeTree(path: Buffer, dev: bigint): Promise<void> {
+  const st = await lstat(path, { bigint: true });
+  if (!st.isDirectory()) {
+    await unlink(path);
+    return;
+  }
+  if (st.dev !== dev) throw Object.assign(new Error(`${path.toString()} is a mount point: not removed`), { code: 'EXDEV', syscall: 'rmdir' });
+  for (const name of await readdir(path, { encoding: 'buffer' })) {
+    await removeTree(Buffer.concat([path, Buffer.from('/'), name]), dev);
+  }
+  await rmdir(path);
 }

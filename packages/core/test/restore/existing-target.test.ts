@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { restoreSnapshot, runBackup, type Snapshot } from '../../src/index.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
@@ -119,6 +120,30 @@ describe('restoring into a directory that holds files', () => {
     expect(inc.errors).toEqual([]);
     expect(await readdir(out)).toContain('extra.txt');
     expect(await readdir(join(out, 'dir/sub'))).not.toContain('extra.bin');
+  });
+
+  it.runIf(process.platform === 'linux' && process.getuid?.() === 0)('delete never removes what is on another file system mounted below', async () => {
+    const target = join(work, 't');
+    await restore(target);
+    const out = join(target, src);
+    const mnt = join(out, 'dir/extra/mnt');
+    await mkdir(mnt, { recursive: true });
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', 'kiwi-test', mnt]);
+    } catch (err) {
+      if (process.env.CI === 'true') throw err;
+      return; // no mount here (a container): nothing to test
+    }
+    try {
+      await writeFile(join(mnt, 'precious'), 'on another file system');
+      await writeFile(join(out, 'dir/extra/plain'), 'x');
+      const rr = await restore(target, { delete: true });
+      expect(rr.errors.map((e) => e.path)).toEqual([join(src, 'dir/extra')]);
+      expect(rr.errors[0]!.message).toMatch(/is a mount point: not removed/);
+      expect(await readFile(join(mnt, 'precious'), 'utf8')).toBe('on another file system');
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 
   it('removes the temporary files of killed restores (dead process, older versions), never those of a running one', async () => {
