@@ -469,11 +469,7 @@ class BackupRun {
     const parent = await this.resolveParent();
     if (parent) this.log?.info(`using parent snapshot ${parent.id.slice(0, 8)}`);
     this.parentHasXattrs = parent?.snapshot.xattrs === true;
-    if (!this.xattrs) {
-      const message = `extended attributes and ACLs are not backed up: ${xattrsUnavailableReason() ?? 'unavailable'}`;
-      this.warnings.push({ path: this.sources[0] ?? '/', message });
-      this.log?.warn(message);
-    }
+    if (!this.xattrs) this.log?.warn(`extended attributes and ACLs are not backed up: ${xattrsUnavailableReason() ?? 'unavailable'}`);
 
     // The root frame mirrors '/': ancestors of each source become sub-frames with real lstat metadata.
     const root = this.newFrame('/', Buffer.alloc(0), undefined, undefined);

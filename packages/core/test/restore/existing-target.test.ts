@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
-import { restoreSnapshot, runBackup, type Snapshot } from '../../src/index.js';
+import { nsToUtimeSeconds, restoreSnapshot, runBackup, type Snapshot } from '../../src/index.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { nativeFs } from '../../src/native/native-fs.js';
 import { describeTree, makeSampleTree, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
@@ -38,7 +38,7 @@ describe('restoring into a directory that holds files', () => {
     await writeFile(join(out, 'private.txt'), 'SECRET-ISH');
     const nfs = nativeFs();
     if (nfs) await nfs.lutimens(Buffer.from(join(out, 'private.txt')), before.mtimeNs, before.mtimeNs);
-    else await utimes(join(out, 'private.txt'), before.atime, before.mtime);
+    else await utimes(join(out, 'private.txt'), nsToUtimeSeconds(String(before.mtimeNs)), nsToUtimeSeconds(String(before.mtimeNs)));
     await rm(join(out, 'dir/sub/small.bin'));
     const again = await restore(target);
     expect(again.errors).toEqual([]);
