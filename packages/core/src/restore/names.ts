@@ -5,7 +5,8 @@
  * directory is restored. (Core's shared tree validator may already drop such
  * entries in `loadTree`; this check is what the restore itself relies on.)
  */
-import type { Node, NodeType } from '../repository/types.js';
+import type { Node, NodeType, Tree } from '../repository/types.js';
+import { invalidNodeCount, invalidNodes, type InvalidNode } from '../repository/validate.js';
 import { nodeNameBytes } from '../backup/node.js';
 import { decodeXattrs, type DecodedXattr } from '../xattr/xattrs.js';
 
@@ -135,6 +136,22 @@ export interface Listing {
   counts: Map<string, number>;
   /** Every name of the tree that is a usable file name, valid entry or not (what `delete` keeps). */
   names: Map<string, true>;
+  /** Stored entries the tree validator refused (not in `items`): each is reported as an error. */
+  invalid?: readonly InvalidNode[];
+  /** How many of those there are in all (only the first 1000 are listed). */
+  invalidCount?: number;
+}
+
+/** {@link listNodes} of a loaded tree, with the entries core's tree validator refused. */
+export function listTree(tree: Tree): Listing {
+  const listing = listNodes(tree.nodes);
+  const count = invalidNodeCount(tree);
+  if (count > 0) {
+    listing.invalid = invalidNodes(tree);
+    listing.invalidCount = count;
+    for (const bad of listing.invalid) if (bad.name !== undefined) listing.names.set(Buffer.from(bad.name, 'utf8').toString('latin1'), true);
+  }
+  return listing;
 }
 
 /** Checks every entry of a tree (see {@link nodeProblem}, {@link safeName}). */

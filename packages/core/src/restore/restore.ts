@@ -14,7 +14,7 @@ import { Limiter } from '../backup/limiter.js';
 import { ContentError, ContentReader, type ContentSink, type ContentSource } from './content.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
 import { makeDirectory } from '../fsutil/make-directory.js';
-import { joinSnap, listNodes, type Listing } from './names.js';
+import { joinSnap, listTree, type Listing } from './names.js';
 import { RestoreSelector } from './select.js';
 import { ExistingTarget, OVERWRITE_POLICIES, deleteExtras, removeLeftoverTemps } from './existing.js';
 import { MAX_LISTED, RestoreTargetError, type RestoreOptions, type RestoreProgress, type RestoreResult } from './types.js';
@@ -263,7 +263,7 @@ class RestoreRun {
       this.prefetched.delete(treeId);
       return p;
     }
-    return this.trees.take(treeId).then((t) => listNodes(t.nodes));
+    return this.trees.take(treeId).then(listTree);
   }
 
   /** Starts loading (and listing) the trees of upcoming sub-directories, at most {@link TREE_PREFETCH} at once. */
@@ -274,7 +274,7 @@ class RestoreRun {
       this.prefetching++;
       const p = this.trees
         .take(id)
-        .then((t) => listNodes(t.nodes))
+        .then(listTree)
         .finally(() => this.prefetching--);
       p.catch(() => undefined);
       this.prefetched.set(id, p);
@@ -302,7 +302,13 @@ class RestoreRun {
       this.error(dir.snapPath, new Error(`tree ${treeId}: ${(err as Error).message}`));
       return { done: Promise.resolve() };
     }
-    // Entries are checked first (names.ts); duplicates are all rejected.
+    // Entries the tree validator refused are reported, one error each; the rest is restored.
+    for (const bad of listing.invalid ?? []) {
+      this.error(joinSnap(dir.snapPath, bad.name ?? `#${bad.index}`), new Error(`invalid entry ${bad.index} of tree ${treeId}, not restored: ${bad.reason}`));
+    }
+    const unlisted = (listing.invalidCount ?? 0) - (listing.invalid?.length ?? 0);
+    if (unlisted > 0) this.error(dir.snapPath, new Error(`and ${unlisted} more invalid entries of tree ${treeId}, not restored`));
+    // The entries are checked again for what the restore relies on (names.ts); duplicates are all rejected.
     const seen = listing.counts;
     const named: Array<{ node: Node; raw: Buffer; snapPath: string } | null> = listing.items.map(({ node, raw, err, display }) => {
       if (raw !== undefined) return { node, raw, snapPath: joinSnap(dir.snapPath, node.name) };

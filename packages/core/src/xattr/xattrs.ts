@@ -15,21 +15,11 @@
  * bytes.
  */
 import type { Node, NodeXattr } from '../repository/types.js';
+import { XATTR_LIMITS } from './codec.js';
+
+export { XATTR_LIMITS, decodeXattrs, xattrsProblem, type DecodedXattr } from './codec.js';
 import { nativeFs, nativeFsUnavailableReason } from '../native/native-fs.js';
 import { strictUtf8 } from '../backup/node.js';
-
-export const XATTR_LIMITS = {
-  /** Largest value stored (bytes). */
-  maxValue: 64 * 1024,
-  /** Most attributes per entry. */
-  maxCount: 1024,
-  /** Longest name (bytes). */
-  maxName: 255,
-  /** Sum of the value sizes of one entry (bytes). */
-  maxTotal: 1024 * 1024,
-  /** Longest name list read from the file system (bytes). */
-  maxList: 1024 * 1024,
-} as const;
 
 /** What reading one entry's attributes found. */
 export interface XattrRead {
@@ -110,48 +100,6 @@ export function readXattrs(path: Buffer): XattrRead {
     return s !== undefined ? { name: s, value: value.toString('base64') } : { name: raw.toString('utf8'), nameRaw: raw.toString('base64'), value: value.toString('base64') };
   });
   return { xattrs, problems };
-}
-
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/** One attribute of a node, decoded and checked. */
-export interface DecodedXattr {
-  name: Buffer;
-  value: Buffer;
-}
-
-/**
- * Checks and decodes a node's `xattrs` (untrusted: from a tree). Returns the
- * attributes, or throws an Error saying what is wrong. Sizes are checked on
- * the base64 text before anything is decoded.
- */
-export function decodeXattrs(list: unknown): DecodedXattr[] {
-  if (!Array.isArray(list)) throw new Error('xattrs is not a list');
-  if (list.length > XATTR_LIMITS.maxCount) throw new Error(`${list.length} extended attributes (at most ${XATTR_LIMITS.maxCount})`);
-  const out: DecodedXattr[] = [];
-  const maxValueB64 = Math.ceil(XATTR_LIMITS.maxValue / 3) * 4;
-  let total = 0;
-  for (const x of list as unknown[]) {
-    if (typeof x !== 'object' || x === null) throw new Error('an extended attribute is not an object');
-    const { name, nameRaw, value } = x as Record<string, unknown>;
-    if (typeof name !== 'string' || (nameRaw !== undefined && typeof nameRaw !== 'string') || typeof value !== 'string') {
-      throw new Error('an extended attribute has no name or value');
-    }
-    if (name.length > 4 * XATTR_LIMITS.maxName || (nameRaw?.length ?? 0) > 4 * XATTR_LIMITS.maxName) throw new Error('an extended attribute name is too long');
-    if (value.length > maxValueB64 || !BASE64.test(value) || value.length % 4 !== 0) {
-      throw new Error(`extended attribute ${JSON.stringify(name.slice(0, 64))}: the value is not base64 of at most ${XATTR_LIMITS.maxValue} bytes`);
-    }
-    if (nameRaw !== undefined && (!BASE64.test(nameRaw) || nameRaw.length % 4 !== 0)) throw new Error('an extended attribute nameRaw is not base64');
-    const rawName = nameRaw !== undefined ? Buffer.from(nameRaw, 'base64') : Buffer.from(name, 'utf8');
-    if (rawName.length === 0 || rawName.length > XATTR_LIMITS.maxName || rawName.includes(0)) {
-      throw new Error(`extended attribute name ${JSON.stringify(name.slice(0, 64))} is empty, too long or holds a NUL byte`);
-    }
-    const v = Buffer.from(value, 'base64');
-    total += v.length;
-    if (total > XATTR_LIMITS.maxTotal) throw new Error(`the extended attributes exceed ${XATTR_LIMITS.maxTotal} bytes`);
-    out.push({ name: rawName, value: v });
-  }
-  return out;
 }
 
 /** A node's attributes for display in messages. */

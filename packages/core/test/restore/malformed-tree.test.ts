@@ -110,3 +110,31 @@ describe('a malformed tree entry is one error; the rest restores', () => {
   });
 });
 
+
+describe('through the repository (core tree validator first)', () => {
+  it('bad extended attributes or a bad sparse flag are one error each; good attributes are restored', async () => {
+    const { HostileRepo, fileNode } = await import('../../src/testing/hostile.js');
+    const { Repository } = await import('../../src/repository/repository.js');
+    const { FAST_KDF, newRepo, quietLogger } = await import('../repository/helpers.js');
+    const { nativeFs } = await import('../../src/native/native-fs.js');
+    const { repo: r0, storage } = await newRepo();
+    await r0.close();
+    const h = await HostileRepo.open(storage, 'secret');
+    const data = await h.writeRawDataBlob(Buffer.from('abc'));
+    const good = { name: 'user.good', value: Buffer.from('yes').toString('base64') };
+    const root = await h.writeTree([
+      fileNode('bad-xattr', { size: 3, content: [data], xattrs: [{ name: 'user.x', value: 'not base64!' }] }),
+      fileNode('bad-sparse', { size: 3, content: [data], sparse: 'yes' }),
+      fileNode('ok', { size: 3, content: [data], xattrs: [good], sparse: true }),
+    ]);
+    const repo = await Repository.open(storage, 'secret', { logger: quietLogger(), kdf: FAST_KDF });
+    const snapshot = await repo.loadSnapshot(await h.writeRawSnapshot(h.snapshotJson(root)));
+    const target = join(work, 't');
+    const rr = await restoreSnapshot({ repository: repo, snapshot, target, owners: false });
+    expect(rr.errors.map((e) => e.path).sort()).toEqual(['/bad-sparse', '/bad-xattr']);
+    expect(await readFile(join(target, 'ok'), 'utf8')).toBe('abc');
+    const nfs = nativeFs();
+    if (nfs?.xattrSupported && process.platform === 'linux') expect(nfs.llistxattrSync(Buffer.from(join(target, 'ok'))).map(String)).toContain('user.good');
+    await repo.close();
+  });
+});
