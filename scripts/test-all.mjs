@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `pnpm test:all`: set up everything the whole test suite needs, then run it.
 // The tests start their own servers (OpenSSH sshd, MariaDB, an S3-compatible server from npm) on
-// loopback ports in temporary directories; this script only makes sure the system binaries exist,
-// installing Debian's packages when it can (as root, or with passwordless sudo).
+// loopback ports in temporary directories, and compare restored extended attributes, ACLs and
+// capabilities with Debian's attr, acl and libcap2-bin tools; this script only makes sure the system
+// binaries exist, installing Debian's packages when it can (as root, or with passwordless sudo).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,10 @@ const need = [
   { what: 'MariaDB server', bins: ['mariadbd', '/usr/sbin/mariadbd'], packages: ['mariadb-server'] },
   { what: 'MariaDB client tools', bins: ['mariadb-dump', 'mariadb'], packages: ['mariadb-client'] },
   { what: 'GNU time (peak memory of the hostile-input suite)', bins: ['/usr/bin/time'], packages: ['time'] },
+  // Restore fidelity tests: set and compare extended attributes, POSIX ACLs and file capabilities.
+  { what: 'getfattr/setfattr', bins: ['getfattr'], packages: ['attr'] },
+  { what: 'getfacl/setfacl', bins: ['getfacl'], packages: ['acl'] },
+  { what: 'setcap/getcap', bins: ['setcap', '/usr/sbin/setcap', '/sbin/setcap'], packages: ['libcap2-bin'] },
 ];
 
 function onPath(bin) {

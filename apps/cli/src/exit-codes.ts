@@ -8,7 +8,10 @@ export const ExitCode = {
   Failure: 1,
   /** Usage or configuration error (bad flag, broken config, no password). */
   Usage: 2,
-  /** Partial backup: a snapshot was written, but some sources could not be read. */
+  /**
+   * Partial: a backup wrote a snapshot but some sources could not be read; a restore brought back
+   * everything it could, but some entries cannot be made here (devices as non-root, ...). Each is reported.
+   */
   Partial: 3,
   /** The repository does not exist. */
   RepositoryNotFound: 10,

@@ -1,4 +1,5 @@
-import { readFile, writeFile, mkdir, stat } from 'node:fs/promises';
+import { readFile, writeFile, stat } from 'node:fs/promises';
+import { makeDirectory } from '@kiwi-backup/core';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
@@ -25,7 +26,7 @@ export async function readPasswordFile(path: string): Promise<string> {
  * Refuses to overwrite an existing file.
  */
 export async function generateKeyFile(path: string): Promise<string> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await makeDirectory(dirname(path), { mode: 0o700 });
   const password = randomBytes(32).toString('base64url');
   await writeFile(path, `${password}\n`, { mode: 0o600, flag: 'wx' });
   return password;

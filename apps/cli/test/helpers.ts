@@ -124,7 +124,7 @@ export async function makeSampleTree(root: string): Promise<void> {
 export interface EntryInfo {
   type: string;
   mode: number;
-  /** Nanoseconds; truncated to whole µs only outside CI when the native-times addon is missing (see `comparableMtime`). */
+  /** Nanoseconds; truncated to whole µs only outside CI when the native-fs addon is missing (see `comparableMtime`). */
   mtimeNs: bigint;
   size: number;
   content?: string; // sha of bytes

@@ -40,3 +40,4 @@ export {
   compress as zstdCompress,
   decompress as zstdDecompress,
 } from './compression/zstd.js';
+export { makeDirectory, makeDirectorySync, type MakeDirectoryOptions } from './fsutil/make-directory.js';

@@ -27,6 +27,7 @@ import {
   defineStorageAdapter,
   handlePath,
   loadTarget,
+  makeDirectory,
   parseRepositoryUrl,
   typeDir,
   type FileInfo,
@@ -296,8 +297,14 @@ class LocalStorage implements Storage {
 
   async #mkdir(dir: string, recursive = false): Promise<void> {
     try {
-      await fsp.mkdir(dir, { mode: DIR_MODE, recursive });
+      // makeDirectory, not Node's recursive mkdir: that one loops forever where mkdir keeps saying ENOENT (/proc/self/x).
+      if (recursive) await makeDirectory(dir, { mode: DIR_MODE });
+      else await fsp.mkdir(dir, { mode: DIR_MODE });
     } catch (err) {
+      if (recursive && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        // An ancestor exists but the file system would not hold the directory: not a "not found".
+        throw new StorageError((err as Error).message, { kind: 'other', location: dir, cause: err });
+      }
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !recursive) {
         await this.#mkdir(dir, true);

@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { makeDirectorySync } from '@kiwi-backup/core';
 import { matchPatternList } from './ssh-config.js';
 
 /** OpenSSH-style fingerprint of a public key blob: `SHA256:<base64 without padding>`. */
@@ -122,7 +123,7 @@ export function checkKnownHosts(entries: readonly KnownHostEntry[], key: Buffer)
 /** Append `name keytype base64` to a known_hosts file (creating it and its directory, private). */
 export function appendKnownHost(file: string, name: string, key: Buffer): void {
   const dir = dirname(file);
-  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (!existsSync(dir)) makeDirectorySync(dir, { mode: 0o700 });
   let prefix = '';
   try {
     const cur = readFileSync(file, 'utf8');

@@ -14,6 +14,7 @@ import { Limiter } from './limiter.js';
 import { nameFields, nameKey, nodeFromStat, nodeKey, toNumberStats } from './node.js';
 import { OwnerNames } from './owners.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
+import { readXattrs, xattrsAvailable, xattrsUnavailableReason } from '../xattr/xattrs.js';
 import { isTransientError } from '../storage/errors.js';
 import type { EngineRepository, EntryError, ProgressFn } from './types.js';
 
@@ -233,6 +234,10 @@ class BackupRun {
   lastProgress = 0;
   currentPath = '';
   walkDone = false;
+  /** Extended attributes are read for every entry (the native addon is there); else one warning per run. */
+  readonly xattrs = xattrsAvailable();
+  /** The parent snapshot recorded extended attributes: an unchanged file reuses its parent node's. */
+  parentHasXattrs = false;
 
   constructor(opts: BackupOptions) {
     this.opts = opts;
@@ -477,6 +482,8 @@ class BackupRun {
     if (this.repo.loadIndex) await this.repo.loadIndex({ verifyPacks: true });
     const parent = await this.resolveParent();
     if (parent) this.log?.info(`using parent snapshot ${parent.id.slice(0, 8)}`);
+    this.parentHasXattrs = parent?.snapshot.xattrs === true;
+    if (!this.xattrs) this.log?.warn(`extended attributes and ACLs are not backed up: ${xattrsUnavailableReason() ?? 'unavailable'}`);
 
     // The root frame mirrors '/': ancestors of each source become sub-frames with real lstat metadata.
     const root = this.newFrame('/', Buffer.alloc(0), undefined, undefined);
@@ -497,6 +504,7 @@ class BackupRun {
           let node: Node;
           try {
             node = nodeFromStat(key, 'dir', await lstat(path, { bigint: true }), this.owners);
+            this.addXattrs(node, Buffer.from(path), path);
           } catch (err) {
             this.recordError(path, `lstat: ${(err as Error).message}`);
             node = this.syntheticDirNode(key, 0o755);
@@ -546,6 +554,7 @@ class BackupRun {
       programVersion: PROGRAM_VERSION,
       ...(Object.keys(this.info.metadata).length ? { plugins: this.info.metadata } : {}),
       ...(this.errors.length ? { partial: true } : {}),
+      ...(this.xattrs ? { xattrs: true } : {}),
     };
     if (this.dryRun) return { snapshot, ...(parent ? { parentId: parent.id } : {}) };
     this.signal.throwIfAborted();
@@ -642,6 +651,7 @@ class BackupRun {
         }
         const node = nodeFromStat(entry.name, 'dir', entry.stat, this.owners);
         if (metadata && Object.keys(metadata).length) node.metadata = metadata;
+        this.addXattrs(node, entry.pathBuf, entry.path);
         stack.push(this.newFrame(entry.path, entry.name, node, parentFrame));
         continue;
       }
@@ -695,6 +705,7 @@ class BackupRun {
   ): Promise<Item | null> {
     let node = nodeFromStat(entry.name, entry.type, entry.stat, this.owners);
     if (metadata) node.metadata = metadata;
+    let reusedXattrs = false;
     try {
       switch (entry.type) {
         case 'file': {
@@ -704,6 +715,11 @@ class BackupRun {
             this.countFile(parentNode);
           } else if (parentNode && this.unchanged(parentNode, node)) {
             node.content = parentNode.content!.slice();
+            // An attribute change changes the ctime: the parent's attributes still hold.
+            if (this.parentHasXattrs && this.xattrs) {
+              if (Array.isArray(parentNode.xattrs)) node.xattrs = parentNode.xattrs;
+              reusedXattrs = true;
+            }
             this.stats.filesUnmodified++;
           } else {
             node = await this.readFile(entry, node);
@@ -731,6 +747,7 @@ class BackupRun {
           // fifo, socket, devices: metadata only, never opened.
           break;
       }
+      if (!reusedXattrs) this.addXattrs(node, entry.pathBuf, entry.path);
     } catch (err) {
       if (err instanceof EntryFailure) {
         this.recordError(entry.path, describeFsError(err.op, err.cause));
@@ -741,6 +758,18 @@ class BackupRun {
     this.stats.totalFiles++;
     this.progress(entry.path);
     return { key: entry.name, node };
+  }
+
+  /**
+   * Records the extended attributes of `pathBuf` in `node` (never following a symlink). An
+   * attribute that cannot be stored (unreadable, over the size limits) is an error of the entry;
+   * the entry itself is stored.
+   */
+  addXattrs(node: Node, pathBuf: Buffer, path: string): void {
+    if (!this.xattrs) return;
+    const r = readXattrs(pathBuf);
+    if (r.xattrs) node.xattrs = r.xattrs;
+    for (const p of r.problems) this.recordError(path, p);
   }
 
   countFile(parentNode: Node | undefined): void {

@@ -35,6 +35,9 @@ export function nodeKey(node: Pick<Node, 'name' | 'nameRaw'>): string {
   return nodeNameBytes(node).toString('latin1');
 }
 
+/** A file counts as sparse when at least this many bytes of its size are not allocated. */
+const SPARSE_MIN_HOLE = 4096n;
+
 /**
  * Builds a tree node from `lstat` results. Content/subtree/link target are
  * filled in by the caller. Field order is fixed so that an unchanged entry
@@ -62,6 +65,8 @@ export function nodeFromStat(rawName: Buffer, type: NodeType, st: BigIntStats, o
   const group = owners.group(gid);
   if (group !== undefined) node.group = group;
   if (type === 'chardev' || type === 'blockdev') node.rdev = st.rdev.toString();
+  // Holes: a whole block or more not allocated (small files stored inside the inode do not count).
+  if (type === 'file' && st.size - st.blocks * 512n >= SPARSE_MIN_HOLE && process.platform !== 'win32') node.sparse = true;
   // A file with several names: the restore links the names of one (dev, inode) together again.
   if (type === 'file' && st.nlink > 1n) node.links = Number(st.nlink);
   return node;

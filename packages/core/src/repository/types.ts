@@ -44,8 +44,28 @@ export interface Node {
   linkTargetRaw?: string;
   /** Device number for chardev/blockdev (recorded, never opened). */
   rdev?: string;
+  /**
+   * Extended attributes (POSIX ACLs included, as `system.posix_acl_access` and
+   * `system.posix_acl_default`), sorted by the raw bytes of their names; absent when none.
+   */
+  xattrs?: NodeXattr[];
+  /**
+   * Files: true when the file had holes at backup time (at least 4 KiB fewer
+   * bytes allocated than its size). The restore writes its zero blocks as holes.
+   */
+  sparse?: boolean;
   /** Data attached by plug-ins in `onFile`. */
   metadata?: Record<string, unknown>;
+}
+
+/** One extended attribute of a node. */
+export interface NodeXattr {
+  /** The attribute name (`user.comment`), when it is valid UTF-8 (else a lossy display form). */
+  name: string;
+  /** The raw name bytes, base64, when the name is not valid UTF-8. */
+  nameRaw?: string;
+  /** The value, base64 (at most 64 KiB decoded). */
+  value: string;
 }
 
 /** A directory listing; nodes are sorted by name bytes. */
@@ -104,6 +124,12 @@ export interface Snapshot {
   original?: string;
   /** Set by `repair snapshots`: when, from which snapshot, and which paths were left out (listed up to 1000). */
   repaired?: { time: string; from: string; removed: string[]; removedCount: number };
+  /**
+   * true when extended attributes were read for every entry (then a node without `xattrs` has
+   * none); absent when they were not (no native addon, or an older writer). A backup reuses an
+   * unchanged file's attributes from its parent snapshot only when the parent has this flag.
+   */
+  xattrs?: boolean;
 }
 
 /** Content-defined chunking parameters as stored in the repository config (seed base64). */

@@ -27,6 +27,7 @@ import {
   TREE_DENSITY_CHECK_FROM,
 } from './limits.js';
 import type { Node, NodeType, Snapshot, Tree } from './types.js';
+import { xattrsProblem } from '../xattr/codec.js';
 
 /** One entry of a stored tree that failed validation (it is not in `tree.nodes`). */
 export interface InvalidNode {
@@ -152,6 +153,11 @@ function fieldsProblem(n: Record<string, unknown>): string | undefined {
     if (target.byteLength === 0) return 'empty link target';
     if (target.byteLength > MAX_LINK_TARGET_BYTES) return `link target of ${target.byteLength} bytes (limit ${MAX_LINK_TARGET_BYTES})`;
     if (target.includes(0)) return 'link target contains a NUL byte';
+  }
+  if (n.sparse !== undefined && typeof n.sparse !== 'boolean') return 'sparse is not a boolean';
+  if (n.xattrs !== undefined) {
+    const problem = xattrsProblem(n.xattrs);
+    if (problem !== undefined) return problem;
   }
   if (n.metadata !== undefined) {
     if (typeof n.metadata !== 'object' || n.metadata === null || Array.isArray(n.metadata)) return 'metadata is not an object';

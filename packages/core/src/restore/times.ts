@@ -1,37 +1,11 @@
-import { createRequire } from 'node:module';
 import { futimes as fsFutimes, futimesSync } from 'node:fs';
 import { lutimes } from 'node:fs/promises';
 import { promisify } from 'node:util';
-
-/** The API of `@kiwi-backup/native-times` (nanosecond-exact futimens/utimensat). */
-interface NativeTimes {
-  futimensSync(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
-  futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): Promise<void>;
-  lutimens(path: Buffer, atimeNs: bigint, mtimeNs: bigint): Promise<void>;
-}
-
-let native: NativeTimes | null | undefined;
-let nativeLoadError: string | undefined;
-
-/** Loads the optional addon once; null when it is not installed or not built (e.g. Windows). */
-function loadNative(): NativeTimes | null {
-  if (native !== undefined) return native;
-  if (process.platform === 'win32') {
-    nativeLoadError = 'not used on Windows';
-    return (native = null);
-  }
-  try {
-    native = createRequire(import.meta.url)('@kiwi-backup/native-times') as NativeTimes;
-  } catch (err) {
-    nativeLoadError = (err as Error).message;
-    native = null;
-  }
-  return native;
-}
+import { nativeFs as loadNative, nativeFsUnavailableReason } from '../native/native-fs.js';
 
 /**
  * Whether restored times are exact to the nanosecond (the optional
- * `@kiwi-backup/native-times` addon is loaded). When false, restore falls back
+ * `@kiwi-backup/native-fs` addon is loaded). When false, restore falls back
  * to Node's float-second utimes, exact to the microsecond only.
  */
 export function exactTimesAvailable(): boolean {
@@ -40,8 +14,7 @@ export function exactTimesAvailable(): boolean {
 
 /** Why the nanosecond addon is unavailable (undefined when it is loaded). */
 export function exactTimesUnavailableReason(): string | undefined {
-  loadNative();
-  return nativeLoadError;
+  return nativeFsUnavailableReason();
 }
 
 /**

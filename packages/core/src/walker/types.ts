@@ -24,7 +24,7 @@ export interface WalkFs {
 /** Options of {@link walk}. */
 export interface WalkOptions {
   /**
-   * Exclude patterns in gitignore syntax, matched relative to each source root
+   * Exclude patterns (docs/patterns.md: gitignore syntax), matched relative to each source root
    * (`*.tmp`, `node_modules/`, `/build`, `!keep.tmp`). A pattern starting with
    * `/` that names a path inside a source (`/home/me/src/cache`) is taken as an
    * absolute path and rebased onto that source; inside another source it does

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { writeFile, unlink, utimes, open } from 'node:fs/promises';
-import { runBackup, restoreSnapshot, listTree } from '../../src/index.js';
+import { runBackup, restoreSnapshot, listTree, lookupPath } from '../../src/index.js';
 import { FakeRepository } from './helpers/fake-repo.js';
 import { describeTree, makeSampleTree, pseudoRandom, removeDir, tempDir, NON_UTF8_NAME } from './helpers/fs-tree.js';
 
@@ -51,6 +51,7 @@ describe('runBackup with a stand-in repository', () => {
     expect(second.stats.filesUnmodified).toBeGreaterThan(5);
     expect(second.stats.filesNew + second.stats.filesChanged).toBe(0);
     expect(repo.dataBlobCount()).toBe(blobs);
-    expect(second.snapshot!.tree).toBe(first.snapshot!.tree);
+    // (The root tree is not compared: it carries the metadata of /tmp, which other tests change meanwhile.)
+    expect((await lookupPath(repo, second.snapshot!, src))!.subtree).toBe((await lookupPath(repo, first.snapshot!, src))!.subtree);
   });
 });

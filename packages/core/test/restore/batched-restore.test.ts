@@ -65,6 +65,24 @@ describe('restore through batched blob loads', () => {
     await repo2.close();
   });
 
+  it('plans files ahead of their writes: a pack of 150 small files is read in a few batches, not file by file', async () => {
+    const src = join(work, 'src');
+    const files = await makeTree(src);
+    const { repo } = await memoryRepository();
+    const res = await runBackup({ repository: repo, sources: [src] });
+    let calls = 0;
+    const wrapped = Object.create(repo) as Repository;
+    wrapped.loadBlobs = (type, ids, onBlob, opts) => {
+      if (type === 'data') calls++;
+      return repo.loadBlobs(type, ids, onBlob, opts);
+    };
+    const rr = await restoreSnapshot({ repository: wrapped, snapshot: res.snapshot!, target: join(work, 'out') });
+    expect(rr.errors).toEqual([]);
+    expect(rr.filesRestored).toBe(files.size);
+    expect(calls).toBeLessThan(20);
+    await repo.close();
+  });
+
   it('with include patterns, loads only the content of included files (siblings are not read ahead)', async () => {
     const src = join(work, 'src');
     const files = await makeTree(src);

@@ -14,7 +14,7 @@ afterEach(async () => {
 
 const exact = exactTimesAvailable();
 if (!exact && process.env.CI !== 'true') {
-  console.warn(`\n*** @kiwi-backup/native-times is not built (${exactTimesUnavailableReason()}): nanosecond checks skipped. Run \`pnpm install\`. ***\n`);
+  console.warn(`\n*** @kiwi-backup/native-fs is not built (${exactTimesUnavailableReason()}): nanosecond checks skipped. Run \`pnpm install\`. ***\n`);
 }
 
 describe('nanosecond-exact restore times', () => {

@@ -9,7 +9,7 @@ import { comparableMtime } from '../../../src/testing/times.js';
 /** The nanosecond addon when built (see `comparableMtime`). */
 function nativeTimes(): { lutimensSync(path: string, atimeNs: bigint, mtimeNs: bigint): void } | null {
   if (!exactTimesAvailable()) return null;
-  return createRequire(import.meta.url)('@kiwi-backup/native-times') as ReturnType<typeof nativeTimes>;
+  return createRequire(import.meta.url)('@kiwi-backup/native-fs') as ReturnType<typeof nativeTimes>;
 }
 
 export async function tempDir(prefix = 'kiwi-engine-'): Promise<string> {

@@ -1,3 +1,3 @@
 import { kiwiProject } from '../../vitest.shared.ts';
 
-export default kiwiProject('native-times');
+export default kiwiProject('native-fs');

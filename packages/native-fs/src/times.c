@@ -2,7 +2,7 @@
  * Nanosecond-exact atime/mtime setting for Kiwi's restore.
  *
  * Node's futimes/lutimes take float seconds (a double), which loses the
- * sub-microsecond digits. This addon calls futimens(2) and
+ * sub-microsecond digits. These call futimens(2) and
  * utimensat(2, AT_SYMLINK_NOFOLLOW) with whole timespec values.
  *
  * Exports (times are BigInt nanoseconds since the epoch):
@@ -10,14 +10,10 @@
  *   futimens(fd, atimeNs, mtimeNs) -> Promise<void>    (runs on libuv's threadpool)
  *   lutimensSync(pathBuffer, atimeNs, mtimeNs)
  *   lutimens(pathBuffer, atimeNs, mtimeNs) -> Promise<void>
- * Errors are Error objects with Node-style `code`, `errno` (negative), `syscall`, `path`.
  */
-#define _GNU_SOURCE
-#include <node_api.h>
+#include "common.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,52 +21,6 @@
 #include <time.h>
 
 #define NS_PER_S 1000000000LL
-
-static const char *errno_code(int e) {
-  switch (e) {
-    case ENOENT: return "ENOENT";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case EBADF: return "EBADF";
-    case ELOOP: return "ELOOP";
-    case EROFS: return "EROFS";
-    case ENOSYS: return "ENOSYS";
-    case EINVAL: return "EINVAL";
-    case ENOTDIR: return "ENOTDIR";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EIO: return "EIO";
-    case ESRCH: return "ESRCH";
-#if defined(EOPNOTSUPP)
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-#endif
-#if defined(ENOTSUP) && (!defined(EOPNOTSUPP) || ENOTSUP != EOPNOTSUPP)
-    case ENOTSUP: return "ENOTSUP";
-#endif
-    default: return "EUNKNOWN";
-  }
-}
-
-/* Builds an Error like Node's fs errors. path may be NULL. */
-static napi_value make_errno_error(napi_env env, int e, const char *syscall, const char *path) {
-  const char *code = errno_code(e);
-  char msg[512];
-  if (path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(e), syscall, path);
-  else snprintf(msg, sizeof msg, "%s: %s, %s", code, strerror(e), syscall);
-  napi_value jmsg, jcode, err, v;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &jmsg);
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &jcode);
-  napi_create_error(env, jcode, jmsg, &err);
-  napi_create_int32(env, -e, &v);
-  napi_set_named_property(env, err, "errno", v);
-  napi_set_named_property(env, err, "code", jcode);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, err, "syscall", v);
-  if (path) {
-    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v);
-    napi_set_named_property(env, err, "path", v);
-  }
-  return err;
-}
 
 static bool get_ts(napi_env env, napi_value v, const char *what, struct timespec *ts) {
   int64_t ns;
@@ -134,33 +84,15 @@ static job_t *parse_args(napi_env env, napi_callback_info info, bool is_path) {
   }
   j->is_path = is_path;
   if (is_path) {
-    bool isbuf = false;
-    void *data;
-    size_t len;
-    napi_is_buffer(env, argv[0], &isbuf);
-    if (!isbuf || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) {
-      job_free(j);
-      napi_throw_type_error(env, NULL, "path must be a Buffer");
-      return NULL;
-    }
-    if (len == 0 || memchr(data, 0, len) != NULL) {
-      job_free(j);
-      napi_throw_type_error(env, NULL, "path must be non-empty and contain no NUL bytes");
-      return NULL;
-    }
-    j->path = malloc(len + 1);
+    j->path = kiwi_buffer_string(env, argv[0], "path", NULL);
     if (!j->path) {
       job_free(j);
-      napi_throw_error(env, NULL, "out of memory");
       return NULL;
     }
-    memcpy(j->path, data, len);
-    j->path[len] = 0;
   } else {
-    int32_t fd;
-    if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    int fd = kiwi_get_fd(env, argv[0]);
+    if (fd < 0) {
       job_free(j);
-      napi_throw_type_error(env, NULL, "fd must be a non-negative integer");
       return NULL;
     }
     j->fd = fd;
@@ -176,7 +108,7 @@ static napi_value run_sync(napi_env env, napi_callback_info info, bool is_path) 
   job_t *j = parse_args(env, info, is_path);
   if (!j) return NULL;
   job_run(j);
-  if (j->err) napi_throw(env, make_errno_error(env, j->err, is_path ? "lutimes" : "futime", j->path));
+  if (j->err) napi_throw(env, kiwi_errno_error(env, j->err, is_path ? "lutimes" : "futime", j->path));
   job_free(j);
   return NULL;
 }
@@ -190,11 +122,11 @@ static void complete_cb(napi_env env, napi_status status, void *data) {
   job_t *j = (job_t *)data;
   if (status != napi_ok) {
     napi_value msg, err;
-    napi_create_string_utf8(env, "native-times: async work was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, "native-fs: async work was cancelled", NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, NULL, msg, &err);
     napi_reject_deferred(env, j->deferred, err);
   } else if (j->err) {
-    napi_reject_deferred(env, j->deferred, make_errno_error(env, j->err, j->is_path ? "lutimes" : "futime", j->path));
+    napi_reject_deferred(env, j->deferred, kiwi_errno_error(env, j->err, j->is_path ? "lutimes" : "futime", j->path));
   } else {
     napi_value undef;
     napi_get_undefined(env, &undef);
@@ -210,7 +142,7 @@ static napi_value run_async(napi_env env, napi_callback_info info, bool is_path)
   napi_value promise, name;
   if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) {
     job_free(j);
-    napi_throw_error(env, NULL, "native-times: cannot create a promise");
+    napi_throw_error(env, NULL, "native-fs: cannot create a promise");
     return NULL;
   }
   napi_create_string_utf8(env, is_path ? "kiwi.lutimens" : "kiwi.futimens", NAPI_AUTO_LENGTH, &name);
@@ -218,7 +150,7 @@ static napi_value run_async(napi_env env, napi_callback_info info, bool is_path)
       napi_queue_async_work(env, j->work) != napi_ok) {
     /* The promise is abandoned; report synchronously instead. */
     job_free(j);
-    napi_throw_error(env, NULL, "native-times: cannot queue async work");
+    napi_throw_error(env, NULL, "native-fs: cannot queue async work");
     return NULL;
   }
   return promise;
@@ -229,7 +161,7 @@ static napi_value lutimens_sync(napi_env env, napi_callback_info info) { return 
 static napi_value futimens_async(napi_env env, napi_callback_info info) { return run_async(env, info, false); }
 static napi_value lutimens_async(napi_env env, napi_callback_info info) { return run_async(env, info, true); }
 
-static napi_value init(napi_env env, napi_value exports) {
+void kiwi_register_times(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"futimensSync", NULL, futimens_sync, NULL, NULL, NULL, napi_enumerable, NULL},
     {"lutimensSync", NULL, lutimens_sync, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -237,7 +169,4 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lutimens", NULL, lutimens_async, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  return exports;
 }
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -3,14 +3,16 @@
  * Install step: builds the addon with node-gyp against the local Node headers
  * (never downloads them when the running Node ships its headers). A failed
  * build does not fail the install: Kiwi then restores mtimes to the
- * microsecond only, and says so (its tests fail under CI=true).
+ * microsecond only, does not back up or restore extended attributes and ACLs,
+ * and does not recreate FIFOs, devices and sockets, and says so (its tests
+ * fail under CI=true).
  */
 const { spawnSync } = require('node:child_process');
 const { existsSync } = require('node:fs');
 const path = require('node:path');
 
 if (process.platform === 'win32') {
-  console.log('@kiwi-backup/native-times: not built on Windows (Kiwi uses Node\'s utimes there).');
+  console.log('@kiwi-backup/native-fs: not built on Windows (Kiwi uses Node\'s utimes there).');
   process.exit(0);
 }
 
@@ -35,13 +37,14 @@ if (r.error && r.error.code === 'ENOENT') {
   const found = candidates.find((c) => existsSync(c));
   if (found) r = tryRun(process.execPath, [found, ...args]);
 }
-const built = existsSync(path.join(__dirname, 'build', 'Release', 'native_times.node'));
+const built = existsSync(path.join(__dirname, 'build', 'Release', 'native_fs.node'));
 if (r.status !== 0 || !built) {
   console.warn(
-    '\n@kiwi-backup/native-times: WARNING: the native addon was not built' +
+    '\n@kiwi-backup/native-fs: WARNING: the native addon was not built' +
       (r.error ? ` (${r.error.message})` : ` (node-gyp exit ${r.status})`) +
-      '.\nKiwi still works, but restored mtimes are exact only to the microsecond.\n' +
-      'Install python3, make and a C compiler, then run `pnpm --filter @kiwi-backup/native-times run install`.\n',
+      '.\nKiwi still works, but restored mtimes are exact only to the microsecond, extended attributes\n' +
+      'and ACLs are not backed up or restored, and FIFOs, devices and sockets are not recreated (each is reported).\n' +
+      'Install python3, make and a C compiler, then run `pnpm --filter @kiwi-backup/native-fs run install`.\n',
   );
 }
 process.exit(0);

@@ -1,30 +1,18 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRequire } from 'node:module';
 import { mkdtemp, lstat, open, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-type NativeTimes = typeof import('../index.cjs');
-
-let nt: NativeTimes | undefined;
-let loadError: string | undefined;
-try {
-  nt = createRequire(import.meta.url)('../index.cjs') as NativeTimes;
-} catch (err) {
-  loadError = (err as Error).message;
-}
-const skip = !nt && process.platform !== 'win32' && process.env.CI !== 'true';
-if (skip) console.warn(`\n*** native-times addon not built (${loadError}); run \`pnpm --filter @kiwi-backup/native-times run install\`. Tests skipped. ***\n`);
+import { nfs as nt, nfsLoadError as loadError, skipNative as skip } from './load.js';
 
 let work: string;
 beforeEach(async () => {
-  work = await mkdtemp(join(tmpdir(), 'kiwi-nt-'));
+  work = await mkdtemp(join(tmpdir(), 'kiwi-nfs-'));
 });
 afterEach(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-describe.skipIf(skip || process.platform === 'win32')('@kiwi-backup/native-times', () => {
+describe.skipIf(skip)('@kiwi-backup/native-fs: times', () => {
   it('is built', () => {
     expect(loadError).toBeUndefined();
   });

@@ -1,0 +1,53 @@
+/**
+ * The optional `@kiwi-backup/native-fs` addon (nanosecond times, extended
+ * attributes, mknod, SEEK_DATA/SEEK_HOLE), loaded once. Kiwi works without
+ * it (Windows, or no C compiler at install): callers fall back or report what
+ * they could not do, naming {@link nativeFsUnavailableReason}.
+ * `KIWI_NATIVE_FS=off` in the environment makes Kiwi behave as without it.
+ */
+import { createRequire } from 'node:module';
+
+/** The API of `@kiwi-backup/native-fs` that core uses. */
+export interface NativeFs {
+  futimensSync(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
+  futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): Promise<void>;
+  lutimens(path: Buffer, atimeNs: bigint, mtimeNs: bigint): Promise<void>;
+  readonly xattrSupported: boolean;
+  lgetxattrsSync(path: Buffer, maxValue: number, maxCount: number, maxListBytes: number): Array<Buffer | number> & { truncated?: number };
+  llistxattrSync(path: Buffer): Buffer[];
+  lsetxattrSync(path: Buffer, name: Buffer, value: Buffer): void;
+  fsetxattrSync(fd: number, name: Buffer, value: Buffer): void;
+  lremovexattrSync(path: Buffer, name: Buffer): void;
+  mknodSync(path: Buffer, mode: number, dev: bigint): void;
+  seekDataSync(fd: number, offset: number): number;
+  seekHoleSync(fd: number, offset: number): number;
+}
+
+let native: NativeFs | null | undefined;
+let loadError: string | undefined;
+
+/** The addon, or null when it is not installed or not built (always on Windows). */
+export function nativeFs(): NativeFs | null {
+  if (native !== undefined) return native;
+  if (process.platform === 'win32') {
+    loadError = 'not used on Windows';
+    return (native = null);
+  }
+  if (process.env.KIWI_NATIVE_FS === 'off') {
+    loadError = 'turned off by KIWI_NATIVE_FS=off';
+    return (native = null);
+  }
+  try {
+    native = createRequire(import.meta.url)('@kiwi-backup/native-fs') as NativeFs;
+  } catch (err) {
+    loadError = (err as Error).message.split('\n')[0];
+    native = null;
+  }
+  return native;
+}
+
+/** Why the addon is unavailable (undefined when it is loaded). */
+export function nativeFsUnavailableReason(): string | undefined {
+  nativeFs();
+  return loadError;
+}

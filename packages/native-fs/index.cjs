@@ -1,0 +1,33 @@
+'use strict';
+/**
+ * @kiwi-backup/native-fs: what Node's `fs` cannot do, for Kiwi's backup and
+ * restore: nanosecond-exact times (futimens, utimensat without following a
+ * symlink), extended attributes (POSIX ACLs are stored in them), mknod (FIFOs,
+ * devices, sockets) and SEEK_DATA/SEEK_HOLE. Loading throws when the addon
+ * was not built (Windows, or no compiler at install time): callers load it
+ * inside a try/catch and fall back (or report what they could not do).
+ */
+const path = require('node:path');
+
+const binding = require(path.join(__dirname, 'build', 'Release', 'native_fs.node'));
+
+function toPath(p) {
+  return Buffer.isBuffer(p) ? p : Buffer.from(String(p), 'utf8');
+}
+
+module.exports = {
+  futimensSync: (fd, atimeNs, mtimeNs) => binding.futimensSync(fd, atimeNs, mtimeNs),
+  futimens: (fd, atimeNs, mtimeNs) => binding.futimens(fd, atimeNs, mtimeNs),
+  lutimensSync: (p, atimeNs, mtimeNs) => binding.lutimensSync(toPath(p), atimeNs, mtimeNs),
+  lutimens: (p, atimeNs, mtimeNs) => binding.lutimens(toPath(p), atimeNs, mtimeNs),
+  xattrSupported: binding.xattrSupported,
+  lgetxattrsSync: (p, maxValue = 65536, maxCount = 1024, maxListBytes = 1024 * 1024) =>
+    binding.lgetxattrsSync(toPath(p), maxValue, maxCount, maxListBytes),
+  llistxattrSync: (p) => binding.llistxattrSync(toPath(p)),
+  lsetxattrSync: (p, name, value) => binding.lsetxattrSync(toPath(p), toPath(name), value),
+  fsetxattrSync: (fd, name, value) => binding.fsetxattrSync(fd, toPath(name), value),
+  lremovexattrSync: (p, name) => binding.lremovexattrSync(toPath(p), toPath(name)),
+  mknodSync: (p, mode, dev) => binding.mknodSync(toPath(p), mode, dev),
+  seekDataSync: (fd, offset) => binding.seekDataSync(fd, offset),
+  seekHoleSync: (fd, offset) => binding.seekHoleSync(fd, offset),
+};

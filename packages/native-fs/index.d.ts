@@ -1,0 +1,43 @@
+/** Sets atime/mtime of an open descriptor, exact to the nanosecond (futimens). Times: ns since the epoch. */
+export function futimensSync(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
+/** Like `futimensSync`, on libuv's threadpool. */
+export function futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): Promise<void>;
+/** Sets atime/mtime of a path without following a final symlink (utimensat with AT_SYMLINK_NOFOLLOW). */
+export function lutimensSync(path: Buffer | string, atimeNs: bigint, mtimeNs: bigint): void;
+/** Like `lutimensSync`, on libuv's threadpool. */
+export function lutimens(path: Buffer | string, atimeNs: bigint, mtimeNs: bigint): Promise<void>;
+
+/** Whether this build has an extended-attribute API (Linux, macOS); elsewhere the xattr calls throw ENOTSUP. */
+export const xattrSupported: boolean;
+/**
+ * Every extended attribute of `path` (a final symlink is not followed), as a flat list
+ * `[name, value, name, value, …]`. A value is a Buffer, or a number: its size (>= 0) when it is
+ * larger than `maxValue` (then not read), or a negated errno (< 0) when reading it failed.
+ * Attributes removed meanwhile are left out. Past `maxCount` names, the first `maxCount` are
+ * returned and the array's `truncated` property holds the total. A name list longer than
+ * `maxListBytes` throws E2BIG. Defaults: 64 KiB, 1024, 1 MiB.
+ */
+export function lgetxattrsSync(
+  path: Buffer | string,
+  maxValue?: number,
+  maxCount?: number,
+  maxListBytes?: number,
+): Array<Buffer | number> & { truncated?: number };
+/** The names of `path`'s extended attributes (llistxattr). */
+export function llistxattrSync(path: Buffer | string): Buffer[];
+/** Sets one extended attribute of a path, never following a final symlink (lsetxattr). */
+export function lsetxattrSync(path: Buffer | string, name: Buffer | string, value: Buffer): void;
+/** Sets one extended attribute of an open descriptor (fsetxattr). */
+export function fsetxattrSync(fd: number, name: Buffer | string, value: Buffer): void;
+/** Removes one extended attribute of a path (lremovexattr). */
+export function lremovexattrSync(path: Buffer | string, name: Buffer | string): void;
+
+/**
+ * mknod(2): `mode` holds the file type (fs.constants.S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK) and the
+ * permission bits (the umask applies); `dev` the device number as `stat` reports it (0n otherwise).
+ */
+export function mknodSync(path: Buffer | string, mode: number, dev: bigint): void;
+/** lseek SEEK_DATA: the first data byte at or after `offset`, or -1 when there is none. ENOTSUP without SEEK_DATA. */
+export function seekDataSync(fd: number, offset: number): number;
+/** lseek SEEK_HOLE: the first hole at or after `offset` (the end of the file is one), or -1 past the end. */
+export function seekHoleSync(fd: number, offset: number): number;

@@ -1,0 +1,82 @@
+#include "common.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+napi_value kiwi_errno_error(napi_env env, int e, const char *syscall, const char *path) {
+  /* libuv's error codes are the negated errno values on Unix: uv_err_name knows every name. */
+  const char *code = uv_err_name(-e);
+  if (code == NULL || strncmp(code, "Unknown", 7) == 0) code = "EUNKNOWN";
+  char msg[512];
+  if (path) snprintf(msg, sizeof msg, "%s: %s, %s '%s'", code, strerror(e), syscall, path);
+  else snprintf(msg, sizeof msg, "%s: %s, %s", code, strerror(e), syscall);
+  napi_value jmsg, jcode, err, v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &jmsg);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &jcode);
+  napi_create_error(env, jcode, jmsg, &err);
+  napi_create_int32(env, -e, &v);
+  napi_set_named_property(env, err, "errno", v);
+  napi_set_named_property(env, err, "code", jcode);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, err, "syscall", v);
+  if (path) {
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, err, "path", v);
+  }
+  return err;
+}
+
+napi_value kiwi_throw_errno(napi_env env, int e, const char *syscall, const char *path) {
+  napi_throw(env, kiwi_errno_error(env, e, syscall, path));
+  return NULL;
+}
+
+char *kiwi_buffer_string(napi_env env, napi_value v, const char *what, size_t *len_out) {
+  bool isbuf = false;
+  void *data;
+  size_t len;
+  char msg[128];
+  napi_is_buffer(env, v, &isbuf);
+  if (!isbuf || napi_get_buffer_info(env, v, &data, &len) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s must be a Buffer", what);
+    napi_throw_type_error(env, NULL, msg);
+    return NULL;
+  }
+  if (len == 0 || memchr(data, 0, len) != NULL) {
+    snprintf(msg, sizeof msg, "%s must be non-empty and contain no NUL bytes", what);
+    napi_throw_type_error(env, NULL, msg);
+    return NULL;
+  }
+  char *s = malloc(len + 1);
+  if (!s) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  memcpy(s, data, len);
+  s[len] = 0;
+  if (len_out) *len_out = len;
+  return s;
+}
+
+int kiwi_get_fd(napi_env env, napi_value v) {
+  int32_t fd;
+  if (napi_get_value_int32(env, v, &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "fd must be a non-negative integer");
+    return -1;
+  }
+  return fd;
+}
+
+bool kiwi_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  if (argc < want) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "expected %zu arguments", want);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  return true;
+}

@@ -1,0 +1,36 @@
+/* Shared helpers of Kiwi's native file-system addon. */
+#ifndef KIWI_NATIVE_FS_COMMON_H
+#define KIWI_NATIVE_FS_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <node_api.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An Error like Node's fs errors: `code` (ENOENT...), `errno` (negative), `syscall`, `path` (may be NULL). */
+napi_value kiwi_errno_error(napi_env env, int e, const char *syscall, const char *path);
+
+/* Throws kiwi_errno_error; returns NULL for the caller to return. */
+napi_value kiwi_throw_errno(napi_env env, int e, const char *syscall, const char *path);
+
+/*
+ * Copies a Buffer argument into a new NUL-terminated string (free() it). NULL with a pending
+ * TypeError when it is not a Buffer, is empty, or holds a NUL byte. `what` names the argument.
+ */
+char *kiwi_buffer_string(napi_env env, napi_value v, const char *what, size_t *len_out);
+
+/* A non-negative int32 descriptor, or -1 with a pending TypeError. */
+int kiwi_get_fd(napi_env env, napi_value v);
+
+/* Gets `want` arguments; false with a pending TypeError when fewer were passed. */
+bool kiwi_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+
+/* Registration of each part's exports. */
+void kiwi_register_times(napi_env env, napi_value exports);
+void kiwi_register_xattr(napi_env env, napi_value exports);
+void kiwi_register_nodes(napi_env env, napi_value exports);
+
+#endif

@@ -1,0 +1,16 @@
+/*
+ * Kiwi's native file-system addon: what Node's `fs` cannot do.
+ *   times.c  nanosecond-exact futimens/utimensat
+ *   xattr.c  extended attributes (incl. POSIX ACLs, stored as system.posix_acl_* attributes)
+ *   nodes.c  mknod (FIFOs, devices, sockets), SEEK_DATA/SEEK_HOLE
+ */
+#include "common.h"
+
+static napi_value init(napi_env env, napi_value exports) {
+  kiwi_register_times(env, exports);
+  kiwi_register_xattr(env, exports);
+  kiwi_register_nodes(env, exports);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
