@@ -16,6 +16,7 @@ export * from './restore/index.js';
 export * from './snapshot-ops/index.js';
 export * from './maintenance/index.js';
 export { parseReadDataSubset, selectPacks } from './repository/check-data.js';
+export * from './retention/index.js';
 export * from './repository/types.js';
 export * from './repository/errors.js';
 export * from './repository/repository.js';

@@ -4,6 +4,9 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { defaultConfigPath } from '../datadir.js';
 import { JsonSyntaxError, parseJsonc, type JsonPosition } from './jsonc.js';
 import { closestMatch } from './suggest.js';
+import { PolicyError } from '../retention/errors.js';
+import { POLICY_INPUT_KEYS, parsePolicy, type RetentionPolicyInput } from '../retention/policy.js';
+import { parseGroupBy } from '../retention/select.js';
 
 /**
  * Kiwi's config file: `<dataDir>/config.json`, or the file given with `--config`.
@@ -27,7 +30,8 @@ import { closestMatch } from './suggest.js';
  *   "backup": {
  *     "paths": ["~/Documents"], "exclude": ["node_modules", "*.tmp"], "excludeFile": ["~/.kiwiignore-global"],
  *     "oneFileSystem": true, "tags": ["laptop"]
- *   }
+ *   },
+ *   "forget": { "keepDaily": 7, "keepWeekly": 4, "keepMonthly": "unlimited", "keepWithin": "2d", "keepTag": ["keep"] }
  * }
  * ```
  *
@@ -43,6 +47,8 @@ export interface KiwiConfig {
   repository?: string;
   /** File holding the repository password. */
   passwordFile?: string;
+  /** Shell command that prints the repository password on stdout (a trailing newline is not part of it). */
+  passwordCommand?: string;
   /** Plug-ins, in the order their hooks run (see `PluginRuntime`). */
   plugins?: PluginConfigEntry[];
   /**
@@ -56,7 +62,17 @@ export interface KiwiConfig {
   storageOptions?: Record<string, Record<string, unknown>>;
   /** Defaults for `kiwi backup`. */
   backup?: BackupConfig;
+  /** The retention policy `kiwi forget` applies when it is given no rule and no snapshot id. */
+  forget?: ForgetConfig;
 }
+
+/**
+ * A retention policy (see docs/retention.md): `keepLast`, `keepHourly` … `keepYearly` (a count,
+ * `-1` or `"unlimited"`), `keepWithin`, `keepWithinHourly` … `keepWithinYearly` (a duration such
+ * as `"1y6m"`), `keepTag` (a tag list `"a,b"` or an array of them), and `groupBy`
+ * (`"host,paths"` by default; `""` for one group).
+ */
+export type ForgetConfig = RetentionPolicyInput & { groupBy?: string | string[] };
 
 /**
  * A plug-in reference: a string (data-dir plug-in name, npm package name, or a
@@ -188,9 +204,10 @@ export function parseConfig(text: string, file: string, home: string = homedir()
   return resolveConfigPaths(parsed.value as KiwiConfig, dirname(file), home);
 }
 
-const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'pluginOptions', 'storage', 'storageOptions', 'backup'] as const;
+const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'pluginOptions', 'storage', 'storageOptions', 'backup', 'passwordCommand', 'forget'] as const;
 const PLUGIN_KEYS = ['name', 'path', 'package', 'options', 'enabled'] as const;
 const BACKUP_KEYS = ['paths', 'exclude', 'excludeFile', 'oneFileSystem', 'tags', 'excludeCaches', 'excludeIfPresent', 'excludeLargerThan', 'iexclude'] as const;
+const FORGET_KEYS = [...POLICY_INPUT_KEYS, 'groupBy'] as const;
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -252,6 +269,10 @@ export function validateConfig(value: unknown, positions?: Map<string, JsonPosit
   if (value.$schema !== undefined) str(value.$schema, '$schema');
   if (value.repository !== undefined) str(value.repository, 'repository');
   if (value.passwordFile !== undefined) str(value.passwordFile, 'passwordFile');
+  if (value.passwordCommand !== undefined) str(value.passwordCommand, 'passwordCommand');
+  if (value.passwordFile !== undefined && value.passwordCommand !== undefined) {
+    add('passwordCommand', 'give either passwordFile or passwordCommand, not both');
+  }
 
   if (value.plugins !== undefined) {
     if (!Array.isArray(value.plugins)) add('plugins', `plugins must be an array, not ${typeName(value.plugins)}`);
@@ -321,7 +342,36 @@ export function validateConfig(value: unknown, positions?: Map<string, JsonPosit
       add('backup.excludeLargerThan', `backup.excludeLargerThan must be a number of bytes or a size like "500M", not ${typeof larger === 'string' ? JSON.stringify(larger) : typeName(larger)}`);
     }
   }
+
+  if (value.forget !== undefined && obj(value.forget, 'forget')) {
+    const f = value.forget;
+    checkKeys(f, 'forget', FORGET_KEYS);
+    // One rule at a time, so every bad rule is reported, each with its own key and line.
+    for (const k of Object.keys(f)) {
+      if (!POLICY_INPUT_KEYS.includes(k) || f[k] === undefined) continue;
+      try {
+        parsePolicy({ [k]: f[k] } as RetentionPolicyInput, (r) => `forget.${r.key}`);
+      } catch (err) {
+        if (!(err instanceof PolicyError)) throw err;
+        add(`forget.${k}`, err.message);
+      }
+    }
+    if (f.groupBy !== undefined) {
+      if (typeof f.groupBy === 'string') groupBy(f.groupBy);
+      else if (Array.isArray(f.groupBy)) f.groupBy.forEach((g, i) => (typeof g === 'string' ? groupBy(g, `forget.groupBy[${i}]`) : add(`forget.groupBy[${i}]`, `forget.groupBy[${i}] must be a string (host, paths or tags), not ${typeName(g)}`)));
+      else add('forget.groupBy', `forget.groupBy must be a string such as "host,paths" or an array of host, paths, tags; not ${typeName(f.groupBy)}`);
+    }
+  }
   return issues;
+
+  function groupBy(text: string, key = 'forget.groupBy'): void {
+    try {
+      parseGroupBy(text, key);
+    } catch (err) {
+      if (!(err instanceof PolicyError)) throw err;
+      add(key, err.message);
+    }
+  }
 }
 
 /** True for a plug-in/module string meant as a path: starts with `./`, `../`, `/`, `~`, or is absolute. */
