@@ -22,8 +22,19 @@ export * from './repository/errors.js';
 export * from './repository/repository.js';
 export * from './repository/canonical.js';
 export { BlobIndex } from './repository/index-table.js';
-export { LOCK_REFRESH_MS, LOCK_STALE_MS, readLockFile, writeLockFile, staleReason } from './repository/lock.js';
-export type { LockOptions, LockContext } from './repository/lock.js';
+export {
+  LOCK_REFRESH_MS,
+  LOCK_STALE_MS,
+  DEFAULT_RETRY_DELAY_MS,
+  MAX_RETRY_DELAY_MS,
+  readLockFile,
+  writeLockFile,
+  staleReason,
+  listLocks,
+  removeLocks,
+  parseLockWait,
+} from './repository/lock.js';
+export type { LockOptions, LockContext, LockWait, LockEntry, UnlockResult } from './repository/lock.js';
 export {
   AuthenticationError,
   NONCE_SIZE,

@@ -30,17 +30,49 @@ export class WrongPasswordError extends Error {
   }
 }
 
-/** Another process holds a conflicting lock. */
+/** Who holds a lock: the decrypted lock file and its storage path. */
+export interface LockHolder {
+  hostname: string;
+  pid: number;
+  username: string;
+  time: string;
+  exclusive: boolean;
+  file: string;
+}
+
+const describeHolder = (h: LockHolder): string =>
+  `${h.exclusive ? 'an exclusive' : 'a shared'} lock is held by pid ${h.pid} on ${h.hostname} (user ${h.username}, since ${h.time}, ${h.file})`;
+
+/** Another process holds a conflicting lock (after waiting, when the caller asked to wait). */
 export class LockHeldError extends Error {
-  readonly holder: { hostname: string; pid: number; username: string; time: string; exclusive: boolean; file: string };
-  constructor(holder: LockHeldError['holder'], wanted: 'shared' | 'exclusive') {
+  /** The first conflicting lock. */
+  readonly holder: LockHolder;
+  /** Every conflicting lock seen at the last attempt. */
+  readonly holders: LockHolder[];
+  /** How long the caller waited before giving up (0: it did not wait). */
+  readonly waitedMs: number;
+  constructor(holder: LockHolder, wanted: 'shared' | 'exclusive', options: { others?: LockHolder[]; waitedMs?: number } = {}) {
+    const others = options.others ?? [];
+    const waited = options.waitedMs ?? 0;
     super(
-      `repository is locked: ${holder.exclusive ? 'an exclusive' : 'a shared'} lock is held by pid ${holder.pid} on ${holder.hostname}` +
-        ` (user ${holder.username}, since ${holder.time}, ${holder.file}); cannot take ${wanted === 'exclusive' ? 'an exclusive' : 'a shared'} lock`,
+      `repository is locked: ${describeHolder(holder)}` +
+        others.map((h) => `; also ${describeHolder(h)}`).join('') +
+        `; cannot take ${wanted === 'exclusive' ? 'an exclusive' : 'a shared'} lock` +
+        (waited > 0 ? ` (gave up after waiting ${formatWait(waited)})` : ''),
     );
     this.name = 'LockHeldError';
     this.holder = holder;
+    this.holders = [holder, ...others];
+    this.waitedMs = waited;
   }
+}
+
+/** `45 s`, `5 min`, `1 h 30 min`. */
+export function formatWait(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const m = Math.round(s / 60);
+  return m < 120 ? `${m} min` : `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ''}`;
 }
 
 /** Stored bytes are damaged or not what they claim: a failed authentication, a wrong hash, a malformed structure. */

@@ -9,11 +9,17 @@
  *
  * Taking a lock: check for conflicts, write our lock file, check again (so two
  * processes racing for conflicting locks both see each other and back off).
+ *
+ * Waiting (`retryLockMs`): while a conflicting lock is held, try again after a pause that
+ * starts at 1 s and doubles up to 30 s (±20 % jitter, so two waiters that collided do not
+ * collide again), with a last attempt at the deadline; then fail with every holder named.
+ * Stale locks found on the way are taken over as usual, so a crashed holder does not make
+ * anyone wait for long.
  */
 import { hostname as osHostname } from 'node:os';
 import { createHash } from 'node:crypto';
 import type { Storage } from '../storage/types.js';
-import { LockHeldError } from './errors.js';
+import { LockHeldError, type LockHolder } from './errors.js';
 import { MAX_LOCK_FILE_SIZE } from './limits.js';
 import type { LockInfo, LockKind, ReleaseOptions, RepoLock, RepositoryLogger } from './types.js';
 import { withRetry } from '../storage/retry.js';
@@ -36,7 +42,34 @@ export interface LockOptions {
   refreshMs?: number;
   /** Age after which a lock is stale (default 30 min). */
   staleMs?: number;
+  /** Wait up to this long for conflicting locks to go away (default 0: fail at once). */
+  retryLockMs?: number;
+  /** First pause between attempts while waiting (default 1 s); it doubles up to {@link maxRetryDelayMs}. */
+  retryDelayMs?: number;
+  /** Longest pause between attempts (default 30 s). */
+  maxRetryDelayMs?: number;
+  /** Stops the waiting: the lock call rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Called before each pause while waiting. */
+  onWait?: (wait: LockWait) => void;
 }
+
+/** One pause while waiting for a lock. */
+export interface LockWait {
+  kind: LockKind;
+  /** The conflicting locks of the attempt that just failed. */
+  holders: LockHolder[];
+  /** Attempts so far (1 after the first). */
+  attempt: number;
+  /** Waited so far, and still to go before giving up. */
+  waitedMs: number;
+  remainingMs: number;
+  /** The pause before the next attempt. */
+  retryInMs: number;
+}
+
+export const DEFAULT_RETRY_DELAY_MS = 1000;
+export const MAX_RETRY_DELAY_MS = 30_000;
 
 /** Write a lock file; returns its name. */
 export async function writeLockFile(ctx: LockContext, info: LockInfo): Promise<string> {
@@ -113,9 +146,10 @@ export function staleReason(info: LockInfo, host: string, staleMs: number, now =
 
 /**
  * Look at every lock file except `own`: remove stale ones; throw {@link LockHeldError}
- * for the first one that conflicts with `kind`.
+ * naming every one that conflicts with `kind`.
  */
 async function checkLocks(ctx: LockContext, kind: LockKind, own: string | undefined, staleMs: number): Promise<void> {
+  const conflicts: LockHolder[] = [];
   const names: string[] = [];
   for await (const f of ctx.storage.list('lock')) if (f.name !== own) names.push(f.name);
   for (const name of names) {
@@ -140,13 +174,67 @@ async function checkLocks(ctx: LockContext, kind: LockKind, own: string | undefi
       continue;
     }
     if (kind === 'exclusive' || info.exclusive) {
-      throw new LockHeldError({ ...info, file: `locks/${name}` }, kind);
+      conflicts.push({ hostname: info.hostname, pid: info.pid, username: info.username, time: info.time, exclusive: info.exclusive, file: `locks/${name}` });
+    }
+  }
+  if (conflicts.length > 0) {
+    // Exclusive holders first: they are the ones worth naming first.
+    conflicts.sort((a, b) => Number(b.exclusive) - Number(a.exclusive) || a.time.localeCompare(b.time));
+    throw new LockHeldError(conflicts[0]!, kind, { others: conflicts.slice(1) });
+  }
+}
+
+/** Sleep `ms`, or reject with the signal's reason when it aborts first. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Take a lock, waiting up to `options.retryLockMs` for conflicting locks to go away. Resolves
+ * with a handle that refreshes itself until released; rejects with {@link LockHeldError}
+ * (naming every holder, and how long it waited) when the wait is over.
+ */
+export async function acquireLock(ctx: LockContext, kind: LockKind, options: LockOptions = {}): Promise<RepoLock> {
+  const budget = Math.max(0, options.retryLockMs ?? 0);
+  const started = Date.now();
+  let delay = Math.max(1, options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS);
+  const maxDelay = Math.max(delay, options.maxRetryDelayMs ?? MAX_RETRY_DELAY_MS);
+  for (let attempt = 1; ; attempt++) {
+    options.signal?.throwIfAborted();
+    try {
+      return await tryAcquireLock(ctx, kind, options);
+    } catch (err) {
+      if (!(err instanceof LockHeldError)) throw err;
+      const waited = Date.now() - started;
+      const remaining = budget - waited;
+      if (remaining <= 0) {
+        if (budget === 0) throw err;
+        throw new LockHeldError(err.holder, kind, { others: err.holders.slice(1), waitedMs: waited });
+      }
+      const retryInMs = Math.min(remaining, Math.round(delay * (0.8 + Math.random() * 0.4)));
+      options.onWait?.({ kind, holders: err.holders, attempt, waitedMs: waited, remainingMs: remaining, retryInMs });
+      await pause(retryInMs, options.signal);
+      delay = Math.min(delay * 2, maxDelay);
     }
   }
 }
 
-/** Take a lock. Resolves with a handle that refreshes itself until released. */
-export async function acquireLock(ctx: LockContext, kind: LockKind, options: LockOptions = {}): Promise<RepoLock> {
+/** One attempt: check, write our lock file, check again. */
+async function tryAcquireLock(ctx: LockContext, kind: LockKind, options: LockOptions): Promise<RepoLock> {
   const staleMs = options.staleMs ?? LOCK_STALE_MS;
   const refreshMs = options.refreshMs ?? LOCK_REFRESH_MS;
   await checkLocks(ctx, kind, undefined, staleMs);
@@ -216,4 +304,85 @@ export async function acquireLock(ctx: LockContext, kind: LockKind, options: Loc
 
 export function defaultHostname(): string {
   return osHostname();
+}
+
+/** A lock file as `kiwi unlock` sees it. */
+export interface LockEntry {
+  /** `locks/<name>` */
+  file: string;
+  name: string;
+  /** The decrypted lock, or undefined when it could not be read (`error` says why). */
+  info?: LockInfo;
+  error?: string;
+  /** Why the lock is stale (undefined: it is live, or unreadable). */
+  stale?: string;
+}
+
+/** Every lock file, decrypted, with its staleness. */
+export async function listLocks(ctx: LockContext, options: { staleMs?: number; now?: number } = {}): Promise<LockEntry[]> {
+  const names: string[] = [];
+  for await (const f of ctx.storage.list('lock')) names.push(f.name);
+  const out: LockEntry[] = [];
+  for (const name of names.sort()) {
+    const file = `locks/${name}`;
+    try {
+      const info = await readLockFile(ctx, name);
+      if (!info) continue; // released meanwhile
+      const stale = staleReason(info, ctx.hostname, options.staleMs ?? LOCK_STALE_MS, options.now);
+      out.push({ file, name, info, ...(stale ? { stale } : {}) });
+    } catch (err) {
+      out.push({ file, name, error: (err as Error).message });
+    }
+  }
+  return out;
+}
+
+export interface UnlockResult {
+  /** Locks removed (stale ones; with `removeAll`, every one). */
+  removed: LockEntry[];
+  /** Locks left in place: live ones, and unreadable ones (without `removeAll`). */
+  kept: LockEntry[];
+}
+
+/**
+ * Remove stale locks (the owner process is gone from this host, or the lock was not refreshed
+ * within the stale timeout), or with `removeAll` every lock. A lock that vanished meanwhile
+ * counts as removed.
+ */
+export async function removeLocks(ctx: LockContext, options: { removeAll?: boolean; staleMs?: number } = {}): Promise<UnlockResult> {
+  const result: UnlockResult = { removed: [], kept: [] };
+  for (const entry of await listLocks(ctx, options.staleMs !== undefined ? { staleMs: options.staleMs } : {})) {
+    if (!options.removeAll && !entry.stale) {
+      result.kept.push(entry);
+      continue;
+    }
+    try {
+      await ctx.storage.remove({ type: 'lock', name: entry.name });
+    } catch (err) {
+      if (!ctx.storage.isNotFound(err)) throw err;
+    }
+    result.removed.push(entry);
+  }
+  return result;
+}
+
+/**
+ * Parse a wait such as `30s`, `5m`, `1h30m`, `90` (seconds) or `0` for `--retry-lock`.
+ * Returns milliseconds; throws a RangeError naming the text when it is not one.
+ */
+export function parseLockWait(text: string, option = '--retry-lock'): number {
+  const s = text.trim();
+  if (/^\d+$/.test(s)) return Number(s) * 1000;
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = s;
+  if (rest === '') throw new RangeError(`${option} needs a duration such as 30s, 5m or 1h (0: do not wait)`);
+  while (rest !== '') {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    if (!m) throw new RangeError(`${option} ${JSON.stringify(text)} is not a duration: use e.g. 30s, 5m, 1h30m (units ms, s, m, h; 0: do not wait)`);
+    total += Number(m[1]) * units[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  if (!Number.isFinite(total) || total > 7 * 24 * 3_600_000) throw new RangeError(`${option} ${JSON.stringify(text)} is too long (at most a week)`);
+  return Math.round(total);
 }
