@@ -36,6 +36,8 @@ export interface BackupOptions {
   tags?: string[];
   /** Host name recorded in the snapshot (default: `os.hostname()`). */
   host?: string;
+  /** The snapshot's time (default: when the backup starts); restic's `--time`, to import old backups or test policies. */
+  time?: Date;
   /**
    * Parent snapshot for change detection: a snapshot id, `null` for none, or
    * `undefined` for the latest snapshot with the same host and paths.
@@ -247,6 +249,7 @@ class BackupRun {
     const files = opts.files ?? [];
     if ((!opts.sources || opts.sources.length === 0) && files.length === 0) throw new Error('backup: no source paths given');
     this.sources = opts.sources?.length ? normalizeSources(opts.sources) : [];
+    if (opts.time !== undefined && !Number.isFinite(opts.time.getTime())) throw new TypeError('backup: time is an invalid Date');
     const c = this.repo.config.chunker;
     const seed = typeof c.seed === 'string' ? Buffer.from(c.seed, 'base64') : c.seed;
     this.chunker = new Chunker({ minSize: c.minSize, avgSize: c.avgSize, maxSize: c.maxSize, seed });
@@ -537,7 +540,7 @@ class BackupRun {
     const endTime = new Date();
     const me = safeUserInfo();
     const snapshot: Snapshot = {
-      time: startTime.toISOString(),
+      time: (this.opts.time ?? startTime).toISOString(),
       hostname: this.info.host,
       username: me?.username ?? '',
       ...(me && me.uid >= 0 ? { uid: me.uid, gid: me.gid } : {}),
