@@ -17,6 +17,7 @@ export * from './snapshot-ops/index.js';
 export * from './maintenance/index.js';
 export { parseReadDataSubset, selectPacks } from './repository/check-data.js';
 export * from './retention/index.js';
+export * from './stats/snapshot-stats.js';
 export * from './repository/types.js';
 export * from './repository/errors.js';
 export * from './repository/repository.js';
