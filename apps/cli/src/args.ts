@@ -5,6 +5,7 @@ import { UsageError } from './exit-codes.js';
 export const globalArgs = {
   repo: { type: 'string', alias: 'r', description: 'Repository location (path, local:/path, s3:..., sftp:...); default: $KIWI_REPOSITORY or the default repository in the data directory' },
   'password-file': { type: 'string', description: 'Read the repository password from this file (default: $KIWI_PASSWORD, $KIWI_PASSWORD_FILE)' },
+  'password-command': { type: 'string', description: 'Run this shell command and use its output as the repository password (default: $KIWI_PASSWORD_COMMAND)' },
   config: { type: 'string', description: 'Config file (default: <datadir>/config.json)' },
   json: { type: 'boolean', description: 'Print JSON lines on stdout (message_type: status, error, summary, ...)' },
   quiet: { type: 'boolean', alias: 'q', description: 'Print only errors' },
@@ -17,6 +18,7 @@ export const globalArgs = {
 export type GlobalArgs = {
   repo?: string;
   'password-file'?: string;
+  'password-command'?: string;
   config?: string;
   json?: boolean;
   quiet?: boolean;
@@ -86,4 +88,32 @@ export function stringArg(value: unknown): string | undefined {
   if (Array.isArray(value)) return value.length ? String(value[value.length - 1]) : undefined;
   if (value === true) return undefined;
   return String(value);
+}
+
+/**
+ * `--keep-daily -1`: a negative number after a string option is its value, not a flag
+ * (citty would read `-1` as the flag "1"). Joins such pairs into `--keep-daily=-1`.
+ */
+export function joinNegativeValues(argv: string[], defs: ArgsDef): string[] {
+  const stringFlags = new Set<string>();
+  for (const [name, def] of Object.entries(defs)) {
+    if ((def as { type?: string }).type !== 'string') continue;
+    stringFlags.add(`--${name}`);
+    const alias = (def as { alias?: string | string[] }).alias;
+    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) stringFlags.add(a.length === 1 ? `-${a}` : `--${a}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (stringFlags.has(a) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }

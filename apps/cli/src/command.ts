@@ -77,6 +77,7 @@ export function exitCodeFor(err: unknown): number {
   switch (name) {
     case 'ConfigError':
     case 'UsageError':
+    case 'PolicyError':
       return ExitCode.Usage;
     case 'RepositoryNotFoundError':
       return ExitCode.RepositoryNotFound;
@@ -114,7 +115,7 @@ function reportError(err: unknown, session: Session | undefined, json: boolean, 
   process.stderr.write(`kiwi: ${message}\n`);
   // Errors a backup ended with carry its result: their message says it all (a stack trace is noise).
   const fromBackup = (err as { backupResult?: unknown } | null)?.backupResult !== undefined;
-  const known = err instanceof CliError || fromBackup || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|SnapshotNotFoundError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError)$/.test(name);
+  const known = err instanceof CliError || fromBackup || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError|SnapshotNotFoundError|PolicyError)$/.test(name);
   if (verbose || !known) {
     if (err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   }

@@ -1,5 +1,6 @@
-import { defineCommand, runCommand, showUsage, type CommandDef } from 'citty';
+import { defineCommand, runCommand, showUsage, type ArgsDef, type CommandDef } from 'citty';
 import { ExitCode } from './exit-codes.js';
+import { joinNegativeValues } from './args.js';
 import { VERSION } from './version.js';
 
 /** Subcommands are imported only when used, so `kiwi snapshots` never loads the S3 SDK. */
@@ -18,6 +19,10 @@ const subCommands = {
   repair: () => import('./commands/repair.js').then((m) => m.default),
   prune: () => import('./commands/prune.js').then((m) => m.default),
   copy: () => import('./commands/copy.js').then((m) => m.default),
+  forget: () => import('./commands/forget.js').then((m) => m.default),
+  key: () => import('./commands/key.js').then((m) => m.default),
+  unlock: () => import('./commands/unlock.js').then((m) => m.default),
+  stats: () => import('./commands/stats.js').then((m) => m.default),
 } as const;
 
 export const main = defineCommand({
@@ -54,7 +59,8 @@ export async function run(argv: string[] = process.argv.slice(2)): Promise<void>
     return;
   }
   try {
-    await runCommand(sub, { rawArgs: rest });
+    const defs = typeof sub.args === 'object' && sub.args !== null ? (sub.args as ArgsDef) : {};
+    await runCommand(sub, { rawArgs: joinNegativeValues(rest, defs) });
   } catch (err) {
     // citty's own errors: a missing required argument and the like.
     process.stderr.write(`kiwi ${first}: ${(err as Error).message}\n`);

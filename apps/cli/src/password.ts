@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readFile, writeFile, stat } from 'node:fs/promises';
 import { makeDirectory } from '@kiwi-backup/core';
 import { randomBytes } from 'node:crypto';
@@ -5,7 +6,54 @@ import { dirname } from 'node:path';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
 
 /** Where a password came from (never the password itself). */
-export type PasswordSource = 'env' | 'file' | 'default-key-file' | 'generated' | 'prompt';
+export type PasswordSource = 'env' | 'file' | 'command' | 'default-key-file' | 'generated' | 'prompt';
+
+/** Largest password-command output accepted (a password, not a file). */
+const MAX_COMMAND_OUTPUT = 64 * 1024;
+
+/**
+ * Run a password command (`--password-command`, `KIWI_PASSWORD_COMMAND`, the config's
+ * `passwordCommand`) through the shell: its stdout, without the trailing newline, is the
+ * password. Its stdin and stderr are the terminal's, so it may prompt (gpg, pass). A command
+ * that cannot start, fails, prints nothing or too much is a usage error (exit 2) naming where
+ * the command came from, never its output, nor its text (it may hold a secret).
+ */
+export async function runPasswordCommand(command: string, source: string): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
+    const fail = (why: string) => reject(new UsageError(`the password command (${source}) ${why}`));
+    let child;
+    try {
+      child = spawn(command, { shell: true, stdio: ['inherit', 'pipe', 'inherit'] });
+    } catch (err) {
+      fail(`could not be started: ${(err as Error).message}`);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLong = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      size += d.byteLength;
+      if (size > MAX_COMMAND_OUTPUT) {
+        if (!tooLong) child.kill('SIGTERM');
+        tooLong = true;
+        return;
+      }
+      chunks.push(d);
+    });
+    child.on('error', (err) => fail(`could not be started: ${err.message}`));
+    child.on('close', (code, signal) => {
+      const out = Buffer.concat(chunks);
+      if (tooLong) return fail(`printed more than ${MAX_COMMAND_OUTPUT / 1024} KiB; it must print only the password`);
+      if (signal) return fail(`was killed by ${signal}`);
+      if (code !== 0) return fail(`failed with exit code ${code}${code === 127 ? ' (command not found?)' : ''}`);
+      for (const c of chunks) c.fill(0);
+      const password = out.toString('utf8').replace(/(\r?\n)+$/, '');
+      out.fill(0);
+      if (password === '') return fail('printed no password');
+      resolve(password);
+    });
+  });
+}
 
 export async function readPasswordFile(path: string): Promise<string> {
   let text: string;

@@ -16,10 +16,11 @@ import {
   type Logger,
   type KiwiConfig,
   type RetryInfo,
+  type RepositoryOptions,
 } from '@kiwi-backup/core';
 import { Output } from './output.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
-import { fileExists, generateKeyFile, promptPassword, readPasswordFile, type PasswordSource } from './password.js';
+import { fileExists, generateKeyFile, promptPassword, readPasswordFile, runPasswordCommand, type PasswordSource } from './password.js';
 import type { GlobalArgs } from './args.js';
 import { stringArg } from './args.js';
 
@@ -171,16 +172,32 @@ export class Session {
   }
 
   /**
-   * The repository password: $KIWI_PASSWORD, --password-file, $KIWI_PASSWORD_FILE, the config's passwordFile,
-   * the default repository's key file, or a prompt on a TTY.
-   * With `creating`, the default repository gets a generated key file when none of these is set.
+   * The repository password: $KIWI_PASSWORD, --password-file or --password-command, $KIWI_PASSWORD_FILE or
+   * $KIWI_PASSWORD_COMMAND, the config's passwordFile or passwordCommand, the default repository's key file,
+   * or a prompt on a TTY. With `creating`, the default repository gets a generated key file when none of these is set.
    */
   async password(opts: { creating?: boolean } = {}): Promise<{ password: string; source: PasswordSource }> {
     if (this.env.KIWI_PASSWORD !== undefined && this.env.KIWI_PASSWORD !== '') {
       return { password: this.env.KIWI_PASSWORD, source: 'env' };
     }
-    const file = stringArg(this.args['password-file']) ?? this.env.KIWI_PASSWORD_FILE ?? this.config.passwordFile;
-    if (file) return { password: await readPasswordFile(file), source: 'file' };
+    const flagFile = stringArg(this.args['password-file']);
+    const flagCommand = stringArg(this.args['password-command']);
+    if (flagFile && flagCommand) throw new UsageError('give either --password-file or --password-command, not both');
+    const envFile = this.env.KIWI_PASSWORD_FILE || undefined;
+    const envCommand = this.env.KIWI_PASSWORD_COMMAND || undefined;
+    const sources: Array<[kind: 'file' | 'command', value: string | undefined, name: string]> = [
+      ['file', flagFile, '--password-file'],
+      ['command', flagCommand, '--password-command'],
+      ['file', envFile, 'KIWI_PASSWORD_FILE'],
+      ['command', envCommand, 'KIWI_PASSWORD_COMMAND'],
+      ['file', this.config.passwordFile, 'passwordFile'],
+      ['command', this.config.passwordCommand, `passwordCommand in ${this.configPath ?? 'the config'}`],
+    ];
+    for (const [kind, value, name] of sources) {
+      if (!value) continue;
+      if (kind === 'file') return { password: await readPasswordFile(value), source: 'file' };
+      return { password: await runPasswordCommand(value, name), source: 'command' };
+    }
     if (this.isDefaultRepo) {
       const keyFile = defaultKeyFilePath(this.dataDir);
       if (await fileExists(keyFile)) return { password: await readPasswordFile(keyFile), source: 'default-key-file' };
@@ -204,7 +221,7 @@ export class Session {
       return { password, source: 'prompt' };
     }
     throw new UsageError(
-      `no password for repository ${this.printableRepo()}: set KIWI_PASSWORD, KIWI_PASSWORD_FILE or --password-file`,
+      `no password for repository ${this.printableRepo()}: set KIWI_PASSWORD, KIWI_PASSWORD_FILE or --password-file, or KIWI_PASSWORD_COMMAND or --password-command`,
     );
   }
 
@@ -212,20 +229,23 @@ export class Session {
     return this.storageInstance?.location ?? this.repoUrl.replace(/\/\/[^@/]*@/, '//***@');
   }
 
-  /** Open the repository (exit 10 if it does not exist, 12 on a wrong password). */
-  async openRepository(): Promise<Repository> {
+  /**
+   * Open the repository (exit 10 if it does not exist, 12 on a wrong password). `options.lockOptions`:
+   * how its locks wait for others (see `--retry-lock`).
+   */
+  async openRepository(options: Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<Repository> {
     if (this.repository) return this.repository;
     const storage = await this.storage();
     const { password } = await this.password();
     const cacheDir = this.cacheDir();
-    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...(cacheDir ? { cacheDir } : {}) });
+    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...(cacheDir ? { cacheDir } : {}), ...options });
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;
   }
 
   /** Create a new repository. */
-  async initRepository(opts: { sameChunkerAs?: Repository } = {}): Promise<Repository> {
+  async initRepository(opts: { sameChunkerAs?: Repository } & Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<Repository> {
     const storage = await this.storage();
     const { password } = await this.password({ creating: true });
     const repo = await Repository.init(storage, password, { logger: this.repositoryLogger(), ...opts });
@@ -235,8 +255,8 @@ export class Session {
   }
 
   /** Open the repository; the default repository is created on first use. */
-  async openOrCreateDefault(): Promise<{ repository: Repository; created: boolean }> {
-    if (!this.isDefaultRepo) return { repository: await this.openRepository(), created: false };
+  async openOrCreateDefault(options: Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<{ repository: Repository; created: boolean }> {
+    if (!this.isDefaultRepo) return { repository: await this.openRepository(options), created: false };
     const storage = await this.storage();
     let exists = true;
     try {
@@ -245,9 +265,9 @@ export class Session {
       if (!storage.isNotFound(err)) throw err;
       exists = false;
     }
-    if (exists) return { repository: await this.openRepository(), created: false };
+    if (exists) return { repository: await this.openRepository(options), created: false };
     this.out.info(`Creating the default repository at ${this.repoUrl}`);
-    return { repository: await this.initRepository(), created: true };
+    return { repository: await this.initRepository(options), created: true };
   }
 
   /**

@@ -7,6 +7,8 @@ import { stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes, formatDuration } from '../output.js';
 import { commandOutput, stdinFileName } from '../stdin-source.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
+import { parseTimeArg } from '../time-arg.js';
 
 export default kiwiCommand({
   meta: { name: 'backup', description: 'Back up files and directories into a new snapshot' },
@@ -28,6 +30,8 @@ export default kiwiCommand({
     stdin: { type: 'boolean', description: 'Back up what is read from standard input, as one file (see --stdin-filename)' },
     'stdin-filename': { type: 'string', description: 'Name of the file --stdin or --stdin-from-command stores (default: stdin)' },
     'stdin-from-command': { type: 'string', description: 'Run this shell command and back up its output as one file; the backup fails if the command does' },
+    time: { type: 'string', description: 'Record this time as the snapshot time, ISO 8601 (e.g. 2024-05-01T14:30:00Z; without an offset: local time)' },
+    ...retryLockArgs,
   },
   async run({ args, session, signal }) {
     const out = session.out;
@@ -48,6 +52,9 @@ export default kiwiCommand({
     const dryRun = Boolean(args['dry-run']);
     if (args.force && args.parent) throw new UsageError('--force and --parent cannot be used together');
     const builtins = excludeMiddleware(args, cfg);
+    const timeArg = stringArg(args.time);
+    const time = timeArg === undefined ? undefined : parseTimeArg(timeArg);
+    const lockOptions = lockOptionsFor(args, session, signal);
 
     // Refuse before touching (or creating) a repository when no source exists at all.
     const existing = await Promise.all(paths.map((p) => lstat(p).then(() => true, () => false)));
@@ -55,7 +62,7 @@ export default kiwiCommand({
       throw new CliError(`none of the sources exist: ${paths.join(', ')}`, ExitCode.Failure);
     }
 
-    const { repository } = await session.openOrCreateDefault();
+    const { repository } = await session.openOrCreateDefault({ lockOptions });
     // Built-in onFile middleware (the exclude options) runs in front of the plug-ins; none without those options.
     const plugins = await (await session.plugins()).withBuiltins(builtins);
     for (const w of plugins.warnings) out.warn(w);
@@ -95,6 +102,7 @@ export default kiwiCommand({
       dryRun,
       tags,
       host: stringArg(args.host) ?? hostname(),
+      ...(time ? { time } : {}),
       parent: args.force ? null : stringArg(args.parent),
       plugins,
       signal,

@@ -81,8 +81,12 @@ export const RULES: readonly RuleInfo[] = [
 /** The keys a {@link RetentionPolicyInput} may have. */
 export const POLICY_INPUT_KEYS: readonly string[] = RULES.map((r) => r.key);
 
-/** The flags that make a policy, for "no rule given" messages. */
-export const POLICY_FLAGS: readonly string[] = RULES.map((r) => r.flag);
+/** The flags that make a policy, for "no rule given" messages (counts first, then durations, then tags). */
+export const POLICY_FLAGS: readonly string[] = [
+  ...RULES.filter((r) => r.type === 'count'),
+  ...RULES.filter((r) => r.type === 'within'),
+  ...RULES.filter((r) => r.type === 'tag'),
+].map((r) => r.flag);
 
 /** Split a tag list `"a,b"` into its tags (spaces around commas ignored, empty parts dropped). */
 export function parseTagList(text: string, option: string): string[] {

@@ -263,7 +263,7 @@ describe('parsing durations, counts and policies', () => {
     expect(() => parsePolicy({ keepTag: ' , ' })).toThrow(/--keep-tag needs a tag/);
     expect(isEmptyPolicy(parsePolicy({ keepDaily: 0, keepLast: '0' }))).toBe(true);
     expect(isEmptyPolicy(parsePolicy({ keepDaily: -1 }))).toBe(false);
-    expect(() => planRetention([], { policy: {} })).toThrow(/no rule.*--keep-last, --keep-hourly, --keep-daily/);
+    expect(() => planRetention([], { policy: {} })).toThrow(/no rule, so it would keep nothing: give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within, --keep-within-hourly.*--keep-tag$/);
   });
 
   it('describes a policy in one line', () => {

@@ -1,0 +1,254 @@
+import { resolve } from 'node:path';
+import {
+  DEFAULT_GROUP_BY,
+  POLICY_FLAGS,
+  RETENTION_RULES,
+  SnapshotNotFoundError,
+  describeGroupKey,
+  describePolicy,
+  formatLocalTime,
+  formatUtcOffset,
+  isEmptyPolicy,
+  parseGroupBy,
+  parsePolicy,
+  parseTagList,
+  planRetention,
+  removeSnapshotFiles,
+  type GroupByField,
+  type RetentionDecision,
+  type RetentionPolicy,
+  type RetentionPolicyInput,
+  type Snapshot,
+  type SnapshotGroupKey,
+  type SnapshotSelection,
+} from '@kiwi-backup/core';
+import { kiwiCommand } from '../command.js';
+import { stringArg, stringList } from '../args.js';
+import { CliError, ExitCode, UsageError } from '../exit-codes.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
+import type { Output } from '../output.js';
+
+type Item = { id: string; snapshot: Snapshot };
+
+const countHelp = (what: string) => ({ type: 'string', description: `Keep the newest snapshot of each of the last n ${what} (-1 or unlimited: all)` }) as const;
+const withinHelp = (what: string) =>
+  ({ type: 'string', description: `Keep the newest snapshot of each ${what} within this duration of the newest snapshot (e.g. 1y2m3d4h)` }) as const;
+
+export default kiwiCommand({
+  meta: { name: 'forget', description: 'Remove snapshots by a retention policy, or by id (the data goes with a later prune)' },
+  interruptible: true,
+  args: {
+    snapshots: { type: 'positional', required: false, description: 'Snapshot ids (prefixes) or "latest" to forget, instead of a policy' },
+    'keep-last': { type: 'string', alias: 'l', description: 'Keep the n newest snapshots (-1 or unlimited: all)' },
+    'keep-hourly': { ...countHelp('hours'), alias: 'H' },
+    'keep-daily': { ...countHelp('days'), alias: 'd' },
+    'keep-weekly': { ...countHelp('weeks (ISO, from Monday)'), alias: 'w' },
+    'keep-monthly': { ...countHelp('months'), alias: 'm' },
+    'keep-yearly': { ...countHelp('years'), alias: 'y' },
+    'keep-within': { type: 'string', description: 'Keep every snapshot within this duration of the newest snapshot (e.g. 1y2m3d4h)' },
+    'keep-within-hourly': withinHelp('hour'),
+    'keep-within-daily': withinHelp('day'),
+    'keep-within-weekly': withinHelp('week'),
+    'keep-within-monthly': withinHelp('month'),
+    'keep-within-yearly': withinHelp('year'),
+    'keep-tag': { type: 'string', description: 'Keep snapshots with this tag, or all tags of a list a,b (repeatable)' },
+    host: { type: 'string', description: 'Only snapshots of this host (repeatable)' },
+    tag: { type: 'string', description: 'Only snapshots with this tag, or all tags of a list a,b (repeatable: any of them)' },
+    path: { type: 'string', description: 'Only snapshots that include this path (repeatable: all of them)' },
+    'group-by': { type: 'string', alias: 'g', description: 'Apply the policy per group of host, paths and/or tags (default host,paths; "" for one group)' },
+    'dry-run': { type: 'boolean', alias: 'n', description: 'Show what would be kept and removed, and why; change nothing' },
+    prune: { type: 'boolean', description: 'Run a prune afterwards (not available yet)' },
+    ...retryLockArgs,
+  },
+  async run({ args, session, signal }) {
+    const out = session.out;
+    if (args.prune) {
+      throw new UsageError('--prune: prune is not available yet; run `kiwi forget` without --prune (the data of forgotten snapshots stays in the repository until prune exists)');
+    }
+    const refs = (args._ ?? []).map(String);
+    const dryRun = Boolean(args['dry-run']);
+    const selection: SnapshotSelection = {
+      hosts: stringList(args.host),
+      tags: stringList(args.tag).map((t) => parseTagList(t, '--tag')),
+      paths: stringList(args.path).map((p) => resolve(p)),
+    };
+
+    // The policy: from the flags, else (no ids either) from the config file.
+    const input: Record<string, string | string[]> = {};
+    for (const rule of RETENTION_RULES) {
+      const name = rule.flag.slice(2);
+      const raw = (args as Record<string, unknown>)[name];
+      if (raw === undefined || raw === false) continue;
+      if (rule.key === 'keepTag') input.keepTag = stringList(raw);
+      else {
+        const v = stringArg(raw);
+        // `--keep-daily` without a value (or an empty one) is an error, not "off".
+        input[rule.key] = v ?? '';
+      }
+    }
+    const groupByArg = args['group-by'] === undefined ? undefined : (stringArg(args['group-by']) ?? '');
+    const hasFlags = Object.keys(input).length > 0;
+    if (refs.length > 0 && (hasFlags || groupByArg !== undefined)) {
+      throw new UsageError(`give either snapshot ids or a policy (${hasFlags ? Object.keys(input).map(flagOf).join(', ') : '--group-by'}), not both`);
+    }
+
+    let policy: RetentionPolicy | undefined;
+    let groupBy: GroupByField[] = [...DEFAULT_GROUP_BY];
+    let policySource = 'the command line';
+    if (refs.length === 0) {
+      const cfg = session.config.forget;
+      if (hasFlags) {
+        policy = parsePolicy(input as RetentionPolicyInput);
+      } else if (cfg) {
+        const { groupBy: cfgGroupBy, ...rules } = cfg;
+        policy = parsePolicy(rules, (r) => `forget.${r.key}`);
+        policySource = `"forget" in ${session.configPath ?? 'the config'}`;
+        if (cfgGroupBy !== undefined) groupBy = parseGroupBy(Array.isArray(cfgGroupBy) ? cfgGroupBy.join(',') : cfgGroupBy, 'forget.groupBy');
+      } else {
+        throw new UsageError(
+          `no retention policy: give at least one of ${POLICY_FLAGS.join(', ')}; or snapshot ids to forget; or a "forget" policy in the config file (${session.configPath ?? 'config.json in the data directory'})`,
+        );
+      }
+      if (isEmptyPolicy(policy)) {
+        throw new UsageError(`the policy from ${policySource} keeps nothing (every rule is 0): give a count above 0, -1, a duration or a tag; ${POLICY_FLAGS.join(', ')}`);
+      }
+      if (groupByArg !== undefined) groupBy = parseGroupBy(groupByArg);
+    }
+
+    const repo = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
+    // A dry run changes nothing: a shared lock lets it run next to backups.
+    await repo.lock(dryRun ? 'shared' : 'exclusive');
+
+    let toRemove: Item[];
+    if (!policy) {
+      toRemove = await resolveRefs(repo, refs, selection);
+      printIdList(out, toRemove, dryRun);
+    } else {
+      const all = await repo.listSnapshots({ onError: (file, err) => out.warn(`skipping damaged snapshot ${file}: ${err.message}`, { file }) });
+      const plan = planRetention(all, { policy, groupBy, filter: selection });
+      for (const l of plan.unmatchedTagLists) {
+        out.warn(`--keep-tag ${l.join(',')}: no ${selection.hosts?.length || selection.tags?.length || selection.paths?.length ? 'selected ' : ''}snapshot has ${l.length > 1 ? 'all of these tags' : 'this tag'}, so it keeps nothing`, {
+          keep_tag: l,
+        });
+      }
+      out.info(`Applying policy: ${describePolicy(policy)}${policySource === 'the command line' ? '' : ` (from ${policySource})`}`);
+      out.info(`Grouped by ${groupBy.length ? groupBy.join(', ') : 'nothing (one group)'}; times are local (${formatUtcOffset(Date.now())})`);
+      for (const g of plan.groups) printGroup(out, g.key, g.result.decisions, dryRun);
+      if (plan.groups.length === 0) out.info('no snapshots match');
+      if (plan.emptiedGroups.length > 0) {
+        throw new CliError(
+          `refusing to forget every snapshot of ${plan.emptiedGroups.map((k) => `group ${describeGroupKey(k)}`).join('; ')}: no rule of the policy (${describePolicy(policy)}) keeps any of them; nothing was removed`,
+          ExitCode.Failure,
+        );
+      }
+      toRemove = plan.remove;
+    }
+
+    const ids = toRemove.map((i) => i.id);
+    if (dryRun) {
+      out.emit('summary', { dry_run: true, policy: policy ? describePolicy(policy) : null, would_remove: ids.length, removed_ids: ids });
+      out.print(`dry run: would remove ${ids.length} snapshot${ids.length === 1 ? '' : 's'}, nothing changed`);
+      return ExitCode.Ok;
+    }
+    signal.throwIfAborted();
+    const result = await removeSnapshotFiles(repo.storage, ids, {
+      onFailed: (id, err) => out.error(`could not remove snapshots/${id}: ${err.message}`, { file: `snapshots/${id}` }),
+    });
+    out.emit('summary', {
+      dry_run: false,
+      policy: policy ? describePolicy(policy) : null,
+      removed: result.removed.length + result.missing.length,
+      removed_ids: [...result.removed, ...result.missing],
+      failed_ids: result.failed.map((f) => f.id),
+    });
+    const n = result.removed.length + result.missing.length;
+    out.print(`removed ${n} snapshot${n === 1 ? '' : 's'}${n ? '; their data stays in the repository until a prune' : ''}`);
+    if (result.failed.length) {
+      throw new CliError(`${result.failed.length} snapshot file${result.failed.length === 1 ? '' : 's'} could not be removed (listed above)`, ExitCode.Failure);
+    }
+    return ExitCode.Ok;
+  },
+});
+
+function flagOf(key: string): string {
+  return RETENTION_RULES.find((r) => r.key === key)?.flag ?? key;
+}
+
+/** Resolve every id (prefix or `latest`) before removing anything: one unknown or ambiguous id stops the command. */
+async function resolveRefs(
+  repo: { findSnapshot(ref: string, filter?: { host?: string; paths?: string[] }): Promise<Item> },
+  refs: string[],
+  selection: SnapshotSelection,
+): Promise<Item[]> {
+  const seen = new Map<string, Item>();
+  for (const ref of refs) {
+    try {
+      const filter = {
+        ...(selection.hosts?.length === 1 ? { host: selection.hosts[0]! } : {}),
+        ...(selection.paths?.length ? { paths: [...selection.paths] } : {}),
+      };
+      const item = await repo.findSnapshot(ref, filter);
+      seen.set(item.id, item);
+    } catch (err) {
+      if (err instanceof Error && err.name === 'SnapshotNotFoundError') {
+        const e = err as SnapshotNotFoundError;
+        const detail = e.candidates.length > 1 ? ' (give more characters of the id)' : '';
+        throw new CliError(`${e.message}${detail}; nothing was removed`, ExitCode.Failure);
+      }
+      throw err;
+    }
+  }
+  return [...seen.values()];
+}
+
+function snapshotJson(item: Item) {
+  const s = item.snapshot;
+  return { id: item.id, short_id: item.id.slice(0, 8), time: s.time, hostname: s.hostname, paths: s.paths, tags: s.tags };
+}
+
+function printIdList(out: Output, items: Item[], dryRun: boolean): void {
+  for (const item of items) {
+    out.emit('forget_snapshot', { ...snapshotJson(item), action: 'remove', reasons: [], named: true });
+  }
+  if (out.json || out.quiet) return;
+  out.print(`${dryRun ? 'would remove' : 'removing'} ${items.length} snapshot${items.length === 1 ? '' : 's'} named on the command line:`);
+  out.print(`  ${'ID'.padEnd(10)}${'Time (local)'.padEnd(21)}${'Host'.padEnd(16)}Paths`);
+  for (const { id, snapshot: s } of items) {
+    const t = Date.parse(s.time);
+    out.print(`  ${id.slice(0, 8).padEnd(10)}${(Number.isFinite(t) ? formatLocalTime(t) : s.time).padEnd(21)}${s.hostname.slice(0, 15).padEnd(16)}${s.paths.join(' ')}`);
+  }
+}
+
+function printGroup(out: Output, key: SnapshotGroupKey, decisions: Array<RetentionDecision<Item>>, dryRun: boolean): void {
+  const kept = decisions.filter((d) => d.action === 'keep').length;
+  const removed = decisions.length - kept;
+  out.emit('forget_group', {
+    group: {
+      ...(key.hostname !== undefined ? { host: key.hostname } : {}),
+      ...(key.paths !== undefined ? { paths: key.paths } : {}),
+      ...(key.tags !== undefined ? { tags: key.tags } : {}),
+    },
+    dry_run: dryRun,
+    keep: kept,
+    remove: removed,
+    snapshots: decisions.map((d) => ({
+      ...snapshotJson(d.item),
+      action: d.action,
+      reasons: d.reasons,
+      ...(d.action === 'remove' ? { not_kept: d.notKept } : {}),
+      counters: d.counters,
+    })),
+  });
+  if (out.json || out.quiet) return;
+  const withTags = key.tags === undefined && decisions.some((d) => d.item.snapshot.tags.length > 0);
+  const tagWidth = withTags ? Math.min(20, Math.max(6, ...decisions.map((d) => d.item.snapshot.tags.join(',').length + 2))) : 0;
+  out.print('');
+  out.print(`${describeGroupKey(key)}: keep ${kept}, ${dryRun ? 'would remove' : 'remove'} ${removed} of ${decisions.length} snapshot${decisions.length === 1 ? '' : 's'}`);
+  out.print(`  ${'ID'.padEnd(10)}${'Time'.padEnd(21)}${withTags ? 'Tags'.padEnd(tagWidth) : ''}${'Action'.padEnd(8)}Why`);
+  for (const d of decisions) {
+    const s = d.item.snapshot;
+    const why = d.action === 'keep' ? d.reasons.map((r) => r.text).join(', ') : d.notKept.join('; ');
+    const tags = withTags ? s.tags.join(',').slice(0, tagWidth - 2).padEnd(tagWidth) : '';
+    out.print(`  ${d.item.id.slice(0, 8).padEnd(10)}${formatLocalTime(d.time).padEnd(21)}${tags}${d.action.padEnd(8)}${why}`);
+  }
+}
