@@ -77,7 +77,8 @@ describe('exit codes and clear errors for bad input', () => {
     const repo = await Repository.open(createLocalStorage(env.KIWI_REPOSITORY!), 'pw-one');
     const lock = await repo.lock('exclusive');
     try {
-      const r = await runKiwi(['backup', src], { env });
+      // --retry-lock 0: fail at once (by default a backup waits a few minutes for the lock).
+      const r = await runKiwi(['backup', src, '--retry-lock', '0'], { env });
       expect(r.code).toBe(11);
       expect(r.stderr).toMatch(/lock/i);
       expect(r.stderr).toContain(String(process.pid));
