@@ -101,6 +101,21 @@ describe('locks: --retry-lock and kiwi unlock', () => {
     expect(await lockFiles()).toBe(0);
   });
 
+  it('prune waits the same way for a backup, and gives up with exit 11', async () => {
+    const lock = await repo.lock('shared');
+    try {
+      const r = await runKiwi(['prune', '--retry-lock', '1s'], { env });
+      expect(r.code).toBe(11);
+      expect(r.stderr).toContain(`a shared lock is held by pid ${process.pid}`);
+      expect(r.stderr).toMatch(/cannot take an exclusive lock \(gave up after waiting [01] s\)/);
+    } finally {
+      await lock.release();
+    }
+    const ok = await runKiwi(['prune', '--retry-lock', '0'], { env });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(await lockFiles()).toBe(0);
+  });
+
   it('two backups at once are allowed (shared + shared): no waiting', async () => {
     const lock: RepoLock = await repo.lock('shared');
     try {

@@ -57,13 +57,13 @@ export default kiwiCommand({
     path: { type: 'string', description: 'Only snapshots that include this path (repeatable: all of them)' },
     'group-by': { type: 'string', alias: 'g', description: 'Apply the policy per group of host, paths and/or tags (default host,paths; "" for one group)' },
     'dry-run': { type: 'boolean', alias: 'n', description: 'Show what would be kept and removed, and why; change nothing' },
-    prune: { type: 'boolean', description: 'Run a prune afterwards (not available yet)' },
+    prune: { type: 'boolean', description: 'Run a prune afterwards (not available yet: run `kiwi prune`)' },
     ...retryLockArgs,
   },
   async run({ args, session, signal }) {
     const out = session.out;
     if (args.prune) {
-      throw new UsageError('--prune: prune is not available yet; run `kiwi forget` without --prune (the data of forgotten snapshots stays in the repository until prune exists)');
+      throw new UsageError('--prune: forget --prune is not available yet; run `kiwi forget` without it, then `kiwi prune`');
     }
     const refs = (args._ ?? []).map(String);
     const dryRun = Boolean(args['dry-run']);
@@ -162,7 +162,7 @@ export default kiwiCommand({
       failed_ids: result.failed.map((f) => f.id),
     });
     const n = result.removed.length + result.missing.length;
-    out.print(`removed ${n} snapshot${n === 1 ? '' : 's'}${n ? '; their data stays in the repository until a prune' : ''}`);
+    out.print(`removed ${n} snapshot${n === 1 ? '' : 's'}${n ? '; `kiwi prune` frees the data only they used' : ''}`);
     if (result.failed.length) {
       throw new CliError(`${result.failed.length} snapshot file${result.failed.length === 1 ? '' : 's'} could not be removed (listed above)`, ExitCode.Failure);
     }

@@ -3,6 +3,7 @@ import { kiwiCommand } from '../command.js';
 import { stringArg } from '../args.js';
 import { UsageError } from '../exit-codes.js';
 import { formatBytes } from '../output.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 
 export default kiwiCommand({
   meta: { name: 'prune', description: 'Remove data no snapshot uses: delete unused packs, repack mostly unused ones' },
@@ -10,8 +11,9 @@ export default kiwiCommand({
   args: {
     'max-unused': { type: 'string', description: 'Unused data to tolerate: a share of the used data (5%, the default), a size (500M) or "unlimited"' },
     'dry-run': { type: 'boolean', alias: 'n', description: 'Say what would be deleted and repacked, and how much it frees; change nothing' },
+    ...retryLockArgs,
   },
-  async run({ args, session }) {
+  async run({ args, session, signal }) {
     let maxUnused: MaxUnused | undefined;
     const text = stringArg(args['max-unused']);
     if (text !== undefined) {
@@ -21,7 +23,7 @@ export default kiwiCommand({
         throw new UsageError((err as Error).message);
       }
     }
-    const repo = await session.openRepository();
+    const repo = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
     const out = session.out;
     const dryRun = Boolean(args['dry-run']);
     const r = await prune(repo, {
