@@ -60,6 +60,11 @@ export default kiwiCommand({
       onProgress: (p: { treesDone: number; treesKnown: number }) => out.progress(`${p.treesDone}/${p.treesKnown} trees read`),
     });
     out.clearProgress();
+    if (result.invalidEntries > 0) {
+      out.warn(`${result.invalidEntries} tree entr${result.invalidEntries === 1 ? 'y' : 'ies'} could not be read (invalid) and ${result.invalidEntries === 1 ? 'is' : 'are'} left out of these numbers; \`kiwi check\` names them`, {
+        invalid_entries: result.invalidEntries,
+      });
+    }
     const t = result.total;
     for (const s of result.snapshots) {
       out.emit('snapshot_stats', { id: s.id, short_id: s.id.slice(0, 8), files: s.size.files, dirs: s.size.dirs, others: s.size.others, size: s.size.bytes });
@@ -73,6 +78,7 @@ export default kiwiCommand({
       total_other_count: t.others,
       total_size: t.bytes,
       trees: result.trees,
+      invalid_entries: result.invalidEntries,
       ...(raw
         ? {
             total_blob_count: raw.blobs,

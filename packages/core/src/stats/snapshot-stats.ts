@@ -12,6 +12,7 @@
 import { IntegrityError } from '../repository/errors.js';
 import type { BlobId, BlobLocation, BlobType, Snapshot, Tree } from '../repository/types.js';
 import { TreeLoader, type TreeSource } from '../snapshot-ops/tree-loader.js';
+import { invalidNodeCount } from '../repository/validate.js';
 
 export type StatsMode = 'restore-size' | 'raw-data';
 
@@ -60,6 +61,8 @@ export interface SnapshotStatsResult {
   total: RestoreSize;
   /** Distinct trees read. */
   trees: number;
+  /** Tree entries the validator refused (left out of every count; `kiwi check` names them). */
+  invalidEntries: number;
   /** With `raw-data`. */
   raw?: RawDataStats;
 }
@@ -134,6 +137,7 @@ export async function snapshotStats(
   const loader = new TreeLoader(repository, options.readAheadBytes ?? 32 * 1024 * 1024, false);
   const WINDOW = 2048;
   let wantedUpTo = 0;
+  let invalidEntries = 0;
   try {
     for (let i = 0; i < queue.length; i++) {
       options.signal?.throwIfAborted();
@@ -142,7 +146,9 @@ export async function snapshotStats(
         wantedUpTo = i + WINDOW;
       }
       const id = queue[i]!;
-      const s = summarize(await loader.take(id), id, dataBlobs);
+      const tree = await loader.take(id);
+      invalidEntries += invalidNodeCount(tree);
+      const s = summarize(tree, id, dataBlobs);
       summaries.set(id, s);
       for (const sub of s.subtrees) enqueue(sub);
       if ((i & 255) === 0) options.onProgress?.({ treesDone: i + 1, treesKnown: queue.length });
@@ -192,7 +198,7 @@ export async function snapshotStats(
     return memo.get(root)!;
   };
 
-  const result: SnapshotStatsResult = { mode, snapshots: [], total: { files: 0, dirs: 0, others: 0, bytes: 0 }, trees: summaries.size };
+  const result: SnapshotStatsResult = { mode, snapshots: [], total: { files: 0, dirs: 0, others: 0, bytes: 0 }, trees: summaries.size, invalidEntries };
   for (const { id, snapshot } of snapshots) {
     const a = aggregate(snapshot.tree);
     let bytes = a.bytes;

@@ -4,6 +4,9 @@ import { link, mkdir, readdir, lstat, symlink, writeFile } from 'node:fs/promise
 import { runBackup, snapshotStats, type Repository } from '../../src/index.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+import { HostileRepo, dirNode, fileNode } from '../../src/testing/hostile.js';
+import { Repository as RepositoryClass } from '../../src/repository/repository.js';
+import { FAST_KDF, newRepo, quietLogger } from '../repository/helpers.js';
 
 let work: string;
 beforeEach(async () => {
@@ -85,6 +88,21 @@ describe('snapshot stats', () => {
     expect(raw.packs).toBeGreaterThanOrEqual(2);
     expect(raw.storedBytes).toBeGreaterThan(0);
     await repo.close();
+  });
+
+  it('entries the tree validator refuses are left out and counted', async () => {
+    const { repo: r0, storage } = await newRepo();
+    await r0.close();
+    const h = await HostileRepo.open(storage, 'secret');
+    const x = await h.writeRawDataBlob(Buffer.from('xxx'));
+    const inner = await h.writeTree([fileNode('x', { size: 3, content: [x] }), fileNode('y', { mtimeNs: 'soon' })]);
+    const root = await h.writeTree([dirNode('a', inner), fileNode('bad', { uid: -7 }), null]);
+    const snapId = await h.writeRawSnapshot(h.snapshotJson(root));
+    const opened = await RepositoryClass.open(storage, 'secret', { logger: quietLogger(), kdf: FAST_KDF });
+    const r = await snapshotStats(opened, [{ id: snapId, snapshot: await opened.loadSnapshot(snapId) }]);
+    expect(r.total).toEqual({ files: 1, dirs: 1, others: 0, bytes: 3 });
+    expect(r.invalidEntries).toBe(3);
+    await opened.close();
   });
 
   it('a missing tree fails with the blob named', async () => {
