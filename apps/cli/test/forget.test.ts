@@ -18,7 +18,7 @@ describe('kiwi forget', () => {
 
   const kiwi = (args: string[], extra: NodeJS.ProcessEnv = {}) => runKiwi(args, { env: { ...env, ...extra } });
   const snapshotIds = async () => {
-    const r = await kiwi(['snapshots', '--json']);
+    const r = await kiwi(['snapshots', '--json-lines']);
     expect(r.code, r.stderr).toBe(0);
     return jsonLines(r.stdout)
       .filter((l) => l.message_type === 'snapshot')
@@ -92,7 +92,7 @@ describe('kiwi forget', () => {
     expect(await snapshotIds()).toHaveLength(6);
   });
 
-  it('forgets snapshots by id prefix; an ambiguous prefix is refused naming the candidates, and nothing is removed', async () => {
+  it('forgets snapshots by id prefix; an ambiguous prefix is refused (13) naming the candidates, and nothing is removed', async () => {
     const a1 = ids.get('a1')!;
     const ok = await kiwi(['forget', a1.slice(0, 10)]);
     expect(ok.code, ok.stderr).toBe(0);
@@ -113,7 +113,7 @@ describe('kiwi forget', () => {
     const matching = left.filter((id) => id.startsWith(prefix));
     expect(matching.length).toBeGreaterThanOrEqual(2);
     const bad = await kiwi(['forget', ids.get('a2')!, prefix]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(13);
     expect(bad.stderr).toContain(`snapshot reference "${prefix}" is ambiguous; it matches: ${matching.join(', ')}`);
     expect(bad.stderr).toContain('nothing was removed');
     expect(bad.stderr, 'no stack trace').not.toMatch(/\n\s+at /);
@@ -121,7 +121,7 @@ describe('kiwi forget', () => {
     expect(left).toContain(ids.get('a2'));
 
     const none = await kiwi(['forget', 'ffffffffff']);
-    expect(none.code).toBe(1);
+    expect(none.code).toBe(13);
     expect(none.stderr).toContain('no snapshot matches "ffffffffff"');
 
     const both = await kiwi(['forget', ids.get('a2')!, '--keep-last', '1']);

@@ -31,7 +31,7 @@ export async function maintenanceScenario(s: Scenario): Promise<void> {
     ids.push(String(jsonLines(r.stdout).find((l) => l.message_type === 'summary')!.snapshot_id));
   }
   const snapshotIds = async () => {
-    const r = await s.kiwi(['snapshots', '--json']);
+    const r = await s.kiwi(['snapshots', '--json-lines']);
     ok(r);
     return jsonLines(r.stdout)
       .filter((l) => l.message_type === 'snapshot')

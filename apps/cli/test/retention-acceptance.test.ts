@@ -52,7 +52,7 @@ describe('acceptance 1: forget --dry-run --json on 65 snapshots made with backup
   afterAll(() => removeDir(work));
 
   it('the snapshots carry the given times', async () => {
-    const r = await runKiwi(['snapshots', '--json'], { env });
+    const r = await runKiwi(['snapshots', '--json-lines'], { env });
     const snaps = jsonLines(r.stdout).filter((l) => l.message_type === 'snapshot');
     expect(snaps).toHaveLength(65);
     const byLabel = new Map(series().map((s) => [s.label, s]));
@@ -96,7 +96,7 @@ describe('acceptance 1: forget --dry-run --json on 65 snapshots made with backup
     expect(r.stdout).toMatch(/2024-01-01 10:00:00 +keep +oldest monthly snapshot \(2024-01\)/);
     expect(r.stdout).toMatch(/2024-02-29 10:00:00 +remove +daily: 2024-02-29 already kept by the newer [0-9a-f]{8}; weekly: week 2024-W09 already kept/);
     expect(r.stdout).toContain('dry run: would remove 54 snapshots, nothing changed');
-    const snaps = await runKiwi(['snapshots', '--json'], { env });
+    const snaps = await runKiwi(['snapshots', '--json-lines'], { env });
     expect(jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot')).toHaveLength(65);
   });
 
@@ -107,7 +107,7 @@ describe('acceptance 1: forget --dry-run --json on 65 snapshots made with backup
     expect(r.code, r.stderr).toBe(0);
     const summary = jsonLines(r.stdout).find((l) => l.message_type === 'summary')!;
     expect(summary).toMatchObject({ dry_run: false, removed: 65 - expected.length });
-    const snaps = await runKiwi(['snapshots', '--json'], { env });
+    const snaps = await runKiwi(['snapshots', '--json-lines'], { env });
     const left = jsonLines(snaps.stdout).filter((l) => l.message_type === 'snapshot').map((s) => labelById.get(String(s.id))!);
     expect(left.sort()).toEqual([...expected].sort());
     const again = await runKiwi(['forget', ...flags], { env });

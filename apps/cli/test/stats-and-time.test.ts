@@ -30,7 +30,7 @@ describe('kiwi stats and backup --time', () => {
   afterAll(() => removeDir(work));
 
   it('backup --time records the time; without an offset it is local time', async () => {
-    const r = await runKiwi(['snapshots', '--json'], { env });
+    const r = await runKiwi(['snapshots', '--json-lines'], { env });
     const times = jsonLines(r.stdout).filter((l) => l.message_type === 'snapshot').map((l) => l.time);
     // 08:00 in New York in January is 13:00 UTC.
     expect(times).toEqual(['2024-01-10T08:00:00.000Z', '2024-01-11T13:00:00.000Z']);
@@ -82,12 +82,12 @@ describe('kiwi stats and backup --time', () => {
     expect(human.stdout).toMatch(/Stored size: +[\d.]+ MiB \(\d+ bytes\) in \d+ packs/);
   });
 
-  it('bad input: an unknown mode (2), an unknown snapshot (1)', async () => {
+  it('bad input: an unknown mode (2), an unknown snapshot (13)', async () => {
     const mode = await runKiwi(['stats', '--mode', 'files'], { env });
     expect(mode.code).toBe(2);
     expect(mode.stderr).toContain('--mode "files": use restore-size or raw-data');
     const snap = await runKiwi(['stats', 'deadbeef'], { env });
-    expect(snap.code).toBe(1);
+    expect(snap.code).toBe(13);
     expect(snap.stderr).toContain('no snapshot matches "deadbeef"');
     expect(snap.stderr, 'no stack trace').not.toMatch(/\n\s+at /);
   });

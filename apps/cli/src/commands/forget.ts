@@ -1,17 +1,15 @@
-import { resolve } from 'node:path';
 import {
   DEFAULT_GROUP_BY,
   POLICY_FLAGS,
   RETENTION_RULES,
-  SnapshotNotFoundError,
   describeGroupKey,
   describePolicy,
   formatLocalTime,
   formatUtcOffset,
   isEmptyPolicy,
+  isEmptySelection,
   parseGroupBy,
   parsePolicy,
-  parseTagList,
   planRetention,
   removeSnapshotFiles,
   type GroupByField,
@@ -20,13 +18,14 @@ import {
   type RetentionPolicyInput,
   type Snapshot,
   type SnapshotGroupKey,
-  type SnapshotSelection,
+  type Repository,
 } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import type { Output } from '../output.js';
+import { chooseSnapshots, selectArgs, selectionFromArgs } from '../select.js';
 
 type Item = { id: string; snapshot: Snapshot };
 
@@ -52,9 +51,7 @@ export default kiwiCommand({
     'keep-within-monthly': withinHelp('month'),
     'keep-within-yearly': withinHelp('year'),
     'keep-tag': { type: 'string', description: 'Keep snapshots with this tag, or all tags of a list a,b (repeatable)' },
-    host: { type: 'string', description: 'Only snapshots of this host (repeatable)' },
-    tag: { type: 'string', description: 'Only snapshots with this tag, or all tags of a list a,b (repeatable: any of them)' },
-    path: { type: 'string', description: 'Only snapshots that include this path (repeatable: all of them)' },
+    ...selectArgs,
     'group-by': { type: 'string', alias: 'g', description: 'Apply the policy per group of host, paths and/or tags (default host,paths; "" for one group)' },
     'dry-run': { type: 'boolean', alias: 'n', description: 'Show what would be kept and removed, and why; change nothing' },
     prune: { type: 'boolean', description: 'Run a prune afterwards (not available yet: run `kiwi prune`)' },
@@ -67,11 +64,7 @@ export default kiwiCommand({
     }
     const refs = (args._ ?? []).map(String);
     const dryRun = Boolean(args['dry-run']);
-    const selection: SnapshotSelection = {
-      hosts: stringList(args.host),
-      tags: stringList(args.tag).map((t) => parseTagList(t, '--tag')),
-      paths: stringList(args.path).map((p) => resolve(p)),
-    };
+    const selection = selectionFromArgs(args);
 
     // The policy: from the flags, else (no ids either) from the config file.
     const input: Record<string, string | string[]> = {};
@@ -121,13 +114,13 @@ export default kiwiCommand({
 
     let toRemove: Item[];
     if (!policy) {
-      toRemove = await resolveRefs(repo, refs, selection);
+      toRemove = await resolveRefs(repo, refs, args, out);
       printIdList(out, toRemove, dryRun);
     } else {
       const all = await repo.listSnapshots({ onError: (file, err) => out.warn(`skipping damaged snapshot ${file}: ${err.message}`, { file }) });
       const plan = planRetention(all, { policy, groupBy, filter: selection });
       for (const l of plan.unmatchedTagLists) {
-        out.warn(`--keep-tag ${l.join(',')}: no ${selection.hosts?.length || selection.tags?.length || selection.paths?.length ? 'selected ' : ''}snapshot has ${l.length > 1 ? 'all of these tags' : 'this tag'}, so it keeps nothing`, {
+        out.warn(`--keep-tag ${l.join(',')}: no ${isEmptySelection(selection) ? '' : 'selected '}snapshot has ${l.length > 1 ? 'all of these tags' : 'this tag'}, so it keeps nothing`, {
           keep_tag: l,
         });
       }
@@ -174,31 +167,20 @@ function flagOf(key: string): string {
   return RETENTION_RULES.find((r) => r.key === key)?.flag ?? key;
 }
 
-/** Resolve every id (prefix or `latest`) before removing anything: one unknown or ambiguous id stops the command. */
-async function resolveRefs(
-  repo: { findSnapshot(ref: string, filter?: { host?: string; paths?: string[] }): Promise<Item> },
-  refs: string[],
-  selection: SnapshotSelection,
-): Promise<Item[]> {
-  const seen = new Map<string, Item>();
-  for (const ref of refs) {
-    try {
-      const filter = {
-        ...(selection.hosts?.length === 1 ? { host: selection.hosts[0]! } : {}),
-        ...(selection.paths?.length ? { paths: [...selection.paths] } : {}),
-      };
-      const item = await repo.findSnapshot(ref, filter);
-      seen.set(item.id, item);
-    } catch (err) {
-      if (err instanceof Error && err.name === 'SnapshotNotFoundError') {
-        const e = err as SnapshotNotFoundError;
-        const detail = e.candidates.length > 1 ? ' (give more characters of the id)' : '';
-        throw new CliError(`${e.message}${detail}; nothing was removed`, ExitCode.Failure);
-      }
-      throw err;
+/**
+ * Resolve every id (prefix, or `latest` narrowed by --host/--tag/--path) before removing anything:
+ * one unknown or ambiguous id stops the command (exit 13, the candidates named).
+ */
+async function resolveRefs(repo: Repository, refs: string[], args: Record<string, unknown>, out: Output): Promise<Item[]> {
+  try {
+    return await chooseSnapshots(repo, refs, args, out);
+  } catch (err) {
+    if (err instanceof Error && err.name === 'SnapshotNotFoundError') {
+      const candidates = (err as Error & { candidates?: string[] }).candidates ?? [];
+      throw new CliError(`${err.message}${candidates.length > 1 ? ' (give more characters of the id)' : ''}; nothing was removed`, ExitCode.SnapshotNotFound);
     }
+    throw err;
   }
-  return [...seen.values()];
 }
 
 function snapshotJson(item: Item) {

@@ -1,8 +1,8 @@
-import { resolve } from 'node:path';
-import { filterSnapshots, parseTagList, snapshotStats, type Snapshot, type StatsMode } from '@kiwi-backup/core';
+import { snapshotStats, type StatsMode } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
-import { stringArg, stringList } from '../args.js';
+import { stringArg } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
+import { chooseSnapshots, selectArgs } from '../select.js';
 import { formatBytes } from '../output.js';
 
 const MODES: readonly StatsMode[] = ['restore-size', 'raw-data'];
@@ -15,39 +15,18 @@ export default kiwiCommand({
   args: {
     snapshots: { type: 'positional', required: false, description: 'Snapshot ids (prefixes) or "latest" (default: every snapshot)' },
     mode: { type: 'string', description: 'restore-size (default): files and bytes a restore writes; raw-data: the unique blobs they use, stored size, dedup ratio' },
-    host: { type: 'string', description: 'Only snapshots of this host (repeatable)' },
-    tag: { type: 'string', description: 'Only snapshots with this tag, or all tags of a list a,b (repeatable)' },
-    path: { type: 'string', description: 'Only snapshots that include this path (repeatable)' },
+    ...selectArgs,
   },
   async run({ args, session, signal }) {
     const out = session.out;
     const mode = (stringArg(args.mode) ?? 'restore-size') as StatsMode;
     if (!MODES.includes(mode)) throw new UsageError(`--mode ${JSON.stringify(args.mode)}: use ${MODES.join(' or ')}`);
     const refs = (args._ ?? []).map(String);
-    const selection = {
-      hosts: stringList(args.host),
-      tags: stringList(args.tag).map((t) => parseTagList(t, '--tag')),
-      paths: stringList(args.path).map((p) => resolve(p)),
-    };
     const repo = await session.openRepository();
     const indexRead = repo.loadIndex();
     indexRead.catch(() => undefined); // awaited below
-    let chosen: Array<{ id: string; snapshot: Snapshot }>;
-    if (refs.length) {
-      const byId = new Map<string, { id: string; snapshot: Snapshot }>();
-      for (const ref of refs) {
-        try {
-          const s = await repo.findSnapshot(ref, selection.hosts.length === 1 ? { host: selection.hosts[0]! } : {});
-          byId.set(s.id, s);
-        } catch (err) {
-          if ((err as Error).name === 'SnapshotNotFoundError') throw new CliError((err as Error).message, ExitCode.Failure);
-          throw err;
-        }
-      }
-      chosen = filterSnapshots([...byId.values()], selection);
-    } else {
-      chosen = filterSnapshots(await repo.listSnapshots({ onError: (file, err) => out.warn(`skipping damaged snapshot ${file}: ${err.message}`, { file }) }), selection);
-    }
+    // Named snapshots (ids name theirs; --host/--tag/--path narrow `latest`), else every one matching the selection.
+    const chosen = await chooseSnapshots(repo, refs, args, out);
     await indexRead;
     if (chosen.length === 0) {
       out.info('no snapshots match');

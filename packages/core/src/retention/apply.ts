@@ -21,6 +21,7 @@ import { IntegrityError } from '../repository/errors.js';
 import { bucketOf, formatLocalTime, subtractDuration, type BucketKind } from './calendar.js';
 import { formatRetentionDuration, isZeroDuration, UNLIMITED, type RetentionDuration } from './duration.js';
 import { PolicyError } from './errors.js';
+import type { SnapshotSelection } from '../snapshot-ops/select.js';
 import { POLICY_FLAGS, RULES, isEmptyPolicy, type CountRuleKey, type RetentionPolicy, type RuleInfo, type WithinRuleKey } from './policy.js';
 import {
   DEFAULT_GROUP_BY,
@@ -28,7 +29,6 @@ import {
   groupSnapshots,
   hasAllTags,
   type GroupByField,
-  type SnapshotSelection,
   type SnapshotGroupKey,
   type SnapshotItem,
 } from './select.js';

@@ -31,7 +31,6 @@ export {
   hasAllTags,
   describeGroupKey,
   type GroupByField,
-  type SnapshotSelection,
   type SnapshotGroupKey,
   type SnapshotGroup,
   type SnapshotItem,

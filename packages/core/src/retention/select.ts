@@ -3,6 +3,8 @@
  * restic's meaning: a policy applies to each group on its own.
  */
 import { PolicyError } from './errors.js';
+import type { Snapshot } from '../repository/types.js';
+import { matchesSelection, type SnapshotSelection } from '../snapshot-ops/select.js';
 
 /** The snapshot fields selection and grouping look at. */
 export interface SelectableSnapshot {
@@ -15,15 +17,6 @@ export interface SelectableSnapshot {
 export interface SnapshotItem<S extends SelectableSnapshot = SelectableSnapshot> {
   id: string;
   snapshot: S;
-}
-
-export interface SnapshotSelection {
-  /** Keep snapshots of any of these hosts (none: any host). */
-  hosts?: readonly string[];
-  /** Keep snapshots that have all tags of at least one list (none: any tags). */
-  tags?: ReadonlyArray<readonly string[]>;
-  /** Keep snapshots whose paths include every one of these (none: any paths). */
-  paths?: readonly string[];
 }
 
 export type GroupByField = 'host' | 'paths' | 'tags';
@@ -65,14 +58,9 @@ export function hasAllTags(tags: readonly string[] | undefined, list: readonly s
   return list.every((t) => tags?.includes(t) ?? false);
 }
 
-/** The items that pass `filter`, in their order. */
+/** The items that pass `filter` (`--host`, `--tag`, `--path`, as every command selects snapshots), in their order. */
 export function filterSnapshots<T extends SnapshotItem>(items: readonly T[], filter: SnapshotSelection): T[] {
-  return items.filter(({ snapshot: s }) => {
-    if (filter.hosts?.length && !filter.hosts.includes(s.hostname)) return false;
-    if (filter.tags?.length && !filter.tags.some((l) => hasAllTags(s.tags, l))) return false;
-    if (filter.paths?.length && !filter.paths.every((p) => s.paths.includes(p))) return false;
-    return true;
-  });
+  return items.filter(({ snapshot }) => matchesSelection(snapshot as Snapshot, filter));
 }
 
 /** A stable text form of a group key (`host laptop, paths /a /b, tags x`), for messages. */
