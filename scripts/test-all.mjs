@@ -16,6 +16,7 @@ const need = [
   { what: 'MariaDB server', bins: ['mariadbd', '/usr/sbin/mariadbd'], packages: ['mariadb-server'] },
   { what: 'MariaDB client tools', bins: ['mariadb-dump', 'mariadb'], packages: ['mariadb-client'] },
   { what: 'GNU time (peak memory of the hostile-input suite)', bins: ['/usr/bin/time'], packages: ['time'] },
+  { what: 'restic (the retention acceptance test compares forget decisions with it)', bins: ['restic'], packages: ['restic'] },
   // Restore fidelity tests: set and compare extended attributes, POSIX ACLs and file capabilities.
   { what: 'getfattr/setfattr', bins: ['getfattr'], packages: ['attr'] },
   { what: 'getfacl/setfacl', bins: ['getfacl'], packages: ['acl'] },

@@ -158,7 +158,7 @@ export class Session {
    * The other repository of `copy` and `init --copy-chunker-params` (`--from-repo`), with its
    * password from `--from-password-file`, $KIWI_FROM_PASSWORD, $KIWI_FROM_PASSWORD_FILE, or a prompt.
    */
-  async openFromRepository(url: string, passwordFile: string | undefined): Promise<Repository> {
+  async openFromRepository(url: string, passwordFile: string | undefined, options: Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<Repository> {
     const storage = await this.storageAt(url);
     let password: string;
     const file = passwordFile ?? this.env.KIWI_FROM_PASSWORD_FILE;
@@ -166,7 +166,7 @@ export class Session {
     else if (file) password = await readPasswordFile(file);
     else if (process.stdin.isTTY) password = await promptPassword(`Password of ${storage.location}: `);
     else throw new UsageError(`no password for the repository ${storage.location}: set KIWI_FROM_PASSWORD, KIWI_FROM_PASSWORD_FILE or --from-password-file`);
-    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger() });
+    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...options });
     this.cleanups.unshift(() => repo.close());
     return repo;
   }

@@ -1,5 +1,6 @@
 import { parseReadDataSubset, type ReadDataSubset } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { stringArg } from '../args.js';
 import { ExitCode, UsageError } from '../exit-codes.js';
 
@@ -7,13 +8,14 @@ export default kiwiCommand({
   meta: { name: 'check', description: 'Verify the repository: structure, and with --read-data every blob' },
   interruptible: true,
   args: {
+    ...retryLockArgs,
     'read-data': { type: 'boolean', description: 'Read, decrypt and verify every blob (slow: reads the whole repository)' },
     'read-data-subset': {
       type: 'string',
       description: 'Read and verify some packs only: n/m (the n-th of m groups, e.g. 1/30 nightly for a month), x% (random), or a size (2G, random)',
     },
   },
-  async run({ args, session }) {
+  async run({ args, session, signal }) {
     let subset: ReadDataSubset | undefined;
     const subsetText = stringArg(args['read-data-subset']);
     if (subsetText !== undefined) {
@@ -24,7 +26,7 @@ export default kiwiCommand({
         throw new UsageError((err as Error).message);
       }
     }
-    const repo = await session.openRepository();
+    const repo = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
     const out = session.out;
     out.info(`checking ${session.printableRepo()}${args['read-data'] ? ' (reading all data)' : subset ? ` (reading the packs of subset ${subsetText})` : ''}`);
     const report = await repo.check({

@@ -1,5 +1,6 @@
 import { copySnapshots } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { stringArg } from '../args.js';
 import { UsageError } from '../exit-codes.js';
 import { formatBytes } from '../output.js';
@@ -8,15 +9,16 @@ export default kiwiCommand({
   meta: { name: 'copy', description: 'Copy snapshots from another repository into this one (e.g. local → S3 for an off-site copy)' },
   interruptible: true,
   args: {
+    ...retryLockArgs,
     snapshots: { type: 'positional', required: false, description: 'Source snapshot ids or prefixes (default: all)' },
     'from-repo': { type: 'string', description: 'The repository to copy from' },
     'from-password-file': { type: 'string', description: 'Password file of --from-repo (default: $KIWI_FROM_PASSWORD, $KIWI_FROM_PASSWORD_FILE)' },
   },
-  async run({ args, session }) {
+  async run({ args, session, signal }) {
     const fromUrl = stringArg(args['from-repo']);
     if (!fromUrl) throw new UsageError('copy needs --from-repo <url>: the repository to copy snapshots from');
-    const source = await session.openFromRepository(fromUrl, stringArg(args['from-password-file']));
-    const dest = await session.openRepository();
+    const source = await session.openFromRepository(fromUrl, stringArg(args['from-password-file']), { lockOptions: lockOptionsFor(args, session, signal) });
+    const dest = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
     if (source.id === dest.id) throw new UsageError(`--from-repo ${source.location} is this repository itself (id ${dest.id.slice(0, 8)}): nothing to copy`);
     const refs = (args._ ?? []).map(String).filter(Boolean);
     const snapshots = refs.length ? await Promise.all(refs.map((r) => source.findSnapshot(r))) : undefined;

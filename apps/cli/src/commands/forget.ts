@@ -1,4 +1,7 @@
 import {
+  parseMaxUnused,
+  prune,
+  type MaxUnused,
   DEFAULT_GROUP_BY,
   POLICY_FLAGS,
   RETENTION_RULES,
@@ -24,6 +27,7 @@ import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
+import { reportPrune } from './prune.js';
 import type { Output } from '../output.js';
 import { chooseSnapshots, selectArgs, selectionFromArgs } from '../select.js';
 
@@ -54,13 +58,21 @@ export default kiwiCommand({
     ...selectArgs,
     'group-by': { type: 'string', alias: 'g', description: 'Apply the policy per group of host, paths and/or tags (default host,paths; "" for one group)' },
     'dry-run': { type: 'boolean', alias: 'n', description: 'Show what would be kept and removed, and why; change nothing' },
-    prune: { type: 'boolean', description: 'Run a prune afterwards (not available yet: run `kiwi prune`)' },
+    prune: { type: 'boolean', description: 'Prune afterwards, under the same lock: remove the data only the forgotten snapshots used' },
+    'max-unused': { type: 'string', description: 'With --prune: unused data to tolerate (as kiwi prune --max-unused; default 5%)' },
     ...retryLockArgs,
   },
   async run({ args, session, signal }) {
     const out = session.out;
-    if (args.prune) {
-      throw new UsageError('--prune: forget --prune is not available yet; run `kiwi forget` without it, then `kiwi prune`');
+    let maxUnused: MaxUnused | undefined;
+    const maxUnusedText = stringArg(args['max-unused']);
+    if (maxUnusedText !== undefined) {
+      if (!args.prune) throw new UsageError('--max-unused goes with --prune');
+      try {
+        maxUnused = parseMaxUnused(maxUnusedText);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
     }
     const refs = (args._ ?? []).map(String);
     const dryRun = Boolean(args['dry-run']);
@@ -141,6 +153,7 @@ export default kiwiCommand({
     if (dryRun) {
       out.emit('summary', { dry_run: true, policy: policy ? describePolicy(policy) : null, would_remove: ids.length, removed_ids: ids });
       out.print(`dry run: would remove ${ids.length} snapshot${ids.length === 1 ? '' : 's'}, nothing changed`);
+      if (args.prune) out.info('(--prune: a prune would follow; `kiwi prune --dry-run` after the forget shows what it frees)');
       return ExitCode.Ok;
     }
     signal.throwIfAborted();
@@ -158,6 +171,17 @@ export default kiwiCommand({
     out.print(`removed ${n} snapshot${n === 1 ? '' : 's'}${n ? '; `kiwi prune` frees the data only they used' : ''}`);
     if (result.failed.length) {
       throw new CliError(`${result.failed.length} snapshot file${result.failed.length === 1 ? '' : 's'} could not be removed (listed above)`, ExitCode.Failure);
+    }
+    if (args.prune) {
+      signal.throwIfAborted();
+      // Under the exclusive lock forget holds: no backup can start between the two.
+      const r = await prune(repo, {
+        ...(maxUnused ? { maxUnused } : {}),
+        noLock: true,
+        onProgress: (p) => out.progress(p.phase === 'trees' ? `prune: reading trees: ${p.done}` : `prune: ${p.phase} ${p.done}/${p.total}`),
+      });
+      out.clearProgress();
+      reportPrune(out, r, false, 'prune_summary');
     }
     return ExitCode.Ok;
   },

@@ -1,15 +1,17 @@
 import { repairIndex } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 
 export default kiwiCommand({
   meta: { name: 'index', description: 'Rebuild the index from the packs (reads pack headers only): replaces damaged or missing index files' },
   interruptible: true,
   args: {
+    ...retryLockArgs,
     'read-all-packs': { type: 'boolean', description: 'Read every pack header, not only of packs the index does not list correctly' },
     'dry-run': { type: 'boolean', alias: 'n', description: 'Say what would change; write nothing' },
   },
-  async run({ args, session }) {
-    const repo = await session.openRepository();
+  async run({ args, session, signal }) {
+    const repo = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
     const out = session.out;
     const r = await repairIndex(repo, {
       readAllPacks: Boolean(args['read-all-packs']),

@@ -1,17 +1,19 @@
 import { repairPacks, resolvePackIds } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { UsageError } from '../exit-codes.js';
 
 export default kiwiCommand({
   meta: { name: 'packs', description: 'Salvage damaged packs: store their intact blobs again, then remove the damaged packs' },
   interruptible: true,
   args: {
+    ...retryLockArgs,
     ids: { type: 'positional', required: false, description: 'Pack ids or prefixes (as `kiwi check --read-data` names them)' },
   },
-  async run({ args, session }) {
+  async run({ args, session, signal }) {
     const refs = (args._ ?? []).map(String).filter(Boolean);
     if (refs.length === 0) throw new UsageError('name the packs to repair, e.g. `kiwi repair packs 1a2b3c4d` (`kiwi check --read-data` lists damaged packs)');
-    const repo = await session.openRepository();
+    const repo = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
     const out = session.out;
     let ids: string[];
     try {

@@ -1,17 +1,19 @@
 import { repairSnapshots } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
+import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { ExitCode } from '../exit-codes.js';
 
 export default kiwiCommand({
   meta: { name: 'snapshots', description: 'Write new snapshots without the files whose data is lost (the originals are kept unless --forget)' },
   interruptible: true,
   args: {
+    ...retryLockArgs,
     ids: { type: 'positional', required: false, description: 'Snapshot ids or prefixes (default: every snapshot)' },
     forget: { type: 'boolean', description: 'Remove each original snapshot once its repaired copy is saved' },
     'dry-run': { type: 'boolean', alias: 'n', description: 'Say what would be removed; write nothing' },
   },
-  async run({ args, session }) {
-    const repo = await session.openRepository();
+  async run({ args, session, signal }) {
+    const repo = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
     const out = session.out;
     const refs = (args._ ?? []).map(String).filter(Boolean);
     const snapshotIds = refs.length ? await Promise.all(refs.map(async (r) => (await repo.findSnapshot(r)).id)) : undefined;

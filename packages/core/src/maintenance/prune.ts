@@ -51,6 +51,8 @@ export interface PruneOptions {
   /** Work out and report what would be deleted and repacked; change nothing. */
   dryRun?: boolean;
   onProgress?: (p: { phase: 'trees' | 'repack' | 'index' | 'delete'; done: number; total: number }) => void;
+  /** The caller holds the repository's exclusive lock already (e.g. `forget --prune`). */
+  noLock?: boolean;
 }
 
 export interface PruneResult {
@@ -87,6 +89,7 @@ interface PackStat {
 }
 
 export async function prune(repo: Repository, opts: PruneOptions = {}): Promise<PruneResult> {
+  if (opts.noLock) return pruneLocked(repo, opts);
   const lock = await repo.lock('exclusive');
   try {
     return await pruneLocked(repo, opts);
