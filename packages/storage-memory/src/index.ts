@@ -118,6 +118,14 @@ class MemoryStorageImpl implements MemoryStorage {
     if (!this.files.delete(handlePath(handle))) throw this.#notFound(handle);
   }
 
+  /** Batch removal (the optional part of the contract); missing files are fine. */
+  async removeMany(handles: Iterable<Handle>): Promise<void> {
+    this.#check();
+    const list = [...handles];
+    for (const h of list) assertValidHandle(h);
+    for (const h of list) this.files.delete(handlePath(h));
+  }
+
   isNotFound(err: unknown): boolean {
     return err instanceof StorageError && err.kind === 'not-found';
   }

@@ -28,6 +28,7 @@ function broken(overrides: (inner: Storage) => Partial<Storage>): { open(): Prom
         isNotFound: o.isNotFound ?? ((e: unknown) => inner.isNotFound(e)),
         close: o.close ?? (() => inner.close()),
         ...(o.preferredReadSize !== undefined ? { preferredReadSize: o.preferredReadSize } : {}),
+        ...(o.removeMany ? { removeMany: o.removeMany } : {}),
       };
     },
   };
@@ -190,6 +191,22 @@ describe('the conformance kit catches broken adapters', () => {
       );
       await expect(run(stale, 'consecutive loads reusing one into')).rejects.toThrow(/load 1 of 6 .*bytes differ first at offset/);
     });
+  });
+
+  it('passes removeMany on the memory adapter; a removeMany that fails on a missing file, or removes too much, is caught', async () => {
+    await run({ open: async () => createMemoryStorage() }, 'removeMany');
+    const strict = broken((inner) => ({
+      removeMany: async (hs: Iterable<Handle>) => {
+        for (const h of hs) await inner.remove(h);
+      },
+    }));
+    await expect(run(strict, 'removeMany')).rejects.toThrow();
+    const greedy = broken((inner) => ({
+      removeMany: async () => {
+        for await (const f of inner.list('data')) await inner.remove({ type: 'data', name: f.name });
+      },
+    }));
+    await expect(run(greedy, 'removeMany')).rejects.toThrow(/list\(data\) after removeMany/);
   });
 
   it('an isNotFound that does not recognise not-found fails the not-found check', async () => {

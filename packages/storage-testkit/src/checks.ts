@@ -500,6 +500,22 @@ const remove: ConformanceCheck = {
   },
 };
 
+const removeMany: ConformanceCheck = {
+  name: 'removeMany (when the storage has it) deletes exactly the files named; missing ones are fine',
+  async run(storage) {
+    if (!storage.removeMany) return;
+    await storage.create();
+    const files = Array.from({ length: 5 }, (_, i) => deterministicBytes(400 + i, `remove-many-${i}`));
+    for (const f of files) await storage.save(handleFor('data', f), f);
+    const keep = files[4]!;
+    const missing: Handle = { type: 'data', name: 'ee'.padEnd(64, '0') };
+    await storage.removeMany([...files.slice(0, 4).map((f) => handleFor('data', f)), missing]);
+    for (const f of files.slice(0, 4)) await expectNotFound(storage, 'stat of a file removeMany removed', () => storage.stat(handleFor('data', f)));
+    assertListedOnce(await collect(storage, 'data'), new Map([[sha256Hex(keep), keep.byteLength]]), 'list(data) after removeMany');
+    await storage.removeMany([]);
+  },
+};
+
 const notFound: ConformanceCheck = {
   name: 'load/stat/remove of a missing file reject with isNotFound(err) === true',
   async run(storage) {
@@ -748,6 +764,7 @@ export const conformanceChecks: readonly ConformanceCheck[] = [
   listMany,
   listTypes,
   remove,
+  removeMany,
   notFound,
   notFoundOnly,
   overwrite,

@@ -9,7 +9,8 @@
  * same packs is harmless: a pack may be listed in several index files).
  */
 import type { MasterKeys } from '../crypto/keys.js';
-import type { Storage } from '../storage/types.js';
+import { removeFiles, type Storage } from '../storage/types.js';
+import type { BlobIndex } from '../repository/index-table.js';
 import { mapLimit } from '../repository/blob-reader.js';
 import { IntegrityError } from '../repository/errors.js';
 import { ID_SIZE } from '../repository/index-table.js';
@@ -170,13 +171,33 @@ export async function writeIndexFiles(
   return names;
 }
 
-/** Remove index files (already gone is fine). */
+/** Remove index files (already gone is fine; in batches where the storage can). */
 export async function removeIndexFiles(storage: Storage, names: Iterable<string>): Promise<void> {
-  await mapLimit([...names], 8, async (name) => {
-    try {
-      await storage.remove({ type: 'index', name });
-    } catch (err) {
-      if (!storage.isNotFound(err)) throw err;
-    }
-  });
+  await removeFiles(storage, [...names].map((name) => ({ type: 'index' as const, name })));
+}
+
+/**
+ * The packs of the in-memory index whose pack number `keep` accepts, each with all its entries in
+ * pack order — an index rewrite's content without reading the index files again.
+ */
+export function rawPacksFromIndex(index: BlobIndex, keep: (packNo: number) => boolean): RawPack[] {
+  const byPack = new Map<number, number[]>();
+  for (let e = 0; e < index.size; e++) {
+    const no = index.entryPack(e);
+    if (!keep(no)) continue;
+    const list = byPack.get(no);
+    if (list) list.push(e);
+    else byPack.set(no, [e]);
+  }
+  const out: RawPack[] = [];
+  for (const [no, entries] of byPack) {
+    const locs = entries.map((e) => index.get(e)).sort((a, b) => a.offset - b.offset);
+    out.push({
+      id: index.packId(no),
+      raw: rawFromEntries(
+        locs.map((l) => ({ flags: (l.type === 'tree' ? 1 : 0) | (l.compressed ? 2 : 0), id: Buffer.from(l.id, 'hex'), offset: l.offset, length: l.length, rawLength: l.rawLength })),
+      ),
+    });
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }

@@ -18,9 +18,8 @@
 import { IntegrityError } from '../repository/errors.js';
 import type { Repository } from '../repository/repository.js';
 import type { BlobLocation } from '../repository/types.js';
-import { handlePath } from '../storage/types.js';
-import { mapLimit } from '../repository/blob-reader.js';
-import { rawFromEntries, readIndexFiles, removeIndexFiles, writeIndexFiles, type RawPack } from './index-files.js';
+import { handlePath, removeFiles } from '../storage/types.js';
+import { rawPacksFromIndex, removeIndexFiles, writeIndexFiles } from './index-files.js';
 import { findUsedBlobs } from './used-blobs.js';
 
 /** How much unused data prune may leave: a share of the used data, an absolute size, or any amount. */
@@ -107,8 +106,9 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   const snapshots = await repo.listSnapshots();
   const { used } = await findUsedBlobs(repo, snapshots, (trees) => progress({ phase: 'trees', done: trees, total: 0 }));
 
-  const sizes = new Map<string, number>();
-  for await (const f of storage.list('data')) sizes.set(f.name, f.size);
+  // The pack listing loadIndex made (each prefix is listed once).
+  const sizes = new Map(repo.internals().indexLoader.lastPackListing ?? []);
+  if (sizes.size === 0) for await (const f of storage.list('data')) sizes.set(f.name, f.size);
 
   // Per pack: used blobs and bytes.
   const stats = new Map<number, PackStat>();
@@ -210,27 +210,14 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   await repo.flush();
   result.bytes.freed -= newBytes;
 
-  // 2. new index files listing every pack kept (and the new ones), superseding all old files; 3. old files removed.
+  // 2. new index files listing every pack kept (and the new ones), superseding all old files; 3. old
+  //    files removed. The content comes from the in-memory index (every index file, every adopted
+  //    pack, every new pack), so no index file is read or listed again.
   const gone = new Set(result.deletedPacks.concat(result.repackedPacks));
-  const oldFiles = await readIndexFiles(storage, keys, (file, err) => {
-    throw new IntegrityError(`${file} became unreadable during the prune (${err.message}); nothing was deleted. Run \`kiwi repair index\``, { file });
-  });
-  const listed = new Map<string, RawPack>();
-  for (const f of oldFiles) for (const p of f.packs) if (!gone.has(p.id) && !listed.has(p.id)) listed.set(p.id, p);
-  // Packs adopted from their headers in memory but not yet in any index file (none after the flush above, normally).
-  for (const s of stats.values()) {
-    if (gone.has(s.id) || listed.has(s.id)) continue;
-    const entries = index.entriesOfPack(s.no).map((e) => {
-      const l = index.get(e);
-      return { flags: (l.type === 'tree' ? 1 : 0) | (l.compressed ? 2 : 0), id: Buffer.from(l.id, 'hex'), offset: l.offset, length: l.length, rawLength: l.rawLength };
-    });
-    entries.sort((a, b) => a.offset - b.offset);
-    listed.set(s.id, { id: s.id, raw: rawFromEntries(entries) });
-  }
-  const keep = [...listed.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const keep = rawPacksFromIndex(index, (no) => !gone.has(index.packId(no)));
   result.packs.created = keep.filter((p) => !stats.has(index.findPack(p.id))).length;
   progress({ phase: 'index', done: 0, total: 1 });
-  const oldNames = oldFiles.map((f) => f.name);
+  const oldNames = [...repo.internals().indexLoader.loadedFiles];
   const written = await writeIndexFiles(storage, keys, config.compression.level, keep, oldNames);
   const fresh = new Set(written);
   const toRemove = oldNames.filter((n) => !fresh.has(n));
@@ -239,15 +226,12 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   progress({ phase: 'index', done: 1, total: 1 });
 
   // 4. old packs removed.
-  let deleted = 0;
-  await mapLimit([...gone], 8, async (id) => {
-    try {
-      await storage.remove({ type: 'data', name: id });
-    } catch (err) {
-      if (!storage.isNotFound(err)) throw err;
-    }
-    progress({ phase: 'delete', done: ++deleted, total: gone.size });
-  });
+  const doomed = [...gone];
+  progress({ phase: 'delete', done: 0, total: doomed.length });
+  for (let i = 0; i < doomed.length; i += 1000) {
+    await removeFiles(storage, doomed.slice(i, i + 1000).map((name) => ({ type: 'data' as const, name })));
+    progress({ phase: 'delete', done: Math.min(i + 1000, doomed.length), total: doomed.length });
+  }
   return result;
 }
 

@@ -16,7 +16,7 @@
 import type { Repository } from '../repository/repository.js';
 import { entryToLocation, type PackEntry } from '../repository/pack-format.js';
 import { readPackHeader } from '../repository/pack-reader.js';
-import { handlePath } from '../storage/types.js';
+import { handlePath, removeFiles } from '../storage/types.js';
 import { readIndexFiles, removeIndexFiles, writeIndexFiles } from './index-files.js';
 
 export interface RepairPacksResult {
@@ -114,13 +114,7 @@ async function repairPacksLocked(repo: Repository, packIds: readonly string[], o
   // 1. the salvaged blobs are stored and indexed
   await repo.flush();
   // 2. the damaged packs go
-  for (const pack of targets) {
-    try {
-      await storage.remove({ type: 'data', name: pack });
-    } catch (err) {
-      if (!storage.isNotFound(err)) throw err;
-    }
-  }
+  await removeFiles(storage, [...targets].map((name) => ({ type: 'data' as const, name })));
   // 3. the index files that listed them are replaced by files that do not
   const files = await readIndexFiles(storage, keys, () => undefined);
   const affected = files.filter((f) => f.packs.some((p) => targets.has(p.id)));

@@ -134,9 +134,13 @@ export class IndexLoader {
     return result;
   }
 
+  /** The pack listing of the last load that listed the packs (name → size), for maintenance. */
+  lastPackListing: ReadonlyMap<string, number> | undefined;
+
   private async listPacks(): Promise<Map<string, number>> {
     const sizes = new Map<string, number>();
     for await (const f of this.storage.list('data')) sizes.set(f.name, f.size);
+    this.lastPackListing = sizes;
     return sizes;
   }
 

@@ -74,6 +74,7 @@ export interface RepositoryInternals {
   index: BlobIndex;
   reader: BlobReader;
   writer: BlobWriter;
+  indexLoader: IndexLoader;
 }
 
 /** Options for opening (and creating) a repository. */
@@ -708,7 +709,16 @@ export class Repository {
    */
   internals(): RepositoryInternals {
     this.assertOpen();
-    return { storage: this.storage, keys: this.keys, config: this.config, log: this.log, index: this.index, reader: this.reader, writer: this.writer };
+    return {
+      storage: this.storage,
+      keys: this.keys,
+      config: this.config,
+      log: this.log,
+      index: this.index,
+      reader: this.reader,
+      writer: this.writer,
+      indexLoader: this.indexLoader,
+    };
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -148,6 +148,15 @@ export function withRetry(storage: Storage, options: RetryOptions = {}): Storage
           throw err;
         }
       }),
+    ...(inner.removeMany
+      ? {
+          // Missing files are fine for removeMany, so a retried batch is idempotent.
+          removeMany: (handles: Iterable<Handle>) => {
+            const list = [...handles];
+            return retry('remove', `${list.length} files`, {}, () => inner.removeMany!(list));
+          },
+        }
+      : {}),
     list(type: FileType): AsyncIterable<FileInfo> {
       return {
         [Symbol.asyncIterator]: async function* () {

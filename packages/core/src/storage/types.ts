@@ -92,6 +92,12 @@ export interface Storage {
   /** Every file of a type, each once, in no particular order. */
   list(type: FileType): AsyncIterable<FileInfo>;
   remove(handle: Handle): Promise<void>;
+  /**
+   * Optional: remove many files at once (an object store's batch delete: S3's DeleteObjects takes
+   * 1000 keys per request). Files that do not exist are not an error. Without it, Kiwi removes
+   * files one by one ({@link removeFiles}).
+   */
+  removeMany?(handles: Iterable<Handle>): Promise<void>;
   /** True if `err` means "this file does not exist". */
   isNotFound(err: unknown): boolean;
   /** Release connections. The storage is not used afterwards. */
@@ -212,4 +218,29 @@ export function checkLoadOptions(options: LoadOptions | undefined, where: string
     throw new RangeError(`load ${where}: length must be a non-negative integer, got ${String(length)}`);
   }
   return { offset, length };
+}
+
+/**
+ * Remove files, already-missing ones being fine: in batches through `removeMany` when the
+ * storage has it, else one by one, `concurrency` at a time.
+ */
+export async function removeFiles(storage: Storage, handles: readonly Handle[], concurrency = 8): Promise<void> {
+  if (handles.length === 0) return;
+  if (storage.removeMany) {
+    await storage.removeMany(handles);
+    return;
+  }
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, handles.length) }, async () => {
+      while (next < handles.length) {
+        const h = handles[next++]!;
+        try {
+          await storage.remove(h);
+        } catch (err) {
+          if (!storage.isNotFound(err)) throw err;
+        }
+      }
+    }),
+  );
 }
