@@ -40,7 +40,7 @@ describeWithServer('an S3-compatible server (s3rver): maintenance commands', s3S
     if (work) await removeDir(work);
   });
 
-  it('forget (policy, id, dry run), stats, key add/remove, a held lock (11) and unlock', async () => {
+  it('forget (policy, id, dry run), prune, check subsets, repair, stats, key add/remove, a held lock (11) and unlock', async () => {
     const url = `s3:http://127.0.0.1:${server.port}/${server.bucket}/maintenance`;
     await maintenanceScenario({
       url,

@@ -32,7 +32,7 @@ describeWithServer('OpenSSH sshd: maintenance commands', sshdAvailable(), SSHD_I
     if (work) await removeDir(work);
   });
 
-  it('forget (policy, id, dry run), stats, key add/remove, a held lock (11) and unlock', async () => {
+  it('forget (policy, id, dry run), prune, check subsets, repair, stats, key add/remove, a held lock (11) and unlock', async () => {
     const url = `sftp://${server.username}@127.0.0.1:${server.port}${server.root}/maintenance`;
     await maintenanceScenario({
       url,
