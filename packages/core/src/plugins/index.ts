@@ -1,5 +1,17 @@
 export * from './errors.js';
 export * from './runtime.js';
+export {
+  RecoveryJournal,
+  recoveryDir,
+  describeEntry,
+  entryOwnerRunning,
+  type RecoveryApi,
+  type RecoveryHandle,
+  type RecoveryEntry,
+  type RecoveryOutcome,
+  type UndoHandler,
+  type UndoContext,
+} from './recovery.js';
 export { suggestHookName, looksLikeHook, isHookName } from './hooknames.js';
 export {
   listDataDirPlugins,

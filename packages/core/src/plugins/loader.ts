@@ -10,6 +10,7 @@ import { childLogger } from '../log/logger.js';
 import { PluginError } from './errors.js';
 import { isHookName, looksLikeHook, suggestHookName } from './hooknames.js';
 import { HOOK_NAMES, type HookName, type Logger, type PluginApi, type PluginHooks, type PluginModule } from './types.js';
+import type { UndoHandler } from './recovery.js';
 
 /**
  * Where a plug-in came from: `<dataDir>/plugins/<name>/`, a path in the config, an npm package in the
@@ -40,6 +41,8 @@ export interface DisabledPluginInfo {
 /** A plug-in with its hook functions, bound to its definition. */
 export interface LoadedPlugin extends PluginInfo {
   readonly impl: Readonly<PluginHooks>;
+  /** Undo handlers for the recovery journal, by action name. */
+  readonly undo: Readonly<Record<string, UndoHandler>>;
 }
 
 interface Candidate {
@@ -446,8 +449,26 @@ export async function instantiatePlugin(mod: unknown, o: InstantiateOptions): Pr
     (impl as Record<string, unknown>)[h] = (fn as (...a: unknown[]) => unknown).bind(def);
     hooks.push(h);
   }
+  const undo: Record<string, UndoHandler> = {};
+  if (d.undo !== undefined) {
+    if (d.undo === null || typeof d.undo !== 'object' || Array.isArray(d.undo)) {
+      throw new PluginError(name, 'load', undefined, {
+        path: o.path,
+        message: `plug-in "${name}" (${o.path}): undo must be an object of undo handlers by action name, got ${d.undo === null ? 'null' : Array.isArray(d.undo) ? 'an array' : typeof d.undo}`,
+      });
+    }
+    for (const [action, fn] of Object.entries(d.undo as Record<string, unknown>)) {
+      if (typeof fn !== 'function') {
+        throw new PluginError(name, 'load', undefined, {
+          path: o.path,
+          message: `plug-in "${name}" (${o.path}): undo.${action} must be a function (data, ctx), got ${fn === null ? 'null' : typeof fn}`,
+        });
+      }
+      undo[action] = (fn as UndoHandler).bind(def);
+    }
+  }
   for (const k of Object.keys(d)) {
-    if (k === 'name' || isHookName(k) || !looksLikeHook(k)) continue;
+    if (k === 'name' || k === 'undo' || isHookName(k) || !looksLikeHook(k)) continue;
     const guess = suggestHookName(k);
     warnings.push(
       guess
@@ -456,5 +477,5 @@ export async function instantiatePlugin(mod: unknown, o: InstantiateOptions): Pr
     );
   }
   if (!hooks.length) warnings.push(`plug-in "${name}" registers no hooks (valid hooks: ${HOOK_NAMES.join(', ')})`);
-  return { name, source: o.source, path: o.path, hooks, options: o.options, warnings, impl };
+  return { name, source: o.source, path: o.path, hooks, options: o.options, warnings, impl, undo };
 }

@@ -3,6 +3,7 @@ import type { KiwiConfig } from '../config/config.js';
 import { pluginsDir } from '../datadir.js';
 import { childLogger, createLogger } from '../log/logger.js';
 import { BackupAbortedError, PluginError } from './errors.js';
+import { describeEntry, entryOwnerRunning, RecoveryJournal, type RecoveryOutcome } from './recovery.js';
 import { instantiatePlugin, loadPlugins, type DisabledPluginInfo, type LoadedPlugin, type PluginInfo, type PluginSource } from './loader.js';
 import {
   HOOK_NAMES,
@@ -233,9 +234,12 @@ export class PluginRuntime {
   readonly #baseWarnings: readonly string[];
   #serverStart: Promise<void> | undefined;
   readonly #serverState: Record<string, unknown> = {};
+  /** The recovery journal of `dataDir` (in memory without one): `ctx.recovery`, and {@link recover}. */
+  readonly recoveryJournal: RecoveryJournal;
 
   private constructor(dataDir: string, loaded: LoadedPlugin[], disabled: DisabledPluginInfo[], logger: Logger, warnings: string[] = []) {
     this.dataDir = dataDir;
+    this.recoveryJournal = new RecoveryJournal(dataDir);
     this.#loaded = loaded;
     this.#logger = logger;
     this.disabled = disabled;
@@ -349,6 +353,7 @@ export class PluginRuntime {
           hook: 'onServerStart' as const,
           log: this.#loggers.get(p.name)!,
           options: p.options,
+          recovery: this.recoveryJournal.api(p.name),
         });
         return wrapHook(p, 'onServerStart', p.impl.onServerStart as (c: unknown, n: Next) => unknown, view, false);
       }),
@@ -358,7 +363,62 @@ export class PluginRuntime {
 
   /** Compose the hook chains for one backup. Cheap; call once per backup. */
   createBackupSession(init: BackupSessionInit): BackupSession {
-    return new Session(this.#loaded, this.#loggers, this.#logger, this.dataDir, init);
+    return new Session(this.#loaded, this.#loggers, this.#logger, this.dataDir, init, this.recoveryJournal);
+  }
+
+  /**
+   * Run the undo actions a crash left in the recovery journal, oldest first, before anything else
+   * (a daemon start, a backup). An entry is removed once its handler succeeded; one whose handler fails,
+   * or whose plug-in is not loaded, is kept (and logged as an error) for the next start; one whose process
+   * still runs on this host is left alone. Never throws for a single entry: read the outcomes.
+   */
+  async recover(options: { signal?: AbortSignal } = {}): Promise<RecoveryOutcome[]> {
+    const journal = this.recoveryJournal;
+    const entries = await journal.list((file, reason) =>
+      this.#logger.error(`recovery: ${file} is not a valid journal entry (${reason}); renamed to ${file}.invalid, nothing was undone for it`),
+    );
+    const outcomes: RecoveryOutcome[] = [];
+    const signal = options.signal ?? new AbortController().signal;
+    for (const entry of entries) {
+      const base = { plugin: entry.plugin, action: entry.action, registeredAt: entry.registeredAt, pid: entry.pid };
+      const what = describeEntry(entry);
+      if (entryOwnerRunning(entry)) {
+        outcomes.push({ ...base, status: 'skipped', message: `process ${entry.pid} is still running` });
+        this.#logger.debug(`recovery: ${what} belongs to a running process; left alone`);
+        continue;
+      }
+      const plugin = this.#loaded.find((p) => p.name === entry.plugin);
+      const handler = plugin?.undo[entry.action];
+      if (!plugin || !handler) {
+        const why = !plugin
+          ? `plug-in "${entry.plugin}" is not loaded`
+          : `plug-in "${entry.plugin}" has no undo handler "${entry.action}"`;
+        const message = `${why}: cannot undo ${what}; the entry stays in ${journal.dir ?? 'the journal'} until it can be undone or is removed by hand`;
+        this.#logger.error(`recovery: ${message}`);
+        outcomes.push({ ...base, status: 'failed', message });
+        continue;
+      }
+      const log = this.#loggers.get(plugin.name)!;
+      this.#logger.warn(`recovery: ${what} was not cleared (Kiwi was stopped before it could undo it); undoing it now`);
+      try {
+        const result = await handler(entry.data, Object.freeze({
+          log,
+          options: plugin.options,
+          dataDir: this.dataDir,
+          signal,
+          entry: Object.freeze({ registeredAt: entry.registeredAt, pid: entry.pid, host: entry.host, action: entry.action, ...(entry.backupId ? { backupId: entry.backupId } : {}) }),
+        }));
+        await journal.remove(entry.id);
+        const message = typeof result === 'string' && result ? result : 'undone';
+        this.#logger.warn(`recovery: ${entry.plugin} "${entry.action}": ${message}`);
+        outcomes.push({ ...base, status: 'done', message });
+      } catch (err) {
+        const message = `undoing ${what} failed: ${err instanceof Error ? err.message : String(err)}; it is tried again at the next start`;
+        this.#logger.error(`recovery: ${message}`);
+        outcomes.push({ ...base, status: 'failed', message });
+      }
+    }
+    return outcomes;
   }
 }
 
@@ -383,7 +443,14 @@ class Session implements BackupSession {
   #skip = false;
   #content: ContentSource | undefined;
 
-  constructor(plugins: readonly LoadedPlugin[], loggers: Map<string, Logger>, logger: Logger, dataDir: string, init: BackupSessionInit) {
+  constructor(
+    plugins: readonly LoadedPlugin[],
+    loggers: Map<string, Logger>,
+    logger: Logger,
+    dataDir: string,
+    init: BackupSessionInit,
+    journal: RecoveryJournal,
+  ) {
     this.#init = init;
     this.#logger = logger;
     this.signal = this.#controller.signal;
@@ -416,6 +483,7 @@ class Session implements BackupSession {
         hook,
         log: loggers.get(p.name)!,
         options: p.options,
+        recovery: journal.api(p.name, init.backup.id),
         abort: (reason: string): never => this.#abort(reason, p.name, hook),
         addFile: (path: string, content: ContentSource, options: VirtualFileOptions = {}): void => {
           if (hook === 'onBackupStop') throw new Error('ctx.addFile() is not available in onBackupStop (the snapshot is already written)');

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Stats } from 'node:fs';
 import type { Middleware } from '../middleware/compose.js';
+import type { RecoveryApi, UndoHandler } from './recovery.js';
 
 /** The four moments a plug-in can act on. */
 export const HOOK_NAMES = ['onServerStart', 'onBackupStart', 'onFile', 'onBackupStop'] as const;
@@ -89,6 +90,12 @@ export interface HookContext {
   readonly signal: AbortSignal;
   /** The Kiwi data directory. */
   readonly dataDir: string;
+  /**
+   * The recovery journal: `await ctx.recovery.register(action, data)` before changing the outside world
+   * (stopping a service…), `handle.clear()` once it is put back. After a crash the next Kiwi start runs
+   * the plug-in's `undo[action](data, ctx)` first. See docs/writing-plugins.md.
+   */
+  readonly recovery: RecoveryApi;
   /** Stop the backup with a reason; throws, so code after it does not run. Status becomes `aborted`. */
   abort(reason: string): never;
   /**
@@ -137,6 +144,11 @@ export interface PluginHooks {
 export interface PluginDefinition extends PluginHooks {
   /** The plug-in's name (default: its folder or package name). */
   name?: string;
+  /**
+   * Undo handlers of the actions this plug-in registers with `ctx.recovery.register(action, data)`,
+   * by action name. Kiwi runs them at its next start for entries a crash left behind.
+   */
+  undo?: Record<string, UndoHandler>;
 }
 
 /**
