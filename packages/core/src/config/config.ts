@@ -7,6 +7,7 @@ import { closestMatch } from './suggest.js';
 import { PolicyError } from '../retention/errors.js';
 import { POLICY_INPUT_KEYS, parsePolicy, type RetentionPolicyInput } from '../retention/policy.js';
 import { parseGroupBy } from '../retention/select.js';
+import { validateJobs, type JobConfig } from './jobs.js';
 
 /**
  * Kiwi's config file: `<dataDir>/config.json`, or the file given with `--config`.
@@ -64,6 +65,8 @@ export interface KiwiConfig {
   backup?: BackupConfig;
   /** The retention policy `kiwi forget` applies when it is given no rule and no snapshot id. */
   forget?: ForgetConfig;
+  /** Scheduled jobs `kiwi daemon` runs, by name (see `JobConfig`). */
+  jobs?: Record<string, JobConfig>;
 }
 
 /**
@@ -204,7 +207,7 @@ export function parseConfig(text: string, file: string, home: string = homedir()
   return resolveConfigPaths(parsed.value as KiwiConfig, dirname(file), home);
 }
 
-const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'pluginOptions', 'storage', 'storageOptions', 'backup', 'passwordCommand', 'forget'] as const;
+const TOP_KEYS = ['$schema', 'repository', 'passwordFile', 'plugins', 'pluginOptions', 'storage', 'storageOptions', 'backup', 'passwordCommand', 'forget', 'jobs'] as const;
 const PLUGIN_KEYS = ['name', 'path', 'package', 'options', 'enabled'] as const;
 const BACKUP_KEYS = ['paths', 'exclude', 'excludeFile', 'oneFileSystem', 'tags', 'excludeCaches', 'excludeIfPresent', 'excludeLargerThan', 'iexclude'] as const;
 const FORGET_KEYS = [...POLICY_INPUT_KEYS, 'groupBy'] as const;
@@ -362,6 +365,7 @@ export function validateConfig(value: unknown, positions?: Map<string, JsonPosit
       else add('forget.groupBy', `forget.groupBy must be a string such as "host,paths" or an array of host, paths, tags; not ${typeName(f.groupBy)}`);
     }
   }
+  if (value.jobs !== undefined) validateJobs(value.jobs, { add, str, strArray, obj, checkKeys, typeName });
   return issues;
 
   function groupBy(text: string, key = 'forget.groupBy'): void {
@@ -413,6 +417,17 @@ function resolveConfigPaths(cfg: KiwiConfig, base: string, home: string): KiwiCo
     if (b.paths) b.paths = b.paths.map(rp);
     if (b.excludeFile) b.excludeFile = b.excludeFile.map(rp);
     out.backup = b;
+  }
+  if (out.jobs) {
+    const jobs: Record<string, JobConfig> = {};
+    for (const [name, job] of Object.entries(out.jobs)) {
+      const j = { ...job, paths: job.paths.map(rp) };
+      if (j.repository !== undefined && !hasScheme(j.repository)) j.repository = rp(j.repository);
+      if (j.passwordFile !== undefined) j.passwordFile = rp(j.passwordFile);
+      if (j.excludeFile) j.excludeFile = j.excludeFile.map(rp);
+      jobs[name] = j;
+    }
+    out.jobs = jobs;
   }
   return out;
 }
