@@ -26,12 +26,14 @@ import {
 } from './connection.js';
 import { DEFAULT_DUMP_ARGS, dumpDatabase, dumpToolVersion, findDumpTool } from './dump.js';
 import { chooseLockMethod, releaseLock, takeLock, type LockMethod } from './lock.js';
+import { DEFAULT_PID_FILES, detectServiceCommands, resolvePidFile, serverPidFromFile, waitForExit, type ServiceCommands } from './service.js';
 
 export { readOptionFile, type OptionFile } from './option-file.js';
 export { resolveConnection, describeTarget, type ConnectionConfig, type ConnectionOptions } from './connection.js';
 export { DEFAULT_DUMP_ARGS } from './dump.js';
 export type { CommandSpec } from './command.js';
 export type { LockMethod } from './lock.js';
+export { detectServiceCommands, SERVICE_NAMES, type ServiceCommands, type ServiceProbe } from './service.js';
 
 export type Mode = 'service' | 'lock' | 'dump';
 
@@ -46,10 +48,20 @@ export interface MysqlStateOptions extends ConnectionOptions {
   connectTimeout?: number | string;
   /** The server does not answer at backup start: `abort` the backup (default) or `continue` without this plug-in. */
   onUnreachable?: 'abort' | 'continue';
-  /** `service`: stop command, argv array or shell string. Default `["service", "mysql", "stop"]`. */
+  /**
+   * `service`: the service's name (systemd unit or init script). Default: the first of `mariadb` (Debian,
+   * Ubuntu), `mysql`, `mysqld` that exists on this machine.
+   */
+  service?: string;
+  /** `service`: stop command, argv array or shell string. Default `systemctl stop <service>` (or `service <service> stop`). */
   stopCommand?: CommandSpec;
-  /** `service`: start command. Default `["service", "mysql", "start"]`. */
+  /** `service`: start command. Default `systemctl start <service>` (or `service <service> start`). */
   startCommand?: CommandSpec;
+  /**
+   * `service`: the server's pid file, to wait for its process to exit after the stop command. Default: the
+   * server's own `@@pid_file` (when the login works), else `/run/mysqld/mysqld.pid`.
+   */
+  pidFile?: string;
   /** `service`: kill a stop/start command that runs longer than this. Default 2 minutes. */
   commandTimeout?: number | string;
   /** `service`: how long to wait for the server to go down after stop, and to answer after start. Default 2 minutes. */
@@ -74,8 +86,11 @@ interface Settings {
   databases: string[] | undefined;
   connectTimeoutMs: number;
   onUnreachable: 'abort' | 'continue';
-  stopCommand: CommandSpec;
-  startCommand: CommandSpec;
+  /** Undefined: detected on first use ({@link detectServiceCommands}). */
+  stopCommand: CommandSpec | undefined;
+  startCommand: CommandSpec | undefined;
+  service: string | undefined;
+  pidFile: string | undefined;
   commandTimeoutMs: number;
   waitTimeoutMs: number;
   lockMethod: 'auto' | LockMethod;
@@ -108,6 +123,63 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
   const holds = new WeakMap<object, Hold>();
   /** Key of this plug-in's entry in the snapshot metadata: its configured name (`mysql-state` by default). */
   const metaKey = api.name.includes('/') ? 'mysql-state' : api.name;
+
+  let detected: ServiceCommands | undefined;
+  /** The stop and start commands: configured, or this machine's service manager's (detected once). */
+  function serviceCommands(): ServiceCommands {
+    if (settings.stopCommand && settings.startCommand) return { ok: true, stop: settings.stopCommand, start: settings.startCommand, how: 'configured commands' };
+    detected ??= detectServiceCommands(settings.service);
+    if (!detected.ok) return detected;
+    return { ok: true, stop: settings.stopCommand ?? detected.stop, start: settings.startCommand ?? detected.start, how: detected.how };
+  }
+
+  /** Start the server with `startCommand` unless it answers, and wait until it does; a message for the log. */
+  async function startServer(conn: ConnectionConfig, startCommand: CommandSpec, log: HookContext['log']): Promise<string> {
+    if ((await probe(conn, settings.connectTimeoutMs)).up) return `MySQL already answers at ${describeTarget(conn)}; nothing to start`;
+    log.info(`starting MySQL: ${describeCommand(startCommand)}`);
+    const started = Date.now();
+    await runCommand(startCommand, settings.commandTimeoutMs, log);
+    const { ok, last } = await waitFor(conn, true, settings.waitTimeoutMs);
+    if (!ok) {
+      const why = last.up ? '' : `: ${last.error.message}`;
+      throw new Error(
+        redact(`MySQL did not answer within ${formatMs(settings.waitTimeoutMs)} after \`${describeCommand(startCommand)}\` (${describeTarget(conn)})${why}. THE DATABASE MAY BE DOWN`, conn),
+      );
+    }
+    const message = `MySQL answers again (${Date.now() - started} ms after the start command)`;
+    log.info(message);
+    return `started MySQL (${describeCommand(startCommand)}); it answers again`;
+  }
+
+  /**
+   * The server's process id, to wait for its exit after the stop command: from `pidFile`, the server's own
+   * `@@pid_file` (needs a login), or the usual pid files.
+   */
+  async function findServerPid(conn: ConnectionConfig, canLogin: boolean): Promise<{ pid: number; file: string } | undefined> {
+    const files: string[] = [];
+    if (settings.pidFile) files.push(settings.pidFile);
+    else {
+      if (canLogin) {
+        let db: mysql.Connection | undefined;
+        try {
+          db = await connect(conn, settings.connectTimeoutMs);
+          const [rows] = await db.query('SELECT @@pid_file AS pidFile, @@datadir AS dataDir');
+          const row = (rows as Array<{ pidFile: unknown; dataDir: unknown }>)[0];
+          if (typeof row?.pidFile === 'string' && row.pidFile) files.push(resolvePidFile(row.pidFile, typeof row.dataDir === 'string' ? row.dataDir : undefined));
+        } catch {
+          // fall back to the usual places
+        } finally {
+          if (db) await closeConnection(db);
+        }
+      }
+      files.push(...DEFAULT_PID_FILES);
+    }
+    for (const file of files) {
+      const pid = serverPidFromFile(file);
+      if (pid !== undefined) return { pid, file };
+    }
+    return undefined;
+  }
 
   function metadata(ctx: HookContext): Record<string, unknown> {
     return ((ctx.backup.metadata[metaKey] as Record<string, unknown> | undefined) ??= { mode: settings.mode });
@@ -163,37 +235,57 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
 
   async function serviceMode(ctx: HookContext, next: Next, conn: ConnectionConfig): Promise<void> {
     const target = describeTarget(conn);
+    if (ctx.backup.dryRun) {
+      ctx.log.info(`dry run: MySQL (${target}) is left running; service mode stops it only for real backups`);
+      metadata(ctx).dryRun = true;
+      return next();
+    }
+    const commands = serviceCommands();
+    if (!commands.ok) ctx.abort(commands.error);
+    const { stop: stopCommand, start: startCommand } = commands;
     const before = await probe(conn, settings.connectTimeoutMs);
     if (!before.up) return unreachable(ctx, next, conn, before.error);
     if (before.loginError) {
       ctx.log.debug(`the server answers, but logging in failed (${redact(before.loginError.message, conn)}); service mode does not need to log in`);
     }
     if (before.version) metadata(ctx).serverVersion = before.version;
+    const server = await findServerPid(conn, !before.loginError);
+    if (!server) {
+      ctx.log.warn(
+        `cannot find the MySQL server's process id (no readable pid file${settings.pidFile ? ` at ${settings.pidFile}` : ''}): ` +
+          'the backup starts once the server stops answering, which may be before it has written everything; set the option "pidFile"',
+      );
+    }
+
+    // Journal the start before the stop: if Kiwi is killed while MySQL is down, its next start starts MySQL.
+    let journal: { clear(): Promise<void> };
+    try {
+      journal = await ctx.recovery.register('start-service', { startCommand, target, ...(server ? { pid: server.pid } : {}) });
+    } catch (err) {
+      ctx.abort(`MySQL was not stopped: ${(err as Error).message}`);
+    }
 
     const hold: Hold = {
       settled: false,
       restore: once(async () => {
-        if ((await probe(conn, settings.connectTimeoutMs)).up) return; // already running (e.g. the stop failed)
-        ctx.log.info(`starting MySQL: ${describeCommand(settings.startCommand)}`);
-        const started = Date.now();
-        await runCommand(settings.startCommand, settings.commandTimeoutMs, ctx.log);
-        const { ok, last } = await waitFor(conn, true, settings.waitTimeoutMs);
-        if (!ok) {
-          const why = last.up ? '' : `: ${last.error.message}`;
-          throw new Error(
-            redact(`MySQL did not answer within ${formatMs(settings.waitTimeoutMs)} after \`${describeCommand(settings.startCommand)}\` (${target})${why}. THE DATABASE MAY BE DOWN`, conn),
-          );
-        }
-        ctx.log.info(`MySQL answers again (${Date.now() - started} ms after the start command)`);
+        await startServer(conn, startCommand, ctx.log);
+        await journal.clear();
       }),
     };
     holds.set(ctx.state, hold);
 
     try {
-      ctx.log.info(`stopping MySQL: ${describeCommand(settings.stopCommand)}`);
-      await runCommand(settings.stopCommand, settings.commandTimeoutMs, ctx.log);
+      ctx.log.info(`stopping MySQL: ${describeCommand(stopCommand)}`);
+      await runCommand(stopCommand, settings.commandTimeoutMs, ctx.log);
       const down = await waitFor(conn, false, settings.waitTimeoutMs);
       if (!down.ok) throw new Error(`MySQL (${target}) still answers ${formatMs(settings.waitTimeoutMs)} after the stop command`);
+      if (server) {
+        // It stops answering early in its shutdown; its files are complete only once the process has exited.
+        if (!(await waitForExit(server.pid, settings.waitTimeoutMs))) {
+          throw new Error(`the MySQL server process ${server.pid} (${server.file}) is still running ${formatMs(settings.waitTimeoutMs)} after the stop command`);
+        }
+        ctx.log.info(`MySQL has stopped (process ${server.pid} exited)`);
+      }
       metadata(ctx).stoppedAt = new Date().toISOString();
     } catch (err) {
       // Whatever the stop command left behind, make sure the server runs before giving up.
@@ -310,8 +402,33 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
   return {
     name: 'mysql-state',
 
+    /** Recovery after a crash (`kill -9`, power cut) while the server was stopped: start it again. */
+    undo: {
+      async 'start-service'(data, ctx) {
+        const recorded = (data as { startCommand?: unknown } | null)?.startCommand;
+        const validRecorded =
+          (typeof recorded === 'string' && recorded.trim() !== '') ||
+          (Array.isArray(recorded) && recorded.length > 0 && recorded.every((a) => typeof a === 'string'));
+        let startCommand: CommandSpec;
+        if (validRecorded) startCommand = recorded as CommandSpec;
+        else {
+          const commands = serviceCommands();
+          if (!commands.ok) throw new Error(commands.error);
+          startCommand = commands.start;
+        }
+        const conn = await resolveConnection(settings.connection);
+        return startServer(conn, startCommand, ctx.log);
+      },
+    },
+
     /** Say at start-up whether the server answers, so a wrong host or password shows before the first backup. */
     async onServerStart(ctx, next) {
+      if (settings.mode === 'service') {
+        const commands = serviceCommands();
+        // A service mode that could never stop the server is a configuration error: say so at start, not at 2:00.
+        if (!commands.ok) throw new Error(commands.error);
+        ctx.log.info(`service mode: stops and starts MySQL with \`${describeCommand(commands.stop)}\` / \`${describeCommand(commands.start)}\` (${commands.how})`);
+      }
       try {
         const conn = await resolveConnection(settings.connection);
         const p = await probe(conn, settings.connectTimeoutMs);
@@ -389,7 +506,7 @@ function parseOptions(o: Record<string, unknown>): Settings {
   const name = 'mysql-state';
   const known = new Set([
     'mode', 'host', 'port', 'socket', 'user', 'password', 'defaultsFile', 'database', 'databases', 'connectTimeout',
-    'onUnreachable', 'stopCommand', 'startCommand', 'commandTimeout', 'waitTimeout', 'lockMethod', 'lockTimeout',
+    'onUnreachable', 'service', 'stopCommand', 'startCommand', 'pidFile', 'commandTimeout', 'waitTimeout', 'lockMethod', 'lockTimeout',
     'keepAliveInterval', 'dumpCommand', 'dumpArgs', 'dumpDir',
   ]);
   for (const key of Object.keys(o)) {
@@ -415,9 +532,9 @@ function parseOptions(o: Record<string, unknown>): Settings {
     }
     return v as string[];
   };
-  const command = (key: string, fallback: readonly string[]): CommandSpec => {
+  const command = (key: string): CommandSpec | undefined => {
     const v = o[key];
-    if (v === undefined) return fallback;
+    if (v === undefined) return undefined;
     if (typeof v === 'string' && v.trim() !== '') return v;
     if (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string')) return v as string[];
     throw new Error(`${name}: option "${key}" must be a shell command string or an argv array`);
@@ -449,8 +566,10 @@ function parseOptions(o: Record<string, unknown>): Settings {
     databases: list,
     connectTimeoutMs: duration(o.connectTimeout, 'connectTimeout', 10_000),
     onUnreachable: oneOf('onUnreachable', ['abort', 'continue'] as const, 'abort'),
-    stopCommand: command('stopCommand', ['service', 'mysql', 'stop']),
-    startCommand: command('startCommand', ['service', 'mysql', 'start']),
+    stopCommand: command('stopCommand'),
+    startCommand: command('startCommand'),
+    service: serviceName(str('service')),
+    pidFile: str('pidFile'),
     commandTimeoutMs: duration(o.commandTimeout, 'commandTimeout', 120_000),
     waitTimeoutMs: duration(o.waitTimeout, 'waitTimeout', 120_000),
     lockMethod: oneOf('lockMethod', ['auto', 'backup-stage', 'flush-tables'] as const, 'auto'),
@@ -471,6 +590,13 @@ function parseOptions(o: Record<string, unknown>): Settings {
     }
     throw new Error(`${name}: option "${key}" must be a positive number of milliseconds or a duration like "30s"`);
   }
+}
+
+function serviceName(name: string | undefined): string | undefined {
+  if (name !== undefined && !/^[A-Za-z0-9@._-]+$/.test(name)) {
+    throw new Error(`mysql-state: option "service" must be a service or unit name (letters, digits, "@", ".", "_", "-"), not ${JSON.stringify(name)}`);
+  }
+  return name;
 }
 
 function formatMs(ms: number): string {

@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,7 +26,9 @@ import mysqlState from '../src/index.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-const dataDir = '/tmp/kiwi-data';
+/** A data directory of its own (the recovery journal of service mode is written there). */
+const dataDir = mkdtempSync(join(tmpdir(), 'kiwi-mysql-state-data-'));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 const plugin = (options: Record<string, unknown>) => [{ name: 'mysql-state', module: mysqlState, options }];
 
 /** One backup with mysql-state loaded with `options`, on Kiwi's real plug-in runtime. */
