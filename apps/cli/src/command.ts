@@ -1,18 +1,30 @@
 import { defineCommand, type ArgsDef, type CommandDef, type ParsedArgs } from 'citty';
 import { assertKnownArgs, globalArgs, type GlobalArgs } from './args.js';
-import { CliError, ExitCode } from './exit-codes.js';
+import { CliError, ExitCode, UsageError } from './exit-codes.js';
 import { Session } from './session.js';
 import { describeError } from './output.js';
 import { isBrokenPipe, stdout } from './stdout.js';
+import { GracefulStop, parseStopTimeout } from './daemon/signals.js';
 
-type AllArgs<T extends ArgsDef> = T & typeof globalArgs;
+type AllArgs<T extends ArgsDef> = T & typeof globalArgs & Partial<typeof stopArgs>;
+
+/** Added to interruptible commands. */
+const stopArgs = {
+  'stop-timeout': {
+    type: 'string',
+    description: 'After SIGINT/SIGTERM/SIGHUP, give the clean stop (onBackupStop hooks) at most this long: seconds, or "90s", "2m" (default 60)',
+  },
+} as const satisfies ArgsDef;
 
 export interface KiwiCommand<T extends ArgsDef> {
   meta: { name: string; description: string };
   args: T;
   /** Return an exit code (default 0). */
-  run(ctx: { args: ParsedArgs<AllArgs<T>>; session: Session; signal: AbortSignal }): Promise<number | void>;
-  /** Install SIGINT/SIGTERM handlers that abort `signal` instead of exiting at once (long-running commands). */
+  run(ctx: { args: ParsedArgs<AllArgs<T>>; session: Session; signal: AbortSignal; stop: GracefulStop | undefined }): Promise<number | void>;
+  /**
+   * Long-running commands: SIGINT, SIGTERM and SIGHUP abort `signal` and the command stops cleanly (every
+   * onBackupStop hook runs), however many signals follow; only `--stop-timeout` cuts that short.
+   */
   interruptible?: boolean;
 }
 
@@ -21,50 +33,55 @@ export interface KiwiCommand<T extends ArgsDef> {
  * creates the {@link Session}, maps errors to exit codes and messages.
  */
 export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<AllArgs<T>> {
-  const args = { ...cmd.args, ...globalArgs } as AllArgs<T>;
+  const args = { ...cmd.args, ...globalArgs, ...(cmd.interruptible ? stopArgs : {}) } as AllArgs<T>;
   return defineCommand<AllArgs<T>>({
     meta: cmd.meta,
     args,
     async run({ args: parsed }) {
-      const controller = new AbortController();
       let session: Session | undefined;
-      let interrupts = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        interrupts++;
-        if (interrupts > 1) {
-          process.stderr.write(`\n${sig} again: exiting now\n`);
-          process.exit(ExitCode.Interrupted);
-        }
-        process.stderr.write(`\n${sig} received: stopping (press Ctrl-C again to exit at once)\n`);
-        controller.abort(new CliError(`interrupted by ${sig}`, ExitCode.Interrupted));
-      };
-      if (cmd.interruptible) {
-        process.on('SIGINT', onSignal);
-        process.on('SIGTERM', onSignal);
-      }
+      let stop: GracefulStop | undefined;
       try {
+        if (cmd.interruptible) {
+          let stopTimeoutMs: number;
+          try {
+            stopTimeoutMs = parseStopTimeout((parsed as Record<string, unknown>)['stop-timeout']);
+          } catch (err) {
+            throw new UsageError((err as Error).message);
+          }
+          stop = new GracefulStop({
+            stopTimeoutMs,
+            reason: (sig) => new CliError(`interrupted by ${sig}`, ExitCode.Interrupted),
+            log: (line) => {
+              session?.out.clearProgress();
+              try {
+                process.stderr.write(`\n${line}\n`);
+              } catch {
+                // nobody reads stderr any more
+              }
+            },
+          }).install();
+        }
         assertKnownArgs(parsed as Record<string, unknown>, args);
         // A command's `--json-lines` (snapshots) is a JSON mode too: errors come as JSON lines.
         if ((parsed as Record<string, unknown>)['json-lines']) (parsed as GlobalArgs).json = true;
         session = await Session.create(parsed as GlobalArgs);
-        const code = await cmd.run({ args: parsed, session, signal: controller.signal });
+        const signal = stop?.signal ?? new AbortController().signal;
+        const code = await cmd.run({ args: parsed, session, signal, stop });
         await session.out.end();
         process.exitCode = code ?? ExitCode.Ok;
       } catch (err) {
-        if (isBrokenPipe(err) || (controller.signal.aborted && isBrokenPipe(controller.signal.reason))) {
+        const aborted = stop?.signal.aborted ?? false;
+        if (isBrokenPipe(err) || (aborted && isBrokenPipe(stop?.signal.reason))) {
           // The reader of stdout went away (`kiwi ls latest | head -1`): that is how such a pipe ends.
           process.exitCode = ExitCode.Ok;
         } else {
-          const code = controller.signal.aborted ? ExitCode.Interrupted : exitCodeFor(err);
+          const code = aborted ? ExitCode.Interrupted : exitCodeFor(err);
           reportError(err, session, Boolean((parsed as GlobalArgs).json), Boolean((parsed as GlobalArgs).verbose));
           process.exitCode = code;
         }
       } finally {
         await session?.close();
-        if (cmd.interruptible) {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-        }
+        stop?.uninstall();
       }
     },
   });

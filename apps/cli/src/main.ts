@@ -23,6 +23,7 @@ const subCommands = {
   key: () => import('./commands/key.js').then((m) => m.default),
   unlock: () => import('./commands/unlock.js').then((m) => m.default),
   stats: () => import('./commands/stats.js').then((m) => m.default),
+  daemon: () => import('./commands/daemon.js').then((m) => m.default),
 } as const;
 
 export const main = defineCommand({

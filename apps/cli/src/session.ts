@@ -36,6 +36,7 @@ const BUILTIN_PLUGINS: Record<string, string> = Object.fromEntries(
   [
     ['script-launcher', '@kiwi-backup/plugin-script-launcher'],
     ['mysql-state', '@kiwi-backup/plugin-mysql-state'],
+    ['notify', '@kiwi-backup/plugin-notify'],
   ].flatMap(([name, spec]) => {
     try {
       return [[name!, fileURLToPath(import.meta.resolve(spec!))]];
@@ -119,6 +120,25 @@ export class Session {
       repoUrl,
       isDefaultRepo: explicit === undefined,
       log,
+    });
+  }
+
+  /**
+   * A session on another repository (a daemon job's: its `repository`, else the config's, else the default
+   * one), sharing this session's output, config and log. Close it after use; this one stays open.
+   */
+  forRepository(repository: string | undefined): Session {
+    const explicit = repository ?? this.config.repository;
+    return new Session({
+      args: { ...this.args, repo: explicit },
+      out: this.out,
+      env: this.env,
+      dataDir: this.dataDir,
+      config: this.config,
+      configPath: this.configPath,
+      repoUrl: explicit ?? defaultRepositoryPath(this.dataDir),
+      isDefaultRepo: explicit === undefined,
+      log: this.log,
     });
   }
 

@@ -35,6 +35,11 @@ export default kiwiCommand({
   },
   async run({ args, session, signal }) {
     const out = session.out;
+    const loaded = await session.plugins();
+    for (const w of loaded.warnings) out.warn(w);
+    // Before anything else: undo what a killed Kiwi left behind (a stopped database…); logged as it happens.
+    const recovered = (await loaded.recover({ signal })).filter((o) => o.status !== 'skipped');
+
     const cfg = session.config.backup ?? {};
     const positional = (args._ ?? []).map(String);
     const fromCommand = stringArg(args['stdin-from-command']);
@@ -64,8 +69,7 @@ export default kiwiCommand({
 
     const { repository } = await session.openOrCreateDefault({ lockOptions });
     // Built-in onFile middleware (the exclude options) runs in front of the plug-ins; none without those options.
-    const plugins = await (await session.plugins()).withBuiltins(builtins);
-    for (const w of plugins.warnings) out.warn(w);
+    const plugins = await loaded.withBuiltins(builtins);
     await plugins.serverStart();
 
     const started = Date.now();
@@ -123,6 +127,7 @@ export default kiwiCommand({
         dry_run: dryRun,
         total_duration: elapsed / 1000,
         errors: result.errors.length,
+        ...(recovered.length ? { recovered } : {}),
       });
     } else if (!out.quiet) {
       const lines = [
@@ -132,6 +137,7 @@ export default kiwiCommand({
         `Added:       ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored) in ${s.blobsNew} new blobs`,
       ];
       if (result.errors.length) lines.push(`Errors:      ${result.errors.length} entries could not be read (listed above)`);
+      for (const r of recovered) lines.push(`Recovered:   ${r.plugin} "${r.action}" ${r.status === 'done' ? r.message : `FAILED: ${r.message}`}`);
       lines.push(
         dryRun
           ? `Dry run: nothing written (${formatDuration(elapsed)})`

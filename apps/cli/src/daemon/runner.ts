@@ -1,0 +1,247 @@
+import { hostname } from 'node:os';
+import {
+  Repository,
+  runBackup,
+  type BackupResult,
+  type BackupStats,
+  type ErrorWithBackupResult,
+  type Logger,
+  type PluginRuntime,
+  type Snapshot,
+} from '@kiwi-backup/core';
+import type { Session } from '../session.js';
+import { readPasswordFile } from '../password.js';
+import { describeError } from '../output.js';
+import type { RunRecord } from './history.js';
+import type { DaemonJob } from './jobs.js';
+import type { RunProgress } from './events.js';
+import type { RetentionEngine } from './retention.js';
+
+/** What running a task needs from the daemon. */
+export interface RunnerContext {
+  session: Session;
+  plugins: PluginRuntime;
+  retention: RetentionEngine;
+  log: Logger;
+}
+
+/** The password of a job's repository: its `passwordFile`, else what every command uses. */
+export async function jobPassword(ctx: Pick<RunnerContext, 'session'>, job: DaemonJob, creating = false): Promise<string> {
+  if (job.config.passwordFile) return readPasswordFile(job.config.passwordFile);
+  const s = ctx.session.forRepository(job.config.repository);
+  try {
+    return (await s.password({ creating: creating && s.isDefaultRepo })).password;
+  } finally {
+    await s.close();
+  }
+}
+
+/** Open the job's repository for one run (the default repository is created on first use, as `kiwi backup` does). */
+async function openRepository(ctx: RunnerContext, job: DaemonJob, password: string, create: boolean): Promise<{ repo: Repository; close: () => Promise<void> }> {
+  const s = ctx.session.forRepository(job.config.repository);
+  try {
+    const storage = await s.storage();
+    let repo: Repository;
+    if (create && job.isDefaultRepo) {
+      let exists = true;
+      try {
+        await storage.stat({ type: 'config', name: 'config' });
+      } catch (err) {
+        if (!storage.isNotFound(err)) throw err;
+        exists = false;
+      }
+      if (!exists) ctx.log.info(`${job.name}: creating the default repository at ${s.repoUrl}`);
+      repo = exists ? await Repository.open(storage, password) : await Repository.init(storage, password);
+    } else {
+      repo = await Repository.open(storage, password);
+    }
+    return {
+      repo,
+      close: async () => {
+        await repo.close().catch(() => undefined);
+        await s.close();
+      },
+    };
+  } catch (err) {
+    await s.close();
+    throw err;
+  }
+}
+
+export function printableRepository(ctx: Pick<RunnerContext, 'session'>, job: DaemonJob): string {
+  return ctx.session.forRepository(job.config.repository).printableRepo();
+}
+
+/** Run one backup of `job` (then its retention) and fill in `rec`. Never throws: failures end up in `rec`. */
+export async function runBackupTask(
+  ctx: RunnerContext,
+  job: DaemonJob,
+  password: string,
+  rec: RunRecord,
+  signal: AbortSignal,
+  onProgress: (p: RunProgress) => void,
+  expectedBytes: number | undefined,
+): Promise<void> {
+  const started = Date.now();
+  let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
+  try {
+    signal.throwIfAborted();
+    opened = await openRepository(ctx, job, password, true);
+    const repo = opened.repo;
+    const cfg = job.config;
+    const host = cfg.host ?? hostname();
+    let result: BackupResult;
+    try {
+      result = await runBackup({
+        repository: repo,
+        sources: cfg.paths,
+        exclude: cfg.exclude ?? [],
+        excludeFiles: cfg.excludeFile ?? [],
+        oneFileSystem: Boolean(cfg.oneFileSystem),
+        tags: cfg.tags ?? [],
+        host,
+        plugins: ctx.plugins,
+        signal,
+        logger: ctx.log,
+        onProgress: (stats: Readonly<BackupStats>, current: string) =>
+          onProgress({
+            files: stats.totalFiles,
+            bytes: stats.totalBytes,
+            bytesRead: stats.bytesRead,
+            dataAdded: stats.dataAddedPacked,
+            current,
+            elapsedMs: Date.now() - started,
+            ...(expectedBytes ? { expectedBytes } : {}),
+          }),
+      });
+    } catch (err) {
+      const withResult = err as ErrorWithBackupResult;
+      if (!withResult.backupResult) throw err;
+      result = withResult.backupResult;
+      rec.error = describeError(err);
+    }
+    rec.status = result.status === 'running' ? 'failure' : result.status;
+    rec.stats = { ...result.stats };
+    if (result.snapshotId) rec.snapshotId = result.snapshotId;
+    if (result.errors.length) {
+      rec.entryErrors = result.errors.slice(0, 20).map((e) => ({ path: e.path, message: e.message }));
+      rec.error ??= `${result.errors.length} entr${result.errors.length === 1 ? 'y' : 'ies'} could not be read, e.g. ${result.errors[0]!.path}: ${result.errors[0]!.message}`;
+    }
+    if (result.stopErrors.length && !rec.error) rec.error = `onBackupStop: ${result.stopErrors.map((e) => e.message).join('; ')}`;
+
+    // Retention: only after a backup that wrote a snapshot, never after a stop was asked for.
+    if (cfg.forget && result.snapshotId && !signal.aborted) {
+      if (!ctx.retention.available) {
+        rec.retention = { status: 'skipped', message: ctx.retention.unavailableReason ?? 'retention is not available' };
+      } else {
+        try {
+          const outcome = await ctx.retention.forget({ repository: repo, policy: cfg.forget, host, paths: cfg.paths, signal, log: ctx.log });
+          rec.retention = { status: 'done', message: `kept ${outcome.kept.length}, removed ${outcome.removed.length}`, kept: outcome.kept.length, removed: outcome.removed };
+        } catch (err) {
+          rec.retention = { status: 'failed', message: describeError(err) };
+        }
+      }
+    }
+  } catch (err) {
+    rec.status = signal.aborted ? 'interrupted' : 'failure';
+    rec.error = describeError(err);
+  } finally {
+    await opened?.close();
+  }
+}
+
+/** A scheduled prune of the job's repository. */
+export async function runPruneTask(ctx: RunnerContext, job: DaemonJob, password: string, rec: RunRecord, signal: AbortSignal): Promise<void> {
+  let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
+  try {
+    opened = await openRepository(ctx, job, password, false);
+    const outcome = await ctx.retention.prune({ repository: opened.repo, signal, log: ctx.log });
+    rec.status = 'success';
+    rec.retention = { status: 'done', message: outcome.message };
+  } catch (err) {
+    rec.status = signal.aborted ? 'interrupted' : 'failure';
+    rec.error = describeError(err);
+  } finally {
+    await opened?.close();
+  }
+}
+
+/** Whether this build's `Repository.check` reads a subset of the data (`readDataSubset`). */
+export const CHECK_SUPPORTS_SUBSET = false;
+
+/** A scheduled `check` of the job's repository (with `readData` or, when supported, `readDataSubset`). */
+export async function runCheckTask(
+  ctx: RunnerContext,
+  job: DaemonJob,
+  password: string,
+  rec: RunRecord,
+  signal: AbortSignal,
+  onProgress: (p: RunProgress) => void,
+): Promise<void> {
+  const started = Date.now();
+  const cfg = job.config.check ?? { schedule: '' };
+  let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
+  try {
+    opened = await openRepository(ctx, job, password, false);
+    const options: Parameters<Repository['check']>[0] & { readDataSubset?: string } = {
+      readData: Boolean(cfg.readData),
+      onProgress: (p: { phase?: string; done?: number; total?: number }) =>
+        onProgress({ files: p.done ?? 0, bytes: 0, bytesRead: 0, dataAdded: 0, current: `${p.phase ?? ''} ${p.done ?? ''}${p.total ? `/${p.total}` : ''}`.trim(), elapsedMs: Date.now() - started }),
+    };
+    if (cfg.readDataSubset && CHECK_SUPPORTS_SUBSET) options.readDataSubset = cfg.readDataSubset;
+    signal.throwIfAborted();
+    const report = await opened.repo.check(options);
+    rec.check = {
+      errors: report.errors.length,
+      warnings: report.warnings.length,
+      readData: Boolean(cfg.readData),
+      ...(cfg.readDataSubset ? { readDataSubset: cfg.readDataSubset } : {}),
+      problems: [...report.errors, ...report.warnings].slice(0, 20).map((p) => `${p.file}: ${p.message}`),
+    };
+    rec.status = report.errors.length ? 'failure' : 'success';
+    if (report.errors.length) rec.error = `check found ${report.errors.length} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`;
+    else if (cfg.readDataSubset && !CHECK_SUPPORTS_SUBSET) rec.error = `readDataSubset "${cfg.readDataSubset}" is not supported by this version: the structure was checked, no data was read`;
+  } catch (err) {
+    rec.status = signal.aborted ? 'interrupted' : 'failure';
+    rec.error = describeError(err);
+  } finally {
+    await opened?.close();
+  }
+}
+
+/** A snapshot as the API lists it. */
+export interface SnapshotSummaryJson {
+  id: string;
+  shortId: string;
+  time: string;
+  hostname: string;
+  paths: string[];
+  tags: string[];
+  files?: number;
+  bytes?: number;
+  dataAdded?: number;
+}
+
+/** The job's snapshots (same host and paths), newest first. */
+export async function listJobSnapshots(ctx: RunnerContext, job: DaemonJob, password: string): Promise<SnapshotSummaryJson[]> {
+  const opened = await openRepository(ctx, job, password, false);
+  try {
+    const host = job.config.host ?? hostname();
+    const paths = [...job.config.paths].sort().join('\0');
+    const all: Array<{ id: string; snapshot: Snapshot }> = await opened.repo.listSnapshots();
+    return all
+      .filter(({ snapshot: s }) => s.hostname === host && [...s.paths].sort().join('\0') === paths)
+      .sort((a, b) => (a.snapshot.time < b.snapshot.time ? 1 : a.snapshot.time > b.snapshot.time ? -1 : 0))
+      .map(({ id, snapshot: s }) => ({
+        id,
+        shortId: id.slice(0, 8),
+        time: s.time,
+        hostname: s.hostname,
+        paths: s.paths,
+        tags: s.tags,
+        ...(s.summary ? { files: s.summary.totalFiles, bytes: s.summary.totalBytes, dataAdded: s.summary.dataAddedPacked } : {}),
+      }));
+  } finally {
+    await opened.close();
+  }
+}

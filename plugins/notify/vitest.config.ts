@@ -1,0 +1,3 @@
+import { kiwiProject } from '../../vitest.shared.ts';
+
+export default kiwiProject('plugin-notify');
