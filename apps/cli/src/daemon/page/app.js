@@ -236,8 +236,10 @@ function progressBlock(job) {
   const p = job.running?.progress;
   const expected = p?.expectedBytes;
   const ratio = p && expected ? Math.min(1, p.bytes / expected) : undefined;
-  const bar = h('div', { class: `bar${ratio === undefined ? ' indeterminate' : ''}`, role: 'progressbar', 'aria-label': `${job.name} progress`, ...(ratio !== undefined ? { 'aria-valuenow': Math.round(ratio * 100), 'aria-valuemin': 0, 'aria-valuemax': 100 } : {}) },
-    h('span', { style: ratio !== undefined ? `width:${(ratio * 100).toFixed(1)}%` : undefined }));
+  const fill = h('span', {});
+  // Set through the CSSOM: the page's Content-Security-Policy allows no inline style attributes.
+  if (ratio !== undefined) fill.style.width = `${(ratio * 100).toFixed(1)}%`;
+  const bar = h('div', { class: `bar${ratio === undefined ? ' indeterminate' : ''}`, role: 'progressbar', 'aria-label': `${job.name} progress`, ...(ratio !== undefined ? { 'aria-valuenow': Math.round(ratio * 100), 'aria-valuemin': 0, 'aria-valuemax': 100 } : {}) }, fill);
   return h('div', { class: 'progress', 'data-progress': job.name },
     bar,
     h('div', { class: 'figures' },
@@ -246,7 +248,8 @@ function progressBlock(job) {
       h('span', {}, h('b', {}, formatBytes(p ? p.dataAdded : 0)), ' added'),
       h('span', {}, formatDuration(p ? p.elapsedMs : Date.now() - new Date(job.running.startedAt).getTime())),
     ),
-    h('div', { class: 'current mono', title: p?.current || '' }, p?.current ? `\u200e${p.current}` : job.running.kind === 'backup' ? 'starting…' : ''),
+    // A long path is cut at its start, so the file name stays visible.
+    h('div', { class: `current mono${p?.current?.startsWith('/') ? ' path' : ''}`, title: p?.current || '' }, p?.current ? `\u200e${p.current}` : 'starting…'),
   );
 }
 
@@ -274,7 +277,7 @@ function render() {
         job.lastRun?.durationMs !== undefined ? h('small', {}, `took ${formatDuration(job.lastRun.durationMs)}`) : null),
       h('td', { class: 'when', 'data-label': 'Next run', title: absolute(job.nextRun) }, job.nextRun ? rel(job.nextRun) : '—', h('small', { class: 'mono' }, job.schedule, job.timezone ? ` (${job.timezone})` : '')),
       h('td', { class: 'num', 'data-label': 'Added' }, added !== undefined ? formatBytes(added) : '—'),
-      h('td', { class: 'actions' }, h('button', { type: 'button', class: 'primary', 'data-run-now': job.name, disabled: busy || s.state !== 'running', onclick: (ev) => { ev.stopPropagation(); runNow(job.name); } }, busy ? 'Running…' : 'Run now')),
+      h('td', { class: 'actions' }, h('button', { type: 'button', class: 'primary', 'data-run-now': job.name, disabled: busy || s.state !== 'running', onclick: (ev) => { ev.stopPropagation(); runNow(job.name); } }, job.running ? 'Running…' : busy ? 'Queued' : 'Run now')),
     );
     tbody.append(row);
     if (job.running) tbody.append(h('tr', { class: 'progress-row' }, h('td', { colspan: 6 }, progressBlock(job))));
