@@ -91,15 +91,15 @@ export class GracefulStop {
   receive(sig: StopSignal): void {
     this.#count++;
     const log = this.#opts.log ?? ((line: string) => safeWrite(`${line}\n`));
-    const what = this.#opts.describe?.() ?? 'the running work';
+    const what = this.#opts.describe?.();
     const limit = Math.round(this.#opts.stopTimeoutMs / 1000);
     if (this.#count === 1) {
       this.firstSignal = sig;
       this.#firstAt = Date.now();
-      log(`${sig} received: stopping ${what} cleanly; onBackupStop hooks still run (at most ${limit} s, --stop-timeout)`);
+      log(`${sig} received: stopping cleanly${what ? ` (${what})` : ''}; onBackupStop hooks still run (at most ${limit} s, --stop-timeout)`);
       this.#controller.abort(this.#opts.reason ? this.#opts.reason(sig) : new Error(`interrupted by ${sig}`));
       this.#deadline = setTimeout(() => {
-        log(`--stop-timeout of ${limit} s reached: exiting now, before ${what} finished stopping (hooks cut short; journalled undo actions run at the next start)`);
+        log(`--stop-timeout of ${limit} s reached: exiting now with the onBackupStop hooks unfinished (journalled undo actions run at the next start)`);
         (this.#opts.exit ?? ((code: number) => process.exit(code)))(this.#opts.deadlineExitCode ?? 130);
       }, this.#opts.stopTimeoutMs);
       // The deadline never keeps the process alive by itself.
@@ -108,7 +108,7 @@ export class GracefulStop {
       return;
     }
     const left = Math.max(0, Math.round((this.#opts.stopTimeoutMs - (Date.now() - this.#firstAt)) / 1000));
-    log(`${sig} again: already stopping; waiting for ${what} and its onBackupStop hooks (${left} s left before --stop-timeout)`);
+    log(`${sig} again: already stopping; waiting for the onBackupStop hooks${what ? ` (${what})` : ''} (${left} s left before --stop-timeout)`);
   }
 }
 
