@@ -21,6 +21,8 @@ const need = [
   { what: 'getfattr/setfattr', bins: ['getfattr'], packages: ['attr'] },
   { what: 'getfacl/setfacl', bins: ['getfacl'], packages: ['acl'] },
   { what: 'setcap/getcap', bins: ['setcap', '/usr/sbin/setcap', '/sbin/setcap'], packages: ['libcap2-bin'] },
+  // The daemon's page is tested in Debian's headless Chromium (driven by playwright-core, which downloads nothing).
+  { what: 'Chromium', bins: ['/usr/bin/chromium'], packages: ['chromium'] },
 ];
 
 function onPath(bin) {
