@@ -105,8 +105,9 @@ export async function ping(url: URL, body: Record<string, unknown>, s: Omit<Sett
       why = `HTTP ${res.status}`;
       retry = res.status >= 500 || res.status === 429;
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      why = e.name === 'TimeoutError' ? `no answer within ${s.timeoutMs} ms` : (e.cause?.code ?? e.message).replace(url.href, where);
+      const e = err as Error & { cause?: unknown };
+      const cause = e.cause as { code?: string; message?: string } | undefined;
+      why = e.name === 'TimeoutError' ? `no answer within ${s.timeoutMs} ms` : (cause?.code ?? cause?.message ?? e.message).split(url.href).join(where);
     }
     if (!retry || attempt === s.retries) {
       log.warn(`could not ping ${where} (${body.event}): ${why}${attempt ? ` after ${attempt + 1} attempts` : ''}; the backup is not affected`);
