@@ -143,7 +143,7 @@ describeWithServer('Chromium', existsSync(CHROMIUM), 'install Debian\'s Chromium
     await page.fill('#token', daemon!.token);
     await page.click('#login-form button[type=submit]');
     await page.locator('tr.job[data-job="photos"]').waitFor();
-    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
     const button = page.locator('tr.job[data-job="photos"] button', { hasText: 'Run now' });
     expect(await button.isVisible()).toBe(true);
     const box = (await button.boundingBox())!;

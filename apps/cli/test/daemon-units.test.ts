@@ -1,0 +1,257 @@
+/** The daemon's parts on their own: schedules (DST), the timers, the run queue, the history, the token, signals. */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseSchedule } from '../src/daemon/schedule.js';
+import { RunQueue, Scheduler, type QueueItem } from '../src/daemon/scheduler.js';
+import { HistoryStore, HISTORY_LIMIT, type RunRecord } from '../src/daemon/history.js';
+import { loadOrCreateToken, tokenMatches } from '../src/daemon/token.js';
+import { parseListen } from '../src/daemon/http.js';
+import { GracefulStop, parseStopTimeout } from '../src/daemon/signals.js';
+import { buildJobs, repositoryKey, type DaemonJob } from '../src/daemon/jobs.js';
+import { removeDir, tempDir } from './helpers.js';
+
+/** Every scheduled time in [from, to), by repeated next(). */
+function times(expr: string, tz: string | undefined, from: string, to: string): Date[] {
+  const s = parseSchedule(expr, tz);
+  const out: Date[] = [];
+  let t = new Date(from);
+  for (;;) {
+    const n = s.next(t);
+    if (!n || n >= new Date(to)) return out;
+    expect(n.getTime()).toBeGreaterThan(t.getTime());
+    out.push(n);
+    t = n;
+  }
+}
+const local = (d: Date, tz: string) => d.toLocaleString('sv-SE', { timeZone: tz });
+
+describe('schedules and DST', () => {
+  it('a daily time inside the hour skipped in spring runs once that day, an hour later in wall time', () => {
+    const runs = times('30 2 * * *', 'Europe/Berlin', '2025-03-28T00:00:00Z', '2025-04-01T00:00:00Z');
+    expect(runs.map((d) => local(d, 'Europe/Berlin'))).toEqual(['2025-03-28 02:30:00', '2025-03-29 02:30:00', '2025-03-30 03:00:00', '2025-03-31 02:30:00']);
+  });
+
+  it('a daily time inside the hour repeated in autumn runs once that day', () => {
+    for (const [tz, from, to, n] of [
+      ['Europe/Berlin', '2025-10-24T00:00:00Z', '2025-10-29T00:00:00Z', 4], // 25th to 28th (the 24th's 01:30 is before `from`)
+      ['America/New_York', '2025-10-31T00:00:00Z', '2025-11-05T00:00:00Z', 5], // Oct 31st to Nov 4th
+    ] as const) {
+      const runs = times('30 1 * * *', tz, from, to);
+      const days = runs.map((d) => local(d, tz).slice(0, 10));
+      expect(new Set(days).size, `${tz}: ${runs.map((d) => d.toISOString()).join(', ')}`).toBe(days.length);
+      expect(days).toHaveLength(n);
+    }
+  });
+
+  it('hourly across both changes: one run per real hour, none skipped, none doubled', () => {
+    for (const [from, to, hours] of [
+      // Strictly after `from`, before `to`: 23:00, 00:00, 01:00, 02:00, 03:00 UTC.
+      ['2025-03-29T22:00:00Z', '2025-03-30T04:00:00Z', 5],
+      ['2025-10-25T22:00:00Z', '2025-10-26T04:00:00Z', 5],
+    ] as const) {
+      const runs = times('0 * * * *', 'Europe/Berlin', from, to);
+      expect(runs).toHaveLength(hours);
+      for (let i = 1; i < runs.length; i++) expect(runs[i]!.getTime() - runs[i - 1]!.getTime()).toBe(3_600_000);
+    }
+  });
+
+  it('6 fields have seconds; nicknames work; the machine\'s zone is the default', () => {
+    expect(times('*/15 * * * * *', 'UTC', '2025-01-01T00:00:00Z', '2025-01-01T00:01:00Z').map((d) => d.getUTCSeconds())).toEqual([15, 30, 45]);
+    expect(times('@daily', 'UTC', '2025-01-01T00:00:00Z', '2025-01-03T00:00:01Z')).toHaveLength(2);
+    expect(parseSchedule('0 2 * * *').timezone).toBeUndefined();
+  });
+
+  it('invalid expressions and zones are refused with the reason', () => {
+    expect(() => parseSchedule('0 0 2 * * * 2030')).toThrow(/has 7 fields/);
+    expect(() => parseSchedule('0 25 * * *')).toThrow(/invalid cron expression "0 25 \* \* \*": .*hour/);
+    expect(() => parseSchedule('0 2 * * *', 'Moon/Base')).toThrow(/invalid time zone "Moon\/Base"/);
+  });
+});
+
+describe('Scheduler', () => {
+  afterEach(() => vi.useRealTimers());
+  const job = (name: string, repo = '/r'): DaemonJob => ({ name, config: { paths: ['/x'], schedule: '* * * * * *' }, repository: repo, isDefaultRepo: false, repositoryKey: repositoryKey(repo), tasks: [] });
+
+  it('fires each scheduled second once, in order, and stops', () => {
+    vi.useFakeTimers({ now: new Date('2025-01-01T00:00:00.300Z') });
+    const fired: string[] = [];
+    const task = { kind: 'backup' as const, schedule: parseSchedule('* * * * * *', 'UTC') };
+    const s = new Scheduler([{ job: job('a'), task }], (_t, at) => fired.push(at.toISOString()));
+    s.start();
+    expect(s.nextRun('a', 'backup')!.toISOString()).toBe('2025-01-01T00:00:01.000Z');
+    vi.advanceTimersByTime(3_000);
+    expect(fired).toEqual(['2025-01-01T00:00:01.000Z', '2025-01-01T00:00:02.000Z', '2025-01-01T00:00:03.000Z']);
+    s.stop();
+    vi.advanceTimersByTime(5_000);
+    expect(fired).toHaveLength(3);
+  });
+
+  it('a timer that fires early waits out the rest; a time far away is not fired early (long waits are split)', () => {
+    vi.useFakeTimers({ now: new Date('2025-01-01T00:00:00Z') });
+    const fired: Date[] = [];
+    const task = { kind: 'backup' as const, schedule: parseSchedule('0 0 1 1 *', 'UTC') }; // a year away: more than setTimeout's limit
+    const s = new Scheduler([{ job: job('a'), task }], (_t, at) => fired.push(at));
+    s.start();
+    vi.advanceTimersByTime(2_147_483_647 + 10);
+    expect(fired).toEqual([]);
+    s.stop();
+  });
+});
+
+describe('RunQueue', () => {
+  const job = (name: string, repo: string): DaemonJob => ({ name, config: { paths: ['/x'], schedule: '* * * * *' }, repository: repo, isDefaultRepo: false, repositoryKey: repositoryKey(repo), tasks: [] });
+
+  it('one run at a time per repository, in order; other repositories in parallel; a busy task is not added twice', async () => {
+    const log: string[] = [];
+    const gates = new Map<string, () => void>();
+    const q = new RunQueue(async (item: QueueItem) => {
+      log.push(`start ${item.runId}`);
+      await new Promise<void>((r) => gates.set(item.runId, r));
+      log.push(`end ${item.runId}`);
+    });
+    const a = job('a', '/repo/one');
+    const b = job('b', 'local:/repo/one/'); // the same repository, spelt differently
+    const c = job('c', '/repo/two');
+    expect(q.add({ job: a, kind: 'backup', runId: 'a1' })).toBe('started');
+    expect(q.add({ job: b, kind: 'backup', runId: 'b1' })).toBe('queued');
+    expect(q.add({ job: c, kind: 'backup', runId: 'c1' })).toBe('started');
+    expect(q.add({ job: a, kind: 'backup', runId: 'a2' })).toBe('busy');
+    expect(q.add({ job: b, kind: 'backup', runId: 'b2' })).toBe('busy');
+    expect(q.add({ job: a, kind: 'check', runId: 'a3' })).toBe('queued');
+    expect(log).toEqual(['start a1', 'start c1']);
+    gates.get('a1')!();
+    await vi.waitFor(() => expect(log).toContain('start b1'));
+    expect(log).toEqual(['start a1', 'start c1', 'end a1', 'start b1']);
+    const dropped = q.close();
+    expect(dropped.map((d) => d.runId)).toEqual(['a3']);
+    expect(q.add({ job: c, kind: 'check', runId: 'c2' })).toBe('closed');
+    gates.get('b1')!();
+    gates.get('c1')!();
+    await q.idle();
+    expect(log.filter((l) => l.startsWith('start'))).toEqual(['start a1', 'start c1', 'start b1']);
+  });
+});
+
+describe('HistoryStore', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await tempDir('kiwi-history-');
+  });
+  afterEach(async () => removeDir(dir));
+
+  const rec = (i: number, status: RunRecord['status'] = 'success'): RunRecord => ({
+    id: i.toString(16).padStart(16, '0'),
+    job: 'nightly',
+    kind: 'backup',
+    trigger: 'schedule',
+    startedAt: new Date(Date.UTC(2025, 0, 1) + i * 1000).toISOString(),
+    status,
+  });
+
+  it('keeps the last 100 runs per job, newest first; the file is compacted', async () => {
+    const h = new HistoryStore(dir);
+    for (let i = 0; i < 350; i++) {
+      await h.save(rec(i, 'running'));
+      if (i % 2 === 0) await h.save({ ...rec(i), finishedAt: new Date().toISOString() });
+    }
+    const runs = await h.runs('nightly');
+    expect(runs).toHaveLength(HISTORY_LIMIT);
+    expect(runs[0]!.id).toBe(rec(349).id);
+    expect(runs.at(-1)!.id).toBe(rec(250).id);
+    const lines = (await readFile(join(dir, 'daemon', 'history', 'nightly.jsonl'), 'utf8')).split('\n').filter(Boolean);
+    expect(lines.length).toBeLessThanOrEqual(300);
+    // A fresh store (the next start) reads the same.
+    const again = await new HistoryStore(dir).runs('nightly');
+    expect(again.map((r) => [r.id, r.status])).toEqual(runs.map((r) => [r.id, r.status]));
+    expect(((await stat(join(dir, 'daemon', 'history', 'nightly.jsonl'))).mode & 0o777)).toBe(0o600);
+  });
+
+  it('skips torn and foreign lines; closes runs a dead daemon left open as interrupted', async () => {
+    await mkdir(join(dir, 'daemon', 'history'), { recursive: true });
+    const file = join(dir, 'daemon', 'history', 'nightly.jsonl');
+    await writeFile(
+      file,
+      [JSON.stringify(rec(1)), '{"id": "torn', JSON.stringify({ ...rec(2), job: 'other' }), JSON.stringify({ ...rec(3), status: 'exploded' }), '[]', JSON.stringify(rec(4, 'running'))].join('\n') + '\n',
+    );
+    const h = new HistoryStore(dir);
+    expect((await h.runs('nightly')).map((r) => r.id)).toEqual([rec(4).id, rec(1).id]);
+    const closed = await h.closeAbandoned(['nightly']);
+    expect(closed.map((r) => r.id)).toEqual([rec(4).id]);
+    const reread = await new HistoryStore(dir).runs('nightly');
+    expect(reread[0]).toMatchObject({ id: rec(4).id, status: 'interrupted', error: expect.stringMatching(/daemon stopped during this run/) });
+  });
+});
+
+describe('token, listen address, stop timeout', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await tempDir('kiwi-token-');
+  });
+  afterEach(async () => removeDir(dir));
+
+  it('the token is created once (0600), read back, made private again, and compared exactly', async () => {
+    const first = await loadOrCreateToken(dir);
+    expect(first.created).toBe(true);
+    expect((await stat(first.path)).mode & 0o777).toBe(0o600);
+    const second = await loadOrCreateToken(dir);
+    expect(second).toMatchObject({ created: false, token: first.token });
+    await chmod(first.path, 0o644);
+    await loadOrCreateToken(dir);
+    expect((await stat(first.path)).mode & 0o777).toBe(0o600);
+    expect(tokenMatches(`Bearer ${first.token}`, first.token)).toBe(true);
+    expect(tokenMatches(`bearer ${first.token}`, first.token)).toBe(true);
+    for (const bad of [undefined, '', first.token, `Bearer ${first.token}x`, `Bearer ${first.token.slice(1)}`, `Basic ${first.token}`]) expect(tokenMatches(bad, first.token)).toBe(false);
+    await writeFile(first.path, 'short\n');
+    await expect(loadOrCreateToken(dir)).rejects.toThrow(/does not hold a usable token/);
+  });
+
+  it('--listen forms', () => {
+    expect(parseListen(undefined)).toEqual({ host: '127.0.0.1', port: 8484 });
+    expect(parseListen('0.0.0.0:9000')).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(parseListen(':9000')).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(parseListen('9000')).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(parseListen('[::1]:9000')).toEqual({ host: '::1', port: 9000 });
+    for (const bad of ['localhost', '1.2.3.4:99999', 'x:y']) expect(() => parseListen(bad)).toThrow(/--listen must be host:port/);
+  });
+
+  it('--stop-timeout forms', () => {
+    expect(parseStopTimeout(undefined)).toBe(60_000);
+    expect(parseStopTimeout('90')).toBe(90_000);
+    expect(parseStopTimeout('2m')).toBe(120_000);
+    expect(parseStopTimeout('1500ms')).toBe(1500);
+    for (const bad of ['0', '-1', 'soon', '99999h']) expect(() => parseStopTimeout(bad)).toThrow(/--stop-timeout/);
+  });
+
+  it('GracefulStop: the first signal aborts, later ones only log, the deadline exits', () => {
+    vi.useFakeTimers();
+    try {
+      const lines: string[] = [];
+      const exits: number[] = [];
+      const stop = new GracefulStop({ stopTimeoutMs: 5_000, log: (l) => lines.push(l), exit: (c) => void exits.push(c) });
+      stop.receive('SIGTERM');
+      expect(stop.signal.aborted).toBe(true);
+      vi.advanceTimersByTime(1000);
+      stop.receive('SIGTERM');
+      stop.receive('SIGINT');
+      expect(exits).toEqual([]);
+      expect(lines[1]).toMatch(/SIGTERM again: already stopping; waiting for the onBackupStop hooks \(4 s left/);
+      vi.advanceTimersByTime(4_001);
+      expect(exits).toEqual([130]);
+      expect(lines.at(-1)).toMatch(/--stop-timeout of 5 s reached/);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('jobs from the config', () => {
+  it('cron errors name the job and the key; the default repository is used when none is named', () => {
+    expect(() => buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 2 * * *', check: { schedule: '0 99 * * *' } } } }, '/etc/kiwi.json', '/data')).toThrow(
+      /^config file \/etc\/kiwi\.json: jobs\.n\.check\.schedule: invalid cron expression "0 99 \* \* \*"/,
+    );
+    const [j] = buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 2 * * *', prune: { schedule: '0 3 * * 0' } } } }, undefined, '/data');
+    expect(j).toMatchObject({ name: 'n', repository: '/data/repository', isDefaultRepo: true, repositoryKey: 'local:/data/repository' });
+    expect(j!.tasks.map((t) => t.kind)).toEqual(['backup', 'prune']);
+  });
+});
