@@ -302,7 +302,7 @@ export class Session {
   }
 
   /** The repository engine's messages (damaged files skipped, stale locks taken over…) go through the command's output. */
-  private repositoryLogger(): { info(message: string): void; warn(message: string): void } {
+  repositoryLogger(): { info(message: string): void; warn(message: string): void } {
     return { info: (m) => this.log.info(m), warn: (m) => this.log.warn(m) };
   }
 

@@ -51,9 +51,9 @@ async function openRepository(ctx: RunnerContext, job: DaemonJob, password: stri
         exists = false;
       }
       if (!exists) ctx.log.info(`${job.name}: creating the default repository at ${s.repoUrl}`);
-      repo = exists ? await Repository.open(storage, password) : await Repository.init(storage, password);
+      repo = exists ? await Repository.open(storage, password, { logger: s.repositoryLogger() }) : await Repository.init(storage, password, { logger: s.repositoryLogger() });
     } else {
-      repo = await Repository.open(storage, password);
+      repo = await Repository.open(storage, password, { logger: s.repositoryLogger() });
     }
     return {
       repo,
