@@ -6,8 +6,6 @@ export {
   isValidTimeZone,
   readDataSubsetProblem,
   JOB_NAME_RE,
-  JOB_KEYS,
-  FORGET_KEYS,
   type JobConfig,
   type JobCheckConfig,
   type RetentionPolicyConfig,

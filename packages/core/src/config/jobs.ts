@@ -51,30 +51,32 @@ export interface JobCheckConfig {
 
 /** A retention policy as the config writes it (restic's rules; see `kiwi forget`). */
 export interface RetentionPolicyConfig {
-  keepLast?: number;
-  keepHourly?: number;
-  keepDaily?: number;
-  keepWeekly?: number;
-  keepMonthly?: number;
-  keepYearly?: number;
+  /** Counts: a whole number, `-1` or `"unlimited"` for no limit. */
+  keepLast?: number | string;
+  keepHourly?: number | string;
+  keepDaily?: number | string;
+  keepWeekly?: number | string;
+  keepMonthly?: number | string;
+  keepYearly?: number | string;
   keepWithin?: string;
   keepWithinHourly?: string;
   keepWithinDaily?: string;
   keepWithinWeekly?: string;
   keepWithinMonthly?: string;
   keepWithinYearly?: string;
-  keepTag?: string[];
+  /** Keep snapshots with all tags of one of these lists (`"a,b"`: both a and b). */
+  keepTag?: string | string[];
   /** How snapshots are grouped before the rules apply (default `host,paths`). */
-  groupBy?: string;
+  groupBy?: string | string[];
 }
 
-export const JOB_KEYS = [
+const JOB_KEYS = [
   'paths', 'repository', 'passwordFile', 'schedule', 'timezone', 'tags', 'exclude', 'excludeFile',
   'oneFileSystem', 'host', 'catchUp', 'forget', 'prune', 'check',
 ] as const;
 const COUNT_KEYS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
 const WITHIN_KEYS = ['keepWithin', 'keepWithinHourly', 'keepWithinDaily', 'keepWithinWeekly', 'keepWithinMonthly', 'keepWithinYearly'] as const;
-export const FORGET_KEYS = [...COUNT_KEYS, ...WITHIN_KEYS, 'keepTag', 'groupBy'] as const;
+const FORGET_KEYS = [...COUNT_KEYS, ...WITHIN_KEYS, 'keepTag', 'groupBy'] as const;
 const CHECK_KEYS = ['schedule', 'readData', 'readDataSubset'] as const;
 const GROUP_FIELDS = ['host', 'paths', 'tags'];
 
@@ -185,7 +187,8 @@ function validateForget(c: JobChecks, v: unknown, key: string): void {
     const n = v[k];
     if (n === undefined) continue;
     rules++;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < -1) c.add(`${key}.${k}`, `${key}.${k} must be a whole number, at least -1 (-1: unlimited), not ${JSON.stringify(n)}`);
+    const ok = typeof n === 'number' ? Number.isInteger(n) && n >= -1 : typeof n === 'string' && (/^(unlimited|-1|\d+)$/.test(n.trim()));
+    if (!ok) c.add(`${key}.${k}`, `${key}.${k} must be a whole number, or -1 / "unlimited" for no limit, not ${JSON.stringify(n)}`);
   }
   for (const k of WITHIN_KEYS) {
     const d = v[k];
@@ -195,11 +198,16 @@ function validateForget(c: JobChecks, v: unknown, key: string): void {
   }
   if (v.keepTag !== undefined) {
     rules++;
-    c.strArray(v.keepTag, `${key}.keepTag`);
+    if (typeof v.keepTag === 'string') c.str(v.keepTag, `${key}.keepTag`);
+    else c.strArray(v.keepTag, `${key}.keepTag`);
   }
-  if (v.groupBy !== undefined && c.str(v.groupBy, `${key}.groupBy`)) {
-    const bad = (v.groupBy as string).split(',').map((s) => s.trim()).filter((s) => s !== '' && !GROUP_FIELDS.includes(s));
-    if (bad.length) c.add(`${key}.groupBy`, `${key}.groupBy: unknown field${bad.length > 1 ? 's' : ''} ${bad.map((b) => `"${b}"`).join(', ')} (use host, paths, tags, comma-separated)`);
+  if (v.groupBy !== undefined) {
+    const fields = typeof v.groupBy === 'string' ? v.groupBy.split(',') : Array.isArray(v.groupBy) && v.groupBy.every((g) => typeof g === 'string') ? (v.groupBy as string[]) : undefined;
+    if (!fields) c.add(`${key}.groupBy`, `${key}.groupBy must be a string like "host,paths" or a list of host, paths, tags, not ${c.typeName(v.groupBy)}`);
+    else {
+      const bad = fields.map((s) => s.trim()).filter((s) => s !== '' && !GROUP_FIELDS.includes(s));
+      if (bad.length) c.add(`${key}.groupBy`, `${key}.groupBy: unknown field${bad.length > 1 ? 's' : ''} ${bad.map((b) => `"${b}"`).join(', ')} (use host, paths, tags)`);
+    }
   }
   if (rules === 0) c.add(key, `${key} has no rule, so it would remove every snapshot: give at least one of ${[...COUNT_KEYS, ...WITHIN_KEYS, 'keepTag'].join(', ')}`);
 }

@@ -34,7 +34,7 @@ describe('config jobs', () => {
             prune: { schedule: '0 3 * * 0' },
             check: { schedule: '@daily', readDataSubset: '1/30' },
           },
-          s3: { paths: ['/x'], repository: 's3:bucket/p', schedule: '0 2 * * *' },
+          s3: { paths: ['/x'], repository: 's3:bucket/p', schedule: '0 2 * * *', forget: { keepMonthly: 'unlimited', keepTag: 'a,b', groupBy: ['host', 'tags'] } },
         },
       }),
       '/etc/kiwi/config.json',
