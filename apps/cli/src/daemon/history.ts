@@ -29,7 +29,7 @@ export interface RunRecord {
   /** The retention step after a backup (forget, then prune when configured). */
   retention?: { status: 'done' | 'skipped' | 'failed'; message: string; kept?: number; removed?: string[] };
   /** A check run's findings. */
-  check?: { errors: number; warnings: number; readData: boolean; readDataSubset?: string; problems: string[] };
+  check?: { errors: number; warnings: number; readData: boolean; readDataSubset?: string; problems: string[]; note?: string };
   /** Undo actions run at the daemon's start before this run (see the recovery journal). */
   recovered?: RecoveryOutcome[];
 }

@@ -198,9 +198,11 @@ export async function runCheckTask(
       ...(cfg.readDataSubset ? { readDataSubset: cfg.readDataSubset } : {}),
       problems: [...report.errors, ...report.warnings].slice(0, 20).map((p) => `${p.file}: ${p.message}`),
     };
+    if (cfg.readDataSubset && !CHECK_SUPPORTS_SUBSET) {
+      rec.check.note = `readDataSubset "${cfg.readDataSubset}" is not supported by this version: the structure was checked, no data was read`;
+    }
     rec.status = report.errors.length ? 'failure' : 'success';
     if (report.errors.length) rec.error = `check found ${report.errors.length} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`;
-    else if (cfg.readDataSubset && !CHECK_SUPPORTS_SUBSET) rec.error = `readDataSubset "${cfg.readDataSubset}" is not supported by this version: the structure was checked, no data was read`;
   } catch (err) {
     rec.status = signal.aborted ? 'interrupted' : 'failure';
     rec.error = describeError(err);
