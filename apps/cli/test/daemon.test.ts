@@ -288,27 +288,27 @@ describe('kiwi daemon', () => {
     expect(await readHistoryOrEmpty('plain')).toEqual([]);
   });
 
-  it('a check runs on demand and records its findings; prune is refused while this build has none', async () => {
+  it('check (with readDataSubset) and prune run on demand and on their schedules, through the repository queue', async () => {
     await init(join(work, 'repo'));
     const cfg = await config({
-      j: { paths: ['./src-a'], repository: './repo', schedule: '0 0 1 1 *', tags: ['j'], check: { schedule: '0 0 1 1 *', readDataSubset: '1/10' }, prune: { schedule: '0 3 * * 0' } },
+      j: { paths: ['./src-a'], repository: './repo', schedule: '0 0 1 1 *', tags: ['j'], check: { schedule: '0 0 1 1 *', readDataSubset: '1/1' }, prune: { schedule: '0 3 * * 0' } },
     });
     daemon = await startDaemon(['--config', cfg], env, dataDir);
-    expect(daemon.lines().some((l) => l.message_type === 'error' && /jobs\.j\.prune: not scheduled/.test(String(l.message)))).toBe(true);
     const backup = await daemon.api('/api/jobs/j/run', { method: 'POST' });
     await eventually(async () => (await finished('j')).some((r) => r.id === backup.body.run_id), 'the backup');
     const check = await daemon.api('/api/jobs/j/run?task=check', { method: 'POST' });
     expect(check.status).toBe(202);
-    const run = await eventually(async () => (await runsOf('j')).find((r) => r.id === check.body.run_id && r.status !== 'running'), 'the check');
-    expect(run).toMatchObject({ kind: 'check', status: 'success', check: { errors: 0, readData: false, readDataSubset: '1/10' } });
-    expect(run.check.note).toMatch(/not supported by this version/);
+    const checked = await eventually(async () => (await runsOf('j')).find((r) => r.id === check.body.run_id && r.status !== 'running'), 'the check');
+    expect(checked).toMatchObject({ kind: 'check', status: 'success', check: { errors: 0, readData: false, readDataSubset: '1/1' } });
+    expect(checked.check.note).toMatch(/of pack data read and verified/);
     const prune = await daemon.api('/api/jobs/j/run?task=prune', { method: 'POST' });
-    expect(prune.status).toBe(400);
-    expect(prune.body.error).toMatch(/not part of this version/);
+    expect(prune.status).toBe(202);
+    const pruned = await eventually(async () => (await runsOf('j')).find((r) => r.id === prune.body.run_id && r.status !== 'running'), 'the prune');
+    expect(pruned).toMatchObject({ kind: 'prune', status: 'success', retention: { status: 'done', message: expect.stringMatching(/^deleted \d+ packs?, repacked \d+, freed .*; .* unused data left$/) } });
     expect((await daemon.api('/api/jobs/j/run?task=dance', { method: 'POST' })).status).toBe(400);
     const status = (await daemon.api('/api/status')).body.jobs[0];
     expect(status.tasks.map((t: { kind: string }) => t.kind)).toEqual(['backup', 'prune', 'check']);
-    expect(status.tasks[1].nextRun).toBeNull();
+    expect(status.tasks[1].nextRun).toBeTruthy();
     expect((await daemon.stop()).code).toBe(0);
   });
 

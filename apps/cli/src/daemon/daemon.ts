@@ -64,7 +64,7 @@ export class Daemon implements DaemonApi {
     this.#recovered = init.recovered.filter((o) => o.status !== 'skipped');
     this.#ctx = { session: init.session, plugins: init.plugins, retention: init.retention, log: init.session.log };
     const tasks: ScheduledTask[] = init.jobs.flatMap((job) =>
-      job.tasks.filter((t) => t.kind !== 'prune' || init.retention.available).map((task) => ({ job, task })),
+      job.tasks.filter((t) => t.kind !== 'prune' || !init.retention.unavailable('prune')).map((task) => ({ job, task })),
     );
     this.#scheduler = new Scheduler(tasks, (t, at) => void this.request(t.job, t.task.kind, 'schedule', at));
     this.#queue = new RunQueue((item) => this.#execute(item));
@@ -92,7 +92,7 @@ export class Daemon implements DaemonApi {
     for (const job of this.#jobs.values()) {
       if (!job.config.catchUp) continue;
       for (const task of job.tasks) {
-        if (task.kind === 'prune' && !this.#init.retention.available) continue;
+        if (task.kind === 'prune' && this.#init.retention.unavailable('prune')) continue;
         const last = await this.history.last(job.name, task.kind);
         const lastScheduled = last?.scheduledAt ? new Date(last.scheduledAt) : undefined;
         const from = lastScheduled && lastScheduled > lastAlive ? lastScheduled : lastAlive;
@@ -264,9 +264,8 @@ export class Daemon implements DaemonApi {
 
   async runNow(name: string, kind: TaskKind): Promise<{ result: 'started' | 'queued' | 'busy' | 'closed' | 'unavailable'; runId?: string; message?: string }> {
     const job = this.#jobs.get(name)!;
-    if (kind === 'prune' && !this.#init.retention.available) {
-      return { result: 'unavailable', message: this.#init.retention.unavailableReason ?? 'prune is not available' };
-    }
+    const why = kind === 'prune' ? this.#init.retention.unavailable('prune') : undefined;
+    if (why) return { result: 'unavailable', message: why };
     if (this.#state !== 'running') return { result: 'closed' };
     return this.request(job, kind, 'manual');
   }
@@ -290,7 +289,7 @@ export class Daemon implements DaemonApi {
           kind: t.kind,
           schedule: t.schedule.expression,
           nextRun: this.#scheduler.nextRun(job.name, t.kind)?.toISOString() ?? null,
-          ...(t.kind === 'prune' && !this.#init.retention.available ? { unavailable: this.#init.retention.unavailableReason } : {}),
+          ...(t.kind === 'prune' && this.#init.retention.unavailable('prune') ? { unavailable: this.#init.retention.unavailable('prune') } : {}),
         })),
         running: live ? { runId: live.rec.id, kind: live.rec.kind, trigger: live.rec.trigger, startedAt: live.rec.startedAt, progress: live.progress ?? null } : null,
         queued: this.#queue.waiting().filter((q) => q.job.name === job.name).map((q) => ({ runId: q.runId, kind: q.kind })),
@@ -305,7 +304,7 @@ export class Daemon implements DaemonApi {
       state: this.#state,
       startedAt: this.#startedAt.toISOString(),
       uptimeSeconds: Math.round((Date.now() - this.#startedAt.getTime()) / 1000),
-      retention: this.#init.retention.available ? 'available' : this.#init.retention.unavailableReason,
+      retention: { forget: this.#init.retention.unavailable('forget') ?? 'available', prune: this.#init.retention.unavailable('prune') ?? 'available' },
       jobs,
     };
   }

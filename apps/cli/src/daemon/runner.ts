@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import {
   Repository,
+  parseReadDataSubset,
   runBackup,
   type BackupResult,
   type BackupStats,
@@ -11,7 +12,7 @@ import {
 } from '@kiwi-backup/core';
 import type { Session } from '../session.js';
 import { readPasswordFile } from '../password.js';
-import { describeError } from '../output.js';
+import { describeError, formatBytes } from '../output.js';
 import type { RunRecord } from './history.js';
 import type { DaemonJob } from './jobs.js';
 import type { RunProgress } from './events.js';
@@ -131,8 +132,9 @@ export async function runBackupTask(
 
     // Retention: only after a backup that wrote a snapshot, never after a stop was asked for.
     if (cfg.forget && result.snapshotId && !signal.aborted) {
-      if (!ctx.retention.available) {
-        rec.retention = { status: 'skipped', message: ctx.retention.unavailableReason ?? 'retention is not available' };
+      const why = ctx.retention.unavailable('forget');
+      if (why) {
+        rec.retention = { status: 'skipped', message: why };
       } else {
         try {
           const outcome = await ctx.retention.forget({ repository: repo, policy: cfg.forget, host, paths: cfg.paths, signal, log: ctx.log });
@@ -166,9 +168,6 @@ export async function runPruneTask(ctx: RunnerContext, job: DaemonJob, password:
   }
 }
 
-/** Whether this build's `Repository.check` reads a subset of the data (`readDataSubset`). */
-export const CHECK_SUPPORTS_SUBSET = false;
-
 /** A scheduled `check` of the job's repository (with `readData` or, when supported, `readDataSubset`). */
 export async function runCheckTask(
   ctx: RunnerContext,
@@ -183,12 +182,13 @@ export async function runCheckTask(
   let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
   try {
     opened = await openRepository(ctx, job, password, false);
-    const options: Parameters<Repository['check']>[0] & { readDataSubset?: string } = {
+    const options: Parameters<Repository['check']>[0] = {
       readData: Boolean(cfg.readData),
       onProgress: (p: { phase?: string; done?: number; total?: number }) =>
         onProgress({ files: p.done ?? 0, bytes: 0, bytesRead: 0, dataAdded: 0, current: `${p.phase ?? ''} ${p.done ?? ''}${p.total ? `/${p.total}` : ''}`.trim(), elapsedMs: Date.now() - started }),
     };
-    if (cfg.readDataSubset && CHECK_SUPPORTS_SUBSET) options.readDataSubset = cfg.readDataSubset;
+    // The config loader checked the text; parse it as `kiwi check --read-data-subset` does.
+    if (cfg.readDataSubset) options.readDataSubset = parseReadDataSubset(cfg.readDataSubset);
     signal.throwIfAborted();
     const report = await opened.repo.check(options);
     rec.check = {
@@ -198,9 +198,7 @@ export async function runCheckTask(
       ...(cfg.readDataSubset ? { readDataSubset: cfg.readDataSubset } : {}),
       problems: [...report.errors, ...report.warnings].slice(0, 20).map((p) => `${p.file}: ${p.message}`),
     };
-    if (cfg.readDataSubset && !CHECK_SUPPORTS_SUBSET) {
-      rec.check.note = `readDataSubset "${cfg.readDataSubset}" is not supported by this version: the structure was checked, no data was read`;
-    }
+    if (report.stats.bytesVerified) rec.check.note = `${formatBytes(report.stats.bytesVerified)} of pack data read and verified`;
     rec.status = report.errors.length ? 'failure' : 'success';
     if (report.errors.length) rec.error = `check found ${report.errors.length} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`;
   } catch (err) {

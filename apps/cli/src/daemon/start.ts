@@ -7,7 +7,7 @@ import { attachLog, EventBus, now } from './events.js';
 import { startApiServer, type ListenAddress } from './http.js';
 import { buildJobs } from './jobs.js';
 import { retentionEngine } from './retention.js';
-import { CHECK_SUPPORTS_SUBSET, jobPassword } from './runner.js';
+import { jobPassword } from './runner.js';
 import type { GracefulStop } from './signals.js';
 import { ensureWritableDataDir, loadOrCreateToken } from './token.js';
 
@@ -51,11 +51,10 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<number> {
 
     const retention = retentionEngine();
     for (const job of jobs) {
-      if (job.config.forget && !retention.available) out.warn(`jobs.${job.name}.forget: ${retention.unavailableReason}`);
-      if (job.config.prune && !retention.available) out.warn(`jobs.${job.name}.prune: not scheduled: ${retention.unavailableReason}`);
-      if (job.config.check?.readDataSubset && !CHECK_SUPPORTS_SUBSET) {
-        out.warn(`jobs.${job.name}.check.readDataSubset: reading a subset of the data is not supported by this version yet; the check verifies the structure only`);
-      }
+      const noForget = retention.unavailable('forget');
+      const noPrune = retention.unavailable('prune');
+      if (job.config.forget && noForget) out.warn(`jobs.${job.name}.forget: ${noForget}`);
+      if (job.config.prune && noPrune) out.warn(`jobs.${job.name}.prune: not scheduled: ${noPrune}`);
     }
 
     const { token, created, path: tokenFile } = await loadOrCreateToken(session.dataDir);

@@ -1,3 +1,5 @@
+import { parseReadDataSubset } from '../repository/check-data.js';
+
 /**
  * The config file's `jobs`: what `kiwi daemon` runs on a schedule. Validated with the rest of the
  * config (every issue names the job and the key); the daemon parses the cron expressions themselves.
@@ -96,18 +98,14 @@ export function isValidTimeZone(tz: string): boolean {
   }
 }
 
-/** Why `subset` is not a valid `readDataSubset` (`n/m`, `x%`, a size), or undefined when it is. */
+/** Why `subset` is not a valid `readDataSubset` (`n/m`, `x%`, a size), or undefined when it is (as `kiwi check --read-data-subset` reads it). */
 export function readDataSubsetProblem(subset: string): string | undefined {
-  const frac = /^(\d+)\/(\d+)$/.exec(subset);
-  if (frac) {
-    const n = Number(frac[1]);
-    const m = Number(frac[2]);
-    return n >= 1 && m >= 1 && n <= m && m <= 1_000_000 ? undefined : 'in "n/m" both must be at least 1 and n at most m';
+  try {
+    parseReadDataSubset(subset);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message.replace(/^--read-data-subset [^:]*: /, '');
   }
-  const pct = /^(\d+(?:\.\d+)?)%$/.exec(subset);
-  if (pct) return Number(pct[1]) > 0 && Number(pct[1]) <= 100 ? undefined : 'a percentage must be above 0 and at most 100';
-  if (/^\d+(?:\.\d+)?\s*[KMGT]?i?B?$/i.test(subset) && Number.parseFloat(subset) > 0) return undefined;
-  return 'use "n/m" (e.g. "1/30"), a percentage ("5%") or a size ("500M")';
 }
 
 /** What {@link validateJobs} needs from the config validator (its helpers add issues with positions). */

@@ -282,7 +282,8 @@ function render() {
     tbody.append(row);
     if (job.running) tbody.append(h('tr', { class: 'progress-row' }, h('td', { colspan: 6 }, progressBlock(job))));
   }
-  $('#jobs-hint').textContent = `${s.jobs.length} job${s.jobs.length === 1 ? '' : 's'}${s.retention && s.retention !== 'available' ? ' · retention not available in this version' : ''}`;
+  const noForget = s.retention && s.retention.forget !== 'available';
+  $('#jobs-hint').textContent = `${s.jobs.length} job${s.jobs.length === 1 ? '' : 's'}${noForget ? ' · forget not available in this version' : ''}`;
   renderDetail();
 }
 
