@@ -124,20 +124,20 @@ export class Session {
   }
 
   /**
-   * A session on another repository (a daemon job's: its `repository`, else the config's, else the default
-   * one), sharing this session's output, config and log. Close it after use; this one stays open.
+   * A session of its own on `repository` (a daemon job's), or on this session's repository when undefined
+   * (`--repo`, `KIWI_REPOSITORY`, the config's, else the default one), sharing this session's output, config
+   * and log. Close it after use; this one stays open.
    */
   forRepository(repository: string | undefined): Session {
-    const explicit = repository ?? this.config.repository;
     return new Session({
-      args: { ...this.args, repo: explicit },
+      args: { ...this.args, ...(repository !== undefined ? { repo: repository } : {}) },
       out: this.out,
       env: this.env,
       dataDir: this.dataDir,
       config: this.config,
       configPath: this.configPath,
-      repoUrl: explicit ?? defaultRepositoryPath(this.dataDir),
-      isDefaultRepo: explicit === undefined,
+      repoUrl: repository ?? this.repoUrl,
+      isDefaultRepo: repository === undefined && this.isDefaultRepo,
       log: this.log,
     });
   }

@@ -247,10 +247,12 @@ describe('token, listen address, stop timeout', () => {
 
 describe('jobs from the config', () => {
   it('cron errors name the job and the key; the default repository is used when none is named', () => {
-    expect(() => buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 2 * * *', check: { schedule: '0 99 * * *' } } } }, '/etc/kiwi.json', '/data')).toThrow(
+    const fallback = { url: '/data/repository', isDefault: true };
+    expect(() => buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 2 * * *', check: { schedule: '0 99 * * *' } } } }, '/etc/kiwi.json', fallback)).toThrow(
       /^config file \/etc\/kiwi\.json: jobs\.n\.check\.schedule: invalid cron expression "0 99 \* \* \*"/,
     );
-    const [j] = buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 2 * * *', prune: { schedule: '0 3 * * 0' } } } }, undefined, '/data');
+    const [j, k] = buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 2 * * *', prune: { schedule: '0 3 * * 0' } }, m: { paths: ['/y'], schedule: '@daily', repository: 's3:b/p' } } }, undefined, fallback);
+    expect(k).toMatchObject({ repository: 's3:b/p', isDefaultRepo: false, repositoryKey: 's3:b/p' });
     expect(j).toMatchObject({ name: 'n', repository: '/data/repository', isDefaultRepo: true, repositoryKey: 'local:/data/repository' });
     expect(j!.tasks.map((t) => t.kind)).toEqual(['backup', 'prune']);
   });

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ConfigError, defaultRepositoryPath, type ConfigIssue, type JobConfig, type KiwiConfig } from '@kiwi-backup/core';
+import { ConfigError, type ConfigIssue, type JobConfig, type KiwiConfig } from '@kiwi-backup/core';
 import { parseSchedule, type Schedule } from './schedule.js';
 
 /** What a job does on a schedule: a backup (then retention), a prune, a check. */
@@ -27,9 +27,10 @@ export interface DaemonJob {
 /**
  * The config's jobs with their schedules parsed. The config loader already checked the shape; this adds
  * what needs the cron library: an invalid expression or time zone is a {@link ConfigError} naming the job
- * and the key, like every other config error.
+ * and the key, like every other config error. A job without `repository` uses `fallback`: the repository
+ * every command uses (`--repo`, `KIWI_REPOSITORY`, the config's, else the default one).
  */
-export function buildJobs(config: KiwiConfig, configPath: string | undefined, dataDir: string): DaemonJob[] {
+export function buildJobs(config: KiwiConfig, configPath: string | undefined, fallback: { url: string; isDefault: boolean }): DaemonJob[] {
   const issues: ConfigIssue[] = [];
   const jobs: DaemonJob[] = [];
   for (const [name, job] of Object.entries(config.jobs ?? {})) {
@@ -47,9 +48,8 @@ export function buildJobs(config: KiwiConfig, configPath: string | undefined, da
     add('backup', job.schedule, `jobs.${name}.schedule`);
     add('prune', job.prune?.schedule, `jobs.${name}.prune.schedule`);
     add('check', job.check?.schedule, `jobs.${name}.check.schedule`);
-    const explicit = job.repository ?? config.repository;
-    const repository = explicit ?? defaultRepositoryPath(dataDir);
-    jobs.push({ name, config: job, repository, isDefaultRepo: explicit === undefined, repositoryKey: repositoryKey(repository), tasks });
+    const repository = job.repository ?? fallback.url;
+    jobs.push({ name, config: job, repository, isDefaultRepo: job.repository === undefined && fallback.isDefault, repositoryKey: repositoryKey(repository), tasks });
   }
   if (issues.length) {
     const unique = issues.filter((i, n) => issues.findIndex((j) => j.message === i.message) === n);

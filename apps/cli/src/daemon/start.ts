@@ -33,7 +33,7 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<number> {
   const detach = attachLog(bus, out, { verbose: opts.verbose });
   try {
     await ensureWritableDataDir(session.dataDir);
-    const jobs = buildJobs(session.config, session.configPath, session.dataDir);
+    const jobs = buildJobs(session.config, session.configPath, { url: session.repoUrl, isDefault: session.isDefaultRepo });
     if (jobs.length === 0) {
       throw new UsageError(
         `no jobs to run: add "jobs" to the config (${session.configPath ?? `${session.dataDir}/config.json`}), e.g. ` +
