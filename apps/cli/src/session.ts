@@ -251,24 +251,27 @@ export class Session {
 
   /**
    * Open the repository (exit 10 if it does not exist, 12 on a wrong password). `options.lockOptions`:
-   * how its locks wait for others (see `--retry-lock`).
+   * how its locks wait for others (see `--retry-lock`); `options.password` skips the usual sources (the
+   * daemon reads each job's password once, at start).
    */
-  async openRepository(options: Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<Repository> {
+  async openRepository(options: Pick<RepositoryOptions, 'lockOptions'> & { password?: string } = {}): Promise<Repository> {
     if (this.repository) return this.repository;
     const storage = await this.storage();
-    const { password } = await this.password();
+    const { password: given, ...openOptions } = options;
+    const password = given ?? (await this.password()).password;
     const cacheDir = this.cacheDir();
-    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...(cacheDir ? { cacheDir } : {}), ...options });
+    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...(cacheDir ? { cacheDir } : {}), ...openOptions });
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;
   }
 
   /** Create a new repository. */
-  async initRepository(opts: { sameChunkerAs?: Repository } & Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<Repository> {
+  async initRepository(opts: { sameChunkerAs?: Repository; password?: string } & Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<Repository> {
     const storage = await this.storage();
-    const { password } = await this.password({ creating: true });
-    const repo = await Repository.init(storage, password, { logger: this.repositoryLogger(), ...opts });
+    const { password: given, ...initOpts } = opts;
+    const password = given ?? (await this.password({ creating: true })).password;
+    const repo = await Repository.init(storage, password, { logger: this.repositoryLogger(), ...initOpts });
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;

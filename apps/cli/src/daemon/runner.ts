@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import {
-  Repository,
+  type Repository,
   parseReadDataSubset,
   runBackup,
   type BackupResult,
@@ -37,32 +37,26 @@ export async function jobPassword(ctx: Pick<RunnerContext, 'session'>, job: Daem
   }
 }
 
-/** Open the job's repository for one run (the default repository is created on first use, as `kiwi backup` does). */
+/**
+ * Open the job's repository for one run, as every command opens it (metadata cache, log); the default
+ * repository is created on first use, as `kiwi backup` does. `close()` releases it.
+ */
 async function openRepository(ctx: RunnerContext, job: DaemonJob, password: string, create: boolean): Promise<{ repo: Repository; close: () => Promise<void> }> {
   const s = ctx.session.forRepository(job.config.repository);
   try {
-    const storage = await s.storage();
-    let repo: Repository;
+    let exists = true;
     if (create && job.isDefaultRepo) {
-      let exists = true;
+      const storage = await s.storage();
       try {
         await storage.stat({ type: 'config', name: 'config' });
       } catch (err) {
         if (!storage.isNotFound(err)) throw err;
         exists = false;
       }
-      if (!exists) ctx.log.info(`${job.name}: creating the default repository at ${s.repoUrl}`);
-      repo = exists ? await Repository.open(storage, password, { logger: s.repositoryLogger() }) : await Repository.init(storage, password, { logger: s.repositoryLogger() });
-    } else {
-      repo = await Repository.open(storage, password, { logger: s.repositoryLogger() });
     }
-    return {
-      repo,
-      close: async () => {
-        await repo.close().catch(() => undefined);
-        await s.close();
-      },
-    };
+    if (!exists) ctx.log.info(`${job.name}: creating the default repository at ${s.repoUrl}`);
+    const repo = exists ? await s.openRepository({ password }) : await s.initRepository({ password });
+    return { repo, close: () => s.close() };
   } catch (err) {
     await s.close();
     throw err;
