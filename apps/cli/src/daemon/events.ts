@@ -82,6 +82,13 @@ function progressJson(p: RunProgress): Record<string, unknown> {
 export function attachLog(bus: EventBus, out: Output, opts: { verbose: boolean }): () => void {
   const lastProgress = new Map<string, number>();
   const listener = (e: DaemonEvent): void => {
+    try {
+      write(e);
+    } catch {
+      // The log's reader went away (a broken pipe): the daemon and its runs go on without it.
+    }
+  };
+  const write = (e: DaemonEvent): void => {
     if (e.type === 'log' && e.level === 'debug' && !opts.verbose) return;
     if (out.json) {
       if (e.type === 'progress') {
