@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
 import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { removeDir, runKiwi, tempDir } from './helpers.js';
+import { removeDir, runKiwi, snapshotList, tempDir } from './helpers.js';
 import { eventually, killDaemon, startDaemon, type DaemonProcess } from './daemon-helpers.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
@@ -103,7 +103,7 @@ describe('kiwi daemon', () => {
   const runsOf = async (job: string) => (await daemon!.api(`/api/jobs/${job}/runs`)).body.runs as Array<Record<string, any>>;
   const finished = async (job: string, status = 'success') => (await runsOf(job)).filter((r) => r.status === status);
 
-  it('acceptance 1: two jobs on seconds schedules; onServerStart once; each runs on time three times without overlapping; /api/status shows the runs', async () => {
+  it('acceptance 1: two jobs on seconds schedules; onServerStart once; each runs on time three times without overlapping; retention keeps what the policy says; /api/status shows the runs', async () => {
     await init(join(work, 'repo-a'));
     await init(join(work, 'repo-b'));
     const cfg = await config({
@@ -144,9 +144,21 @@ describe('kiwi daemon', () => {
       expect(ok.length).toBeGreaterThanOrEqual(3);
       for (const r of ok) expect(r.snapshotId).toMatch(/^[0-9a-f]{64}$/);
     }
-    // The retention step of job a is recorded (forget is not in this build yet: the step says so).
-    const a = (await readHistory('a')).filter((r) => r.status === 'success');
-    expect(a[0]!.retention).toMatchObject({ status: 'skipped', message: expect.stringMatching(/not part of this version/) });
+    // Retention keeps what the policy says (keepLast 2): each successful run of job a forgot all but the two
+    // newest snapshots of job a; job b's snapshots (another repository) are untouched.
+    const runsA = (await readHistory('a')).sort((x, y) => Date.parse(x.startedAt) - Date.parse(y.startedAt));
+    const withSnapshot = runsA.filter((r) => r.snapshotId);
+    const lastForget = [...runsA].reverse().find((r) => r.retention?.status === 'done')!;
+    expect(lastForget.retention.kept).toBe(2);
+    expect(runsA.filter((r) => r.retention?.status === 'done').flatMap((r) => r.retention.removed).length).toBeGreaterThanOrEqual(1);
+    const later = withSnapshot.filter((r) => Date.parse(r.startedAt) > Date.parse(lastForget.startedAt)).map((r) => r.snapshotId);
+    const keptByPolicy = withSnapshot.filter((r) => Date.parse(r.startedAt) <= Date.parse(lastForget.startedAt)).slice(-2).map((r) => r.snapshotId);
+    const listed = await runKiwi(['snapshots', '--json', '--repo', join(work, 'repo-a')], { env });
+    const ids = snapshotList(listed.stdout).map((l) => l.id);
+    expect(ids.sort()).toEqual([...keptByPolicy, ...later].sort());
+    const listedB = await runKiwi(['snapshots', '--json', '--repo', join(work, 'repo-b')], { env });
+    const idsB = snapshotList(listedB.stdout);
+    expect(idsB.length).toBe((await readHistory('b')).filter((r) => r.snapshotId).length);
     // The runs were recorded as interrupted or success, nothing left "running".
     expect((await readHistory('a')).every((r) => r.status !== 'running')).toBe(true);
   });

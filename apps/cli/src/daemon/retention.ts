@@ -1,5 +1,24 @@
-import { prune, type Logger, type Repository, type RetentionPolicyConfig } from '@kiwi-backup/core';
+import { resolve } from 'node:path';
+import {
+  DEFAULT_GROUP_BY,
+  describeGroupKey,
+  describePolicy,
+  parseGroupBy,
+  parsePolicy,
+  planRetention,
+  prune,
+  removeSnapshotFiles,
+  type Logger,
+  type Repository,
+  type RetentionPolicyConfig,
+  type RetentionPolicyInput,
+} from '@kiwi-backup/core';
 import { formatBytes } from '../output.js';
+
+/** A set of paths as one comparable string (absolute, no duplicates, sorted), as snapshots record them. */
+export function pathsKey(paths: readonly string[]): string {
+  return [...new Set(paths.map((p) => resolve(p)))].sort().join('\0');
+}
 
 /**
  * The seam between a job and the repository's maintenance: after each backup the job's `forget` policy is
@@ -35,25 +54,39 @@ export interface RetentionEngine {
   prune(request: Omit<RetentionRequest, 'policy' | 'host' | 'paths'>): Promise<PruneOutcome>;
 }
 
-/** Thrown when a step is asked of an engine that cannot do it. */
-export class RetentionUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RetentionUnavailableError';
-  }
-}
-
-const FORGET_UNAVAILABLE = 'forget is not part of this version of Kiwi yet: the job keeps every snapshot';
-
 /**
- * The retention engine of this build: prune is core's `prune` (exclusive lock, crash-safe order); the
- * forget policy engine (`kiwi forget`) is being built on its own branch, so until it lands a job's forget
- * step is recorded as skipped (the backups themselves are not affected).
+ * The retention engine: forget is `kiwi forget`'s policy engine (restic's rules, an exclusive lock, only
+ * snapshot files removed) applied to the job's own snapshots; prune is core's `prune` (exclusive lock,
+ * crash-safe order).
  */
 export function retentionEngine(): RetentionEngine {
   return {
-    unavailable: (step) => (step === 'forget' ? FORGET_UNAVAILABLE : undefined),
-    forget: () => Promise.reject(new RetentionUnavailableError(FORGET_UNAVAILABLE)),
+    unavailable: () => undefined,
+    async forget({ repository, policy: input, host, paths, signal, log }) {
+      const { groupBy: g, ...rules } = input;
+      const policy = parsePolicy(rules as RetentionPolicyInput, (r) => `forget.${r.key}`);
+      const groupBy = g === undefined ? [...DEFAULT_GROUP_BY] : parseGroupBy(Array.isArray(g) ? g.join(',') : g, 'forget.groupBy');
+      const lock = await repository.lock('exclusive');
+      try {
+        // The job's snapshots only: this host and exactly these paths (not another job's that shares a path).
+        const want = pathsKey(paths);
+        const mine = (await repository.listSnapshots()).filter(({ snapshot: s }) => s.hostname === host && pathsKey(s.paths) === want);
+        const plan = planRetention(mine, { policy, groupBy });
+        if (plan.emptiedGroups.length) {
+          throw new Error(`refusing to forget every snapshot of ${plan.emptiedGroups.map((k) => describeGroupKey(k)).join('; ')}: no rule of ${describePolicy(policy)} keeps any; nothing was removed`);
+        }
+        signal.throwIfAborted();
+        const result = await removeSnapshotFiles(repository.storage, plan.remove.map((i) => i.id));
+        if (result.failed.length) {
+          throw new Error(`${result.failed.length} snapshot file(s) could not be removed, e.g. snapshots/${result.failed[0]!.id}: ${result.failed[0]!.error.message}`);
+        }
+        const removed = [...result.removed, ...result.missing];
+        log.info(`forget (${describePolicy(policy)}): kept ${plan.keep.length}, removed ${removed.length}`);
+        return { kept: plan.keep.map((i) => i.id), removed };
+      } finally {
+        await lock.release();
+      }
+    },
     async prune({ repository, signal }) {
       signal.throwIfAborted();
       const r = await prune(repository, {});

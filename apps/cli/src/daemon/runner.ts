@@ -1,22 +1,25 @@
 import { hostname } from 'node:os';
 import {
   type Repository,
+  parseLockWait,
   parseReadDataSubset,
   runBackup,
   type BackupResult,
   type BackupStats,
   type ErrorWithBackupResult,
+  type LockOptions,
   type Logger,
   type PluginRuntime,
   type Snapshot,
 } from '@kiwi-backup/core';
 import type { Session } from '../session.js';
 import { readPasswordFile } from '../password.js';
+import { DEFAULT_RETRY_LOCK } from '../lock-wait.js';
 import { describeError, formatBytes } from '../output.js';
 import type { RunRecord } from './history.js';
 import type { DaemonJob } from './jobs.js';
 import type { RunProgress } from './events.js';
-import type { RetentionEngine } from './retention.js';
+import { pathsKey, type RetentionEngine } from './retention.js';
 
 /** What running a task needs from the daemon. */
 export interface RunnerContext {
@@ -41,8 +44,24 @@ export async function jobPassword(ctx: Pick<RunnerContext, 'session'>, job: Daem
  * Open the job's repository for one run, as every command opens it (metadata cache, log); the default
  * repository is created on first use, as `kiwi backup` does. `close()` releases it.
  */
-async function openRepository(ctx: RunnerContext, job: DaemonJob, password: string, create: boolean): Promise<{ repo: Repository; close: () => Promise<void> }> {
+async function openRepository(
+  ctx: RunnerContext,
+  job: DaemonJob,
+  password: string,
+  create: boolean,
+  signal: AbortSignal,
+): Promise<{ repo: Repository; close: () => Promise<void> }> {
   const s = ctx.session.forRepository(job.config.repository);
+  // Like every command: wait (5 min by default) for another process's conflicting lock instead of failing,
+  // e.g. a `kiwi prune` run by hand while the job's backup starts; a stop ends the wait.
+  const lockOptions: LockOptions = {
+    retryLockMs: parseLockWait(DEFAULT_RETRY_LOCK),
+    signal,
+    onWait: (w) =>
+      ctx.log.info(
+        `${job.name}: repository ${s.printableRepo()} is locked by ${w.holders.map((h) => `pid ${h.pid} on ${h.hostname}`).join(', ')}; waiting up to ${Math.round(w.remainingMs / 1000)} s more for ${w.kind === 'exclusive' ? 'an exclusive' : 'a shared'} lock`,
+      ),
+  };
   try {
     let exists = true;
     if (create && job.isDefaultRepo) {
@@ -55,7 +74,7 @@ async function openRepository(ctx: RunnerContext, job: DaemonJob, password: stri
       }
     }
     if (!exists) ctx.log.info(`${job.name}: creating the default repository at ${s.repoUrl}`);
-    const repo = exists ? await s.openRepository({ password }) : await s.initRepository({ password });
+    const repo = exists ? await s.openRepository({ password, lockOptions }) : await s.initRepository({ password, lockOptions });
     return { repo, close: () => s.close() };
   } catch (err) {
     await s.close();
@@ -81,7 +100,7 @@ export async function runBackupTask(
   let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
   try {
     signal.throwIfAborted();
-    opened = await openRepository(ctx, job, password, true);
+    opened = await openRepository(ctx, job, password, true, signal);
     const repo = opened.repo;
     const cfg = job.config;
     const host = cfg.host ?? hostname();
@@ -150,7 +169,7 @@ export async function runBackupTask(
 export async function runPruneTask(ctx: RunnerContext, job: DaemonJob, password: string, rec: RunRecord, signal: AbortSignal): Promise<void> {
   let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
   try {
-    opened = await openRepository(ctx, job, password, false);
+    opened = await openRepository(ctx, job, password, false, signal);
     const outcome = await ctx.retention.prune({ repository: opened.repo, signal, log: ctx.log });
     rec.status = 'success';
     rec.retention = { status: 'done', message: outcome.message };
@@ -175,7 +194,7 @@ export async function runCheckTask(
   const cfg = job.config.check ?? { schedule: '' };
   let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
   try {
-    opened = await openRepository(ctx, job, password, false);
+    opened = await openRepository(ctx, job, password, false, signal);
     const options: Parameters<Repository['check']>[0] = {
       readData: Boolean(cfg.readData),
       onProgress: (p: { phase?: string; done?: number; total?: number }) =>
@@ -218,13 +237,13 @@ export interface SnapshotSummaryJson {
 
 /** The job's snapshots (same host and paths), newest first. */
 export async function listJobSnapshots(ctx: RunnerContext, job: DaemonJob, password: string): Promise<SnapshotSummaryJson[]> {
-  const opened = await openRepository(ctx, job, password, false);
+  const opened = await openRepository(ctx, job, password, false, new AbortController().signal);
   try {
     const host = job.config.host ?? hostname();
-    const paths = [...job.config.paths].sort().join('\0');
+    const paths = pathsKey(job.config.paths);
     const all: Array<{ id: string; snapshot: Snapshot }> = await opened.repo.listSnapshots();
     return all
-      .filter(({ snapshot: s }) => s.hostname === host && [...s.paths].sort().join('\0') === paths)
+      .filter(({ snapshot: s }) => s.hostname === host && pathsKey(s.paths) === paths)
       .sort((a, b) => (a.snapshot.time < b.snapshot.time ? 1 : a.snapshot.time > b.snapshot.time ? -1 : 0))
       .map(({ id, snapshot: s }) => ({
         id,

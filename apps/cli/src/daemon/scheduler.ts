@@ -70,8 +70,9 @@ export class Scheduler {
     const timer = setTimeout(() => {
       this.#timers.delete(key);
       if (!this.#running) return;
-      // Timers may fire a moment early, and long waits are split: wait out the rest.
-      if (Date.now() < at.getTime() - 1) {
+      // Timers may fire a moment early, and long waits are split: wait out the rest (a run never starts
+      // before its time).
+      if (Date.now() < at.getTime()) {
         this.#wait(t, key, at);
         return;
       }

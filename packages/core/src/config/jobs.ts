@@ -1,4 +1,7 @@
 import { parseReadDataSubset } from '../repository/check-data.js';
+import { PolicyError } from '../retention/errors.js';
+import { POLICY_INPUT_KEYS, parsePolicy, type RetentionPolicyInput } from '../retention/policy.js';
+import { parseGroupBy } from '../retention/select.js';
 
 /**
  * The config file's `jobs`: what `kiwi daemon` runs on a schedule. Validated with the rest of the
@@ -76,16 +79,11 @@ const JOB_KEYS = [
   'paths', 'repository', 'passwordFile', 'schedule', 'timezone', 'tags', 'exclude', 'excludeFile',
   'oneFileSystem', 'host', 'catchUp', 'forget', 'prune', 'check',
 ] as const;
-const COUNT_KEYS = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
-const WITHIN_KEYS = ['keepWithin', 'keepWithinHourly', 'keepWithinDaily', 'keepWithinWeekly', 'keepWithinMonthly', 'keepWithinYearly'] as const;
-const FORGET_KEYS = [...COUNT_KEYS, ...WITHIN_KEYS, 'keepTag', 'groupBy'] as const;
+const FORGET_KEYS = [...POLICY_INPUT_KEYS, 'groupBy'];
 const CHECK_KEYS = ['schedule', 'readData', 'readDataSubset'] as const;
-const GROUP_FIELDS = ['host', 'paths', 'tags'];
 
 /** A job name is also a file name and a URL segment. */
 export const JOB_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** restic-style durations: `1y2m3d4h` (years, months, days, hours). */
-const DURATION_RE = /^(?:\d+y)?(?:\d+m)?(?:\d+d)?(?:\d+h)?$/;
 const CRON_NICKNAMES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'];
 
 /** True when `tz` is a time zone this Node knows (IANA name). */
@@ -180,32 +178,30 @@ export function validateJobs(value: unknown, c: JobChecks): void {
 function validateForget(c: JobChecks, v: unknown, key: string): void {
   if (!c.obj(v, key)) return;
   c.checkKeys(v, key, FORGET_KEYS);
+  // The same rules and messages as the config's own "forget" (kiwi forget), one rule at a time.
   let rules = 0;
-  for (const k of COUNT_KEYS) {
-    const n = v[k];
-    if (n === undefined) continue;
+  for (const k of POLICY_INPUT_KEYS) {
+    if (v[k] === undefined) continue;
     rules++;
-    const ok = typeof n === 'number' ? Number.isInteger(n) && n >= -1 : typeof n === 'string' && (/^(unlimited|-1|\d+)$/.test(n.trim()));
-    if (!ok) c.add(`${key}.${k}`, `${key}.${k} must be a whole number, or -1 / "unlimited" for no limit, not ${JSON.stringify(n)}`);
-  }
-  for (const k of WITHIN_KEYS) {
-    const d = v[k];
-    if (d === undefined) continue;
-    rules++;
-    if (typeof d !== 'string' || d === '' || !DURATION_RE.test(d)) c.add(`${key}.${k}`, `${key}.${k} must be a duration like "2y5m7d3h", not ${JSON.stringify(d)}`);
-  }
-  if (v.keepTag !== undefined) {
-    rules++;
-    if (typeof v.keepTag === 'string') c.str(v.keepTag, `${key}.keepTag`);
-    else c.strArray(v.keepTag, `${key}.keepTag`);
-  }
-  if (v.groupBy !== undefined) {
-    const fields = typeof v.groupBy === 'string' ? v.groupBy.split(',') : Array.isArray(v.groupBy) && v.groupBy.every((g) => typeof g === 'string') ? (v.groupBy as string[]) : undefined;
-    if (!fields) c.add(`${key}.groupBy`, `${key}.groupBy must be a string like "host,paths" or a list of host, paths, tags, not ${c.typeName(v.groupBy)}`);
-    else {
-      const bad = fields.map((s) => s.trim()).filter((s) => s !== '' && !GROUP_FIELDS.includes(s));
-      if (bad.length) c.add(`${key}.groupBy`, `${key}.groupBy: unknown field${bad.length > 1 ? 's' : ''} ${bad.map((b) => `"${b}"`).join(', ')} (use host, paths, tags)`);
+    try {
+      parsePolicy({ [k]: v[k] } as RetentionPolicyInput, (r) => `${key}.${r.key}`);
+    } catch (err) {
+      if (!(err instanceof PolicyError)) throw err;
+      c.add(`${key}.${k}`, err.message);
     }
   }
-  if (rules === 0) c.add(key, `${key} has no rule, so it would remove every snapshot: give at least one of ${[...COUNT_KEYS, ...WITHIN_KEYS, 'keepTag'].join(', ')}`);
+  if (v.groupBy !== undefined) {
+    const g = v.groupBy;
+    if (typeof g !== 'string' && !(Array.isArray(g) && g.every((x) => typeof x === 'string'))) {
+      c.add(`${key}.groupBy`, `${key}.groupBy must be a string such as "host,paths" or an array of host, paths, tags; not ${c.typeName(g)}`);
+    } else {
+      try {
+        parseGroupBy(Array.isArray(g) ? g.join(',') : g, `${key}.groupBy`);
+      } catch (err) {
+        if (!(err instanceof PolicyError)) throw err;
+        c.add(`${key}.groupBy`, err.message);
+      }
+    }
+  }
+  if (rules === 0) c.add(key, `${key} has no rule, so it would remove every snapshot: give at least one of ${POLICY_INPUT_KEYS.join(', ')}`);
 }

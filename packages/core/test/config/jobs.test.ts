@@ -70,9 +70,10 @@ describe('config jobs', () => {
     expect(text).toContain('jobs.weekly.catchUp must be a boolean, not a string');
     expect(text).toContain('unknown key "jobs.policy.forget.keepDayly" (did you mean "jobs.policy.forget.keepDaily"?)');
     expect(text).toContain('jobs.policy.forget has no rule');
-    expect(text).toContain('jobs.counts.forget.keepDaily must be a whole number');
-    expect(text).toContain('jobs.counts.forget.keepWithin must be a duration');
-    expect(text).toContain('jobs.counts.forget.groupBy: unknown field "color"');
+    // The policy's rules read as kiwi forget reads them (core's retention engine), named by the job's key.
+    expect(text).toContain('jobs.counts.forget.keepDaily 1.5 is not a count');
+    expect(text).toContain('jobs.counts.forget.keepWithin "7 days": no unit after 7');
+    expect(text).toContain('jobs.counts.forget.groupBy "host,color": unknown field "color"');
   });
 
   it('the error message gives the file and line of a job problem', () => {
