@@ -150,7 +150,8 @@ describe('kiwi forget', () => {
     [['--keep-within-daily', '10'], '--keep-within-daily "10": no unit after 10'],
     [['--keep-within', '0d'], '--keep-within "0d" keeps nothing'],
     [['--keep-last', '1', '--group-by', 'host,date'], '--group-by "host,date": unknown field "date"'],
-    [['--keep-last', '1', '--prune'], '--prune: forget --prune is not available yet; run `kiwi forget` without it, then `kiwi prune`'],
+    [['--keep-last', '1', '--max-unused', '5%'], '--max-unused goes with --prune'],
+    [['--keep-last', '1', '--prune', '--max-unused', 'lots'], '--max-unused lots: expected a percentage'],
     [['--keep-last', '1', '--retry-lock', 'soon'], '--retry-lock "soon" is not a duration'],
   ])('%j is a usage error (2) naming the option', async (args, message) => {
     const r = await kiwi(['forget', ...args]);
