@@ -1,15 +1,13 @@
-import { close as fsClose, closeSync, constants as fsConstants, fstat as fsFstat, fstatSync, open as fsOpen, openSync, readSync, type BigIntStats } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname, userInfo } from 'node:os';
 import type { BackupInfo, BackupStats, BackupStatus, ContentSource, FileEntry, Logger, VirtualFileOptions } from '../plugins/types.js';
 import type { BlobId, Node, Snapshot, Tree } from '../repository/types.js';
-import { BufferPool, Chunker, chunkFile, chunkStream } from '../chunker/index.js';
 import { normalizeSources, walk, type WalkEntry, type WalkEvent, type WalkOptions } from '../walker/index.js';
 import { BackupAbortedError } from '../plugins/errors.js';
 import type { PluginRuntime } from '../plugins/runtime.js';
-import { contentPieces } from './content.js';
+import { EntryFailure, FileSaver } from './file-saver.js';
+import { BATCH_FILES } from './savers/protocol.js';
 import { Limiter } from './limiter.js';
 import { nameFields, nameKey, nodeFromStat, nodeKey, toNumberStats } from './node.js';
 import { OwnerNames } from './owners.js';
@@ -54,6 +52,12 @@ export interface BackupOptions {
   onError?: (error: EntryError) => void;
   /** Files read concurrently (default 8). */
   concurrency?: number;
+  /**
+   * File saver threads that read, chunk, hash, compress and encrypt files off the main thread
+   * (default: one per core, at most 4; 0: everything on the main thread). The same data gives the
+   * same blobs and trees whatever the number.
+   */
+  workers?: number;
   /** Printable repository location for plug-ins (default: `repository.location`). */
   repositoryLocation?: string;
   /** Replaces the walker's file-system calls (tests: error injection). */
@@ -98,16 +102,6 @@ export class BackupInterruptedError extends Error {
  */
 export interface ErrorWithBackupResult extends Error {
   backupResult?: BackupResult;
-}
-
-/** An error of the file system for one entry: recorded, and the backup goes on. */
-class EntryFailure extends Error {
-  constructor(
-    readonly op: string,
-    override readonly cause: unknown,
-  ) {
-    super(cause instanceof Error ? cause.message : String(cause));
-  }
 }
 
 function emptyStats(): BackupStats {
@@ -160,19 +154,7 @@ interface VirtualFile {
   required: boolean;
 }
 
-const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
 const PROGRESS_INTERVAL_MS = 100;
-/** A synchronous open/fstat/read slower than this switches to asynchronous calls for a while. */
-const SYNC_SLOW_MS = 20;
-const ASYNC_CREDITS = 200;
-
-const openFd = promisify(fsOpen) as (path: Buffer, flags: number) => Promise<number>;
-const closeFd = promisify(fsClose);
-function fstatFd(fd: number): Promise<BigIntStats> {
-  return new Promise((resolve, reject) => fsFstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
-}
-/** Chunk saves in flight beyond one per file (each holds a copy of up to maxSize bytes). */
-const EXTRA_SAVES = 4;
 /** True when `err` (or an error in its `cause` chain) is a storage failure that retries did not cure. */
 function causedByStorage(err: unknown): boolean {
   for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
@@ -210,22 +192,13 @@ class BackupRun {
   readonly log: Logger | undefined;
   readonly dryRun: boolean;
   readonly internal = new AbortController();
-  readonly chunker: Chunker;
-  readonly pool: BufferPool;
   readonly limiter: Limiter;
-  /** Saves in flight beyond one per file (pipelining large files), and their copy buffers. */
-  readonly extraSaves = new Limiter(EXTRA_SAVES);
-  readonly copyPool: BufferPool;
-  /** Whole-file buffers for small files (at most minSize). */
-  readonly smallPool: BufferPool;
+  /** Reads files and saves their content (saver threads, or this thread). */
+  readonly saver: FileSaver;
   /** File workers running (awaited before the run ends, also after a failure). */
   readonly inflight = new Set<Promise<unknown>>();
-  /** Files left to read asynchronously after a slow synchronous read. */
-  syncCredits = 0;
   readonly virtualFiles: VirtualFile[] = [];
   readonly realTopNames: Set<string>;
-  /** Blob ids already counted as new in a dry run. */
-  readonly dryRunSeen = new Set<string>();
   readonly info: BackupInfo;
   /**
    * The parent snapshot's trees, read ahead in batches while the walk goes on (one request per
@@ -250,19 +223,27 @@ class BackupRun {
     if ((!opts.sources || opts.sources.length === 0) && files.length === 0) throw new Error('backup: no source paths given');
     this.sources = opts.sources?.length ? normalizeSources(opts.sources) : [];
     if (opts.time !== undefined && !Number.isFinite(opts.time.getTime())) throw new TypeError('backup: time is an invalid Date');
-    const c = this.repo.config.chunker;
-    const seed = typeof c.seed === 'string' ? Buffer.from(c.seed, 'base64') : c.seed;
-    this.chunker = new Chunker({ minSize: c.minSize, avgSize: c.avgSize, maxSize: c.maxSize, seed });
     const concurrency = Math.max(1, opts.concurrency ?? 8);
-    this.pool = new BufferPool({ maxIdle: concurrency + 1 });
-    this.limiter = new Limiter(concurrency);
-    this.copyPool = new BufferPool({ maxIdle: EXTRA_SAVES });
-    this.smallPool = new BufferPool({ maxIdle: concurrency + 2 });
+    this.saver = new FileSaver({
+      repository: this.repo,
+      stats: this.stats,
+      warnings: this.warnings,
+      owners: this.owners,
+      log: this.log,
+      dryRun: this.dryRun,
+      signal: this.internal.signal,
+      concurrency,
+      workers: opts.workers,
+    });
+    // With saver threads, small files go to them in batches: more of them may be in flight.
+    this.limiter = new Limiter(this.saver.savers ? Math.max(concurrency, this.saver.savers.size * BATCH_FILES * 2) : concurrency);
     this.realTopNames = new Set(this.sources.map((s) => s.split('/').filter(Boolean)[0] ?? ''));
     for (const f of files) {
       this.addVirtualFile(f.path, f.content, { ...(f.mode !== undefined ? { mode: f.mode } : {}), ...(f.mtime ? { mtime: f.mtime } : {}) }, true);
     }
     this.parentTrees = new TreeLoader(this.repo, PARENT_TREES_AHEAD_BYTES, true);
+    // An abort (failure, interruption) stops the saver threads' files at their next step.
+    this.internal.signal.addEventListener('abort', () => this.saver.abort(this.internal.signal.reason), { once: true });
     this.info = {
       id: randomBytes(8).toString('hex'),
       sources: this.sources,
@@ -331,6 +312,7 @@ class BackupRun {
       if (!this.internal.signal.aborted && failure !== undefined) this.internal.abort(failure);
       // No file worker may touch the repository after the run ended.
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+      await this.saver.close();
       this.info.status = result.status;
       if (failure !== undefined) this.info.error = failure instanceof Error ? failure : new Error(String(failure));
       if (result.snapshotId !== undefined) this.info.snapshotId = result.snapshotId;
@@ -483,6 +465,7 @@ class BackupRun {
     // The packs are listed too: a blob whose pack is missing or damaged is never deduplicated against
     // (it is stored again), and packs an interrupted backup left unindexed are adopted (docs/security.md).
     if (this.repo.loadIndex) await this.repo.loadIndex({ verifyPacks: true });
+    this.saver.seedFilter();
     const parent = await this.resolveParent();
     if (parent) this.log?.info(`using parent snapshot ${parent.id.slice(0, 8)}`);
     this.parentHasXattrs = parent?.snapshot.xattrs === true;
@@ -725,7 +708,7 @@ class BackupRun {
             }
             this.stats.filesUnmodified++;
           } else {
-            node = await this.readFile(entry, node);
+            node = await this.saver.readFile(entry, node);
             this.countFile(parentNode);
           }
           this.stats.totalBytes += node.size;
@@ -790,194 +773,12 @@ class BackupRun {
     return true;
   }
 
-  /**
-   * Reads a regular file: open (O_NOFOLLOW), fstat (must still be a regular
-   * file; its metadata is recorded when it differs from the walk's lstat),
-   * chunk, store. A file that shrank while read, or (for files read in more
-   * than one call) whose size or mtime changed meanwhile, is stored as read
-   * with a warning. A small file read in one call is not stat'ed again: if it
-   * changed right after the fstat, its recorded mtime makes the next backup
-   * read it again.
-   *
-   * Small files (at most `minSize`: one blob) are opened and read with
-   * synchronous calls: on a local disk that costs a few microseconds each,
-   * far less than a thread-pool round trip per call. When a synchronous step
-   * is slow (network file system, cold disk), the next {@link ASYNC_CREDITS}
-   * files use asynchronous calls again.
-   */
-  async readFile(entry: WalkEntry, node: Node): Promise<Node> {
-    const useSync = this.syncCredits === 0 && Number(entry.stat.size) <= this.chunker.minSize;
-    if (this.syncCredits > 0) this.syncCredits--;
-    let fd: number;
-    let st: BigIntStats;
-    const t0 = useSync ? performance.now() : 0;
-    try {
-      fd = useSync ? openSync(entry.pathBuf, OPEN_FLAGS) : await openFd(entry.pathBuf, OPEN_FLAGS);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new EntryFailure('open', new Error('file vanished before it could be read'));
-      if (code === 'ELOOP') throw new EntryFailure('open', new Error('file was replaced by a symlink'));
-      throw new EntryFailure('open', err);
-    }
-    let closed = false;
-    try {
-      try {
-        st = useSync ? fstatSync(fd, { bigint: true }) : await fstatFd(fd);
-      } catch (err) {
-        throw new EntryFailure('fstat', err);
-      }
-      if (!st.isFile()) throw new EntryFailure('fstat', new Error('no longer a regular file'));
-      const w = entry.stat;
-      if (st.ino !== w.ino || st.dev !== w.dev || st.size !== w.size || st.mtimeNs !== w.mtimeNs || st.ctimeNs !== w.ctimeNs) {
-        // Changed since the walk saw it: record what was actually opened.
-        const metadata = node.metadata;
-        node = nodeFromStat(entry.name, 'file', st, this.owners);
-        if (metadata) node.metadata = metadata;
-      }
-      const size = Number(st.size);
-      let read: number;
-      if (useSync && size <= this.chunker.minSize) {
-        // One blob: read it whole into a pooled buffer (released once saveBlob is done with it).
-        const buf = this.smallPool.acquire(this.chunker.minSize);
-        try {
-          read = 0;
-          try {
-            while (read < size) {
-              const n = readSync(fd, buf, read, size - read, read);
-              if (n === 0) break;
-              read += n;
-            }
-          } catch (err) {
-            throw new EntryFailure('read', err);
-          }
-          closeSync(fd);
-          closed = true;
-          if (performance.now() - t0 > SYNC_SLOW_MS) this.syncCredits = ASYNC_CREDITS;
-          this.stats.bytesRead += read;
-          node.content = read > 0 ? [await this.saveData(buf.subarray(0, read))] : [];
-        } finally {
-          this.smallPool.release(buf);
-        }
-      } else {
-        const readStats = { bytesRead: 0, chunks: 0 };
-        const it = chunkFile(fd, this.chunker, this.pool, {
-          stats: readStats,
-          signal: this.signal,
-          length: size,
-          onRead: (n) => {
-            this.stats.bytesRead += n;
-          },
-        });
-        node.content = await this.storeChunks(it, size > this.chunker.minSize, 'read');
-        read = readStats.bytesRead;
-      }
-      let changed = read !== size;
-      if (!changed && size > this.chunker.minSize) {
-        try {
-          const after = await fstatFd(fd);
-          changed = after.size !== st.size || after.mtimeNs !== st.mtimeNs;
-        } catch {
-          // fstat on an open descriptor does not fail in practice; nothing to add.
-        }
-      }
-      if (changed) {
-        const message = `file changed while it was read (stored the ${read} bytes read)`;
-        this.warnings.push({ path: entry.path, message });
-        this.log?.warn(`${entry.path}: ${message}`);
-      }
-      node.size = read;
-      return node;
-    } finally {
-      if (!closed) await closeFd(fd).catch(() => undefined);
-    }
+  saveContent(node: Node, content: ContentSource): Promise<void> {
+    return this.saver.saveContent(node, content);
   }
 
-  /**
-   * Stores the chunks of `it` as data blobs and returns their ids in order.
-   * With `pipeline`, a chunk is copied into a pooled buffer so that its
-   * `saveBlob` (compression on the thread pool) overlaps with reading and
-   * hashing the next one — at most one extra save per file, and at most
-   * {@link EXTRA_SAVES} across the run; without a free slot it just waits.
-   * Without `pipeline` each chunk is saved before the reader resumes (the
-   * chunk's buffer is only valid until then).
-   */
-  async storeChunks(it: AsyncGenerator<Buffer, unknown, undefined>, pipeline: boolean, op: string): Promise<BlobId[]> {
-    const ids: BlobId[] = [];
-    let pending: Promise<void> | undefined;
-    try {
-      for (;;) {
-        let r: IteratorResult<Buffer, unknown>;
-        try {
-          r = await it.next();
-        } catch (err) {
-          if (this.signal.aborted) throw this.signal.reason;
-          throw new EntryFailure(op, err);
-        }
-        if (r.done) break;
-        const chunk = r.value;
-        const idx = ids.length;
-        ids.push('');
-        if (pipeline && !this.dryRun && this.extraSaves.tryAcquire()) {
-          const copy = this.copyPool.acquire(this.chunker.maxSize);
-          chunk.copy(copy, 0, 0, chunk.length);
-          const p = this.saveData(copy.subarray(0, chunk.length)).then(
-            (id) => {
-              ids[idx] = id;
-            },
-          ).finally(() => {
-            this.copyPool.release(copy);
-            this.extraSaves.release();
-          });
-          p.catch(() => undefined);
-          if (pending) await pending;
-          pending = p;
-        } else {
-          if (pending) {
-            await pending;
-            pending = undefined;
-          }
-          ids[idx] = await this.saveData(chunk);
-        }
-      }
-      if (pending) await pending;
-      pending = undefined;
-    } finally {
-      if (pending) await pending.catch(() => undefined);
-      await it.return(undefined as never).catch(() => undefined);
-    }
-    return ids;
-  }
-
-  /** Stores replacement content (a plug-in's) for `node`; sets content and size. */
-  async saveContent(node: Node, content: ContentSource): Promise<void> {
-    const readStats = { bytesRead: 0, chunks: 0 };
-    const it = chunkStream(contentPieces(content), this.chunker, this.pool, { stats: readStats, signal: this.signal });
-    node.content = await this.storeChunks(it, true, 'read content');
-    node.size = readStats.bytesRead;
-  }
-
-  async saveData(chunk: Buffer): Promise<BlobId> {
-    if (this.dryRun) {
-      const id = this.repo.blobId(chunk);
-      if (!this.repo.hasBlob('data', id) && !this.dryRunSeen.has(id)) {
-        this.dryRunSeen.add(id);
-        this.stats.blobsNew++;
-        this.stats.dataAdded += chunk.length;
-      }
-      return id;
-    }
-    const r = await this.repo.saveBlob('data', chunk);
-    if (!r.known) {
-      this.stats.blobsNew++;
-      this.stats.dataAdded += chunk.length;
-      this.stats.dataAddedPacked += r.storedSize;
-    }
-    return r.id;
-  }
-
-  async saveTreeBlob(tree: Tree): Promise<BlobId> {
-    if (this.dryRun) return this.repo.blobId(Buffer.from(JSON.stringify(tree)));
-    return this.repo.saveTree(tree);
+  saveTreeBlob(tree: Tree): Promise<BlobId> {
+    return this.saver.saveTreeBlob(tree);
   }
 
   // ------------------------------------------------------------ directories

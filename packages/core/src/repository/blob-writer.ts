@@ -114,6 +114,38 @@ export class BlobWriter {
   }
 
   /**
+   * Claim a blob for storing: true when it is new (no usable copy indexed, none pending) — it is
+   * then pending, and the caller stores it with {@link storeSealed} (or {@link unclaim}s it);
+   * false when it is known. Synchronous, for the file savers' answers.
+   */
+  claim(type: BlobType, id: BlobId): boolean {
+    const key = pendingKey(type, id);
+    if (this.pending.has(key) || this.index.has(type, id)) return false;
+    this.pending.add(key);
+    if (this.index.known(type, id)) this.replacedBlobs++;
+    return true;
+  }
+
+  /** Give up a claim (storing it failed). */
+  unclaim(type: BlobType, id: BlobId): void {
+    this.pending.delete(pendingKey(type, id));
+  }
+
+  /** Store a claimed blob that a saver thread already compressed and encrypted. Resolves with its stored size once copied. */
+  async storeSealed(type: BlobType, id: BlobId, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<number> {
+    const work = this.packer.addSealed(type, idToBytes(id), sealed, rawLength, compressed);
+    this.saving.add(work);
+    try {
+      return await work;
+    } catch (err) {
+      this.pending.delete(pendingKey(type, id));
+      throw err;
+    } finally {
+      this.saving.delete(work);
+    }
+  }
+
+  /**
    * Finish and upload every open pack, then write index files for all packs not yet
    * indexed. After it resolves, every blob saved so far is stored and indexed.
    */

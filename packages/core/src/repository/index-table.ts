@@ -304,6 +304,14 @@ export class BlobIndex {
     return e < 0 ? undefined : this.get(e);
   }
 
+  /** Call `fn` with the id bytes (`ids[off .. off+32]`) of every usable entry of `type`. */
+  forEachUsableId(type: BlobType, fn: (ids: Uint8Array, off: number) => void): void {
+    const tree = typeBit(type);
+    for (let e = 0; e < this.n; e++) {
+      if ((this.flags[e]! & FLAG_TREE) === tree && this.isUsable(e)) fn(this.ids, e * ID_SIZE);
+    }
+  }
+
   /** The entry numbers of pack `no`'s blobs (a scan of the whole table: for maintenance, not hot paths). */
   entriesOfPack(no: number): number[] {
     const out: number[] = [];

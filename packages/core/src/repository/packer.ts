@@ -7,13 +7,13 @@
  * buffers; a buffer returns to the pool when its upload finishes. When none is free,
  * `add` waits (back-pressure to the caller).
  */
-import { createHash } from 'node:crypto';
 import { OVERHEAD, encryptInto } from '../crypto/aead.js';
 import { StorageError, type StorageErrorKind } from '../storage/errors.js';
 import type { Storage } from '../storage/types.js';
 import { handlePath } from '../storage/types.js';
 import { FLAG_TREE, ID_SIZE } from './index-table.js';
 import { encodePackHeader, packTrailerSize, type PackEntry } from './pack-format.js';
+import { PackHasher } from './pack-hasher.js';
 import type { BlobType } from './types.js';
 
 export interface PackerOptions {
@@ -53,6 +53,7 @@ export class Packer {
   private lock: Promise<void> = Promise.resolve();
   private failure: unknown = undefined;
   private closed = false;
+  private readonly hasher = new PackHasher();
 
   constructor(opts: PackerOptions) {
     this.storage = opts.storage;
@@ -88,10 +89,24 @@ export class Packer {
     return run;
   }
 
-  private async addLocked(type: BlobType, id: Uint8Array, payload: Uint8Array, rawLength: number, compressed: boolean): Promise<number> {
+  /**
+   * Append a blob that is already encrypted (`sealed` = nonce ‖ ciphertext ‖ tag, sealed by a file
+   * saver thread with the same key): copied into the open pack of `type`. Resolves with the stored
+   * size once copied; the caller may reuse `sealed` then.
+   */
+  addSealed(type: BlobType, id: Uint8Array, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<number> {
+    const run = this.lock.then(() => this.addLocked(type, id, sealed, rawLength, compressed, true));
+    this.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async addLocked(type: BlobType, id: Uint8Array, payload: Uint8Array, rawLength: number, compressed: boolean, sealed = false): Promise<number> {
     this.throwIfFailed();
     if (this.closed) throw new Error('packer is closed');
-    const need = payload.byteLength + OVERHEAD;
+    const need = sealed ? payload.byteLength : payload.byteLength + OVERHEAD;
     let pack = this.open[type];
     if (pack && pack.pos + need + packTrailerSize(pack.entries.length + 1) > pack.buf.byteLength) {
       this.finish(pack);
@@ -101,7 +116,13 @@ export class Packer {
       pack = await this.newPack(type, need + packTrailerSize(1));
       this.throwIfFailed();
     }
-    const written = encryptInto(this.encKey, payload, pack.buf, pack.pos);
+    let written: number;
+    if (sealed) {
+      pack.buf.set(payload, pack.pos);
+      written = payload.byteLength;
+    } else {
+      written = encryptInto(this.encKey, payload, pack.buf, pack.pos);
+    }
     pack.entries.push({
       flags: (type === 'tree' ? FLAG_TREE : 0) | (compressed ? 2 : 0),
       id: Buffer.from(id.subarray(0, ID_SIZE)),
@@ -143,6 +164,7 @@ export class Packer {
     }
     while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
     this.pool.length = 0;
+    await this.hasher.close();
   }
 
   private throwIfFailed(): void {
@@ -176,7 +198,9 @@ export class Packer {
   }
 
   private release(pack: OpenPack): void {
-    if (pack.pooled && !this.closed) this.pool.push(pack.buf);
+    // A buffer lost to a failed hashing thread (detached) is not reused; a new one may be made.
+    if (pack.pooled && pack.buf.byteLength === 0) this.buffersCreated--;
+    else if (pack.pooled && !this.closed) this.pool.push(pack.buf);
     const w = this.waiters;
     this.waiters = [];
     for (const resolve of w) resolve();
@@ -190,17 +214,23 @@ export class Packer {
     pack.pos += hlen;
     pack.buf.writeUInt32LE(hlen, pack.pos);
     pack.pos += 4;
-    const bytes = pack.buf.subarray(0, pack.pos);
-    const id = createHash('sha256').update(bytes).digest('hex');
+    const length = pack.pos;
+    // The pack's name, hashed on another thread while this one goes on.
+    const hashed = this.hasher.hash(pack.buf, length);
     const upload = this.schedule(async () => {
+      let id = '';
       try {
+        const h = await hashed;
+        id = h.id;
+        pack.buf = h.buf;
+        const bytes = pack.buf.subarray(0, length);
         if (this.failure === undefined) {
           await this.storage.save({ type: 'data', name: id }, bytes);
           this.onUploaded(id, pack.entries, bytes.byteLength);
         }
       } catch (err) {
         if (this.failure === undefined) {
-          const file = handlePath({ type: 'data', name: id });
+          const file = id ? handlePath({ type: 'data', name: id }) : 'a pack';
           this.failure = wrapStorageError(`uploading pack ${file} to ${this.storage.location} failed: ${(err as Error).message}`, err, file);
         }
       } finally {

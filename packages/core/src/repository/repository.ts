@@ -436,6 +436,25 @@ export class Repository {
   }
 
   /**
+   * For the file savers (backup/savers): claim a data or tree blob for storing — true when it is
+   * new, and it is then pending until {@link storeSealed} stores it or {@link unclaimBlob} gives it up.
+   */
+  claimBlob(type: BlobType, id: BlobId): boolean {
+    this.assertOpen();
+    return this.writer.claim(type, id);
+  }
+
+  unclaimBlob(type: BlobType, id: BlobId): void {
+    this.writer.unclaim(type, id);
+  }
+
+  /** Store a claimed blob sealed by a saver thread (nonce ‖ ciphertext ‖ tag under this repository's key). */
+  storeSealed(type: BlobType, id: BlobId, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<number> {
+    this.assertOpen();
+    return this.writer.storeSealed(type, id, sealed, rawLength, compressed);
+  }
+
+  /**
    * Read a blob: ranged load from its pack, authenticate, decompress, and verify that its
    * HMAC id is `id`. Damage fails with {@link IntegrityError} naming the blob and the pack.
    */

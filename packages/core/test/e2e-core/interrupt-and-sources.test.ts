@@ -26,10 +26,12 @@ describe('interrupted backups and the repository', () => {
     // The signal fires after 40 blob saves (several packs of 64 KiB uploaded by then).
     const counting = new Proxy(repo, {
       get(target, key) {
-        if (key === 'saveBlob') {
-          return (...args: Parameters<typeof repo.saveBlob>) => {
+        // Data blobs go through saveBlob on the main thread's path, storeSealed from the saver threads.
+        if (key === 'saveBlob' || key === 'storeSealed') {
+          const fn = Reflect.get(target, key) as (...a: unknown[]) => unknown;
+          return (...args: unknown[]) => {
             if (++saves === 40) ac.abort(new Error('SIGTERM'));
-            return target.saveBlob(...args);
+            return fn.apply(target, args);
           };
         }
         const v = Reflect.get(target, key) as unknown;
