@@ -13,6 +13,11 @@ import { VERSION } from './version.js';
 /** The man pages' date: fixed per release, so the files only change when the definitions do. */
 export const MAN_DATE = '2026-12-01';
 
+/** Every command of the table, described (for tests that cover each command). */
+export async function describeCommands() {
+  return describeAll(subCommands as unknown as CommandLoaders);
+}
+
 /** Generated files by path relative to the repository root. */
 export async function generatedDocs(): Promise<Map<string, string>> {
   const commands = await describeAll(subCommands as unknown as CommandLoaders);

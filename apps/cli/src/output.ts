@@ -1,11 +1,15 @@
 import { inspect } from 'node:util';
 import { stdout, type StdoutWriter } from './stdout.js';
+import { escapeControl } from './format.js';
 
 /**
  * Where a command's output goes.
  * - `--json`: JSON lines on stdout only (`message_type`: `status`, `error`, `summary`, and per-command item types);
  *   nothing else is printed to stdout.
  * - otherwise: results on stdout, messages on stderr; progress lines only when stderr is a TTY.
+ *   Each human line goes through {@link escapeControl}: control characters in it (from file names,
+ *   hosts, tags of a snapshot) are printed as escapes, so one call prints exactly one line.
+ * - `--quiet`: only warnings and errors (no results, no messages, no progress).
  */
 export class Output {
   readonly json: boolean;
@@ -55,16 +59,16 @@ export class Output {
 
   /** A result line on stdout (human mode only). */
   print(line: string): void {
-    if (this.json) return;
+    if (this.json || this.quiet) return;
     if (this.progressShown) this.clearProgress();
-    this.stdout.write(`${line}\n`);
+    this.stdout.write(`${escapeControl(line)}\n`);
   }
 
   /** An informational message on stderr (human mode, not quiet). */
   info(line: string): void {
     if (this.json || this.quiet) return;
     this.clearProgress();
-    process.stderr.write(`${line}\n`);
+    process.stderr.write(`${escapeControl(line)}\n`);
   }
 
   /** A warning: stderr in human mode; an `error`-type JSON line with severity warning in JSON mode. */
@@ -74,7 +78,7 @@ export class Output {
       return;
     }
     this.clearProgress();
-    process.stderr.write(`warning: ${message}\n`);
+    process.stderr.write(`warning: ${escapeControl(message)}\n`);
   }
 
   /** An error: stderr in human mode; an `error` JSON line in JSON mode. */
@@ -84,13 +88,13 @@ export class Output {
       return;
     }
     this.clearProgress();
-    process.stderr.write(`error: ${message}\n`);
+    process.stderr.write(`error: ${escapeControl(message)}\n`);
   }
 
   debug(message: string): void {
     if (!this.verbose || this.json) return;
     this.clearProgress();
-    process.stderr.write(`debug: ${message}\n`);
+    process.stderr.write(`debug: ${escapeControl(message)}\n`);
   }
 
   /** A one-line progress display on a TTY stderr, at most ~10 times a second. */
@@ -101,7 +105,8 @@ export class Output {
     this.lastProgress = now;
     this.stdout.flush();
     const width = process.stderr.columns || 80;
-    const text = line.length > width - 1 ? `${line.slice(0, width - 2)}…` : line;
+    const safe = escapeControl(line);
+    const text = safe.length > width - 1 ? `${safe.slice(0, width - 2)}…` : safe;
     process.stderr.write(`\r\x1b[K${text}`);
     this.progressShown = true;
   }

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { OVERWRITE_POLICIES, RestoreTargetError, restoreSnapshot, type OverwritePolicy } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
@@ -25,6 +26,8 @@ export default kiwiCommand({
     const targetArg = stringArg(args.target);
     if (!targetArg) throw new UsageError('restore needs --target <dir>');
     const target = resolve(targetArg);
+    const existing = await stat(target).catch(() => undefined);
+    if (existing && !existing.isDirectory()) throw new UsageError(`restore target ${target} is not a directory`);
     const overwrite = (stringArg(args.overwrite) ?? 'if-changed') as OverwritePolicy;
     if (!OVERWRITE_POLICIES.includes(overwrite)) {
       throw new UsageError(`--overwrite must be one of ${OVERWRITE_POLICIES.join(', ')} (got "${String(args.overwrite)}")`);
