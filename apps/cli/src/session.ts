@@ -168,7 +168,7 @@ export class Session {
     try {
       storage = await openStorage(url, {
         adapters,
-        options: this.config.storageOptions ?? {},
+        options: this.storageOptions(scheme, custom[scheme] === undefined),
         env: this.env,
         cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
         onRetry: (info: RetryInfo) =>
@@ -183,6 +183,13 @@ export class Session {
     }
     this.cleanups.push(() => storage.close());
     return storage;
+  }
+
+  /** The config's options per scheme; the built-in SFTP adapter also gets a way to warn (a private key others can read). */
+  private storageOptions(scheme: string, builtin: boolean): Record<string, Record<string, unknown>> {
+    const options = { ...(this.config.storageOptions ?? {}) };
+    if (scheme === 'sftp' && builtin) options.sftp = { ...options.sftp, onWarning: (message: string) => this.out.warn(message) };
+    return options;
   }
 
   /**

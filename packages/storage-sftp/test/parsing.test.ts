@@ -19,6 +19,9 @@ describe('parseSftpUrl', () => {
     ['sftp://host/~/kiwi', { host: 'host', path: 'kiwi' }],
     ['sftp://me@[fe80::1]:22/x', { host: 'fe80::1', username: 'me', port: 22, path: '/x' }],
     ['sftp://me%40corp@host/x', { host: 'host', username: 'me@corp', path: '/x' }],
+    // An empty port is the default one (the README's example once read like this).
+    ['sftp://backup@nas:/srv/kiwi', { host: 'nas', username: 'backup', path: '/srv/kiwi' }],
+    ['sftp://backup@[::1]:/srv/kiwi', { host: '::1', username: 'backup', path: '/srv/kiwi' }],
   ])('%s', (url, want) => {
     expect(parseSftpUrl(url)).toEqual(want);
   });
@@ -29,6 +32,7 @@ describe('parseSftpUrl', () => {
     ['sftp://host', /missing the repository path/],
     ['sftp://host:99999/x', /bad port/],
     ['sftp:host:2222:/srv', /no port/],
+    ['sftp://host:x/srv', /bad port/],
     ['s3:bucket', /must start with "sftp:"/],
   ])('rejects %s', (url, re) => {
     expect(() => parseSftpUrl(url)).toThrow(re);
@@ -139,5 +143,29 @@ describe('known_hosts', () => {
     expect(v('rev')).toMatchObject({ ok: false, reason: 'revoked' });
     expect(v('rsaonly')).toMatchObject({ ok: false, reason: 'other-type' });
     expect(v('nobody')).toMatchObject({ ok: false, reason: 'unknown' });
+  });
+});
+
+describe('private key permissions', () => {
+  it('a key that group or others can read is used, with a warning naming it and the fix', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { chmodSync } = await import('node:fs');
+    const { createSftpStorage } = await import('../src/index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'kiwi-keyperm-'));
+    const key = join(dir, 'id_ed25519');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const open = () => {
+      const warnings: string[] = [];
+      const s = createSftpStorage({ host: '127.0.0.1', path: '/r', privateKey: key, agent: false, sshConfigFile: false, onWarning: (m) => warnings.push(m) });
+      return { s, warnings };
+    };
+    chmodSync(key, 0o600);
+    const tight = open();
+    expect(tight.warnings).toEqual([]);
+    await tight.s.close();
+    chmodSync(key, 0o644);
+    const loose = open();
+    expect(loose.warnings).toEqual([expect.stringMatching(/private key .*id_ed25519 can be read or changed by other users \(mode 0644\): run `chmod 600/)]);
+    await loose.s.close();
   });
 });
