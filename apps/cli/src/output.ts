@@ -16,7 +16,8 @@ export class Output {
   readonly quiet: boolean;
   readonly verbose: boolean;
   readonly progressEnabled: boolean;
-  private progressShown = false;
+  /** Lines of progress on screen (0: none). */
+  private progressShown = 0;
   private lastProgress = 0;
   /** Results and JSON lines: one buffered stream (see stdout.ts). */
   readonly stdout: StdoutWriter = stdout();
@@ -99,24 +100,41 @@ export class Output {
 
   /** A one-line progress display on a TTY stderr, at most ~10 times a second. */
   progress(line: string, force = false): void {
+    this.progressLines([line], force);
+  }
+
+  /**
+   * A progress display of a few lines on a TTY stderr, redrawn in place at most ~10 times a second.
+   * Each line is escaped and cut to the terminal's width; no more lines than the terminal has rows.
+   */
+  progressLines(lines: readonly string[], force = false): void {
     if (!this.progressEnabled) return;
     const now = Date.now();
     if (!force && now - this.lastProgress < 100) return;
     this.lastProgress = now;
     this.stdout.flush();
     const width = process.stderr.columns || 80;
-    const safe = escapeControl(line);
-    const text = safe.length > width - 1 ? `${safe.slice(0, width - 2)}…` : safe;
-    process.stderr.write(`\r\x1b[K${text}`);
-    this.progressShown = true;
+    const rows = Math.max(1, (process.stderr.rows || 24) - 1);
+    const text = lines.slice(0, rows).map((line) => {
+      const safe = escapeControl(line);
+      return safe.length > width - 1 ? `${safe.slice(0, width - 2)}…` : safe;
+    });
+    process.stderr.write(`${this.eraseProgress()}${text.join('\n')}`);
+    this.progressShown = text.length;
+  }
+
+  /** The escape sequence that moves to the start of the display and clears it (empty when none is shown). */
+  private eraseProgress(): string {
+    if (!this.progressShown) return '';
+    return `\r${this.progressShown > 1 ? `\x1b[${this.progressShown - 1}A` : ''}\x1b[J`;
   }
 
   clearProgress(): void {
     // Whatever goes to stderr next must come after the results printed before it.
     this.stdout.flush();
     if (this.progressShown) {
-      process.stderr.write('\r\x1b[K');
-      this.progressShown = false;
+      process.stderr.write(this.eraseProgress());
+      this.progressShown = 0;
     }
   }
 }
