@@ -505,10 +505,10 @@ class BackupRun {
     const present: string[] = [];
     for (const src of this.sources) {
       const missing = await lstat(src).then(
-        () => false,
-        (err: NodeJS.ErrnoException) => err.code === 'ENOENT' || err.code === 'ENOTDIR',
+        () => undefined,
+        (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' || err.code === 'ENOTDIR' ? err.code : undefined),
       );
-      if (missing) this.recordError(src, 'no such file or directory');
+      if (missing) this.recordError(src, `lstat: ${missing === 'ENOENT' ? 'no such file or directory' : 'a parent is not a directory'} (${missing})`);
       else present.push(src);
     }
     /** source path → the frame its top entry belongs to. */
