@@ -8,7 +8,7 @@ export const globalArgs = {
   'password-command': { type: 'string', description: 'Run this shell command and use its output as the repository password (default: $KIWI_PASSWORD_COMMAND)' },
   config: { type: 'string', description: 'Config file (default: <datadir>/config.json)' },
   json: { type: 'boolean', description: 'Print JSON lines on stdout (message_type: status, error, summary, ...)' },
-  quiet: { type: 'boolean', alias: 'q', description: 'Print only errors' },
+  quiet: { type: 'boolean', alias: 'q', description: 'Print only warnings and errors: no results, messages or progress (--json output is unchanged)' },
   verbose: { type: 'boolean', alias: 'v', description: 'Print debug messages' },
   'cache-dir': { type: 'string', description: 'Where the metadata cache of remote repositories lives (default: $KIWI_CACHE_DIR, $XDG_CACHE_HOME/kiwi, ~/.cache/kiwi)' },
   // `--no-cache` (citty reads it as cache=false).
