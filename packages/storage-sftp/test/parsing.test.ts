@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -91,6 +91,49 @@ describe('readSshConfig', () => {
     });
     expect(read('nas.lan')).toMatchObject({ port: 22, user: 'fallback', identityFiles: [join(dir, '.ssh/nas.lan_key'), join(dir, '.ssh/id_default')] });
     expect(read('inc').hostName).toBe('included.example');
+  });
+
+  it('Host patterns follow OpenSSH: case-insensitive, `?` is one character, `!` excludes', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    const file = join(d, 'config');
+    writeFileSync(file, ['Host web?', '  Port 1', 'Host MyBox', '  Port 2', 'Host *.lan !bad.lan', '  Port 3', 'Host *', '  Port 9'].join('\n'));
+    const port = (alias: string) => readSshConfig(alias, { file, home: d }).port;
+    expect(port('web1')).toBe(1);
+    expect(port('web')).toBe(9);
+    expect(port('mybox')).toBe(2);
+    expect(port('MYBOX')).toBe(2);
+    expect(port('nas.lan')).toBe(3);
+    expect(port('bad.lan')).toBe(9);
+  });
+
+  it('Match host/user blocks apply; Match exec is never run', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    const file = join(d, 'config');
+    const marker = join(d, 'ran');
+    writeFileSync(
+      file,
+      ['Host nas', '  HostName 10.1.2.3', '  User backup', 'Match host 10.1.2.3 user backup', '  Port 2200', `Match exec "touch ${marker}"`, '  Port 1', 'Match all', '  IdentityFile ~/k'].join('\n'),
+    );
+    expect(readSshConfig('nas', { file, home: d })).toEqual({ hostName: '10.1.2.3', user: 'backup', port: 2200, identityFiles: [join(d, 'k')] });
+    expect(readSshConfig('other', { file, home: d }).port).toBeUndefined();
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('an Include inside a Host block: the block\'s later lines stay in it', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    mkdirSync(join(d, '.ssh'));
+    writeFileSync(join(d, '.ssh', 'extra'), 'IdentityFile ~/.ssh/extra_key\n');
+    const file = join(d, '.ssh', 'config');
+    writeFileSync(file, ['Host nas', '  Include extra', '  Port 2222', 'Host *', '  User fallback'].join('\n'));
+    expect(readSshConfig('nas', { file, home: d })).toEqual({ port: 2222, user: 'fallback', identityFiles: [join(d, '.ssh', 'extra_key')] });
+    expect(readSshConfig('other', { file, home: d })).toEqual({ user: 'fallback', identityFiles: [] });
+  });
+
+  it('a config ssh-config cannot parse is a config error naming the file', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    const file = join(d, 'config');
+    writeFileSync(file, 'Match host\n  Port 1\n');
+    expect(() => readSshConfig('x', { file, home: d })).toThrow(new RegExp(`cannot read the SSH config ${file}`));
   });
 
   it('a missing file gives an empty config', () => {
