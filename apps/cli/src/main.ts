@@ -52,6 +52,11 @@ export async function topHelp(width = helpWidth()): Promise<string> {
 }
 
 function unknownCommand(word: string): void {
+  if (word.startsWith('-')) {
+    process.stderr.write(`kiwi: ${word} goes after the command (kiwi <command> ${word} …); run \`kiwi help\` for the list of commands\n`);
+    process.exitCode = ExitCode.Usage;
+    return;
+  }
   const guess = closestName(word, Object.keys(subCommands));
   process.stderr.write(
     `kiwi: unknown command "${word}"${guess ? ` (did you mean "${guess}"?)` : ''}; run \`kiwi help\` for the list of commands\n`,

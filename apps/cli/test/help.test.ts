@@ -66,6 +66,12 @@ describe('--help', () => {
     expect((await runKiwi(['snap'])).stderr).toContain('did you mean "snapshots"?');
   });
 
+  it('a global option before the command: where it goes', async () => {
+    const r = await runKiwi(['--repo', '/x', 'snapshots']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--repo goes after the command');
+  });
+
   it('no arguments: the help on stderr, exit 2', async () => {
     const r = await runKiwi([]);
     expect(r.code).toBe(2);
