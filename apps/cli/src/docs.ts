@@ -5,17 +5,17 @@
 import { defineCommand } from 'citty';
 import { globalArgs } from './args.js';
 import { subCommands } from './main.js';
-import { describeAll, describeCommand, type CommandLoaders } from './help/model.js';
+import { allCommands, describeAll, describeCommand, leafCommands, type CommandLoaders } from './help/model.js';
 import { cliMarkdown } from './help/markdown.js';
-import { mainManPage, manPage } from './help/man.js';
+import { mainManPage, manName, manPage } from './help/man.js';
 import { VERSION } from './version.js';
 
 /** The man pages' date: fixed per release, so the files only change when the definitions do. */
 export const MAN_DATE = '2026-12-01';
 
-/** Every command of the table, described (for tests that cover each command). */
+/** Every runnable command (a group's subcommands instead of the group), described, for tests that cover each. */
 export async function describeCommands() {
-  return describeAll(subCommands as unknown as CommandLoaders);
+  return leafCommands(await describeAll(subCommands as unknown as CommandLoaders));
 }
 
 /** Generated files by path relative to the repository root. */
@@ -25,6 +25,6 @@ export async function generatedDocs(): Promise<Map<string, string>> {
   const files = new Map<string, string>();
   files.set('docs/cli.md', cliMarkdown(commands, globals));
   files.set('apps/cli/man/kiwi.1', mainManPage(commands, globals, VERSION, MAN_DATE));
-  for (const c of commands) files.set(`apps/cli/man/kiwi-${c.name}.1`, manPage(c, VERSION, MAN_DATE));
+  for (const c of allCommands(commands)) files.set(`apps/cli/man/${manName(c)}.1`, manPage(c, VERSION, MAN_DATE));
   return files;
 }

@@ -2,7 +2,7 @@ import { defineCommand, runCommand, type ArgsDef, type CommandDef } from 'citty'
 import { closestName, globalArgs, joinNegativeValues } from './args.js';
 import { ExitCode } from './exit-codes.js';
 import { VERSION } from './version.js';
-import { describeAll, describeCommand, usageLine, type CommandLoaders } from './help/model.js';
+import { describeAll, describeCommand, usageLine, type CommandInfo, type CommandLoaders } from './help/model.js';
 import { helpWidth, renderCommandHelp, renderTopHelp } from './help/text.js';
 import { SUMMARY } from './help/topics.js';
 
@@ -64,10 +64,39 @@ function unknownCommand(word: string): void {
   process.exitCode = ExitCode.Usage;
 }
 
-async function commandHelp(name: string): Promise<void> {
-  const loader = loaders[name];
-  if (!loader) return unknownCommand(name);
-  process.stdout.write(renderCommandHelp(await describeCommand(name, await loader()), helpWidth()));
+/** The command (or subcommand) named by the leading words of `words`, and how many words it took. */
+async function findCommand(words: readonly string[]): Promise<{ info: CommandInfo; used: number } | undefined> {
+  const loader = loaders[words[0]!];
+  if (!loader) return undefined;
+  let info = await describeCommand(words[0]!, await loader());
+  let used = 1;
+  for (const w of words.slice(1)) {
+    if (w.startsWith('-') || !info.subcommands.length) break;
+    const sub = info.subcommands.find((c) => c.name === `${info.name} ${w}`);
+    if (!sub) break;
+    info = sub;
+    used++;
+  }
+  return { info, used };
+}
+
+async function commandHelp(words: readonly string[]): Promise<void> {
+  const found = await findCommand(words);
+  if (!found) return unknownCommand(words[0]!);
+  const extra = words[found.used];
+  if (extra !== undefined && !extra.startsWith('-') && found.info.subcommands.length) {
+    return unknownSubcommand(found.info, extra);
+  }
+  process.stdout.write(renderCommandHelp(found.info, helpWidth()));
+}
+
+function unknownSubcommand(group: CommandInfo, word: string): void {
+  const names = group.subcommands.map((c) => c.name.split(' ').pop()!);
+  const guess = closestName(word, names);
+  process.stderr.write(
+    `kiwi ${group.name}: unknown command "${word}"${guess ? ` (did you mean "${guess}"?)` : ''}; choose ${names.join(', ')} (see \`kiwi help ${group.name}\`)\n`,
+  );
+  process.exitCode = ExitCode.Usage;
 }
 
 /** Run the CLI with `argv` (without node and script). Sets `process.exitCode`. */
@@ -80,7 +109,7 @@ export async function run(argv: string[] = process.argv.slice(2)): Promise<void>
     return;
   }
   if (first === '--help' || first === '-h' || first === 'help') {
-    if (first === 'help' && argv[1] !== undefined && !argv[1].startsWith('-')) return commandHelp(argv[1]);
+    if (first === 'help' && argv[1] !== undefined && !argv[1].startsWith('-')) return commandHelp(argv.slice(1));
     process.stdout.write(await topHelp());
     return;
   }
@@ -94,22 +123,30 @@ export async function run(argv: string[] = process.argv.slice(2)): Promise<void>
   const rest = argv.slice(1);
   const dashdash = rest.indexOf('--');
   const flags = dashdash < 0 ? rest : rest.slice(0, dashdash);
-  if (flags.includes('--help') || flags.includes('-h')) return commandHelp(first!);
+  if (flags.includes('--help') || flags.includes('-h')) return commandHelp(argv.filter((a) => a !== '--help' && a !== '-h'));
   try {
     const defs = typeof sub.args === 'object' && sub.args !== null ? (sub.args as ArgsDef) : {};
     await runCommand(sub, { rawArgs: joinNegativeValues(rest, defs) });
   } catch (err) {
     // citty's own errors, before the command runs: a missing required argument and the like.
     // One line and a hint, not the whole help.
-    const info = await describeCommand(first!, sub);
+    const { info } = (await findCommand(argv))!;
     const message = (err as Error).message ?? String(err);
+    if (info.subcommands.length) {
+      const unknown = /^Unknown command `(.*)`/.exec(message);
+      if (unknown) return unknownSubcommand(info, unknown[1]!);
+      const names = info.subcommands.map((c) => c.name.split(' ').pop()!);
+      process.stderr.write(`kiwi ${info.name}: name a command: ${names.join(', ')} (see \`kiwi help ${info.name}\`)\n`);
+      process.exitCode = ExitCode.Usage;
+      return;
+    }
     const missing = /^Missing required positional argument: (\S+)/.exec(message);
     let line = message;
     if (missing) {
       const p = info.positionals.find((x) => x.name.toUpperCase() === missing[1]);
       line = `missing <${p?.name ?? missing[1]!.toLowerCase()}>${p?.description ? ` (${p.description})` : ''}`;
     }
-    process.stderr.write(`kiwi ${first}: ${line}\nUsage: ${usageLine(info)}  (see \`kiwi help ${first}\`)\n`);
+    process.stderr.write(`kiwi ${info.name}: ${line}\nUsage: ${usageLine(info)}  (see \`kiwi help ${info.name}\`)\n`);
     process.exitCode = ExitCode.Usage;
   }
 }

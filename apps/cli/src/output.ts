@@ -1,14 +1,16 @@
 import { inspect } from 'node:util';
 import { stdout, type StdoutWriter } from './stdout.js';
-import { escapeControl } from './format.js';
+import { escapeControl, escapeControlKeepLines } from './format.js';
 
 /**
  * Where a command's output goes.
  * - `--json`: JSON lines on stdout only (`message_type`: `status`, `error`, `summary`, and per-command item types);
  *   nothing else is printed to stdout.
  * - otherwise: results on stdout, messages on stderr; progress lines only when stderr is a TTY.
- *   Each human line goes through {@link escapeControl}: control characters in it (from file names,
- *   hosts, tags of a snapshot) are printed as escapes, so one call prints exactly one line.
+ *   Human output goes through {@link escapeControl}: control characters (from file names, hosts, tags
+ *   of a snapshot) are printed as escapes. A result line (`print`) is always one line, newlines
+ *   escaped too; messages (`info`, `warn`, `error`) may span lines Kiwi composed, so a value from a
+ *   repository or the file system in a message is escaped by its caller with `escapeControl`.
  * - `--quiet`: only warnings and errors (no results, no messages, no progress).
  */
 export class Output {
@@ -69,7 +71,7 @@ export class Output {
   info(line: string): void {
     if (this.json || this.quiet) return;
     this.clearProgress();
-    process.stderr.write(`${escapeControl(line)}\n`);
+    process.stderr.write(`${escapeControlKeepLines(line)}\n`);
   }
 
   /** A warning: stderr in human mode; an `error`-type JSON line with severity warning in JSON mode. */
@@ -79,7 +81,7 @@ export class Output {
       return;
     }
     this.clearProgress();
-    process.stderr.write(`warning: ${escapeControl(message)}\n`);
+    process.stderr.write(`warning: ${escapeControlKeepLines(message)}\n`);
   }
 
   /** An error: stderr in human mode; an `error` JSON line in JSON mode. */
@@ -89,13 +91,13 @@ export class Output {
       return;
     }
     this.clearProgress();
-    process.stderr.write(`error: ${escapeControl(message)}\n`);
+    process.stderr.write(`error: ${escapeControlKeepLines(message)}\n`);
   }
 
   debug(message: string): void {
     if (!this.verbose || this.json) return;
     this.clearProgress();
-    process.stderr.write(`debug: ${escapeControl(message)}\n`);
+    process.stderr.write(`debug: ${escapeControlKeepLines(message)}\n`);
   }
 
   /** A one-line progress display on a TTY stderr, at most ~10 times a second. */

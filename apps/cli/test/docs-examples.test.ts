@@ -101,12 +101,15 @@ describe('README and docs examples', () => {
     let seen = 0;
     for (const doc of DOCS) {
       const code = codeBlocks(read(doc)).map((b) => b.code).join('\n') + '\n' + [...read(doc).matchAll(/`([^`\n]*\bkiwi [^`\n]*)`/g)].map((m) => m[1]).join('\n');
-      for (const m of code.matchAll(/(?:^|[\s(`]|&& )(?:pnpm )?kiwi ([a-z][a-z-]*)([^\n`|;&)]*)/g)) {
-        const name = m[1]!;
-        if (name === 'help') continue;
+      for (const m of code.matchAll(/(?:^|[\s(`]|&& )(?:pnpm )?kiwi ([a-z][a-z-]*)((?: [a-z][a-z-]*)?)([^\n`|;&)]*)/g)) {
+        if (m[1] === 'help') continue;
+        // A group's command (`kiwi repair index`), else the command and its arguments.
+        const two = `${m[1]}${m[2]}`;
+        const name = commands.has(two) ? two : m[1]!;
+        const rest = commands.has(two) ? m[3]! : `${m[2]}${m[3]}`;
         const cmd = commands.get(name);
         expect(cmd, `${doc}: kiwi ${name}`).toBeDefined();
-        for (const opt of m[2]!.matchAll(/(?:^|\s|\[)--([a-z][a-z-]*)/g)) {
+        for (const opt of rest.matchAll(/(?:^|\s|\[)--([a-z][a-z-]*)/g)) {
           const known = cmd!.options.some((o) => o.name === opt[1] || o.aliases.includes(opt[1]!)) || ['help'].includes(opt[1]!);
           expect(known, `${doc}: kiwi ${name} --${opt[1]}`).toBe(true);
         }

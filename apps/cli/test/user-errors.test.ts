@@ -77,15 +77,15 @@ describe('user errors: a message and an exit code, never a stack trace', () => {
     const shapes = await commandShapes();
     expect(shapes.map((s) => s.name)).toEqual(expect.arrayContaining(['backup', 'restore', 'ls', 'diff', 'snapshots', 'check', 'init', 'plugins']));
     for (const cmd of shapes) {
+      const words = cmd.name.split(' '); // `repair index`: a group's subcommand
       const required = cmd.positionals.filter((p) => p.required);
       const filler = required.map((p) => (p.name === 'shell' ? 'bash' : 'latest'));
-      await expectClean({ args: [cmd.name, ...filler, '--bogus-option'], code: 2, stderr: /unknown option --bogus-option/ });
+      await expectClean({ args: [...words, ...filler, '--bogus-option'], code: 2, stderr: /unknown option --bogus-option/ });
       if (required.length) {
-        await expectClean({ args: [cmd.name], code: 2, stderr: new RegExp(`^kiwi ${cmd.name}: missing <${required[0]!.name}>`) });
+        await expectClean({ args: words, code: 2, stderr: new RegExp(`^kiwi ${cmd.name}: missing <${required[0]!.name}>`) });
       }
-      const snapshotArgs = cmd.positionals.filter((p) => /snapshot|^a$|^b$/.test(p.name));
-      if (snapshotArgs.length) {
-        const args = [cmd.name, ...cmd.positionals.filter((p) => p.required).map(() => 'ffffffffffff')];
+      if (required.some((p) => /snapshot|^a$|^b$/.test(p.name))) {
+        const args = [...words, ...required.map(() => 'ffffffffffff')];
         if (cmd.name === 'restore') args.push('--target', join(work, 'out'));
         await expectClean({ args, code: 13, stderr: /no snapshot matches "ffffffffffff"/ });
       }
@@ -94,6 +94,8 @@ describe('user errors: a message and an exit code, never a stack trace', () => {
 
   it.each<Row & { title: string }>([
     { title: 'unknown command', args: ['bakcup'], code: 2, stderr: /unknown command "bakcup" \(did you mean "backup"\?\)/ },
+    { title: 'a command group without its command', args: ['repair'], code: 2, stderr: /^kiwi repair: name a command: index, packs, snapshots/ },
+    { title: 'an unknown command in a group', args: ['repair', 'snapshot'], code: 2, stderr: /kiwi repair: unknown command "snapshot" \(did you mean "snapshots"\?\)/ },
     { title: 'restore without --target', args: ['restore', 'latest'], code: 2, stderr: /restore needs --target/ },
     { title: 'a path not in the snapshot', args: ['ls', 'latest', '/no/such/path'], code: 1, stderr: /\/no\/such\/path not found/ },
     { title: 'a bad S3 URL', args: ['snapshots', '--repo', 's3:'], code: 2, stderr: /bucket/ },

@@ -25,18 +25,27 @@ function optionItems(options: OptionInfo[]): string[] {
   return options.flatMap((o) => ['.TP', `.B ${esc(optionLabel(o))}`, esc(o.description)]);
 }
 
+/** The man page's name of a command: `kiwi-backup`, `kiwi-repair-index`. */
+export function manName(cmd: CommandInfo): string {
+  return `kiwi-${cmd.name.replace(/ /g, '-')}`;
+}
+
 export function manPage(cmd: CommandInfo, version: string, date: string): string {
   const own = cmd.options.filter((o) => !o.global);
   const globals = cmd.options.filter((o) => o.global);
   const lines = [
-    ...header(`kiwi-${cmd.name}`, date, version),
+    ...header(manName(cmd), date, version),
     '.SH NAME',
-    `kiwi\\-${esc(cmd.name)} \\- ${esc(cmd.description)}`,
+    `${esc(manName(cmd))} \\- ${esc(cmd.description)}`,
     '.SH SYNOPSIS',
     `.B ${esc(usageLine(cmd).replace(/…/g, '...'))}`,
     '.SH DESCRIPTION',
     esc(cmd.description) + '.',
   ];
+  if (cmd.subcommands.length) {
+    lines.push('.SH COMMANDS');
+    for (const c of cmd.subcommands) lines.push('.TP', `.BR ${esc(manName(c))} (1)`, esc(c.description));
+  }
   if (cmd.positionals.length) {
     lines.push('.SH ARGUMENTS');
     for (const p of cmd.positionals) lines.push('.TP', `.I ${esc(p.variadic ? `${p.name}...` : p.name)}`, esc(p.description));
@@ -47,7 +56,8 @@ export function manPage(cmd: CommandInfo, version: string, date: string): string
     lines.push('.SH EXAMPLES');
     for (const e of cmd.examples) lines.push('.PP', '.nf', `    ${esc(e)}`, '.fi');
   }
-  lines.push('.SH SEE ALSO', '.BR kiwi (1)');
+  const parent = cmd.name.includes(' ') ? `kiwi-${cmd.name.split(' ').slice(0, -1).join('-')}` : 'kiwi';
+  lines.push('.SH SEE ALSO', `.BR ${esc(parent)} (1)`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -62,12 +72,12 @@ export function mainManPage(commands: CommandInfo[], globals: OptionInfo[], vers
     '[\\fIoptions\\fR] [\\fIarguments\\fR]',
     '.SH COMMANDS',
   ];
-  for (const c of commands) lines.push('.TP', `.BR kiwi\\-${esc(c.name)} (1)`, esc(c.description));
+  for (const c of commands) lines.push('.TP', `.BR ${esc(manName(c))} (1)`, esc(c.description));
   lines.push('.SH GLOBAL OPTIONS', ...optionItems(globals));
   lines.push('.SH ENVIRONMENT');
   for (const [n, d] of ENVIRONMENT) lines.push('.TP', `.B ${esc(n)}`, esc(d));
   lines.push('.SH EXIT STATUS');
   for (const [c, d] of exitCodes()) lines.push('.TP', `.B ${c}`, esc(d));
-  lines.push('.SH SEE ALSO', commands.map((c) => `.BR kiwi\\-${esc(c.name)} (1)`).join(',\n'));
+  lines.push('.SH SEE ALSO', commands.map((c) => `.BR ${esc(manName(c))} (1)`).join(',\n'));
   return `${lines.join('\n')}\n`;
 }

@@ -1,9 +1,14 @@
 /** docs/cli.md, the CLI reference, generated from the command definitions. */
-import { optionLabel, usageLine, type CommandInfo, type OptionInfo } from './model.js';
+import { allCommands, optionLabel, usageLine, type CommandInfo, type OptionInfo } from './model.js';
 import { ENVIRONMENT, SUMMARY, exitCodes } from './topics.js';
 
 function cell(s: string): string {
   return s.replace(/\|/g, '\\|').replace(/\s+/g, ' ').trim();
+}
+
+/** GitHub's anchor of a `## kiwi <name>` heading. */
+function anchor(c: CommandInfo): string {
+  return `kiwi-${c.name.replace(/ /g, '-')}`;
 }
 
 function optionTable(options: OptionInfo[]): string[] {
@@ -24,7 +29,7 @@ export function cliMarkdown(commands: CommandInfo[], globals: OptionInfo[]): str
     '',
     '| command | what it does |',
     '| --- | --- |',
-    ...commands.map((c) => `| [\`${c.name}\`](#kiwi-${c.name}) | ${cell(c.description)} |`),
+    ...commands.map((c) => `| [\`${c.name}\`](#${anchor(c)}) | ${cell(c.description)} |`),
     '',
     '## Options every command takes',
     '',
@@ -42,8 +47,12 @@ export function cliMarkdown(commands: CommandInfo[], globals: OptionInfo[]): str
     '| --- | --- |',
     ...exitCodes().map(([c, d]) => `| ${c} | ${cell(d)} |`),
   ];
-  for (const c of commands) {
+  for (const c of allCommands(commands)) {
     out.push('', `## kiwi ${c.name}`, '', `${c.description}.`, '', '```', usageLine(c), '```');
+    if (c.subcommands.length) {
+      out.push('', '| command | what it does |', '| --- | --- |');
+      for (const s of c.subcommands) out.push(`| [\`${s.name}\`](#${anchor(s)}) | ${cell(s.description)} |`);
+    }
     if (c.positionals.length) {
       out.push('', '| argument | meaning |', '| --- | --- |');
       for (const p of c.positionals) out.push(`| \`${p.variadic ? `${p.name}…` : p.name}\`${p.required ? '' : ' (optional)'} | ${cell(p.description)} |`);

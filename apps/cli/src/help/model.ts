@@ -26,11 +26,14 @@ export interface PositionalInfo {
 }
 
 export interface CommandInfo {
+  /** The words after `kiwi`: `backup`, or `repair index` for a subcommand. */
   name: string;
   description: string;
   positionals: PositionalInfo[];
   options: OptionInfo[];
   examples: string[];
+  /** A command group (`kiwi repair index|packs|snapshots`): its subcommands, in their table's order. */
+  subcommands: CommandInfo[];
 }
 
 export type CommandLoaders = Record<string, () => Promise<CommandDef<any>>>;
@@ -94,13 +97,31 @@ export async function describeCommand(name: string, def: CommandDef<any>): Promi
     });
   }
   const docs = (def as { kiwiDocs?: CommandDocs }).kiwiDocs;
+  const subs = (typeof def.subCommands === 'function' ? await def.subCommands() : await def.subCommands) ?? {};
+  const subcommands: CommandInfo[] = [];
+  for (const [subName, sub] of Object.entries(subs)) {
+    const subDef = (await (typeof sub === 'function' ? (sub as () => Promise<CommandDef<any>>)() : sub)) as CommandDef<any>;
+    subcommands.push(await describeCommand(`${name} ${subName}`, subDef));
+  }
   return {
-    name: meta.name ?? name,
+    // The table's name (`repair index`), not the definition's own (`index`).
+    name,
     description: meta.description ?? '',
     positionals,
     options,
     examples: docs?.examples ?? [],
+    subcommands,
   };
+}
+
+/** Every command that runs (a group's subcommands instead of the group), depth first. */
+export function leafCommands(commands: readonly CommandInfo[]): CommandInfo[] {
+  return commands.flatMap((c) => (c.subcommands.length ? leafCommands(c.subcommands) : [c]));
+}
+
+/** Every command and group, depth first (a group before its subcommands). */
+export function allCommands(commands: readonly CommandInfo[]): CommandInfo[] {
+  return commands.flatMap((c) => [c, ...allCommands(c.subcommands)]);
 }
 
 /** Every command of the table, in the table's order. */
@@ -112,6 +133,7 @@ export async function describeAll(loaders: CommandLoaders): Promise<CommandInfo[
 
 /** `kiwi ls [options] <snapshot> [path]` */
 export function usageLine(cmd: CommandInfo): string {
+  if (cmd.subcommands.length) return `kiwi ${cmd.name} <${cmd.subcommands.map((c) => c.name.split(' ').pop()).join('|')}>`;
   const parts = [`kiwi ${cmd.name}`];
   if (cmd.options.length) parts.push('[options]');
   for (const p of cmd.positionals) {

@@ -70,6 +70,12 @@ export function renderTopHelp(commands: CommandInfo[], globals: CommandInfo['opt
 
 export function renderCommandHelp(cmd: CommandInfo, width: number): string {
   const lines: string[] = [`Usage: ${usageLine(cmd)}`, '', ...wrap(cmd.description, width)];
+  if (cmd.subcommands.length) {
+    lines.push('', 'Commands:');
+    lines.push(...table(cmd.subcommands.map((c) => [c.name.split(' ').pop()!, c.description]), width));
+    lines.push('', `Run \`kiwi help ${cmd.name} <command>\` for a command's arguments and options.`);
+    return `${lines.join('\n')}\n`;
+  }
   if (cmd.positionals.length) {
     lines.push('', 'Arguments:');
     lines.push(...table(cmd.positionals.map((p) => [p.variadic ? `${p.name}…` : p.name, p.description]), width));
