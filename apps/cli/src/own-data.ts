@@ -1,19 +1,24 @@
 import { realpath } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
-import { parseRepositoryUrl } from '@kiwi-backup/core';
+import { parseRepositoryUrl, resolveCacheDir } from '@kiwi-backup/core';
 import type { Session } from './session.js';
 
 /**
  * What a backup must never store: Kiwi's own data directory (the default repository, its password
- * file, config and plug-ins) and the repository being written to, when it is a local directory.
+ * file, config and plug-ins), its cache directory, and the repository being written to, when it
+ * is a local directory.
  * Backing them up copies the repository into itself: `kiwi backup ~` with the default repository
  * under `~` would grow by the repository's size on every run.
  *
  * Returns the paths that lie inside one of the sources (so the walk would reach them), and
  * gitignore patterns that exclude each of them with everything below.
  */
-export async function ownDataExcludes(session: Session, sources: readonly string[]): Promise<{ paths: string[]; patterns: string[] }> {
-  const candidates = new Set<string>([resolve(session.dataDir)]);
+export async function ownDataExcludes(
+  session: Session,
+  sources: readonly string[],
+  cacheDir: string = resolveCacheDir(session.env),
+): Promise<{ paths: string[]; patterns: string[] }> {
+  const candidates = new Set<string>([resolve(session.dataDir), resolve(cacheDir)]);
   try {
     const { scheme, rest } = parseRepositoryUrl(session.repoUrl);
     if (scheme === 'local') candidates.add(resolve(rest));
@@ -32,6 +37,9 @@ export async function ownDataExcludes(session: Session, sources: readonly string
     });
     if (inside && !paths.includes(rc)) paths.push(rc);
   }
+  // A path inside another one (the default repository inside the data directory) goes with it.
+  const outer = paths.filter((p) => !paths.some((q) => q !== p && p.startsWith(q.endsWith(sep) ? q : q + sep)));
+  paths.splice(0, paths.length, ...outer);
   // Absolute patterns are rebased onto the source that holds them (see the walker's excludes).
   return { paths, patterns: paths.map((p) => `${escapeGitignore(p.split(sep).join('/'))}/`) };
 }

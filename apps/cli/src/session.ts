@@ -201,7 +201,7 @@ export class Session {
     let password: string;
     const file = passwordFile ?? this.env.KIWI_FROM_PASSWORD_FILE;
     if (this.env.KIWI_FROM_PASSWORD) password = this.env.KIWI_FROM_PASSWORD;
-    else if (file) password = await readPasswordFile(file);
+    else if (file) password = await readPasswordFile(file, (message) => this.out.warn(message));
     else if (process.stdin.isTTY) password = await promptPassword(`Password of ${storage.location}: `);
     else throw new UsageError(`no password for the repository ${storage.location}: set KIWI_FROM_PASSWORD, KIWI_FROM_PASSWORD_FILE or --from-password-file`);
     const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...options });

@@ -16,11 +16,17 @@ describe('safe defaults', () => {
     await mkdir(join(home, 'Documents'), { recursive: true });
     await writeFile(join(home, 'Documents', 'report.bin'), bytes(3 * 1024 * 1024, 7));
     await writeFile(join(home, '.profile'), 'export EDITOR=vi\n');
+    // Kiwi's cache (of remote repositories' metadata) is its own data too.
+    await mkdir(join(home, '.cache', 'kiwi', '0123abcd'), { recursive: true });
+    await writeFile(join(home, '.cache', 'kiwi', '0123abcd', 'index-copy'), bytes(4096, 3));
     // No KIWI_DATA_DIR: the data directory (and the default repository) is ~/.local/share/kiwi.
-    const env = { HOME: home, XDG_DATA_HOME: '' };
+    // (Nor KIWI_CACHE_DIR, which the test helpers set: the cache is the default ~/.cache/kiwi.)
+    const env = { HOME: home, XDG_DATA_HOME: '', XDG_CACHE_HOME: '', KIWI_CACHE_DIR: '' };
     const first = await runKiwi(['backup', home], { env });
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stderr).toContain(`note: not backed up, as Kiwi's own data (a repository cannot hold itself): ${join(home, '.local', 'share', 'kiwi')}`);
+    expect(first.stderr).toContain(
+      `note: not backed up, as Kiwi's own data (a repository cannot hold itself): ${join(home, '.local', 'share', 'kiwi')}, ${join(home, '.cache', 'kiwi')}`,
+    );
     const second = await runKiwi(['backup', home, '--json'], { env });
     expect(second.code, second.stderr).toBe(0);
     const summary = jsonLines(second.stdout).find((l) => l.message_type === 'summary')!;
@@ -29,6 +35,8 @@ describe('safe defaults', () => {
     expect(ls.stdout).toContain(join(home, 'Documents', 'report.bin'));
     expect(ls.stdout).toContain(join(home, '.local', 'share'));
     expect(ls.stdout).not.toContain(join(home, '.local', 'share', 'kiwi'));
+    expect(ls.stdout).toContain(join(home, '.cache'));
+    expect(ls.stdout).not.toContain(join(home, '.cache', 'kiwi'));
     // The note is for the first run only.
     const third = await runKiwi(['backup', home], { env });
     expect(third.stderr).not.toContain('note: not backed up');

@@ -12,6 +12,8 @@ function esc(s: string): string {
   return s
     .replace(/\\/g, '\\e')
     .replace(/-/g, '\\-')
+    // groff reads its input as Latin-1: other characters by their Unicode name (\[u2192] for →).
+    .replace(/[^\x00-\x7f]/gu, (ch) => `\\[u${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`)
     .split('\n')
     .map((l) => (/^[.']/.test(l) ? `\\&${l}` : l))
     .join('\n');
