@@ -73,8 +73,11 @@ describe('the CLI', () => {
     expect(r.code).toBe(0);
     expectInert(r.stdout + r.stderr);
     expect(r.stdout).toContain('host\\x1b[31mRED');
-    const j = await runKiwi(['snapshots', '--json'], { env });
+    const j = await runKiwi(['snapshots', '--json-lines'], { env });
     const snaps = jsonLines(j.stdout).filter((l) => l.message_type === 'snapshot');
+    // `--json` is one array (restic's form): the exact values there too.
+    const array = JSON.parse((await runKiwi(['snapshots', '--json'], { env })).stdout) as Array<{ hostname: string }>;
+    expect(array.map((x) => x.hostname)).toContain(EVIL_HOST);
     expect(snaps.map((s) => s.hostname)).toContain(EVIL_HOST);
     expect(snaps.flatMap((s) => s.tags as string[])).toContain(EVIL_TAG);
   });
@@ -92,7 +95,7 @@ describe('the CLI', () => {
     // A name that is not UTF-8: its exact bytes in name_raw.
     const raw = nodes.find((l) => typeof l.name_raw === 'string');
     expect(Buffer.from(String(raw?.name_raw), 'base64')).toEqual(Buffer.from([...Buffer.from('latin1-'), 0xe9, 0xff]));
-    const snaps = jsonLines((await runKiwi(['snapshots', '--json'], { env })).stdout).filter((l) => l.message_type === 'snapshot');
+    const snaps = jsonLines((await runKiwi(['snapshots', '--json-lines'], { env })).stdout).filter((l) => l.message_type === 'snapshot');
     const plain = snaps.find((s) => s.hostname !== EVIL_HOST)!;
     const diff = await runKiwi(['diff', String(plain.id), 'latest'], { env });
     expectInert(diff.stdout + diff.stderr);
@@ -122,7 +125,7 @@ describe('the CLI', () => {
     expect(tight.stderr).not.toMatch(/warning/);
     // --json: the warning is a JSON line, stdout stays JSON.
     await chmod(pw, 0o640);
-    const json = await runKiwi(['snapshots', '--password-file', pw, '--json'], { env: noEnvPw });
+    const json = await runKiwi(['snapshots', '--password-file', pw, '--json-lines'], { env: noEnvPw });
     expect(jsonLines(json.stdout).some((l) => l.message_type === 'error' && l.severity === 'warning')).toBe(true);
   });
 });
