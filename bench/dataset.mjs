@@ -83,12 +83,14 @@ export async function freshDataset(root, { small = false } = {}) {
  *   links/                         symlinks: relative, absolute, to a directory, dangling, to a symlink
  *   modes/                         files and a directory with various permission bits (setuid/setgid too)
  */
-export async function ensureDataset(root, { small = false } = {}) {
+export async function ensureDataset(root, { small = false, shape: custom } = {}) {
+  // `shape` (tests): a shape of their own, e.g. { a: 2, b: 20, k: 50, largeMiB: 48 }; its marker names it.
+  const shape = custom ?? shapeOf(small);
+  const wanted = custom ? `${VERSION}:${shape.a}/${shape.b}/${shape.k}/${shape.largeMiB}` : markerText(small);
   const marker = join(root, '.complete');
   try {
-    if ((await readFile(marker, 'utf8')) === markerText(small)) return;
+    if ((await readFile(marker, 'utf8')) === wanted) return;
   } catch {}
-  const shape = shapeOf(small);
   await rm(root, { recursive: true, force: true });
   const rnd = stream('layout').bytes(1 << 20);
   let r = 0;
@@ -151,7 +153,7 @@ export async function ensureDataset(root, { small = false } = {}) {
   await mkdir(join(modes, 'private-dir'), { recursive: true });
   await writeDet(join(modes, 'private-dir', 'inside.txt'), text('private', 3000));
   await chmod(join(modes, 'private-dir'), 0o750);
-  await writeFile(marker, markerText(small));
+  await writeFile(marker, wanted);
 }
 
 async function copyTree(from, to, change) {

@@ -16,6 +16,13 @@ try {
   for (const pkg of ['packages/core', 'packages/storage-local']) {
     sh('pnpm', ['pack', '--pack-destination', work], join(root, pkg));
   }
+  // Every published package ships its README (and the CLI its man pages).
+  for (const pkg of ['packages/core', 'packages/storage-local', 'packages/storage-s3', 'packages/storage-sftp', 'packages/storage-memory', 'packages/storage-testkit', 'plugins/script-launcher', 'plugins/mysql-state', 'apps/cli']) {
+    const listed = sh('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], join(root, pkg));
+    const files = JSON.parse(listed)[0].files.map((f) => f.path);
+    if (!files.includes('README.md')) throw new Error(`${pkg}: README.md is not in the package`);
+    if (pkg === 'apps/cli' && !files.includes('man/kiwi-backup.1')) throw new Error(`${pkg}: the man pages are not in the package`);
+  }
   for (const f of readdirSync(work)) if (f.endsWith('.tgz')) tarballs.push(join(work, f));
   const app = join(work, 'app');
   sh('mkdir', ['-p', app]);

@@ -23,6 +23,11 @@ const need = [
   { what: 'setcap/getcap', bins: ['setcap', '/usr/sbin/setcap', '/sbin/setcap'], packages: ['libcap2-bin'] },
   // The daemon's page is tested in Debian's headless Chromium (driven by playwright-core, which downloads nothing).
   { what: 'Chromium', bins: ['/usr/bin/chromium'], packages: ['chromium'] },
+  // The CLI's tests check that its completion scripts parse in each shell and its man pages render.
+  { what: 'zsh', bins: ['zsh'], packages: ['zsh'] },
+  { what: 'fish', bins: ['fish'], packages: ['fish'] },
+  { what: 'groff', bins: ['groff'], packages: ['groff-base'] },
+  { what: 'script (util-linux)', bins: ['script'], packages: ['bsdutils'] },
 ];
 
 function onPath(bin) {

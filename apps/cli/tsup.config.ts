@@ -20,7 +20,7 @@ const rawText = {
 };
 
 export default defineConfig({
-  entry: ['src/bin.ts', 'src/index.ts', 'src/commands/*.ts'],
+  entry: ['src/bin.ts', 'src/index.ts', 'src/docs.ts', 'src/commands/*.ts'],
   format: ['esm'],
   target: 'node20',
   dts: { entry: ['src/index.ts'] },

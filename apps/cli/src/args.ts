@@ -8,7 +8,7 @@ export const globalArgs = {
   'password-command': { type: 'string', description: 'Run this shell command and use its output as the repository password (default: $KIWI_PASSWORD_COMMAND)' },
   config: { type: 'string', description: 'Config file (default: <datadir>/config.json)' },
   json: { type: 'boolean', description: 'Print JSON lines on stdout (message_type: status, error, summary, ...)' },
-  quiet: { type: 'boolean', alias: 'q', description: 'Print only errors' },
+  quiet: { type: 'boolean', alias: 'q', description: 'Print only warnings and errors: no results, messages or progress (--json output is unchanged)' },
   verbose: { type: 'boolean', alias: 'v', description: 'Print debug messages' },
   'cache-dir': { type: 'string', description: 'Where the metadata cache of remote repositories lives (default: $KIWI_CACHE_DIR, $XDG_CACHE_HOME/kiwi, ~/.cache/kiwi)' },
   // `--no-cache` (citty reads it as cache=false).
@@ -48,17 +48,27 @@ function camel(s: string): string {
 }
 
 function suggest(key: string, candidates: string[]): string {
+  const best = closestName(key, candidates.filter((c) => c !== '_' && c.length >= 2));
+  return best ? ` (did you mean --${best}?)` : '';
+}
+
+/**
+ * The candidate a mistyped `word` most likely meant: within edit distance 2 (1 for short words),
+ * or the only candidate it is a prefix of (`snap` → `snapshots`). Undefined when nothing is close.
+ */
+export function closestName(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {
-    if (c === '_' || c.length < 2) continue;
-    const d = levenshtein(key, c);
+    const d = levenshtein(word.toLowerCase(), c.toLowerCase());
     if (d < bestD) {
       bestD = d;
       best = c;
     }
   }
-  return best && bestD <= 2 ? ` (did you mean --${best}?)` : '';
+  if (best !== undefined && bestD <= (word.length <= 3 ? 1 : 2)) return best;
+  const prefixed = word.length >= 2 ? candidates.filter((c) => c.startsWith(word)) : [];
+  return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
 function levenshtein(a: string, b: string): number {

@@ -16,6 +16,8 @@ stdout();
 
 run().catch((err: unknown) => {
   if (isBrokenPipe(err)) return;
-  process.stderr.write(`kiwi: ${(err as Error)?.stack ?? String(err)}\n`);
+  // Commands report their own errors; this is for failures around them (a module that does not load).
+  const verbose = process.argv.includes('--verbose') || process.argv.includes('-v');
+  process.stderr.write(`kiwi: ${verbose ? ((err as Error)?.stack ?? String(err)) : ((err as Error)?.message ?? String(err))}\n`);
   process.exitCode = 1;
 });

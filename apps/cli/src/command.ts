@@ -2,9 +2,9 @@ import { defineCommand, type ArgsDef, type CommandDef, type ParsedArgs } from 'c
 import { assertKnownArgs, globalArgs, type GlobalArgs } from './args.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
 import { Session } from './session.js';
-import { describeError } from './output.js';
-import { isBrokenPipe, stdout } from './stdout.js';
+import { isBrokenPipe } from './stdout.js';
 import { GracefulStop, parseStopTimeout } from './daemon/signals.js';
+import { exitCodeFor, reportFailure } from './errors.js';
 
 type AllArgs<T extends ArgsDef> = T & typeof globalArgs & Partial<typeof stopArgs>;
 
@@ -87,53 +87,13 @@ export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<
   });
 }
 
-/** Map an error to Kiwi's documented exit codes (by error name, so it works across package copies). */
-export function exitCodeFor(err: unknown): number {
-  if (err instanceof CliError) return err.exitCode;
-  const name = (err as { name?: string } | null)?.name;
-  switch (name) {
-    case 'ConfigError':
-    case 'UsageError':
-    case 'PolicyError':
-      return ExitCode.Usage;
-    case 'RepositoryNotFoundError':
-      return ExitCode.RepositoryNotFound;
-    case 'LockHeldError':
-      return ExitCode.LockHeld;
-    case 'WrongPasswordError':
-      return ExitCode.WrongPassword;
-    case 'SnapshotNotFoundError':
-      return ExitCode.SnapshotNotFound;
-    case 'BrokenPipeError':
-      return ExitCode.Ok;
-    case 'StorageError': {
-      const kind = (err as { kind?: string }).kind;
-      if (kind === 'config') return ExitCode.Usage;
-      return ExitCode.Failure;
-    }
-    default:
-      return ExitCode.Failure;
-  }
-}
+export { exitCodeFor } from './errors.js';
 
 function reportError(err: unknown, session: Session | undefined, json: boolean, verbose: boolean): void {
-  const message = describeError(err);
-  const name = (err as { name?: string } | null)?.name ?? 'Error';
-  if (json) {
-    // Through the buffered stdout, after the lines printed before the error.
-    try {
-      stdout().write(`${JSON.stringify({ message_type: 'error', severity: 'fatal', error: name, message })}\n`);
-    } catch {
-      // stdout is gone (broken pipe): nowhere to report to
-    }
-    return;
-  }
   session?.out.clearProgress();
-  process.stderr.write(`kiwi: ${message}\n`);
-  // Errors a backup ended with carry its result: their message says it all (a stack trace is noise).
-  const fromBackup = (err as { backupResult?: unknown } | null)?.backupResult !== undefined;
-  const known = err instanceof CliError || fromBackup || /^(ConfigError|UsageError|RepositoryNotFoundError|LockHeldError|WrongPasswordError|StorageError|PluginError|BackupAbortedError|IntegrityError|RepositoryExistsError|SnapshotNotFoundError|PolicyError)$/.test(name);
-  if (verbose || !known) {
-    if (err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-  }
+  reportFailure(err, {
+    json,
+    verbose,
+    ...(session ? { repo: session.printableRepo(), rawRepo: session.repoUrl, isDefaultRepo: session.isDefaultRepo } : {}),
+  });
 }

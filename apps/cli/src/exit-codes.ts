@@ -26,6 +26,22 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * What each exit code means, for `kiwi --help`, the man page and docs/cli.md (the README has the same table).
+ * A `Record` over every code: a code added above without a line here does not type-check.
+ */
+export const EXIT_CODE_MEANINGS: Record<ExitCode, string> = {
+  [ExitCode.Ok]: 'success',
+  [ExitCode.Failure]: 'failure (backup failed, restore or check found errors, storage failed)',
+  [ExitCode.Usage]: 'usage or configuration error (unknown option, missing argument, broken config, no password)',
+  [ExitCode.Partial]: 'partial: a backup saved a snapshot but some files could not be read, or a restore could not make some entries here (each is reported)',
+  [ExitCode.RepositoryNotFound]: 'repository not found',
+  [ExitCode.LockHeld]: 'repository locked by another process',
+  [ExitCode.WrongPassword]: 'wrong password',
+  [ExitCode.SnapshotNotFound]: 'no snapshot matches the id given, or the id prefix is ambiguous',
+  [ExitCode.Interrupted]: 'interrupted (SIGINT or SIGTERM)',
+};
+
 /** An error that ends the command with a given exit code and a clean message (no stack). */
 export class CliError extends Error {
   constructor(

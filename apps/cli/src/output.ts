@@ -1,18 +1,25 @@
 import { inspect } from 'node:util';
 import { stdout, type StdoutWriter } from './stdout.js';
+import { escapeControl, escapeControlKeepLines } from './format.js';
 
 /**
  * Where a command's output goes.
  * - `--json`: JSON lines on stdout only (`message_type`: `status`, `error`, `summary`, and per-command item types);
  *   nothing else is printed to stdout.
  * - otherwise: results on stdout, messages on stderr; progress lines only when stderr is a TTY.
+ *   Human output goes through {@link escapeControl}: control characters (from file names, hosts, tags
+ *   of a snapshot) are printed as escapes. A result line (`print`) is always one line, newlines
+ *   escaped too; messages (`info`, `warn`, `error`) may span lines Kiwi composed, so a value from a
+ *   repository or the file system in a message is escaped by its caller with `escapeControl`.
+ * - `--quiet`: only warnings and errors (no results, no messages, no progress).
  */
 export class Output {
   readonly json: boolean;
   readonly quiet: boolean;
   readonly verbose: boolean;
   readonly progressEnabled: boolean;
-  private progressShown = false;
+  /** Lines of progress on screen (0: none). */
+  private progressShown = 0;
   private lastProgress = 0;
   /** Results and JSON lines: one buffered stream (see stdout.ts). */
   readonly stdout: StdoutWriter = stdout();
@@ -55,16 +62,16 @@ export class Output {
 
   /** A result line on stdout (human mode only). */
   print(line: string): void {
-    if (this.json) return;
+    if (this.json || this.quiet) return;
     if (this.progressShown) this.clearProgress();
-    this.stdout.write(`${line}\n`);
+    this.stdout.write(`${escapeControl(line)}\n`);
   }
 
   /** An informational message on stderr (human mode, not quiet). */
   info(line: string): void {
     if (this.json || this.quiet) return;
     this.clearProgress();
-    process.stderr.write(`${line}\n`);
+    process.stderr.write(`${escapeControlKeepLines(line)}\n`);
   }
 
   /** A warning: stderr in human mode; an `error`-type JSON line with severity warning in JSON mode. */
@@ -74,7 +81,7 @@ export class Output {
       return;
     }
     this.clearProgress();
-    process.stderr.write(`warning: ${message}\n`);
+    process.stderr.write(`warning: ${escapeControlKeepLines(message)}\n`);
   }
 
   /** An error: stderr in human mode; an `error` JSON line in JSON mode. */
@@ -84,34 +91,52 @@ export class Output {
       return;
     }
     this.clearProgress();
-    process.stderr.write(`error: ${message}\n`);
+    process.stderr.write(`error: ${escapeControlKeepLines(message)}\n`);
   }
 
   debug(message: string): void {
     if (!this.verbose || this.json) return;
     this.clearProgress();
-    process.stderr.write(`debug: ${message}\n`);
+    process.stderr.write(`debug: ${escapeControlKeepLines(message)}\n`);
   }
 
   /** A one-line progress display on a TTY stderr, at most ~10 times a second. */
   progress(line: string, force = false): void {
+    this.progressLines([line], force);
+  }
+
+  /**
+   * A progress display of a few lines on a TTY stderr, redrawn in place at most ~10 times a second.
+   * Each line is escaped and cut to the terminal's width; no more lines than the terminal has rows.
+   */
+  progressLines(lines: readonly string[], force = false): void {
     if (!this.progressEnabled) return;
     const now = Date.now();
     if (!force && now - this.lastProgress < 100) return;
     this.lastProgress = now;
     this.stdout.flush();
     const width = process.stderr.columns || 80;
-    const text = line.length > width - 1 ? `${line.slice(0, width - 2)}…` : line;
-    process.stderr.write(`\r\x1b[K${text}`);
-    this.progressShown = true;
+    const rows = Math.max(1, (process.stderr.rows || 24) - 1);
+    const text = lines.slice(0, rows).map((line) => {
+      const safe = escapeControl(line);
+      return safe.length > width - 1 ? `${safe.slice(0, width - 2)}…` : safe;
+    });
+    process.stderr.write(`${this.eraseProgress()}${text.join('\n')}`);
+    this.progressShown = text.length;
+  }
+
+  /** The escape sequence that moves to the start of the display and clears it (empty when none is shown). */
+  private eraseProgress(): string {
+    if (!this.progressShown) return '';
+    return `\r${this.progressShown > 1 ? `\x1b[${this.progressShown - 1}A` : ''}\x1b[J`;
   }
 
   clearProgress(): void {
     // Whatever goes to stderr next must come after the results printed before it.
     this.stdout.flush();
     if (this.progressShown) {
-      process.stderr.write('\r\x1b[K');
-      this.progressShown = false;
+      process.stderr.write(this.eraseProgress());
+      this.progressShown = 0;
     }
   }
 }

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
 
 /** Where a password came from (never the password itself). */
-export type PasswordSource = 'env' | 'file' | 'command' | 'default-key-file' | 'generated' | 'prompt';
+export type PasswordSource = 'env' | 'file' | 'command' | 'default-password-file' | 'generated' | 'prompt';
 
 /** Largest password-command output accepted (a password, not a file). */
 const MAX_COMMAND_OUTPUT = 64 * 1024;
@@ -55,9 +55,17 @@ export async function runPasswordCommand(command: string, source: string): Promi
   });
 }
 
-export async function readPasswordFile(path: string): Promise<string> {
+/**
+ * Read a password file: its first line. A file that group or others may access is still used, with
+ * a warning through `warn` (as restic does; OpenSSH refuses such private keys outright).
+ */
+export async function readPasswordFile(path: string, warn?: (message: string) => void): Promise<string> {
   let text: string;
   try {
+    if (warn) {
+      const loose = await loosePermissions(path);
+      if (loose) warn(`password file ${path} can be read or changed by other users (mode ${loose}): run \`chmod 600 ${path}\``);
+    }
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -70,10 +78,25 @@ export async function readPasswordFile(path: string): Promise<string> {
 }
 
 /**
- * Create the key file of the default repository: 32 random bytes, base64url, mode 0600.
+ * The file's permission bits as octal (`0644`) when group or others have any access to it
+ * (`mode & 0o077`, OpenSSH's rule for private keys); undefined when only the owner has, on Windows,
+ * or when it cannot be stat'ed (reading it then reports the error).
+ */
+export async function loosePermissions(path: string): Promise<string | undefined> {
+  if (process.platform === 'win32') return undefined;
+  try {
+    const mode = (await stat(path)).mode & 0o777;
+    return mode & 0o077 ? `0${mode.toString(8).padStart(3, '0')}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Create the password file of the default repository: 32 random bytes, base64url, mode 0600.
  * Refuses to overwrite an existing file.
  */
-export async function generateKeyFile(path: string): Promise<string> {
+export async function generatePasswordFile(path: string): Promise<string> {
   await makeDirectory(dirname(path), { mode: 0o700 });
   const password = randomBytes(32).toString('base64url');
   await writeFile(path, `${password}\n`, { mode: 0o600, flag: 'wx' });

@@ -2,12 +2,13 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   Repository,
+  RepositoryNotFoundError,
   PluginRuntime,
   loadConfig,
   openStorage,
   resolveDataDir,
   defaultRepositoryPath,
-  defaultKeyFilePath,
+  defaultPasswordFilePath,
   resolveCacheDir,
   parseRepositoryUrl,
   createLogger,
@@ -20,9 +21,10 @@ import {
 } from '@kiwi-backup/core';
 import { Output } from './output.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
-import { fileExists, generateKeyFile, promptPassword, readPasswordFile, runPasswordCommand, type PasswordSource } from './password.js';
+import { fileExists, generatePasswordFile, promptPassword, readPasswordFile, runPasswordCommand, type PasswordSource } from './password.js';
 import type { GlobalArgs } from './args.js';
 import { stringArg } from './args.js';
+import { maskSecrets } from './format.js';
 
 /** The built-in storage adapters, loaded only when their scheme is used. */
 const BUILTIN_ADAPTERS: Record<string, () => Promise<StorageAdapter>> = {
@@ -162,16 +164,32 @@ export class Session {
       const known = [...Object.keys(BUILTIN_ADAPTERS), ...Object.keys(custom)].join(', ');
       throw new UsageError(`no storage adapter for "${scheme}:" repositories (known: ${known}); name one in the config under "storage"`);
     }
-    const storage = await openStorage(url, {
-      adapters,
-      options: this.config.storageOptions ?? {},
-      env: this.env,
-      cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
-      onRetry: (info: RetryInfo) =>
-        this.log.warn(`storage ${info.operation} ${info.target} failed (${info.error}); retry ${info.attempt} in ${Math.round(info.delayMs)} ms`),
-    });
+    let storage: Storage;
+    try {
+      storage = await openStorage(url, {
+        adapters,
+        options: this.storageOptions(scheme, custom[scheme] === undefined),
+        env: this.env,
+        cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
+        onRetry: (info: RetryInfo) =>
+          this.log.warn(`storage ${info.operation} ${info.target} failed (${info.error}); retry ${info.attempt} in ${Math.round(info.delayMs)} ms`),
+      });
+    } catch (err) {
+      // Adapters check the URL and their options when opened (no I/O yet): a TypeError or RangeError
+      // there is a mistake in the URL or the config, a usage error (exit 2).
+      const name = (err as Error | null)?.name;
+      if (name === 'TypeError' || name === 'RangeError') throw new UsageError((err as Error).message);
+      throw err;
+    }
     this.cleanups.push(() => storage.close());
     return storage;
+  }
+
+  /** The config's options per scheme; the built-in SFTP adapter also gets a way to warn (a private key others can read). */
+  private storageOptions(scheme: string, builtin: boolean): Record<string, Record<string, unknown>> {
+    const options = { ...(this.config.storageOptions ?? {}) };
+    if (scheme === 'sftp' && builtin) options.sftp = { ...options.sftp, onWarning: (message: string) => this.out.warn(message) };
+    return options;
   }
 
   /**
@@ -183,7 +201,7 @@ export class Session {
     let password: string;
     const file = passwordFile ?? this.env.KIWI_FROM_PASSWORD_FILE;
     if (this.env.KIWI_FROM_PASSWORD) password = this.env.KIWI_FROM_PASSWORD;
-    else if (file) password = await readPasswordFile(file);
+    else if (file) password = await readPasswordFile(file, (message) => this.out.warn(message));
     else if (process.stdin.isTTY) password = await promptPassword(`Password of ${storage.location}: `);
     else throw new UsageError(`no password for the repository ${storage.location}: set KIWI_FROM_PASSWORD, KIWI_FROM_PASSWORD_FILE or --from-password-file`);
     const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...options });
@@ -193,8 +211,8 @@ export class Session {
 
   /**
    * The repository password: $KIWI_PASSWORD, --password-file or --password-command, $KIWI_PASSWORD_FILE or
-   * $KIWI_PASSWORD_COMMAND, the config's passwordFile or passwordCommand, the default repository's key file,
-   * or a prompt on a TTY. With `creating`, the default repository gets a generated key file when none of these is set.
+   * $KIWI_PASSWORD_COMMAND, the config's passwordFile or passwordCommand, the default repository's password file,
+   * or a prompt on a TTY. With `creating`, the default repository gets a generated password file when none of these is set.
    */
   async password(opts: { creating?: boolean } = {}): Promise<{ password: string; source: PasswordSource }> {
     if (this.env.KIWI_PASSWORD !== undefined && this.env.KIWI_PASSWORD !== '') {
@@ -213,21 +231,20 @@ export class Session {
       ['file', this.config.passwordFile, 'passwordFile'],
       ['command', this.config.passwordCommand, `passwordCommand in ${this.configPath ?? 'the config'}`],
     ];
+    const warn = (message: string) => this.out.warn(message);
     for (const [kind, value, name] of sources) {
       if (!value) continue;
-      if (kind === 'file') return { password: await readPasswordFile(value), source: 'file' };
+      if (kind === 'file') return { password: await readPasswordFile(value, warn), source: 'file' };
       return { password: await runPasswordCommand(value, name), source: 'command' };
     }
     if (this.isDefaultRepo) {
-      const keyFile = defaultKeyFilePath(this.dataDir);
-      if (await fileExists(keyFile)) return { password: await readPasswordFile(keyFile), source: 'default-key-file' };
+      const passwordFile = defaultPasswordFilePath(this.dataDir);
+      if (await fileExists(passwordFile)) return { password: await readPasswordFile(passwordFile, warn), source: 'default-password-file' };
       if (opts.creating) {
-        const password = await generateKeyFile(keyFile);
-        this.out.info(
-          `Created the key file of the default repository: ${keyFile}\n` +
-            'It is the only way to read your backups. Keep a copy of it somewhere safe, away from this machine.',
-        );
-        this.out.emit('status', { action: 'key_file_created', path: keyFile });
+        const password = await generatePasswordFile(passwordFile);
+        this.out.info(`Created the password file of the default repository: ${passwordFile}`);
+        this.out.info('It is the only way to read your backups: keep a copy of it somewhere safe, away from this machine.');
+        this.out.emit('status', { action: 'password_file_created', path: passwordFile });
         return { password, source: 'generated' };
       }
     }
@@ -245,8 +262,9 @@ export class Session {
     );
   }
 
+  /** The repository location as it may be printed: no password, no query string (see `maskSecrets`). */
   printableRepo(): string {
-    return this.storageInstance?.location ?? this.repoUrl.replace(/\/\/[^@/]*@/, '//***@');
+    return maskSecrets(this.storageInstance?.location ?? this.repoUrl);
   }
 
   /**
@@ -258,7 +276,14 @@ export class Session {
     if (this.repository) return this.repository;
     const storage = await this.storage();
     const { password: given, ...openOptions } = options;
-    const password = given ?? (await this.password()).password;
+    let password: string;
+    try {
+      password = given ?? (await this.password()).password;
+    } catch (err) {
+      // No password to be had: when there is no repository either, say that first (exit 10).
+      if (err instanceof UsageError && !(await this.repositoryExists(storage))) throw new RepositoryNotFoundError(this.printableRepo());
+      throw err;
+    }
     const cacheDir = this.cacheDir();
     const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...(cacheDir ? { cacheDir } : {}), ...openOptions });
     this.repository = repo;
@@ -277,19 +302,24 @@ export class Session {
     return repo;
   }
 
+  /** True when the storage holds a repository (its `config` file); errors other than not-found propagate. */
+  private async repositoryExists(storage: Storage): Promise<boolean> {
+    try {
+      await storage.stat({ type: 'config', name: 'config' });
+      return true;
+    } catch (err) {
+      if (!storage.isNotFound(err)) throw err;
+      return false;
+    }
+  }
+
   /** Open the repository; the default repository is created on first use. */
   async openOrCreateDefault(options: Pick<RepositoryOptions, 'lockOptions'> = {}): Promise<{ repository: Repository; created: boolean }> {
     if (!this.isDefaultRepo) return { repository: await this.openRepository(options), created: false };
     const storage = await this.storage();
-    let exists = true;
-    try {
-      await storage.stat({ type: 'config', name: 'config' });
-    } catch (err) {
-      if (!storage.isNotFound(err)) throw err;
-      exists = false;
-    }
+    const exists = await this.repositoryExists(storage);
     if (exists) return { repository: await this.openRepository(options), created: false };
-    this.out.info(`Creating the default repository at ${this.repoUrl}`);
+    this.out.info(`Creating the default repository at ${this.printableRepo()}`);
     return { repository: await this.initRepository(options), created: true };
   }
 

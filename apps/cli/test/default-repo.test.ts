@@ -28,15 +28,23 @@ describe('the default repository in the data directory', () => {
 
     const again = await runKiwi(['backup', src], { env });
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stderr).not.toMatch(/Created the key file/);
+    expect(again.stderr).not.toMatch(/Created the password file/);
     const snaps = await runKiwi(['snapshots'], { env });
     expect(snaps.code).toBe(0);
     expect(snaps.stdout.trim().split('\n').length).toBe(3); // header + 2
   });
 
   it('a non-default repository with no password and no terminal → 2 with a hint', async () => {
-    const r = await runKiwi(['snapshots'], { env: { KIWI_DATA_DIR: join(work, 'data2'), KIWI_REPOSITORY: join(work, 'other') } });
+    const env = { KIWI_DATA_DIR: join(work, 'data2'), KIWI_REPOSITORY: join(work, 'other') };
+    expect((await runKiwi(['init'], { env: { ...env, KIWI_PASSWORD: 'pw' } })).code).toBe(0);
+    const r = await runKiwi(['snapshots'], { env });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/KIWI_PASSWORD/);
+  });
+
+  it('no password and no repository either: the missing repository is the error (10)', async () => {
+    const r = await runKiwi(['snapshots'], { env: { KIWI_DATA_DIR: join(work, 'data3'), KIWI_REPOSITORY: join(work, 'missing') } });
+    expect(r.code).toBe(10);
+    expect(r.stderr).toMatch(/no repository at .*missing: run `kiwi init` to create one/);
   });
 });

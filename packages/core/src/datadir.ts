@@ -43,8 +43,13 @@ export function defaultRepositoryPath(dataDir: string): string {
  * The password file the CLI generates for the default repository (mode 0600):
  * `<dataDir>/repository.password`. Users must keep a copy of it elsewhere.
  */
-export function defaultKeyFilePath(dataDir: string): string {
+export function defaultPasswordFilePath(dataDir: string): string {
   return join(dataDir, 'repository.password');
+}
+
+/** @deprecated The same as {@link defaultPasswordFilePath} (the file holds a password, not a repository key file). */
+export function defaultKeyFilePath(dataDir: string): string {
+  return defaultPasswordFilePath(dataDir);
 }
 
 /** The default config file: `<dataDir>/config.json`. */

@@ -30,7 +30,7 @@ export function parseS3Url(url: string): S3Target {
         `S3 repository URL ${JSON.stringify(redactUrl(url))} contains credentials: pass them as options or environment variables instead`,
       );
     }
-    if (parsed.search || parsed.hash) throw new TypeError(`S3 repository URL ${JSON.stringify(url)} must not have a query or fragment`);
+    if (parsed.search || parsed.hash) throw new TypeError(`S3 repository URL ${JSON.stringify(redactUrl(url))} must not have a query or fragment`);
     const { bucket, prefix } = splitBucket(decodeURIComponent(parsed.pathname), url);
     return { endpoint: `${parsed.protocol}//${parsed.host}`, bucket, prefix };
   }
@@ -55,9 +55,12 @@ export function normalizePrefix(prefix: string): string {
   return prefix.split('/').filter((p) => p !== '').join('/');
 }
 
-/** Remove anything that looks like user info from a URL before printing it. */
+/**
+ * Remove anything that may hold a secret from a URL before printing it: user info, and the query
+ * string and fragment (a presigned signature or a `?secret=` would otherwise be echoed).
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/(\/\/)[^/@]*@/, '$1***@');
+  return url.replace(/(\/\/)[^/@?#]*@/, '$1***@').replace(/[?#].*$/s, (m) => `${m[0]}***`);
 }
 
 /** The printable location of a target: `s3:https://host/bucket/prefix` or `s3:bucket/prefix`. */

@@ -36,6 +36,7 @@ const KNOWN_OPTIONS = new Set([
   'requestTimeoutMs',
   'fsync',
   'sshConfigFile',
+  'onWarning',
 ]);
 
 /**

@@ -1,3 +1,10 @@
+/**
+ * known_hosts files: plain and hashed (`|1|salt|HMAC-SHA1`) host fields, `[host]:port`, `!`
+ * negation and wildcards, `@revoked` and `@cert-authority` markers, and appending an accepted key.
+ * Kiwi's own code: no maintained npm package reads known_hosts (the registry has none that handles
+ * hashed entries and markers; ssh2, which Kiwi uses for SSH, leaves host-key checking to the caller),
+ * and this is a line format of four fields that OpenSSH documents in sshd(8).
+ */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';

@@ -1,6 +1,15 @@
+/**
+ * `~/.ssh/config` for the SFTP adapter. Parsing and the `Host`/`Match` evaluation are the
+ * `ssh-config` package's; Kiwi keeps, on top: following `Include` (ssh-config parses but does
+ * not follow it), the `Host` pattern matcher (ssh-config's is case-sensitive and lets `?` match no
+ * character, unlike OpenSSH: `Host web?` would match `web`, `Host MyBox` would miss `mybox`; the
+ * tests pin OpenSSH's behaviour), `%` token expansion, and `Match exec` switched off.
+ */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, basename } from 'node:path';
+import SSHConfig from 'ssh-config';
+import { StorageError } from '@kiwi-backup/core';
 
 /** What Kiwi takes from `~/.ssh/config` for one host. Unset fields were not given. */
 export interface SshHostConfig {
@@ -41,37 +50,6 @@ export function matchPatternList(patterns: string[], host: string): boolean {
     }
   }
   return matched;
-}
-
-/** Split a config line into words, honouring double quotes; `key=value` is allowed. */
-function tokenize(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let inQuote = false;
-  let has = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (c === '"') {
-      inQuote = !inQuote;
-      has = true;
-    } else if (!inQuote && (c === ' ' || c === '\t' || (c === '=' && out.length === 0 && has))) {
-      if (has) out.push(cur);
-      cur = '';
-      has = false;
-    } else {
-      cur += c;
-      has = true;
-    }
-  }
-  if (has) out.push(cur);
-  // "Key = value": drop a lone '='.
-  return out.filter((w, i) => !(i === 1 && w === '='));
-}
-
-interface Ctx {
-  alias: string;
-  home: string;
-  depth: number;
 }
 
 export function expandTilde(p: string, home = homedir()): string {
@@ -119,69 +97,92 @@ function includeFiles(pattern: string, sshDir: string, home: string): string[] {
   }
 }
 
-function apply(file: string, ctx: Ctx, out: Map<string, string[]>, identity: string[]): void {
+const INCLUDE = /^\s*include(?:\s*=\s*|\s+)(.*)$/i;
+const SECTION = /^\s*(?:host|match)(?:\s*=\s*|\s+)/i;
+/** Include depth, as OpenSSH's limit. */
+const MAX_INCLUDE_DEPTH = 16;
+
+/**
+ * The config text with every `Include` replaced by the files it names (ssh-config parses an
+ * Include line but does not follow it). An Include inside a `Host`/`Match` block is followed by
+ * that block's header again, so the block's later lines stay in it; a `Host` line inside the
+ * included file starts a block of its own (OpenSSH would also require the outer block to match).
+ */
+function expandIncludes(file: string, home: string, depth: number): string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch {
-    return;
+    return '';
   }
-  const sshDir = join(ctx.home, '.ssh');
-  let active = true;
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const words = tokenize(line);
-    const key = words[0]?.toLowerCase();
-    const args = words.slice(1);
-    if (!key) continue;
-    if (key === 'host') {
-      active = matchPatternList(args, ctx.alias);
+  const sshDir = join(home, '.ssh');
+  const out: string[] = [];
+  let section: string | undefined;
+  for (const line of text.split(/\r?\n/)) {
+    const inc = INCLUDE.exec(line);
+    if (!inc) {
+      if (SECTION.test(line)) section = line;
+      out.push(line);
       continue;
     }
-    if (key === 'match') {
-      // Only "Match all" is understood; other Match blocks are skipped (documented limitation).
-      active = args.length === 1 && args[0]!.toLowerCase() === 'all';
-      continue;
+    if (depth >= MAX_INCLUDE_DEPTH) continue;
+    const patterns = (inc[1] ?? '').match(/"[^"]*"|\S+/g) ?? [];
+    for (const pat of patterns) {
+      for (const f of includeFiles(pat.replace(/^"|"$/g, ''), sshDir, home)) out.push(expandIncludes(f, home, depth + 1));
     }
-    if (!active) continue;
-    if (key === 'include') {
-      if (ctx.depth < 8) {
-        for (const pat of args) {
-          for (const f of includeFiles(pat, sshDir, ctx.home)) apply(f, { ...ctx, depth: ctx.depth + 1 }, out, identity);
-        }
-      }
-      continue;
-    }
-    if (key === 'identityfile') {
-      if (args[0] !== undefined) identity.push(args[0]);
-      continue;
-    }
-    if (!out.has(key) && args.length > 0) out.set(key, args);
+    if (section !== undefined) out.push(section);
   }
+  return out.join('\n');
+}
+
+type Computed = Record<string, string | string[] | undefined>;
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function list(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
 }
 
 /**
- * Look up `alias` in an OpenSSH client config file (default `~/.ssh/config`): the `Host`
- * blocks that match (with `*`/`?`/`!` patterns), first value wins, `Include` followed,
- * `Match` blocks ignored except `Match all`. Understands HostName, User, Port, IdentityFile,
- * UserKnownHostsFile, StrictHostKeyChecking, IdentitiesOnly, HostKeyAlias and ConnectTimeout.
+ * Look up `alias` in an OpenSSH client config file (default `~/.ssh/config`) with the `ssh-config`
+ * package: `Host` and `Match` blocks (`Match host|originalhost|user|localuser|all|final`), first
+ * value wins, `IdentityFile` accumulates. Kiwi adds `Include` (followed, with globs, relative to
+ * `~/.ssh`) and decides `Host` patterns itself: ssh-config's matcher compares case-sensitively and
+ * lets `?` match no character (`Host web?` would match `web`), where OpenSSH compares host names
+ * case-insensitively and `?` is exactly one character (the tests check both). `Match exec` is
+ * never run (the block does not apply): opening a repository must not run commands from a file.
+ * Understands HostName, User, Port, IdentityFile, UserKnownHostsFile, StrictHostKeyChecking,
+ * IdentitiesOnly, HostKeyAlias and ConnectTimeout.
+ * @throws StorageError (kind `config`) when the file cannot be parsed.
  */
 export function readSshConfig(alias: string, options: { file?: string; home?: string } = {}): SshHostConfig {
   const home = options.home ?? homedir();
   const file = options.file ?? join(home, '.ssh', 'config');
-  const values = new Map<string, string[]>();
-  const identity: string[] = [];
-  if (existsSync(file)) apply(file, { alias, home, depth: 0 }, values, identity);
-
-  const first = (k: string) => values.get(k)?.[0];
   const result: SshHostConfig = { identityFiles: [] };
-  const hostNameRaw = first('hostname');
+  if (!existsSync(file)) return result;
+  let config: SSHConfig;
+  try {
+    config = SSHConfig.parse(expandIncludes(file, home, 0));
+  } catch (err) {
+    throw new StorageError(`cannot read the SSH config ${file}: ${(err as Error).message}`, { kind: 'config' });
+  }
+  const host = alias.toLowerCase();
+  for (const line of config) {
+    if (line.type !== SSHConfig.DIRECTIVE || !/^host$/i.test(line.param)) continue;
+    const patterns = typeof line.value === 'string' ? line.value.split(/[\s,]+/) : line.value.map((v) => v.val);
+    // Kiwi's verdict, in a form ssh-config's matcher reads the same way: the host itself, or never.
+    line.value = matchPatternList(patterns.filter(Boolean), host) ? host : '!*';
+  }
+  const values = config.compute(host, { ignoreCase: true, matchExec: false }) as Computed;
+
+  const hostNameRaw = first(values.hostname);
   const hostName = hostNameRaw?.replace(/%h/g, alias).replace(/%%/g, '%');
   if (hostName) result.hostName = hostName;
-  const user = first('user');
+  const user = first(values.user);
   if (user) result.user = user;
-  const port = first('port');
+  const port = first(values.port);
   if (port && /^\d+$/.test(port)) result.port = Number(port);
   const tokens = {
     host: hostName ?? alias,
@@ -190,16 +191,18 @@ export function readSshConfig(alias: string, options: { file?: string; home?: st
     user: user ?? userInfo().username,
     home,
   };
-  result.identityFiles = identity.filter((f) => f.toLowerCase() !== 'none').map((f) => expandTokens(f, tokens));
-  const ukh = values.get('userknownhostsfile');
-  if (ukh) result.userKnownHostsFiles = ukh.filter((f) => f.toLowerCase() !== 'none').map((f) => expandTokens(f, tokens));
-  const shk = first('stricthostkeychecking');
+  result.identityFiles = list(values.identityfile)
+    .filter((f) => f.toLowerCase() !== 'none')
+    .map((f) => expandTokens(f, tokens));
+  const ukh = list(values.userknownhostsfile);
+  if (ukh.length) result.userKnownHostsFiles = ukh.filter((f) => f.toLowerCase() !== 'none').map((f) => expandTokens(f, tokens));
+  const shk = first(values.stricthostkeychecking);
   if (shk) result.strictHostKeyChecking = shk.toLowerCase();
-  const io = first('identitiesonly');
+  const io = first(values.identitiesonly);
   if (io) result.identitiesOnly = io.toLowerCase() === 'yes';
-  const hka = first('hostkeyalias');
+  const hka = first(values.hostkeyalias);
   if (hka) result.hostKeyAlias = hka;
-  const ct = first('connecttimeout');
+  const ct = first(values.connecttimeout);
   if (ct && /^\d+$/.test(ct)) result.connectTimeoutSeconds = Number(ct);
   return result;
 }

@@ -85,6 +85,11 @@ export interface SftpStorageOptions {
   sshConfigFile?: string | false;
   /** Environment for `SSH_AUTH_SOCK`, `KIWI_SFTP_PASSWORD`, `KIWI_SFTP_KEY_PASSPHRASE` (default `process.env`). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Told about things that work but should be fixed (a private key that other users can read).
+   * Default: `process.emitWarning`.
+   */
+  onWarning?: (message: string) => void;
 }
 
 /**
@@ -203,6 +208,7 @@ export function resolveSftpOptions(options: SftpStorageOptions) {
     connectTimeoutMs: options.connectTimeoutMs ?? (cfg.connectTimeoutSeconds ? cfg.connectTimeoutSeconds * 1000 : 20_000),
     requestTimeoutMs: options.requestTimeoutMs ?? 60_000,
     fsync: options.fsync ?? true,
+    onWarning: options.onWarning ?? ((message: string) => process.emitWarning(message, 'KiwiWarning')),
   };
 }
 
@@ -269,6 +275,13 @@ class SftpStorage implements Storage {
       }
       let raw: Buffer;
       try {
+        // Like restic (OpenSSH refuses outright): a key that group or others can access is used, with a warning.
+        const mode = process.platform === 'win32' ? 0 : statSync(file).mode & 0o777;
+        if (mode & 0o077) {
+          this.r.onWarning(
+            `SFTP private key ${file} can be read or changed by other users (mode 0${mode.toString(8).padStart(3, '0')}): run \`chmod 600 ${file}\``,
+          );
+        }
         raw = readFileSync(file);
       } catch (err) {
         throw new StorageError(`cannot read SFTP private key file ${file}: ${(err as NodeJS.ErrnoException).code ?? errMessage(err)}`, {

@@ -54,7 +54,8 @@ function splitUserHost(url: string, s: string): { username?: string; hostPart: s
  *   directory; `~/` is accepted too). IPv6: `sftp:user@[::1]:/path`. No port in this form: give it
  *   with the `port` option or in `~/.ssh/config`.
  * - URL: `sftp://[user@]host[:port]/abs/path`. `sftp://host:port//abs/path` (restic's form) is the
- *   same absolute path; `sftp://host/~/rel` is relative to the login directory.
+ *   same absolute path; `sftp://host/~/rel` is relative to the login directory. An empty port
+ *   (`sftp://user@host:/abs/path`) means the default one, as in any URL.
  *
  * A password in the URL is refused (it would end up in shell history and process lists).
  */
@@ -73,12 +74,13 @@ export function parseSftpUrl(url: string): SftpUrl {
     const v6 = /^\[([^\]]+)\](?::(.*))?$/.exec(hostPart);
     if (v6) {
       host = v6[1]!;
-      if (v6[2] !== undefined) port = parsePort(url, v6[2]);
+      if (v6[2] !== undefined && v6[2] !== '') port = parsePort(url, v6[2]);
     } else {
       const colon = hostPart.lastIndexOf(':');
       if (colon >= 0) {
         host = hostPart.slice(0, colon);
-        port = parsePort(url, hostPart.slice(colon + 1));
+        // An empty port (`sftp://user@host:/path`) is the default port, as in any URL.
+        if (colon < hostPart.length - 1) port = parsePort(url, hostPart.slice(colon + 1));
       } else {
         host = hostPart;
       }

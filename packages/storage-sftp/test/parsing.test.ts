@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -19,6 +19,9 @@ describe('parseSftpUrl', () => {
     ['sftp://host/~/kiwi', { host: 'host', path: 'kiwi' }],
     ['sftp://me@[fe80::1]:22/x', { host: 'fe80::1', username: 'me', port: 22, path: '/x' }],
     ['sftp://me%40corp@host/x', { host: 'host', username: 'me@corp', path: '/x' }],
+    // An empty port is the default one (the README's example once read like this).
+    ['sftp://backup@nas:/srv/kiwi', { host: 'nas', username: 'backup', path: '/srv/kiwi' }],
+    ['sftp://backup@[::1]:/srv/kiwi', { host: '::1', username: 'backup', path: '/srv/kiwi' }],
   ])('%s', (url, want) => {
     expect(parseSftpUrl(url)).toEqual(want);
   });
@@ -29,6 +32,7 @@ describe('parseSftpUrl', () => {
     ['sftp://host', /missing the repository path/],
     ['sftp://host:99999/x', /bad port/],
     ['sftp:host:2222:/srv', /no port/],
+    ['sftp://host:x/srv', /bad port/],
     ['s3:bucket', /must start with "sftp:"/],
   ])('rejects %s', (url, re) => {
     expect(() => parseSftpUrl(url)).toThrow(re);
@@ -89,6 +93,49 @@ describe('readSshConfig', () => {
     expect(read('inc').hostName).toBe('included.example');
   });
 
+  it('Host patterns follow OpenSSH: case-insensitive, `?` is one character, `!` excludes', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    const file = join(d, 'config');
+    writeFileSync(file, ['Host web?', '  Port 1', 'Host MyBox', '  Port 2', 'Host *.lan !bad.lan', '  Port 3', 'Host *', '  Port 9'].join('\n'));
+    const port = (alias: string) => readSshConfig(alias, { file, home: d }).port;
+    expect(port('web1')).toBe(1);
+    expect(port('web')).toBe(9);
+    expect(port('mybox')).toBe(2);
+    expect(port('MYBOX')).toBe(2);
+    expect(port('nas.lan')).toBe(3);
+    expect(port('bad.lan')).toBe(9);
+  });
+
+  it('Match host/user blocks apply; Match exec is never run', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    const file = join(d, 'config');
+    const marker = join(d, 'ran');
+    writeFileSync(
+      file,
+      ['Host nas', '  HostName 10.1.2.3', '  User backup', 'Match host 10.1.2.3 user backup', '  Port 2200', `Match exec "touch ${marker}"`, '  Port 1', 'Match all', '  IdentityFile ~/k'].join('\n'),
+    );
+    expect(readSshConfig('nas', { file, home: d })).toEqual({ hostName: '10.1.2.3', user: 'backup', port: 2200, identityFiles: [join(d, 'k')] });
+    expect(readSshConfig('other', { file, home: d }).port).toBeUndefined();
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('an Include inside a Host block: the block\'s later lines stay in it', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    mkdirSync(join(d, '.ssh'));
+    writeFileSync(join(d, '.ssh', 'extra'), 'IdentityFile ~/.ssh/extra_key\n');
+    const file = join(d, '.ssh', 'config');
+    writeFileSync(file, ['Host nas', '  Include extra', '  Port 2222', 'Host *', '  User fallback'].join('\n'));
+    expect(readSshConfig('nas', { file, home: d })).toEqual({ port: 2222, user: 'fallback', identityFiles: [join(d, '.ssh', 'extra_key')] });
+    expect(readSshConfig('other', { file, home: d })).toEqual({ user: 'fallback', identityFiles: [] });
+  });
+
+  it('a config ssh-config cannot parse is a config error naming the file', () => {
+    const d = mkdtempSync(join(tmpdir(), 'kiwi-sshcfg-'));
+    const file = join(d, 'config');
+    writeFileSync(file, 'Match host\n  Port 1\n');
+    expect(() => readSshConfig('x', { file, home: d })).toThrow(new RegExp(`cannot read the SSH config ${file}`));
+  });
+
   it('a missing file gives an empty config', () => {
     expect(readSshConfig('x', { file: join(dir, 'nope') })).toEqual({ identityFiles: [] });
   });
@@ -139,5 +186,29 @@ describe('known_hosts', () => {
     expect(v('rev')).toMatchObject({ ok: false, reason: 'revoked' });
     expect(v('rsaonly')).toMatchObject({ ok: false, reason: 'other-type' });
     expect(v('nobody')).toMatchObject({ ok: false, reason: 'unknown' });
+  });
+});
+
+describe('private key permissions', () => {
+  it('a key that group or others can read is used, with a warning naming it and the fix', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { chmodSync } = await import('node:fs');
+    const { createSftpStorage } = await import('../src/index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'kiwi-keyperm-'));
+    const key = join(dir, 'id_ed25519');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const open = () => {
+      const warnings: string[] = [];
+      const s = createSftpStorage({ host: '127.0.0.1', path: '/r', privateKey: key, agent: false, sshConfigFile: false, onWarning: (m) => warnings.push(m) });
+      return { s, warnings };
+    };
+    chmodSync(key, 0o600);
+    const tight = open();
+    expect(tight.warnings).toEqual([]);
+    await tight.s.close();
+    chmodSync(key, 0o644);
+    const loose = open();
+    expect(loose.warnings).toEqual([expect.stringMatching(/private key .*id_ed25519 can be read or changed by other users \(mode 0644\): run `chmod 600/)]);
+    await loose.s.close();
   });
 });

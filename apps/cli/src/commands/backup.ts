@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { lstat } from 'node:fs/promises';
-import { builtinExcludes, parseByteSize, runBackup, type BackupStats, type ContentSource } from '@kiwi-backup/core';
+import { builtinExcludes, parseByteSize, runBackup, scanSources, type BackupStats, type ContentSource, type LiveProgress, type ScanTotals } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
@@ -9,6 +9,9 @@ import { formatBytes, formatDuration } from '../output.js';
 import { commandOutput, stdinFileName } from '../stdin-source.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { parseTimeArg } from '../time-arg.js';
+import { ownDataExcludes } from '../own-data.js';
+import { escapeControl, plural } from '../format.js';
+import { BackupProgress, progressLines } from '../progress.js';
 
 export default kiwiCommand({
   meta: { name: 'backup', description: 'Back up files and directories into a new snapshot' },
@@ -67,25 +70,53 @@ export default kiwiCommand({
       throw new CliError(`none of the sources exist: ${paths.join(', ')}`, ExitCode.Failure);
     }
 
+    // Never Kiwi's own data directory, cache or the repository itself (a note on the first run, below).
+    const cacheDirArg = stringArg(args['cache-dir']);
+    const own = await ownDataExcludes(session, paths, ...(cacheDirArg ? [resolve(cacheDirArg)] : []));
+    exclude.push(...own.patterns);
+
     const { repository } = await session.openOrCreateDefault({ lockOptions });
     // Built-in onFile middleware (the exclude options) runs in front of the plug-ins; none without those options.
     const plugins = await loaded.withBuiltins(builtins);
     await plugins.serverStart();
 
     const started = Date.now();
+    const oneFileSystem = Boolean(args['one-file-system'] ?? cfg.oneFileSystem);
+    // Progress: a scan counts what the backup will go through, ahead of it, for a percentage and an ETA.
+    const progress = new BackupProgress(started);
+    const showProgress = out.progressEnabled || out.json;
+    const scanStop = new AbortController();
+    const scan =
+      showProgress && paths.length > 0
+        ? scanSources(paths, {
+            exclude,
+            excludeFiles,
+            oneFileSystem,
+            signal: scanStop.signal,
+            onUpdate: (totals: ScanTotals) => (progress.scan = totals),
+          }).catch(() => undefined) // the backup reports what the scan could not read
+        : undefined;
     let lastStatus = 0;
-    const onProgress = (stats: BackupStats, current?: string) => {
+    const draw = (force = false) => {
       const now = Date.now();
       if (out.json) {
-        if (now - lastStatus < 1000) return;
+        if (!force && now - lastStatus < 1000) return;
         lastStatus = now;
-        out.emit('status', { ...statsJson(stats), seconds_elapsed: Math.round((now - started) / 1000), current_file: current });
+        if (progress.stats) {
+          out.emit('status', { ...statsJson(progress.stats), seconds_elapsed: Math.round((now - started) / 1000), ...progress.json(now) });
+        }
         return;
       }
-      out.progress(
-        `[${formatDuration(now - started)}] ${stats.totalFiles} files, ${formatBytes(stats.totalBytes)} scanned, ${formatBytes(stats.bytesRead)} read, ${formatBytes(stats.dataAddedPacked)} added${current ? `  ${current}` : ''}`,
-      );
+      out.progressLines(progressLines(progress.frame(now)), force);
     };
+    const onProgress = (stats: BackupStats, _current: string, live: LiveProgress) => {
+      progress.stats = stats;
+      progress.live = live;
+      draw();
+    };
+    // Redraw while a large file is read (the backup reports progress as it moves between files).
+    const ticker = showProgress ? setInterval(() => draw(), 250) : undefined;
+    ticker?.unref();
 
     let stderrTail = '';
     const files: Array<{ path: string; content: ContentSource }> = [];
@@ -96,25 +127,35 @@ export default kiwiCommand({
           : () => process.stdin;
       files.push({ path: stdinName, content });
     }
-    const result = await runBackup({
-      repository,
-      sources: paths,
-      ...(files.length ? { files } : {}),
-      exclude,
-      excludeFiles,
-      oneFileSystem: Boolean(args['one-file-system'] ?? cfg.oneFileSystem),
-      dryRun,
-      tags,
-      host: stringArg(args.host) ?? hostname(),
-      ...(time ? { time } : {}),
-      parent: args.force ? null : stringArg(args.parent),
-      plugins,
-      signal,
-      logger: session.log,
-      onProgress,
-      onError: (e: { path: string; message: string }) => out.error(`${e.path}: ${e.message}`, { during: 'backup', item: e.path }),
-    });
-    out.clearProgress();
+    let result: Awaited<ReturnType<typeof runBackup>>;
+    try {
+      result = await runBackup({
+        repository,
+        sources: paths,
+        ...(files.length ? { files } : {}),
+        exclude,
+        excludeFiles,
+        oneFileSystem,
+        dryRun,
+        tags,
+        host: stringArg(args.host) ?? hostname(),
+        ...(time ? { time } : {}),
+        parent: args.force ? null : stringArg(args.parent),
+        plugins,
+        signal,
+        logger: session.log,
+        onProgress,
+        onError: (e: { path: string; message: string }) => out.error(`${escapeControl(e.path)}: ${e.message}`, { during: 'backup', item: e.path }),
+      });
+    } finally {
+      clearInterval(ticker);
+      scanStop.abort();
+      await scan;
+      out.clearProgress();
+    }
+    if (own.paths.length && result.parentId === undefined) {
+      out.info(`note: not backed up, as Kiwi's own data (a repository cannot hold itself): ${own.paths.join(', ')}`);
+    }
     if (stderrTail) out.warn(`${fromCommand} wrote to stderr:\n${stderrTail}`);
 
     const elapsed = Date.now() - started;
@@ -130,13 +171,19 @@ export default kiwiCommand({
         ...(recovered.length ? { recovered } : {}),
       });
     } else if (!out.quiet) {
+      // Each count once, so the lines add up: regular files by change, then the other entries.
+      const regular = s.filesNew + s.filesChanged + s.filesUnmodified;
+      const others = Math.max(0, s.totalFiles - regular);
       const lines = [
-        `Files:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified`,
-        `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified`,
-        `Read:        ${formatBytes(s.bytesRead)} of ${formatBytes(s.totalBytes)} in ${s.totalFiles} files`,
-        `Added:       ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored) in ${s.blobsNew} new blobs`,
+        `Files:       ${plural(regular, 'file')}: ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified`,
+        ...(others ? [`Other:       ${plural(others, 'entry', 'entries')} (symbolic links, devices, sockets, pipes)`] : []),
+        `Dirs:        ${plural(s.dirsNew + s.dirsChanged + s.dirsUnmodified, 'directory', 'directories')}: ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified`,
+        `Read:        ${formatBytes(s.bytesRead)} of ${formatBytes(s.totalBytes)} (unmodified files are not read)`,
+        `Added:       ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored) in ${plural(s.blobsNew, 'new blob')}`,
       ];
-      if (result.errors.length) lines.push(`Errors:      ${result.errors.length} entries could not be read (listed above)`);
+      if (result.errors.length) {
+        lines.push(`Errors:      ${plural(result.errors.length, 'entry', 'entries')} could not be read (listed above)`);
+      }
       for (const r of recovered) lines.push(`Recovered:   ${r.plugin} "${r.action}" ${r.status === 'done' ? r.message : `FAILED: ${r.message}`}`);
       lines.push(
         dryRun

@@ -16,6 +16,9 @@ export default kiwiCommand({
     const from = fromUrl ? await session.openFromRepository(fromUrl, stringArg(args['from-password-file'])) : undefined;
     const repo = await session.initRepository(from ? { sameChunkerAs: from } : {});
     session.out.print(`created repository ${repo.id} at ${session.printableRepo()}${from ? ` (chunker parameters of ${from.location})` : ''}`);
+    session.out.info(
+      'Remember the password (keep a copy somewhere safe): without it nobody, not even you, can read the backups in this repository. A lost password means lost data.',
+    );
     session.out.emit('summary', { action: 'init', repository_id: repo.id, location: session.printableRepo(), ...(from ? { chunker_from: from.location } : {}) });
   },
 });

@@ -47,6 +47,9 @@ export default kiwiCommand({
           ...(node.group !== undefined ? { group: node.group } : {}),
           mtime: mtimeDate(node).toISOString(),
           ...(node.linkTarget !== undefined ? { link_target: node.linkTarget } : {}),
+          // The exact bytes (base64) of a name or link target that is not valid UTF-8.
+          ...(node.nameRaw !== undefined ? { name_raw: node.nameRaw } : {}),
+          ...(node.linkTargetRaw !== undefined ? { link_target_raw: node.linkTargetRaw } : {}),
         });
       } else if (args.long) {
         out.print(longLine(path, node, human));

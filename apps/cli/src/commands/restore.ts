@@ -1,10 +1,13 @@
 import { resolve } from 'node:path';
-import { OVERWRITE_POLICIES, RestoreTargetError, restoreSnapshot, type OverwritePolicy } from '@kiwi-backup/core';
+import { stat } from 'node:fs/promises';
+import { OVERWRITE_POLICIES, RestoreTargetError, restoreSnapshot, type OverwritePolicy, type RestoreProgress } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes, formatDuration } from '../output.js';
 import { chooseSnapshot, selectArgs } from '../select.js';
+import { escapeControl } from '../format.js';
+import { progressLines } from '../progress.js';
 
 export default kiwiCommand({
   meta: { name: 'restore', description: 'Restore a snapshot into a directory' },
@@ -25,6 +28,8 @@ export default kiwiCommand({
     const targetArg = stringArg(args.target);
     if (!targetArg) throw new UsageError('restore needs --target <dir>');
     const target = resolve(targetArg);
+    const existing = await stat(target).catch(() => undefined);
+    if (existing && !existing.isDirectory()) throw new UsageError(`restore target ${target} is not a directory`);
     const overwrite = (stringArg(args.overwrite) ?? 'if-changed') as OverwritePolicy;
     if (!OVERWRITE_POLICIES.includes(overwrite)) {
       throw new UsageError(`--overwrite must be one of ${OVERWRITE_POLICIES.join(', ')} (got "${String(args.overwrite)}")`);
@@ -39,11 +44,41 @@ export default kiwiCommand({
     // The restore needs the index too: read it while the snapshot is looked up.
     const indexRead = repo.loadIndex();
     indexRead.catch(() => undefined); // awaited below, unless the snapshot lookup fails first
-    const { id, snapshot } = await chooseSnapshot(repo, String(args.snapshot), args, session.out);
+    let found: Awaited<ReturnType<typeof chooseSnapshot>>;
+    try {
+      found = await chooseSnapshot(repo, String(args.snapshot), args, session.out);
+    } catch (err) {
+      // Let the index read finish before the repository closes: closed under it, it reports its
+      // files as damaged (a false alarm after an unknown snapshot id).
+      await indexRead.catch(() => undefined);
+      throw err;
+    }
+    const { id, snapshot } = found;
     await indexRead;
     const out = session.out;
     const started = Date.now();
     out.info(`restoring snapshot ${id.slice(0, 8)} of ${snapshot.paths.join(' ')} to ${target}`);
+    // The snapshot's summary has the totals of a whole restore (regular files and their bytes).
+    const sum = snapshot.summary;
+    const filtered = Object.values(patterns).some((p) => p.length > 0);
+    const total = sum && !filtered ? { files: sum.filesNew + sum.filesChanged + sum.filesUnmodified, bytes: sum.totalBytes, final: true } : undefined;
+    let last: Readonly<RestoreProgress> | undefined;
+    const draw = () => {
+      if (!last) return;
+      out.progressLines(
+        progressLines({
+          elapsedMs: Date.now() - started,
+          filesDone: last.filesRestored,
+          bytesDone: last.bytesWritten,
+          errors: last.errors,
+          ...(total ? { total } : {}),
+          current: last.current ? [last.current] : [],
+          verb: 'restored',
+        }),
+      );
+    };
+    const ticker = out.progressEnabled ? setInterval(draw, 250) : undefined;
+    ticker?.unref();
     let result;
     try {
       result = await restoreSnapshot({
@@ -55,17 +90,20 @@ export default kiwiCommand({
         delete: Boolean(args.delete),
         verify: Boolean(args.verify),
         signal,
-        onProgress: (p: { filesRestored: number; bytesWritten: number; current?: string }) => {
-          out.progress(`${p.filesRestored} files, ${formatBytes(p.bytesWritten)} restored ${p.current ?? ''}`);
+        onProgress: (p: Readonly<RestoreProgress>) => {
+          last = p;
+          draw();
         },
-        onError: (e: { path: string; message: string }) => out.error(`${e.path}: ${e.message}`, { during: 'restore', item: e.path }),
-        onSkip: (e: { path: string; message: string }) => out.warn(`${e.path}: ${e.message}`, { during: 'restore', item: e.path, not_restored: true }),
+        onError: (e: { path: string; message: string }) => out.error(`${escapeControl(e.path)}: ${e.message}`, { during: 'restore', item: e.path }),
+        onSkip: (e: { path: string; message: string }) => out.warn(`${escapeControl(e.path)}: ${e.message}`, { during: 'restore', item: e.path, not_restored: true }),
       });
     } catch (err) {
       if (err instanceof RestoreTargetError) throw new CliError(err.message, ExitCode.Failure, { cause: err });
       throw err;
+    } finally {
+      clearInterval(ticker);
+      out.clearProgress();
     }
-    out.clearProgress();
     for (const u of result.unmatchedPatterns) {
       out.error(`--${u.option} pattern "${u.pattern}" matched nothing in snapshot ${id.slice(0, 8)}`, { during: 'restore', pattern: u.pattern, option: u.option });
     }

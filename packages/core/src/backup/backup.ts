@@ -206,6 +206,10 @@ class BackupRun {
    */
   readonly parentTrees: TreeLoader;
   fatal: unknown;
+  /** Files being read now, for progress displays. */
+  readonly reading = new Set<string>();
+  /** `stats.bytesRead` of files whose reading finished: the rest of it is in progress. */
+  finishedReadBytes = 0;
   lastProgress = 0;
   currentPath = '';
   walkDone = false;
@@ -331,7 +335,7 @@ class BackupRun {
           result.stopErrors = [err as Error];
         }
       }
-      this.opts.onProgress?.(this.stats, '');
+      this.opts.onProgress?.(this.stats, '', { filesInProgress: [], bytesInProgress: 0 });
     }
     if (failure !== undefined) {
       const err = (failure instanceof Error ? failure : new Error(String(failure))) as ErrorWithBackupResult;
@@ -389,7 +393,10 @@ class BackupRun {
     const now = Date.now();
     if (now - this.lastProgress >= PROGRESS_INTERVAL_MS) {
       this.lastProgress = now;
-      cb(this.stats, path);
+      cb(this.stats, path, {
+        filesInProgress: [...this.reading],
+        bytesInProgress: Math.max(0, this.stats.bytesRead - this.finishedReadBytes),
+      });
     }
   }
 
@@ -476,9 +483,20 @@ class BackupRun {
     if (parent) this.parentTrees.want([parent.snapshot.tree]);
     root.parentMap = parent ? this.loadListing(parent.snapshot.tree) : Promise.resolve(undefined);
     root.parentMap.catch(() => undefined);
+    // A source that does not exist is one error, and neither it nor its missing ancestors become
+    // (phantom) directories in the snapshot. Its path stays in the snapshot's `paths`.
+    const present: string[] = [];
+    for (const src of this.sources) {
+      const missing = await lstat(src).then(
+        () => undefined,
+        (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' || err.code === 'ENOTDIR' ? err.code : undefined),
+      );
+      if (missing) this.recordError(src, `lstat: ${missing === 'ENOENT' ? 'no such file or directory' : 'a parent is not a directory'} (${missing})`);
+      else present.push(src);
+    }
     /** source path → the frame its top entry belongs to. */
     const sourceParent = new Map<string, Frame>();
-    for (const src of this.sources) {
+    for (const src of present) {
       const parts = src.split('/').filter(Boolean);
       let frame = root;
       let path = '';
@@ -504,7 +522,7 @@ class BackupRun {
     }
 
     try {
-      await this.walkSources(root, sourceParent);
+      await this.walkSources(root, sourceParent, present);
     } finally {
       this.parentTrees.close();
     }
@@ -572,12 +590,15 @@ class BackupRun {
     return node;
   }
 
-  async walkSources(root: Frame, sourceParent: Map<string, Frame>): Promise<void> {
+  async walkSources(root: Frame, sourceParent: Map<string, Frame>, sources: string[] = this.sources): Promise<void> {
     const stack: Frame[] = [];
     let sourcesSeen = 0;
     if (this.sources.length === 0) return; // only `files`
     const hasOnFile = this.currentSession !== undefined && (this.opts.plugins?.has('onFile') ?? false);
-    const events = walk(this.sources, {
+    if (sources.length === 0) {
+      throw new Error(`none of the sources could be read: ${this.errors.map((e) => `${e.path} (${e.message})`).join('; ')}`);
+    }
+    const events = walk(sources, {
       exclude: this.opts.exclude ?? [],
       excludeFiles: this.opts.excludeFiles ?? [],
       oneFileSystem: Boolean(this.opts.oneFileSystem),
@@ -708,7 +729,18 @@ class BackupRun {
             }
             this.stats.filesUnmodified++;
           } else {
-            node = await this.saver.readFile(entry, node);
+            this.reading.add(entry.path);
+            const readBefore = this.stats.bytesRead;
+            try {
+              node = await this.saver.readFile(entry, node);
+              this.finishedReadBytes += node.size;
+            } catch (err) {
+              // A file that failed part-way: what it read is no longer in progress.
+              this.finishedReadBytes += Math.max(0, Math.min(this.stats.bytesRead - readBefore, Number(entry.stat.size)));
+              throw err;
+            } finally {
+              this.reading.delete(entry.path);
+            }
             this.countFile(parentNode);
           }
           this.stats.totalBytes += node.size;

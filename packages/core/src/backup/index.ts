@@ -21,4 +21,5 @@
  *   Hard links are stored as separate files (their content dedupes).
  */
 export { runBackup, BackupInterruptedError, PROGRAM_VERSION, type BackupOptions, type BackupResult, type ErrorWithBackupResult } from './backup.js';
-export type { EngineRepository, EntryError, ProgressFn } from './types.js';
+export type { EngineRepository, EntryError, LiveProgress, ProgressFn } from './types.js';
+export { scanSources, type ScanOptions, type ScanTotals } from './scan.js';

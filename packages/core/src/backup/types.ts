@@ -39,7 +39,18 @@ export interface EntryError {
   message: string;
 }
 
-/** Progress callback: called at most every ~100 ms with live counters and the path being worked on. */
-export type ProgressFn = (stats: Readonly<BackupStats>, currentPath: string) => void;
+/** What is under way when progress is reported. */
+export interface LiveProgress {
+  /** Files being read right now (up to the backup's concurrency). */
+  filesInProgress: readonly string[];
+  /** Bytes read so far of those files (not yet in `stats.totalBytes`, which counts finished files). */
+  bytesInProgress: number;
+}
+
+/**
+ * Progress callback: called at most every ~100 ms with live counters, the path the walk is at,
+ * and what is being read right now.
+ */
+export type ProgressFn = (stats: Readonly<BackupStats>, currentPath: string, live: LiveProgress) => void;
 
 export type { Node, Snapshot, Tree, BlobId, Logger, BackupStats, BackupStatus };

@@ -1,9 +1,18 @@
 /**
- * A small JSON parser that also accepts `//` and `/* *\/` comments and trailing
- * commas (JSONC, as VS Code's settings files), reports syntax errors with line
- * and column, rejects duplicate keys, and records where each value starts so
- * schema errors can point at a line.
+ * JSON with comments and trailing commas (JSONC, as VS Code's settings files), parsed with
+ * Microsoft's `jsonc-parser` (the parser of VS Code itself). Kiwi adds what a config file needs on
+ * top: syntax errors with line and column, duplicate keys refused, a nesting limit checked before
+ * the (recursive) parser runs, objects built without prototype setters (`__proto__` is just a key),
+ * and the position of every value so schema errors can point at a line.
  */
+import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser';
+
+// jsonc-parser's SyntaxKind values (declared as a const enum, which isolated modules cannot read).
+const OPEN_BRACE = 1;
+const CLOSE_BRACE = 2;
+const OPEN_BRACKET = 3;
+const CLOSE_BRACKET = 4;
+const EOF = 17;
 
 export interface JsonPosition {
   /** 1-based. */
@@ -32,9 +41,13 @@ export interface ParsedJson {
   positions: Map<string, JsonPosition>;
 }
 
+/** Deeper nesting is refused (a config needs a handful of levels; the parser recurses per level). */
+const MAX_DEPTH = 200;
+
 export function parseJsonc(text: string): ParsedJson {
-  const positions = new Map<string, JsonPosition>();
-  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  // A byte order mark is not part of the document; offsets below stay those of `text`.
+  const start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const body = start ? text.slice(start) : text;
 
   const lineStarts = [0];
   for (let k = 0; k < text.length; k++) if (text.charCodeAt(k) === 10) lineStarts.push(k + 1);
@@ -48,157 +61,99 @@ export function parseJsonc(text: string): ParsedJson {
     }
     return { line: lo + 1, column: offset - lineStarts[lo]! + 1, offset };
   };
-  const fail = (message: string, at = i): never => {
-    throw new JsonSyntaxError(message, posAt(at));
+  /** `offset` is in `body`. */
+  const fail = (message: string, offset: number): never => {
+    throw new JsonSyntaxError(message, posAt(offset + start));
   };
-  const describe = (at: number): string => (at >= text.length ? 'end of input' : `${JSON.stringify(text[at])}`);
-
-  const skip = (): void => {
-    for (;;) {
-      const c = text[i];
-      if (c === ' ' || c === '\t' || c === '\n' || c === '\r') i++;
-      else if (c === '/' && text[i + 1] === '/') {
-        while (i < text.length && text[i] !== '\n') i++;
-      } else if (c === '/' && text[i + 1] === '*') {
-        const end = text.indexOf('*/', i + 2);
-        if (end < 0) fail('unterminated /* comment');
-        i = end + 2;
-      } else return;
-    }
+  const found = (offset: number, length: number): string => {
+    if (offset >= body.length) return 'end of input';
+    const token = body.slice(offset, offset + Math.max(1, Math.min(length, 20)));
+    // A string token shows as written ("plugins"); anything else quoted, with escapes for the invisible.
+    return /^"[^"\\\n]*"$/.test(token) ? token : JSON.stringify(token);
   };
 
-  const parseString = (): string => {
-    const start = i;
-    i++; // opening quote
-    let out = '';
-    let chunk = i;
-    for (;;) {
-      if (i >= text.length) fail('unterminated string', start);
-      const code = text.charCodeAt(i);
-      if (code === 34) {
-        out += text.slice(chunk, i);
-        i++;
-        return out;
-      }
-      if (code < 0x20) fail('control character in string (escape it)');
-      if (code === 92) {
-        out += text.slice(chunk, i);
-        const e = text[i + 1];
-        switch (e) {
-          case '"': out += '"'; break;
-          case '\\': out += '\\'; break;
-          case '/': out += '/'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'n': out += '\n'; break;
-          case 'r': out += '\r'; break;
-          case 't': out += '\t'; break;
-          case 'u': {
-            const hex = text.slice(i + 2, i + 6);
-            if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('invalid \\u escape');
-            out += String.fromCharCode(parseInt(hex, 16));
-            i += 4;
-            break;
-          }
-          default:
-            fail(`invalid escape \\${e ?? ''}`);
+  checkDepth(body, fail);
+  const errors: ParseError[] = [];
+  const root = parseTree(body, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false });
+  if (errors.length > 0) {
+    const e = errors[0]!;
+    fail(describeError(printParseErrorCode(e.error), found(e.offset, e.length)), e.offset);
+  }
+  if (!root) return fail('expected a JSON value, found end of input', body.length);
+
+  const positions = new Map<string, JsonPosition>();
+  const toValue = (node: JsonNode, path: string): unknown => {
+    positions.set(path, posAt(node.offset + start));
+    switch (node.type) {
+      case 'object': {
+        const obj: Record<string, unknown> = {};
+        for (const prop of node.children ?? []) {
+          const [keyNode, valueNode] = prop.children ?? [];
+          const key = String(keyNode?.value);
+          if (Object.prototype.hasOwnProperty.call(obj, key)) fail(`duplicate key ${JSON.stringify(key)}`, keyNode!.offset);
+          const value = valueNode ? toValue(valueNode, path ? `${path}.${key}` : key) : undefined;
+          // Not `obj[key] = value`: a "__proto__" key must stay a key, not replace the prototype.
+          Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
         }
-        i += 2;
-        chunk = i;
-        continue;
-      }
-      i++;
-    }
-  };
-
-  const parseNumber = (): number => {
-    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
-    if (!m) return fail(`unexpected ${describe(i)}`);
-    i += m[0].length;
-    return Number(m[0]);
-  };
-
-  const parseValue = (path: string, depth: number): unknown => {
-    if (depth > 200) fail('nesting too deep');
-    skip();
-    positions.set(path, posAt(i));
-    const c = text[i];
-    if (c === '{') {
-      i++;
-      const obj: Record<string, unknown> = {};
-      skip();
-      if (text[i] === '}') {
-        i++;
         return obj;
       }
-      for (;;) {
-        skip();
-        if (text[i] === '}') {
-          i++; // trailing comma
-          return obj;
-        }
-        if (text[i] !== '"') fail(`expected a double-quoted property name, found ${describe(i)}`);
-        const keyAt = i;
-        const key = parseString();
-        if (Object.prototype.hasOwnProperty.call(obj, key)) fail(`duplicate key "${key}"`, keyAt);
-        skip();
-        if (text[i] !== ':') fail(`expected ":" after "${key}", found ${describe(i)}`);
-        i++;
-        const childPath = path ? `${path}.${key}` : key;
-        const v = parseValue(childPath, depth + 1);
-        Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
-        skip();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === '}') {
-          i++;
-          return obj;
-        }
-        fail(`expected "," or "}" after the value of "${key}", found ${describe(i)}`);
-      }
+      case 'array':
+        return (node.children ?? []).map((child, i) => toValue(child, `${path}[${i}]`));
+      default:
+        return node.value;
     }
-    if (c === '[') {
-      i++;
-      const arr: unknown[] = [];
-      skip();
-      if (text[i] === ']') {
-        i++;
-        return arr;
-      }
-      for (;;) {
-        skip();
-        if (text[i] === ']') {
-          i++;
-          return arr;
-        }
-        arr.push(parseValue(`${path}[${arr.length}]`, depth + 1));
-        skip();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') {
-          i++;
-          return arr;
-        }
-        fail(`expected "," or "]" in array, found ${describe(i)}`);
-      }
-    }
-    if (c === '"') return parseString();
-    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return parseNumber();
-    for (const [word, value] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (text.startsWith(word, i)) {
-        i += word.length;
-        return value;
-      }
-    }
-    return fail(`unexpected ${describe(i)}`);
   };
+  return { value: toValue(root, ''), positions };
+}
 
-  const value = parseValue('', 0);
-  skip();
-  if (i < text.length) fail(`unexpected ${describe(i)} after the end of the document`);
-  return { value, positions };
+/** Refuse nesting deeper than {@link MAX_DEPTH} before parsing (one token scan, no recursion). */
+function checkDepth(text: string, fail: (message: string, offset: number) => never): void {
+  const scanner = createScanner(text, true);
+  let depth = 0;
+  for (let kind: number = scanner.scan(); kind !== EOF; kind = scanner.scan()) {
+    if (kind === OPEN_BRACE || kind === OPEN_BRACKET) {
+      if (++depth > MAX_DEPTH) fail('nesting too deep', scanner.getTokenOffset());
+    } else if (kind === CLOSE_BRACE || kind === CLOSE_BRACKET) {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+}
+
+/** A message per jsonc-parser error code (by name). */
+function describeError(code: string, found: string): string {
+  switch (code) {
+    case 'InvalidSymbol':
+      return `unexpected ${found}`;
+    case 'InvalidNumberFormat':
+    case 'UnexpectedEndOfNumber':
+      return `invalid number ${found}`;
+    case 'PropertyNameExpected':
+      return `expected a double-quoted property name, found ${found}`;
+    case 'ValueExpected':
+      return `expected a value, found ${found}`;
+    case 'ColonExpected':
+      return `expected ":" after the property name, found ${found}`;
+    case 'CommaExpected':
+      return `expected ",", found ${found}`;
+    case 'CloseBraceExpected':
+      return `expected "," or "}", found ${found}`;
+    case 'CloseBracketExpected':
+      return `expected "," or "]", found ${found}`;
+    case 'EndOfFileExpected':
+      return `unexpected ${found} after the end of the document`;
+    case 'InvalidCommentToken':
+      return 'invalid comment';
+    case 'UnexpectedEndOfComment':
+      return 'unterminated /* comment';
+    case 'UnexpectedEndOfString':
+      return 'unterminated string';
+    case 'InvalidUnicode':
+      return 'invalid \\u escape';
+    case 'InvalidEscapeCharacter':
+      return 'invalid escape in string';
+    case 'InvalidCharacter':
+      return 'control character in string (escape it)';
+    default:
+      return `unexpected ${found}`;
+  }
 }

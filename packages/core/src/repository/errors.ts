@@ -24,7 +24,7 @@ export class RepositoryExistsError extends Error {
 export class WrongPasswordError extends Error {
   readonly location: string;
   constructor(location: string, keysTried: number) {
-    super(`wrong password: it opens none of the ${keysTried} key file(s) of the repository at ${location}`);
+    super(`wrong password: it ${keysTried === 1 ? 'does not open the key file' : `opens none of the ${keysTried} key files`} of the repository at ${location}`);
     this.name = 'WrongPasswordError';
     this.location = location;
   }

@@ -279,7 +279,7 @@ export class Repository {
       }
     }
     if (!keys && tried === 0) {
-      throw new IntegrityError(`repository at ${storage.location}: none of its ${names.length} key file(s) is readable`, { file: 'keys/' });
+      throw new IntegrityError(`repository at ${storage.location}: ${names.length === 1 ? 'its key file is not readable' : `none of its ${names.length} key files is readable`}`, { file: 'keys/' });
     }
     if (!keys) throw new WrongPasswordError(storage.location, tried);
     let config: RepositoryConfig;

@@ -5,6 +5,7 @@
  * exponential backoff and full jitter.
  */
 import { StorageError, isTransientError } from './errors.js';
+import { redactUrl } from './redact.js';
 import { handlePath, type FileInfo, type FileType, type Handle, type LoadOptions, type Storage } from './types.js';
 
 /** The storage operations the retry layer retries (`close` is never retried). */
@@ -94,14 +95,14 @@ export function withRetry(storage: Storage, options: RetryOptions = {}): Storage
     if (attempt >= maxAttempts) {
       const what = op === 'list' || op === 'create' ? target : `${op} ${target}`;
       throw new StorageError(
-        `${what} on ${inner.location} failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${messageOf(err)}`,
-        { kind: 'transient', location: `${inner.location} ${target}`, cause: err },
+        `${what} on ${redactUrl(inner.location)} failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${messageOf(err)}`,
+        { kind: 'transient', location: `${redactUrl(inner.location)} ${target}`, cause: err },
       );
     }
     const delayMs = Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1)));
     if (onRetry) {
       try {
-        onRetry({ operation: op, ...extra, target, location: inner.location, attempt, maxAttempts, delayMs, error: messageOf(err) });
+        onRetry({ operation: op, ...extra, target, location: redactUrl(inner.location), attempt, maxAttempts, delayMs, error: messageOf(err) });
       } catch {
         // A failing logger must not change the outcome of the operation.
       }
@@ -126,8 +127,10 @@ export function withRetry(storage: Storage, options: RetryOptions = {}): Storage
 
   const wrapped: RetryingStorage = {
     [INNER]: inner,
+    // Printed in messages, logs and plug-in contexts: never with a password or credential from the URL,
+    // whatever the adapter (a custom one may return its URL as given).
     get location() {
-      return inner.location;
+      return redactUrl(inner.location);
     },
     get preferredReadSize() {
       return inner.preferredReadSize;
