@@ -231,7 +231,12 @@ function saveFile(spec: FileSpec): void {
   }
 }
 
+/** Tests only: `KIWI_TEST_SAVER_CRASH=<n>` ends this thread abruptly when it starts its n-th file. */
+const crashAt = Number(process.env.KIWI_TEST_SAVER_CRASH ?? 0);
+let filesStarted = 0;
+
 port.on('message', (job: BatchJob) => {
+  if (crashAt > 0 && (filesStarted += job.files.length) >= crashAt) process.exit(70);
   try {
     for (let i = 0; i < job.files.length; i++) {
       current = { file: i, chunks: [] };
