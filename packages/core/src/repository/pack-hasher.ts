@@ -45,7 +45,7 @@ export class PackHasher {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(SOURCE, { eval: true });
+    const w = new Worker(SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 2 } });
     w.unref();
     w.on('message', (m: { seq: number; buffer: ArrayBuffer; id: string }) => {
       const job = this.waiting.get(m.seq);

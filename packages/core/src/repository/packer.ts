@@ -4,8 +4,14 @@
  * uploads finished packs with bounded parallelism.
  *
  * Memory is bounded: pack buffers come from a pool of at most `maxInFlight + 2`
- * buffers; a buffer returns to the pool when its upload finishes. When none is free,
- * `add` waits (back-pressure to the caller).
+ * buffers of `packSize` + {@link PACK_SLACK} + 64 KiB each (a blob that does not fit
+ * finishes the open pack first; a blob larger than a buffer gets a pack of its own); a
+ * buffer returns to the pool when its upload finishes. When none is free, `add` waits
+ * (back-pressure to the caller). A tree pack starts in a small buffer of its own
+ * ({@link SMALL_TREE_PACK}: most backups write far fewer tree bytes than a pack holds)
+ * and moves into a pool buffer only when it outgrows it. So a backup holds at most
+ * (maxInFlight + 2) × (packSize + 1.06 MiB) of pack buffers, and typically
+ * (maxInFlight + 1) of them plus 1 MiB: 52 MiB with the defaults.
  */
 import { OVERHEAD, encryptInto } from '../crypto/aead.js';
 import { StorageError, type StorageErrorKind } from '../storage/errors.js';
@@ -15,6 +21,11 @@ import { FLAG_TREE, ID_SIZE } from './index-table.js';
 import { encodePackHeader, packTrailerSize, type PackEntry } from './pack-format.js';
 import { PackHasher } from './pack-hasher.js';
 import type { BlobType } from './types.js';
+
+/** Room past the target size in a pack buffer, for the blob that crosses it. */
+export const PACK_SLACK = 1024 * 1024;
+/** The first buffer of a tree pack (not pooled); a tree pack that outgrows it moves to a pool buffer. */
+export const SMALL_TREE_PACK = 1024 * 1024;
 
 export interface PackerOptions {
   storage: Storage;
@@ -60,7 +71,7 @@ export class Packer {
     this.encKey = opts.encKey;
     this.packSize = opts.packSize;
     // Room for the blob that crosses the target size, plus the header.
-    this.capacity = Math.ceil(opts.packSize * 1.25) + 64 * 1024;
+    this.capacity = opts.packSize + Math.min(PACK_SLACK, opts.packSize) + 64 * 1024;
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
     this.maxBuffers = this.maxInFlight + 2;
     this.onUploaded = opts.onUploaded;
@@ -109,8 +120,19 @@ export class Packer {
     const need = sealed ? payload.byteLength : payload.byteLength + OVERHEAD;
     let pack = this.open[type];
     if (pack && pack.pos + need + packTrailerSize(pack.entries.length + 1) > pack.buf.byteLength) {
-      this.finish(pack);
-      pack = undefined;
+      if (!pack.pooled && pack.buf.byteLength < this.capacity && pack.pos + need + packTrailerSize(pack.entries.length + 1) <= this.capacity) {
+        // A small tree pack outgrew its first buffer: move it into a pool buffer.
+        const small = pack;
+        const moved = await this.newPack(type, this.capacity);
+        moved.buf.set(small.buf.subarray(0, small.pos));
+        moved.pos = small.pos;
+        moved.entries = small.entries;
+        this.throwIfFailed();
+        pack = moved;
+      } else {
+        this.finish(pack);
+        pack = undefined;
+      }
     }
     if (!pack) {
       pack = await this.newPack(type, need + packTrailerSize(1));
@@ -173,7 +195,9 @@ export class Packer {
 
   private async newPack(type: BlobType, minSize: number): Promise<OpenPack> {
     let pack: OpenPack;
-    if (minSize > this.capacity) {
+    if (type === 'tree' && minSize <= SMALL_TREE_PACK && this.capacity > SMALL_TREE_PACK) {
+      pack = { type, buf: Buffer.allocUnsafeSlow(SMALL_TREE_PACK), pooled: false, pos: 0, entries: [] };
+    } else if (minSize > this.capacity) {
       // A blob larger than a pool buffer gets a pack of its own.
       pack = { type, buf: Buffer.allocUnsafeSlow(minSize), pooled: false, pos: 0, entries: [] };
     } else {

@@ -133,7 +133,7 @@ class SaverWorker {
       arena,
       filter: filter.buffer,
     };
-    this.worker = new Worker(script, { workerData });
+    this.worker = new Worker(script, { workerData, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     this.worker.unref();
     this.worker.on('message', (m: WorkerMessage) => {
       this.chain = this.chain.then(() => this.message(m)).catch((err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))));
