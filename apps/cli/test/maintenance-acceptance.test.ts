@@ -132,7 +132,12 @@ describe('a prune killed with SIGKILL (acceptance 3)', () => {
     for (let round = 0; round < rounds; round++) {
       await rm(env.KIWI_REPOSITORY, { recursive: true, force: true });
       await cp(pristine, env.KIWI_REPOSITORY, { recursive: true });
-      // Spread over the run, from process start to the end of deleting (with jitter).
+      // Even rounds kill as a phase that changes the repository begins (the repack, index or delete
+      // phase, seen on its --json status line, then 0-15 ms): those moments are hit whatever the
+      // machine's speed. Odd rounds spread the kills over the run, from process start to the end of
+      // deleting (with jitter).
+      const atPhase = round % 2 === 0 ? (['repack', 'index', 'delete'] as const)[(round / 2) % 3] : undefined;
+      const phaseDelay = atPhase === 'delete' ? 0 : Math.round(Math.random() * 15);
       const delay = Math.round(((round + 0.5) / rounds) * duration * 1.1 + (Math.random() - 0.5) * 40);
       let lastPhase = 'start';
       const r = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -140,20 +145,28 @@ describe('a prune killed with SIGKILL (acceptance 3)', () => {
           env: { ...process.env, ...env },
           stdio: ['ignore', 'pipe', 'pipe'],
         });
+        let phaseTimer: NodeJS.Timeout | undefined;
         child.stdout.setEncoding('utf8').on('data', (d: string) => {
           for (const line of d.split('\n')) {
             if (!line.trim()) continue;
             try {
               const j = JSON.parse(line) as { message_type?: string; phase?: string };
-              if (j.message_type === 'status' && j.phase) lastPhase = j.phase;
+              if (j.message_type === 'status' && j.phase) {
+                lastPhase = j.phase;
+                if (j.phase === atPhase && phaseTimer === undefined) {
+                  if (phaseDelay === 0) child.kill('SIGKILL');
+                  else phaseTimer = setTimeout(() => child.kill('SIGKILL'), phaseDelay);
+                }
+              }
             } catch {
               // a partial line
             }
           }
         });
-        const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+        const timer = atPhase ? undefined : setTimeout(() => child.kill('SIGKILL'), delay);
         child.on('close', (code, signal) => {
           clearTimeout(timer);
+          clearTimeout(phaseTimer);
           resolve({ code, signal });
         });
       });
@@ -165,7 +178,7 @@ describe('a prune killed with SIGKILL (acceptance 3)', () => {
       }
       // The dead prune's lock is stale (its process is gone): the next commands take it over.
       const check = await runKiwi(['check', '--read-data'], { env });
-      expect(check.code, `after a kill at ${delay} ms (${lastPhase}): ${check.stderr}`).toBe(0);
+      expect(check.code, `after a kill ${atPhase ? `as ${atPhase} began (+${phaseDelay} ms)` : `at ${delay} ms`} (${lastPhase}): ${check.stderr}`).toBe(0);
       const target = join(work, `restore-${round}`);
       const restore = await runKiwi(['restore', kept[kept.length - 1]!.slice(0, 12), '--target', target, '--quiet'], { env });
       expect(restore.code, restore.stderr).toBe(0);

@@ -5,7 +5,8 @@
  * the (recursive) parser runs, objects built without prototype setters (`__proto__` is just a key),
  * and the position of every value so schema errors can point at a line.
  */
-import { createScanner, parseTree, printParseErrorCode, type Node as JsonNode, type ParseError } from 'jsonc-parser';
+import type { Node as JsonNode, ParseError } from 'jsonc-parser';
+import { jsoncParser } from '../lazy-modules.js';
 
 // jsonc-parser's SyntaxKind values (declared as a const enum, which isolated modules cannot read).
 const OPEN_BRACE = 1;
@@ -74,10 +75,10 @@ export function parseJsonc(text: string): ParsedJson {
 
   checkDepth(body, fail);
   const errors: ParseError[] = [];
-  const root = parseTree(body, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false });
+  const root = jsoncParser().parseTree(body, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false });
   if (errors.length > 0) {
     const e = errors[0]!;
-    fail(describeError(printParseErrorCode(e.error), found(e.offset, e.length)), e.offset);
+    fail(describeError(jsoncParser().printParseErrorCode(e.error), found(e.offset, e.length)), e.offset);
   }
   if (!root) return fail('expected a JSON value, found end of input', body.length);
 
@@ -108,7 +109,7 @@ export function parseJsonc(text: string): ParsedJson {
 
 /** Refuse nesting deeper than {@link MAX_DEPTH} before parsing (one token scan, no recursion). */
 function checkDepth(text: string, fail: (message: string, offset: number) => never): void {
-  const scanner = createScanner(text, true);
+  const scanner = jsoncParser().createScanner(text, true);
   let depth = 0;
   for (let kind: number = scanner.scan(); kind !== EOF; kind = scanner.scan()) {
     if (kind === OPEN_BRACE || kind === OPEN_BRACKET) {

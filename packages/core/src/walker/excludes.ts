@@ -1,4 +1,5 @@
-import ignore, { type Ignore } from 'ignore';
+import type { Ignore } from 'ignore';
+import { ignoreFactory } from '../lazy-modules.js';
 import { sep } from 'node:path';
 
 /** Tests per matcher before its result cache is dropped (the `ignore` package caches every path it sees). */
@@ -19,7 +20,7 @@ export class Matcher {
   }
 
   private build(): Ignore {
-    return ignore({ ignorecase: false }).add(this.patterns as string[]);
+    return ignoreFactory()({ ignorecase: false }).add(this.patterns as string[]);
   }
 
   get empty(): boolean {

@@ -13,7 +13,8 @@
  * also tried below each source, as at backup); a plain name matches at any
  * depth.
  */
-import ignore, { type Ignore } from 'ignore';
+import type { Ignore } from 'ignore';
+import { ignoreFactory } from '../lazy-modules.js';
 
 /** Tests per matcher before its result cache is dropped (`ignore` caches every path it sees). */
 const CACHE_BUDGET = 20_000;
@@ -123,7 +124,7 @@ export class PathPatterns {
   }
 
   #build(rules: string[]): Ignore {
-    return ignore({ ignorecase: this.#ignoreCase }).add(rules);
+    return ignoreFactory()({ ignorecase: this.#ignoreCase }).add(rules);
   }
 
   /** No (usable) patterns. */
