@@ -83,7 +83,10 @@ export function failureMessage(err: unknown, ctx: FailureContext = {}): string {
   } else {
     message = inspect(err);
   }
-  if (ctx.rawRepo && ctx.repo && ctx.rawRepo !== ctx.repo) message = message.split(ctx.rawRepo).join(ctx.repo);
+  // A repository URL with a secret in it (user:password@, ?query) as the user wrote it, wherever a message
+  // quotes it, becomes the printable form. Only then: a relative local path (`repo`) is a plain word that
+  // other parts of the message may contain ("no password for repository …").
+  if (ctx.rawRepo && ctx.repo && ctx.rawRepo !== ctx.repo && maskSecrets(ctx.rawRepo) !== ctx.rawRepo) message = message.split(ctx.rawRepo).join(ctx.repo);
   return escapeControlKeepLines(maskSecrets(message));
 }
 

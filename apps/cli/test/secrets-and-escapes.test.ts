@@ -111,6 +111,14 @@ describe('the CLI', () => {
     }
   });
 
+  it('a relative repository path in a message is not confused with words of the message', async () => {
+    // `--repo repo` from the work directory: "no password for repository …" once said
+    // "no password for <abs>/repository <abs>/<abs>/repo".
+    const r = await runKiwi(['snapshots', '--repo', 'repo'], { env: { ...env, KIWI_PASSWORD: '' }, cwd: work });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`no password for repository ${join(work, 'repo')}:`);
+  });
+
   it('a password file that others can read is used, with a warning', async () => {
     const pw = join(work, 'password');
     await writeFile(pw, 'pw\n');
