@@ -55,12 +55,12 @@ export function createTools({ root, base, measure, forgetByRm }) {
        * timed.
        */
       maintenance(h) {
-        const label = `${t} forget --keep-last 1 --prune`;
-        const one = k(label, h, ['forget', '--keep-last', '1', '--prune'], { okCodes: [2] });
-        if (one.status === 0) return { ...one, how: 'forget --keep-last 1 --prune' };
+        const label = `${t} forget --keep-last 1 --prune --max-unused 0`;
+        const one = k(label, h, ['forget', '--keep-last', '1', '--prune', '--max-unused', '0'], { okCodes: [2] });
+        if (one.status === 0) return { ...one, how: 'forget --keep-last 1 --prune --max-unused 0' };
         if (!/unknown command/i.test(one.stderr)) {
           const f = k(`${t} forget --keep-last 1`, h, ['forget', '--keep-last', '1']);
-          const p = k(`${t} prune`, h, ['prune']);
+          const p = k(`${t} prune`, h, ['prune', '--max-unused', '0']);
           return { seconds: f.seconds + p.seconds, rssMiB: Math.max(f.rssMiB, p.rssMiB), all: [f.seconds, p.seconds], how: 'forget --keep-last 1, then prune (2 processes)' };
         }
         if (!forgetByRm || !h.plainFiles) return null;
@@ -107,7 +107,7 @@ export function createTools({ root, base, measure, forgetByRm }) {
       restore: (h, target) => measure('restic restore', 'restic', ['restore', 'latest', '--target', target, '--quiet'], { env: h.env }),
       snapshots: (h, label) => measure(label, 'restic', ['snapshots'], { env: h.env }),
       ls: (h, label) => measure(label, 'restic', ['ls', 'latest'], { env: h.env }),
-      maintenance: (h) => ({ ...measure('restic forget --keep-last 1 --prune', 'restic', ['forget', '--keep-last', '1', '--prune'], { env: h.env }), how: 'forget --keep-last 1 --prune' }),
+      maintenance: (h) => ({ ...measure('restic forget --keep-last 1 --prune --max-unused 0', 'restic', ['forget', '--keep-last', '1', '--prune', '--max-unused', '0'], { env: h.env }), how: 'forget --keep-last 1 --prune --max-unused 0' }),
     },
     borg: {
       available: () => Boolean(which('borg')),

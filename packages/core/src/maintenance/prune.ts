@@ -192,7 +192,7 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
     const byId = new Map(locs.map((l) => [l.id, l]));
     await reader.readMany(
       locs,
-      async (id, data, error) => {
+      async (id, data, error, stored) => {
         const loc = byId.get(id)!;
         if (!data) {
           throw new IntegrityError(
@@ -200,15 +200,25 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
             { file: handlePath({ type: 'data', name: s.id }), blobId: id },
           );
         }
-        const r = await repo.saveBlob(loc.type, data, id);
-        newBytes += r.storedSize;
+        // (Blobs of one read arrive concurrently: each adds its size after its own await.)
+        let size: number;
+        if (stored) {
+          // Verified above (authenticated, decompressed, its id checked): its stored bytes go into the
+          // new pack as they are, neither compressed nor encrypted again (the same key, the same bytes).
+          size = repo.claimBlob(loc.type, id) ? await repo.storeSealed(loc.type, id, stored, loc.rawLength, loc.compressed) : 0;
+        } else {
+          size = (await repo.saveBlob(loc.type, data, id)).storedSize;
+        }
+        newBytes += size;
       },
       { transient: true },
     );
     progress({ phase: 'repack', done: ++repacked, total: toRepack.length });
   }
   await repo.flush();
-  result.bytes.freed -= newBytes;
+  // The plan counted the repacked packs' unused bytes as freed; their used bytes were stored again
+  // as `newBytes` (the same, when copied as stored; less or more, when stored again).
+  result.bytes.freed += repackBytes - newBytes;
 
   // 2. new index files listing every pack kept (and the new ones), superseding all old files; 3. old
   //    files removed. The content comes from the in-memory index (every index file, every adopted

@@ -37,7 +37,12 @@ export interface LoadBlobsOptions {
   transient?: boolean;
 }
 
-export type OnBlob = (id: BlobId, data: Buffer | undefined, error?: Error) => void | Promise<void>;
+/**
+ * Gets each blob's verified plaintext (`data`) or its error. `stored`, when the blob came from a
+ * ranged read: its bytes as stored in the pack (nonce ‖ ciphertext ‖ tag), verified with `data`
+ * and valid as long as `data` is (prune copies them into new packs as they are).
+ */
+export type OnBlob = (id: BlobId, data: Buffer | undefined, error?: Error, stored?: Uint8Array) => void | Promise<void>;
 
 /** The largest read for a storage: its `preferredReadSize` clamped to 1–16 MiB, else {@link DEFAULT_MAX_READ}. */
 export function maxReadFor(storage: Storage): number {
@@ -252,12 +257,13 @@ export class BlobReader {
           let error: Error | undefined;
           const off = loc.offset - r.start;
           const slot = scratch?.subarray(off, off + loc.length);
+          const stored = whole.subarray(off, off + loc.length);
           try {
-            data = await this.open(loc, whole.subarray(off, off + loc.length), transient && !loc.compressed ? slot : undefined, slot);
+            data = await this.open(loc, stored, transient && !loc.compressed ? slot : undefined, slot);
           } catch (err) {
             error = err as Error;
           }
-          await onBlob(loc.id, data, error);
+          await onBlob(loc.id, data, error, data ? stored : undefined);
         }),
       );
     } finally {
