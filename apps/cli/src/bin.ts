@@ -6,6 +6,10 @@
 // machine, that CPU is taken from the work itself. docs/benchmarks.md has the measurements (faster
 // restores over S3 and SFTP, local restores and backups unchanged). `node <path>/bin.js` runs without it.
 import * as nodeModule from 'node:module';
+import { prefetchKeys } from './key-prefetch.js';
+
+// The repository's key derivation (scrypt) runs on the thread pool while the modules load.
+prefetchKeys();
 
 // Node 22.1+ keeps the compiled code of the modules in a cache on disk (in the temp directory, or
 // $NODE_COMPILE_CACHE), which takes a good part off every later start; Node 20 has no such cache.

@@ -11,6 +11,7 @@ import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqua
 import { hostname as osHostname, userInfo } from 'node:os';
 import { AuthenticationError, KEY_SIZE, OVERHEAD, decrypt, encrypt } from './aead.js';
 import { MAX_KEY_FILE_SIZE, MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK } from '../repository/limits.js';
+import { takePrederived } from './prederived.js';
 
 /** scrypt parameters. `N` is a power of two. */
 export interface KdfParams {
@@ -206,7 +207,9 @@ export function parseKeyFile(bytes: Uint8Array, where: string): KeyFile {
  */
 export async function openKeyFile(file: KeyFile, password: string | Uint8Array): Promise<MasterKeys | null> {
   const pw = passwordBytes(password);
-  const kdfKey = await scrypt(pw, Buffer.from(file.salt, 'base64'), { N: file.N, r: file.r, p: file.p });
+  const params = { N: file.N, r: file.r, p: file.p };
+  validateKdf(params);
+  const kdfKey = (await takePrederived(file.salt, params, KEY_SIZE, pw)) ?? (await scrypt(pw, Buffer.from(file.salt, 'base64'), params));
   pw.fill(0);
   let plain: Buffer;
   try {

@@ -14,6 +14,7 @@ import {
   safeUsername,
   type KdfParams,
 } from '../crypto/keys.js';
+import { clearPrederived } from '../crypto/prederived.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Storage, Handle } from '../storage/types.js';
 import { handlePath } from '../storage/types.js';
@@ -262,21 +263,25 @@ export class Repository {
     let keys: MasterKeys | null = null;
     let keyId = '';
     let tried = 0;
-    for (const name of names) {
-      let file;
-      try {
-        file = parseKeyFile(await storage.load({ type: 'key', name }), `keys/${name}`);
-      } catch (err) {
-        if (storage.isNotFound(err)) continue;
-        log.warn(`skipping unreadable key file: ${(err as Error).message}`);
-        continue;
+    try {
+      for (const name of names) {
+        let file;
+        try {
+          file = parseKeyFile(await storage.load({ type: 'key', name }), `keys/${name}`);
+        } catch (err) {
+          if (storage.isNotFound(err)) continue;
+          log.warn(`skipping unreadable key file: ${(err as Error).message}`);
+          continue;
+        }
+        tried++;
+        keys = await openKeyFile(file, password);
+        if (keys) {
+          keyId = name;
+          break;
+        }
       }
-      tried++;
-      keys = await openKeyFile(file, password);
-      if (keys) {
-        keyId = name;
-        break;
-      }
+    } finally {
+      clearPrederived();
     }
     if (!keys && tried === 0) {
       throw new IntegrityError(`repository at ${storage.location}: ${names.length === 1 ? 'its key file is not readable' : `none of its ${names.length} key files is readable`}`, { file: 'keys/' });

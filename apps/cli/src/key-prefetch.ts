@@ -1,0 +1,98 @@
+/**
+ * Begin the repository's key derivation before Kiwi's modules load.
+ *
+ * scrypt (~80 ms) and loading the modules (about as long) would otherwise run one after the other
+ * in every command that opens a repository. This runs first thing in `bin.ts`, imports nothing but
+ * Node's built-ins, and only acts when it can tell cheaply and for certain what the ordinary path
+ * will do: a repository command, a local repository named by `--repo`/`-r` or `KIWI_REPOSITORY`, and
+ * the password from `KIWI_PASSWORD`, `--password-file` or `KIWI_PASSWORD_FILE` (read as the ordinary
+ * path reads it: the first line). It starts scrypt on the thread pool for at most two key files with
+ * ordinary parameters and leaves the derivations where core's `openKeyFile` looks for them
+ * (`packages/core/src/crypto/prederived.ts`), which uses one only when the salt, the parameters and
+ * the password are exactly those of the key file it opens. Whatever goes wrong here is ignored:
+ * the key is then derived as usual. Nothing is printed.
+ */
+import { scrypt } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const PREDERIVED_KEYS = Symbol.for('kiwi.prederivedKeys');
+/** Commands that open an existing repository first thing. */
+const REPOSITORY_COMMANDS = new Set(['backup', 'snapshots', 'ls', 'restore', 'diff', 'dump', 'find', 'tag', 'check', 'forget', 'prune', 'stats', 'copy', 'key', 'unlock', 'repair']);
+const KEY_LENGTH = 32;
+/** Key files are small; anything larger is left to the ordinary path (which refuses it). */
+const MAX_KEY_FILE = 64 * 1024;
+/** Only ordinary scrypt parameters (up to 64 MiB of memory); hostile ones are the ordinary path's to refuse. */
+const MAX_SCRYPT_BYTES = 64 * 1024 * 1024;
+
+function readSmall(path: string, max: number): Buffer | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (size > max) return undefined;
+    const buf = Buffer.alloc(size);
+    let got = 0;
+    while (got < size) {
+      const n = readSync(fd, buf, got, size - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The value of `--name`/`-short` in argv (`--name v`, `--name=v`, `-s v`), the last one given. */
+function option(argv: readonly string[], name: string, short?: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') break;
+    if (a === `--${name}` || (short && a === `-${short}`)) value = argv[++i];
+    else if (a.startsWith(`--${name}=`)) value = a.slice(name.length + 3);
+  }
+  return value;
+}
+
+export function prefetchKeys(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): void {
+  try {
+    const command = argv.find((a) => !a.startsWith('-'));
+    if (!command || !REPOSITORY_COMMANDS.has(command) || argv.includes('--help') || argv.includes('-h')) return;
+    const repo = option(argv, 'repo', 'r') ?? env.KIWI_REPOSITORY;
+    // Only a local path (a URL has a scheme: `s3:`, `sftp:`, `local:`, …).
+    if (!repo || /^[a-z][a-z0-9+.-]*:/i.test(repo)) return;
+    let password: string | undefined;
+    if (env.KIWI_PASSWORD) password = env.KIWI_PASSWORD;
+    else {
+      const file = option(argv, 'password-file') ?? (option(argv, 'password-command') === undefined ? env.KIWI_PASSWORD_FILE : undefined);
+      if (!file) return;
+      const text = readSmall(file, 64 * 1024);
+      password = text?.toString('utf8').split(/\r?\n/)[0];
+    }
+    if (!password) return;
+    const keysDir = join(resolve(repo), 'keys');
+    const names = readdirSync(keysDir).filter((n) => /^[0-9a-f]{64}$/.test(n)).slice(0, 2);
+    const list: unknown[] = [];
+    for (const name of names) {
+      const raw = readSmall(join(keysDir, name), MAX_KEY_FILE);
+      if (!raw) continue;
+      const f = JSON.parse(raw.toString('utf8')) as { kdf?: unknown; N?: unknown; r?: unknown; p?: unknown; salt?: unknown };
+      const { N, r, p, salt } = f;
+      if (f.kdf !== 'scrypt' || typeof salt !== 'string' || salt.length > 128) continue;
+      if (!Number.isInteger(N) || !Number.isInteger(r) || p !== 1) continue;
+      const n = N as number;
+      const rr = r as number;
+      if (n < 2 || (n & (n - 1)) !== 0 || rr < 1 || rr > 64 || 128 * n * rr > MAX_SCRYPT_BYTES) continue;
+      const pw = Buffer.from(password, 'utf8');
+      const key = new Promise<Buffer>((res, rej) => {
+        scrypt(Buffer.from(pw), Buffer.from(salt, 'base64'), KEY_LENGTH, { N: n, r: rr, p: 1, maxmem: 128 * n * rr + 32 * 1024 * 1024 }, (err, k) => (err ? rej(err) : res(k)));
+      });
+      key.catch(() => undefined);
+      list.push({ salt, N: n, r: rr, p: 1, keyLength: KEY_LENGTH, password: pw, key });
+    }
+    if (list.length > 0) (globalThis as Record<symbol, unknown>)[PREDERIVED_KEYS] = list;
+  } catch {
+    // The ordinary path derives the key (and reports whatever is wrong).
+  }
+}
