@@ -10,7 +10,7 @@ import { TreeLoader, type TreePosition } from './tree-loader.js';
 type TreeReader = Pick<EngineRepository, 'loadTree' | 'loadIndex' | 'indexStats' | 'loadBlobs' | 'lookupBlob'>;
 
 /** Stored bytes of trees a listing reads ahead of where it is. */
-const LIST_TREES_AHEAD_BYTES = 2 * 1024 * 1024;
+const LIST_TREES_AHEAD_BYTES = 1024 * 1024;
 
 /** Loads the repository's index when it has not been loaded yet (trees are found through it). */
 async function ensureIndex(repository: TreeReader): Promise<void> {

@@ -28,7 +28,12 @@ import type { BlobId, BlobType, Tree } from '../repository/types.js';
 /** What the tree loader needs from the repository (a `Repository` is one; its methods are called on it). */
 export interface TreeSource {
   loadTree(id: BlobId): Promise<Tree>;
-  loadBlobs?(type: BlobType, ids: readonly BlobId[], onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void): Promise<void>;
+  loadBlobs?(
+    type: BlobType,
+    ids: readonly BlobId[],
+    onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void,
+    opts?: { maxRead?: number },
+  ): Promise<void>;
   lookupBlob?(type: BlobType, id: BlobId): { length: number } | undefined;
 }
 
@@ -56,6 +61,11 @@ interface TreeEntry {
 
 /** Trees per `loadBlobs` call. */
 const TREE_BATCH = 512;
+/**
+ * Largest ranged read of a tree batch: trees are small, and each read in flight holds a read buffer
+ * and a decryption buffer of its size (4 reads in flight).
+ */
+const TREE_READ = { maxRead: 1024 * 1024 };
 /** `loadBlobs` calls for trees at once. */
 const TREE_BATCHES_IN_FLIGHT = 2;
 
@@ -347,7 +357,7 @@ export class TreeLoader {
       }
     };
     void load
-      .call(this.source, 'tree', batch.map((e) => e.id), deliver)
+      .call(this.source, 'tree', batch.map((e) => e.id), deliver, TREE_READ)
       .then(
         () => {
           for (const id of [...byId.keys()]) deliver(id, undefined, new Error(`tree blob ${id} was not delivered by the repository`));
