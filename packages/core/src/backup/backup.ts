@@ -66,7 +66,7 @@ function causedByStorage(err: unknown): boolean {
 }
 
 /** Stored bytes of parent-snapshot trees read ahead of the walk and not yet used. */
-const PARENT_TREES_AHEAD_BYTES = 4 * 1024 * 1024;
+const PARENT_TREES_AHEAD_BYTES = 1024 * 1024;
 
 /**
  * Runs one backup: walk → onFile → change detection → chunk → save blobs →
