@@ -67,6 +67,15 @@ export class Output {
     this.stdout.write(`${escapeControl(line)}\n`);
   }
 
+  /** Result lines on stdout (human mode only), as {@link print} prints each, with one write. */
+  printLines(lines: readonly string[]): void {
+    if (this.json || this.quiet || lines.length === 0) return;
+    if (this.progressShown) this.clearProgress();
+    let text = '';
+    for (let i = 0; i < lines.length; i++) text += `${escapeControl(lines[i]!)}\n`;
+    this.stdout.write(text);
+  }
+
   /** An informational message on stderr (human mode, not quiet). */
   info(line: string): void {
     if (this.json || this.quiet) return;

@@ -71,6 +71,15 @@ describe('a broken pipe ends a command quietly with exit code 0', () => {
     await mkdir(src);
     // Enough names that the listing is far larger than a pipe's buffer.
     for (let i = 0; i < 4000; i++) await writeFile(join(src, `a-file-with-a-rather-long-name-${String(i).padStart(5, '0')}.txt`), `${i}\n`);
+    // And a deep hierarchy (400 directories, 8 levels): the listing is cut off while trees are
+    // still being read ahead.
+    for (let a = 0; a < 20; a++) {
+      for (let b = 0; b < 20; b++) {
+        const d = join(src, `deep-${a}`, 'x', 'y', 'z', 'w', 'v', `leaf-${b}`);
+        await mkdir(d, { recursive: true });
+        await writeFile(join(d, 'f.txt'), `${a}/${b}\n`);
+      }
+    }
     await writeFile(join(src, 'big.bin'), bytes(6 * 1024 * 1024, 5));
     env = { KIWI_DATA_DIR: join(work, 'data'), KIWI_REPOSITORY: join(work, 'repo'), KIWI_PASSWORD: 'pw' };
     expect((await runKiwi(['init'], { env })).code).toBe(0);
@@ -101,6 +110,19 @@ describe('a broken pipe ends a command quietly with exit code 0', () => {
     expect(r.out.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
+  });
+
+  it('kiwi ls latest | head -1 in the middle of a deep hierarchy (trees still being read ahead)', async () => {
+    const all = await runKiwi(['ls', 'latest'], { env });
+    expect(all.code).toBe(0);
+    const lines = all.stdout.trim().split('\n');
+    const firstDeep = lines.findIndex((l) => l.includes('/deep-0/'));
+    expect(firstDeep).toBeGreaterThan(0);
+    for (const reader of ['head -1', `head -${firstDeep + 5}`, `head -${firstDeep + 1500}`]) {
+      const r = await pipeline(['ls', 'latest'], reader);
+      expect(r.stderr, reader).toBe('');
+      expect(r.code, reader).toBe(0);
+    }
   });
 
   it('kiwi ls -l --json latest | head -c 100, and kiwi find | head -1', async () => {

@@ -1,4 +1,4 @@
-import { listTree, lookupPath, type Node } from '@kiwi-backup/core';
+import { listTreeChunks, lookupPath, type Node } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { formatMode } from '../format.js';
@@ -31,30 +31,20 @@ export default kiwiCommand({
       errors++;
       out.error(`${e.path}: ${e.message}`, { path: e.path });
     };
-    for await (const { path, node } of listTree(repo, snapshot, dir, { onError })) {
-      count++;
+    const long = Boolean(args.long);
+    // A chunk of entries at a time (thousands): its lines are made into one string and written
+    // with one call; the only await is stdout's backpressure, once per chunk.
+    for await (const chunk of listTreeChunks(repo, snapshot, dir, { onError })) {
+      count += chunk.length;
       if (out.json) {
-        out.emit('node', {
-          path,
-          name: node.name,
-          type: node.type,
-          mode: node.mode,
-          permissions: formatMode(node.type, node.mode),
-          size: node.size,
-          uid: node.uid,
-          gid: node.gid,
-          ...(node.user !== undefined ? { user: node.user } : {}),
-          ...(node.group !== undefined ? { group: node.group } : {}),
-          mtime: mtimeDate(node).toISOString(),
-          ...(node.linkTarget !== undefined ? { link_target: node.linkTarget } : {}),
-          // The exact bytes (base64) of a name or link target that is not valid UTF-8.
-          ...(node.nameRaw !== undefined ? { name_raw: node.nameRaw } : {}),
-          ...(node.linkTargetRaw !== undefined ? { link_target_raw: node.linkTargetRaw } : {}),
-        });
-      } else if (args.long) {
-        out.print(longLine(path, node, human));
+        for (const { path, node } of chunk) out.emit('node', nodeJson(path, node));
       } else {
-        out.print(path);
+        const lines = new Array<string>(chunk.length);
+        for (let i = 0; i < chunk.length; i++) {
+          const { path, node } = chunk[i]!;
+          lines[i] = long ? longLine(path, node, human) : path;
+        }
+        out.printLines(lines);
       }
       const wait = out.backpressure();
       if (wait) await wait;
@@ -67,6 +57,27 @@ export default kiwiCommand({
     return ExitCode.Ok;
   },
 });
+
+/** The `node` JSON line of `ls --json` (without its message type). */
+function nodeJson(path: string, node: Node): Record<string, unknown> {
+  return {
+    path,
+    name: node.name,
+    type: node.type,
+    mode: node.mode,
+    permissions: formatMode(node.type, node.mode),
+    size: node.size,
+    uid: node.uid,
+    gid: node.gid,
+    ...(node.user !== undefined ? { user: node.user } : {}),
+    ...(node.group !== undefined ? { group: node.group } : {}),
+    mtime: mtimeDate(node).toISOString(),
+    ...(node.linkTarget !== undefined ? { link_target: node.linkTarget } : {}),
+    // The exact bytes (base64) of a name or link target that is not valid UTF-8.
+    ...(node.nameRaw !== undefined ? { name_raw: node.nameRaw } : {}),
+    ...(node.linkTargetRaw !== undefined ? { link_target_raw: node.linkTargetRaw } : {}),
+  };
+}
 
 export function mtimeDate(node: Node): Date {
   try {

@@ -1,3 +1,4 @@
+import { readlinkSync } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname, userInfo } from 'node:os';
@@ -9,118 +10,16 @@ import type { PluginRuntime } from '../plugins/runtime.js';
 import { EntryFailure, FileSaver } from './file-saver.js';
 import { BATCH_FILES } from './savers/protocol.js';
 import { Limiter } from './limiter.js';
-import { nameFields, nameKey, nodeFromStat, nodeKey, toNumberStats } from './node.js';
+import { nameFields, nameKey, nodeFromStat, toNumberStats } from './node.js';
+import { listingOf, sameEntries, unchangedFile, type Listing } from './parent.js';
 import { OwnerNames } from './owners.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
 import { readXattrs, xattrsAvailable, xattrsUnavailableReason } from '../xattr/xattrs.js';
 import { isTransientError } from '../storage/errors.js';
-import type { EngineRepository, EntryError, ProgressFn } from './types.js';
+import type { EngineRepository, EntryError } from './types.js';
+import { BackupInterruptedError, PROGRAM_VERSION, emptyStats, type BackupOptions, type BackupResult, type ErrorWithBackupResult } from './options.js';
 
-/** Kiwi's version, recorded in snapshots. */
-export const PROGRAM_VERSION = 'kiwi 0.1.0';
-
-export interface BackupOptions {
-  repository: EngineRepository;
-  /** Paths to back up (made absolute; nested and duplicate sources are folded into their outermost source). */
-  sources: string[];
-  /** Exclude patterns (gitignore syntax). */
-  exclude?: string[];
-  /** Files of exclude patterns. */
-  excludeFiles?: string[];
-  /** Do not cross file-system boundaries below each source. */
-  oneFileSystem?: boolean;
-  /** Do everything but write to the repository (blobs are hashed and counted, no snapshot is written). */
-  dryRun?: boolean;
-  tags?: string[];
-  /** Host name recorded in the snapshot (default: `os.hostname()`). */
-  host?: string;
-  /** The snapshot's time (default: when the backup starts); restic's `--time`, to import old backups or test policies. */
-  time?: Date;
-  /**
-   * Parent snapshot for change detection: a snapshot id, `null` for none, or
-   * `undefined` for the latest snapshot with the same host and paths.
-   */
-  parent?: string | null;
-  /** The plug-in runtime; without it no hooks run. */
-  plugins?: PluginRuntime;
-  /** Aborting it interrupts the backup (status `interrupted`, no snapshot written). */
-  signal?: AbortSignal;
-  logger?: Logger;
-  /** Live progress, at most every ~100 ms, plus once at the end. */
-  onProgress?: ProgressFn;
-  /** Called for each entry that could not be backed up, as it happens (also listed in the result). */
-  onError?: (error: EntryError) => void;
-  /** Files read concurrently (default 8). */
-  concurrency?: number;
-  /**
-   * File saver threads that read, chunk, hash, compress and encrypt files off the main thread
-   * (default: one per core, at most 4; 0: everything on the main thread). The same data gives the
-   * same blobs and trees whatever the number.
-   */
-  workers?: number;
-  /** Printable repository location for plug-ins (default: `repository.location`). */
-  repositoryLocation?: string;
-  /** Replaces the walker's file-system calls (tests: error injection). */
-  walkFs?: WalkOptions['fs'];
-  /**
-   * Files stored besides (or instead of) the sources, as a plug-in's `ctx.addFile` stores them (at
-   * the top of the root tree under their relative path, e.g. `stdin`). Unlike a plug-in's, a file
-   * whose content cannot be read (its stream errors: a command that failed) fails the backup, and
-   * no snapshot is written. With no `sources`, the snapshot holds only these, and its `paths` are
-   * `/<path>` of each (`kiwi backup --stdin`).
-   */
-  files?: Array<{ path: string; content: ContentSource; mode?: number; mtime?: Date }>;
-}
-
-export interface BackupResult {
-  /** The snapshot written (absent for dry runs and failed runs). */
-  snapshotId?: string;
-  snapshot?: Snapshot;
-  /** The parent snapshot used for change detection, if any. */
-  parentId?: string;
-  status: BackupStatus;
-  stats: BackupStats;
-  /** Entries that could not be backed up, with the reason. */
-  errors: EntryError[];
-  /** Warnings (e.g. a file that changed while it was read). */
-  warnings: EntryError[];
-  /** Errors thrown by `onBackupStop` plug-ins (the backup's own result stands). */
-  stopErrors: Error[];
-}
-
-/** Thrown by {@link runBackup} when its `signal` aborted the run. */
-export class BackupInterruptedError extends Error {
-  override readonly name = 'BackupInterruptedError';
-  constructor(reason?: unknown) {
-    super(`backup interrupted${reason instanceof Error ? `: ${reason.message}` : typeof reason === 'string' ? `: ${reason}` : ''}`);
-  }
-}
-
-/**
- * A failed, aborted or interrupted backup rejects with its original error
- * (after `onBackupStop` ran), with the run's result attached as `backupResult`.
- */
-export interface ErrorWithBackupResult extends Error {
-  backupResult?: BackupResult;
-}
-
-function emptyStats(): BackupStats {
-  return {
-    filesNew: 0,
-    filesChanged: 0,
-    filesUnmodified: 0,
-    dirsNew: 0,
-    dirsChanged: 0,
-    dirsUnmodified: 0,
-    errors: 0,
-    bytesRead: 0,
-    totalBytes: 0,
-    totalFiles: 0,
-    blobsNew: 0,
-    dataAdded: 0,
-    dataAddedPacked: 0,
-  };
-}
+export { PROGRAM_VERSION, BackupInterruptedError, type BackupOptions, type BackupResult, type ErrorWithBackupResult } from './options.js';
 
 /** One finished entry of a directory: its raw name and node. */
 interface Item {
@@ -136,10 +35,13 @@ interface Frame {
   key: Buffer;
   /** The directory's node in the parent snapshot. */
   parentNode: Promise<Node | undefined>;
-  /** The parent snapshot's listing of this directory, by raw name. */
-  parentMap: Promise<Map<string, Node> | undefined>;
-  /** Children in walk order; null for skipped/failed entries. */
-  children: Array<Promise<Item | null>>;
+  /** The parent snapshot's listing of this directory. */
+  parentMap: Promise<Listing | undefined>;
+  /** The same once it settled (`listingReady`): entries of the directory are compared at once. */
+  listing: Listing | undefined;
+  listingReady: boolean;
+  /** Children in walk order (done, or in progress); null for skipped/failed entries. */
+  children: Array<Item | null | Promise<Item | null>>;
   /** Ancestor/virtual sub-directories by name, assembled after the walk. */
   subframes: Map<string, Frame>;
   /** Skipped by a plug-in: children are discarded. */
@@ -164,7 +66,7 @@ function causedByStorage(err: unknown): boolean {
 }
 
 /** Stored bytes of parent-snapshot trees read ahead of the walk and not yet used. */
-const PARENT_TREES_AHEAD_BYTES = 4 * 1024 * 1024;
+const PARENT_TREES_AHEAD_BYTES = 1024 * 1024;
 
 /**
  * Runs one backup: walk → onFile → change detection → chunk → save blobs →
@@ -211,7 +113,11 @@ class BackupRun {
   /** `stats.bytesRead` of files whose reading finished: the rest of it is in progress. */
   finishedReadBytes = 0;
   lastProgress = 0;
-  currentPath = '';
+  /** The entry (or path) seen last. */
+  currentEntry: WalkEntry | string = '';
+  get currentPath(): string {
+    return typeof this.currentEntry === 'string' ? this.currentEntry : this.currentEntry.path;
+  }
   walkDone = false;
   /** Extended attributes are read for every entry (the native addon is there); else one warning per run. */
   readonly xattrs = xattrsAvailable();
@@ -386,8 +292,16 @@ class BackupRun {
     else this.log?.warn(`${path}: ${message}`);
   }
 
+  /** {@link progress} for a walked entry (its display path made only when it is shown). */
+  progressAt(entry: WalkEntry): void {
+    this.currentEntry = entry;
+    if (!this.opts.onProgress) return;
+    const now = Date.now();
+    if (now - this.lastProgress >= PROGRESS_INTERVAL_MS) this.progress(entry.path);
+  }
+
   progress(path: string): void {
-    this.currentPath = path;
+    this.currentEntry = path;
     const cb = this.opts.onProgress;
     if (!cb) return;
     const now = Date.now();
@@ -440,13 +354,11 @@ class BackupRun {
     }
   }
 
-  async loadListing(id: BlobId | undefined): Promise<Map<string, Node> | undefined> {
+  async loadListing(id: BlobId | undefined): Promise<Listing | undefined> {
     if (id === undefined) return undefined;
     try {
-      const tree = await this.parentTrees.take(id);
-      const map = new Map<string, Node>();
-      for (const n of tree.nodes) map.set(nodeKey(n), n);
-      return map;
+      const tree = this.parentTrees.takeLoaded(id) ?? (await this.parentTrees.take(id));
+      return listingOf(id, tree);
     } catch (err) {
       this.log?.warn(`parent tree ${id} could not be loaded, its files are read again: ${(err as Error).message}`);
       return undefined;
@@ -455,15 +367,31 @@ class BackupRun {
 
   newFrame(path: string, key: Buffer, node: Node | undefined, parent: Frame | undefined): Frame {
     const parentNode = parent
-      ? parent.parentMap.then((m) => m?.get(nameKey(key)))
+      ? parent.listingReady
+        ? Promise.resolve(parent.listing?.byName.get(nameKey(key)))
+        : parent.parentMap.then((m) => m?.byName.get(nameKey(key)))
       : Promise.resolve(undefined);
     const parentMap = parent
       ? parentNode.then((n) => (n && n.type === 'dir' ? this.loadListing(n.subtree) : undefined))
       : Promise.resolve(undefined);
-    // These promises are awaited later; keep them from being flagged as unhandled meanwhile.
+    const frame: Frame = { path, node, key, parentNode, parentMap, listing: undefined, listingReady: false, children: [], subframes: new Map(), skipped: false };
+    this.trackListing(frame);
+    // parentNode is awaited later; keep it from being flagged as unhandled meanwhile.
     parentNode.catch(() => undefined);
-    parentMap.catch(() => undefined);
-    return { path, node, key, parentNode, parentMap, children: [], subframes: new Map(), skipped: false };
+    return frame;
+  }
+
+  /** Records the frame's listing once it settled (see {@link Frame.listingReady}). */
+  trackListing(frame: Frame): void {
+    const p = frame.parentMap;
+    p.then(
+      (l) => {
+        if (frame.parentMap !== p) return;
+        frame.listing = l;
+        frame.listingReady = true;
+      },
+      () => undefined,
+    );
   }
 
   async body(): Promise<{ snapshot?: Snapshot; snapshotId?: string; parentId?: string }> {
@@ -482,7 +410,7 @@ class BackupRun {
     const root = this.newFrame('/', Buffer.alloc(0), undefined, undefined);
     if (parent) this.parentTrees.want([parent.snapshot.tree]);
     root.parentMap = parent ? this.loadListing(parent.snapshot.tree) : Promise.resolve(undefined);
-    root.parentMap.catch(() => undefined);
+    this.trackListing(root);
     // A source that does not exist is one error, and neither it nor its missing ancestors become
     // (phantom) directories in the snapshot. Its path stays in the snapshot's `paths`.
     const present: string[] = [];
@@ -626,7 +554,7 @@ class BackupRun {
 
       // 'enter' or 'entry'
       if (entry.depth === 0) sourcesSeen++;
-      this.progress(entry.path);
+      this.progressAt(entry);
       const parentFrame = stack.length > 0 ? stack[stack.length - 1]! : sourceParent.get(entry.source);
       if (!parentFrame) throw new Error(`walker: no parent frame for ${entry.path} (source ${entry.source})`);
       const skippedParent = parentFrame.skipped;
@@ -665,6 +593,15 @@ class BackupRun {
 
       // A non-directory entry.
       if (skip) continue;
+      if (content === undefined) {
+        // Nothing to wait for (an unchanged file whose parent listing is here, a symlink, a
+        // special file): done here, without a promise.
+        const done = this.entryNow(entry, parentFrame, metadata);
+        if (done !== undefined) {
+          parentFrame.children.push(done);
+          continue;
+        }
+      }
       const wait = this.limiter.acquire();
       if (wait) await wait;
       this.checkFatal();
@@ -716,7 +653,7 @@ class BackupRun {
     try {
       switch (entry.type) {
         case 'file': {
-          const parentNode = (await frame.parentMap)?.get(nameKey(entry.name));
+          const parentNode = (await frame.parentMap)?.byName.get(nameKey(entry.name));
           if (content !== undefined) {
             await this.saveContent(node, content);
             this.countFile(parentNode);
@@ -774,7 +711,49 @@ class BackupRun {
       throw err;
     }
     this.stats.totalFiles++;
-    this.progress(entry.path);
+    this.progressAt(entry);
+    return { key: entry.name, node };
+  }
+
+  /**
+   * An entry that needs no waiting, done synchronously: an unchanged file (its directory's parent
+   * listing already here), a symlink (its target read with a synchronous readlink), a special file.
+   * Undefined when it needs the asynchronous path ({@link backupEntry}).
+   */
+  entryNow(entry: WalkEntry, frame: Frame, metadata: Record<string, unknown> | undefined): Item | null | undefined {
+    if (entry.type === 'file' && !frame.listingReady) return undefined;
+    const node = nodeFromStat(entry.name, entry.type, entry.stat, this.owners);
+    if (metadata) node.metadata = metadata;
+    let reusedXattrs = false;
+    if (entry.type === 'file') {
+      const prev = frame.listing?.byName.get(nameKey(entry.name));
+      if (!prev || !this.unchanged(prev, node)) return undefined;
+      node.content = prev.content!.slice();
+      // An attribute change changes the ctime: the parent's attributes still hold.
+      if (this.parentHasXattrs && this.xattrs) {
+        if (Array.isArray(prev.xattrs)) node.xattrs = prev.xattrs;
+        reusedXattrs = true;
+      }
+      this.stats.filesUnmodified++;
+      this.stats.totalBytes += node.size;
+    } else if (entry.type === 'symlink') {
+      let target: Buffer;
+      try {
+        target = readlinkSync(entry.pathBuf, { encoding: 'buffer' });
+      } catch (err) {
+        this.recordError(entry.path, describeFsError('readlink', err));
+        return null;
+      }
+      const s = strictUtf8OrUndefined(target);
+      if (s !== undefined) node.linkTarget = s;
+      else {
+        node.linkTarget = target.toString('utf8');
+        node.linkTargetRaw = target.toString('base64');
+      }
+    }
+    if (!reusedXattrs) this.addXattrs(node, entry.pathBuf, entry.path);
+    this.stats.totalFiles++;
+    this.progressAt(entry);
     return { key: entry.name, node };
   }
 
@@ -797,13 +776,10 @@ class BackupRun {
 
   /** Same type, size, mtime, ctime and inode, and every content blob still in the repository. */
   unchanged(prev: Node, cur: Node): boolean {
-    if (prev.type !== 'file' || !prev.content) return false;
-    if (prev.size !== cur.size || prev.mtimeNs !== cur.mtimeNs || prev.ctimeNs !== cur.ctimeNs || prev.inode !== cur.inode) {
-      return false;
-    }
-    for (const id of prev.content) if (!this.repo.hasBlob('data', id)) return false;
-    return true;
+    return unchangedFile(prev, cur, this.hasData);
   }
+
+  readonly hasData = (id: BlobId): boolean => this.repo.hasBlob('data', id);
 
   saveContent(node: Node, content: ContentSource): Promise<void> {
     return this.saver.saveContent(node, content);
@@ -830,7 +806,9 @@ class BackupRun {
       nodes.push(item.node);
     }
     this.signal.throwIfAborted();
-    const id = await this.saveTreeBlob({ nodes });
+    // The same entries as in the parent snapshot: its tree blob is this one (when it is still stored).
+    const listing = frame.listingReady ? frame.listing : await frame.parentMap.catch(() => undefined);
+    const id = listing && sameEntries(listing, nodes) && this.repo.hasBlob('tree', listing.id) ? listing.id : await this.saveTreeBlob({ nodes });
     const node: Node = frame.node ? { ...frame.node, subtree: id } : this.rootNode(id);
     if (frame.node) {
       const prev = await frame.parentNode;

@@ -10,7 +10,10 @@
  * - Change detection: the parent snapshot's trees are walked in step with the
  *   file system; a file with the same type, size, mtime, ctime and inode (and
  *   whose blobs are all still indexed) reuses the parent's content list without
- *   being read. Unchanged directories serialise to the same tree blob.
+ *   being read, and is done without a promise when its directory's parent
+ *   listing is there (symlinks and special files too: a synchronous readlink).
+ *   A directory whose entries equal its parent tree's reuses that tree blob as
+ *   it is (no encoding, hashing or saving; see parent.ts).
  * - Concurrency: the walk runs on the main thread; up to `concurrency` files
  *   (default 8) are read at once and their nodes are put back in walk order;
  *   large files keep one extra chunk save in flight (copied into a pooled

@@ -197,12 +197,13 @@ class DecompressPool {
 let pool: DecompressPool | undefined;
 
 /**
- * One bounded attempt: decompress the single zstd frame `src` into at most `size` bytes.
+ * One bounded attempt: decompress the single zstd frame `src` into at most `size` bytes (on this
+ * thread when it is small, or with `here`; else on a worker).
  * Resolves `{ ok: false, tooSmall: true }` when the content is larger than `size` (nothing more
  * was produced or allocated); rejects when the frame is damaged.
  */
-export function decompressAttempt(src: Uint8Array, size: number): Promise<Attempt> {
-  if (size <= INLINE_LIMIT) {
+export function decompressAttempt(src: Uint8Array, size: number, here = false): Promise<Attempt> {
+  if (here || size <= INLINE_LIMIT) {
     try {
       return Promise.resolve(decompressHere(src, size));
     } catch (err) {

@@ -73,9 +73,11 @@ export async function compressIfSmaller(data: Uint8Array, level = DEFAULT_COMPRE
 /**
  * How much a decompression may produce: `exact` — the content must be exactly this many bytes
  * (a blob's recorded raw length); `max` — at most this many (a metadata file's cap). Either is
- * a hard limit: no more than it is ever allocated or produced.
+ * a hard limit: no more than it is ever allocated or produced. `here`: decompress on the calling
+ * thread whatever the size (metadata and trees: small, and read where nothing else would run
+ * meanwhile; a worker thread's start and memory cost more than it saves).
  */
-export type DecompressBound = { exact: number } | { max: number };
+export type DecompressBound = ({ exact: number } | { max: number }) & { here?: boolean };
 
 /** A zstd frame that is damaged, or larger than its bound. */
 export class DecompressError extends Error {
@@ -120,7 +122,7 @@ export async function decompress(data: Uint8Array, bound: DecompressBound | numb
   for (;;) {
     let attempt;
     try {
-      attempt = await decompressAttempt(data, size);
+      attempt = await decompressAttempt(data, size, bound.here === true);
     } catch (err) {
       throw new DecompressError(`zstd decompression failed: ${(err as Error).message}`, { cause: err });
     }

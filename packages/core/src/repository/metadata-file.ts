@@ -45,7 +45,7 @@ export async function openMetadataFile(
     throw new IntegrityError(`${file}: authentication failed (damaged or foreign file)`, { file, cause: err });
   }
   try {
-    return await decompress(plain, { max: maxBody });
+    return await decompress(plain, { max: maxBody, here: true });
   } catch (err) {
     throw new IntegrityError(`${file}: ${(err as Error).message}`, { file, cause: err });
   }

@@ -95,12 +95,12 @@ function nameStringProblem(name: string): string | undefined {
  * node has no valid name. (Valid UTF-8 names are their own key; other raw names cannot collide
  * with those: their key starts with a NUL.)
  */
-function nodeNameKey(n: Record<string, unknown>): { key: string } | { problem: string } {
+function nodeNameKey(n: Record<string, unknown>): string | { problem: string } {
   if (typeof n.name !== 'string') return { problem: 'name is not a string' };
   if (n.name.length > MAX_NAME_BYTES) return { problem: `name of ${n.name.length} characters (limit ${MAX_NAME_BYTES} bytes)` };
   if (n.nameRaw === undefined) {
     const problem = nameStringProblem(n.name);
-    return problem ? { problem } : { key: n.name };
+    return problem ? { problem } : n.name;
   }
   const raw = typeof n.nameRaw === 'string' ? base64Bytes(n.nameRaw, MAX_NAME_BYTES) : undefined;
   if (!raw) return { problem: 'nameRaw is not base64' };
@@ -112,8 +112,12 @@ function nodeNameKey(n: Record<string, unknown>): { key: string } | { problem: s
   } catch {
     text = undefined;
   }
-  return { key: text ?? `\0${raw.toString('latin1')}` };
+  return text ?? `\0${raw.toString('latin1')}`;
 }
+
+const OWNER_KEYS = ['user', 'group'] as const;
+const TIME_KEYS = ['mtimeNs', 'ctimeNs'] as const;
+const FILE_ID_KEYS = ['inode', 'dev'] as const;
 
 /** What is wrong with a node's fields other than its name, or undefined. */
 function fieldsProblem(n: Record<string, unknown>): string | undefined {
@@ -122,11 +126,11 @@ function fieldsProblem(n: Record<string, unknown>): string | undefined {
   if (!isInt(n.mode, 0, 0o7777)) return 'mode is not an integer in 0…0o7777';
   if (!isInt(n.uid, 0, MAX_ID)) return `uid ${String(n.uid).slice(0, 40)} is not an integer in 0…${MAX_ID}`;
   if (!isInt(n.gid, 0, MAX_ID)) return `gid ${String(n.gid).slice(0, 40)} is not an integer in 0…${MAX_ID}`;
-  for (const k of ['user', 'group'] as const) {
+  for (const k of OWNER_KEYS) {
     if (n[k] !== undefined && (typeof n[k] !== 'string' || (n[k] as string).length > MAX_OWNER_NAME_LENGTH)) return `${k} is not a string of at most ${MAX_OWNER_NAME_LENGTH} characters`;
   }
-  for (const k of ['mtimeNs', 'ctimeNs'] as const) if (!isDecimal(n[k], true)) return `${k} is not a 64-bit decimal string`;
-  for (const k of ['inode', 'dev'] as const) if (!isDecimal(n[k], false)) return `${k} is not an unsigned 64-bit decimal string`;
+  for (const k of TIME_KEYS) if (!isDecimal(n[k], true)) return `${k} is not a 64-bit decimal string`;
+  for (const k of FILE_ID_KEYS) if (!isDecimal(n[k], false)) return `${k} is not an unsigned 64-bit decimal string`;
   if (n.rdev !== undefined && !isDecimal(n.rdev, false)) return 'rdev is not an unsigned 64-bit decimal string';
   if (n.links !== undefined && !isInt(n.links, 1, 2 ** 32 - 1)) return 'links is not a positive integer';
   if (!isInt(n.size, 0, Number.MAX_SAFE_INTEGER)) return `size ${String(n.size).slice(0, 40)} is not a non-negative integer`;
@@ -195,8 +199,12 @@ export function validateTree(value: unknown, id: string): Tree {
       invalid.push(name === undefined ? { index, reason } : { index, name, reason });
     }
   };
-  const ok: Array<{ index: number; node: Node; key: string }> = [];
-  const seen = new Map<string, number>();
+  // One pass, no record per entry: valid nodes are kept with their name keys; only when a name
+  // repeats (never in a tree Kiwi wrote) does a second pass take the repeated ones out.
+  const nodes: Node[] = [];
+  const indexes: number[] = [];
+  const seen = new Set<string>();
+  let repeated: Set<string> | undefined;
   for (let i = 0; i < stored.length; i++) {
     const n = stored[i];
     if (typeof n !== 'object' || n === null || Array.isArray(n)) {
@@ -205,19 +213,26 @@ export function validateTree(value: unknown, id: string): Tree {
     }
     const rec = n as Record<string, unknown>;
     const name = nodeNameKey(rec);
-    const problem = 'problem' in name ? name.problem : fieldsProblem(rec);
+    const problem = typeof name !== 'string' ? name.problem : fieldsProblem(rec);
     if (problem !== undefined) {
       reject(i, n, problem);
       continue;
     }
-    const key = (name as { key: string }).key;
-    seen.set(key, (seen.get(key) ?? 0) + 1);
-    ok.push({ index: i, node: n as Node, key });
+    const key = name as string;
+    if (seen.has(key)) (repeated ??= new Set()).add(key);
+    else seen.add(key);
+    nodes.push(n as Node);
+    indexes.push(i);
   }
-  const nodes: Node[] = [];
-  for (const e of ok) {
-    if (seen.get(e.key)! > 1) reject(e.index, e.node, 'duplicate name in this tree');
-    else nodes.push(e.node);
+  if (repeated) {
+    const kept: Node[] = [];
+    for (let k = 0; k < nodes.length; k++) {
+      const name = nodeNameKey(nodes[k] as unknown as Record<string, unknown>);
+      if (repeated.has(name as string)) reject(indexes[k]!, nodes[k], 'duplicate name in this tree');
+      else kept.push(nodes[k]!);
+    }
+    nodes.length = 0;
+    nodes.push(...kept);
   }
   if (invalidCount > 1) invalid.sort((a, b) => a.index - b.index);
   const tree: Tree = { ...(value as object), nodes } as Tree;

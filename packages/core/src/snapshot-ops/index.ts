@@ -1,5 +1,6 @@
 export {
   listTree,
+  listTreeChunks,
   lookupPath,
   diffSnapshots,
   splitSnapshotPath,

@@ -4,13 +4,13 @@ import { MAX_TREE_DEPTH } from '../repository/limits.js';
 import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
 import type { EngineRepository } from '../backup/types.js';
 import { nodeNameBytes } from '../backup/node.js';
-import { TreeLoader } from './tree-loader.js';
+import { TreeLoader, type TreePosition } from './tree-loader.js';
 
 /** What the snapshot operations need from the repository; with `loadBlobs` and `lookupBlob`, a listing reads trees ahead. */
 type TreeReader = Pick<EngineRepository, 'loadTree' | 'loadIndex' | 'indexStats' | 'loadBlobs' | 'lookupBlob'>;
 
 /** Stored bytes of trees a listing reads ahead of where it is. */
-const LIST_TREES_AHEAD_BYTES = 4 * 1024 * 1024;
+const LIST_TREES_AHEAD_BYTES = 1024 * 1024;
 
 /** Loads the repository's index when it has not been loaded yet (trees are found through it). */
 async function ensureIndex(repository: TreeReader): Promise<void> {
@@ -113,21 +113,51 @@ export async function* listTree(
   path = '/',
   options: { recursive?: boolean } & TreeWalkOptions = {},
 ): AsyncGenerator<ListedNode, void, undefined> {
+  for await (const chunk of listTreeChunks(repository, snapshot, path, options)) yield* chunk;
+}
+
+/** Entries per chunk of {@link listTreeChunks} (at most). */
+const LIST_CHUNK = 2048;
+
+/**
+ * {@link listTree} in chunks: the same entries in the same order, handed over in arrays of up to
+ * a few thousand (one `await` per chunk, not per entry). Each array is the caller's.
+ */
+export async function* listTreeChunks(
+  repository: TreeReader,
+  snapshot: Snapshot,
+  path = '/',
+  options: { recursive?: boolean } & TreeWalkOptions = {},
+): AsyncGenerator<ListedNode[], void, undefined> {
   const recursive = options.recursive ?? true;
   await ensureIndex(repository);
   const parts = splitSnapshotPath(path);
   const start = await lookupPath(repository, snapshot, path);
   if (!start) throw new Error(`path ${path} not found in snapshot`);
   const startPath = parts.length === 0 ? '/' : '/' + parts.join('/');
-  if (parts.length > 0) yield { path: startPath, node: start };
+  if (parts.length > 0) yield [{ path: startPath, node: start }];
   if (start.type !== 'dir' || start.subtree === undefined) return;
   yield* walkTreeAhead(repository, start.subtree, startPath, recursive, options, parts.length);
 }
 
+/** A directory being listed: its entries and the next one to list. */
+interface ListFrame {
+  nodes: readonly Node[];
+  next: number;
+  dir: string;
+  depth: number;
+  /** Its place in depth-first order (see TreeLoader.take), and its sub-directories met so far. */
+  pos: TreePosition;
+  subdirs: number;
+}
+
 /**
- * Every node under the tree `treeId`, depth first. Trees come in batched reads ahead of the walk
- * (over remote storage, one read per directory would cost a round trip each); only a recursive
- * walk reads below the first level.
+ * Every node under the tree `treeId`, depth first, in chunks. Trees come in batched reads ahead
+ * of the walk, in the order it takes them (over remote storage, one read per directory would cost
+ * a round trip each); only a recursive walk reads below the first level. The walk goes on
+ * synchronously while the trees it enters have arrived, and waits only for one that has not.
+ * Memory: the read-ahead holds at most {@link LIST_TREES_AHEAD_BYTES} stored bytes of trees not yet
+ * listed, plus the trees on the current path.
  */
 async function* walkTreeAhead(
   repository: TreeReader,
@@ -136,39 +166,69 @@ async function* walkTreeAhead(
   recursive: boolean,
   options: TreeWalkOptions,
   depth: number,
-): AsyncGenerator<ListedNode> {
-  const trees = new TreeLoader(repository, LIST_TREES_AHEAD_BYTES, recursive);
+): AsyncGenerator<ListedNode[]> {
+  const trees = new TreeLoader(repository, LIST_TREES_AHEAD_BYTES, recursive, { dropBehind: true });
   try {
     trees.want([treeId]);
-    yield* walkTree(trees, treeId, dir, recursive, options, depth);
+    const stack: ListFrame[] = [];
+    let out: ListedNode[] = [];
+    // Enters the tree `id` of directory `path`; false (reported) when it cannot be read. Problems
+    // are reported after the entries before them were handed over, so that they come in order.
+    const enter = async function* (id: BlobId, path: string, d: number, pos: TreePosition, loaded?: Tree): AsyncGenerator<ListedNode[], void> {
+      let tree = loaded ?? trees.takeLoaded(id, pos);
+      if (!tree) {
+        if (out.length > 0) {
+          yield out;
+          out = [];
+        }
+        try {
+          tree = await trees.take(id, pos);
+        } catch (err) {
+          report(options, path, `directory cannot be read (tree ${id}): ${(err as Error).message}`, err);
+          return;
+        }
+      }
+      if (invalidNodeCount(tree) > 0) {
+        if (out.length > 0) {
+          yield out;
+          out = [];
+        }
+        reportInvalid(tree, path, id, options);
+      }
+      stack.push({ nodes: tree.nodes, next: 0, dir: path, depth: d, pos, subdirs: 0 });
+    };
+    yield* enter(treeId, dir, depth, [0]);
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1]!;
+      if (frame.next >= frame.nodes.length) {
+        stack.pop();
+        continue;
+      }
+      const node = frame.nodes[frame.next++]!;
+      const p = joinSnap(frame.dir, node.name);
+      out.push({ path: p, node });
+      if (recursive && node.type === 'dir' && node.subtree !== undefined) {
+        const pos = [...frame.pos, frame.subdirs++];
+        if (frame.depth + 1 > MAX_TREE_DEPTH) {
+          if (out.length > 0) {
+            yield out;
+            out = [];
+          }
+          report(options, p, `directories nested deeper than ${MAX_TREE_DEPTH} levels; not listed below`);
+        } else {
+          const loaded = trees.takeLoaded(node.subtree, pos);
+          if (loaded && invalidNodeCount(loaded) === 0) stack.push({ nodes: loaded.nodes, next: 0, dir: p, depth: frame.depth + 1, pos, subdirs: 0 });
+          else yield* enter(node.subtree, p, frame.depth + 1, pos, loaded);
+        }
+      }
+      if (out.length >= LIST_CHUNK) {
+        yield out;
+        out = [];
+      }
+    }
+    if (out.length > 0) yield out;
   } finally {
     trees.close();
-  }
-}
-
-async function* walkTree(
-  trees: TreeLoader,
-  treeId: BlobId,
-  dir: string,
-  recursive: boolean,
-  options: TreeWalkOptions,
-  depth: number,
-): AsyncGenerator<ListedNode> {
-  let tree: Tree;
-  try {
-    tree = await trees.take(treeId);
-  } catch (err) {
-    report(options, dir, `directory cannot be read (tree ${treeId}): ${(err as Error).message}`, err);
-    return;
-  }
-  reportInvalid(tree, dir, treeId, options);
-  for (const node of tree.nodes) {
-    const p = joinSnap(dir, node.name);
-    yield { path: p, node };
-    if (recursive && node.type === 'dir' && node.subtree !== undefined) {
-      if (depth + 1 > MAX_TREE_DEPTH) report(options, p, `directories nested deeper than ${MAX_TREE_DEPTH} levels; not listed below`);
-      else yield* walkTree(trees, node.subtree, p, recursive, options, depth + 1);
-    }
   }
 }
 
@@ -227,15 +287,36 @@ export async function* diffSnapshots(
   options: TreeWalkOptions = {},
 ): AsyncGenerator<SnapshotChange, void, undefined> {
   await ensureIndex(repository);
-  yield* diffTrees(repository, a.tree, b.tree, '/', options, 0);
+  const sides: DiffSides = {
+    a: new TreeLoader(repository, LIST_TREES_AHEAD_BYTES, false),
+    b: new TreeLoader(repository, LIST_TREES_AHEAD_BYTES, false),
+  };
+  try {
+    sides.a.want([a.tree]);
+    sides.b.want([b.tree]);
+    yield* diffTrees(repository, sides, a.tree, b.tree, '/', options, 0, [0]);
+  } finally {
+    sides.a.close();
+    sides.b.close();
+  }
+}
+
+/**
+ * The trees of both sides of a diff, read ahead: when a directory is compared, the trees of its
+ * sub-directories that differ are wanted on each side (in one batch per side), before the first
+ * of them is compared.
+ */
+interface DiffSides {
+  a: TreeLoader;
+  b: TreeLoader;
 }
 
 /** The nodes of tree `id` of one side of a diff ([] when absent); undefined (reported) when it cannot be read. */
-async function diffSide(repository: TreeReader, id: BlobId | undefined, dir: string, options: TreeWalkOptions, side: string): Promise<Node[] | undefined> {
+async function diffSide(trees: TreeLoader, id: BlobId | undefined, dir: string, options: TreeWalkOptions, side: string, pos: TreePosition): Promise<Node[] | undefined> {
   if (id === undefined) return [];
   let tree: Tree;
   try {
-    tree = await repository.loadTree(id);
+    tree = trees.takeLoaded(id, pos) ?? (await trees.take(id, pos));
   } catch (err) {
     report(options, dir, `directory cannot be read in the ${side} snapshot (tree ${id}): ${(err as Error).message}`, err);
     return undefined;
@@ -246,11 +327,13 @@ async function diffSide(repository: TreeReader, id: BlobId | undefined, dir: str
 
 async function* diffTrees(
   repository: TreeReader,
+  sides: DiffSides,
   aId: BlobId | undefined,
   bId: BlobId | undefined,
   dir: string,
   options: TreeWalkOptions,
   depth: number,
+  pos: TreePosition,
 ): AsyncGenerator<SnapshotChange> {
   if (aId !== undefined && aId === bId) return;
   if (depth > MAX_TREE_DEPTH) {
@@ -259,12 +342,32 @@ async function* diffTrees(
   }
   // A side that cannot be read is reported, and this directory is not compared (its entries would
   // all look added or removed).
-  const an = await diffSide(repository, aId, dir, options, 'first');
-  const bn = await diffSide(repository, bId, dir, options, 'second');
+  const an = await diffSide(sides.a, aId, dir, options, 'first', pos);
+  const bn = await diffSide(sides.b, bId, dir, options, 'second', pos);
   if (an === undefined || bn === undefined) return;
   const sortKey = (n: Node) => nodeNameBytes(n);
   const as = [...an].sort((x, y) => Buffer.compare(sortKey(x), sortKey(y)));
   const bs = [...bn].sort((x, y) => Buffer.compare(sortKey(x), sortKey(y)));
+  // The sub-directories compared below (same name, directories on both sides, different trees):
+  // their trees are wanted now, numbered in the order they are compared.
+  const subA: BlobId[] = [];
+  const subB: BlobId[] = [];
+  for (let i = 0, j = 0; i < as.length && j < bs.length; ) {
+    const cmp = Buffer.compare(sortKey(as[i]!), sortKey(bs[j]!));
+    if (cmp < 0) i++;
+    else if (cmp > 0) j++;
+    else {
+      const x = as[i++]!;
+      const y = bs[j++]!;
+      if (x.type === 'dir' && y.type === 'dir' && x.subtree !== y.subtree) {
+        if (x.subtree !== undefined) subA.push(x.subtree);
+        if (y.subtree !== undefined) subB.push(y.subtree);
+      }
+    }
+  }
+  if (subA.length > 0) sides.a.want(subA, pos);
+  if (subB.length > 0) sides.b.want(subB, pos);
+  let sub = 0;
   let i = 0;
   let j = 0;
   while (i < as.length || j < bs.length) {
@@ -289,7 +392,7 @@ async function* diffTrees(
           const change: ChangeKind = fields.includes('content') || fields.includes('target') ? 'modified' : 'metadata';
           yield { path: p, change, before: x!, after: y!, fields };
         }
-        if (x!.type === 'dir') yield* diffTrees(repository, x!.subtree, y!.subtree, p, options, depth + 1);
+        if (x!.type === 'dir' && x!.subtree !== y!.subtree) yield* diffTrees(repository, sides, x!.subtree, y!.subtree, p, options, depth + 1, [...pos, sub++]);
       }
       i++;
       j++;
@@ -318,7 +421,7 @@ async function* under(
   depth: number,
 ): AsyncGenerator<SnapshotChange> {
   if (node.type !== 'dir' || node.subtree === undefined) return;
-  for await (const item of walkTreeAhead(repository, node.subtree, path, true, options, depth + 1)) {
-    yield change === 'added' ? { path: item.path, change, after: item.node } : { path: item.path, change, before: item.node };
+  for await (const chunk of walkTreeAhead(repository, node.subtree, path, true, options, depth + 1)) {
+    for (const item of chunk) yield change === 'added' ? { path: item.path, change, after: item.node } : { path: item.path, change, before: item.node };
   }
 }
