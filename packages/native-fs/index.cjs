@@ -30,4 +30,6 @@ module.exports = {
   mknodSync: (p, mode, dev) => binding.mknodSync(toPath(p), mode, dev),
   seekDataSync: (fd, offset) => binding.seekDataSync(fd, offset),
   seekHoleSync: (fd, offset) => binding.seekHoleSync(fd, offset),
+  writeFile: (tmp, final, data, mode, chmodMode, uid, gid, mtimeNs) =>
+    binding.writeFile(toPath(tmp), toPath(final), data ?? null, mode, chmodMode, uid, gid, mtimeNs),
 };

@@ -41,3 +41,21 @@ export function mknodSync(path: Buffer | string, mode: number, dev: bigint): voi
 export function seekDataSync(fd: number, offset: number): number;
 /** lseek SEEK_HOLE: the first hole at or after `offset` (the end of the file is one), or -1 past the end. */
 export function seekHoleSync(fd: number, offset: number): number;
+
+/**
+ * Writes a whole file in one job on libuv's threadpool: open(`tmp`, O_WRONLY|O_CREAT|O_EXCL|
+ * O_NOFOLLOW, `mode` & 0o777), write all of `data` (null: empty), fchown(`uid`, `gid`) when
+ * `uid` >= 0, fchmod(`chmodMode`) when >= 0, futimens (atime = mtime = `mtimeNs`), close, and
+ * rename(`tmp`, `final`). On failure the temporary file is removed and the promise rejects with
+ * an fs-like error (`code`, `syscall`, `path`). `data` must not change until the promise settles.
+ */
+export function writeFile(
+  tmp: Buffer | string,
+  final: Buffer | string,
+  data: Buffer | null,
+  mode: number,
+  chmodMode: number,
+  uid: number,
+  gid: number,
+  mtimeNs: bigint,
+): Promise<void>;

@@ -32,5 +32,6 @@ bool kiwi_get_args(napi_env env, napi_callback_info info, size_t want, napi_valu
 void kiwi_register_times(napi_env env, napi_value exports);
 void kiwi_register_xattr(napi_env env, napi_value exports);
 void kiwi_register_nodes(napi_env env, napi_value exports);
+void kiwi_register_files(napi_env env, napi_value exports);
 
 #endif

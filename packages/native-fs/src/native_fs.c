@@ -3,6 +3,7 @@
  *   times.c  nanosecond-exact futimens/utimensat
  *   xattr.c  extended attributes (incl. POSIX ACLs, stored as system.posix_acl_* attributes)
  *   nodes.c  mknod (FIFOs, devices, sockets), SEEK_DATA/SEEK_HOLE
+ *   files.c  whole restored files written in one threadpool job each
  */
 #include "common.h"
 
@@ -10,6 +11,7 @@ static napi_value init(napi_env env, napi_value exports) {
   kiwi_register_times(env, exports);
   kiwi_register_xattr(env, exports);
   kiwi_register_nodes(env, exports);
+  kiwi_register_files(env, exports);
   return exports;
 }
 

@@ -21,6 +21,8 @@ export interface NativeFs {
   mknodSync(path: Buffer, mode: number, dev: bigint): void;
   seekDataSync(fd: number, offset: number): number;
   seekHoleSync(fd: number, offset: number): number;
+  /** A whole file in one threadpool job (open O_EXCL, write, fchown, fchmod, futimens, close, rename); absent in addons built before it. */
+  writeFile?(tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): Promise<void>;
 }
 
 let native: NativeFs | null | undefined;

@@ -2,7 +2,10 @@
  * Writing restored regular files: each is created under a temporary name in
  * its directory (O_EXCL|O_NOFOLLOW, see temp.ts), written, given its metadata
  * through the descriptor (metadata.ts) and renamed into place; a file that
- * fails is removed, never renamed. Small files are written with synchronous
+ * fails is removed, never renamed. A one-blob file from the pack reader is
+ * written by one job on libuv's threadpool when native-fs has `writeFile`
+ * (several files at once, one directory's files one after another);
+ * otherwise small files are written with synchronous
  * calls (async again when the disk turns out slow); a multi-blob file takes
  * its blobs in any order at their offsets, and is closed between blobs when
  * too many are open. A sparse file's zero blocks stay holes (sparse.ts).
@@ -27,6 +30,7 @@ import type { BlobId, Node } from '../repository/types.js';
 import type { MetaWriter, SyncBudget } from './metadata.js';
 import { writeSparseAt, writeSparseAtSync } from './sparse.js';
 import { tempPath } from './temp.js';
+import { nativeFs, type NativeFs } from '../native/native-fs.js';
 
 const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
 const FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_NOFOLLOW;
@@ -78,6 +82,13 @@ export interface DirState {
    * at what is there. Known before it is created when its parent is fresh, else once it is.
    */
   fresh: boolean;
+  /**
+   * The last whole-file job started in this directory (native `writeFile`): files of one
+   * directory are created one after another, files of different directories at once. Creating
+   * a file holds its directory's lock in the kernel; two threads creating in one directory only
+   * wait for each other (spinning, on a core the other could use).
+   */
+  writing?: Promise<void> | undefined;
 }
 
 /** A file whose content the pack reader delivers. */
@@ -103,15 +114,22 @@ export interface WriterHost {
   loadBlob(id: BlobId): Promise<Buffer>;
 }
 
+type NativeWriteFile = NonNullable<NativeFs['writeFile']>;
+
 export class FileWriter {
   /** Partly written multi-blob files with an open descriptor. */
   openFiles = 0;
+  /** Whole files in one threadpool job each (undefined without native-fs, or one built before `writeFile`). */
+  readonly nativeWrite: NativeWriteFile | undefined;
 
   constructor(
     readonly host: WriterHost,
     readonly meta: MetaWriter,
     readonly budget: SyncBudget,
-  ) {}
+    native: NativeFs | null = nativeFs(),
+  ) {
+    this.nativeWrite = native?.writeFile ? native.writeFile.bind(native) : undefined;
+  }
 
   /** A file without content (empty), or any file when the repository has no pack reader: blobs load one by one. */
   async restoreFile(node: Node, fsPath: Buffer, snapPath: string, fresh: boolean): Promise<void> {
@@ -251,8 +269,44 @@ export class FileWriter {
   writeWhole(f: FileTask, data: Buffer): void | Promise<void> {
     this.host.signal?.throwIfAborted();
     if (!f.dir.ready) return this.host.ensureDir(f.dir).then(() => this.writeWhole(f, data));
+    const native = this.nativeWrite;
+    if (native && !f.node.sparse && f.node.xattrs === undefined) return this.writeWholeNative(native, f, data);
     if (this.trySyncWrite(f.node, f.fsPath, f.snapPath, data, f.dir.fresh)) return;
     return this.writeFileAsync(f.node, f.fsPath, f.snapPath, [data], f.dir.fresh);
+  }
+
+  /**
+   * A one-blob file in a single job on libuv's threadpool (native-fs `writeFile`): creation,
+   * write, owner, mode, times and rename run off the main thread, several files at once, and the
+   * bytes are written from `data` where it lies (no copy).
+   */
+  async writeWholeNative(native: NativeWriteFile, f: FileTask, data: Buffer): Promise<void> {
+    const node = f.node;
+    this.checkSize(node, data.length, f.snapPath);
+    const tmp = tempPath(f.fsPath.subarray(0, f.fsPath.lastIndexOf(SLASH)));
+    const chown = this.meta.chown(node);
+    const dir = f.dir;
+    const write = () =>
+      native(tmp, f.fsPath, data.length > 0 ? data : null, node.mode & 0o777, this.meta.chmodMode(node, dir.fresh), chown ? node.uid : -1, chown ? node.gid : -1, BigInt(node.mtimeNs));
+    const before = dir.writing;
+    const signal = this.host.signal;
+    const p = before
+      ? before.then(() => {
+          signal?.throwIfAborted(); // (queued behind the directory's earlier files when the restore stopped)
+          return write();
+        })
+      : write();
+    const tail = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    dir.writing = tail;
+    try {
+      await p;
+    } finally {
+      if (dir.writing === tail) dir.writing = undefined;
+    }
+    this.host.addBytes(data.length);
   }
 
   /** A blob of a multi-blob file, at its offset (the file is created on the first one). */

@@ -116,6 +116,16 @@ export class MetaWriter {
     return this.owners && (node.uid !== this.euid || node.gid !== this.egid);
   }
 
+  /**
+   * The mode to set with fchmod on a file that open(2) made with `node.mode & 0o777` (`created`)
+   * or found (not created), or -1 when open(2) already gave it exactly (the umask takes nothing
+   * from it, no default ACL).
+   */
+  chmodMode(node: Node, created: boolean): number {
+    const mode = node.mode & 0o7777;
+    return !created || !this.umaskExact || mode !== (mode & 0o777 & ~currentUmask()) ? mode : -1;
+  }
+
   /** Owner, mode, attributes and times of a regular file through its descriptor. `created`: open(2) made it with the mode. */
   async file(node: Node, fd: number, snapPath: string, created: boolean): Promise<void> {
     const mode = node.mode & 0o7777;

@@ -1,0 +1,228 @@
+/**
+ * The restore's concurrent writers (files.ts, native-fs `writeFile`): one-blob files are written by
+ * threadpool jobs, several at once (one directory's files one after another). These tests look for
+ * what a race would break: files sharing blobs written from one buffer while other files are in
+ * flight, a damaged blob failing exactly its files, and a stop while files wait for their turn.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { chmod, lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { restoreSnapshot, runBackup } from '../../src/index.js';
+import type { Repository } from '../../src/repository/repository.js';
+import { nativeFs, type NativeFs } from '../../src/native/native-fs.js';
+import { memoryRepository } from '../backup/helpers/real-repo.js';
+import { pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+
+let work: string;
+beforeEach(async () => {
+  work = await tempDir();
+});
+afterEach(async () => {
+  await removeDir(work);
+});
+
+const native = nativeFs();
+const MODES = [0o644, 0o600, 0o755, 0o640, 0o444, 0o700];
+
+interface SourceFile {
+  data: Buffer;
+  mode: number;
+  mtimeNs: bigint;
+}
+
+/** `dirs` directories of `perDir` files whose contents are drawn from `payloads` distinct ones (shared blobs). */
+async function makeTree(src: string, dirs: number, perDir: number, payloads: Buffer[]): Promise<Map<string, SourceFile>> {
+  const files = new Map<string, SourceFile>();
+  for (let d = 0; d < dirs; d++) {
+    await mkdir(join(src, `d${d}`), { recursive: true });
+    for (let f = 0; f < perDir; f++) {
+      const rel = `d${d}/f${f}`;
+      const data = payloads[(d * 7 + f * 3) % payloads.length]!;
+      const mode = MODES[(d + f) % MODES.length]!;
+      // Distinct sub-microsecond digits: a lost nanosecond shows.
+      const mtimeNs = 1_700_000_000_000_000_000n + BigInt(d * 1_000_003 + f * 7919 + 123);
+      const p = join(src, rel);
+      await writeFile(p, data);
+      await chmod(p, mode);
+      if (native) native.lutimensSync(Buffer.from(p), mtimeNs, mtimeNs);
+      files.set(rel, { data, mode, mtimeNs: native ? mtimeNs : (await lstat(p, { bigint: true })).mtimeNs });
+    }
+  }
+  return files;
+}
+
+async function expectRestored(root: string, files: Map<string, SourceFile>, except: Set<string> = new Set()): Promise<void> {
+  for (const [rel, want] of files) {
+    const p = join(root, rel);
+    if (except.has(rel)) {
+      expect(existsSync(p), rel).toBe(false);
+      continue;
+    }
+    expect((await readFile(p)).equals(want.data), rel).toBe(true);
+    const st = await lstat(p, { bigint: true });
+    expect(Number(st.mode) & 0o7777, rel).toBe(want.mode);
+    if (native) expect(st.mtimeNs, rel).toBe(want.mtimeNs);
+  }
+}
+
+async function tempFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.name.includes('.kiwi-restore-')) out.push(p);
+    if (e.isDirectory()) out.push(...(await tempFiles(p)));
+  }
+  return out;
+}
+
+/** Counts calls of native-fs `writeFile` (FileWriter takes it when the restore starts); `remove` takes it away instead. */
+function patchNative(remove = false): { calls: () => number; restore: () => void } {
+  const mod = native as (NativeFs & { writeFile?: NativeFs['writeFile'] }) | null;
+  const orig = mod?.writeFile;
+  let n = 0;
+  if (mod && orig) {
+    mod.writeFile = remove
+      ? undefined
+      : (...args) => {
+          n++;
+          return orig.apply(mod, args);
+        };
+  }
+  return {
+    calls: () => n,
+    restore: () => {
+      if (mod) mod.writeFile = orig;
+    },
+  };
+}
+
+describe('concurrent file writers', () => {
+  it('restore files of many directories that share blobs exactly (bytes, mode, ns mtime), each blob read once', async () => {
+    const src = join(work, 'src');
+    // (Up to 1 KiB: one blob each with the test repository's chunker, whose smallest chunk is 1 KiB.)
+    const payloads = Array.from({ length: 9 }, (_, i) => pseudoRandom(100 + i * 115, i + 1));
+    const files = await makeTree(src, 12, 40, payloads);
+    const { repo, reopen } = await memoryRepository({ packSize: 64 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    expect(res.errors).toEqual([]);
+    await repo.close();
+    const repo2 = await reopen();
+    const requested: string[] = [];
+    const spied = Object.create(repo2) as Repository;
+    spied.loadBlobs = (type, ids, onBlob, opts) => {
+      if (type === 'data') requested.push(...ids);
+      return repo2.loadBlobs(type, ids, onBlob, opts);
+    };
+    const patch = patchNative();
+    try {
+      const target = join(work, 'out');
+      const rr = await restoreSnapshot({ repository: spied, snapshotId: res.snapshotId!, target });
+      expect(rr.errors).toEqual([]);
+      expect(rr.filesRestored).toBe(files.size);
+      await expectRestored(join(target, src), files);
+      expect(await tempFiles(target)).toEqual([]);
+      // 480 files, 9 distinct contents: a blob is read once per window at most and written to every file that uses it.
+      expect(new Set(requested).size).toBe(payloads.length);
+      expect(requested.length).toBeLessThan(files.size / 10);
+      if (native?.writeFile) expect(patch.calls()).toBe(files.size);
+    } finally {
+      patch.restore();
+    }
+    await repo2.close();
+  });
+
+  it('without native-fs writeFile (an older addon), the same tree comes back exactly on the JS path', async () => {
+    const src = join(work, 'src');
+    const payloads = Array.from({ length: 5 }, (_, i) => pseudoRandom(500 + i * 1500, i + 20));
+    const files = await makeTree(src, 4, 25, payloads);
+    const { repo, reopen } = await memoryRepository({ packSize: 64 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    await repo.close();
+    const repo2 = await reopen();
+    const patch = patchNative(true);
+    try {
+      const target = join(work, 'out');
+      const rr = await restoreSnapshot({ repository: repo2, snapshotId: res.snapshotId!, target });
+      expect(rr.errors).toEqual([]);
+      await expectRestored(join(target, src), files);
+      expect(await tempFiles(target)).toEqual([]);
+    } finally {
+      patch.restore();
+    }
+    await repo2.close();
+  });
+
+  it('a damaged blob fails exactly the files that use it (in several directories); the rest is exact, no temporary file left', async () => {
+    const src = join(work, 'src');
+    const payloads = Array.from({ length: 7 }, (_, i) => pseudoRandom(200 + i * 130, i + 40));
+    const files = await makeTree(src, 8, 30, payloads);
+    const { repo, storage, reopen } = await memoryRepository({ packSize: 256 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    await repo.close();
+    const repo2 = await reopen();
+    await repo2.loadIndex();
+    const victim = payloads[3]!;
+    const loc = repo2.lookupBlob('data', repo2.blobId(victim))!;
+    const packBytes = await storage.load({ type: 'data', name: loc.pack });
+    packBytes[loc.offset + 20]! ^= 0x01;
+    await storage.save({ type: 'data', name: loc.pack }, packBytes);
+    const users = new Set([...files].filter(([, f]) => f.data === victim).map(([rel]) => rel));
+    expect(new Set([...users].map((rel) => rel.split('/')[0])).size).toBeGreaterThan(1);
+    const target = join(work, 'out');
+    const rr = await restoreSnapshot({ repository: repo2, snapshotId: res.snapshotId!, target });
+    expect(rr.errorCount).toBe(users.size);
+    expect(new Set(rr.errors.map((e) => e.path))).toEqual(new Set([...users].map((rel) => join(src, rel))));
+    for (const e of rr.errors) expect(e.message).toContain(loc.id);
+    expect(rr.filesRestored).toBe(files.size - users.size);
+    await expectRestored(join(target, src), files, users);
+    expect(await tempFiles(target)).toEqual([]);
+    await repo2.close();
+  });
+
+  it('a stop while files wait for their directory leaves only complete files and no temporary file', async () => {
+    const src = join(work, 'src');
+    // Distinct contents (no sharing): many blobs per read, queued per directory.
+    const files = new Map<string, SourceFile>();
+    for (let d = 0; d < 3; d++) {
+      await mkdir(join(src, `d${d}`), { recursive: true });
+      for (let f = 0; f < 200; f++) {
+        const rel = `d${d}/f${f}`;
+        const data = pseudoRandom(200 + ((f * 37) % 800), d * 1000 + f + 1);
+        await writeFile(join(src, rel), data);
+        files.set(rel, { data, mode: 0o644, mtimeNs: 0n });
+      }
+    }
+    const { repo, reopen } = await memoryRepository({ packSize: 512 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    await repo.close();
+    const repo2 = await reopen();
+    const ac = new AbortController();
+    const reason = new Error('SIGTERM');
+    let delivered = 0;
+    const spied = Object.create(repo2) as Repository;
+    spied.loadBlobs = (type, ids, onBlob, opts) =>
+      repo2.loadBlobs(
+        type,
+        ids,
+        (id, data, err) => {
+          if (type === 'data' && ++delivered === 150) ac.abort(reason);
+          return onBlob(id, data, err);
+        },
+        opts,
+      );
+    const target = join(work, 'out');
+    const err = await restoreSnapshot({ repository: spied, snapshotId: res.snapshotId!, target, signal: ac.signal }).catch((e: unknown) => e);
+    expect(err).toBe(reason);
+    expect(await tempFiles(target)).toEqual([]);
+    let restored = 0;
+    for (const [rel, want] of files) {
+      const p = join(target, src, rel);
+      if (!existsSync(p)) continue;
+      restored++;
+      expect((await readFile(p)).equals(want.data), rel).toBe(true);
+    }
+    expect(restored).toBeLessThan(files.size);
+    await repo2.close();
+  });
+});

@@ -1,0 +1,60 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nfs as n, skipNative as skip } from './load.js';
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'kiwi-native-files-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe.skipIf(skip)('@kiwi-backup/native-fs: writeFile', () => {
+  it('creates the file under the temporary name, sets mode and ns times, and renames it into place', async () => {
+    const tmp = join(dir, '.t');
+    const final = join(dir, 'f');
+    const t = 1_234_567_890_123_456_789n;
+    await n!.writeFile(Buffer.from(tmp), Buffer.from(final), Buffer.from('hello world'), 0o644, 0o4750, -1, -1, t);
+    const st = statSync(final, { bigint: true }); // (before reading it: reading moves the atime)
+    expect(Number(st.mode) & 0o7777).toBe(0o4750);
+    expect(st.mtimeNs).toBe(t);
+    expect(st.atimeNs).toBe(t);
+    expect(existsSync(tmp)).toBe(false);
+    expect(readFileSync(final, 'utf8')).toBe('hello world');
+  });
+
+  it('writes an empty file from null, and a large buffer whole', async () => {
+    await n!.writeFile(Buffer.from(join(dir, '.a')), Buffer.from(join(dir, 'empty')), null, 0o600, -1, -1, -1, 0n);
+    expect(statSync(join(dir, 'empty')).size).toBe(0);
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+    await n!.writeFile(Buffer.from(join(dir, '.b')), Buffer.from(join(dir, 'big')), big, 0o600, -1, -1, -1, 0n);
+    expect(readFileSync(join(dir, 'big')).equals(big)).toBe(true);
+  });
+
+  it('never opens an existing temporary name (O_EXCL) and leaves it as it was', async () => {
+    const tmp = join(dir, '.t');
+    writeFileSync(tmp, 'not ours');
+    const err = await n!.writeFile(Buffer.from(tmp), Buffer.from(join(dir, 'f')), Buffer.from('x'), 0o644, -1, -1, -1, 0n).catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('EEXIST');
+    expect((err as NodeJS.ErrnoException).syscall).toBe('open');
+    expect(readFileSync(tmp, 'utf8')).toBe('not ours');
+    expect(existsSync(join(dir, 'f'))).toBe(false);
+  });
+
+  it('removes the temporary file when the rename fails, and names the final path', async () => {
+    const final = join(dir, 'missing', 'f');
+    const err = await n!.writeFile(Buffer.from(join(dir, '.t')), Buffer.from(final), Buffer.from('x'), 0o644, -1, -1, -1, 0n).catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+    expect((err as NodeJS.ErrnoException).syscall).toBe('rename');
+    expect((err as NodeJS.ErrnoException).path).toBe(final);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('rejects bad arguments synchronously', () => {
+    expect(() => n!.writeFile(Buffer.from(join(dir, '.t')), Buffer.from(join(dir, 'f')), Buffer.from('x'), 0o644, -1, 5, -1, 0n)).toThrow(/gid/);
+    expect(() => n!.writeFile(Buffer.from(join(dir, '.t')), Buffer.from(join(dir, 'f')), Buffer.from('x'), 0o644, -1, -1, -1, 1 as unknown as bigint)).toThrow(/BigInt/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
