@@ -10,7 +10,11 @@
  *
  * Each worker keeps its input buffer: the compressed bytes are copied into it and it travels
  * to the worker and back (transferred, not copied). The output is allocated in the worker at
- * the bound and transferred to the caller.
+ * the bound and transferred to the caller; with `reuse`, it comes from a small pool of output
+ * buffers instead (transferred there and back), and the caller hands it back with
+ * {@link releaseOutput} once done with the bytes: a restore decompresses hundreds of MiB, and
+ * fresh output buffers cost a page fault per 4 KiB (~15 µs each on a VM) and garbage the main
+ * thread's collector has to reclaim.
  */
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
@@ -70,26 +74,36 @@ const dctx = new b.DCtx();
 parentPort.on('message', (job) => {
   const src = new Uint8Array(job.input, 0, job.length);
   let out;
+  let spare = job.out;
   let produced = 0;
   let error;
   let tooSmall = false;
   try {
     if (b.findFrameCompressedSize(src) !== src.byteLength) throw new Error('data after the zstd frame');
-    out = new ArrayBuffer(job.size);
-    produced = dctx.decompress(new Uint8Array(out), src);
+    if (spare && spare.byteLength >= job.size) {
+      out = spare;
+      spare = undefined;
+    } else out = new ArrayBuffer(job.size);
+    produced = dctx.decompress(new Uint8Array(out, 0, job.size), src);
   } catch (err) {
+    if (out === job.out) spare = out;
     out = undefined;
     if (err && err.message === ${JSON.stringify(TOO_SMALL)}) tooSmall = true;
     else error = String(err && err.message ? err.message : err);
   }
-  const transfer = out ? [job.input, out] : [job.input];
-  parentPort.postMessage({ input: job.input, out, produced, error, tooSmall }, transfer);
+  const transfer = [job.input];
+  if (out) transfer.push(out);
+  if (spare) transfer.push(spare);
+  parentPort.postMessage({ input: job.input, out, spare, produced, error, tooSmall }, transfer);
 });
 `;
 
 interface Job {
   src: Uint8Array;
   size: number;
+  /** A pooled output buffer going with the job (`reuse`). */
+  out: ArrayBuffer | undefined;
+  reuse: boolean;
   resolve: (a: Attempt) => void;
   reject: (e: Error) => void;
 }
@@ -97,6 +111,8 @@ interface Job {
 interface Reply {
   input: ArrayBuffer;
   out?: ArrayBuffer;
+  /** The pooled output buffer, back unused (the job failed, or it was too small). */
+  spare?: ArrayBuffer;
   produced: number;
   error?: string;
   tooSmall: boolean;
@@ -123,7 +139,9 @@ class PoolWorker {
     new Uint8Array(input, 0, job.src.byteLength).set(job.src);
     this.input = undefined;
     this.worker.ref(); // a job in flight keeps the process alive
-    this.worker.postMessage({ input, length: job.src.byteLength, size: job.size }, [input]);
+    const out = job.out;
+    job.out = undefined;
+    this.worker.postMessage({ input, length: job.src.byteLength, size: job.size, out }, out ? [input, out] : [input]);
   }
 
   private done(r: Reply): void {
@@ -131,10 +149,14 @@ class PoolWorker {
     this.job = undefined;
     this.input = r.input;
     this.worker.unref();
+    if (r.spare) outputs.put(r.spare);
     if (job) {
       if (r.error !== undefined) job.reject(new Error(r.error));
       else if (r.tooSmall || !r.out) job.resolve({ ok: false, tooSmall: true });
-      else job.resolve({ ok: true, data: Buffer.from(r.out, 0, r.produced) });
+      else {
+        if (job.reuse) outputs.lent.add(r.out);
+        job.resolve({ ok: true, data: Buffer.from(r.out, 0, r.produced) });
+      }
     }
     this.pool.next(this);
   }
@@ -161,9 +183,9 @@ class DecompressPool {
   private readonly queue: Job[] = [];
   readonly size = Math.max(1, Math.min(4, availableParallelism()));
 
-  run(src: Uint8Array, size: number): Promise<Attempt> {
+  run(src: Uint8Array, size: number, reuse: boolean): Promise<Attempt> {
     return new Promise<Attempt>((resolve, reject) => {
-      const job: Job = { src, size, resolve, reject };
+      const job: Job = { src, size, out: reuse ? outputs.take(size) : undefined, reuse, resolve, reject };
       const w = this.idle.pop() ?? (this.workers.length < this.size ? this.spawn() : undefined);
       if (w) w.run(job);
       else this.queue.push(job);
@@ -196,13 +218,57 @@ class DecompressPool {
 
 let pool: DecompressPool | undefined;
 
+/** Smallest pooled output buffer (outputs up to {@link INLINE_LIMIT} are made on the calling thread). */
+const OUTPUT_MIN = 128 * 1024;
+/** Idle output buffers kept (power-of-two sizes; a restore's blobs are 512 KiB–8 MiB). */
+const OUTPUT_IDLE = 8;
+
+/** Output buffers for `reuse` jobs: idle ones, and those lent to callers (until {@link releaseOutput}). */
+class OutputPool {
+  readonly idle: ArrayBuffer[] = [];
+  readonly lent = new WeakSet<ArrayBuffer>();
+  /** An idle buffer of at least `size` bytes (the smallest that fits), or a new one of the next power of two. */
+  take(size: number): ArrayBuffer {
+    let best = -1;
+    for (let i = 0; i < this.idle.length; i++) {
+      const n = this.idle[i]!.byteLength;
+      if (n >= size && (best < 0 || n < this.idle[best]!.byteLength)) best = i;
+    }
+    if (best >= 0) return this.idle.splice(best, 1)[0]!;
+    return new ArrayBuffer(nextPow2(Math.max(size, OUTPUT_MIN)));
+  }
+  put(buf: ArrayBuffer): void {
+    if (buf.byteLength === 0) return; // detached
+    if (this.idle.length < OUTPUT_IDLE) {
+      this.idle.push(buf);
+      return;
+    }
+    let smallest = 0;
+    for (let i = 1; i < this.idle.length; i++) if (this.idle[i]!.byteLength < this.idle[smallest]!.byteLength) smallest = i;
+    if (this.idle[smallest]!.byteLength < buf.byteLength) this.idle[smallest] = buf;
+  }
+}
+const outputs = new OutputPool();
+
+/**
+ * Gives back the output of a `reuse` decompression once its bytes are no longer needed (written
+ * out); later decompressions write into it. Anything else is ignored (inline outputs, outputs of
+ * jobs without `reuse`, a second release).
+ */
+export function releaseOutput(data: Uint8Array): void {
+  const buf = data.buffer;
+  if (!(buf instanceof ArrayBuffer) || !outputs.lent.has(buf)) return;
+  outputs.lent.delete(buf);
+  outputs.put(buf);
+}
+
 /**
  * One bounded attempt: decompress the single zstd frame `src` into at most `size` bytes (on this
  * thread when it is small, or with `here`; else on a worker).
  * Resolves `{ ok: false, tooSmall: true }` when the content is larger than `size` (nothing more
  * was produced or allocated); rejects when the frame is damaged.
  */
-export function decompressAttempt(src: Uint8Array, size: number, here = false): Promise<Attempt> {
+export function decompressAttempt(src: Uint8Array, size: number, here = false, reuse = false): Promise<Attempt> {
   if (here || size <= INLINE_LIMIT) {
     try {
       return Promise.resolve(decompressHere(src, size));
@@ -211,5 +277,5 @@ export function decompressAttempt(src: Uint8Array, size: number, here = false): 
     }
   }
   // `src` is read when a worker takes the job: it must stay unchanged until the promise settles.
-  return (pool ??= new DecompressPool()).run(src, size);
+  return (pool ??= new DecompressPool()).run(src, size, reuse);
 }

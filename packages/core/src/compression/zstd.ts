@@ -98,9 +98,10 @@ const GROWTH = 4;
  * frame is refused before anything is allocated; a frame that does not declare its size is
  * decompressed into a buffer of the bound (`exact`), or of a guess that grows ×4 per attempt up
  * to `max` — a bomb fails once its output reaches the bound. Fails with {@link DecompressError}.
- * A number as `bound` means `{ exact: n }`.
+ * A number as `bound` means `{ exact: n }`. `reuse`: the output may live in a pooled buffer;
+ * the caller gives it back with `releaseOutput` (decompress-pool.ts) when done with the bytes.
  */
-export async function decompress(data: Uint8Array, bound: DecompressBound | number): Promise<Buffer> {
+export async function decompress(data: Uint8Array, bound: DecompressBound | number, opts: { reuse?: boolean } = {}): Promise<Buffer> {
   if (typeof bound === 'number') bound = { exact: bound };
   const limit = 'exact' in bound ? bound.exact : bound.max;
   if (!Number.isSafeInteger(limit) || limit < 0) throw new RangeError(`invalid decompression bound ${limit}`);
@@ -122,7 +123,7 @@ export async function decompress(data: Uint8Array, bound: DecompressBound | numb
   for (;;) {
     let attempt;
     try {
-      attempt = await decompressAttempt(data, size, bound.here === true);
+      attempt = await decompressAttempt(data, size, bound.here === true, opts.reuse === true);
     } catch (err) {
       throw new DecompressError(`zstd decompression failed: ${(err as Error).message}`, { cause: err });
     }

@@ -6,6 +6,7 @@
 import { BufferPool } from '../buffer-pool.js';
 import type { RepositoryCache } from '../cache/repository-cache.js';
 import { MAX_CACHED_PACK } from '../cache/repository-cache.js';
+import { releaseOutput } from '../compression/decompress-pool.js';
 import { decompress } from '../compression/zstd.js';
 import type { MasterKeys } from '../crypto/keys.js';
 import { isTransientError } from '../storage/errors.js';
@@ -35,6 +36,13 @@ export interface LoadBlobsOptions {
    * bytes somewhere. Default false (each plaintext is the caller's to keep).
    */
   transient?: boolean;
+  /**
+   * The caller needs neither the stored bytes (`onBlob`'s `stored` is then undefined) nor the read
+   * buffer after `onBlob`: each blob is decrypted over its own stored bytes, so a read needs one
+   * buffer instead of two (with `transient`; the restore's reads). Default false (prune copies the
+   * stored bytes into new packs).
+   */
+  inPlace?: boolean;
 }
 
 /**
@@ -223,7 +231,8 @@ export class BlobReader {
           }
           bytes = undefined; // other failures (a short pack): retried blob by blob below, which names the damage
         }
-        await this.openRange(r, bytes, transient, onBlob);
+        // `inPlace` and the bytes landed in our own read buffer: each blob is decrypted where it lies.
+        await this.openRange(r, bytes, transient, onBlob, opts.inPlace === true && bytes !== undefined && bytes.buffer === into.buffer);
       } finally {
         this.scratch.release(into);
       }
@@ -231,7 +240,7 @@ export class BlobReader {
   }
 
   /** The blobs of one ranged read (`bytes`, or undefined to read them one by one) handed to `onBlob`. */
-  private async openRange(r: Range, bytes: Buffer | undefined, transient: boolean, onBlob: OnBlob): Promise<void> {
+  private async openRange(r: Range, bytes: Buffer | undefined, transient: boolean, onBlob: OnBlob, inPlace = false): Promise<void> {
     if (!bytes) {
       for (const loc of r.locs) {
         let data: Buffer | undefined;
@@ -249,7 +258,11 @@ export class BlobReader {
     // Compressed blobs are decrypted into one reused scratch buffer (each at its own offset),
     // then decompressed in parallel on the thread pool; with `transient`, uncompressed ones
     // are decrypted into it too (a blob's plaintext is never longer than its stored form).
-    const scratch = transient || r.locs.some((l) => l.compressed) ? this.scratch.acquire(r.end - r.start) : undefined;
+    // `inPlace`: the read buffer is ours and each blob's stored bytes are read once, so the blob is
+    // decrypted over them (the plaintext starts where its nonce was: AES-GCM's output for each
+    // slice is copied in after that slice was read, 12 bytes behind the read position), and no
+    // second buffer the size of the read is needed.
+    const scratch = inPlace ? whole : transient || r.locs.some((l) => l.compressed) ? this.scratch.acquire(r.end - r.start) : undefined;
     try {
       await Promise.all(
         r.locs.map(async (loc) => {
@@ -259,15 +272,18 @@ export class BlobReader {
           const slot = scratch?.subarray(off, off + loc.length);
           const stored = whole.subarray(off, off + loc.length);
           try {
-            data = await this.open(loc, stored, transient && !loc.compressed ? slot : undefined, slot);
+            data = await this.open(loc, stored, transient && !loc.compressed ? slot : undefined, slot, transient);
           } catch (err) {
             error = err as Error;
           }
-          await onBlob(loc.id, data, error, data ? stored : undefined);
+          // Decrypted in place, the stored bytes are gone: they are not handed on.
+          await onBlob(loc.id, data, error, data && !inPlace ? stored : undefined);
+          // A transient plaintext is the caller's only until `onBlob` settles: a pooled output goes back.
+          if (transient && data && loc.compressed) releaseOutput(data);
         }),
       );
     } finally {
-      if (scratch) this.scratch.release(scratch);
+      if (scratch && scratch !== whole) this.scratch.release(scratch);
     }
   }
 
@@ -297,16 +313,16 @@ export class BlobReader {
    * uncompressed plaintext (the result is then a view of it); `scratchSlot`: a caller-owned
    * area for a compressed blob's decrypted intermediate.
    */
-  async open(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer): Promise<Buffer> {
+  async open(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer, reuseOutput = false): Promise<Buffer> {
     try {
-      return await this.openUnchecked(loc, bytes, buffer, scratchSlot);
+      return await this.openUnchecked(loc, bytes, buffer, scratchSlot, reuseOutput);
     } catch (err) {
       if ((err as Error).name === 'IntegrityError') this.onDamage(loc, 'blob');
       throw err;
     }
   }
 
-  private async openUnchecked(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer): Promise<Buffer> {
+  private async openUnchecked(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer, reuseOutput = false): Promise<Buffer> {
     const file = handlePath({ type: 'data', name: loc.pack });
     const where = { file, blobId: loc.id };
     if (bytes.byteLength !== loc.length) {
@@ -326,7 +342,7 @@ export class BlobReader {
         try {
           // Trees (at most MAX_TREE_BLOB_SIZE) on this thread: listings, diffs and backups read
           // thousands, with nothing else to do meanwhile.
-          plain = await decompress(plain, { exact: loc.rawLength, here: loc.type === 'tree' });
+          plain = await decompress(plain, { exact: loc.rawLength, here: loc.type === 'tree' }, { reuse: reuseOutput });
         } catch (err) {
           throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${(err as Error).message}`, { ...where, cause: err });
         }

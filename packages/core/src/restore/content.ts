@@ -38,7 +38,7 @@ export interface ContentSource {
     type: BlobType,
     ids: readonly BlobId[],
     onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void | Promise<void>,
-    opts?: { maxGap?: number; maxRead?: number; concurrency?: number; transient?: boolean },
+    opts?: { maxGap?: number; maxRead?: number; concurrency?: number; transient?: boolean; inPlace?: boolean },
   ): Promise<void>;
 }
 
@@ -316,7 +316,7 @@ export class ContentReader<F> {
       return Promise.all(writes).then(() => undefined);
     };
     try {
-      await this.source.loadBlobs('data', ids, deliver, { maxGap: this.#opts.maxGap, maxRead: this.#opts.maxRead, concurrency: 1, transient: true });
+      await this.source.loadBlobs('data', ids, deliver, { maxGap: this.#opts.maxGap, maxRead: this.#opts.maxRead, concurrency: 1, transient: true, inPlace: true });
       for (const id of [...left]) await deliver(id, undefined, new Error(`data blob ${id} was not delivered by the repository`));
     } catch (err) {
       for (const id of [...left]) await deliver(id, undefined, err as Error);
