@@ -32,4 +32,5 @@ module.exports = {
   seekHoleSync: (fd, offset) => binding.seekHoleSync(fd, offset),
   writeFile: (tmp, final, data, mode, chmodMode, uid, gid, mtimeNs) =>
     binding.writeFile(toPath(tmp), toPath(final), data ?? null, mode, chmodMode, uid, gid, mtimeNs),
+  writeFiles: (files) => binding.writeFiles(files),
 };

@@ -59,3 +59,11 @@ export function writeFile(
   gid: number,
   mtimeNs: bigint,
 ): Promise<void>;
+/**
+ * Several `writeFile`s in one threadpool job, one after another (one wake-up of a pool thread for
+ * the lot): each entry is `[tmp, final, data, mode, chmodMode, uid, gid, mtimeNs]` with Buffer
+ * paths. Resolves with one entry per file: null, or its error (the others are written anyway).
+ */
+export function writeFiles(
+  files: Array<[tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint]>,
+): Promise<Array<(Error & { code?: string; syscall?: string; path?: string }) | null>>;

@@ -7,6 +7,8 @@
  * once (the pool has several threads) and the main thread pays one call per file, not five.
  *
  *   writeFile(tmp, final, data, mode, chmodMode, uid, gid, mtimeNs) -> Promise<void>
+ *   writeFiles([[tmp, final, data, mode, chmodMode, uid, gid, mtimeNs], ...]) -> Promise<Array<Error | null>>
+ *     (the files one after another in one job; one error or null per file, in order)
  *
  * open(tmp, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode & 0777); pwrite all of `data`
  * (a Buffer, or null for an empty file) from the caller's memory, no copy; fchown(uid, gid)
@@ -48,78 +50,96 @@ typedef struct {
   int err;
   const char *syscall;
   bool err_on_final;
+} entry_t;
+
+typedef struct {
+  entry_t *entries;
+  size_t count;
+  bool batch; /* writeFiles: resolves with a list of per-file errors */
   napi_deferred deferred;
   napi_async_work work;
 } wjob_t;
 
+static void entry_clear(napi_env env, entry_t *e) {
+  if (e->data_ref) napi_delete_reference(env, e->data_ref);
+  e->data_ref = NULL;
+  free(e->tmp);
+  free(e->final);
+  e->tmp = e->final = NULL;
+}
+
 static void wjob_free(napi_env env, wjob_t *j) {
   if (!j) return;
-  if (j->data_ref) napi_delete_reference(env, j->data_ref);
-  free(j->tmp);
-  free(j->final);
+  for (size_t i = 0; i < j->count; i++) entry_clear(env, &j->entries[i]);
+  free(j->entries);
   free(j);
 }
 
-static void wjob_fail(wjob_t *j, const char *syscall) {
-  j->err = errno;
-  j->syscall = syscall;
+static void entry_fail(entry_t *e, const char *syscall) {
+  e->err = errno;
+  e->syscall = syscall;
 }
 
-static void wjob_run(wjob_t *j) {
+static void entry_run(entry_t *e) {
   int fd;
-  do fd = open(j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)(j->mode & 0777));
+  do fd = open(e->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)(e->mode & 0777));
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
-    wjob_fail(j, "open");
+    entry_fail(e, "open");
     return;
   }
   size_t off = 0;
-  while (off < j->length) {
-    ssize_t n = pwrite(fd, j->data + off, j->length - off, (off_t)off);
+  while (off < e->length) {
+    ssize_t n = pwrite(fd, e->data + off, e->length - off, (off_t)off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      wjob_fail(j, "write");
+      entry_fail(e, "write");
       goto failed;
     }
     if (n == 0) {
       errno = EIO;
-      wjob_fail(j, "write");
+      entry_fail(e, "write");
       goto failed;
     }
     off += (size_t)n;
   }
-  if (j->uid >= 0 && fchown(fd, (uid_t)j->uid, (gid_t)j->gid) != 0) {
-    wjob_fail(j, "fchown");
+  if (e->uid >= 0 && fchown(fd, (uid_t)e->uid, (gid_t)e->gid) != 0) {
+    entry_fail(e, "fchown");
     goto failed;
   }
-  if (j->chmod_mode >= 0 && fchmod(fd, (mode_t)j->chmod_mode) != 0) {
-    wjob_fail(j, "fchmod");
+  if (e->chmod_mode >= 0 && fchmod(fd, (mode_t)e->chmod_mode) != 0) {
+    entry_fail(e, "fchmod");
     goto failed;
   }
-  if (futimens(fd, j->ts) != 0) {
-    wjob_fail(j, "futime");
+  if (futimens(fd, e->ts) != 0) {
+    entry_fail(e, "futime");
     goto failed;
   }
   if (close(fd) != 0 && errno != EINTR) {
     fd = -1;
-    wjob_fail(j, "close");
+    entry_fail(e, "close");
     goto failed;
   }
   fd = -1;
-  if (rename(j->tmp, j->final) != 0) {
-    wjob_fail(j, "rename");
-    j->err_on_final = true;
+  if (rename(e->tmp, e->final) != 0) {
+    entry_fail(e, "rename");
+    e->err_on_final = true;
     goto failed;
   }
   return;
 failed:
   if (fd >= 0) close(fd);
-  unlink(j->tmp);
+  unlink(e->tmp);
 }
 
 static void exec_cb(napi_env env, void *data) {
   (void)env;
-  wjob_run((wjob_t *)data);
+  wjob_t *j = (wjob_t *)data;
+  for (size_t i = 0; i < j->count; i++) entry_run(&j->entries[i]);
+}
+
+static napi_value entry_error(napi_env env, entry_t *e) {
+  return kiwi_errno_error(env, e->err, e->syscall, e->err_on_final ? e->final : e->tmp);
 }
 
 static void complete_cb(napi_env env, napi_status status, void *data) {
@@ -129,12 +149,19 @@ static void complete_cb(napi_env env, napi_status status, void *data) {
     napi_create_string_utf8(env, "native-fs: async work was cancelled", NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, NULL, msg, &err);
     napi_reject_deferred(env, j->deferred, err);
-  } else if (j->err) {
-    napi_reject_deferred(env, j->deferred, kiwi_errno_error(env, j->err, j->syscall, j->err_on_final ? j->final : j->tmp));
+  } else if (!j->batch) {
+    if (j->entries[0].err) napi_reject_deferred(env, j->deferred, entry_error(env, &j->entries[0]));
+    else {
+      napi_value undef;
+      napi_get_undefined(env, &undef);
+      napi_resolve_deferred(env, j->deferred, undef);
+    }
   } else {
-    napi_value undef;
-    napi_get_undefined(env, &undef);
-    napi_resolve_deferred(env, j->deferred, undef);
+    napi_value list, nul;
+    napi_get_null(env, &nul);
+    napi_create_array_with_length(env, j->count, &list);
+    for (size_t i = 0; i < j->count; i++) napi_set_element(env, list, (uint32_t)i, j->entries[i].err ? entry_error(env, &j->entries[i]) : nul);
+    napi_resolve_deferred(env, j->deferred, list);
   }
   napi_delete_async_work(env, j->work);
   wjob_free(env, j);
@@ -152,18 +179,12 @@ static bool get_int(napi_env env, napi_value v, const char *what, int64_t min, i
   return true;
 }
 
-static napi_value write_file(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  if (!kiwi_get_args(env, info, 8, argv)) return NULL;
-  wjob_t *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  j->tmp = kiwi_buffer_string(env, argv[0], "tmp", NULL);
-  if (!j->tmp) goto bad;
-  j->final = kiwi_buffer_string(env, argv[1], "final", NULL);
-  if (!j->final) goto bad;
+/* Parses (tmp, final, data, mode, chmodMode, uid, gid, mtimeNs) into `e`; false with a pending exception. */
+static bool parse_entry(napi_env env, napi_value *argv, entry_t *e) {
+  e->tmp = kiwi_buffer_string(env, argv[0], "tmp", NULL);
+  if (!e->tmp) return false;
+  e->final = kiwi_buffer_string(env, argv[1], "final", NULL);
+  if (!e->final) return false;
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
   if (t != napi_null && t != napi_undefined) {
@@ -173,60 +194,124 @@ static napi_value write_file(napi_env env, napi_callback_info info) {
     napi_is_buffer(env, argv[2], &isbuf);
     if (!isbuf || napi_get_buffer_info(env, argv[2], &p, &len) != napi_ok) {
       napi_throw_type_error(env, NULL, "data must be a Buffer or null");
-      goto bad;
+      return false;
     }
-    j->data = (const uint8_t *)p;
-    j->length = len;
-    if (napi_create_reference(env, argv[2], 1, &j->data_ref) != napi_ok) {
+    e->data = (const uint8_t *)p;
+    e->length = len;
+    if (napi_create_reference(env, argv[2], 1, &e->data_ref) != napi_ok) {
       napi_throw_error(env, NULL, "native-fs: cannot hold the data");
-      goto bad;
+      return false;
     }
   }
   int64_t mode, chmod_mode, uid, gid;
   if (!get_int(env, argv[3], "mode", 0, 07777, &mode) || !get_int(env, argv[4], "chmodMode", -1, 07777, &chmod_mode) ||
       !get_int(env, argv[5], "uid", -1, 0xfffffffeLL, &uid) || !get_int(env, argv[6], "gid", -1, 0xfffffffeLL, &gid))
-    goto bad;
-  j->mode = (int)mode;
-  j->chmod_mode = (int)chmod_mode;
-  j->uid = uid;
-  j->gid = uid >= 0 ? gid : -1;
+    return false;
   if (uid >= 0 && gid < 0) {
     napi_throw_type_error(env, NULL, "gid must be given with uid");
-    goto bad;
+    return false;
   }
+  e->mode = (int)mode;
+  e->chmod_mode = (int)chmod_mode;
+  e->uid = uid;
+  e->gid = uid >= 0 ? gid : -1;
   int64_t ns;
   bool lossless = false;
   if (napi_get_value_bigint_int64(env, argv[7], &ns, &lossless) != napi_ok || !lossless) {
     napi_throw_type_error(env, NULL, "mtimeNs must be a BigInt of nanoseconds in the 64-bit range");
-    goto bad;
+    return false;
   }
   int64_t sec = ns / NS_PER_S, rem = ns % NS_PER_S;
   if (rem < 0) {
     rem += NS_PER_S;
     sec -= 1;
   }
-  j->ts[0].tv_sec = j->ts[1].tv_sec = (time_t)sec;
-  j->ts[0].tv_nsec = j->ts[1].tv_nsec = (long)rem;
+  e->ts[0].tv_sec = e->ts[1].tv_sec = (time_t)sec;
+  e->ts[0].tv_nsec = e->ts[1].tv_nsec = (long)rem;
+  return true;
+}
+
+static napi_value queue(napi_env env, wjob_t *j) {
   napi_value promise, name;
   if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) {
     napi_throw_error(env, NULL, "native-fs: cannot create a promise");
-    goto bad;
+    wjob_free(env, j);
+    return NULL;
   }
   napi_create_string_utf8(env, "kiwi.writeFile", NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, exec_cb, complete_cb, j, &j->work) != napi_ok ||
       napi_queue_async_work(env, j->work) != napi_ok) {
     napi_throw_error(env, NULL, "native-fs: cannot queue async work");
-    goto bad;
+    wjob_free(env, j);
+    return NULL;
   }
   return promise;
-bad:
-  wjob_free(env, j);
-  return NULL;
+}
+
+static wjob_t *new_job(napi_env env, size_t count, bool batch) {
+  wjob_t *j = calloc(1, sizeof *j);
+  entry_t *entries = calloc(count ? count : 1, sizeof *entries);
+  if (!j || !entries) {
+    free(j);
+    free(entries);
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->entries = entries;
+  j->count = count;
+  j->batch = batch;
+  return j;
+}
+
+static napi_value write_file(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  if (!kiwi_get_args(env, info, 8, argv)) return NULL;
+  wjob_t *j = new_job(env, 1, false);
+  if (!j) return NULL;
+  if (!parse_entry(env, argv, &j->entries[0])) {
+    wjob_free(env, j);
+    return NULL;
+  }
+  return queue(env, j);
+}
+
+/* writeFiles([[tmp, final, data, mode, chmodMode, uid, gid, mtimeNs], ...]) -> Promise<Array<Error | null>>: one job, in order. */
+static napi_value write_files(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!kiwi_get_args(env, info, 1, argv)) return NULL;
+  bool is_array = false;
+  uint32_t count = 0;
+  napi_is_array(env, argv[0], &is_array);
+  if (!is_array || napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 || count > 65536) {
+    napi_throw_type_error(env, NULL, "writeFiles takes a non-empty array of at most 65536 files");
+    return NULL;
+  }
+  wjob_t *j = new_job(env, count, true);
+  if (!j) return NULL;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item, fields[8];
+    bool item_array = false;
+    uint32_t n = 0;
+    napi_get_element(env, argv[0], i, &item);
+    napi_is_array(env, item, &item_array);
+    if (!item_array || napi_get_array_length(env, item, &n) != napi_ok || n != 8) {
+      napi_throw_type_error(env, NULL, "each file must be [tmp, final, data, mode, chmodMode, uid, gid, mtimeNs]");
+      wjob_free(env, j);
+      return NULL;
+    }
+    for (uint32_t k = 0; k < 8; k++) napi_get_element(env, item, k, &fields[k]);
+    if (!parse_entry(env, fields, &j->entries[i])) {
+      wjob_free(env, j);
+      return NULL;
+    }
+  }
+  return queue(env, j);
 }
 
 void kiwi_register_files(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"writeFile", NULL, write_file, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"writeFiles", NULL, write_files, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -57,4 +57,20 @@ describe.skipIf(skip)('@kiwi-backup/native-fs: writeFile', () => {
     expect(() => n!.writeFile(Buffer.from(join(dir, '.t')), Buffer.from(join(dir, 'f')), Buffer.from('x'), 0o644, -1, -1, -1, 1 as unknown as bigint)).toThrow(/BigInt/);
     expect(readdirSync(dir)).toEqual([]);
   });
+
+  it('writeFiles writes a batch in order in one job; a failing file is reported in its place and the others are written', async () => {
+    writeFileSync(join(dir, '.taken'), 'not ours');
+    const file = (tmp: string, name: string, text: string, t: bigint) =>
+      [Buffer.from(join(dir, tmp)), Buffer.from(join(dir, name)), Buffer.from(text), 0o640, -1, -1, -1, t] as [Buffer, Buffer, Buffer, number, number, number, number, bigint];
+    const results = await n!.writeFiles([file('.a', 'a', 'one', 10n), file('.taken', 'b', 'two', 20n), file('.c', 'c', 'three', 30_000_000_001n)]);
+    expect(results.length).toBe(3);
+    expect(results[0]).toBeNull();
+    expect(results[1]?.code).toBe('EEXIST');
+    expect(results[2]).toBeNull();
+    expect(statSync(join(dir, 'c'), { bigint: true }).mtimeNs).toBe(30_000_000_001n);
+    expect(readFileSync(join(dir, 'a'), 'utf8')).toBe('one');
+    expect(readFileSync(join(dir, 'c'), 'utf8')).toBe('three');
+    expect(readdirSync(dir).sort()).toEqual(['.taken', 'a', 'c']);
+    expect(() => n!.writeFiles([])).toThrow(/non-empty/);
+  });
 });

@@ -23,6 +23,8 @@ export interface NativeFs {
   seekHoleSync(fd: number, offset: number): number;
   /** A whole file in one threadpool job (open O_EXCL, write, fchown, fchmod, futimens, close, rename); absent in addons built before it. */
   writeFile?(tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): Promise<void>;
+  /** Several `writeFile`s in one job, in order; one error or null per file. Absent in addons built before it. */
+  writeFiles?(files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
 }
 
 let native: NativeFs | null | undefined;

@@ -3,8 +3,8 @@
  * its directory (O_EXCL|O_NOFOLLOW, see temp.ts), written, given its metadata
  * through the descriptor (metadata.ts) and renamed into place; a file that
  * fails is removed, never renamed. A one-blob file from the pack reader is
- * written by one job on libuv's threadpool when native-fs has `writeFile`
- * (several files at once, one directory's files one after another);
+ * written on libuv's threadpool when native-fs has `writeFiles` (several
+ * directories at once, one directory's files one after another, in batches);
  * otherwise small files are written with synchronous
  * calls (async again when the disk turns out slow); a multi-blob file takes
  * its blobs in any order at their offsets, and is closed between blobs when
@@ -83,12 +83,12 @@ export interface DirState {
    */
   fresh: boolean;
   /**
-   * The last whole-file job started in this directory (native `writeFile`): files of one
-   * directory are created one after another, files of different directories at once. Creating
-   * a file holds its directory's lock in the kernel; two threads creating in one directory only
-   * wait for each other (spinning, on a core the other could use).
+   * One-blob files of this directory waiting for (or in) a native `writeFiles` job: files of one
+   * directory are created one after another, in batches, and files of different directories at
+   * once. Creating a file holds its directory's lock in the kernel; two threads creating in one
+   * directory only wait for each other (spinning, on a core the other could use).
    */
-  writing?: Promise<void> | undefined;
+  writes?: DirWrites | undefined;
 }
 
 /** A file whose content the pack reader delivers. */
@@ -114,13 +114,38 @@ export interface WriterHost {
   loadBlob(id: BlobId): Promise<Buffer>;
 }
 
-type NativeWriteFile = NonNullable<NativeFs['writeFile']>;
+type NativeFileArgs = [tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint];
+type NativeWriteFiles = (files: NativeFileArgs[]) => Promise<Array<Error | null>>;
+
+/** A directory's queue of one-blob files for the native writer. */
+export interface DirWrites {
+  queued: Array<{ args: NativeFileArgs; resolve: () => void; reject: (e: unknown) => void }>;
+  /** A batch of this directory is being written. */
+  busy: boolean;
+  /** A batch will start once the current burst of blobs is delivered. */
+  scheduled: boolean;
+}
+
+/** Files per native job at most (a job holds their buffers until all are written). */
+const MAX_BATCH = 64;
+
+/** The addon's `writeFiles`, or one built on `writeFile` (an addon built before `writeFiles`), or undefined. */
+function nativeWriter(native: NativeFs | null): NativeWriteFiles | undefined {
+  if (native?.writeFiles) return native.writeFiles.bind(native);
+  const one = native?.writeFile?.bind(native);
+  if (!one) return undefined;
+  return async (files) => {
+    const out: Array<Error | null> = [];
+    for (const a of files) out.push(await one(...a).then(() => null, (e: Error) => e));
+    return out;
+  };
+}
 
 export class FileWriter {
   /** Partly written multi-blob files with an open descriptor. */
   openFiles = 0;
-  /** Whole files in one threadpool job each (undefined without native-fs, or one built before `writeFile`). */
-  readonly nativeWrite: NativeWriteFile | undefined;
+  /** Whole files in threadpool jobs (undefined without native-fs, or one built before `writeFile`). */
+  readonly nativeWrite: NativeWriteFiles | undefined;
 
   constructor(
     readonly host: WriterHost,
@@ -128,7 +153,7 @@ export class FileWriter {
     readonly budget: SyncBudget,
     native: NativeFs | null = nativeFs(),
   ) {
-    this.nativeWrite = native?.writeFile ? native.writeFile.bind(native) : undefined;
+    this.nativeWrite = nativeWriter(native);
   }
 
   /** A file without content (empty), or any file when the repository has no pack reader: blobs load one by one. */
@@ -276,38 +301,63 @@ export class FileWriter {
   }
 
   /**
-   * A one-blob file in a single job on libuv's threadpool (native-fs `writeFile`): creation,
-   * write, owner, mode, times and rename run off the main thread, several files at once, and the
-   * bytes are written from `data` where it lies (no copy).
+   * A one-blob file written on libuv's threadpool (native-fs `writeFiles`): creation, write,
+   * owner, mode, times and rename run off the main thread, a directory's files in batches (one
+   * job, one call from this thread per batch), several directories at once; the bytes are written
+   * from `data` where it lies (no copy). Resolves when the file is in place.
    */
-  async writeWholeNative(native: NativeWriteFile, f: FileTask, data: Buffer): Promise<void> {
+  async writeWholeNative(native: NativeWriteFiles, f: FileTask, data: Buffer): Promise<void> {
     const node = f.node;
     this.checkSize(node, data.length, f.snapPath);
     const tmp = tempPath(f.fsPath.subarray(0, f.fsPath.lastIndexOf(SLASH)));
     const chown = this.meta.chown(node);
     const dir = f.dir;
-    const write = () =>
-      native(tmp, f.fsPath, data.length > 0 ? data : null, node.mode & 0o777, this.meta.chmodMode(node, dir.fresh), chown ? node.uid : -1, chown ? node.gid : -1, BigInt(node.mtimeNs));
-    const before = dir.writing;
-    const signal = this.host.signal;
-    const p = before
-      ? before.then(() => {
-          signal?.throwIfAborted(); // (queued behind the directory's earlier files when the restore stopped)
-          return write();
-        })
-      : write();
-    const tail = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    dir.writing = tail;
-    try {
-      await p;
-    } finally {
-      if (dir.writing === tail) dir.writing = undefined;
-    }
+    const args: NativeFileArgs = [tmp, f.fsPath, data.length > 0 ? data : null, node.mode & 0o777, this.meta.chmodMode(node, dir.fresh), chown ? node.uid : -1, chown ? node.gid : -1, BigInt(node.mtimeNs)];
+    await new Promise<void>((resolve, reject) => {
+      const b = (dir.writes ??= { queued: [], busy: false, scheduled: false });
+      b.queued.push({ args, resolve, reject });
+      if (b.busy || b.scheduled) return;
+      // The rest of this burst of blobs (one read's worth) joins the batch.
+      b.scheduled = true;
+      setImmediate(() => {
+        b.scheduled = false;
+        this.flushDir(native, dir, b);
+      });
+    });
     this.host.addBytes(data.length);
   }
+
+  /** Starts the next batch of a directory's queued files (one threadpool job, in order), unless one is running. */
+  flushDir(native: NativeWriteFiles, dir: DirState, b: DirWrites): void {
+    if (b.busy) return;
+    const signal = this.host.signal;
+    if (signal?.aborted) {
+      // Stopped: files not started yet are not written (their failure is the stop's).
+      for (const q of b.queued.splice(0)) q.reject(signal.reason);
+    }
+    if (b.queued.length === 0) {
+      if (dir.writes === b) dir.writes = undefined;
+      return;
+    }
+    const batch = b.queued.splice(0, MAX_BATCH);
+    b.busy = true;
+    native(batch.map((q) => q.args)).then(
+      (results) => {
+        for (let i = 0; i < batch.length; i++) {
+          const e = results[i];
+          if (e) batch[i]!.reject(e);
+          else batch[i]!.resolve();
+        }
+      },
+      (err: unknown) => {
+        for (const q of batch) q.reject(err);
+      },
+    ).finally(() => {
+      b.busy = false;
+      this.flushDir(native, dir, b);
+    });
+  }
+
 
   /** A blob of a multi-blob file, at its offset (the file is created on the first one). */
   async writeAt(f: FileTask, data: Buffer, offset: number): Promise<void> {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { restoreSnapshot, runBackup } from '../../src/index.js';
-import { nativeFs, type NativeFs } from '../../src/native/native-fs.js';
+import { nativeFs } from '../../src/native/native-fs.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { createMemoryStorage } from '../../../storage-memory/src/index.js';
 import { Repository } from '../../src/repository/repository.js';
@@ -77,23 +77,36 @@ async function tempFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Counts calls of native-fs `writeFile` (FileWriter takes it when the restore starts); `remove` takes it away instead. */
+/** Counts the files written by native-fs `writeFiles`/`writeFile` (FileWriter takes them when the restore starts); `remove` takes both away instead. */
 function patchNative(remove = false): { calls: () => number; restore: () => void } {
-  const mod = native as (NativeFs & { writeFile?: NativeFs['writeFile'] }) | null;
-  const orig = mod?.writeFile;
+  const mod = native;
+  const origMany = mod?.writeFiles;
+  const origOne = mod?.writeFile;
   let n = 0;
-  if (mod && orig) {
-    mod.writeFile = remove
-      ? undefined
-      : (...args) => {
-          n++;
-          return orig.apply(mod, args);
+  if (mod) {
+    if (remove) {
+      mod.writeFiles = undefined;
+      mod.writeFile = undefined;
+    } else {
+      if (origMany)
+        mod.writeFiles = (files) => {
+          n += files.length;
+          return origMany.call(mod, files);
         };
+      if (origOne)
+        mod.writeFile = (...args) => {
+          n++;
+          return origOne.apply(mod, args);
+        };
+    }
   }
   return {
     calls: () => n,
     restore: () => {
-      if (mod) mod.writeFile = orig;
+      if (mod) {
+        mod.writeFiles = origMany;
+        mod.writeFile = origOne;
+      }
     },
   };
 }
@@ -126,14 +139,14 @@ describe('concurrent file writers', () => {
       // 480 files, 9 distinct contents: a blob is read once per window at most and written to every file that uses it.
       expect(new Set(requested).size).toBe(payloads.length);
       expect(requested.length).toBeLessThan(files.size / 10);
-      if (native?.writeFile) expect(patch.calls()).toBe(files.size);
+      if (native?.writeFiles) expect(patch.calls()).toBe(files.size);
     } finally {
       patch.restore();
     }
     await repo2.close();
   });
 
-  it('without native-fs writeFile (an older addon), the same tree comes back exactly on the JS path', async () => {
+  it('without native-fs writeFiles/writeFile (an older addon), the same tree comes back exactly on the JS path', async () => {
     const src = join(work, 'src');
     const payloads = Array.from({ length: 5 }, (_, i) => pseudoRandom(500 + i * 1500, i + 20));
     const files = await makeTree(src, 4, 25, payloads);
