@@ -22,6 +22,7 @@ import { FileWriter, RestoreFileError, createReplacing, type DirState, type File
 import { MetaWriter, SyncBudget } from './metadata.js';
 import { NotRestorable, isSpecial, makeSpecial } from './special.js';
 import { Verifier } from './verify.js';
+import { Skeleton } from './skeleton.js';
 
 export { RestoreFileError } from './files.js';
 export { MAX_LISTED, RestoreTargetError, type RestoreOptions, type RestoreProgress, type RestoreResult } from './types.js';
@@ -118,6 +119,7 @@ class RestoreRun {
   readonly sources: string[];
   lastProgress = 0;
   currentPath = '';
+  readonly skeleton = new Skeleton();
 
   constructor(
     readonly opts: RestoreOptions,
@@ -188,6 +190,8 @@ class RestoreRun {
     const root: DirState = { fsPath: Buffer.from(real, 'utf8'), snapPath: '/', node: undefined, parent: undefined, created: Promise.resolve(), ready: true, fresh };
     if (!fresh) this.result.tempFilesRemoved += await removeLeftoverTemps(root.fsPath);
     this.meta.noteDefaultAcl(root.fsPath);
+    // A whole snapshot into a fresh target: every directory first (skeleton.ts), then the files.
+    if (fresh && !this.selector) await this.skeleton.make(this.opts.repository, this.snapshot.tree, root.fsPath, this.signal);
     const onAbort = () => void this.stopContent(this.signal?.reason);
     this.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -527,6 +531,11 @@ class RestoreRun {
     if (dir.created) return dir.created;
     dir.created = (async () => {
       if (dir.parent) await this.ensureDir(dir.parent);
+      if (this.skeleton.take(dir.fsPath) && (await lstat(dir.fsPath)).isDirectory()) {
+        dir.fresh = true; // made empty by the skeleton, before any file
+        dir.ready = true;
+        return;
+      }
       try {
         await mkdir(dir.fsPath, { mode: 0o700 });
         dir.fresh = true;

@@ -269,4 +269,48 @@ describe('concurrent file writers', () => {
     expect(await tempFiles(target)).toEqual([]);
     await repo2.close();
   });
+
+  it('a whole snapshot into a fresh target makes every directory before the first file; a selection does not', async () => {
+    const src = join(work, 'src');
+    const files = new Map<string, Buffer>();
+    for (const dir of ['a/x/deep', 'a/y', 'b', 'c/empty-below/z']) {
+      await mkdir(join(src, dir), { recursive: true });
+      const data = pseudoRandom(500 + dir.length, dir.length);
+      await writeFile(join(src, dir, 'f'), data);
+      files.set(`${dir}/f`, data);
+    }
+    await mkdir(join(src, 'empty'), { recursive: true });
+    const dirs = ['a', 'a/x', 'a/x/deep', 'a/y', 'b', 'c', 'c/empty-below', 'c/empty-below/z', 'empty'];
+    const { repo, reopen } = await memoryRepository({ packSize: 64 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    await repo.close();
+    const repo2 = await reopen();
+    const spyOn = (target: string) => {
+      const seen: { dirs: boolean[] | undefined } = { dirs: undefined };
+      const spied = Object.create(repo2) as Repository;
+      spied.loadBlobs = (type, ids, onBlob, opts) => {
+        if (type === 'data' && !seen.dirs) seen.dirs = dirs.map((d) => existsSync(join(target, src, d)));
+        return repo2.loadBlobs(type, ids, onBlob, opts);
+      };
+      return { spied, seen };
+    };
+    const target = join(work, 'out');
+    const { spied, seen } = spyOn(target);
+    const rr = await restoreSnapshot({ repository: spied, snapshotId: res.snapshotId!, target });
+    expect(rr.errors).toEqual([]);
+    expect(seen.dirs).toEqual(dirs.map(() => true));
+    for (const [rel, data] of files) expect((await readFile(join(target, src, rel))).equals(data), rel).toBe(true);
+    for (const d of dirs) expect((await lstat(join(target, src, d))).mode & 0o777, d).toBe((await lstat(join(src, d))).mode & 0o777);
+    expect(await tempFiles(target)).toEqual([]);
+
+    // With --include, only what is selected comes back: no skeleton of the rest.
+    const target2 = join(work, 'out2');
+    const sel = spyOn(target2);
+    const r2 = await restoreSnapshot({ repository: sel.spied, snapshotId: res.snapshotId!, target: target2, include: [join(src, 'a/y')] });
+    expect(r2.errors).toEqual([]);
+    expect(existsSync(join(target2, src, 'a/y/f'))).toBe(true);
+    expect(existsSync(join(target2, src, 'b'))).toBe(false);
+    expect(existsSync(join(target2, src, 'a/x'))).toBe(false);
+    await repo2.close();
+  });
 });
