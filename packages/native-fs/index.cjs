@@ -30,7 +30,12 @@ module.exports = {
   mknodSync: (p, mode, dev) => binding.mknodSync(toPath(p), mode, dev),
   seekDataSync: (fd, offset) => binding.seekDataSync(fd, offset),
   seekHoleSync: (fd, offset) => binding.seekHoleSync(fd, offset),
-  writeFile: (tmp, final, data, mode, chmodMode, uid, gid, mtimeNs) =>
-    binding.writeFile(toPath(tmp), toPath(final), data ?? null, mode, chmodMode, uid, gid, mtimeNs),
-  writeFiles: (files) => binding.writeFiles(files),
+  // Newer calls, absent from an addon built by an older version (callers then take their JS path).
+  ...(typeof binding.writeFile === 'function'
+    ? {
+        writeFile: (tmp, final, data, mode, chmodMode, uid, gid, mtimeNs) =>
+          binding.writeFile(toPath(tmp), toPath(final), data ?? null, mode, chmodMode, uid, gid, mtimeNs),
+      }
+    : {}),
+  ...(typeof binding.writeFiles === 'function' ? { writeFiles: (files) => binding.writeFiles(files) } : {}),
 };

@@ -341,7 +341,14 @@ export class FileWriter {
     }
     const batch = b.queued.splice(0, MAX_BATCH);
     b.busy = true;
-    native(batch.map((q) => q.args)).then(
+    let job: Promise<Array<Error | null>>;
+    try {
+      job = native(batch.map((q) => q.args));
+    } catch (err) {
+      // A call that throws at once (a mismatched addon) fails these files; it must not leave them waiting.
+      job = Promise.reject(err);
+    }
+    job.then(
       (results) => {
         for (let i = 0; i < batch.length; i++) {
           const e = results[i];

@@ -113,7 +113,7 @@ describe('a backup after damage stores what it cannot trust again, and its snaps
     const third = await reopen();
     await expectRestores(third, r.snapshotId!, src, 'second');
     await third.close();
-    return { warnings, result: r };
+    return { warnings, result: r, first };
   }
 
   it('the data packs were deleted: unchanged files are read and stored again, and the backup says so', async () => {
@@ -135,12 +135,14 @@ describe('a backup after damage stores what it cannot trust again, and its snaps
   });
 
   it('a byte flipped in the root tree: the backup warns, stores a fresh copy of the tree, and the new snapshot restores', async () => {
-    const { warnings } = await backupAfter(async (storage, _packs, repo, rootTree) => {
+    const { warnings, result, first } = await backupAfter(async (storage, _packs, repo, rootTree) => {
       const loc = repo.lookupBlob('tree', rootTree)!;
       await rewrite(storage, { type: 'data', name: loc.pack }, flipAt(loc.offset + 20));
     });
     expect(warnings.join('\n')).toMatch(/parent tree .* could not be loaded/);
-    expect(warnings.join('\n')).toMatch(/stored \d+ blobs? again/);
+    // The same root tree is stored again. (Unless the temp directory's parents, which the root tree
+    // records, changed meanwhile under tests running at the same time: the root tree is then new.)
+    if (result.snapshot!.tree === first.snapshot!.tree) expect(warnings.join('\n')).toMatch(/stored \d+ blobs? again/);
   });
 
   it('a byte flipped in a subdirectory tree: likewise', async () => {
