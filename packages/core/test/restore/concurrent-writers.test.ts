@@ -167,6 +167,34 @@ describe('concurrent file writers', () => {
     await repo2.close();
   });
 
+  it('a native writeFiles that throws at once (an addon that does not match) fails those files; the restore ends, no temporary file left', async () => {
+    if (!native?.writeFiles) {
+      expect(process.env.CI, 'CI builds native-fs with writeFiles').not.toBe('true');
+      return;
+    }
+    const src = join(work, 'src');
+    const payloads = Array.from({ length: 3 }, (_, i) => pseudoRandom(300 + i * 700, i + 60));
+    await makeTree(src, 3, 10, payloads);
+    const { repo, reopen } = await memoryRepository({ packSize: 64 * 1024 });
+    const res = await runBackup({ repository: repo, sources: [src] });
+    await repo.close();
+    const repo2 = await reopen();
+    const orig = native.writeFiles;
+    native.writeFiles = () => {
+      throw new TypeError('binding.writeFiles is not a function');
+    };
+    try {
+      const target = join(work, 'out');
+      const rr = await restoreSnapshot({ repository: repo2, snapshotId: res.snapshotId!, target });
+      expect(rr.errors.length).toBe(30);
+      expect(rr.errors[0]!.message).toMatch(/not a function/);
+      expect(await tempFiles(target)).toEqual([]);
+    } finally {
+      native.writeFiles = orig;
+    }
+    await repo2.close();
+  }, 20_000);
+
   it('a damaged blob fails exactly the files that use it (in several directories); the rest is exact, no temporary file left', async () => {
     const src = join(work, 'src');
     const payloads = Array.from({ length: 7 }, (_, i) => pseudoRandom(200 + i * 130, i + 40));
