@@ -1,1 +1,0 @@
-cmd_Release/native_times.node := ln -f "Release/obj.target/native_times.node" "Release/native_times.node" 2>/dev/null || (rm -rf "Release/native_times.node" && cp -af "Release/obj.target/native_times.node" "Release/native_times.node")

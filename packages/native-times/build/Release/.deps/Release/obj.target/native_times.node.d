@@ -1,1 +1,0 @@
-cmd_Release/obj.target/native_times.node := g++ -o Release/obj.target/native_times.node -shared -pthread -rdynamic -m64  -Wl,-soname=native_times.node -Wl,--start-group Release/obj.target/native_times/src/native_times.o -Wl,--end-group 
