@@ -2,9 +2,8 @@ import { SnapshotFinder } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
 import { ExitCode, UsageError } from '../exit-codes.js';
-import { formatMode } from '../format.js';
 import { chooseSnapshots, localTime, selectArgs } from '../select.js';
-import { longLine, mtimeDate } from './ls.js';
+import { longLine, nodeJson } from './ls.js';
 
 /**
  * A time for --oldest/--newest: `2024-05-01`, `2024-05-01 13:45`, `2024-05-01 13:45:30` (local
@@ -66,21 +65,7 @@ export default kiwiCommand({
       if (!out.json) out.print(`Found matching entries in snapshot ${id.slice(0, 8)} from ${localTime(snapshot.time)}`);
       for (const { path, node } of found) {
         if (out.json) {
-          out.emit('match', {
-            snapshot_id: id,
-            path,
-            name: node.name,
-            type: node.type,
-            mode: node.mode,
-            permissions: formatMode(node.type, node.mode),
-            size: node.size,
-            uid: node.uid,
-            gid: node.gid,
-            ...(node.user !== undefined ? { user: node.user } : {}),
-            ...(node.group !== undefined ? { group: node.group } : {}),
-            mtime: mtimeDate(node).toISOString(),
-            ...(node.linkTarget !== undefined ? { link_target: node.linkTarget } : {}),
-          });
+          out.emit('match', { snapshot_id: id, ...nodeJson(path, node) });
         } else {
           out.print(longLine(path, node, false));
         }

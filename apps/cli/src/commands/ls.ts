@@ -58,8 +58,8 @@ export default kiwiCommand({
   },
 });
 
-/** The `node` JSON line of `ls --json` (without its message type). */
-function nodeJson(path: string, node: Node): Record<string, unknown> {
+/** The `node` JSON line of `ls --json` (without its message type); `find --json` matches carry the same fields. */
+export function nodeJson(path: string, node: Node): Record<string, unknown> {
   return {
     path,
     name: node.name,
