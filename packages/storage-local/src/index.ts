@@ -28,12 +28,14 @@ import {
   handlePath,
   loadTarget,
   makeDirectory,
+  sourceSizeError,
   parseRepositoryUrl,
   typeDir,
   type FileInfo,
   type FileType,
   type Handle,
   type LoadOptions,
+  type SaveSource,
   type Storage,
 } from '@kiwi-backup/core';
 
@@ -106,6 +108,56 @@ class LocalStorage implements Storage {
   async save(handle: Handle, data: Uint8Array): Promise<void> {
     assertValidHandle(handle);
     if (!(data instanceof Uint8Array)) throw new TypeError(`save ${handlePath(handle)}: data must be a Uint8Array`);
+    await this.#saveWith(handle, data.byteLength, async (fh) => {
+      let written = 0;
+      while (written < data.byteLength) {
+        const { bytesWritten } = await fh.write(data, written, data.byteLength - written, written);
+        if (bytesWritten <= 0) break;
+        written += bytesWritten;
+      }
+      return written;
+    });
+  }
+
+  async saveFrom(handle: Handle, source: SaveSource): Promise<void> {
+    assertValidHandle(handle);
+    const where = handlePath(handle);
+    if (!Number.isSafeInteger(source.size) || source.size < 0) throw new RangeError(`save ${where}: the source's size must be a non-negative integer, got ${String(source.size)}`);
+    if (source.path !== undefined) {
+      // A file on this machine: the kernel copies it (copy_file_range), no bytes pass through here.
+      const from = source.path;
+      await this.#saveWith(handle, source.size, async (fh, temp) => {
+        // Onto the temporary file just made (the same file `fh` has open), then its mode set again: copyFile copies the source's.
+        await fsp.copyFile(from, temp);
+        await fh.chmod(FILE_MODE);
+        const { size } = await fh.stat();
+        if (size !== source.size) throw sourceSizeError(where, source.size, String(size));
+        return size;
+      });
+      return;
+    }
+    await this.#saveWith(handle, source.size, async (fh) => {
+      let written = 0;
+      for await (const chunk of source.open()) {
+        if (written + chunk.byteLength > source.size) throw sourceSizeError(where, source.size, `more than ${source.size}`);
+        let done = 0;
+        while (done < chunk.byteLength) {
+          const { bytesWritten } = await fh.write(chunk, done, chunk.byteLength - done, written + done);
+          if (bytesWritten <= 0) throw new StorageError(`save ${this.#path(handle)}: a write made no progress`, { kind: 'other', location: this.#path(handle) });
+          done += bytesWritten;
+        }
+        written += done;
+      }
+      if (written !== source.size) throw sourceSizeError(where, source.size, String(written));
+      return written;
+    });
+  }
+
+  /**
+   * Write a temporary file beside the target with `write` (which returns the bytes it wrote), check
+   * that `expected` bytes landed, then rename it into place: a reader sees the whole file or none.
+   */
+  async #saveWith(handle: Handle, expected: number, write: (fh: FileHandle, temp: string) => Promise<number>): Promise<void> {
     const path = this.#path(handle);
     const dir = dirname(path);
     const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
@@ -132,17 +184,12 @@ class LocalStorage implements Storage {
     let renamed = false;
     try {
       try {
-        let written = 0;
-        while (written < data.byteLength) {
-          const { bytesWritten } = await fh.write(data, written, data.byteLength - written, written);
-          if (bytesWritten <= 0) break;
-          written += bytesWritten;
-        }
+        const written = await write(fh, temp);
         if (this.#fsync) await fh.sync();
         const { size } = await fh.stat();
-        if (written !== data.byteLength || size !== data.byteLength) {
+        if (written !== expected || size !== expected) {
           throw new StorageError(
-            `save ${path}: wrote ${size} bytes of ${data.byteLength} to the temporary file ${temp}`,
+            `save ${path}: wrote ${size} bytes of ${expected} to the temporary file ${temp}`,
             { kind: 'integrity', location: path },
           );
         }

@@ -37,6 +37,16 @@ describe('local storage layout and modes', () => {
     await s.save({ type: 'config', name: 'config' }, Buffer.from('cfg'));
     expect(await readFile(join(repo, 'config'), 'utf8')).toBe('cfg');
 
+    // saveFrom of a file (copied by the kernel) gets the repository's mode, not the source file's.
+    const copied = deterministicBytes(300_000, 'layout-copy');
+    const source = join(base, 'source-file');
+    await writeFile(source, copied, { mode: 0o644 });
+    await s.saveFrom!(dataHandle(copied), { size: copied.byteLength, path: source, open: () => [copied][Symbol.iterator]() as never });
+    const copiedPath = join(repo, 'data', sha256Hex(copied).slice(0, 2), sha256Hex(copied));
+    expect((await readFile(copiedPath)).equals(copied)).toBe(true);
+    expect((await stat(copiedPath)).mode & 0o777).toBe(FILE_MODE);
+    expect((await readdir(join(repo, 'data', sha256Hex(copied).slice(0, 2)))).filter((n) => n.startsWith(TEMP_PREFIX))).toEqual([]);
+
     const err = (await s.create().catch((e: unknown) => e)) as StorageError;
     expect(err).toBeInstanceOf(StorageError);
     expect(err.kind).toBe('config');

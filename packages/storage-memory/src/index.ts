@@ -12,9 +12,11 @@ import {
   defineStorageAdapter,
   handlePath,
   loadTarget,
+  readSource,
   resolveLoadRange,
   FILE_TYPES,
   type FileInfo,
+  type SaveSource,
   type FileType,
   type Handle,
   type LoadOptions,
@@ -72,6 +74,14 @@ class MemoryStorageImpl implements MemoryStorage {
         location: this.#where(handle),
       });
     }
+    this.files.set(handlePath(handle), copy);
+  }
+
+  async saveFrom(handle: Handle, source: SaveSource): Promise<void> {
+    this.#check();
+    assertValidHandle(handle);
+    // Read whole before it is visible: a failed or wrong-sized source stores nothing.
+    const copy = await readSource(source, handlePath(handle));
     this.files.set(handlePath(handle), copy);
   }
 

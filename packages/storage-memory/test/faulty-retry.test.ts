@@ -88,6 +88,27 @@ describe('withRetry over a faulty memory storage', () => {
     expect(infos.find((i) => i.operation === 'stat')!.error).toBe('socket hang up (ECONNRESET)');
   });
 
+  it('retries a failed saveFrom, reading the source again from its start; a storage without saveFrom gets none', async () => {
+    const faulty = createFaultyStorage(createMemoryStorage(), { save: ['transient', { fail: 'transient', afterCall: true }] });
+    const s = withRetry(faulty, fast);
+    const data = deterministicBytes(300_000, 'retry-save-from');
+    let opens = 0;
+    const source = {
+      size: data.byteLength,
+      async *open() {
+        opens++;
+        for (let i = 0; i < data.byteLength; i += 65_536) yield data.subarray(i, i + 65_536);
+      },
+    };
+    const h = { type: 'data' as const, name: sha256Hex(data) };
+    await s.saveFrom!(h, source);
+    expect((await s.load(h)).equals(data)).toBe(true);
+    expect(faulty.calls.save).toBe(3);
+    expect(opens).toBe(2); // the first attempt failed before reading; the second read it and its reply was lost
+    // The wrapper offers saveFrom only where the storage has it.
+    expect(withRetry({ ...createMemoryStorage(), saveFrom: undefined } as never, fast).saveFrom).toBeUndefined();
+  });
+
   it('never retries not-found, permission, auth or config faults', async () => {
     for (const kind of ['not-found', 'permission', 'auth', 'config'] as const) {
       const faulty = createFaultyStorage(createMemoryStorage(), { load: [kind, kind] });

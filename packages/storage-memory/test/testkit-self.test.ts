@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import type { FileInfo, FileType, Handle, LoadOptions, Storage } from '@kiwi-backup/core';
+import type { FileInfo, FileType, Handle, LoadOptions, SaveSource, Storage } from '@kiwi-backup/core';
 import { conformanceCheck, defaultConformanceOptions, runConformanceCheck } from '@kiwi-backup/storage-testkit';
 import { createMemoryStorage } from '../src/index.js';
 
@@ -29,6 +29,7 @@ function broken(overrides: (inner: Storage) => Partial<Storage>): { open(): Prom
         close: o.close ?? (() => inner.close()),
         ...(o.preferredReadSize !== undefined ? { preferredReadSize: o.preferredReadSize } : {}),
         ...(o.removeMany ? { removeMany: o.removeMany } : {}),
+        ...(o.saveFrom ? { saveFrom: o.saveFrom } : {}),
       };
     },
   };
@@ -288,6 +289,59 @@ describe('the conformance kit catches broken adapters', () => {
     }
     await run(broken(() => ({ preferredReadSize: 8 * 1024 * 1024 })), 'preferredReadSize');
     await run(broken(() => ({})), 'preferredReadSize');
+  });
+
+  describe('saveFrom (a save read from a source)', () => {
+    const names = ['saveFrom (when', 'saveFrom refuses', 'saveFrom: no partial'];
+    /** Every chunk of a source, concatenated (no size check). */
+    const drain = async (source: SaveSource): Promise<Buffer> => {
+      const parts: Buffer[] = [];
+      for await (const c of source.open()) parts.push(Buffer.from(c));
+      return Buffer.concat(parts);
+    };
+
+    it('passes on the memory adapter, and on an adapter without saveFrom', async () => {
+      for (const name of names) {
+        await run({ open: async () => createMemoryStorage() }, name);
+        await run(broken(() => ({})), name);
+      }
+    });
+
+    it('a saveFrom that keeps a reference to each chunk (not a copy) is caught', async () => {
+      const keeps = broken((inner) => ({
+        saveFrom: async (h: Handle, source: SaveSource) => {
+          const chunks: Uint8Array[] = [];
+          for await (const c of source.open()) chunks.push(c);
+          // Stores the first chunk for every position: what a reused read buffer would leave.
+          const out = Buffer.alloc(source.size);
+          let pos = 0;
+          for (const c of chunks) {
+            out.set(chunks[0]!.subarray(0, c.byteLength), pos);
+            pos += c.byteLength;
+          }
+          await inner.save(h, out);
+        },
+      }));
+      await expect(run(keeps, 'saveFrom (when')).rejects.toThrow(/bytes differ/);
+    });
+
+    it('a saveFrom that stores whatever the source yields, whatever its size, is caught', async () => {
+      const trusting = broken((inner) => ({ saveFrom: async (h: Handle, source: SaveSource) => inner.save(h, await drain(source)) }));
+      await expect(run(trusting, 'saveFrom refuses')).rejects.toThrow(/expected a rejection/);
+    });
+
+    it('a saveFrom that makes the file visible before the source is read to the end is caught', async () => {
+      const eager = broken((inner) => ({
+        saveFrom: async (h: Handle, source: SaveSource) => {
+          const parts: Buffer[] = [];
+          for await (const c of source.open()) {
+            parts.push(Buffer.from(c));
+            await inner.save(h, Buffer.concat(parts));
+          }
+        },
+      }));
+      await expect(run(eager, 'saveFrom: no partial')).rejects.toThrow(/saw the file/);
+    });
   });
 
   it('a failed check still closes the storage and runs cleanup', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { finished, type Readable } from 'node:stream';
+import { Readable, finished } from 'node:stream';
 import { createRequire } from 'node:module';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import type * as HttpHandlerModule from '@smithy/node-http-handler';
@@ -17,11 +17,14 @@ import {
   checkLoadOptions,
   handlePath,
   loadTarget,
+  readSource,
+  sourceSizeError,
   typeDir,
   type FileInfo,
   type FileType,
   type Handle,
   type LoadOptions,
+  type SaveSource,
   type Storage,
 } from '@kiwi-backup/core';
 import { DirectReadHandler, type BodySink, type InnerHandler } from './direct-read.js';
@@ -132,6 +135,9 @@ export function createS3Storage(options: S3StorageOptions & { bucket: string }, 
 }
 
 /** Open an S3 storage for a repository URL (`s3:bucket/prefix` or `s3:https://host:port/bucket/prefix`). */
+/** A logger that drops what the SDK would log. */
+const SILENT_LOGGER = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
 export function openS3Storage(url: string, options: S3StorageOptions = {}, env: NodeJS.ProcessEnv = process.env): S3Storage {
   const target = parseS3Url(url);
   return createS3Storage({ ...options, ...target, endpoint: target.endpoint ?? options.endpoint }, env);
@@ -165,6 +171,9 @@ function buildClientConfig(
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: transport as unknown as S3ClientConfig['requestHandler'],
+    // The SDK prints some failures to the console when it has no logger of its own (a failed
+    // streamed upload); Kiwi reports every failure itself, once, through its error.
+    logger: SILENT_LOGGER,
   };
   const region = options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? (target.endpoint ? 'us-east-1' : undefined);
   if (region) config.region = region;
@@ -295,6 +304,71 @@ class S3StorageImpl implements S3Storage {
       }
     }
     await this.#verifySize(handle, key, body.byteLength, etag);
+  }
+
+  /**
+   * Stream `source` to the object in one PUT with a fixed Content-Length (never aws-chunked). A
+   * multipart upload (from `multipartThreshold`) or a Content-MD5 needs the bytes at hand first:
+   * those read the source into memory and save it.
+   */
+  async saveFrom(handle: Handle, source: SaveSource): Promise<void> {
+    this.#check();
+    assertValidHandle(handle);
+    const where = handlePath(handle);
+    const size = source.size;
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`save ${where}: the source's size must be a non-negative integer, got ${String(size)}`);
+    if (size >= this.#opts.multipartThreshold || this.#opts.contentMD5 || size === 0) {
+      await this.save(handle, await readSource(source, where));
+      return;
+    }
+    const key = this.#key(handle);
+    // The body fails when the source yields more or fewer bytes than its size, and the request is
+    // then aborted: the server never receives Content-Length bytes, so it stores nothing. The chunk
+    // that completes the size is sent only once the source is known to end there.
+    const counted = async function* (): AsyncGenerator<Uint8Array> {
+      const it = source.open()[Symbol.asyncIterator]();
+      let sent = 0;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) break;
+        const chunk = r.value;
+        if (sent + chunk.byteLength > size) throw sourceSizeError(where, size, `more than ${size}`);
+        if (sent + chunk.byteLength === size && chunk.byteLength > 0) {
+          for (;;) {
+            const more = await it.next();
+            if (more.done) break;
+            if (more.value.byteLength > 0) throw sourceSizeError(where, size, `more than ${size}`);
+          }
+          sent += chunk.byteLength;
+          yield chunk;
+          return;
+        }
+        sent += chunk.byteLength;
+        if (chunk.byteLength > 0) yield chunk;
+      }
+      if (sent !== size) throw sourceSizeError(where, size, String(sent));
+    };
+    const body = Readable.from(counted(), { objectMode: false });
+    const abort = new AbortController();
+    let sourceFailure: unknown;
+    body.on('error', (err) => {
+      sourceFailure ??= err;
+      abort.abort();
+    });
+    let etag: string | undefined;
+    try {
+      const res = await this.#client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ...this.#putExtras() }),
+        { abortSignal: abort.signal },
+      );
+      etag = res.ETag;
+    } catch (err) {
+      body.destroy();
+      if (sourceFailure !== undefined) throw sourceFailure;
+      throw this.#error(err, `save ${where}`, handle);
+    }
+    if (sourceFailure !== undefined) throw sourceFailure;
+    await this.#verifySize(handle, key, size, etag);
   }
 
   /** Upload `body` in parts; returns the ETag of the completed object. */

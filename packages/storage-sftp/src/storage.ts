@@ -10,11 +10,13 @@ import {
   assertValidHandle,
   handlePath,
   loadTarget,
+  sourceSizeError,
   typeDir,
   type FileInfo,
   type FileType,
   type Handle,
   type LoadOptions,
+  type SaveSource,
   type Storage,
   type StorageErrorKind,
 } from '@kiwi-backup/core';
@@ -658,7 +660,8 @@ class SftpStorage implements Storage {
   }
 
   /** Write all of `buf` at offset 0 with up to {@link PIPELINE} requests in flight. */
-  private writeAll(c: Conn, h: Buffer, buf: Buffer): Promise<void> {
+  /** Write `buf` at file offset `at` (default 0), several requests in flight. */
+  private writeAll(c: Conn, h: Buffer, buf: Buffer, at = 0): Promise<void> {
     const n = buf.length;
     if (n === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -671,7 +674,7 @@ class SftpStorage implements Storage {
           const len = Math.min(c.maxWrite, n - off);
           next += len;
           inflight++;
-          this.req<void>(c, (cb) => c.sftp.write(h, buf, off, len, off, cb)).then(
+          this.req<void>(c, (cb) => c.sftp.write(h, buf, off, len, at + off, cb)).then(
             () => {
               inflight--;
               if (failed) return;
@@ -801,11 +804,39 @@ class SftpStorage implements Storage {
 
   async save(handle: Handle, data: Uint8Array): Promise<void> {
     assertValidHandle(handle);
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    await this.saveWith(handle, buf.length, async (c, h) => {
+      await this.writeAll(c, h, buf);
+    });
+  }
+
+  /** Writes the source's chunks as they come, each pipelined like `save`'s buffer; a new attempt opens the source again. */
+  async saveFrom(handle: Handle, source: SaveSource): Promise<void> {
+    assertValidHandle(handle);
+    const where = handlePath(handle);
+    const size = source.size;
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`save ${where}: the source's size must be a non-negative integer, got ${String(size)}`);
+    await this.saveWith(handle, size, async (c, h) => {
+      let written = 0;
+      for await (const chunk of source.open()) {
+        if (written + chunk.byteLength > size) throw sourceSizeError(where, size, `more than ${size}`);
+        const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        await this.writeAll(c, h, buf, written);
+        written += buf.length;
+      }
+      if (written !== size) throw sourceSizeError(where, size, String(written));
+    });
+  }
+
+  /**
+   * Write a temporary file beside the target with `write`, check the server holds `expected` bytes,
+   * then rename it into place (atomically where the server has posix-rename).
+   */
+  private async saveWith(handle: Handle, expected: number, write: (c: Conn, h: Buffer) => Promise<void>): Promise<void> {
     const rel = handlePath(handle);
     const path = this.full(rel);
     const dir = posix.dirname(path);
     const tmp = `${path}${TMP_MARK}${randomBytes(6).toString('hex')}`;
-    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     await this.run('save', rel, async (c) => {
       let h: Buffer;
       try {
@@ -817,11 +848,11 @@ class SftpStorage implements Storage {
         h = await this.open(c, tmp, 'w');
       }
       try {
-        await this.writeAll(c, h, buf);
+        await write(c, h);
         const st = await this.fstat(c, h);
-        if (st.size !== buf.length) {
+        if (st.size !== expected) {
           throw new StorageError(
-            `SFTP save ${this.location}/${rel}: the server stored ${st.size} bytes, expected ${buf.length}`,
+            `SFTP save ${this.location}/${rel}: the server stored ${st.size} bytes, expected ${expected}`,
             { kind: 'integrity', location: `${this.location}/${rel}` },
           );
         }

@@ -6,6 +6,7 @@ import {
   type FileType,
   type Handle,
   type LoadOptions,
+  type SaveSource,
   type Storage,
   type StorageErrorKind,
 } from '@kiwi-backup/core';
@@ -114,6 +115,13 @@ export function createFaultyStorage(inner: Storage, plan: FaultPlan = {}): Fault
     create: () => run({ operation: 'create' }, 'create', () => inner.create()),
     save: (handle: Handle, data: Uint8Array) =>
       run({ operation: 'save', handle }, `save ${handlePath(handle)}`, () => inner.save(handle, data)),
+    // saveFrom counts as a save: a plan for `save` targets both.
+    ...(inner.saveFrom
+      ? {
+          saveFrom: (handle: Handle, source: SaveSource) =>
+            run({ operation: 'save', handle }, `save ${handlePath(handle)}`, () => inner.saveFrom!(handle, source)),
+        }
+      : {}),
     load: (handle: Handle, options?: LoadOptions) =>
       run({ operation: 'load', handle }, `load ${handlePath(handle)}`, () => inner.load(handle, options)),
     stat: (handle: Handle) => run({ operation: 'stat', handle }, `stat ${handlePath(handle)}`, () => inner.stat(handle)),

@@ -10,6 +10,7 @@ export const ENVIRONMENT: ReadonlyArray<readonly [name: string, meaning: string]
   ['XDG_DATA_HOME', 'Linux: the data directory is $XDG_DATA_HOME/kiwi when KIWI_DATA_DIR is not set'],
   ['KIWI_CACHE_DIR', 'Where the metadata cache of remote repositories lives (else $XDG_CACHE_HOME/kiwi, ~/.cache/kiwi)'],
   ['KIWI_SAVER_THREADS', 'backup: threads that read, chunk, compress and encrypt files (default: one per core, at most 4; 0: the main thread does it)'],
+  ['TMPDIR', 'prune: where new packs are built before upload, in a kiwi-packs-<pid>-* directory (default /tmp; up to ~4 packs of disk)'],
   ['KIWI_SFTP_PASSWORD', 'SFTP: the login password (a key is better)'],
   ['KIWI_SFTP_KEY_PASSPHRASE', 'SFTP: the passphrase of the private key'],
   ['SSH_AUTH_SOCK', 'SFTP: the SSH agent to authenticate with'],

@@ -177,7 +177,9 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   };
   if (opts.dryRun || (result.deletedPacks.length === 0 && toRepack.length === 0)) return result;
 
-  // 1. new packs: the used blobs of the packs being repacked, stored again.
+  // 1. new packs: the used blobs of the packs being repacked, stored again. They are built in
+  //    temporary files, not in memory (a prune's memory stays small however much it repacks).
+  await repo.spillPacks();
   const usedOf = new Map<number, BlobLocation[]>(toRepack.map((s) => [s.no, []]));
   for (let e = 0; e < used.length; e++) if (used[e] === 1) usedOf.get(index.entryPack(e))?.push(index.get(e));
   // Every pack that goes (repacked or deleted) is marked unusable, so that saveBlob never
@@ -211,7 +213,8 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
         }
         newBytes += size;
       },
-      { transient: true },
+      // Two reads in flight, each handing on one blob at a time: memory stays a few read buffers.
+      { transient: true, sequential: true, concurrency: 2 },
     );
     progress({ phase: 'repack', done: ++repacked, total: toRepack.length });
   }

@@ -43,6 +43,12 @@ export interface LoadBlobsOptions {
    * stored bytes into new packs).
    */
   inPlace?: boolean;
+  /**
+   * Open the blobs of one read one after another instead of all at once: a read then holds one
+   * plaintext at a time (prune's repacking, whose memory should not grow with the read size).
+   * Default false.
+   */
+  sequential?: boolean;
 }
 
 /**
@@ -232,7 +238,7 @@ export class BlobReader {
           bytes = undefined; // other failures (a short pack): retried blob by blob below, which names the damage
         }
         // `inPlace` and the bytes landed in our own read buffer: each blob is decrypted where it lies.
-        await this.openRange(r, bytes, transient, onBlob, opts.inPlace === true && bytes !== undefined && bytes.buffer === into.buffer);
+        await this.openRange(r, bytes, transient, onBlob, opts.inPlace === true && bytes !== undefined && bytes.buffer === into.buffer, opts.sequential === true);
       } finally {
         this.scratch.release(into);
       }
@@ -240,7 +246,7 @@ export class BlobReader {
   }
 
   /** The blobs of one ranged read (`bytes`, or undefined to read them one by one) handed to `onBlob`. */
-  private async openRange(r: Range, bytes: Buffer | undefined, transient: boolean, onBlob: OnBlob, inPlace = false): Promise<void> {
+  private async openRange(r: Range, bytes: Buffer | undefined, transient: boolean, onBlob: OnBlob, inPlace = false, sequential = false): Promise<void> {
     if (!bytes) {
       for (const loc of r.locs) {
         let data: Buffer | undefined;
@@ -264,8 +270,7 @@ export class BlobReader {
     // second buffer the size of the read is needed.
     const scratch = inPlace ? whole : transient || r.locs.some((l) => l.compressed) ? this.scratch.acquire(r.end - r.start) : undefined;
     try {
-      await Promise.all(
-        r.locs.map(async (loc) => {
+      const each = async (loc: BlobLocation): Promise<void> => {
           let data: Buffer | undefined;
           let error: Error | undefined;
           const off = loc.offset - r.start;
@@ -280,8 +285,9 @@ export class BlobReader {
           await onBlob(loc.id, data, error, data && !inPlace ? stored : undefined);
           // A transient plaintext is the caller's only until `onBlob` settles: a pooled output goes back.
           if (transient && data && loc.compressed) releaseOutput(data);
-        }),
-      );
+      };
+      if (sequential) for (const loc of r.locs) await each(loc);
+      else await Promise.all(r.locs.map(each));
     } finally {
       if (scratch && scratch !== whole) this.scratch.release(scratch);
     }

@@ -9,7 +9,8 @@ import type { MasterKeys } from '../crypto/keys.js';
 import type { Storage } from '../storage/types.js';
 import { BlobIndex, ID_SIZE, idToBytes } from './index-table.js';
 import { encodeIndexBody, type IndexedPack, type PackEntry } from './pack-format.js';
-import { Packer, wrapStorageError } from './packer.js';
+import { Packer, wrapStorageError, type PackWriter } from './packer.js';
+import { SpillPacker } from './spill-packer.js';
 import type { BlobId, BlobType, RepositoryConfig, SaveBlobResult } from './types.js';
 
 /** During a long write, an index file is written after this many new packs. */
@@ -22,6 +23,8 @@ export interface BlobWriterOptions {
   index: BlobIndex;
   uploadConcurrency?: number;
   indexEvery?: number;
+  /** Build packs in temporary files under this directory ('' = the system's) instead of memory: see {@link SpillPacker}. */
+  spillPacksTo?: string;
   /** Store an index file body (compressed, encrypted, named); resolves with its name. */
   saveIndexFile(body: Uint8Array): Promise<string>;
 }
@@ -33,7 +36,7 @@ function pendingKey(type: BlobType, id: string): string {
 export class BlobWriter {
   private readonly opts: BlobWriterOptions;
   private readonly index: BlobIndex;
-  private readonly packer: Packer;
+  private packer: PackWriter;
   /** Blobs encrypted into a pack that is not uploaded yet (or not yet in the index). */
   private readonly pending = new Set<string>();
   /** saveBlob calls not yet resolved (flush waits for them). */
@@ -47,13 +50,36 @@ export class BlobWriter {
   constructor(opts: BlobWriterOptions) {
     this.opts = opts;
     this.index = opts.index;
-    this.packer = new Packer({
+    const packerOptions = {
       storage: opts.storage,
       encKey: opts.keys.encKey,
       packSize: opts.config.packSize,
       maxInFlight: opts.uploadConcurrency ?? 2,
+      onUploaded: (packId: string, entries: PackEntry[]) => this.packUploaded(packId, entries),
+    };
+    this.packer =
+      opts.spillPacksTo === undefined
+        ? new Packer(packerOptions)
+        : new SpillPacker({ ...packerOptions, ...(opts.spillPacksTo !== '' ? { dir: opts.spillPacksTo } : {}) });
+  }
+
+  /**
+   * From now on, build packs in temporary files (under `dir`, default the system's temporary
+   * directory) instead of memory; see {@link SpillPacker}. Only while nothing is being written.
+   */
+  async spillPacks(dir?: string): Promise<void> {
+    if (this.packer instanceof SpillPacker) return;
+    if (this.packer.busy || this.saving.size > 0) throw new Error('spillPacks: packs are being written');
+    const old = this.packer;
+    this.packer = new SpillPacker({
+      storage: this.opts.storage,
+      encKey: this.opts.keys.encKey,
+      packSize: this.opts.config.packSize,
+      maxInFlight: this.opts.uploadConcurrency ?? 2,
       onUploaded: (packId, entries) => this.packUploaded(packId, entries),
+      ...(dir ? { dir } : {}),
     });
+    await old.close();
   }
 
   /** True when the blob is pending in a pack being written. */

@@ -46,7 +46,25 @@ interface OpenPack {
   entries: PackEntry[];
 }
 
-export class Packer {
+/** What the blob writer needs of a packer: the in-memory {@link Packer} or the file-backed `SpillPacker`. */
+export interface PackWriter {
+  /** Encrypt `payload` into the open pack of `type`; resolves with the stored size once the caller may reuse `payload`. */
+  add(type: BlobType, id: Uint8Array, payload: Uint8Array, rawLength: number, compressed: boolean): Promise<number>;
+  /** Append an already encrypted blob; resolves with its stored size once the caller may reuse `sealed`. */
+  addSealed(type: BlobType, id: Uint8Array, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<number>;
+  /** Finish the open packs and wait for every upload; rejects with the first failure. */
+  flush(): Promise<void>;
+  /** Drop open packs, wait for running uploads, free what is held. */
+  close(): Promise<void>;
+  /** True when an open pack holds blobs not yet uploaded, or uploads are running. */
+  readonly busy: boolean;
+  /** Packs being uploaded or queued. */
+  readonly inFlight: number;
+  /** Pack memory allocated so far. */
+  readonly bufferBytes: number;
+}
+
+export class Packer implements PackWriter {
   private readonly storage: Storage;
   private readonly encKey: Buffer;
   private readonly packSize: number;

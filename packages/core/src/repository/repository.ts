@@ -86,6 +86,12 @@ export interface RepositoryOptions {
   uploadConcurrency?: number;
   /** Write an index file after this many new packs during a long write (default 50). */
   indexEvery?: number;
+  /**
+   * Build new packs in temporary files instead of memory (as restic does): `true` for the system's
+   * temporary directory, or a directory. Slower, but a pack costs ~1 MiB of memory instead of its
+   * size; maintenance (prune, copy) uses it.
+   */
+  spillPacks?: boolean | string;
   /** scrypt parameters for key files created by `init`/`addKey` (default N=2^15, r=8, p=1). */
   kdf?: KdfParams;
   /** Host and user names recorded in key and lock files (default: the OS values). */
@@ -200,6 +206,7 @@ export class Repository {
       index: this.index,
       ...(opts.uploadConcurrency !== undefined ? { uploadConcurrency: opts.uploadConcurrency } : {}),
       ...(opts.indexEvery !== undefined ? { indexEvery: opts.indexEvery } : {}),
+      ...(opts.spillPacks ? { spillPacksTo: typeof opts.spillPacks === 'string' ? opts.spillPacks : '' } : {}),
       saveIndexFile: (body) => this.saveMetadata('index', body),
     });
   }
@@ -553,6 +560,16 @@ export class Repository {
   async loadTree(id: BlobId): Promise<Tree> {
     const bytes = await this.loadBlob('tree', id);
     return parseTree(bytes, id);
+  }
+
+  /**
+   * From now on, build new packs in temporary files instead of memory (see
+   * {@link RepositoryOptions.spillPacks}): prune and copy call it before they write. Only while
+   * nothing is being written. A directory given at open time is kept.
+   */
+  async spillPacks(): Promise<void> {
+    this.assertOpen();
+    await this.writer.spillPacks(typeof this.opts.spillPacks === 'string' ? this.opts.spillPacks : undefined);
   }
 
   /**

@@ -6,7 +6,7 @@
  */
 import { StorageError, isTransientError } from './errors.js';
 import { redactUrl } from './redact.js';
-import { handlePath, type FileInfo, type FileType, type Handle, type LoadOptions, type Storage } from './types.js';
+import { handlePath, type FileInfo, type FileType, type Handle, type LoadOptions, type SaveSource, type Storage } from './types.js';
 
 /** The storage operations the retry layer retries (`close` is never retried). */
 export type RetryOperation = 'create' | 'save' | 'load' | 'stat' | 'list' | 'remove';
@@ -138,6 +138,13 @@ export function withRetry(storage: Storage, options: RetryOptions = {}): Storage
     create: () => retry('create', 'create', {}, () => inner.create()),
     save: (handle: Handle, data: Uint8Array) =>
       retry('save', handlePath(handle), { handle }, () => inner.save(handle, data)),
+    ...(inner.saveFrom
+      ? {
+          // Every attempt reads the source afresh (the adapter calls its open()).
+          saveFrom: (handle: Handle, source: SaveSource) =>
+            retry('save', handlePath(handle), { handle }, () => inner.saveFrom!(handle, source)),
+        }
+      : {}),
     load: (handle: Handle, opts?: LoadOptions) =>
       retry('load', handlePath(handle), { handle }, () => inner.load(handle, opts)),
     stat: (handle: Handle) => retry('stat', handlePath(handle), { handle }, () => inner.stat(handle)),

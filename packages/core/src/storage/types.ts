@@ -70,6 +70,23 @@ export interface LoadOptions {
   into?: Buffer;
 }
 
+/**
+ * The content of a file to save that is not held in memory (a pack Kiwi wrote to a temporary
+ * file): its size, and a way to read it from the start, as often as needed (a retry reads it again).
+ */
+export interface SaveSource {
+  /** The exact number of bytes `open()` yields. */
+  readonly size: number;
+  /** A fresh read of the content from its first byte. Each chunk is the storage's to send or keep. */
+  open(): AsyncIterable<Uint8Array>;
+  /**
+   * When the content is a file on this machine (Kiwi's temporary packs), its path: a storage on
+   * the same machine may copy the file instead of reading it through `open()`. It holds exactly
+   * `size` bytes and does not change while the save runs.
+   */
+  readonly path?: string;
+}
+
 export interface Storage {
   /** A printable location, with any credential removed (e.g. `s3:https://host/bucket/prefix`). */
   readonly location: string;
@@ -86,6 +103,14 @@ export interface Storage {
   create(): Promise<void>;
   /** Store `data` under `handle`, atomically. */
   save(handle: Handle, data: Uint8Array): Promise<void>;
+  /**
+   * Optional: store the bytes `source.open()` yields under `handle`, under the rules of `save`
+   * (atomic; the stored byte count verified, here against `source.size`, and a source that yields
+   * more or fewer bytes than its size is refused with nothing stored). It reads the source as it
+   * sends it, so a pack need not be held in memory. Call `open()` afresh for every attempt. Without
+   * it, Kiwi reads the source into memory and calls `save` ({@link saveFromSource}).
+   */
+  saveFrom?(handle: Handle, source: SaveSource): Promise<void>;
   /** Read the whole file or a byte range of it. */
   load(handle: Handle, options?: LoadOptions): Promise<Buffer>;
   stat(handle: Handle): Promise<FileInfo>;
@@ -243,4 +268,34 @@ export async function removeFiles(storage: Storage, handles: readonly Handle[], 
       }
     }),
   );
+}
+
+/**
+ * The whole content of `source` in one buffer (`into` when it is large enough), checked against
+ * `source.size`: a source that yields more or fewer bytes is refused with a {@link StorageError}
+ * of kind `integrity`. For adapters that need the bytes in memory, and for {@link saveFromSource}.
+ */
+export async function readSource(source: SaveSource, where: string, into?: Buffer): Promise<Buffer> {
+  const size = source.size;
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`save ${where}: the source's size must be a non-negative integer, got ${String(size)}`);
+  const buf = into && into.byteLength >= size ? into.subarray(0, size) : Buffer.allocUnsafeSlow(size);
+  let pos = 0;
+  for await (const chunk of source.open()) {
+    if (pos + chunk.byteLength > size) throw sourceSizeError(where, size, `more than ${size}`);
+    buf.set(chunk, pos);
+    pos += chunk.byteLength;
+  }
+  if (pos !== size) throw sourceSizeError(where, size, String(pos));
+  return buf;
+}
+
+/** The error for a {@link SaveSource} that yielded `got` bytes instead of its `size`. */
+export function sourceSizeError(where: string, size: number, got: string): StorageError {
+  return new StorageError(`save ${where}: the source yielded ${got} bytes, its size is ${size}`, { kind: 'integrity', location: where });
+}
+
+/** Save `source` under `handle`: through the storage's `saveFrom` when it has one, else read into memory and `save`d. */
+export async function saveFromSource(storage: Storage, handle: Handle, source: SaveSource): Promise<void> {
+  if (storage.saveFrom) return storage.saveFrom(handle, source);
+  await storage.save(handle, await readSource(source, handlePath(handle)));
 }

@@ -168,6 +168,33 @@ describe('Repository.loadBlobs', () => {
     await repo.close();
   });
 
+  it('with `sequential`, the blobs of one read reach onBlob one after another (at most `concurrency` at once)', async () => {
+    const { repo, blobs, ids } = await filled(60, 64 * 1024);
+    const peak = async (opts: { sequential?: boolean; concurrency: number }) => {
+      let running = 0;
+      let most = 0;
+      const seen = new Map<string, Buffer>();
+      await repo.loadBlobs(
+        'data',
+        ids,
+        async (id, data) => {
+          running++;
+          most = Math.max(most, running);
+          seen.set(id, Buffer.from(data!));
+          await new Promise((r) => setTimeout(r, 2));
+          running--;
+        },
+        { ...opts, transient: true },
+      );
+      ids.forEach((id, i) => expect(seen.get(id)?.equals(blobs[i]!)).toBe(true));
+      return most;
+    };
+    expect(await peak({ concurrency: 1 })).toBeGreaterThan(1); // the default: a read's blobs all at once
+    expect(await peak({ concurrency: 1, sequential: true })).toBe(1);
+    expect(await peak({ concurrency: 2, sequential: true })).toBe(2);
+    await repo.close();
+  });
+
   it('flushes pending blobs first', async () => {
     const { repo } = await newRepo();
     const b = textish(10000);
