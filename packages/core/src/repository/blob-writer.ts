@@ -13,8 +13,13 @@ import { Packer, wrapStorageError, type PackWriter } from './packer.js';
 import { SpillPacker } from './spill-packer.js';
 import type { BlobId, BlobType, RepositoryConfig, SaveBlobResult } from './types.js';
 
-/** During a long write, an index file is written after this many new packs. */
+/** During a long write, an index file is written after this many new packs... */
 export const DEFAULT_INDEX_EVERY = 50;
+/**
+ * ...or this many new blobs, whichever comes first (as restic's 50,000): the entries of packs not
+ * yet in an index file are held in memory, and packs of small files hold thousands of blobs each.
+ */
+export const DEFAULT_INDEX_BLOBS = 50_000;
 
 export interface BlobWriterOptions {
   storage: Storage;
@@ -23,6 +28,8 @@ export interface BlobWriterOptions {
   index: BlobIndex;
   uploadConcurrency?: number;
   indexEvery?: number;
+  /** Write an index file once this many blobs are in packs no index file lists (default {@link DEFAULT_INDEX_BLOBS}). */
+  indexBlobs?: number;
   /** Build packs in temporary files under this directory ('' = the system's) instead of memory: see {@link SpillPacker}. */
   spillPacksTo?: string;
   /** Store an index file body (compressed, encrypted, named); resolves with its name. */
@@ -42,6 +49,8 @@ export class BlobWriter {
   /** saveBlob calls not yet resolved (flush waits for them). */
   private readonly saving = new Set<Promise<unknown>>();
   private unindexed: IndexedPack[] = [];
+  /** Blob entries in {@link unindexed}. */
+  private unindexedBlobs = 0;
   private readonly indexWrites = new Set<Promise<void>>();
   private indexFailure: unknown = undefined;
   /** Blobs stored again because every indexed copy was missing or damaged (see saveBlob). */
@@ -103,6 +112,7 @@ export class BlobWriter {
    */
   adopt(packs: IndexedPack[]): void {
     this.unindexed.push(...packs);
+    for (const p of packs) this.unindexedBlobs += p.entries.length;
   }
 
   stats(): { packsInFlight: number; bufferBytes: number; unindexedPacks: number; pendingBlobs: number } {
@@ -196,12 +206,14 @@ export class BlobWriter {
       this.pending.delete(pendingKey(e.flags & 1 ? 'tree' : 'data', Buffer.from(e.id.buffer, e.id.byteOffset, ID_SIZE).toString('hex')));
     }
     this.unindexed.push({ id: packId, entries });
-    if (this.unindexed.length >= (this.opts.indexEvery ?? DEFAULT_INDEX_EVERY)) this.startIndexWrite();
+    this.unindexedBlobs += entries.length;
+    if (this.unindexed.length >= (this.opts.indexEvery ?? DEFAULT_INDEX_EVERY) || this.unindexedBlobs >= (this.opts.indexBlobs ?? DEFAULT_INDEX_BLOBS)) this.startIndexWrite();
   }
 
   private startIndexWrite(): void {
     const packs = this.unindexed;
     this.unindexed = [];
+    this.unindexedBlobs = 0;
     const p = this.opts.saveIndexFile(encodeIndexBody(packs)).then(
       () => undefined,
       (err: unknown) => {

@@ -46,6 +46,29 @@ interface OpenPack {
   entries: PackEntry[];
 }
 
+/**
+ * Blob ids of packs kept in slabs of their own: a pack's entries live until an index file lists
+ * them (tens of thousands of blobs with small files), and a 32-byte `Buffer.from` copy would each
+ * pin an 8 KiB slab of Node's shared buffer pool, whatever else that slab held.
+ */
+export class IdSlabs {
+  private slab: Buffer | undefined;
+  private used = 0;
+  private static readonly IDS = 256;
+
+  /** A copy of the first {@link ID_SIZE} bytes of `id`. */
+  copy(id: Uint8Array): Buffer {
+    if (!this.slab || this.used + ID_SIZE > this.slab.byteLength) {
+      this.slab = Buffer.allocUnsafeSlow(ID_SIZE * IdSlabs.IDS);
+      this.used = 0;
+    }
+    const out = this.slab.subarray(this.used, this.used + ID_SIZE);
+    out.set(id.subarray(0, ID_SIZE));
+    this.used += ID_SIZE;
+    return out;
+  }
+}
+
 /** What the blob writer needs of a packer: the in-memory {@link Packer} or the file-backed `SpillPacker`. */
 export interface PackWriter {
   /** Encrypt `payload` into the open pack of `type`; resolves with the stored size once the caller may reuse `payload`. */
@@ -83,6 +106,7 @@ export class Packer implements PackWriter {
   private failure: unknown = undefined;
   private closed = false;
   private readonly hasher = new PackHasher();
+  private readonly ids = new IdSlabs();
 
   constructor(opts: PackerOptions) {
     this.storage = opts.storage;
@@ -165,7 +189,7 @@ export class Packer implements PackWriter {
     }
     pack.entries.push({
       flags: (type === 'tree' ? FLAG_TREE : 0) | (compressed ? 2 : 0),
-      id: Buffer.from(id.subarray(0, ID_SIZE)),
+      id: this.ids.copy(id),
       offset: pack.pos,
       length: written,
       rawLength,

@@ -84,8 +84,10 @@ export interface RepositoryOptions {
   logger?: RepositoryLogger;
   /** Packs uploading in parallel (default 2). */
   uploadConcurrency?: number;
-  /** Write an index file after this many new packs during a long write (default 50). */
+  /** Write an index file after this many new packs during a long write (default 50)... */
   indexEvery?: number;
+  /** ...or after this many new blobs, whichever comes first (default 50,000: packs of small files hold thousands). */
+  indexBlobs?: number;
   /**
    * Build new packs in temporary files instead of memory (as restic does): `true` for the system's
    * temporary directory, or a directory. Slower, but a pack costs ~1 MiB of memory instead of its
@@ -206,6 +208,7 @@ export class Repository {
       index: this.index,
       ...(opts.uploadConcurrency !== undefined ? { uploadConcurrency: opts.uploadConcurrency } : {}),
       ...(opts.indexEvery !== undefined ? { indexEvery: opts.indexEvery } : {}),
+      ...(opts.indexBlobs !== undefined ? { indexBlobs: opts.indexBlobs } : {}),
       ...(opts.spillPacks ? { spillPacksTo: typeof opts.spillPacks === 'string' ? opts.spillPacks : '' } : {}),
       saveIndexFile: (body) => this.saveMetadata('index', body),
     });

@@ -23,9 +23,9 @@ import { join } from 'node:path';
 import { OVERHEAD, encryptInto } from '../crypto/aead.js';
 import type { Storage } from '../storage/types.js';
 import { handlePath, saveFromSource } from '../storage/types.js';
-import { FLAG_TREE, ID_SIZE } from './index-table.js';
+import { FLAG_TREE } from './index-table.js';
 import { encodePackHeader, packTrailerSize, type PackEntry } from './pack-format.js';
-import { PACK_SLACK, wrapStorageError, type PackWriter } from './packer.js';
+import { IdSlabs, PACK_SLACK, wrapStorageError, type PackWriter } from './packer.js';
 import type { BlobType } from './types.js';
 
 /** The staging buffer of each open pack: written to its file (and hashed) when full. */
@@ -110,6 +110,7 @@ export class SpillPacker implements PackWriter {
   private lock: Promise<void> = Promise.resolve();
   private failure: unknown = undefined;
   private closed = false;
+  private readonly ids = new IdSlabs();
 
   constructor(opts: SpillPackerOptions) {
     this.storage = opts.storage;
@@ -219,7 +220,7 @@ export class SpillPacker implements PackWriter {
     const written = sealed ? payload.byteLength : need;
     pack.entries.push({
       flags: (type === 'tree' ? FLAG_TREE : 0) | (compressed ? 2 : 0),
-      id: Buffer.from(id.subarray(0, ID_SIZE)),
+      id: this.ids.copy(id),
       offset,
       length: written,
       rawLength,

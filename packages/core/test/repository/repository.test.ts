@@ -227,6 +227,20 @@ describe('blobs, packs and index', () => {
     await r2.close();
   });
 
+  it('writes an index file after indexBlobs new blobs too, however few packs hold them (small files)', async () => {
+    const { repo, storage } = await newRepo({ packSize: 16 * 1024, indexEvery: 1000, indexBlobs: 100 });
+    const blobs = Array.from({ length: 350 }, () => random(300));
+    for (const b of blobs) await repo.saveBlob('data', b);
+    for (let i = 0; i < 400 && storage.paths('index/').length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+    // ~50 blobs a pack: an index file every 2 packs, not every 1000.
+    expect(storage.paths('index/').length).toBeGreaterThanOrEqual(3);
+    await repo.flush();
+    await repo.close();
+    const r2 = await Repository.open(storage, 'secret', { logger: quietLogger() });
+    expect((await r2.loadIndex()).blobs).toBe(350);
+    await r2.close();
+  });
+
   it('applies back-pressure: saveBlob waits while uploads are stuck, memory stays bounded', async () => {
     const { repo, storage } = await newRepo({ packSize: 8 * 1024, uploadConcurrency: 2 });
     let open!: () => void;
