@@ -10,10 +10,13 @@
  * against known_hosts or a configured fingerprint.
  */
 import { StorageError, defineStorageAdapter, type Storage } from '@kiwi-backup/core';
-import { createSftpStorage, type SftpStorageOptions } from './storage.js';
+import type { SftpStorageOptions } from './options.js';
+import { createSftpStorage } from './storage.js';
 import { parseSftpUrl } from './url.js';
 
-export { createSftpStorage, HostKeyError, type SftpStorageOptions } from './storage.js';
+export { createSftpStorage } from './storage.js';
+export { HostKeyError } from './errors.js';
+export type { SftpStorageOptions } from './options.js';
 export { parseSftpUrl, type SftpUrl } from './url.js';
 export { fingerprintOf } from './known-hosts.js';
 export { readSshConfig, type SshHostConfig } from './ssh-config.js';

@@ -6,7 +6,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { deterministicBytes } from '@kiwi-backup/storage-testkit';
-import { createSftpStorage } from '../src/index.js';
+import type { Conn } from '../src/connection.js';
+import { readAll } from '../src/read.js';
 
 type ReadCb = (err: Error | undefined, bytesRead?: number) => void;
 
@@ -35,28 +36,17 @@ function fakeConn(file: Buffer, delayOf: (position: number) => number, failAt?: 
   return { conn, log };
 }
 
-function readAllOf(storage: unknown): (c: unknown, h: Buffer, out: Buffer, position: number) => Promise<void> {
-  const s = storage as { readAll(c: unknown, h: Buffer, out: Buffer, position: number): Promise<void> };
-  return s.readAll.bind(s);
+/** `readAll` on a fake connection, which has only what reads use. */
+function readAllOn(c: unknown, h: Buffer, out: Buffer, position: number): Promise<void> {
+  return readAll(c as Conn, h, out, position);
 }
-
-const storage = createSftpStorage({
-  host: '127.0.0.1',
-  path: '/repo',
-  username: 'nobody',
-  privateKey: [],
-  password: 'unused',
-  agent: false,
-  sshConfigFile: false,
-  env: {},
-});
 
 describe('SFTP readAll', () => {
   it('fills a view of a bigger buffer exactly, leaving the rest alone', async () => {
     const file = deterministicBytes(20_000, 'readall-file');
     const { conn } = fakeConn(file, (p) => (p / 1024) % 3);
     const into = Buffer.alloc(12_000, 0xee);
-    await readAllOf(storage)(conn, Buffer.from('h'), into.subarray(0, 10_000), 333);
+    await readAllOn(conn, Buffer.from('h'), into.subarray(0, 10_000), 333);
     expect(into.subarray(0, 10_000).equals(file.subarray(333, 10_333))).toBe(true);
     expect(into.subarray(10_000).every((b) => b === 0xee)).toBe(true);
   });
@@ -66,7 +56,7 @@ describe('SFTP readAll', () => {
     // The first chunk fails at once; the other 15 in flight answer (and write) 30 ms later.
     const { conn, log } = fakeConn(file, (p) => (p === 0 ? 0 : 30), 0);
     const out = Buffer.alloc(32 * 1024);
-    const err = await readAllOf(storage)(conn, Buffer.from('h'), out, 0).then(
+    const err = await readAllOn(conn, Buffer.from('h'), out, 0).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -83,7 +73,7 @@ describe('SFTP readAll', () => {
     const file = deterministicBytes(3000, 'readall-eof');
     const { conn, log } = fakeConn(file, (p) => (p >= 3072 ? 0 : 20));
     const out = Buffer.alloc(8 * 1024);
-    const err = (await readAllOf(storage)(conn, Buffer.from('h'), out, 0).catch((e: unknown) => e)) as { eof?: boolean };
+    const err = (await readAllOn(conn, Buffer.from('h'), out, 0).catch((e: unknown) => e)) as { eof?: boolean };
     log.settled = true;
     expect(err.eof).toBe(true);
     expect(out.subarray(0, 3000).equals(file)).toBe(true);
