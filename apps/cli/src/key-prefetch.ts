@@ -11,10 +11,18 @@
  * (`packages/core/src/crypto/prederived.ts`), which uses one only when the salt, the parameters and
  * the password are exactly those of the key file it opens. Whatever goes wrong here is ignored:
  * the key is then derived as usual. Nothing is printed.
+ *
+ * A remote repository's key files cannot be read without loading its storage adapter (the S3 SDK
+ * alone takes longer than scrypt). For those, each command that opened the repository leaves a
+ * *key hint* in the metadata cache (`<cache>/key-hints/<sha256 of the URL>.json`: the salt and
+ * parameters of the key file that opened it, nothing secret), and the next command derives from
+ * the hint while the adapter loads and the key file is fetched. A stale hint costs a wasted
+ * derivation on the thread pool, nothing else: the key file as read decides.
  */
-import { scrypt } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { createHash, scrypt } from 'node:crypto';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
 
 const PREDERIVED_KEYS = Symbol.for('kiwi.prederivedKeys');
 /** Commands that open an existing repository first thing. */
@@ -55,13 +63,94 @@ function option(argv: readonly string[], name: string, short?: string): string |
   return value;
 }
 
+/** The scrypt parameters of a key file, as it (or a key hint) states them; checked before use. */
+interface KdfGuess {
+  kdf?: unknown;
+  N?: unknown;
+  r?: unknown;
+  p?: unknown;
+  salt?: unknown;
+}
+
+/** A URL with a scheme other than `local:` (a bare path, `local:` and Windows drive letters are local). */
+function isRemote(repo: string): boolean {
+  return /^[a-z][a-z0-9+.-]+:/i.test(repo) && !/^local:/i.test(repo);
+}
+
+/** A password inside the URL (`scheme://user:password@host`): no hint is kept for it. */
+function hasUrlPassword(repo: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(repo);
+}
+
+/** Where the hint for repository URL `repo` lives under cache directory `cacheDir`. */
+export function keyHintPath(cacheDir: string, repo: string): string {
+  return join(cacheDir, 'key-hints', `${createHash('sha256').update(repo, 'utf8').digest('hex')}.json`);
+}
+
+/**
+ * Record the salt and parameters of the key file that opened remote repository `repo` (see the
+ * file's comment), when they differ from the hint there. Never fails.
+ */
+export function writeKeyHint(cacheDir: string, repo: string, kdf: { salt: string; N: number; r: number; p: number }): void {
+  try {
+    if (!isRemote(repo) || hasUrlPassword(repo)) return;
+    const path = keyHintPath(cacheDir, repo);
+    const body = JSON.stringify({ version: 1, kdf: [{ kdf: 'scrypt', salt: kdf.salt, N: kdf.N, r: kdf.r, p: kdf.p }] });
+    try {
+      if (readSmall(path, MAX_KEY_FILE)?.toString('utf8') === body) return;
+    } catch {
+      // none yet
+    }
+    mkdirSync(join(cacheDir, 'key-hints'), { recursive: true, mode: 0o700 });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, body, { mode: 0o600 });
+    renameSync(tmp, path);
+  } catch {
+    // Only a later command's start-up is slower without it.
+  }
+}
+
+/** The metadata cache directory as the session picks it (`--no-cache`: none; Windows: not looked for). */
+function cacheDirFor(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
+  if (argv.includes('--no-cache')) return undefined;
+  const explicit = option(argv, 'cache-dir');
+  if (explicit) return resolve(explicit);
+  if (env.KIWI_CACHE_DIR) return env.KIWI_CACHE_DIR;
+  if (process.platform === 'win32') return undefined;
+  const home = env.HOME || homedir();
+  if (process.platform === 'darwin') return join(home, 'Library', 'Caches', 'Kiwi');
+  if (env.XDG_CACHE_HOME && isAbsolute(env.XDG_CACHE_HOME)) return join(env.XDG_CACHE_HOME, 'kiwi');
+  return join(home, '.cache', 'kiwi');
+}
+
+/** The key parameters to derive with: the local repository's key files, or a remote one's key hint. */
+function guesses(repo: string, argv: readonly string[], env: NodeJS.ProcessEnv): KdfGuess[] {
+  if (isRemote(repo)) {
+    if (hasUrlPassword(repo)) return [];
+    const cacheDir = cacheDirFor(argv, env);
+    if (!cacheDir) return [];
+    const raw = readSmall(keyHintPath(cacheDir, repo), MAX_KEY_FILE);
+    const hint = raw ? (JSON.parse(raw.toString('utf8')) as { kdf?: unknown }) : undefined;
+    return Array.isArray(hint?.kdf) ? (hint.kdf.slice(0, 2) as KdfGuess[]) : [];
+  }
+  // A local path, or a URL of a scheme that is not a remote one (a Windows drive letter).
+  if (/^[a-z][a-z0-9+.-]+:/i.test(repo)) return [];
+  const keysDir = join(resolve(repo), 'keys');
+  const names = readdirSync(keysDir).filter((n) => /^[0-9a-f]{64}$/.test(n)).slice(0, 2);
+  const out: KdfGuess[] = [];
+  for (const name of names) {
+    const raw = readSmall(join(keysDir, name), MAX_KEY_FILE);
+    if (raw) out.push(JSON.parse(raw.toString('utf8')) as KdfGuess);
+  }
+  return out;
+}
+
 export function prefetchKeys(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): void {
   try {
     const command = argv.find((a) => !a.startsWith('-'));
     if (!command || !REPOSITORY_COMMANDS.has(command) || argv.includes('--help') || argv.includes('-h')) return;
     const repo = option(argv, 'repo', 'r') ?? env.KIWI_REPOSITORY;
-    // Only a local path (a URL has a scheme: `s3:`, `sftp:`, `local:`, …).
-    if (!repo || /^[a-z][a-z0-9+.-]*:/i.test(repo)) return;
+    if (!repo) return;
     let password: string | undefined;
     if (env.KIWI_PASSWORD) password = env.KIWI_PASSWORD;
     else {
@@ -71,13 +160,9 @@ export function prefetchKeys(argv: readonly string[] = process.argv.slice(2), en
       password = text?.toString('utf8').split(/\r?\n/)[0];
     }
     if (!password) return;
-    const keysDir = join(resolve(repo), 'keys');
-    const names = readdirSync(keysDir).filter((n) => /^[0-9a-f]{64}$/.test(n)).slice(0, 2);
     const list: unknown[] = [];
-    for (const name of names) {
-      const raw = readSmall(join(keysDir, name), MAX_KEY_FILE);
-      if (!raw) continue;
-      const f = JSON.parse(raw.toString('utf8')) as { kdf?: unknown; N?: unknown; r?: unknown; p?: unknown; salt?: unknown };
+    for (const f of guesses(repo, argv, env)) {
+      if (f === null || typeof f !== 'object') continue;
       const { N, r, p, salt } = f;
       if (f.kdf !== 'scrypt' || typeof salt !== 'string' || salt.length > 128) continue;
       if (!Number.isInteger(N) || !Number.isInteger(r) || p !== 1) continue;

@@ -19,6 +19,7 @@ import {
   type RetryInfo,
   type RepositoryOptions,
 } from '@kiwi-backup/core';
+import { writeKeyHint } from './key-prefetch.js';
 import { Output } from './output.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
 import { fileExists, generatePasswordFile, promptPassword, readPasswordFile, runPasswordCommand, type PasswordSource } from './password.js';
@@ -286,6 +287,8 @@ export class Session {
     }
     const cacheDir = this.cacheDir();
     const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...(cacheDir ? { cacheDir } : {}), ...openOptions });
+    // For the next command's key prefetch (remote repositories only; see key-prefetch.ts).
+    if (cacheDir && repo.keyKdf) writeKeyHint(cacheDir, this.repoUrl, repo.keyKdf);
     this.repository = repo;
     this.cleanups.unshift(() => repo.close());
     return repo;

@@ -5,7 +5,7 @@
  */
 import { expect, it, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { describeWithServer, s3ServerAvailable, startS3Server, S3_SERVER_INSTALL_HINT, type S3TestServer } from '@kiwi-backup/test-servers';
 import { runKiwi, tempDir, removeDir, makeSampleTree, jsonLines } from './helpers.js';
 
@@ -61,5 +61,20 @@ describeWithServer('the metadata cache of an s3: repository', s3ServerAvailable(
     expect(b.code, b.stderr).toBe(0);
     expect(a.stdout).toBe(first.stdout);
     expect(b.stdout).toBe(first.stdout);
+  });
+
+  it('keeps a key hint (the key file\'s salt and scrypt parameters, nothing secret) for the next command\'s early key derivation', async () => {
+    const hints = join(work, 'cache', 'key-hints');
+    const [name] = await readdir(hints);
+    expect(name).toMatch(/^[0-9a-f]{64}\.json$/);
+    const hint = JSON.parse(await readFile(join(hints, name!), 'utf8')) as { kdf: Array<Record<string, unknown>> };
+    expect(Object.keys(hint.kdf[0]!).sort()).toEqual(['N', 'kdf', 'p', 'r', 'salt']);
+    expect((await stat(join(hints, name!))).mode & 0o777).toBe(0o600);
+    // The hint is used (the early derivation) and a wrong one is harmless: right password 0, wrong 12.
+    expect((await runKiwi(['snapshots'], { env })).code).toBe(0);
+    expect((await runKiwi(['snapshots'], { env: { ...env, KIWI_PASSWORD: 'wrong' } })).code).toBe(12);
+    await writeFile(join(hints, name!), JSON.stringify({ version: 1, kdf: [{ kdf: 'scrypt', salt: 'AAAA', N: 1024, r: 8, p: 1 }] }));
+    expect((await runKiwi(['snapshots'], { env })).code).toBe(0);
+    expect(JSON.parse(await readFile(join(hints, name!), 'utf8'))).toEqual(hint); // put right again
   });
 });

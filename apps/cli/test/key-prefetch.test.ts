@@ -2,12 +2,12 @@
  * The early key derivation (src/key-prefetch.ts): begun before the modules load, used by
  * Repository.open only for the exact key file and password, and never in the way.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repository, WrongPasswordError } from '@kiwi-backup/core';
 import { createLocalStorage } from '@kiwi-backup/storage-local';
-import { prefetchKeys } from '../src/key-prefetch.js';
+import { keyHintPath, prefetchKeys, writeKeyHint } from '../src/key-prefetch.js';
 import { removeDir, runKiwi, tempDir } from './helpers.js';
 
 const REGISTRY = Symbol.for('kiwi.prederivedKeys');
@@ -62,6 +62,33 @@ describe('key prefetch', () => {
       [['snapshots', '--repo', repoPath], {}],
       [['snapshots'], { KIWI_PASSWORD: 'right' }],
       [['snapshots', '--repo', join(work, 'nothing-here')], { KIWI_PASSWORD: 'right' }],
+    ] as Array<[string[], NodeJS.ProcessEnv]>) {
+      prefetchKeys(argv, env);
+      expect(registry() ?? [], argv.join(' ')).toHaveLength(0);
+    }
+  });
+
+  it('a remote repository: derives from the key hint its last open left in the cache; none with --no-cache, without a hint, or for a URL with a password', async () => {
+    const cacheDir = join(work, 'cache');
+    const url = 's3:http://127.0.0.1:1/bucket/repo';
+    const opened = await Repository.open(createLocalStorage(repoPath), 'right');
+    writeKeyHint(cacheDir, url, opened.keyKdf!);
+    await opened.close();
+    const hint = await readFile(keyHintPath(cacheDir, url), 'utf8');
+    expect(hint).not.toContain('right');
+    prefetchKeys(['snapshots', '--repo', url], { KIWI_PASSWORD: 'right', KIWI_CACHE_DIR: cacheDir });
+    expect(registry()).toHaveLength(1);
+    // (The hint's salt is this local repository's: its open takes the derivation.)
+    const repo = await Repository.open(createLocalStorage(repoPath), 'right');
+    await repo.close();
+    expect(registry()).toHaveLength(0);
+    const withPassword = 'sftp://user:secret@127.0.0.1:1/repo';
+    writeKeyHint(cacheDir, withPassword, { salt: 'AAAA', N: 1024, r: 8, p: 1 });
+    await expect(readFile(keyHintPath(cacheDir, withPassword))).rejects.toThrow();
+    for (const [argv, env] of [
+      [['snapshots', '--repo', url, '--no-cache'], { KIWI_PASSWORD: 'right', KIWI_CACHE_DIR: cacheDir }],
+      [['snapshots', '--repo', url], { KIWI_PASSWORD: 'right', KIWI_CACHE_DIR: join(work, 'no-cache-here') }],
+      [['snapshots', '--repo', 's3:http://127.0.0.1:1/bucket/other'], { KIWI_PASSWORD: 'right', KIWI_CACHE_DIR: cacheDir }],
     ] as Array<[string[], NodeJS.ProcessEnv]>) {
       prefetchKeys(argv, env);
       expect(registry() ?? [], argv.join(' ')).toHaveLength(0);

@@ -182,6 +182,7 @@ export class Repository {
   private replacedReported = 0;
 
   private cache: RepositoryCache | undefined;
+  private openedKdf: { salt: string; N: number; r: number; p: number } | undefined;
 
   private constructor(storage: Storage, config: RepositoryConfig, keys: MasterKeys, keyId: string, opts: RepositoryOptions) {
     this.storage = storage;
@@ -272,6 +273,7 @@ export class Repository {
     if (names.length === 0) throw new IntegrityError(`repository at ${storage.location} has a config but no key files (keys/)`, { file: 'keys/' });
     let keys: MasterKeys | null = null;
     let keyId = '';
+    let kdf: Repository['openedKdf'];
     let tried = 0;
     try {
       for (const name of names) {
@@ -287,6 +289,7 @@ export class Repository {
         keys = await openKeyFile(file, password);
         if (keys) {
           keyId = name;
+          kdf = { salt: file.salt, N: file.N, r: file.r, p: file.p };
           break;
         }
       }
@@ -310,8 +313,18 @@ export class Repository {
       throw new IntegrityError(`config: ${why}`, { file: 'config', cause: err });
     }
     const repo = new Repository(storage, config, keys, keyId, opts);
+    repo.openedKdf = kdf;
     if (opts.cacheDir) repo.cache = await RepositoryCache.open(opts.cacheDir, config.id, (m) => log.warn(m));
     return repo;
+  }
+
+  /**
+   * The scrypt salt and parameters of the key file this repository was opened with (nothing
+   * secret: they are in the key file as stored). The CLI keeps them in its cache so that the next
+   * command on a remote repository can begin deriving the key before it has read the key file.
+   */
+  get keyKdf(): { salt: string; N: number; r: number; p: number } | undefined {
+    return this.openedKdf;
   }
 
   /** Where this repository's metadata cache is, when it has one. */
