@@ -213,8 +213,9 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
         }
         newBytes += size;
       },
-      // Two reads in flight, each handing on one blob at a time: memory stays a few read buffers.
-      { transient: true, sequential: true, concurrency: 2 },
+      // Each read hands on one blob at a time (its plaintext in a reused buffer): memory stays a few
+      // read buffers. (Four reads in flight, the default: fewer cost remote storage its speed.)
+      { transient: true, sequential: true },
     );
     progress({ phase: 'repack', done: ++repacked, total: toRepack.length });
   }

@@ -46,6 +46,13 @@ function alive(pid: number): boolean {
   }
 }
 
+/** A failure to write a temporary pack file, naming it and where to point TMPDIR instead. */
+function tempFileError(path: string, cause: unknown): Error {
+  const code = (cause as NodeJS.ErrnoException).code;
+  const why = code === 'ENOSPC' ? 'no space left on the device' : (cause as Error).message;
+  return new Error(`cannot write the temporary pack file ${path}: ${why} (set TMPDIR to a directory with room for a few packs)`, { cause });
+}
+
 /** Remove the temporary directories of spill packers whose process is gone (killed ones); never fails. */
 export async function removeStaleDirs(parent: string): Promise<void> {
   let names: string[];
@@ -248,7 +255,9 @@ export class SpillPacker implements PackWriter {
       throw new Error(`cannot make a directory for temporary pack files in ${this.parent}: ${(err as Error).message} (set TMPDIR to a writable directory)`, { cause: err });
     }
     const path = join(dir, `pack-${++this.files}`);
-    const fh = await open(path, 'w+', 0o600);
+    const fh = await open(path, 'w+', 0o600).catch((err: unknown) => {
+      throw tempFileError(path, err);
+    });
     const pack: OpenPack = { type, path, fh, written: 0, pos: 0, stage: this.stages.pop() ?? Buffer.allocUnsafeSlow(STAGE_SIZE), staged: 0, hash: createHash('sha256'), entries: [] };
     this.open[type] = pack;
     return pack;
@@ -271,10 +280,14 @@ export class SpillPacker implements PackWriter {
   private async writeRaw(pack: OpenPack, bytes: Uint8Array): Promise<void> {
     pack.hash.update(bytes);
     let done = 0;
-    while (done < bytes.byteLength) {
-      const { bytesWritten } = await pack.fh.write(bytes, done, bytes.byteLength - done, pack.written + done);
-      if (bytesWritten <= 0) throw new Error(`writing the temporary pack file ${pack.path} made no progress`);
-      done += bytesWritten;
+    try {
+      while (done < bytes.byteLength) {
+        const { bytesWritten } = await pack.fh.write(bytes, done, bytes.byteLength - done, pack.written + done);
+        if (bytesWritten <= 0) throw new Error('a write made no progress');
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw tempFileError(pack.path, err);
     }
     pack.written += done;
   }
