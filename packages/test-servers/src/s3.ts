@@ -91,7 +91,30 @@ crypto.createDecipheriv = (alg, key, iv, opts) =>
 //    ETag) and its metadata are separate files updated one after the other. Write a temporary
 //    file, then rename it into place and update the MD5/metadata under a per-key lock that
 //    reads (HEAD/GET/list metadata) take too, so every PUT is atomic as on S3.
+//    The MD5 and metadata files are written whole too (temporary file, then rename): a server
+//    killed in the middle of a write (the fault tests halt it) must not leave a torn
+//    metadata.json, which s3rver answers with HTTP 500 on every later list of the bucket
+//    (and so on HeadBucket, which it routes to the bucket listing) until the file is removed.
 let tmpCounter = 0;
+const S3Object = require(path.join(lib, 'models', 'object.js'));
+async function writeFileWhole(file, data) {
+  const tmp = file + '.kiwi-tmp-' + process.pid + '-' + tmpCounter++;
+  try {
+    await fs.promises.writeFile(tmp, data);
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+}
+FilesystemStore.prototype.putMetadata = async function (bucket, key, metadata, md5) {
+  const json = {};
+  for (const [name, value] of Object.entries(metadata || {})) {
+    if (S3Object.ALLOWED_METADATA.includes(name) || name.startsWith('x-amz-meta-')) json[name] = value;
+  }
+  if (md5) await writeFileWhole(this.getResourcePath(bucket, key, 'object.md5'), md5);
+  await writeFileWhole(this.getResourcePath(bucket, key, 'metadata.json'), JSON.stringify(json, null, 2));
+};
 async function writeTemp(finalPath, content) {
   const tmp = finalPath + '.kiwi-tmp-' + process.pid + '-' + tmpCounter++;
   const md5 = crypto.createHash('md5');
@@ -130,6 +153,11 @@ FilesystemStore.prototype.putObject = async function (object) {
   const { tmp, size, md5 } = await writeTemp(objectPath, object.content);
   return withKeyLock(objectPath, async () => {
     try {
+      // The old MD5 goes first: a kill between the rename and the new MD5 then leaves no MD5
+      // file, which s3rver recomputes from the object, rather than the old object's ETag.
+      await fs.promises.unlink(this.getResourcePath(object.bucket, object.key, 'object.md5')).catch((err) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
       await fs.promises.rename(tmp, objectPath);
     } catch (err) {
       await fs.promises.rm(tmp, { force: true });
@@ -141,7 +169,20 @@ FilesystemStore.prototype.putObject = async function (object) {
 };
 // Reads inside a locked getObject call getMetadata again: let those through.
 const readsHeld = new Map();
-const getMetadata = FilesystemStore.prototype.getMetadata;
+const getMetadataRaw = FilesystemStore.prototype.getMetadata;
+// Files torn by a kill before the writes above were whole (an older server on the same data):
+// a metadata.json that does not parse is dropped, an MD5 file that is not one is recomputed.
+async function getMetadata(bucket, key) {
+  try {
+    const meta = await getMetadataRaw.call(this, bucket, key);
+    if (/^"[0-9a-f]{32}"$/.test(meta.etag)) return meta;
+    await fs.promises.rm(this.getResourcePath(bucket, key, 'object.md5'), { force: true });
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+    await fs.promises.rm(this.getResourcePath(bucket, key, 'metadata.json'), { force: true });
+  }
+  return getMetadataRaw.call(this, bucket, key);
+}
 FilesystemStore.prototype.getMetadata = function (bucket, key) {
   const lockKey = this.getResourcePath(bucket, key, 'object');
   if (readsHeld.get(lockKey)) return getMetadata.call(this, bucket, key);
