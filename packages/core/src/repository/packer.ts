@@ -20,6 +20,7 @@ import { handlePath } from '../storage/types.js';
 import { FLAG_TREE, ID_SIZE } from './index-table.js';
 import { encodePackHeader, packTrailerSize, type PackEntry } from './pack-format.js';
 import { PackHasher } from './pack-hasher.js';
+import { UploadQueue } from './upload-queue.js';
 import type { BlobType } from './types.js';
 
 /** Room past the target size in a pack buffer, for the blob that crosses it. */
@@ -92,16 +93,12 @@ export class Packer implements PackWriter {
   private readonly encKey: Buffer;
   private readonly packSize: number;
   private readonly capacity: number;
-  private readonly maxInFlight: number;
   private readonly maxBuffers: number;
   private readonly onUploaded: PackerOptions['onUploaded'];
   private readonly pool: Buffer[] = [];
   private buffersCreated = 0;
   private readonly open: Partial<Record<BlobType, OpenPack>> = {};
-  private readonly uploads = new Set<Promise<void>>();
-  private readonly queue: Array<() => void> = [];
-  private running = 0;
-  private waiters: Array<() => void> = [];
+  private readonly uploads: UploadQueue;
   private lock: Promise<void> = Promise.resolve();
   private failure: unknown = undefined;
   private closed = false;
@@ -114,8 +111,9 @@ export class Packer implements PackWriter {
     this.packSize = opts.packSize;
     // Room for the blob that crosses the target size, plus the header.
     this.capacity = opts.packSize + Math.min(PACK_SLACK, opts.packSize) + 64 * 1024;
-    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
-    this.maxBuffers = this.maxInFlight + 2;
+    const maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+    this.uploads = new UploadQueue(maxInFlight);
+    this.maxBuffers = maxInFlight + 2;
     this.onUploaded = opts.onUploaded;
   }
 
@@ -206,7 +204,7 @@ export class Packer implements PackWriter {
       const p = this.open[t];
       if (p) this.finish(p);
     }
-    while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
+    await this.uploads.idle();
     this.throwIfFailed();
   }
 
@@ -226,7 +224,7 @@ export class Packer implements PackWriter {
         this.release(p);
       }
     }
-    while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
+    await this.uploads.idle();
     this.pool.length = 0;
     await this.hasher.close();
   }
@@ -255,7 +253,7 @@ export class Packer implements PackWriter {
           break;
         }
         // Back-pressure: wait for an upload to return its buffer.
-        await new Promise<void>((resolve) => this.waiters.push(resolve));
+        await this.uploads.ended();
         this.throwIfFailed();
       }
     }
@@ -267,9 +265,6 @@ export class Packer implements PackWriter {
     // A buffer lost to a failed hashing thread (detached) is not reused; a new one may be made.
     if (pack.pooled && pack.buf.byteLength === 0) this.buffersCreated--;
     else if (pack.pooled && !this.closed) this.pool.push(pack.buf);
-    const w = this.waiters;
-    this.waiters = [];
-    for (const resolve of w) resolve();
   }
 
   /** Append the encrypted header and trailer, compute the pack id, queue the upload. */
@@ -283,7 +278,7 @@ export class Packer implements PackWriter {
     const length = pack.pos;
     // The pack's name, hashed on another thread while this one goes on.
     const hashed = this.hasher.hash(pack.buf, length);
-    const upload = this.schedule(async () => {
+    this.uploads.add(async () => {
       let id = '';
       try {
         const h = await hashed;
@@ -295,33 +290,18 @@ export class Packer implements PackWriter {
           this.onUploaded(id, pack.entries, bytes.byteLength);
         }
       } catch (err) {
-        if (this.failure === undefined) {
-          const file = id ? handlePath({ type: 'data', name: id }) : 'a pack';
-          this.failure = wrapStorageError(`uploading pack ${file} to ${this.storage.location} failed: ${(err as Error).message}`, err, file);
-        }
+        this.failure ??= packUploadError(this.storage, id, err);
       } finally {
         this.release(pack);
       }
     });
-    this.uploads.add(upload);
-    void upload.finally(() => this.uploads.delete(upload));
   }
+}
 
-  private schedule(task: () => Promise<void>): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const start = () => {
-        this.running++;
-        task().finally(() => {
-          this.running--;
-          const next = this.queue.shift();
-          if (next) next();
-          resolve();
-        });
-      };
-      if (this.running < this.maxInFlight) start();
-      else this.queue.push(start);
-    });
-  }
+/** The error of a failed pack upload, naming the pack (or "a pack", before it has a name) and the storage. */
+export function packUploadError(storage: Storage, id: string, err: unknown): StorageError {
+  const file = id ? handlePath({ type: 'data', name: id }) : 'a pack';
+  return wrapStorageError(`uploading pack ${file} to ${storage.location} failed: ${(err as Error).message}`, err, file);
 }
 
 /**

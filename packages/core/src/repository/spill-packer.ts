@@ -22,10 +22,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OVERHEAD, encryptInto } from '../crypto/aead.js';
 import type { Storage } from '../storage/types.js';
-import { handlePath, saveFromSource } from '../storage/types.js';
+import { saveFromSource } from '../storage/types.js';
 import { FLAG_TREE } from './index-table.js';
 import { encodePackHeader, packTrailerSize, type PackEntry } from './pack-format.js';
-import { IdSlabs, PACK_SLACK, wrapStorageError, type PackWriter } from './packer.js';
+import { IdSlabs, PACK_SLACK, packUploadError, type PackWriter } from './packer.js';
+import { UploadQueue } from './upload-queue.js';
 import type { BlobType } from './types.js';
 
 /** The staging buffer of each open pack: written to its file (and hashed) when full. */
@@ -110,10 +111,7 @@ export class SpillPacker implements PackWriter {
   private readonly stages: Buffer[] = [];
   /** For a blob larger than a staging buffer (grown as needed, kept). */
   private big: Buffer | undefined;
-  private readonly uploads = new Set<Promise<void>>();
-  private readonly queue: Array<() => void> = [];
-  private running = 0;
-  private waiters: Array<() => void> = [];
+  private readonly uploads: UploadQueue;
   private lock: Promise<void> = Promise.resolve();
   private failure: unknown = undefined;
   private closed = false;
@@ -126,6 +124,7 @@ export class SpillPacker implements PackWriter {
     // The same limits as the in-memory packer, so that both make the same packs.
     this.capacity = opts.packSize + Math.min(PACK_SLACK, opts.packSize) + 64 * 1024;
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+    this.uploads = new UploadQueue(this.maxInFlight);
     this.parent = opts.dir ?? tmpdir();
     this.onUploaded = opts.onUploaded;
   }
@@ -158,7 +157,7 @@ export class SpillPacker implements PackWriter {
         if (p) await this.finish(p);
       }
     });
-    while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
+    await this.uploads.idle();
     this.throwIfFailed();
   }
 
@@ -172,7 +171,7 @@ export class SpillPacker implements PackWriter {
         await p.fh.close().catch(() => undefined);
       }
     }
-    while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
+    await this.uploads.idle();
     this.stages.length = 0;
     this.big = undefined;
     if (this.dir) await rm(await this.dir.catch(() => ''), { recursive: true, force: true }).catch(() => undefined);
@@ -240,7 +239,7 @@ export class SpillPacker implements PackWriter {
   private async newPack(type: BlobType): Promise<OpenPack> {
     // Back-pressure: finished packs wait on disk for their upload, a few at most.
     while (this.uploads.size >= this.maxInFlight + 2) {
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      await this.uploads.ended();
       this.throwIfFailed();
     }
     this.dir ??= mkdtemp(join(this.parent, `${DIR_PREFIX}${process.pid}-`)).then(async (made) => {
@@ -323,43 +322,17 @@ export class SpillPacker implements PackWriter {
     const id = pack.hash.digest('hex');
     const size = pack.written;
     const path = pack.path;
-    const upload = this.schedule(async () => {
+    this.uploads.add(async () => {
       try {
         if (this.failure === undefined) {
           await saveFromSource(this.storage, { type: 'data', name: id }, { size, path, open: () => createReadStream(path, { highWaterMark: READ_CHUNK }) });
           this.onUploaded(id, pack.entries, size);
         }
       } catch (err) {
-        if (this.failure === undefined) {
-          const file = handlePath({ type: 'data', name: id });
-          this.failure = wrapStorageError(`uploading pack ${file} to ${this.storage.location} failed: ${(err as Error).message}`, err, file);
-        }
+        this.failure ??= packUploadError(this.storage, id, err);
       } finally {
         await unlink(path).catch(() => undefined);
       }
-    });
-    this.uploads.add(upload);
-    void upload.finally(() => {
-      this.uploads.delete(upload);
-      const w = this.waiters;
-      this.waiters = [];
-      for (const resolve of w) resolve();
-    });
-  }
-
-  private schedule(task: () => Promise<void>): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const start = () => {
-        this.running++;
-        task().finally(() => {
-          this.running--;
-          const next = this.queue.shift();
-          if (next) next();
-          resolve();
-        });
-      };
-      if (this.running < this.maxInFlight) start();
-      else this.queue.push(start);
     });
   }
 }
