@@ -73,6 +73,8 @@ export interface DirState {
   snapPath: string;
   node: Node | undefined;
   parent: DirState | undefined;
+  /** Directories above it in the snapshot (the target's root is 0). */
+  depth: number;
   /** Resolves when the directory exists (lazily created when something in it is restored). */
   created: Promise<void> | undefined;
   /** True once `created` has resolved. */

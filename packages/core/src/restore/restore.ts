@@ -10,6 +10,7 @@
 import { readdir, lstat, link, mkdir, realpath, symlink, unlink } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
+import { MAX_TREE_DEPTH } from '../repository/limits.js';
 import { Limiter } from '../backup/limiter.js';
 import { ContentError, ContentReader, type ContentSink, type ContentSource } from './content.js';
 import { TreeLoader } from '../snapshot-ops/tree-loader.js';
@@ -187,7 +188,7 @@ class RestoreRun {
     }
     // An empty target is as good as a new one: nothing there to look at.
     const fresh = created || (await readdir(real)).length === 0;
-    const root: DirState = { fsPath: Buffer.from(real, 'utf8'), snapPath: '/', node: undefined, parent: undefined, created: Promise.resolve(), ready: true, fresh };
+    const root: DirState = { fsPath: Buffer.from(real, 'utf8'), snapPath: '/', node: undefined, parent: undefined, depth: 0, created: Promise.resolve(), ready: true, fresh };
     if (!fresh) this.result.tempFilesRemoved += await removeLeftoverTemps(root.fsPath);
     this.meta.noteDefaultAcl(root.fsPath);
     // A whole snapshot into a fresh target: every directory first (skeleton.ts), then the files.
@@ -349,7 +350,12 @@ class RestoreRun {
           continue;
         }
         nextSub++;
-        const sub: DirState = { fsPath, snapPath, node, parent: dir, created: undefined, ready: false, fresh: dir.fresh };
+        if (dir.depth + 1 > MAX_TREE_DEPTH) {
+          // Only a damaged or hostile snapshot nests this deep (a path this long cannot be opened anyway).
+          this.error(snapPath, new Error(`directories nested deeper than ${MAX_TREE_DEPTH} levels; not restored below`));
+          continue;
+        }
+        const sub: DirState = { fsPath, snapPath, node, parent: dir, depth: dir.depth + 1, created: undefined, ready: false, fresh: dir.fresh };
         if (!dir.fresh) {
           // What is at its path decides whether it is fresh, or kept (the policy leaves a file there).
           let state;

@@ -19,6 +19,7 @@ import { mkdirSync } from 'node:fs';
 import type { BlobId } from '../repository/types.js';
 import { TreeLoader, type TreeSource } from '../snapshot-ops/tree-loader.js';
 import { listTree } from './names.js';
+import { MAX_TREE_DEPTH } from '../repository/limits.js';
 
 /** Directories made ahead at most (past this, the traversal makes the rest as before). */
 export const SKELETON_MAX_DIRS = 100_000;
@@ -33,7 +34,9 @@ export class Skeleton {
   async make(source: TreeSource, rootTree: BlobId, rootPath: Buffer, signal: AbortSignal | undefined, maxDirs = SKELETON_MAX_DIRS): Promise<void> {
     let level: Array<{ tree: BlobId; path: Buffer }> = [{ tree: rootTree, path: rootPath }];
     let made = 0;
-    while (level.length > 0 && made < maxDirs) {
+    // Directories of the next level are this deep (the traversal refuses those past MAX_TREE_DEPTH).
+    let depth = 1;
+    while (level.length > 0 && made < maxDirs && depth <= MAX_TREE_DEPTH) {
       signal?.throwIfAborted();
       const loader = new TreeLoader(source, LEVEL_AHEAD_BYTES, false);
       loader.want(level.map((l) => l.tree));
@@ -66,6 +69,7 @@ export class Skeleton {
         loader.close();
       }
       level = next;
+      depth++;
     }
   }
 

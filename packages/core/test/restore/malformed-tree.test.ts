@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { restoreSnapshot, type Snapshot } from '../../src/index.js';
 import { FakeRepository } from '../backup/helpers/fake-repo.js';
+import { MAX_TREE_DEPTH } from '../../src/repository/limits.js';
 import { removeDir, tempDir } from '../backup/helpers/fs-tree.js';
 
 let work: string;
@@ -99,6 +100,21 @@ describe('a malformed tree entry is one error; the rest restores', () => {
     expect(rr.errors).toHaveLength(1000);
     expect(seen).toHaveLength(2500);
     expect(rr.filesRestored).toBe(1);
+  });
+
+  it('directories nested deeper than the tree depth limit are one error; everything above restores', async () => {
+    const repo = new FakeRepository();
+    const levels = MAX_TREE_DEPTH + 6;
+    let sub = await saveRawTree(repo, [{ ...base, name: 'bottom', size: 0, content: [] }]);
+    for (let i = levels; i >= 1; i--) {
+      sub = await saveRawTree(repo, [{ ...base, type: 'dir', mode: 0o755, name: 'd', size: 0, subtree: sub }, { ...base, name: `f${i}`, size: 0, content: [] }]);
+    }
+    const target = join(work, 't');
+    const rr = await restoreSnapshot({ repository: repo, snapshot: snapshotOf(sub), target });
+    const deepest = '/d'.repeat(MAX_TREE_DEPTH);
+    expect(rr.errors.map((e) => `${e.path}: ${e.message}`)).toEqual([`${deepest}/d: directories nested deeper than ${MAX_TREE_DEPTH} levels; not restored below`]);
+    expect(await readdir(join(target, ...Array(MAX_TREE_DEPTH).fill('d')))).toEqual([`f${MAX_TREE_DEPTH + 1}`]);
+    expect(rr.filesRestored).toBe(MAX_TREE_DEPTH + 1);
   });
 
   it('a directory whose tree cannot be loaded is one error; its siblings restore', async () => {
