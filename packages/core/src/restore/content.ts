@@ -140,6 +140,8 @@ export class ContentReader<F> {
   readonly #queue: BlobId[][] = [];
   #queueHead = 0;
   #reading = 0;
+  /** Reads in flight (a stop waits for them: no read outlives the reader). */
+  readonly #reads = new Set<Promise<void>>();
   #sealScheduled = false;
   #stopped: ContentError | undefined;
   #waiters: Array<() => void> = [];
@@ -224,8 +226,9 @@ export class ContentReader<F> {
 
   /**
    * Stops reading: files not written yet fail with `reason` (their partial
-   * content discarded). Reads in flight run out; resolves when every planned
-   * file has settled.
+   * content discarded). Reads in flight are cut short at their next blob;
+   * resolves when every planned file has settled and no read is in flight
+   * (so the caller may close the repository).
    */
   async stop(reason: unknown): Promise<void> {
     this.#stopped ??= new ContentError(undefined, reason);
@@ -235,6 +238,7 @@ export class ContentReader<F> {
     const jobs = [...this.#live];
     for (const job of jobs) this.#fail(job, err);
     await Promise.all(jobs.map((j) => j.chain));
+    await Promise.all([...this.#reads]);
     this.#wake();
   }
 
@@ -285,11 +289,13 @@ export class ContentReader<F> {
       const wanted = ids.filter((id) => this.#uses.has(id));
       if (wanted.length === 0) continue;
       this.#reading++;
-      void this.#read(wanted).finally(() => {
+      const read: Promise<void> = this.#read(wanted).finally(() => {
         this.#reading--;
+        this.#reads.delete(read);
         this.#pump();
         if (this.#queueHead >= this.#queue.length && this.#open) this.#scheduleSeal();
       });
+      this.#reads.add(read);
     }
   }
 
@@ -315,10 +321,16 @@ export class ContentReader<F> {
       if (writes.length <= 1) return writes[0];
       return Promise.all(writes).then(() => undefined);
     };
+    // After a stop, the next blob handed over ends the read (every file was failed by the stop).
+    const onBlob = (id: BlobId, data: Buffer | undefined, error?: Error): Promise<void> | undefined => {
+      if (this.#stopped) throw this.#stopped;
+      return deliver(id, data, error);
+    };
     try {
-      await this.source.loadBlobs('data', ids, deliver, { maxGap: this.#opts.maxGap, maxRead: this.#opts.maxRead, concurrency: 1, transient: true, inPlace: true });
+      await this.source.loadBlobs('data', ids, onBlob, { maxGap: this.#opts.maxGap, maxRead: this.#opts.maxRead, concurrency: 1, transient: true, inPlace: true });
       for (const id of [...left]) await deliver(id, undefined, new Error(`data blob ${id} was not delivered by the repository`));
     } catch (err) {
+      if (this.#stopped) return;
       for (const id of [...left]) await deliver(id, undefined, err as Error);
     }
   }

@@ -208,6 +208,39 @@ describe('ContentReader', () => {
     expect(files.get('y')!.equals(expected(['p1-0', 'p1-1'], size))).toBe(true);
   });
 
+  it('stop waits for the reads in flight, which end at their next blob', async () => {
+    let handedOver = 0;
+    let readsRunning = 0;
+    let gate!: () => void;
+    const opened = new Promise<void>((r) => (gate = r));
+    const source: ContentSource = {
+      lookupBlob: (_type, id) => ({ pack: 'p1', offset: Number(id.slice(3)) * 10, length: 10, rawLength: 10 }),
+      async loadBlobs(_type, ids, onBlob) {
+        readsRunning++;
+        try {
+          for (const id of ids) {
+            gate();
+            await new Promise((r) => setTimeout(r, 5)); // a slow storage
+            await onBlob(id, Buffer.alloc(10, 1));
+            handedOver++;
+          }
+        } finally {
+          readsRunning--;
+        }
+      },
+    };
+    const { sink } = memorySink();
+    const reader = new ContentReader(source, sink);
+    const ids = Array.from({ length: 50 }, (_, i) => `p1-${i}`);
+    const dones = ids.map((id) => reader.add({ name: id, ids: [id] }, [id]).done);
+    await opened; // a read of the pack is under way
+    await reader.stop(new Error('interrupted'));
+    expect(readsRunning).toBe(0); // no read outlives the stop (the caller may close the repository now)
+    expect(handedOver).toBeLessThan(5); // and the read ended at its next blob, not after all 50
+    const results = await Promise.allSettled(dones);
+    expect(results.filter((r) => r.status === 'rejected').length).toBeGreaterThanOrEqual(45);
+  });
+
   it('stop fails every file not written yet with the reason and discards partial files', async () => {
     const { source } = fakeSource();
     const { sink, discarded } = memorySink();
