@@ -55,6 +55,9 @@ export async function copySnapshots(source: Repository, dest: Repository, opts: 
 
 async function copyLocked(source: Repository, dest: Repository, opts: CopyOptions): Promise<CopyResult> {
   await Promise.all([source.loadIndex(), dest.loadIndex({ verifyPacks: true })]);
+  // New packs are built in temporary files, as prune builds them: a copy's memory stays small
+  // however many packs are being uploaded at once.
+  await dest.spillPacks();
   const sameIds = source.internals().keys.idKey.equals(dest.internals().keys.idKey);
   const result: CopyResult = { copied: [], skipped: [], blobsStored: 0, bytesStored: 0, blobsRead: 0, sameIds };
   const existing = new Map<string, string>();

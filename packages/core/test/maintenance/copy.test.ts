@@ -31,7 +31,14 @@ describe('copy', () => {
   it('copies three snapshots into a repository with other keys; they restore exactly; a second copy copies nothing', async () => {
     const { src, snaps, open } = await generations(work);
     const source = await open();
-    const dest = await Repository.init(createMemoryStorage('dest'), 'other-password', opts);
+    const destStorage = createMemoryStorage('dest');
+    let packsStreamed = 0;
+    const saveFrom = destStorage.saveFrom!.bind(destStorage);
+    destStorage.saveFrom = (handle, src) => {
+      if (handle.type === 'data') packsStreamed++;
+      return saveFrom(handle, src);
+    };
+    const dest = await Repository.init(destStorage, 'other-password', opts);
     const first = await copySnapshots(source, dest);
     expect(first.sameIds).toBe(false);
     expect(first.copied).toHaveLength(3);
@@ -46,6 +53,9 @@ describe('copy', () => {
     await expectRestores(dest, last.id, snaps[2]!.tree, src, 'last');
     const check = await dest.check({ readData: true });
     expect(check.errors).toEqual([]);
+
+    // The new packs were built in temporary files and streamed to the storage (as prune builds them).
+    expect(packsStreamed).toBeGreaterThan(0);
 
     const second = await copySnapshots(source, dest);
     expect(second.copied).toEqual([]);
