@@ -1,4 +1,5 @@
 import type { BigIntStats, Stats } from 'node:fs';
+import { userInfo } from 'node:os';
 import type { Node, NodeType } from '../repository/types.js';
 import type { OwnerNames } from './owners.js';
 
@@ -70,6 +71,44 @@ export function nodeFromStat(rawName: Buffer, type: NodeType, st: BigIntStats, o
   // A file with several names: the restore links the names of one (dev, inode) together again.
   if (type === 'file' && st.nlink > 1n) node.links = Number(st.nlink);
   return node;
+}
+
+/**
+ * A directory node with no directory read behind it (the root, a virtual directory, an ancestor of
+ * a source that could not be read; virtual files start from it too): owned by the current user,
+ * with `mtime` as its mtime and ctime.
+ */
+export function syntheticDirNode(key: Buffer, mode: number, owners: OwnerNames, mtime: Date = new Date()): Node {
+  const me = safeUserInfo();
+  const uid = me?.uid ?? 0;
+  const gid = me?.gid ?? 0;
+  const ns = (BigInt(mtime.getTime()) * 1_000_000n).toString();
+  const node: Node = {
+    ...nameFields(key),
+    type: 'dir',
+    mode,
+    uid: uid < 0 ? 0 : uid,
+    gid: gid < 0 ? 0 : gid,
+    mtimeNs: ns,
+    ctimeNs: ns,
+    inode: '0',
+    dev: '0',
+    size: 0,
+  };
+  const user = owners.user(node.uid);
+  if (user !== undefined) node.user = user;
+  const group = owners.group(node.gid);
+  if (group !== undefined) node.group = group;
+  return node;
+}
+
+/** The current user, or undefined when `os.userInfo()` throws (no passwd entry). */
+export function safeUserInfo(): { username: string; uid: number; gid: number } | undefined {
+  try {
+    return userInfo();
+  } catch {
+    return undefined;
+  }
 }
 
 /** A plain `fs.Stats`-like view of BigInt stats, for plug-ins (numbers and Dates). */
