@@ -80,7 +80,7 @@ class BackupRun {
    */
   readonly parentTrees: TreeLoader;
   fatal: unknown;
-  /** Progress reports: the entry the walk is at, the files being read. */
+  /** Progress reports: the path the walk is at, the files being read. */
   readonly progress = new Progress(this);
   /** Extended attributes are read for every entry (the native addon is there); else one warning per run. */
   readonly xattrs = xattrsAvailable();

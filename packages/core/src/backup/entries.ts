@@ -12,7 +12,7 @@ import type { BlobId, Node } from '../repository/types.js';
 import type { WalkEntry } from '../walker/index.js';
 import { readXattrs } from '../xattr/xattrs.js';
 import { EntryFailure, type FileSaver } from './file-saver.js';
-import { nameKey, nodeFromStat } from './node.js';
+import { nameKey, nodeFromStat, strictUtf8 } from './node.js';
 import type { OwnerNames } from './owners.js';
 import { unchangedFile } from './parent.js';
 import type { Progress } from './progress.js';
@@ -88,7 +88,7 @@ export class EntrySaver {
           } catch (err) {
             throw new EntryFailure('readlink', err);
           }
-          const s = strictUtf8OrUndefined(target);
+          const s = strictUtf8(target);
           if (s !== undefined) node.linkTarget = s;
           else {
             node.linkTarget = target.toString('utf8');
@@ -143,7 +143,7 @@ export class EntrySaver {
         this.ctx.recordError(entry.path, describeFsError('readlink', err));
         return null;
       }
-      const s = strictUtf8OrUndefined(target);
+      const s = strictUtf8(target);
       if (s !== undefined) node.linkTarget = s;
       else {
         node.linkTarget = target.toString('utf8');
@@ -179,14 +179,6 @@ export class EntrySaver {
   }
 
   readonly hasData = (id: BlobId): boolean => this.ctx.repo.hasBlob('data', id);
-}
-
-function strictUtf8OrUndefined(b: Buffer): string | undefined {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(b);
-  } catch {
-    return undefined;
-  }
 }
 
 function describeFsError(op: string, cause: unknown): string {

@@ -1,5 +1,5 @@
 /**
- * Progress of a backup run, alongside every stage: the entry the walk is at, the files being read
+ * Progress of a backup run, alongside every stage: the files being read
  * and how much of them is read so far, passed to `BackupOptions.onProgress` at most every
  * {@link PROGRESS_INTERVAL_MS}.
  */
@@ -21,24 +21,17 @@ export class Progress {
   /** `stats.bytesRead` of files whose reading finished: the rest of it is in progress. */
   finishedReadBytes = 0;
   lastProgress = 0;
-  /** The entry (or path) seen last. */
-  currentEntry: WalkEntry | string = '';
-  get currentPath(): string {
-    return typeof this.currentEntry === 'string' ? this.currentEntry : this.currentEntry.path;
-  }
 
   constructor(private readonly ctx: ProgressContext) {}
 
   /** {@link report} for a walked entry (its display path made only when it is shown). */
   at(entry: WalkEntry): void {
-    this.currentEntry = entry;
     if (!this.ctx.opts.onProgress) return;
     const now = Date.now();
     if (now - this.lastProgress >= PROGRESS_INTERVAL_MS) this.report(entry.path);
   }
 
   report(path: string): void {
-    this.currentEntry = path;
     const cb = this.ctx.opts.onProgress;
     if (!cb) return;
     const now = Date.now();
