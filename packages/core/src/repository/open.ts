@@ -1,0 +1,181 @@
+/**
+ * Creating and opening a repository (its config and key files), and managing its key files.
+ * {@link Repository.init} and {@link Repository.open} build the repository object from what
+ * {@link createRepository} and {@link openRepository} return.
+ */
+import { randomBytes } from 'node:crypto';
+import { AuthenticationError } from '../crypto/aead.js';
+import { DEFAULT_KDF, MasterKeys, createKeyFile, openKeyFile, parseKeyFile, type KdfParams } from '../crypto/keys.js';
+import { clearPrederived } from '../crypto/prederived.js';
+import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
+import type { Handle, Storage } from '../storage/types.js';
+import { REPOSITORY_VERSION, validateConfig } from './decode.js';
+import { IntegrityError, RepositoryExistsError, RepositoryNotFoundError, WrongPasswordError } from './errors.js';
+import { MAX_CONFIG_FILE_SIZE } from './limits.js';
+import { DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, type InitOptions, type RepositoryOptions } from './options.js';
+import type { KeyInfo, RepositoryConfig, RepositoryLogger } from './types.js';
+
+const CONFIG_HANDLE: Handle = { type: 'config', name: 'config' };
+
+/** The scrypt salt and parameters of a key file (nothing secret). */
+export interface KeyKdf {
+  salt: string;
+  N: number;
+  r: number;
+  p: number;
+}
+
+export async function listNames(storage: Storage, type: 'key' | 'snapshot' | 'index' | 'lock' | 'data'): Promise<string[]> {
+  const names: string[] = [];
+  for await (const f of storage.list(type)) names.push(f.name);
+  return names;
+}
+
+/**
+ * Write a new repository's key file and config (`init`). Fails with {@link RepositoryExistsError}
+ * when `config` exists. `from` is the config and blob id key of `opts.sameChunkerAs`, if given.
+ */
+export async function createRepository(
+  storage: Storage,
+  password: string | Uint8Array,
+  opts: InitOptions,
+  from: { config: RepositoryConfig; idKey: Buffer } | undefined,
+): Promise<{ config: RepositoryConfig; keys: MasterKeys; keyId: string }> {
+  await storage.create();
+  try {
+    await storage.stat(CONFIG_HANDLE);
+    throw new RepositoryExistsError(storage.location);
+  } catch (err) {
+    if (!storage.isNotFound(err)) throw err;
+  }
+  const chunker = from ? { minSize: from.config.chunker.minSize, avgSize: from.config.chunker.avgSize, maxSize: from.config.chunker.maxSize } : { ...DEFAULT_CHUNKER, ...opts.chunker };
+  if (!(chunker.minSize > 0 && chunker.minSize <= chunker.avgSize && chunker.avgSize <= chunker.maxSize)) {
+    throw new RangeError(`invalid chunker sizes: need 0 < minSize <= avgSize <= maxSize (got ${chunker.minSize}/${chunker.avgSize}/${chunker.maxSize})`);
+  }
+  const packSize = opts.packSize ?? DEFAULT_PACK_SIZE;
+  if (!Number.isInteger(packSize) || packSize < 1024 || packSize > 1024 * 1024 * 1024) throw new RangeError(`invalid packSize ${packSize}`);
+  const config: RepositoryConfig = {
+    version: REPOSITORY_VERSION,
+    id: randomBytes(32).toString('hex'),
+    chunker: { ...chunker, seed: from ? from.config.chunker.seed : randomBytes(32).toString('base64') },
+    compression: { algorithm: 'zstd', level: opts.compressionLevel ?? DEFAULT_COMPRESSION_LEVEL },
+    packSize,
+  };
+  validateConfig(config);
+  const generated = MasterKeys.generate();
+  const keys = from ? new MasterKeys(generated.encKey, Buffer.from(from.idKey)) : generated;
+  if (from) generated.idKey.fill(0);
+  const key = await createKeyFile(keys, password, keyFileOptions(opts));
+  await storage.save({ type: 'key', name: key.id }, key.bytes);
+  // The config is written last: its presence means "a complete repository".
+  await storage.save(CONFIG_HANDLE, keys.encrypt(Buffer.from(JSON.stringify(config), 'utf8')));
+  return { config, keys, keyId: key.id };
+}
+
+/**
+ * Read the config and open a key file with `password` (`open`): {@link RepositoryNotFoundError}
+ * when there is no `config`, {@link WrongPasswordError} when the password opens no key file.
+ */
+export async function openRepository(
+  storage: Storage,
+  password: string | Uint8Array,
+  log: RepositoryLogger,
+): Promise<{ config: RepositoryConfig; keys: MasterKeys; keyId: string; kdf: KeyKdf | undefined }> {
+  // The config and the key listing are read at once (one round trip less on remote storage);
+  // a missing config still decides the error.
+  const namesRead = listNames(storage, 'key');
+  namesRead.catch(() => undefined); // awaited below, unless the config fails first
+  let configBytes: Buffer;
+  try {
+    configBytes = await storage.load(CONFIG_HANDLE);
+  } catch (err) {
+    if (storage.isNotFound(err)) throw new RepositoryNotFoundError(storage.location, { cause: err });
+    throw err;
+  }
+  const names = await namesRead;
+  if (names.length === 0) throw new IntegrityError(`repository at ${storage.location} has a config but no key files (keys/)`, { file: 'keys/' });
+  let keys: MasterKeys | null = null;
+  let keyId = '';
+  let kdf: KeyKdf | undefined;
+  let tried = 0;
+  try {
+    for (const name of names) {
+      let file;
+      try {
+        file = parseKeyFile(await storage.load({ type: 'key', name }), `keys/${name}`);
+      } catch (err) {
+        if (storage.isNotFound(err)) continue;
+        log.warn(`skipping unreadable key file: ${(err as Error).message}`);
+        continue;
+      }
+      tried++;
+      keys = await openKeyFile(file, password);
+      if (keys) {
+        keyId = name;
+        kdf = { salt: file.salt, N: file.N, r: file.r, p: file.p };
+        break;
+      }
+    }
+  } finally {
+    clearPrederived();
+  }
+  if (!keys && tried === 0) {
+    throw new IntegrityError(`repository at ${storage.location}: ${names.length === 1 ? 'its key file is not readable' : `none of its ${names.length} key files is readable`}`, { file: 'keys/' });
+  }
+  if (!keys) throw new WrongPasswordError(storage.location, tried);
+  let config: RepositoryConfig;
+  try {
+    if (configBytes.byteLength > MAX_CONFIG_FILE_SIZE) throw new IntegrityError(`config: ${configBytes.byteLength} bytes, more than a config may have`, { file: 'config' });
+    const plain = keys.decrypt(configBytes);
+    config = validateConfig(JSON.parse(plain.toString('utf8')));
+    plain.fill(0);
+  } catch (err) {
+    keys.zero();
+    if (err instanceof IntegrityError) throw err;
+    const why = err instanceof AuthenticationError ? 'authentication failed (damaged, or not this repository\'s config)' : (err as Error).message;
+    throw new IntegrityError(`config: ${why}`, { file: 'config', cause: err });
+  }
+  return { config, keys, keyId, kdf };
+}
+
+// ---------------------------------------------------------------- key files
+
+/** Add a key file for another password. Returns its id (`keys/<id>`). */
+export async function addKeyFile(storage: Storage, keys: MasterKeys, password: string | Uint8Array, opts: RepositoryOptions & { kdf?: KdfParams }): Promise<string> {
+  const key = await createKeyFile(keys, password, keyFileOptions(opts));
+  await storage.save({ type: 'key', name: key.id }, key.bytes);
+  return key.id;
+}
+
+/** The repository's key files; `currentKeyId` is the one it was opened with. */
+export async function listKeyFiles(storage: Storage, currentKeyId: string): Promise<KeyInfo[]> {
+  const names = await listNames(storage, 'key');
+  const out: KeyInfo[] = [];
+  for (const name of names) {
+    try {
+      const f = parseKeyFile(await storage.load({ type: 'key', name }), `keys/${name}`);
+      out.push({ id: name, created: f.created, hostname: f.hostname, username: f.username, current: name === currentKeyId });
+    } catch (err) {
+      if (!storage.isNotFound(err)) throw err;
+    }
+  }
+  return out.sort((a, b) => a.created.localeCompare(b.created));
+}
+
+/** Remove a key file. Refuses to remove the last one. `id` may be a unique prefix. */
+export async function removeKeyFile(storage: Storage, id: string): Promise<void> {
+  const names = await listNames(storage, 'key');
+  const matches = names.filter((n) => n.startsWith(id));
+  if (matches.length === 0) throw new Error(`no key file keys/${id}* in ${storage.location}`);
+  if (matches.length > 1) throw new Error(`key id prefix ${id} is ambiguous: ${matches.join(', ')}`);
+  if (names.length <= 1) throw new Error(`refusing to remove keys/${matches[0]}: it is the repository's only key`);
+  await storage.remove({ type: 'key', name: matches[0]! });
+}
+
+function keyFileOptions(opts: RepositoryOptions) {
+  return {
+    kdf: opts.kdf ?? DEFAULT_KDF,
+    ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+  };
+}
