@@ -9,9 +9,11 @@
  * The adapter does not retry: core's `withRetry` retries the errors it marks transient.
  */
 import { defineStorageAdapter, type StorageAdapter } from '@kiwi-backup/core';
-import { openS3Storage, type S3StorageOptions } from './storage.js';
+import type { S3StorageOptions } from './options.js';
+import { openS3Storage } from './storage.js';
 
-export { createS3Storage, openS3Storage, type S3Storage, type S3StorageOptions } from './storage.js';
+export { createS3Storage, openS3Storage, type S3Storage } from './storage.js';
+export type { S3StorageOptions } from './options.js';
 export { parseS3Url, formatLocation, type S3Target } from './url.js';
 export { classifyS3Error, isS3NotFound } from './errors.js';
 

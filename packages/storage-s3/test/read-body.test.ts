@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { StorageError } from '@kiwi-backup/core';
-import { readBody } from '../src/storage.js';
+import { readBody } from '../src/read.js';
 
 const bytes = (n: number, seed = 1) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff));
 
