@@ -130,6 +130,8 @@ export class Repository {
   /** Create a new repository. Fails with {@link RepositoryExistsError} when `config` exists. */
   static async init(storage: Storage, password: string | Uint8Array, opts: InitOptions = {}): Promise<Repository> {
     const from = opts.sameChunkerAs;
+    // A closed repository's keys are zeroed: its id key would be all zeros.
+    if (from?.closed) throw new Error(`init: the repository to take the chunker parameters from (${from.location}) is closed`);
     const { config, keys, keyId } = await createRepository(storage, password, opts, from && { config: from.config, idKey: from.keys.idKey });
     const repo = new Repository(storage, config, keys, keyId, opts);
     repo.indexLoaded = true; // a new repository has an empty index
@@ -174,11 +176,13 @@ export class Repository {
 
   /** The repository's key files. */
   async listKeys(): Promise<KeyInfo[]> {
+    this.assertOpen();
     return listKeyFiles(this.storage, this.keyId);
   }
 
   /** Remove a key file. Refuses to remove the last one. `id` may be a unique prefix. */
   async removeKey(id: string): Promise<void> {
+    this.assertOpen();
     return removeKeyFile(this.storage, id);
   }
 
@@ -306,6 +310,7 @@ export class Repository {
 
   /** Store a directory listing as a tree blob (canonical JSON, so equal trees dedupe). Returns its id. */
   async saveTree(tree: Tree): Promise<BlobId> {
+    this.assertOpen();
     const bytes = Buffer.from(canonicalJson(tree), 'utf8');
     // A tree over the readers' limits would make a snapshot nobody can read: refuse it here.
     if (bytes.byteLength > MAX_TREE_BLOB_SIZE || tree.nodes.length > MAX_TREE_ENTRIES) {

@@ -85,6 +85,9 @@ describe('copy', () => {
     expect((await dest.check({ readData: true })).errors).toEqual([]);
     await source.close();
     await dest.close();
+    // A closed repository's keys are zeroed: it cannot lend its id key to a new one, nor list its keys.
+    await expect(Repository.init(createMemoryStorage('dest4'), 'x', { ...opts, sameChunkerAs: source })).rejects.toThrow(/chunker parameters .* is closed/);
+    await expect(source.listKeys()).rejects.toThrow(/closed/);
   });
 
   it('refuses to copy a repository into itself', async () => {
