@@ -30,12 +30,13 @@ export class S3Context {
     this.bucket = target.bucket;
     this.prefix = target.prefix;
     this.location = formatLocation(target);
+    // Options first: a bad one throws before the client and its HTTP agents exist.
+    this.opts = resolveOptions(options);
     const { config, transport } = buildClientConfig(target, options, env);
     this.transport = transport;
     this.region = typeof config.region === 'string' ? config.region : undefined;
     this.endpoint = target.endpoint ?? `AWS S3${this.region ? ` (${this.region})` : ''}`;
     this.client = new S3Client(config);
-    this.opts = resolveOptions(options);
     this.#storageClass = options.storageClass as StorageClass | undefined;
     this.#sse = options.serverSideEncryption as ServerSideEncryption | undefined;
     this.#sseKmsKeyId = options.sseKmsKeyId;

@@ -41,6 +41,12 @@ export function isS3NotFound(err: unknown): boolean {
   return NOT_FOUND_NAMES.has(name) || NOT_FOUND_NAMES.has(code) || status === 404;
 }
 
+/** True if an SDK error means "no such bucket". */
+export function isNoSuchBucket(err: unknown): boolean {
+  const { name, code } = fields(err);
+  return name === 'NoSuchBucket' || code === 'NoSuchBucket';
+}
+
 /** Classify an SDK (or network) error into a {@link StorageErrorKind}. */
 export function classifyS3Error(err: unknown): StorageErrorKind {
   if (err instanceof StorageError) return err.kind;

@@ -8,7 +8,7 @@ import type { BucketLocationConstraint } from '@aws-sdk/client-s3';
 import { StorageError, type FileInfo, type FileType, type Handle, type LoadOptions, type SaveSource, type Storage } from '@kiwi-backup/core';
 import { CreateBucketCommand, HeadBucketCommand } from './client.js';
 import { S3Context } from './context.js';
-import { classifyS3Error, isS3NotFound } from './errors.js';
+import { isNoSuchBucket, isS3NotFound } from './errors.js';
 import { list, stat } from './list.js';
 import { MiB, type S3StorageOptions } from './options.js';
 import { load } from './read.js';
@@ -76,7 +76,8 @@ class S3StorageImpl implements S3Storage {
       await ctx.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
       return;
     } catch (err) {
-      const missing = isS3NotFound(err) || classifyS3Error(err) === 'config';
+      // (Not every 'config' error: a missing region is one too, and is reported as what it is.)
+      const missing = isS3NotFound(err) || isNoSuchBucket(err);
       if (!missing) throw ctx.error(err, 'check bucket');
       if (!ctx.opts.createBucket) {
         throw new StorageError(

@@ -83,3 +83,24 @@ describe('error classification', () => {
     expect(isS3NotFound(new StorageError('x', { kind: 'transient' }))).toBe(false);
   });
 });
+
+describe('create() without a region', () => {
+  it('says that no region is configured, not that the bucket is missing (and sends nothing)', async () => {
+    // An AWS target (no endpoint) with no region anywhere (the SDK also looks at this process's
+    // environment and the AWS config files): it fails before any request.
+    const saved = { ...process.env };
+    for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_PROFILE']) delete process.env[k];
+    process.env.AWS_CONFIG_FILE = '/nonexistent/kiwi-test/aws-config';
+    process.env.AWS_SHARED_CREDENTIALS_FILE = '/nonexistent/kiwi-test/aws-credentials';
+    const storage = createS3Storage({ bucket: 'kiwi-no-region' }, { AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE', AWS_SECRET_ACCESS_KEY: 'not-used' });
+    try {
+      const err = await storage.create().then(() => undefined, (e: unknown) => e as Error);
+      expect(err?.message, String(err?.message)).toMatch(/no AWS region configured/);
+      expect(err?.message).not.toMatch(/does not exist/);
+      expect(err?.message).not.toContain('not-used');
+    } finally {
+      await storage.close?.();
+      process.env = saved;
+    }
+  });
+});
