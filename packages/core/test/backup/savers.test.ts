@@ -127,7 +127,10 @@ describe('file saver threads', () => {
       },
     });
     if (r.status === 'partial') {
-      expect(r.errors.some((e) => e.path === victim && /vanished/.test(e.message))).toBe(true);
+      // Gone before its thread opened it ("vanished"), or already before the walk's lstat (a busy
+      // machine can delay the walk past the first progress call): either way one error, for it alone.
+      expect(r.errors.map((e) => e.path), JSON.stringify(r.errors)).toEqual([victim]);
+      expect(r.errors[0]!.message).toMatch(/vanished|^lstat: .*ENOENT/);
     } else {
       // The file was read before the unlink landed: then it is simply in the snapshot.
       expect(r.status).toBe('success');
