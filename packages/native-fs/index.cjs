@@ -3,7 +3,9 @@
  * @kiwi-backup/native-fs: what Node's `fs` cannot do, for Kiwi's backup and
  * restore: nanosecond-exact times (futimens, utimensat without following a
  * symlink), extended attributes (POSIX ACLs are stored in them), mknod (FIFOs,
- * devices, sockets) and SEEK_DATA/SEEK_HOLE. Loading throws when the addon
+ * devices, sockets) and SEEK_DATA/SEEK_HOLE; and blob crypto off the main thread
+ * (AES-256-GCM decryption, HMAC-SHA-256 with the process's OpenSSL, when it can
+ * be found: `aeadAvailable`). Loading throws when the addon
  * was not built (Windows, or no compiler at install time): callers load it
  * inside a try/catch and fall back (or report what they could not do).
  */
@@ -38,4 +40,15 @@ module.exports = {
       }
     : {}),
   ...(typeof binding.writeFiles === 'function' ? { writeFiles: (files) => binding.writeFiles(files) } : {}),
+  // Present only when the addon found a working OpenSSL in the process (see src/aead.c).
+  aeadAvailable: binding.aeadAvailable === true && typeof binding.gcmOpen === 'function' && typeof binding.hmacSha256 === 'function',
+  ...(binding.aeadAvailable === true && typeof binding.gcmOpen === 'function' && typeof binding.hmacSha256 === 'function'
+    ? {
+        gcmOpen: (key, src, dst) => binding.gcmOpen(key, src, dst),
+        hmacSha256: (key, data, out) => binding.hmacSha256(key, data, out),
+      }
+    : {
+        aeadUnavailableReason:
+          typeof binding.aeadUnavailableReason === 'string' ? binding.aeadUnavailableReason : 'the addon was built before gcmOpen/hmacSha256',
+      }),
 };

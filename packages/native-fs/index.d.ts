@@ -67,3 +67,30 @@ export function writeFile(
 export function writeFiles(
   files: Array<[tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint]>,
 ): Promise<Array<(Error & { code?: string; syscall?: string; path?: string }) | null>>;
+
+/**
+ * Whether `gcmOpen` and `hmacSha256` are present: the addon found OpenSSL's functions in the process
+ * at load time (looked up by name, all in one object; OpenSSL 1.1.0 or newer) and they passed
+ * known-answer tests. False in an addon built before them, or when OpenSSL cannot be found.
+ */
+export const aeadAvailable: boolean;
+/** Why `aeadAvailable` is false (absent when it is true). */
+export const aeadUnavailableReason: string | undefined;
+/**
+ * AES-256-GCM decryption on libuv's threadpool. `src` is `nonce(12) ‖ ciphertext ‖ tag(16)`; the
+ * plaintext (`src.length - 28` bytes) is written at the start of `dst`. Resolves true when the tag
+ * verifies; false when it does not, and then those bytes of `dst` are zeroed. `dst` may overlap
+ * `src` if it starts at or before the ciphertext (`src` offset 12): e.g. `dst` = `src`, the
+ * plaintext then lands where the nonce was. Rejects with a TypeError (nothing written) when `key`
+ * is not 32 bytes, `src` is shorter than 28 bytes, `dst` is too short, an argument is not a
+ * Uint8Array, or `dst` overlaps `src` starting after its ciphertext start; with an Error (code
+ * ERR_KIWI_CRYPTO, `dst` zeroed) when OpenSSL fails. The key is copied at the call; `src` and
+ * `dst` must not change, nor be detached, until the promise settles. Only when `aeadAvailable`.
+ */
+export const gcmOpen: ((key: Uint8Array, src: Uint8Array, dst: Uint8Array) => Promise<boolean>) | undefined;
+/**
+ * HMAC-SHA-256 of `data` under a 32-byte `key` on libuv's threadpool; the 32 bytes are written to
+ * the start of `out` (at least 32 bytes) when the job is done. Rejects with a TypeError on bad
+ * arguments. `data` must not change until the promise settles. Only when `aeadAvailable`.
+ */
+export const hmacSha256: ((key: Uint8Array, data: Uint8Array, out: Uint8Array) => Promise<void>) | undefined;

@@ -43,7 +43,8 @@ if (r.status !== 0 || !built) {
     '\n@kiwi-backup/native-fs: WARNING: the native addon was not built' +
       (r.error ? ` (${r.error.message})` : ` (node-gyp exit ${r.status})`) +
       '.\nKiwi still works, but restored mtimes are exact only to the microsecond, extended attributes\n' +
-      'and ACLs are not backed up or restored, and FIFOs, devices and sockets are not recreated (each is reported).\n' +
+      'and ACLs are not backed up or restored, FIFOs, devices and sockets are not recreated (each is reported),\n' +
+      'and blobs are decrypted and verified on the main thread.\n' +
       'Install python3, make and a C compiler, then run `pnpm --filter @kiwi-backup/native-fs run install`.\n',
   );
 }

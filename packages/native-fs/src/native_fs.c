@@ -4,6 +4,7 @@
  *   xattr.c  extended attributes (incl. POSIX ACLs, stored as system.posix_acl_* attributes)
  *   nodes.c  mknod (FIFOs, devices, sockets), SEEK_DATA/SEEK_HOLE
  *   files.c  whole restored files written in one threadpool job each
+ *   aead.c   AES-256-GCM decryption and HMAC-SHA-256 of blobs on the threadpool (OpenSSL found at load time)
  */
 #include "common.h"
 
@@ -12,6 +13,7 @@ static napi_value init(napi_env env, napi_value exports) {
   kiwi_register_xattr(env, exports);
   kiwi_register_nodes(env, exports);
   kiwi_register_files(env, exports);
+  kiwi_register_aead(env, exports);
   return exports;
 }
 
