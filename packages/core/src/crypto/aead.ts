@@ -4,6 +4,7 @@
  * nonce for each message. No associated data.
  */
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
+import { offloadFor } from './offload.js';
 
 export const NONCE_SIZE = 12;
 export const TAG_SIZE = 16;
@@ -76,10 +77,7 @@ export function decrypt(key: Uint8Array, message: Uint8Array, out?: Uint8Array):
   checkKey(key);
   if (message.byteLength < OVERHEAD) throw new AuthenticationError(`message too short (${message.byteLength} bytes)`);
   const len = message.byteLength - OVERHEAD;
-  const target =
-    out && out.byteLength >= len
-      ? Buffer.from(out.buffer, out.byteOffset, len)
-      : Buffer.allocUnsafe(len);
+  const target = targetFor(len, out);
   const nonce = message.subarray(0, NONCE_SIZE);
   const tag = message.subarray(message.byteLength - TAG_SIZE);
   const decipher = createDecipheriv(CIPHER, key, nonce);
@@ -98,5 +96,25 @@ export function decrypt(key: Uint8Array, message: Uint8Array, out?: Uint8Array):
     target.fill(0);
     throw new AuthenticationError();
   }
+  return target;
+}
+
+function targetFor(len: number, out: Uint8Array | undefined): Buffer {
+  return out && out.byteLength >= len ? Buffer.from(out.buffer, out.byteOffset, len) : Buffer.allocUnsafe(len);
+}
+
+/**
+ * {@link decrypt}, with the same results and errors, on libuv's threadpool when the message is
+ * large (see `offload.ts`), else on this thread. `out` may be `message` itself (the plaintext then
+ * starts where the nonce was), or lie anywhere that starts at or before the ciphertext. `message`
+ * and `out` must not be changed or reused by anyone until the promise settles. On an
+ * {@link AuthenticationError} the plaintext bytes of the target are zeroed, as with {@link decrypt}.
+ */
+export async function decryptAsync(key: Uint8Array, message: Uint8Array, out?: Uint8Array): Promise<Buffer> {
+  const native = message.byteLength >= OVERHEAD ? offloadFor(message.byteLength - OVERHEAD, 'decrypt') : null;
+  if (!native) return decrypt(key, message, out);
+  checkKey(key);
+  const target = targetFor(message.byteLength - OVERHEAD, out);
+  if ((await native.gcmOpen(key, message, target)) !== true) throw new AuthenticationError();
   return target;
 }

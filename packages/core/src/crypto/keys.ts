@@ -9,7 +9,8 @@
  */
 import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { hostname as osHostname, userInfo } from 'node:os';
-import { AuthenticationError, KEY_SIZE, OVERHEAD, decrypt, encrypt } from './aead.js';
+import { AuthenticationError, KEY_SIZE, OVERHEAD, decrypt, decryptAsync, encrypt } from './aead.js';
+import { offloadFor } from './offload.js';
 import { MAX_KEY_FILE_SIZE, MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK } from '../repository/limits.js';
 import { takePrederived } from './prederived.js';
 
@@ -62,6 +63,18 @@ export class MasterKeys {
     return createHmac('sha256', this.idKey).update(data).digest();
   }
 
+  /**
+   * {@link blobIdBytes} on libuv's threadpool when `data` is large (see `offload.ts`), else on this
+   * thread. `data` must not change until the promise settles.
+   */
+  async blobIdBytesAsync(data: Uint8Array): Promise<Buffer> {
+    const native = offloadFor(data.byteLength, 'mac');
+    if (!native) return this.blobIdBytes(data);
+    const out = Buffer.allocUnsafe(32);
+    await native.hmacSha256(this.idKey, data, out);
+    return out;
+  }
+
   /** Blob id: HMAC-SHA-256(idKey, data), lowercase hex. */
   blobId(data: Uint8Array): string {
     return createHmac('sha256', this.idKey).update(data).digest('hex');
@@ -73,6 +86,15 @@ export class MasterKeys {
 
   decrypt(message: Uint8Array, out?: Uint8Array): Buffer {
     return decrypt(this.encKey, message, out);
+  }
+
+  /**
+   * {@link decrypt} on libuv's threadpool when the message is large (see `offload.ts`), else on this
+   * thread; the same results and errors ({@link AuthenticationError}). `message` and `out` must not
+   * be changed or reused until the promise settles; `out` may be `message` itself (in place).
+   */
+  decryptAsync(message: Uint8Array, out?: Uint8Array): Promise<Buffer> {
+    return decryptAsync(this.encKey, message, out);
   }
 
   /** Overwrite the key bytes with zeros; the object is unusable afterwards. */

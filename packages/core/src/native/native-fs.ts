@@ -1,6 +1,6 @@
 /**
  * The optional `@kiwi-backup/native-fs` addon (nanosecond times, extended
- * attributes, mknod, SEEK_DATA/SEEK_HOLE), loaded once. Kiwi works without
+ * attributes, mknod, SEEK_DATA/SEEK_HOLE, blob crypto on the threadpool), loaded once. Kiwi works without
  * it (Windows, or no C compiler at install): callers fall back or report what
  * they could not do, naming {@link nativeFsUnavailableReason}.
  * `KIWI_NATIVE_FS=off` in the environment makes Kiwi behave as without it.
@@ -25,6 +25,18 @@ export interface NativeFs {
   writeFile?(tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): Promise<void>;
   /** Several `writeFile`s in one job, in order; one error or null per file. Absent in addons built before it. */
   writeFiles?(files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
+  /** Whether `gcmOpen` and `hmacSha256` are there (the addon found a working OpenSSL in the process); absent in addons built before them. */
+  readonly aeadAvailable?: boolean;
+  /** Why `aeadAvailable` is false. */
+  readonly aeadUnavailableReason?: string;
+  /**
+   * AES-256-GCM decryption of `nonce ‖ ciphertext ‖ tag` into `dst` on the threadpool: true when it
+   * authenticates, false (and the plaintext bytes of `dst` zeroed) when not. `dst` may overlap `src`
+   * if it starts at or before the ciphertext. `src` and `dst` must stay untouched until it settles.
+   */
+  gcmOpen?(key: Uint8Array, src: Uint8Array, dst: Uint8Array): Promise<boolean>;
+  /** HMAC-SHA-256 of `data` on the threadpool, written to `out` (at least 32 bytes) when done. */
+  hmacSha256?(key: Uint8Array, data: Uint8Array, out: Uint8Array): Promise<void>;
 }
 
 let native: NativeFs | null | undefined;

@@ -287,7 +287,14 @@ export class BlobReader {
           if (transient && data && loc.compressed) releaseOutput(data);
       };
       if (sequential) for (const loc of r.locs) await each(loc);
-      else await Promise.all(r.locs.map(each));
+      else {
+        // Every blob settles before the buffers go back to the pool (below, and the read buffer in
+        // readMany): one failing `onBlob` must not free memory that another blob's decryption, on
+        // the threadpool, still writes into.
+        const settled = await Promise.allSettled(r.locs.map(each));
+        const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+        if (failed) throw failed.reason;
+      }
     } finally {
       if (scratch && scratch !== whole) this.scratch.release(scratch);
     }
@@ -340,7 +347,9 @@ export class BlobReader {
     const scratch = loc.compressed && !slot ? this.scratch.acquire(bytes.byteLength) : undefined;
     try {
       try {
-        plain = this.keys.decrypt(bytes, slot ?? scratch ?? buffer);
+        // Large blobs on the threadpool: `bytes` and the target stay ours until this settles (the
+        // scratch is released below, after it; the caller's buffers after this method returns).
+        plain = await this.keys.decryptAsync(bytes, slot ?? scratch ?? buffer);
       } catch (err) {
         throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: authentication failed (the pack is damaged)`, { ...where, cause: err });
       }
@@ -359,7 +368,7 @@ export class BlobReader {
     if (!loc.compressed && plain.byteLength !== loc.rawLength) {
       throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${plain.byteLength} bytes, index says ${loc.rawLength}`, where);
     }
-    const actual = this.keys.blobIdBytes(plain);
+    const actual = await this.keys.blobIdBytesAsync(plain);
     if (!actual.equals(idToBytes(loc.id, this.idScratch))) {
       throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: content does not match its id (got ${actual.toString('hex')})`, where);
     }
