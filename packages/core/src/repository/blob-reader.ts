@@ -196,7 +196,8 @@ export class BlobReader {
 
   /**
    * Read the blobs at `locs` with few storage reads (see {@link Repository.loadBlobs}); `onBlob`
-   * gets each one's verified plaintext or its error, in pack order.
+   * gets each one's verified plaintext or its error, in pack order unless `sequential` is off and
+   * a blob's decompression or (large blobs) decryption and id check on the threadpool end out of turn.
    */
   async readMany(locs: BlobLocation[], onBlob: OnBlob, opts: LoadBlobsOptions = {}): Promise<void> {
     if (this.cache?.get() && locs.some((l) => l.type === 'tree')) {

@@ -288,7 +288,8 @@ export class Repository {
    * ranged load of at most `maxRead` bytes (a bigger blob is read alone). Each blob is then
    * authenticated, decompressed and checked against its id exactly as {@link loadBlob} does.
    *
-   * `onBlob` is called once per distinct id, in pack order, with the verified plaintext or
+   * `onBlob` is called once per distinct id, in pack order (blobs of one read that are decompressed,
+   * or decrypted and verified, on the threadpool may come out of turn), with the verified plaintext or
    * with the error for that blob ({@link BlobNotFoundError}, {@link IntegrityError}, or the
    * storage error). Plaintexts may be views of a shared read buffer: keep them only as long as
    * needed. A failed ranged read is retried blob by blob, so one damaged spot fails only the
