@@ -350,7 +350,9 @@ export class BlobReader {
       try {
         // Large blobs on the threadpool: `bytes` and the target stay ours until this settles (the
         // scratch is released below, after it; the caller's buffers after this method returns).
-        plain = await this.keys.decryptAsync(bytes, slot ?? scratch ?? buffer);
+        // Trees stay on this thread, as their decompression does: listings, diffs and backups read
+        // them ahead in batches, which a threadpool hop per tree would break up.
+        plain = loc.type === 'tree' ? this.keys.decrypt(bytes, slot ?? scratch ?? buffer) : await this.keys.decryptAsync(bytes, slot ?? scratch ?? buffer);
       } catch (err) {
         throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: authentication failed (the pack is damaged)`, { ...where, cause: err });
       }
@@ -369,7 +371,7 @@ export class BlobReader {
     if (!loc.compressed && plain.byteLength !== loc.rawLength) {
       throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${plain.byteLength} bytes, index says ${loc.rawLength}`, where);
     }
-    const actual = await this.keys.blobIdBytesAsync(plain);
+    const actual = loc.type === 'tree' ? this.keys.blobIdBytes(plain) : await this.keys.blobIdBytesAsync(plain);
     if (!actual.equals(idToBytes(loc.id, this.idScratch))) {
       throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: content does not match its id (got ${actual.toString('hex')})`, where);
     }
