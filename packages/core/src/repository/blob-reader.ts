@@ -8,6 +8,7 @@ import type { RepositoryCache } from '../cache/repository-cache.js';
 import { MAX_CACHED_PACK } from '../cache/repository-cache.js';
 import { releaseOutput } from '../compression/decompress-pool.js';
 import { decompress } from '../compression/zstd.js';
+import { AuthenticationError } from '../crypto/aead.js';
 import type { MasterKeys } from '../crypto/keys.js';
 import { isTransientError } from '../storage/errors.js';
 import type { Storage } from '../storage/types.js';
@@ -354,6 +355,9 @@ export class BlobReader {
         // them ahead in batches, which a threadpool hop per tree would break up.
         plain = loc.type === 'tree' ? this.keys.decrypt(bytes, slot ?? scratch ?? buffer) : await this.keys.decryptAsync(bytes, slot ?? scratch ?? buffer);
       } catch (err) {
+        // Only a failed tag is damage; a failure of the crypto itself (the native call's OpenSSL or
+        // memory) says nothing about the pack and must not mark it damaged.
+        if (!(err instanceof AuthenticationError)) throw new Error(`${loc.type} blob ${loc.id} in ${file}: decryption failed: ${(err as Error).message}`, { cause: err });
         throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: authentication failed (the pack is damaged)`, { ...where, cause: err });
       }
       if (loc.compressed) {

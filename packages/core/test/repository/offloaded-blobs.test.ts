@@ -166,3 +166,22 @@ describe.skipIf(!native)('large blobs through the threadpool', () => {
     await repo.close();
   });
 });
+
+describe('a failure of the decryption itself (not a failed tag)', () => {
+  it('is an error naming the blob, not damage: the pack is not marked and the next read succeeds', async () => {
+    const { blobs, ids, reopen } = await filled();
+    const repo = await reopen();
+    await repo.loadIndex();
+    const keys = repo.internals().keys;
+    const real = keys.decryptAsync.bind(keys);
+    keys.decryptAsync = () => Promise.reject(new Error('native-fs: OpenSSL\'s EVP_CIPHER_CTX_new failed'));
+    const err = await repo.loadBlob('data', ids[3]!).then(() => undefined, (e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(IntegrityError);
+    expect(err!.message).toContain(ids[3]!);
+    expect(err!.message).toMatch(/decryption failed: native-fs: OpenSSL's EVP_CIPHER_CTX_new failed/);
+    keys.decryptAsync = real;
+    expect((await repo.loadBlob('data', ids[3]!)).equals(blobs[3]!)).toBe(true);
+    await repo.close();
+  });
+});
