@@ -30,6 +30,28 @@ export class AuthenticationError extends Error {
   }
 }
 
+/**
+ * Random bytes for nonces, drawn from the CSPRNG in bulk: one `randomFillSync` per
+ * {@link NONCES_PER_FILL} messages instead of one per message (a call costs a few µs, which added up
+ * to ~0.5 s per saver thread on a backup of 100,000 small files). Every byte is handed out once and
+ * never reused; each thread (the saver workers) has its own pool.
+ */
+const NONCES_PER_FILL = 256;
+const noncePool = Buffer.allocUnsafe(NONCE_SIZE * NONCES_PER_FILL);
+let noncePos = noncePool.length;
+
+/** Writes a fresh random nonce into `dst` (NONCE_SIZE bytes). */
+function fillNonce(dst: Uint8Array): void {
+  if (noncePos === noncePool.length) {
+    randomFillSync(noncePool);
+    noncePos = 0;
+  }
+  dst.set(noncePool.subarray(noncePos, noncePos + NONCE_SIZE));
+  // Wipe what was handed out, so that the pool never holds a nonce already in use.
+  noncePool.fill(0, noncePos, noncePos + NONCE_SIZE);
+  noncePos += NONCE_SIZE;
+}
+
 function checkKey(key: Uint8Array): void {
   if (key.byteLength !== KEY_SIZE) throw new TypeError(`encryption key must be ${KEY_SIZE} bytes`);
 }
@@ -45,7 +67,7 @@ export function encryptInto(key: Uint8Array, plaintext: Uint8Array, out: Uint8Ar
     throw new RangeError(`encryptInto: ${total} bytes do not fit at offset ${offset} of a ${out.byteLength}-byte buffer`);
   }
   const nonce = out.subarray(offset, offset + NONCE_SIZE);
-  randomFillSync(nonce);
+  fillNonce(nonce);
   const cipher = createCipheriv(CIPHER, key, nonce);
   let pos = offset + NONCE_SIZE;
   for (let i = 0; i < plaintext.byteLength; i += SLICE) {

@@ -20,6 +20,19 @@ describe('AES-256-GCM messages', () => {
     expect(view.equals(plain)).toBe(true);
   });
 
+  it('never repeats a nonce across many messages (the pool is refilled, each nonce handed out once)', () => {
+    const seen = new Set<string>();
+    const plain = Buffer.from('x');
+    for (let i = 0; i < 2000; i++) {
+      const m = encrypt(key, plain);
+      const nonce = m.subarray(0, 12);
+      expect(nonce.equals(Buffer.alloc(12))).toBe(false);
+      seen.add(nonce.toString('hex'));
+      expect(decrypt(key, m).equals(plain)).toBe(true);
+    }
+    expect(seen.size).toBe(2000);
+  });
+
   it('encrypts into a buffer at an offset', () => {
     const buf = Buffer.alloc(100);
     const n = encryptInto(key, Buffer.from('hello'), buf, 10);
