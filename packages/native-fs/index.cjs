@@ -5,7 +5,8 @@
  * symlink), extended attributes (POSIX ACLs are stored in them), mknod (FIFOs,
  * devices, sockets) and SEEK_DATA/SEEK_HOLE; and blob crypto off the main thread
  * (AES-256-GCM decryption, HMAC-SHA-256 with the process's OpenSSL, when it can
- * be found: `aeadAvailable`). Loading throws when the addon
+ * be found: `aeadAvailable`); and a backup walk's directories read in one threadpool job each
+ * (`scanDirs`, Linux). Loading throws when the addon
  * was not built (Windows, or no compiler at install time): callers load it
  * inside a try/catch and fall back (or report what they could not do).
  */
@@ -40,6 +41,9 @@ module.exports = {
       }
     : {}),
   ...(typeof binding.writeFiles === 'function' ? { writeFiles: (files) => binding.writeFiles(files) } : {}),
+  ...(typeof binding.scanDirs === 'function'
+    ? { scanDirs: (paths, flags, maxValue, maxCount, maxListBytes) => binding.scanDirs(paths.map(toPath), flags, maxValue, maxCount, maxListBytes) }
+    : {}),
   // Present only when the addon found a working OpenSSL in the process (see src/aead.c).
   aeadAvailable: binding.aeadAvailable === true && typeof binding.gcmOpen === 'function' && typeof binding.hmacSha256 === 'function',
   ...(binding.aeadAvailable === true && typeof binding.gcmOpen === 'function' && typeof binding.hmacSha256 === 'function'

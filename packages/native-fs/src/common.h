@@ -34,5 +34,6 @@ void kiwi_register_xattr(napi_env env, napi_value exports);
 void kiwi_register_nodes(napi_env env, napi_value exports);
 void kiwi_register_files(napi_env env, napi_value exports);
 void kiwi_register_aead(napi_env env, napi_value exports);
+void kiwi_register_scan(napi_env env, napi_value exports);
 
 #endif

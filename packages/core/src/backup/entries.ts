@@ -10,7 +10,7 @@ import { readlink } from 'node:fs/promises';
 import type { BackupStats, ContentSource } from '../plugins/types.js';
 import type { BlobId, Node } from '../repository/types.js';
 import type { WalkEntry } from '../walker/index.js';
-import { readXattrs } from '../xattr/xattrs.js';
+import { readXattrs, xattrsFromList } from '../xattr/xattrs.js';
 import { EntryFailure, type FileSaver } from './file-saver.js';
 import { nameKey, nodeFromStat, strictUtf8 } from './node.js';
 import type { OwnerNames } from './owners.js';
@@ -83,10 +83,14 @@ export class EntrySaver {
         }
         case 'symlink': {
           let target: Buffer;
-          try {
-            target = (await readlink(entry.pathBuf, { encoding: 'buffer' })) as Buffer;
-          } catch (err) {
-            throw new EntryFailure('readlink', err);
+          if (entry._link instanceof Error) throw new EntryFailure('readlink', entry._link);
+          else if (entry._link !== undefined) target = entry._link;
+          else {
+            try {
+              target = (await readlink(entry.pathBuf, { encoding: 'buffer' })) as Buffer;
+            } catch (err) {
+              throw new EntryFailure('readlink', err);
+            }
           }
           const s = strictUtf8(target);
           if (s !== undefined) node.linkTarget = s;
@@ -100,7 +104,7 @@ export class EntrySaver {
           // fifo, socket, devices: metadata only, never opened.
           break;
       }
-      if (!reusedXattrs) this.addXattrs(node, entry.pathBuf, entry.path);
+      if (!reusedXattrs) this.addXattrs(node, entry.pathBuf, entry.path, entry._xattrs);
     } catch (err) {
       if (err instanceof EntryFailure) {
         this.ctx.recordError(entry.path, describeFsError(err.op, err.cause));
@@ -138,7 +142,8 @@ export class EntrySaver {
     } else if (entry.type === 'symlink') {
       let target: Buffer;
       try {
-        target = readlinkSync(entry.pathBuf, { encoding: 'buffer' });
+        if (entry._link instanceof Error) throw entry._link;
+        target = entry._link ?? readlinkSync(entry.pathBuf, { encoding: 'buffer' });
       } catch (err) {
         this.ctx.recordError(entry.path, describeFsError('readlink', err));
         return null;
@@ -150,20 +155,21 @@ export class EntrySaver {
         node.linkTargetRaw = target.toString('base64');
       }
     }
-    if (!reusedXattrs) this.addXattrs(node, entry.pathBuf, entry.path);
+    if (!reusedXattrs) this.addXattrs(node, entry.pathBuf, entry.path, entry._xattrs);
     stats.totalFiles++;
     this.ctx.progress.at(entry);
     return { key: entry.name, node };
   }
 
   /**
-   * Records the extended attributes of `pathBuf` in `node` (never following a symlink). An
-   * attribute that cannot be stored (unreadable, over the size limits) is an error of the entry;
-   * the entry itself is stored.
+   * Records the extended attributes of `pathBuf` in `node` (never following a symlink), or those
+   * the walk read with its directory. An attribute that cannot be stored (unreadable, over the
+   * size limits) is an error of the entry; the entry itself is stored.
    */
-  addXattrs(node: Node, pathBuf: Buffer, path: string): void {
+  addXattrs(node: Node, pathBuf: Buffer, path: string, prefetched?: WalkEntry['_xattrs']): void {
     if (!this.ctx.xattrs) return;
-    const r = readXattrs(pathBuf);
+    // Read with the directory by the walker's native scanner (`prefetched`), or now.
+    const r = prefetched !== undefined ? xattrsFromList(prefetched) : readXattrs(pathBuf);
     if (r.xattrs) node.xattrs = r.xattrs;
     for (const p of r.problems) this.ctx.recordError(path, p);
   }

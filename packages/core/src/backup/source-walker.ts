@@ -35,6 +35,10 @@ export interface SourceWalkerContext {
   readonly progress: Progress;
   readonly trees: TreeSaver;
   readonly entries: EntrySaver;
+  /** Extended attributes are read for every entry (the native addon is there). */
+  readonly xattrs: boolean;
+  /** The parent snapshot has extended attributes: unchanged files reuse them. */
+  readonly parentHasXattrs: boolean;
   recordError(path: string, message: string): void;
   guard<T>(p: Promise<T>): Promise<T>;
   checkFatal(): void;
@@ -103,6 +107,9 @@ export class SourceWalker {
       excludeFiles: opts.excludeFiles ?? [],
       oneFileSystem: Boolean(opts.oneFileSystem),
       signal: this.ctx.signal,
+      // Attributes read with each directory on the threadpool; those of regular files only when no
+      // parent snapshot has them (an unchanged file reuses its parent node's; a changed one reads its own).
+      prefetchXattrs: !this.ctx.xattrs ? 'none' : this.ctx.parentHasXattrs ? 'non-files' : 'all',
       ...(opts.walkFs ? { fs: opts.walkFs } : {}),
     }) as AsyncIterable<WalkEvent>;
     for await (const ev of events) {
@@ -158,7 +165,7 @@ export class SourceWalker {
         }
         const node = nodeFromStat(entry.name, 'dir', entry.stat, this.ctx.owners);
         if (metadata && Object.keys(metadata).length) node.metadata = metadata;
-        entries.addXattrs(node, entry.pathBuf, entry.path);
+        entries.addXattrs(node, entry.pathBuf, entry.path, entry._xattrs);
         stack.push(trees.newFrame(entry.path, entry.name, node, parentFrame));
         continue;
       }

@@ -25,6 +25,12 @@ export interface NativeFs {
   writeFile?(tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): Promise<void>;
   /** Several `writeFile`s in one job, in order; one error or null per file. Absent in addons built before it. */
   writeFiles?(files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
+  /**
+   * Directories of a backup walk read in one threadpool job: names, lstat of each entry, symlink
+   * targets and extended attributes (see the addon's src/scan.c for the layout); an Error in place
+   * of a directory that cannot be read. Linux only; absent in addons built before it.
+   */
+  scanDirs?(paths: Buffer[], flags: number, maxValue: number, maxCount: number, maxListBytes: number): Promise<Array<NativeScan | Error>>;
   /** Whether `gcmOpen` and `hmacSha256` are there (the addon found a working OpenSSL in the process); absent in addons built before them. */
   readonly aeadAvailable?: boolean;
   /** Why `aeadAvailable` is false. */
@@ -37,6 +43,19 @@ export interface NativeFs {
   gcmOpen?(key: Uint8Array, src: Uint8Array, dst: Uint8Array): Promise<boolean>;
   /** HMAC-SHA-256 of `data` on the threadpool, written to `out` (at least 32 bytes) when done. */
   hmacSha256?(key: Uint8Array, data: Uint8Array, out: Uint8Array): Promise<void>;
+}
+
+/** A directory's listing from `scanDirs`. */
+export interface NativeScan {
+  count: number;
+  /** Names and symlink targets. */
+  names: Buffer;
+  /** 6 per entry: name offset, name length, lstat error (-errno), link offset, link length (-1 not read, < -1 -errno), xattr state. */
+  ints: Int32Array;
+  /** 16 per entry: dev, ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, atime s/ns, mtime s/ns, ctime s/ns. */
+  stats: BigInt64Array;
+  /** [entry index, flat attribute list (as lgetxattrsSync's), ...] for entries with attributes. */
+  xattrs: Array<number | (Array<Buffer | number> & { truncated?: number })>;
 }
 
 let native: NativeFs | null | undefined;

@@ -1,5 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import type { WalkEntryType, WalkOp } from './types.js';
+import type { XattrList } from './scan.js';
 
 /** The entry type of an lstat result. */
 export function entryType(st: BigIntStats): WalkEntryType {
@@ -21,6 +22,10 @@ export function entryType(st: BigIntStats): WalkEntryType {
 export class WalkEntry {
   /** @internal */
   _skip = false;
+  /** @internal The symlink target read with the directory (native scanner); undefined when not read. */
+  _link: Buffer | NodeJS.ErrnoException | undefined = undefined;
+  /** @internal Extended attributes read with the directory: null none, undefined not read (see scan.ts). */
+  _xattrs: XattrList | NodeJS.ErrnoException | null | undefined = undefined;
   private _path: string | undefined;
 
   constructor(

@@ -49,11 +49,22 @@ export interface WalkOptions {
    * at a time per directory (best on cold caches and network file systems).
    * `sync`: lstatSync (a few µs on a warm cache, ~3× faster overall here;
    * blocks the event loop, which gets a turn at least every 1000 entries).
-   * `auto` (default): sync, switching to async for the next 512 entries when
-   * sync calls turn slow (mean over 100 µs across 64 calls, or one over 10 ms:
-   * a cold cache or network file system). Directories are read the same way.
+   * `auto` (default): on Linux with the `@kiwi-backup/native-fs` addon (and no
+   * replaced `fs` calls), each directory is read with the lstat of every entry
+   * and the symlink targets in one threadpool job, and up to 4 subdirectories of
+   * each directory (8 in all) are read ahead. Otherwise sync, switching to async
+   * for the next 512 entries when sync calls turn slow (mean over 100 µs across 64
+   * calls, or one over 10 ms: a cold cache or network file system). Directories
+   * are read the same way.
    */
   statMode?: 'auto' | 'sync' | 'async';
+  /**
+   * With the native scanner ('auto' mode on Linux with `@kiwi-backup/native-fs`), whose entries'
+   * extended attributes are read with their directory on the threadpool: `none` (default),
+   * `non-files` (everything but regular files), `all`. The backup asks for them; entries carry them
+   * to it (internal).
+   */
+  prefetchXattrs?: 'none' | 'non-files' | 'all';
   /** How many `lstat` calls run ahead concurrently within a directory (default 32). */
   concurrency?: number;
   /** Replaces file-system calls (tests: error injection). */

@@ -4,6 +4,7 @@ import { resolve, sep, dirname, basename } from 'node:path';
 import { WalkEntry, entryType, type WalkEvent, type WalkLeaveEvent } from './entry.js';
 import { Matcher, patternsForSource, splitPatterns } from './excludes.js';
 import { WalkConfigError, type WalkFs, type WalkOp, type WalkOptions } from './types.js';
+import { nativeScanAvailable, scanDirectories, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
 
 const SEP = Buffer.from(sep);
 
@@ -57,6 +58,25 @@ const SYNC_BURST = 1000;
 
 type StatResult = BigIntStats | NodeJS.ErrnoException;
 
+/**
+ * With the native scanner, the walker reads the subdirectories of each open directory ahead of
+ * the one it is in, SCAN_AHEAD_BATCH in one threadpool job (the threadpool reads them while the
+ * backup works; a job per directory would cost the main thread more in hand-overs than the reading
+ * saves), and the next batch of that directory once the walk has entered the last one. So at most
+ * SCAN_AHEAD_BATCH listings are held ahead per directory on the walk's stack; the deepest directory,
+ * whose children come next, always reads ahead.
+ */
+const SCAN_AHEAD_BATCH = 8;
+
+/** One directory read now (not ahead). */
+async function scanOne(dir: Buffer, xattrs: ScanXattrs): Promise<ScanOutcome> {
+  return (await scanDirectories([dir], xattrs))[0]!;
+}
+
+function compareScanned(a: ScannedEntry, b: ScannedEntry): number {
+  return Buffer.compare(a.name, b.name);
+}
+
 function toErrno(err: unknown): NodeJS.ErrnoException {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -95,12 +115,20 @@ interface Frame {
   rel: string;
   dev: bigint;
   names: Buffer[];
-  paths: Buffer[];
+  paths: (Buffer | undefined)[];
   stats: (Promise<StatResult> | undefined)[];
   next: number;
   launched: number;
   matchers: Matcher[];
   incomplete: WalkLeaveEvent['incomplete'];
+  /** Native scanner: each name's entry (dropped once visited). */
+  scanned?: (ScannedEntry | undefined)[];
+  /** Native scanner: indexes of the children that are directories to descend into. */
+  subdirs?: number[];
+  /** Next position in `subdirs` to read ahead. */
+  aheadNext: number;
+  /** Subdirectories read ahead, by child index. */
+  ahead: Map<number, Promise<ScanOutcome>>;
 }
 
 /**
@@ -164,6 +192,9 @@ async function* walkSources(
   const readdirSync = fs.readdirSync;
   const readdirSyncOk = readdirSync !== undefined && (options.fs?.readdir === undefined || options.fs.readdirSync !== undefined);
   const statMode = syncOk ? (options.statMode ?? 'auto') : 'async';
+  // The native scanner: in 'auto' mode when the addon has it and no file-system call is replaced.
+  const useScan = statMode === 'auto' && options.fs === undefined && nativeScanAvailable();
+  const scanXattrs: ScanXattrs = options.prefetchXattrs ?? 'none';
   let asyncCredits = statMode === 'async' ? Infinity : 0;
   let syncBurst = 0;
   let windowCalls = 0;
@@ -227,6 +258,7 @@ async function* walkSources(
       rel: string,
       dev: bigint,
       parentMatchers: Matcher[],
+      readAhead?: Promise<ScanOutcome>,
     ): AsyncGenerator<WalkEvent, Frame, boolean | undefined> {
       const frame: Frame = {
         dir,
@@ -239,7 +271,10 @@ async function* walkSources(
         launched: 0,
         matchers: parentMatchers,
         incomplete: undefined,
+        aheadNext: 0,
+        ahead: new Map(),
       };
+      if (useScan) return yield* openScanned(frame, readAhead ?? scanOne(dir.pathBuf, scanXattrs));
       let dirents: Dirent<Buffer>[];
       try {
         if (readdirSyncOk && statMode !== 'async' && asyncCredits === 0) {
@@ -285,6 +320,76 @@ async function* walkSources(
       if (asyncCredits > 0) launch(frame, 0);
       return frame;
     };
+    // open() with the native scanner: the listing comes with every child's lstat.
+    const openScanned = async function* (frame: Frame, scan: Promise<ScanOutcome>): AsyncGenerator<WalkEvent, Frame, boolean | undefined> {
+      const dir = frame.dir;
+      const listing = await scan;
+      if (listing instanceof Error) {
+        frame.incomplete = 'error';
+        yield { kind: 'error', path: dir.path, pathBuf: dir.pathBuf, error: listing, op: 'readdir', source, depth: dir.depth };
+        return frame;
+      }
+      listing.sort(compareScanned);
+      if (ignoreNameBuf !== null) {
+        const f = listing.find((d) => d.name.equals(ignoreNameBuf));
+        if (f !== undefined && f.stat instanceof ScanStats && f.stat.isFile()) {
+          const p = joinPath(dir.pathBuf, f.name);
+          try {
+            const text = (await fs.readFile(p)).toString('utf8');
+            frame.matchers = [...frame.matchers, new Matcher(frame.rel, splitPatterns(text))];
+          } catch (err) {
+            yield { kind: 'error', path: p.toString(), pathBuf: p, error: toErrno(err), op: 'readIgnore', source, depth: dir.depth + 1 };
+          }
+        }
+      }
+      const matchers = frame.matchers;
+      const scanned: ScannedEntry[] = [];
+      const subdirs: number[] = [];
+      for (const d of listing) {
+        const isDir = d.stat instanceof ScanStats && d.stat.isDirectory();
+        if (matchers.length > 0) {
+          const nameStr = d.name.toString('utf8');
+          const childRel = frame.rel === '' ? nameStr : `${frame.rel}/${nameStr}`;
+          const test = isDir ? childRel + '/' : childRel;
+          let excluded = false;
+          for (const m of matchers) {
+            const v = m.verdict(test, frame.rel);
+            if (v !== undefined) excluded = v;
+          }
+          if (excluded) continue;
+        }
+        if (isDir && !(oneFs && (d.stat as ScanStats).dev !== frame.dev)) subdirs.push(scanned.length);
+        frame.names.push(d.name);
+        scanned.push(d);
+      }
+      frame.scanned = scanned;
+      frame.subdirs = subdirs;
+      readAheadIn(frame);
+      return frame;
+    };
+    // Starts reading the next subdirectories of `frame` ahead (one batch), within the bounds above.
+    const readAheadIn = (frame: Frame): void => {
+      const subdirs = frame.subdirs!;
+      if (frame.ahead.size > 0) return;
+      while (frame.aheadNext < subdirs.length && subdirs[frame.aheadNext]! < frame.next) frame.aheadNext++;
+      const take = Math.min(SCAN_AHEAD_BATCH, subdirs.length - frame.aheadNext);
+      if (take <= 0) return;
+      const which = subdirs.slice(frame.aheadNext, frame.aheadNext + take);
+      frame.aheadNext += take;
+      const batch = scanDirectories(
+        which.map((i) => joinPath(frame.dir.pathBuf, frame.names[i]!)),
+        scanXattrs,
+      );
+      which.forEach((i, k) => frame.ahead.set(i, batch.then((r) => r[k]!)));
+    };
+    // Takes the read-ahead of child `i` (undefined when there is none).
+    const takeAhead = (frame: Frame, i: number): Promise<ScanOutcome> | undefined => {
+      const p = frame.ahead.get(i);
+      if (p === undefined) return undefined;
+      frame.ahead.delete(i);
+      return p;
+    };
+
     // Starts async lstats for the children from `from` up to the concurrency window.
     const launch = (frame: Frame, from: number): void => {
       const limit = Math.min(frame.names.length, from + concurrency);
@@ -319,7 +424,13 @@ async function* walkSources(
       const name = frame.names[i]!;
       let res: StatResult;
       let pending = frame.stats[i];
-      if (pending === undefined && asyncCredits === 0) {
+      let scanned: ScannedEntry | undefined;
+      if (frame.scanned !== undefined) {
+        scanned = frame.scanned[i]!;
+        frame.scanned[i] = undefined;
+        frame.paths[i] = joinPath(frame.dir.pathBuf, name);
+        res = scanned.stat;
+      } else if (pending === undefined && asyncCredits === 0) {
         // Warm caches: a synchronous lstat costs a few µs, a thread-pool round
         // trip several times more. A slow one switches to concurrent async
         // lstats for a while (cold cache, network file system).
@@ -349,11 +460,18 @@ async function* walkSources(
         yield { kind: 'error', path: path.toString('utf8'), pathBuf: path, error: res, op: 'lstat' as WalkOp, source, depth };
         continue;
       }
+      frame.paths[i] = undefined;
       const entry = new WalkEntry(path, name, frame.dir.pathBuf, entryType(res), res, depth, source);
+      if (scanned !== undefined) {
+        entry._link = scanned.link;
+        entry._xattrs = scanned.xattrs;
+      }
       if (entry.type !== 'dir') {
         yield { kind: 'entry', entry };
         continue;
       }
+      const readAhead = frame.scanned !== undefined ? takeAhead(frame, i) : undefined;
+      if (frame.scanned !== undefined) readAheadIn(frame);
       skip = (yield { kind: 'enter', entry }) === true || entry._skip;
       if (skip) {
         yield { kind: 'leave', entry, incomplete: 'skipped' };
@@ -365,7 +483,7 @@ async function* walkSources(
       }
       const nameStr = frame.matchers.length > 0 || ignoreNameBuf !== null ? name.toString('utf8') : '';
       const rel = frame.rel === '' ? nameStr : `${frame.rel}/${nameStr}`;
-      stack.push(yield* open(entry, rel, frame.dev, frame.matchers));
+      stack.push(yield* open(entry, rel, frame.dev, frame.matchers, readAhead));
     }
   }
 }

@@ -20,6 +20,7 @@ import { XATTR_LIMITS } from './codec.js';
 export { XATTR_LIMITS, decodeXattrs, xattrsProblem, type DecodedXattr } from './codec.js';
 import { nativeFs, nativeFsUnavailableReason } from '../native/native-fs.js';
 import { strictUtf8 } from '../backup/node.js';
+import type { XattrList } from '../walker/scan.js';
 
 /** What reading one entry's attributes found. */
 export interface XattrRead {
@@ -54,15 +55,26 @@ function describeName(raw: Buffer): string {
  * entry that vanished, gives none and no problem.
  */
 export function readXattrs(path: Buffer): XattrRead {
-  const n = nativeFs()!;
-  const problems: string[] = [];
-  let flat: Array<Buffer | number> & { truncated?: number };
+  let flat: XattrList;
   try {
-    flat = n.lgetxattrsSync(path, XATTR_LIMITS.maxValue, XATTR_LIMITS.maxCount, XATTR_LIMITS.maxList);
+    flat = nativeFs()!.lgetxattrsSync(path, XATTR_LIMITS.maxValue, XATTR_LIMITS.maxCount, XATTR_LIMITS.maxList);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? '';
+    return xattrsFromList(err as NodeJS.ErrnoException);
+  }
+  return xattrsFromList(flat);
+}
+
+/**
+ * The attributes of an entry from the addon's list (`lgetxattrsSync`, or read with its directory by
+ * the walker's native scanner): null when there are none, an Error when listing them failed.
+ */
+export function xattrsFromList(flat: XattrList | NodeJS.ErrnoException | null): XattrRead {
+  const problems: string[] = [];
+  if (flat === null) return { xattrs: undefined, problems };
+  if (flat instanceof Error) {
+    const code = flat.code ?? '';
     if (NO_XATTRS.has(code) || code === 'ENOENT') return { xattrs: undefined, problems };
-    problems.push(`cannot list extended attributes: ${(err as Error).message}`);
+    problems.push(`cannot list extended attributes: ${flat.message}`);
     return { xattrs: undefined, problems };
   }
   if (flat.length === 0) return { xattrs: undefined, problems };
