@@ -42,7 +42,10 @@ module.exports = {
     : {}),
   ...(typeof binding.writeFiles === 'function' ? { writeFiles: (files) => binding.writeFiles(files) } : {}),
   ...(typeof binding.scanDirs === 'function'
-    ? { scanDirs: (paths, flags, maxValue, maxCount, maxListBytes) => binding.scanDirs(paths.map(toPath), flags, maxValue, maxCount, maxListBytes) }
+    ? {
+        scanDirs: (paths, flags, maxValue, maxCount, maxListBytes) => binding.scanDirs(paths.map(toPath), flags, maxValue, maxCount, maxListBytes),
+        scanDirSync: (p, flags, maxValue, maxCount, maxListBytes) => binding.scanDirSync(toPath(p), flags, maxValue, maxCount, maxListBytes),
+      }
     : {}),
   // Present only when the addon found a working OpenSSL in the process (see src/aead.c).
   aeadAvailable: binding.aeadAvailable === true && typeof binding.gcmOpen === 'function' && typeof binding.hmacSha256 === 'function',

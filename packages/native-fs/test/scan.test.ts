@@ -158,6 +158,25 @@ describe.runIf(linux).skipIf(skipNative)('@kiwi-backup/native-fs: scanDirs', () 
     expect(new Set(byName(big!).keys()).size).toBe(3000);
   });
 
+  it('scanDirSync reads the same listing on the calling thread, and throws when the directory cannot be read', async () => {
+    writeFileSync(join(work, 'f'), 'x');
+    mkdirSync(join(work, 'd'));
+    symlinkSync('f', join(work, 'l'));
+    const dir = Buffer.from(work);
+    const [a] = (await nfs.scanDirs([dir], LINKS, ...LIMITS)) as Listing[];
+    const b = nfs.scanDirSync(dir, LINKS, ...LIMITS) as Listing;
+    const ma = byName(a!);
+    const mb = byName(b);
+    expect([...mb.keys()].sort()).toEqual([...ma.keys()].sort());
+    for (const [k, v] of mb) {
+      expect(v.stats.slice(0, 10)).toEqual(ma.get(k)!.stats.slice(0, 10));
+      expect(v.link?.toString()).toBe(ma.get(k)!.link?.toString());
+    }
+    expect(() => nfs.scanDirSync(Buffer.from(join(work, 'nope')), 0, ...LIMITS)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'scandir' }));
+    expect(() => nfs.scanDirSync(Buffer.from(join(work, 'f')), 0, ...LIMITS)).toThrow(expect.objectContaining({ code: 'ENOTDIR' }));
+    expect(() => nfs.scanDirSync(dir, 9, ...LIMITS)).toThrow(TypeError);
+  });
+
   it('refuses bad arguments with a TypeError, never a crash', () => {
     const dir = Buffer.from(work);
     expect(() => nfs.scanDirs([], 0, ...LIMITS)).toThrow(TypeError);

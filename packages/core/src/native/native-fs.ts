@@ -31,6 +31,8 @@ export interface NativeFs {
    * of a directory that cannot be read. Linux only; absent in addons built before it.
    */
   scanDirs?(paths: Buffer[], flags: number, maxValue: number, maxCount: number, maxListBytes: number): Promise<Array<NativeScan | Error>>;
+  /** One directory as `scanDirs` reads it, on the calling thread; throws when it cannot be read. */
+  scanDirSync?(path: Buffer, flags: number, maxValue: number, maxCount: number, maxListBytes: number): NativeScan;
   /** Whether `gcmOpen` and `hmacSha256` are there (the addon found a working OpenSSL in the process); absent in addons built before them. */
   readonly aeadAvailable?: boolean;
   /** Why `aeadAvailable` is false. */

@@ -1,9 +1,11 @@
 /**
- * Directories of the walk read by the native addon's `scanDirs`: a threadpool job lists a few
- * directories, lstat's every entry relative to its directory, reads symlink targets and, when
- * asked, extended attributes. The main thread gets each listing whole, and the walker reads the
- * next directories while the backup works on this one. Linux only; elsewhere, without the addon,
- * or with injected file-system calls, the walker uses Node's `fs` (walk.ts).
+ * Directories of the walk read by the native addon: a directory's listing with every entry's lstat
+ * (relative to the directory), symlink targets and, when asked, extended attributes, in one call.
+ * With a warm cache the walker reads each directory on the main thread (`scanDirSync`: a hand-over
+ * to the threadpool costs more than the reading); when reads turn slow (a cold cache, a network
+ * file system) it reads a few directories per threadpool job (`scanDirs`), ahead of the walk, so
+ * that several reads are in flight. Linux only; elsewhere, without the addon, or with injected
+ * file-system calls, the walker uses Node's `fs` (walk.ts).
  */
 import type { BigIntStats } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
@@ -137,7 +139,8 @@ function joinName(dir: Buffer, name: Buffer): Buffer {
 
 /** The native scanner, when the addon has it (Linux). */
 export function nativeScanAvailable(): boolean {
-  return typeof nativeFs()?.scanDirs === 'function';
+  const n = nativeFs();
+  return typeof n?.scanDirs === 'function' && typeof n.scanDirSync === 'function';
 }
 
 /** A directory's entries, or why it could not be read (code, syscall 'scandir'). */
@@ -145,7 +148,7 @@ export type ScanOutcome = ScannedEntry[] | NodeJS.ErrnoException;
 
 /** Reads the directories `dirs` in one threadpool job; never rejects (a failed job is each directory's error). */
 export async function scanDirectories(dirs: Buffer[], xattrs: ScanXattrs): Promise<ScanOutcome[]> {
-  const flags = FLAG_LINKS | (xattrs === 'all' ? FLAG_XATTR_FILES | FLAG_XATTR_OTHER : xattrs === 'non-files' ? FLAG_XATTR_OTHER : 0);
+  const flags = flagsFor(xattrs);
   let results: Array<NativeScan | Error>;
   try {
     results = await nativeFs()!.scanDirs!(dirs, flags, XATTR_LIMITS.maxValue, XATTR_LIMITS.maxCount, XATTR_LIMITS.maxList);
@@ -154,6 +157,19 @@ export async function scanDirectories(dirs: Buffer[], xattrs: ScanXattrs): Promi
     return dirs.map(() => e);
   }
   return results.map((r, i) => (r instanceof Error ? r : entriesOf(dirs[i]!, r)));
+}
+
+/** Reads the directory `dir` on this thread (a warm cache: no hand-over to the threadpool). */
+export function scanDirectorySync(dir: Buffer, xattrs: ScanXattrs): ScanOutcome {
+  try {
+    return entriesOf(dir, nativeFs()!.scanDirSync!(dir, flagsFor(xattrs), XATTR_LIMITS.maxValue, XATTR_LIMITS.maxCount, XATTR_LIMITS.maxList));
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+}
+
+function flagsFor(xattrs: ScanXattrs): number {
+  return FLAG_LINKS | (xattrs === 'all' ? FLAG_XATTR_FILES | FLAG_XATTR_OTHER : xattrs === 'non-files' ? FLAG_XATTR_OTHER : 0);
 }
 
 function entriesOf(dir: Buffer, r: NativeScan): ScannedEntry[] {

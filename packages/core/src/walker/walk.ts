@@ -4,7 +4,7 @@ import { resolve, sep, dirname, basename } from 'node:path';
 import { WalkEntry, entryType, type WalkEvent, type WalkLeaveEvent } from './entry.js';
 import { Matcher, patternsForSource, splitPatterns } from './excludes.js';
 import { WalkConfigError, type WalkFs, type WalkOp, type WalkOptions } from './types.js';
-import { nativeScanAvailable, scanDirectories, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
+import { nativeScanAvailable, scanDirectories, scanDirectorySync, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
 
 const SEP = Buffer.from(sep);
 
@@ -59,14 +59,16 @@ const SYNC_BURST = 1000;
 type StatResult = BigIntStats | NodeJS.ErrnoException;
 
 /**
- * With the native scanner, the walker reads the subdirectories of each open directory ahead of
- * the one it is in, SCAN_AHEAD_BATCH in one threadpool job (the threadpool reads them while the
- * backup works; a job per directory would cost the main thread more in hand-overs than the reading
- * saves), and the next batch of that directory once the walk has entered the last one. So at most
- * SCAN_AHEAD_BATCH listings are held ahead per directory on the walk's stack; the deepest directory,
- * whose children come next, always reads ahead.
+ * With the native scanner, while reads are slow (see 'auto' below), the walker reads the
+ * subdirectories of each open directory ahead of the one it is in, SCAN_AHEAD_BATCH in one
+ * threadpool job (a job per directory would cost the main thread more in hand-overs than the
+ * reading saves), and the next batch of that directory once the walk has entered the last one. So
+ * at most SCAN_AHEAD_BATCH listings are held ahead per directory on the walk's stack.
  */
 const SCAN_AHEAD_BATCH = 8;
+
+/** @internal Tests: the native scanner reads ahead on the threadpool from the start, as it does with slow reads. */
+export const walkTesting = { scanAhead: false };
 
 /** One directory read now (not ahead). */
 async function scanOne(dir: Buffer, xattrs: ScanXattrs): Promise<ScanOutcome> {
@@ -192,10 +194,10 @@ async function* walkSources(
   const readdirSync = fs.readdirSync;
   const readdirSyncOk = readdirSync !== undefined && (options.fs?.readdir === undefined || options.fs.readdirSync !== undefined);
   const statMode = syncOk ? (options.statMode ?? 'auto') : 'async';
+  const scanXattrs: ScanXattrs = options.prefetchXattrs ?? 'none';
   // The native scanner: in 'auto' mode when the addon has it and no file-system call is replaced.
   const useScan = statMode === 'auto' && options.fs === undefined && nativeScanAvailable();
-  const scanXattrs: ScanXattrs = options.prefetchXattrs ?? 'none';
-  let asyncCredits = statMode === 'async' ? Infinity : 0;
+  let asyncCredits = statMode === 'async' || (useScan && walkTesting.scanAhead) ? Infinity : 0;
   let syncBurst = 0;
   let windowCalls = 0;
   let windowMs = 0;
@@ -274,7 +276,17 @@ async function* walkSources(
         aheadNext: 0,
         ahead: new Map(),
       };
-      if (useScan) return yield* openScanned(frame, readAhead ?? scanOne(dir.pathBuf, scanXattrs));
+      if (useScan) {
+        let listing: ScanOutcome;
+        if (readAhead !== undefined) listing = await readAhead;
+        else if (asyncCredits === 0) {
+          // Warm caches: read here. Slow reads switch to reading ahead on the threadpool for a while.
+          const t0 = performance.now();
+          listing = scanDirectorySync(dir.pathBuf, scanXattrs);
+          if (tooSlow(performance.now() - t0, (listing instanceof Error ? 0 : listing.length) + 1)) asyncCredits = ASYNC_CREDITS;
+        } else listing = await scanOne(dir.pathBuf, scanXattrs);
+        return yield* openScanned(frame, listing);
+      }
       let dirents: Dirent<Buffer>[];
       try {
         if (readdirSyncOk && statMode !== 'async' && asyncCredits === 0) {
@@ -321,9 +333,8 @@ async function* walkSources(
       return frame;
     };
     // open() with the native scanner: the listing comes with every child's lstat.
-    const openScanned = async function* (frame: Frame, scan: Promise<ScanOutcome>): AsyncGenerator<WalkEvent, Frame, boolean | undefined> {
+    const openScanned = async function* (frame: Frame, listing: ScanOutcome): AsyncGenerator<WalkEvent, Frame, boolean | undefined> {
       const dir = frame.dir;
-      const listing = await scan;
       if (listing instanceof Error) {
         frame.incomplete = 'error';
         yield { kind: 'error', path: dir.path, pathBuf: dir.pathBuf, error: listing, op: 'readdir', source, depth: dir.depth };
@@ -370,7 +381,7 @@ async function* walkSources(
     // Starts reading the next subdirectories of `frame` ahead (one batch), within the bounds above.
     const readAheadIn = (frame: Frame): void => {
       const subdirs = frame.subdirs!;
-      if (frame.ahead.size > 0) return;
+      if (frame.ahead.size > 0 || asyncCredits === 0) return;
       while (frame.aheadNext < subdirs.length && subdirs[frame.aheadNext]! < frame.next) frame.aheadNext++;
       const take = Math.min(SCAN_AHEAD_BATCH, subdirs.length - frame.aheadNext);
       if (take <= 0) return;
@@ -430,6 +441,12 @@ async function* walkSources(
         frame.scanned[i] = undefined;
         frame.paths[i] = joinPath(frame.dir.pathBuf, name);
         res = scanned.stat;
+        if (asyncCredits === 0) {
+          if (++syncBurst >= SYNC_BURST) {
+            syncBurst = 0;
+            await new Promise<void>((r) => setImmediate(r));
+          }
+        } else if (asyncCredits !== Infinity) asyncCredits--;
       } else if (pending === undefined && asyncCredits === 0) {
         // Warm caches: a synchronous lstat costs a few µs, a thread-pool round
         // trip several times more. A slow one switches to concurrent async

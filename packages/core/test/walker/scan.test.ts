@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { walk, type WalkEvent, type WalkOptions } from '../../src/index.js';
 import { nativeScanAvailable, ScanStats } from '../../src/walker/scan.js';
+import { walkTesting } from '../../src/walker/walk.js';
 
 // Under CI the addon is built (.ci/run): the scanner must be there, not silently replaced by fs.
 const haveScan = nativeScanAvailable();
@@ -63,7 +64,17 @@ function build(): void {
   execFileSync('mkfifo', [join(root, 'fifo')]);
 }
 
-describe.runIf(process.platform === 'linux')('walk with the native scanner', () => {
+describe.runIf(process.platform === 'linux').each([
+  { mode: 'read on the main thread', ahead: false },
+  { mode: 'read ahead on the threadpool', ahead: true },
+])('walk with the native scanner, $mode', ({ ahead }) => {
+  beforeEach(() => {
+    walkTesting.scanAhead = ahead;
+  });
+  afterEach(() => {
+    walkTesting.scanAhead = false;
+  });
+
   it.runIf(haveScan)('gives the same events, names, types and lstat data as the walk through Node’s fs', async () => {
     build();
     const opts: WalkOptions = { exclude: ['*.tmp', 'node_modules/'] };
