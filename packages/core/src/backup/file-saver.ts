@@ -167,7 +167,7 @@ export class FileSaver {
     let result;
     try {
       result = await savers.saveFile(
-        { path: entry.pathBuf, ino: w.ino.toString(), dev: w.dev.toString(), size: w.size.toString(), mtimeNs: w.mtimeNs.toString(), ctimeNs: w.ctimeNs.toString() },
+        { path: entry.pathBuf.toString('latin1'), ino: w.ino.toString(), dev: w.dev.toString(), size: w.size.toString(), mtimeNs: w.mtimeNs.toString(), ctimeNs: w.ctimeNs.toString() },
         {
           onStat: (s) => {
             opened = s;

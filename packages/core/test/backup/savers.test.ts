@@ -23,6 +23,8 @@ beforeEach(async () => {
   await writeFile(join(src, 'many', 'dup-a.bin'), pseudoRandom(40_000, 999));
   await writeFile(join(src, 'many', 'dup-b.bin'), pseudoRandom(40_000, 999));
   await writeFile(join(src, 'big.bin'), pseudoRandom(600_000, 7));
+  // A name that is not UTF-8: the threads get the path's exact bytes.
+  await writeFile(Buffer.concat([Buffer.from(join(src, 'many') + '/'), Buffer.from([0x6e, 0xe9, 0xff])]), pseudoRandom(3000, 5));
 });
 afterEach(async () => {
   delete process.env.KIWI_TEST_SAVER_CRASH;

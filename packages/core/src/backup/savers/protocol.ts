@@ -38,7 +38,11 @@ export interface SaverWorkerData {
 
 /** One file to read: its path and what the walk's lstat saw (decimal strings). */
 export interface FileSpec {
-  path: Uint8Array;
+  /**
+   * The path's exact bytes as a latin1 string (one char per byte). Not a Buffer: the walk's paths are
+   * views of Node's 8 KiB buffer pool, and a message copies a view's whole ArrayBuffer, 8 KiB per file.
+   */
+  path: string;
   ino: string;
   dev: string;
   size: string;

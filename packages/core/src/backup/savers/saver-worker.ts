@@ -156,7 +156,7 @@ function statFields(st: BigIntStats): StatFields {
 function saveFile(spec: FileSpec): void {
   let fd: number;
   try {
-    fd = openSync(Buffer.from(spec.path.buffer, spec.path.byteOffset, spec.path.byteLength), OPEN_FLAGS);
+    fd = openSync(Buffer.from(spec.path, 'latin1'), OPEN_FLAGS);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new FsFailure('open', code, 'file vanished before it could be read');
