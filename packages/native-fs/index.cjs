@@ -3,10 +3,12 @@
  * @kiwi-backup/native-fs: what Node's `fs` cannot do, for Kiwi's backup and
  * restore: nanosecond-exact times (futimens, utimensat without following a
  * symlink), extended attributes (POSIX ACLs are stored in them), mknod (FIFOs,
- * devices, sockets) and SEEK_DATA/SEEK_HOLE; and blob crypto off the main thread
- * (AES-256-GCM decryption, HMAC-SHA-256 with the process's OpenSSL, when it can
- * be found: `aeadAvailable`); and a backup walk's directories read in one threadpool job each
- * (`scanDirs`, Linux). Loading throws when the addon
+ * devices, sockets) and SEEK_DATA/SEEK_HOLE; blob crypto with the process's
+ * OpenSSL, when it can be found (`aeadAvailable`): AES-256-GCM decryption and
+ * HMAC-SHA-256 on the threadpool, and AES-256-GCM both ways and HMAC-SHA-256 on
+ * the calling thread without an allocation per message (the `…Sync` calls); and
+ * a backup walk's directories read in one threadpool job each (`scanDirs`,
+ * Linux). Loading throws when the addon
  * was not built (Windows, or no compiler at install time): callers load it
  * inside a try/catch and fall back (or report what they could not do).
  */
@@ -53,6 +55,10 @@ module.exports = {
     ? {
         gcmOpen: (key, src, dst) => binding.gcmOpen(key, src, dst),
         hmacSha256: (key, data, out) => binding.hmacSha256(key, data, out),
+        // The synchronous calls (this thread, no allocation); absent from an addon built before them.
+        ...(typeof binding.gcmSealSync === 'function' && typeof binding.gcmOpenSync === 'function' && typeof binding.hmacSha256Sync === 'function'
+          ? { gcmSealSync: binding.gcmSealSync, gcmOpenSync: binding.gcmOpenSync, hmacSha256Sync: binding.hmacSha256Sync }
+          : {}),
       }
     : {
         aeadUnavailableReason:

@@ -94,3 +94,32 @@ export const gcmOpen: ((key: Uint8Array, src: Uint8Array, dst: Uint8Array) => Pr
  * arguments. `data` must not change until the promise settles. Only when `aeadAvailable`.
  */
 export const hmacSha256: ((key: Uint8Array, data: Uint8Array, out: Uint8Array) => Promise<void>) | undefined;
+/**
+ * AES-256-GCM encryption on the calling thread, with no allocation per call: writes
+ * `nonce(12) ‖ ciphertext ‖ tag(16)` (`src.length + 28` bytes) into `dst` at `dstOffset` (default 0)
+ * and returns that length. The nonce must be fresh for every message under a key (the caller's
+ * job). `dst` may overlap `src` in any way, e.g. the plaintext already at `dstOffset + 12` (then
+ * encrypted in place), or anywhere else: the result is as if `src` had been copied away first (an
+ * overlapping `src` is then overwritten). Throws a TypeError when `key` is not 32 bytes, `nonce` not
+ * 12, or an argument is not a Uint8Array; a RangeError (nothing written) when `dstOffset` is not an
+ * integer within `dst` or the output does not fit; an Error (code ERR_KIWI_CRYPTO, the output's
+ * bytes zeroed) when OpenSSL fails. Only when `aeadAvailable`; absent from addons built before it.
+ */
+export const gcmSealSync: ((key: Uint8Array, nonce: Uint8Array, src: Uint8Array, dst: Uint8Array, dstOffset?: number) => number) | undefined;
+/**
+ * AES-256-GCM decryption on the calling thread, with no allocation per call: `src` is
+ * `nonce(12) ‖ ciphertext ‖ tag(16)`; the plaintext (`src.length - 28` bytes) is written at the start
+ * of `dst`. True when the tag verifies; false when it does not, and then those bytes of `dst` are
+ * zeroed (as with `gcmOpen`). `dst` may overlap `src` in any way (e.g. `dst` = `src`: the plaintext
+ * lands where the nonce was): the result is as if `src` had been copied away first. Throws a
+ * TypeError when `key` is not 32 bytes or an argument is not a Uint8Array; a RangeError (nothing
+ * written) when `src` is shorter than 28 bytes or `dst` shorter than the plaintext; an Error (code
+ * ERR_KIWI_CRYPTO, the plaintext's bytes zeroed) when OpenSSL fails. Only when `aeadAvailable`.
+ */
+export const gcmOpenSync: ((key: Uint8Array, src: Uint8Array, dst: Uint8Array) => boolean) | undefined;
+/**
+ * HMAC-SHA-256 of `data` under a 32-byte `key` on the calling thread, written to the first 32 bytes
+ * of `out` (which may overlap `data`). Throws a TypeError on a bad key or a non-Uint8Array, a
+ * RangeError when `out` is shorter than 32 bytes. Only when `aeadAvailable`.
+ */
+export const hmacSha256Sync: ((key: Uint8Array, data: Uint8Array, out: Uint8Array) => void) | undefined;
