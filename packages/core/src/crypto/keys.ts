@@ -7,10 +7,11 @@
  * Each key file holds these 64 bytes encrypted with a key derived from one password
  * by scrypt; a repository may have several key files (several passwords).
  */
-import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { hostname as osHostname, userInfo } from 'node:os';
 import { AuthenticationError, KEY_SIZE, OVERHEAD, decrypt, decryptAsync, encrypt } from './aead.js';
 import { offloadFor } from './offload.js';
+import { hmacSha256 } from './mac.js';
 import { MAX_KEY_FILE_SIZE, MAX_SCRYPT_MEMORY, MAX_SCRYPT_WORK } from '../repository/limits.js';
 import { takePrederived } from './prederived.js';
 
@@ -60,7 +61,7 @@ export class MasterKeys {
 
   /** Blob id: HMAC-SHA-256(idKey, data), raw 32 bytes. */
   blobIdBytes(data: Uint8Array): Buffer {
-    return createHmac('sha256', this.idKey).update(data).digest();
+    return hmacSha256(this.idKey, data);
   }
 
   /**
@@ -77,7 +78,7 @@ export class MasterKeys {
 
   /** Blob id: HMAC-SHA-256(idKey, data), lowercase hex. */
   blobId(data: Uint8Array): string {
-    return createHmac('sha256', this.idKey).update(data).digest('hex');
+    return hmacSha256(this.idKey, data).toString('hex');
   }
 
   encrypt(plaintext: Uint8Array): Buffer {

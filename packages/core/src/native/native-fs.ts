@@ -1,6 +1,7 @@
 /**
  * The optional `@kiwi-backup/native-fs` addon (nanosecond times, extended
- * attributes, mknod, SEEK_DATA/SEEK_HOLE, blob crypto on the threadpool), loaded once. Kiwi works without
+ * attributes, mknod, SEEK_DATA/SEEK_HOLE, blob crypto on the threadpool and
+ * on this thread), loaded once. Kiwi works without
  * it (Windows, or no C compiler at install): callers fall back or report what
  * they could not do, naming {@link nativeFsUnavailableReason}.
  * `KIWI_NATIVE_FS=off` in the environment makes Kiwi behave as without it.
@@ -45,6 +46,21 @@ export interface NativeFs {
   gcmOpen?(key: Uint8Array, src: Uint8Array, dst: Uint8Array): Promise<boolean>;
   /** HMAC-SHA-256 of `data` on the threadpool, written to `out` (at least 32 bytes) when done. */
   hmacSha256?(key: Uint8Array, data: Uint8Array, out: Uint8Array): Promise<void>;
+  /**
+   * AES-256-GCM encryption on this thread, no allocation: `nonce ‖ ciphertext ‖ tag` written into
+   * `dst` at `dstOffset`; returns `src.length + 28`. `dst` may overlap `src` in any way. Throws a
+   * TypeError/RangeError on bad arguments (nothing written), an Error when OpenSSL fails. Absent in
+   * addons built before it (and when `aeadAvailable` is false).
+   */
+  gcmSealSync?(key: Uint8Array, nonce: Uint8Array, src: Uint8Array, dst: Uint8Array, dstOffset?: number): number;
+  /**
+   * `gcmOpen` on this thread, no allocation: true, or false (the plaintext bytes of `dst` zeroed)
+   * when the tag fails. `dst` may overlap `src` in any way. Throws on bad arguments and when
+   * OpenSSL fails (an Error with code ERR_KIWI_CRYPTO, never for a forged message).
+   */
+  gcmOpenSync?(key: Uint8Array, src: Uint8Array, dst: Uint8Array): boolean;
+  /** HMAC-SHA-256 of `data` on this thread, written to the first 32 bytes of `out`. */
+  hmacSha256Sync?(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
 }
 
 /** A directory's listing from `scanDirs`. */

@@ -10,11 +10,11 @@
  * else, and a cold-cache read of many small files no longer stalls the main thread.
  */
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
-import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../../chunker/fastcdc.js';
 import { OVERHEAD, encryptInto } from '../../crypto/aead.js';
+import { hmacSha256 } from '../../crypto/mac.js';
 import { BlobFilter } from './blob-filter.js';
 import { ARENA_HALF, HALF_BUSY, OWN_BUFFER_FROM, type BatchJob, type ChunkReport, type FileReport, type FileSpec, type SaverWorkerData, type StatFields, type WorkerMessage } from './protocol.js';
 
@@ -125,7 +125,7 @@ function seal(chunk: Buffer): Pick<ChunkReport, 'sealedAt' | 'sealedLength' | 'c
 }
 
 function chunkDone(chunk: Buffer, offset: number): void {
-  const id = createHmac('sha256', data.idKey).update(chunk).digest();
+  const id = hmacSha256(data.idKey, chunk);
   const report: ChunkReport = filter.mightHave(id)
     ? { id: new Uint8Array(id), offset, length: chunk.byteLength, sealedAt: -1, sealedLength: 0, compressed: false }
     : { id: new Uint8Array(id), offset, length: chunk.byteLength, ...seal(chunk) };
