@@ -107,6 +107,19 @@ function joinPath(parent: Buffer, name: Buffer): Buffer {
   return out;
 }
 
+/** Whether the child `name` of the directory at `rel` is excluded (the last matcher with a verdict decides). */
+function excludedBy(matchers: readonly Matcher[], rel: string, name: Buffer, isDir: boolean): boolean {
+  const nameStr = name.toString('utf8');
+  const childRel = rel === '' ? nameStr : `${rel}/${nameStr}`;
+  const test = isDir ? childRel + '/' : childRel;
+  let excluded = false;
+  for (const m of matchers) {
+    const v = m.verdict(test, rel);
+    if (v !== undefined) excluded = v;
+  }
+  return excluded;
+}
+
 function compareNames(a: Dirent<Buffer>, b: Dirent<Buffer>): number {
   return Buffer.compare(a.name, b.name);
 }
@@ -302,35 +315,24 @@ async function* walkSources(
         return frame;
       }
       dirents.sort(compareNames);
-      if (ignoreNameBuf !== null) {
-        const f = dirents.find((d) => d.name.equals(ignoreNameBuf));
-        if (f !== undefined && f.isFile()) {
-          const p = joinPath(dir.pathBuf, f.name);
-          try {
-            const text = (await fs.readFile(p)).toString('utf8');
-            frame.matchers = [...parentMatchers, new Matcher(rel, splitPatterns(text))];
-          } catch (err) {
-            yield { kind: 'error', path: p.toString(), pathBuf: p, error: toErrno(err), op: 'readIgnore', source, depth: dir.depth + 1 };
-          }
-        }
-      }
+      if (ignoreNameBuf !== null && dirents.some((d) => d.name.equals(ignoreNameBuf) && d.isFile())) yield* readIgnoreFile(frame);
       const matchers = frame.matchers;
       for (const d of dirents) {
-        if (matchers.length > 0) {
-          const nameStr = d.name.toString('utf8');
-          const childRel = rel === '' ? nameStr : `${rel}/${nameStr}`;
-          const test = d.isDirectory() ? childRel + '/' : childRel;
-          let excluded = false;
-          for (const m of matchers) {
-            const v = m.verdict(test, rel);
-            if (v !== undefined) excluded = v;
-          }
-          if (excluded) continue;
-        }
+        if (matchers.length > 0 && excludedBy(matchers, rel, d.name, d.isDirectory())) continue;
         frame.names.push(d.name);
       }
       if (asyncCredits > 0) launch(frame, 0);
       return frame;
+    };
+    // Adds the patterns of the directory's ignore file (a regular file, just listed) to its matchers.
+    const readIgnoreFile = async function* (frame: Frame): AsyncGenerator<WalkEvent, void, boolean | undefined> {
+      const p = joinPath(frame.dir.pathBuf, ignoreNameBuf!);
+      try {
+        const text = (await fs.readFile(p)).toString('utf8');
+        frame.matchers = [...frame.matchers, new Matcher(frame.rel, splitPatterns(text))];
+      } catch (err) {
+        yield { kind: 'error', path: p.toString(), pathBuf: p, error: toErrno(err), op: 'readIgnore', source, depth: frame.dir.depth + 1 };
+      }
     };
     // open() with the native scanner: the listing comes with every child's lstat.
     const openScanned = async function* (frame: Frame, listing: ScanOutcome): AsyncGenerator<WalkEvent, Frame, boolean | undefined> {
@@ -341,34 +343,15 @@ async function* walkSources(
         return frame;
       }
       listing.sort(compareScanned);
-      if (ignoreNameBuf !== null) {
-        const f = listing.find((d) => d.name.equals(ignoreNameBuf));
-        if (f !== undefined && f.stat instanceof ScanStats && f.stat.isFile()) {
-          const p = joinPath(dir.pathBuf, f.name);
-          try {
-            const text = (await fs.readFile(p)).toString('utf8');
-            frame.matchers = [...frame.matchers, new Matcher(frame.rel, splitPatterns(text))];
-          } catch (err) {
-            yield { kind: 'error', path: p.toString(), pathBuf: p, error: toErrno(err), op: 'readIgnore', source, depth: dir.depth + 1 };
-          }
-        }
+      if (ignoreNameBuf !== null && listing.some((d) => d.name.equals(ignoreNameBuf) && d.stat instanceof ScanStats && d.stat.isFile())) {
+        yield* readIgnoreFile(frame);
       }
       const matchers = frame.matchers;
       const scanned: ScannedEntry[] = [];
       const subdirs: number[] = [];
       for (const d of listing) {
         const isDir = d.stat instanceof ScanStats && d.stat.isDirectory();
-        if (matchers.length > 0) {
-          const nameStr = d.name.toString('utf8');
-          const childRel = frame.rel === '' ? nameStr : `${frame.rel}/${nameStr}`;
-          const test = isDir ? childRel + '/' : childRel;
-          let excluded = false;
-          for (const m of matchers) {
-            const v = m.verdict(test, frame.rel);
-            if (v !== undefined) excluded = v;
-          }
-          if (excluded) continue;
-        }
+        if (matchers.length > 0 && excludedBy(matchers, frame.rel, d.name, isDir)) continue;
         if (isDir && !(oneFs && (d.stat as ScanStats).dev !== frame.dev)) subdirs.push(scanned.length);
         frame.names.push(d.name);
         scanned.push(d);
