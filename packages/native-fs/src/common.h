@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* An Error like Node's fs errors: `code` (ENOENT...), `errno` (negative), `syscall`, `path` (may be NULL). */
 napi_value kiwi_errno_error(napi_env env, int e, const char *syscall, const char *path);
@@ -27,6 +28,30 @@ int kiwi_get_fd(napi_env env, napi_value v);
 
 /* Gets `want` arguments; false with a pending TypeError when fewer were passed. */
 bool kiwi_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+
+/* Extended attributes read by kiwi_xattrs_read (xattr.c; Linux and macOS). */
+typedef struct {
+  char *name; /* NUL-terminated */
+  size_t name_len;
+  uint8_t *value; /* NULL when not read */
+  ssize_t value_len; /* >= 0: the value's length, or its size when over the limit (value NULL); < 0: -errno */
+} kiwi_xattr;
+
+typedef struct {
+  kiwi_xattr *items;
+  uint32_t count; /* items read (at most maxCount) */
+  uint32_t total; /* attributes listed (more than count when capped) */
+} kiwi_xattrs;
+
+/*
+ * Every attribute of `path`, never following a final symlink: values up to max_value bytes are
+ * read, larger ones give their size; at most max_count are kept; a name list over max_list bytes
+ * is E2BIG. Attributes removed while listing are left out. 0, or an errno value (nothing to free).
+ */
+int kiwi_xattrs_read(const char *path, size_t max_value, size_t max_count, size_t max_list, kiwi_xattrs *out);
+void kiwi_xattrs_free(kiwi_xattrs *l);
+/* As lgetxattrsSync returns them: [name, value | size | -errno, ...], `truncated` set when capped; NULL on failure. */
+napi_value kiwi_xattrs_to_js(napi_env env, const kiwi_xattrs *l, size_t max_count);
 
 /* Registration of each part's exports. */
 void kiwi_register_times(napi_env env, napi_value exports);

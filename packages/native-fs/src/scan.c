@@ -41,7 +41,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #define SCAN_XATTR_FILES 1
@@ -54,20 +53,12 @@
 #define RACE_RETRIES 4
 
 typedef struct {
-  char *name; /* of the attribute, NUL-terminated */
-  size_t name_len;
-  uint8_t *value; /* NULL when not read */
-  ssize_t value_len; /* >= 0 the value's length (or size over max when value is NULL); < 0: -errno */
-} xattr_t;
-
-typedef struct {
   uint32_t name_off, name_len;
   int32_t lstat_err;
   int32_t link_off, link_len;
   int32_t xattr_state;
   struct stat st;
-  xattr_t *xattrs;
-  uint32_t xattr_count, xattr_total;
+  kiwi_xattrs xattrs;
 } sentry_t;
 
 typedef struct {
@@ -93,12 +84,7 @@ typedef struct {
 
 static void entries_free(scan_t *s) {
   for (size_t i = 0; i < s->count; i++) {
-    sentry_t *e = &s->entries[i];
-    for (uint32_t k = 0; k < e->xattr_count; k++) {
-      free(e->xattrs[k].name);
-      free(e->xattrs[k].value);
-    }
-    free(e->xattrs);
+    kiwi_xattrs_free(&s->entries[i].xattrs);
   }
   free(s->entries);
   s->entries = NULL;
@@ -170,125 +156,10 @@ static void read_link(scan_t *s, int dfd, const char *name, sentry_t *e) {
   }
 }
 
-/* Reads one attribute's value into x (NULL value with value_len the size when over max; -errno on failure). False when it vanished. */
-static bool read_value(const char *path, xattr_t *x, size_t max_value) {
-  for (int attempt = 0; attempt < RACE_RETRIES; attempt++) {
-    ssize_t size = lgetxattr(path, x->name, NULL, 0);
-    if (size < 0) {
-      if (errno == ENODATA) return false;
-      x->value_len = -errno;
-      return true;
-    }
-    if ((size_t)size > max_value) {
-      x->value_len = size;
-      return true;
-    }
-    uint8_t *v = malloc(size > 0 ? (size_t)size : 1);
-    if (!v) {
-      x->value_len = -ENOMEM;
-      return true;
-    }
-    ssize_t got = size > 0 ? lgetxattr(path, x->name, v, (size_t)size) : 0;
-    if (got >= 0) {
-      x->value = v;
-      x->value_len = got;
-      return true;
-    }
-    int e = errno;
-    free(v);
-    if (e == ENODATA) return false;
-    if (e != ERANGE) {
-      x->value_len = -e;
-      return true;
-    }
-  }
-  x->value_len = -ERANGE;
-  return true;
-}
-
 /* The attributes of `path` (never following a symlink) into e; sets e->xattr_state. */
 static void read_xattrs(scan_t *s, const char *path, sentry_t *e) {
-  char *names = NULL;
-  ssize_t len = 0;
-  int err = ERANGE;
-  for (int attempt = 0; attempt < RACE_RETRIES; attempt++) {
-    ssize_t n = llistxattr(path, NULL, 0);
-    if (n < 0) {
-      err = errno;
-      break;
-    }
-    if (n == 0) {
-      err = 0;
-      break;
-    }
-    if ((size_t)n > s->max_list) {
-      err = E2BIG;
-      break;
-    }
-    names = malloc((size_t)n);
-    if (!names) {
-      err = ENOMEM;
-      break;
-    }
-    len = llistxattr(path, names, (size_t)n);
-    if (len >= 0) {
-      err = 0;
-      break;
-    }
-    err = errno;
-    free(names);
-    names = NULL;
-    if (err != ERANGE) break;
-  }
-  if (err != 0) {
-    e->xattr_state = -err;
-    return;
-  }
-  if (names == NULL || len == 0) {
-    free(names);
-    e->xattr_state = 1;
-    return;
-  }
-  size_t listed = 0;
-  for (ssize_t off = 0; off < len;) {
-    size_t nlen = strnlen(names + off, (size_t)(len - off));
-    if (nlen > 0) listed++;
-    off += (ssize_t)nlen + 1;
-  }
-  size_t keep = listed < s->max_count ? listed : s->max_count;
-  e->xattrs = calloc(keep ? keep : 1, sizeof *e->xattrs);
-  if (!e->xattrs) {
-    free(names);
-    e->xattr_state = -ENOMEM;
-    return;
-  }
-  uint32_t total = 0;
-  for (ssize_t off = 0; off < len;) {
-    const char *name = names + off;
-    size_t nlen = strnlen(name, (size_t)(len - off));
-    off += (ssize_t)nlen + 1;
-    if (nlen == 0) continue;
-    total++;
-    if (e->xattr_count >= keep) continue;
-    xattr_t *x = &e->xattrs[e->xattr_count];
-    x->name = strndup(name, nlen);
-    if (!x->name) {
-      x->name_len = 0;
-      continue;
-    }
-    x->name_len = nlen;
-    if (!read_value(path, x, s->max_value)) {
-      /* removed while listing */
-      free(x->name);
-      memset(x, 0, sizeof *x);
-      total--;
-      continue;
-    }
-    e->xattr_count++;
-  }
-  free(names);
-  e->xattr_total = total;
-  e->xattr_state = e->xattr_count > 0 || total > 0 ? 2 : 1;
+  int err = kiwi_xattrs_read(path, s->max_value, s->max_count, s->max_list, &e->xattrs);
+  e->xattr_state = err != 0 ? -err : e->xattrs.total > 0 ? 2 : 1;
 }
 
 static void scan_run(scan_t *s) {
@@ -381,33 +252,6 @@ static void exec_cb(napi_env env, void *data) {
   for (size_t i = 0; i < j->n; i++) scan_run(&j->scans[i]);
 }
 
-static napi_value make_xattr_list(napi_env env, const scan_t *s, const sentry_t *e) {
-  napi_value list;
-  if (napi_create_array_with_length(env, (size_t)e->xattr_count * 2, &list) != napi_ok) return NULL;
-  uint32_t idx = 0;
-  for (uint32_t k = 0; k < e->xattr_count; k++) {
-    const xattr_t *x = &e->xattrs[k];
-    napi_value jname, jvalue;
-    void *dst;
-    if (napi_create_buffer_copy(env, x->name_len, x->name, &dst, &jname) != napi_ok) return NULL;
-    if (x->value != NULL) {
-      if (napi_create_buffer_copy(env, (size_t)x->value_len, x->value, &dst, &jvalue) != napi_ok) return NULL;
-    } else if (x->value_len >= 0) {
-      napi_create_double(env, (double)x->value_len, &jvalue);
-    } else {
-      napi_create_int32(env, (int32_t)x->value_len, &jvalue);
-    }
-    napi_set_element(env, list, idx++, jname);
-    napi_set_element(env, list, idx++, jvalue);
-  }
-  if ((size_t)e->xattr_total > s->max_count) {
-    napi_value t;
-    napi_create_uint32(env, e->xattr_total, &t);
-    napi_set_named_property(env, list, "truncated", t);
-  }
-  return list;
-}
-
 static napi_value cancelled(napi_env env, const char *what) {
   napi_value msg, err;
   napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &msg);
@@ -462,7 +306,7 @@ static napi_value make_result(napi_env env, scan_t *s) {
     t[14] = (int64_t)st->st_ctim.tv_sec;
     t[15] = (int64_t)st->st_ctim.tv_nsec;
     if (e->xattr_state == 2) {
-      napi_value list = make_xattr_list(env, s, e);
+      napi_value list = kiwi_xattrs_to_js(env, &e->xattrs, s->max_count);
       if (list == NULL) return NULL;
       napi_create_uint32(env, (uint32_t)i, &v);
       napi_set_element(env, xattrs, xi++, v);

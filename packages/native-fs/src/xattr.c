@@ -90,6 +90,123 @@ static napi_value unsupported(napi_env env, const char *syscall) {
 }
 #endif
 
+#if KIWI_HAVE_XATTR
+/* Reads one attribute's value into x (see kiwi_xattr). False when it vanished meanwhile. */
+static bool read_value(const char *path, kiwi_xattr *x, size_t max_value) {
+  for (int attempt = 0; attempt < RACE_RETRIES; attempt++) {
+    ssize_t size = K_GET(path, x->name, NULL, 0);
+    if (size < 0) {
+      if (errno == K_NOATTR) return false;
+      x->value_len = -errno;
+      return true;
+    }
+    if ((size_t)size > max_value) {
+      x->value_len = size;
+      return true;
+    }
+    uint8_t *v = malloc(size > 0 ? (size_t)size : 1);
+    if (!v) {
+      x->value_len = -ENOMEM;
+      return true;
+    }
+    ssize_t got = size > 0 ? K_GET(path, x->name, v, (size_t)size) : 0;
+    if (got >= 0) {
+      /* (Shrunk between the two calls: the part read.) */
+      x->value = v;
+      x->value_len = got;
+      return true;
+    }
+    int e = errno;
+    free(v);
+    if (e == K_NOATTR) return false;
+    if (e != ERANGE) {
+      x->value_len = -e;
+      return true;
+    }
+  }
+  x->value_len = -ERANGE;
+  return true;
+}
+
+void kiwi_xattrs_free(kiwi_xattrs *l) {
+  for (uint32_t k = 0; k < l->count; k++) {
+    free(l->items[k].name);
+    free(l->items[k].value);
+  }
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
+int kiwi_xattrs_read(const char *path, size_t max_value, size_t max_count, size_t max_list, kiwi_xattrs *out) {
+  memset(out, 0, sizeof *out);
+  char *names;
+  ssize_t len;
+  int e = read_names(path, max_list, &names, &len);
+  if (e != 0) return e;
+  if (names == NULL) return 0;
+  size_t listed = 0;
+  for (ssize_t off = 0; off < len;) {
+    size_t nlen = strnlen(names + off, (size_t)(len - off));
+    if (nlen > 0) listed++;
+    off += (ssize_t)nlen + 1;
+  }
+  size_t keep = listed < max_count ? listed : max_count;
+  out->items = calloc(keep ? keep : 1, sizeof *out->items);
+  if (!out->items) {
+    free(names);
+    return ENOMEM;
+  }
+  for (ssize_t off = 0; off < len;) {
+    const char *name = names + off;
+    size_t nlen = strnlen(name, (size_t)(len - off));
+    off += (ssize_t)nlen + 1;
+    if (nlen == 0) continue;
+    out->total++;
+    if (out->count >= keep) continue;
+    kiwi_xattr *x = &out->items[out->count];
+    x->name = strndup(name, nlen);
+    if (!x->name) {
+      free(names);
+      kiwi_xattrs_free(out);
+      return ENOMEM;
+    }
+    x->name_len = nlen;
+    if (!read_value(path, x, max_value)) {
+      free(x->name);
+      memset(x, 0, sizeof *x);
+      out->total--;
+      continue;
+    }
+    out->count++;
+  }
+  free(names);
+  return 0;
+}
+
+napi_value kiwi_xattrs_to_js(napi_env env, const kiwi_xattrs *l, size_t max_count) {
+  napi_value list;
+  if (napi_create_array_with_length(env, (size_t)l->count * 2, &list) != napi_ok) return NULL;
+  uint32_t idx = 0;
+  for (uint32_t k = 0; k < l->count; k++) {
+    const kiwi_xattr *x = &l->items[k];
+    napi_value jname, jvalue;
+    void *dst;
+    if (napi_create_buffer_copy(env, x->name_len, x->name, &dst, &jname) != napi_ok) return NULL;
+    napi_status st;
+    if (x->value != NULL) st = napi_create_buffer_copy(env, (size_t)x->value_len, x->value, &dst, &jvalue);
+    else if (x->value_len >= 0) st = napi_create_double(env, (double)x->value_len, &jvalue);
+    else st = napi_create_int32(env, (int32_t)x->value_len, &jvalue);
+    if (st != napi_ok || napi_set_element(env, list, idx++, jname) != napi_ok || napi_set_element(env, list, idx++, jvalue) != napi_ok) return NULL;
+  }
+  if ((size_t)l->total > max_count) {
+    napi_value t;
+    napi_create_uint32(env, l->total, &t);
+    napi_set_named_property(env, list, "truncated", t);
+  }
+  return list;
+}
+#endif
+
 static napi_value lgetxattrs_sync(napi_env env, napi_callback_info info) {
 #if KIWI_HAVE_XATTR
   napi_value argv[4];
@@ -100,77 +217,25 @@ static napi_value lgetxattrs_sync(napi_env env, napi_callback_info info) {
     return NULL;
   char *path = kiwi_buffer_string(env, argv[0], "path", NULL);
   if (!path) return NULL;
-  char *names;
-  ssize_t len;
-  int e = read_names(path, (size_t)max_list, &names, &len);
+  kiwi_xattrs l;
+  /* (The limits are non-negative doubles; past SIZE_MAX they mean "no limit".) */
+  size_t mv = max_value >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_value;
+  size_t mc = max_count >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_count;
+  size_t ml = max_list >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max_list;
+  int e = kiwi_xattrs_read(path, mv, mc, ml, &l);
   if (e != 0) {
     napi_value err = kiwi_errno_error(env, e, "llistxattr", path);
     free(path);
     napi_throw(env, err);
     return NULL;
   }
-  napi_value result;
-  napi_create_array(env, &result);
-  uint32_t idx = 0, pairs = 0, total = 0;
-  for (ssize_t off = 0; off < len;) {
-    const char *name = names + off;
-    size_t nlen = strnlen(name, (size_t)(len - off));
-    off += (ssize_t)nlen + 1;
-    if (nlen == 0) continue;
-    total++;
-    if ((double)pairs >= max_count) continue;
-    napi_value jname, jvalue;
-    void *dst;
-    if (napi_create_buffer_copy(env, nlen, name, &dst, &jname) != napi_ok) break;
-    jvalue = NULL;
-    for (int attempt = 0; attempt < RACE_RETRIES && jvalue == NULL; attempt++) {
-      ssize_t size = K_GET(path, name, NULL, 0);
-      if (size < 0) {
-        if (errno == K_NOATTR) break; /* removed meanwhile */
-        napi_create_int32(env, -errno, &jvalue);
-        break;
-      }
-      if ((double)size > max_value) {
-        napi_create_double(env, (double)size, &jvalue);
-        break;
-      }
-      void *data = NULL;
-      napi_value buf;
-      if (napi_create_buffer(env, size > 0 ? (size_t)size : 0, &data, &buf) != napi_ok) break;
-      if (size == 0) {
-        jvalue = buf;
-        break;
-      }
-      ssize_t got = K_GET(path, name, data, (size_t)size);
-      if (got >= 0) {
-        if (got < size) {
-          /* Shrank between the two calls: a copy of the part read. */
-          void *d2;
-          napi_create_buffer_copy(env, (size_t)got, data, &d2, &buf);
-        }
-        jvalue = buf;
-        break;
-      }
-      if (errno == K_NOATTR) break;
-      if (errno != ERANGE) {
-        napi_create_int32(env, -errno, &jvalue);
-        break;
-      }
-    }
-    if (jvalue == NULL) {
-      total--;
-      continue; /* gone */
-    }
-    napi_set_element(env, result, idx++, jname);
-    napi_set_element(env, result, idx++, jvalue);
-    pairs++;
-  }
-  free(names);
+  napi_value result = kiwi_xattrs_to_js(env, &l, mc);
+  kiwi_xattrs_free(&l);
   free(path);
-  if ((double)total > max_count) {
-    napi_value t;
-    napi_create_uint32(env, total, &t);
-    napi_set_named_property(env, result, "truncated", t);
+  if (result == NULL) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, NULL, "out of memory");
   }
   return result;
 #else
