@@ -4,13 +4,12 @@
  * argument checks, key changes on the kept contexts, and worker threads (a context set per thread).
  */
 import { describe, expect, it } from 'vitest';
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomInt } from 'node:crypto';
+import { createHmac, randomBytes, randomInt } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { nfs as n, skipNative } from './load.js';
+import { NONCE, TAG, nodeOpen, nodeSeal } from './node-gcm.js';
 
-const NONCE = 12;
-const TAG = 16;
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
@@ -20,23 +19,7 @@ const seal = (key: Uint8Array, nonce: Uint8Array, src: Uint8Array, dst: Uint8Arr
 const open = (key: Uint8Array, src: Uint8Array, dst: Uint8Array) => n!.gcmOpenSync!(key, src, dst);
 const mac = (key: Uint8Array, data: Uint8Array, out: Uint8Array) => n!.hmacSha256Sync!(key, data, out);
 
-/** `nonce ‖ AES-256-GCM(key, plain) ‖ tag`, by Node's crypto. */
-function nodeSeal(key: Uint8Array, plain: Uint8Array, nonce: Uint8Array = randomBytes(NONCE)): Buffer {
-  const c = createCipheriv('aes-256-gcm', key, nonce);
-  return Buffer.concat([nonce, c.update(plain), c.final(), c.getAuthTag()]);
-}
 
-/** Node's verdict: the plaintext, or undefined when the message does not authenticate. */
-function nodeOpen(key: Uint8Array, msg: Uint8Array): Buffer | undefined {
-  const d = createDecipheriv('aes-256-gcm', key, msg.subarray(0, NONCE));
-  d.setAuthTag(msg.subarray(msg.length - TAG));
-  const out = d.update(msg.subarray(NONCE, msg.length - TAG));
-  try {
-    return Buffer.concat([out, d.final()]);
-  } catch {
-    return undefined;
-  }
-}
 
 const nodeMac = (key: Uint8Array, data: Uint8Array) => createHmac('sha256', key).update(data).digest();
 

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { nfs as n, skipNative } from './load.js';
+import { NONCE, TAG, nodeOpen, nodeSeal as seal } from './node-gcm.js';
 
-const NONCE = 12;
-const TAG = 16;
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
@@ -14,23 +13,7 @@ if (n && !n.aeadAvailable && skip && !skipNative) console.warn(`\n*** native-fs:
 const gcmOpen = (key: Uint8Array, src: Uint8Array, dst: Uint8Array) => n!.gcmOpen!(key, src, dst);
 const hmac = (key: Uint8Array, data: Uint8Array, out: Uint8Array) => n!.hmacSha256!(key, data, out);
 
-/** `nonce ‖ AES-256-GCM(key, plain) ‖ tag`, by Node's crypto. */
-function seal(key: Buffer, plain: Uint8Array, nonce: Buffer = randomBytes(NONCE)): Buffer {
-  const c = createCipheriv('aes-256-gcm', key, nonce);
-  return Buffer.concat([nonce, c.update(plain), c.final(), c.getAuthTag()]);
-}
 
-/** Node's verdict on a message: its plaintext, or undefined when it does not authenticate. */
-function nodeOpen(key: Buffer, msg: Buffer): Buffer | undefined {
-  const d = createDecipheriv('aes-256-gcm', key, msg.subarray(0, NONCE));
-  d.setAuthTag(msg.subarray(msg.length - TAG));
-  const out = d.update(msg.subarray(NONCE, msg.length - TAG));
-  try {
-    return Buffer.concat([out, d.final()]);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Plaintext with a recognisable pattern (so that a shifted or stale byte shows). */
 function pattern(len: number, seed = 1): Buffer {
