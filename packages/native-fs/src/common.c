@@ -80,3 +80,26 @@ bool kiwi_get_args(napi_env env, napi_callback_info info, size_t want, napi_valu
   }
   return true;
 }
+
+napi_value kiwi_queue_job(napi_env env, const char *name, napi_async_execute_callback exec, napi_async_complete_callback complete, void *data,
+                          napi_deferred *deferred, napi_async_work *work, bool *queued) {
+  *queued = false;
+  napi_value promise, jname;
+  if (napi_create_promise(env, deferred, &promise) != napi_ok) {
+    napi_throw_error(env, NULL, "native-fs: cannot create a promise");
+    return NULL;
+  }
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &jname);
+  *work = NULL;
+  if (napi_create_async_work(env, NULL, jname, exec, complete, data, work) != napi_ok) *work = NULL;
+  if (*work != NULL && napi_queue_async_work(env, *work) == napi_ok) {
+    *queued = true;
+    return promise;
+  }
+  if (*work != NULL) napi_delete_async_work(env, *work);
+  napi_value msg, err;
+  napi_create_string_utf8(env, "native-fs: cannot queue async work", NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  napi_reject_deferred(env, *deferred, err);
+  return promise;
+}

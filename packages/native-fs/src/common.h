@@ -29,6 +29,15 @@ int kiwi_get_fd(napi_env env, napi_value v);
 /* Gets `want` arguments; false with a pending TypeError when fewer were passed. */
 bool kiwi_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
 
+/*
+ * Queues `data` as a threadpool job named `name` (exec on a pool thread, complete on the main
+ * thread, which settles *deferred and deletes *work). Returns its promise; when the work cannot be
+ * queued the promise is already rejected and *queued is false (the caller frees `data`, as it
+ * does when NULL is returned: no promise, an exception pending).
+ */
+napi_value kiwi_queue_job(napi_env env, const char *name, napi_async_execute_callback exec, napi_async_complete_callback complete, void *data,
+                          napi_deferred *deferred, napi_async_work *work, bool *queued);
+
 /* Extended attributes read by kiwi_xattrs_read (xattr.c; Linux and macOS). */
 typedef struct {
   char *name; /* NUL-terminated */

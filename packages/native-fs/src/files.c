@@ -232,19 +232,9 @@ static bool parse_entry(napi_env env, napi_value *argv, entry_t *e) {
 }
 
 static napi_value queue(napi_env env, wjob_t *j) {
-  napi_value promise, name;
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) {
-    napi_throw_error(env, NULL, "native-fs: cannot create a promise");
-    wjob_free(env, j);
-    return NULL;
-  }
-  napi_create_string_utf8(env, "kiwi.writeFile", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, exec_cb, complete_cb, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    napi_throw_error(env, NULL, "native-fs: cannot queue async work");
-    wjob_free(env, j);
-    return NULL;
-  }
+  bool queued;
+  napi_value promise = kiwi_queue_job(env, "kiwi.writeFile", exec_cb, complete_cb, j, &j->deferred, &j->work, &queued);
+  if (!queued) wjob_free(env, j);
   return promise;
 }
 

@@ -434,19 +434,9 @@ static napi_value scan_dirs(napi_env env, napi_callback_info info) {
     s->max_count = limits.max_count;
     s->max_list = limits.max_list;
   }
-  napi_value promise, name;
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) {
-    sjob_free(j);
-    napi_throw_error(env, NULL, "native-fs: cannot create a promise");
-    return NULL;
-  }
-  napi_create_string_utf8(env, "kiwi.scanDirs", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, exec_cb, complete_cb, j, &j->work) != napi_ok) j->work = NULL;
-  if (j->work == NULL || napi_queue_async_work(env, j->work) != napi_ok) {
-    if (j->work != NULL) napi_delete_async_work(env, j->work);
-    napi_reject_deferred(env, j->deferred, cancelled(env, "native-fs: cannot queue scanDirs"));
-    sjob_free(j);
-  }
+  bool queued;
+  napi_value promise = kiwi_queue_job(env, "kiwi.scanDirs", exec_cb, complete_cb, j, &j->deferred, &j->work, &queued);
+  if (!queued) sjob_free(j);
   return promise;
 }
 

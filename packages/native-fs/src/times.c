@@ -139,20 +139,9 @@ static void complete_cb(napi_env env, napi_status status, void *data) {
 static napi_value run_async(napi_env env, napi_callback_info info, bool is_path) {
   job_t *j = parse_args(env, info, is_path);
   if (!j) return NULL;
-  napi_value promise, name;
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) {
-    job_free(j);
-    napi_throw_error(env, NULL, "native-fs: cannot create a promise");
-    return NULL;
-  }
-  napi_create_string_utf8(env, is_path ? "kiwi.lutimens" : "kiwi.futimens", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, exec_cb, complete_cb, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    /* The promise is abandoned; report synchronously instead. */
-    job_free(j);
-    napi_throw_error(env, NULL, "native-fs: cannot queue async work");
-    return NULL;
-  }
+  bool queued;
+  napi_value promise = kiwi_queue_job(env, is_path ? "kiwi.lutimens" : "kiwi.futimens", exec_cb, complete_cb, j, &j->deferred, &j->work, &queued);
+  if (!queued) job_free(j);
   return promise;
 }
 
