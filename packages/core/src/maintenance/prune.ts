@@ -182,10 +182,10 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   await repo.spillPacks();
   const usedOf = new Map<number, BlobLocation[]>(toRepack.map((s) => [s.no, []]));
   for (let e = 0; e < used.length; e++) if (used[e] === 1) usedOf.get(index.entryPack(e))?.push(index.get(e));
-  // Every pack that goes (repacked or deleted) is marked unusable, so that saveBlob never
-  // deduplicates a repacked blob against a copy that is about to be deleted.
-  for (const s of toRepack) index.markPackBad(s.no);
-  for (const s of toDelete) index.markPackBad(s.no);
+  // Every pack that goes (repacked or deleted) is retired, so that saveBlob never deduplicates a
+  // repacked blob against a copy that is about to be deleted (nor reports it as a lost copy).
+  for (const s of toRepack) index.retirePack(s.no);
+  for (const s of toDelete) index.retirePack(s.no);
   const locsOf = (s: PackStat): BlobLocation[] => usedOf.get(s.no)!;
   let repacked = 0;
   let newBytes = 0;

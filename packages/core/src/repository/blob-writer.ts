@@ -129,7 +129,7 @@ export class BlobWriter {
     const key = pendingKey(type, blobId);
     if (this.pending.has(key) || this.index.has(type, blobId)) return { id: blobId, known: true, storedSize: 0 };
     // Indexed, but every copy is missing or damaged: store it again (never deduplicate against it).
-    const replaced = this.index.known(type, blobId);
+    const replaced = this.index.lost(type, blobId);
     const idBytes = idToBytes(blobId);
     this.pending.add(key);
     const work = (async () => {
@@ -158,7 +158,7 @@ export class BlobWriter {
     const key = pendingKey(type, id);
     if (this.pending.has(key) || this.index.has(type, id)) return false;
     this.pending.add(key);
-    if (this.index.known(type, id)) this.replacedBlobs++;
+    if (this.index.lost(type, id)) this.replacedBlobs++;
     return true;
   }
 

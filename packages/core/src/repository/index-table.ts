@@ -22,6 +22,8 @@ export const FLAG_TREE = 1;
 export const FLAG_COMPRESSED = 2;
 /** In-memory only (never written): this location was found damaged. */
 const FLAG_DAMAGED = 0x80;
+/** `packBad` values: 0 usable, 1 missing or damaged, {@link PACK_RETIRED} retired by prune. */
+const PACK_RETIRED = 2;
 
 const HEX_RE = /^[0-9a-f]{64}$/;
 
@@ -132,6 +134,15 @@ export class BlobIndex {
     return this.packIds;
   }
 
+  /**
+   * Retire a pack that prune is about to delete (repacked, or holding nothing used): like
+   * {@link markPackBad}, none of its entries is used for reads or deduplication any more, but it
+   * is not damage, so blobs stored again in its place are not reported as lost copies ({@link lost}).
+   */
+  retirePack(no: number): void {
+    if (this.packBad[no] === 0) this.packBad[no] = PACK_RETIRED;
+  }
+
   /** Mark a pack missing or damaged: none of its entries is used for reads or deduplication any more. */
   markPackBad(no: number): void {
     if (this.packBad[no] !== 1) {
@@ -152,7 +163,7 @@ export class BlobIndex {
 
   /** True when entry `e` may be read and deduplicated against. */
   isUsable(e: number): boolean {
-    return (this.flags[e]! & FLAG_DAMAGED) === 0 && this.packBad[this.packNo[e]!] !== 1;
+    return (this.flags[e]! & FLAG_DAMAGED) === 0 && this.packBad[this.packNo[e]!] === 0;
   }
 
   packId(no: number): string {
@@ -241,6 +252,15 @@ export class BlobIndex {
   /** True when (type, id) is indexed at all, also when every location of it is unusable. */
   known(type: BlobType, id: BlobId): boolean {
     return this.findAll(type, id).length > 0;
+  }
+
+  /**
+   * True when (type, id) has no usable location and at least one of its locations was lost to
+   * damage (a damaged entry, a missing or damaged pack), not only to packs prune retired.
+   */
+  lost(type: BlobType, id: BlobId): boolean {
+    const all = this.findAll(type, id);
+    return all.length > 0 && !this.isUsable(all[0]!) && all.some((e) => this.packBad[this.packNo[e]!] !== PACK_RETIRED);
   }
 
   /** Entry number of the first usable location of (type bit, id bytes), or -1. */

@@ -22,7 +22,8 @@ export async function generations(work: string, packSize = 40 * 1024) {
     snaps.push({ id: r.snapshotId!, tree: await describeTree(src) });
   }
   await repo.close();
-  const open = () => Repository.open(storage, 'test-password', { kdf: { N: 1024, r: 8, p: 1 }, logger: { info() {}, warn() {} } });
+  const open = (logger: { info(m: string): void; warn(m: string): void } = { info() {}, warn() {} }) =>
+    Repository.open(storage, 'test-password', { kdf: { N: 1024, r: 8, p: 1 }, logger });
   return { src, storage, snaps, open };
 }
 
