@@ -15,6 +15,11 @@ export interface BufferPoolOptions {
   sizeClassesFrom?: number;
   /** Buffers larger than this are not kept when released (default: no limit). */
   maxPooledSize?: number;
+  /**
+   * Most bytes the idle buffers may hold together (default: no limit). Without it, a pool that
+   * keeps the larger buffers ratchets up to `maxIdle` buffers of the largest size ever asked for.
+   */
+  maxIdleBytes?: number;
 }
 
 export class BufferPool {
@@ -23,11 +28,14 @@ export class BufferPool {
   readonly maxIdle: number;
   private readonly minClass: number | undefined;
   private readonly maxPooled: number;
+  private readonly maxIdleBytes: number;
+  private idleBytes = 0;
 
   constructor(options: BufferPoolOptions = {}) {
     this.maxIdle = options.maxIdle ?? 2;
     this.minClass = options.sizeClassesFrom;
     this.maxPooled = options.maxPooledSize ?? Infinity;
+    this.maxIdleBytes = options.maxIdleBytes ?? Infinity;
   }
 
   /** A buffer of at least `size` bytes (contents undefined): the smallest idle one that fits, or a new one. */
@@ -41,6 +49,7 @@ export class BufferPool {
       const b = this.free[best]!;
       this.free[best] = this.free[this.free.length - 1]!;
       this.free.pop();
+      this.idleBytes -= b.length;
       return b;
     }
     // Not from Node's shared slab: these are large and long-lived.
@@ -49,20 +58,28 @@ export class BufferPool {
 
   /** Returns a buffer obtained from {@link acquire}; the caller must not use it afterwards. */
   release(buf: Buffer): void {
-    if (buf.length > this.maxPooled || this.maxIdle === 0 || this.free.includes(buf)) return;
-    if (this.free.length < this.maxIdle) {
-      this.free.push(buf);
-      return;
+    if (buf.length > this.maxPooled || buf.length > this.maxIdleBytes || this.maxIdle === 0 || this.free.includes(buf)) return;
+    this.free.push(buf);
+    this.idleBytes += buf.length;
+    // Over a limit: drop the smallest idle buffers (the larger ones can serve any request).
+    while (this.free.length > this.maxIdle || this.idleBytes > this.maxIdleBytes) {
+      let smallest = 0;
+      for (let i = 1; i < this.free.length; i++) if (this.free[i]!.length < this.free[smallest]!.length) smallest = i;
+      this.idleBytes -= this.free[smallest]!.length;
+      this.free[smallest] = this.free[this.free.length - 1]!;
+      this.free.pop();
     }
-    // Full: keep the larger buffers, which can serve any request.
-    let smallest = 0;
-    for (let i = 1; i < this.free.length; i++) if (this.free[i]!.length < this.free[smallest]!.length) smallest = i;
-    if (this.free[smallest]!.length < buf.length) this.free[smallest] = buf;
   }
 
   /** Drops all idle buffers. */
   clear(): void {
     this.free.length = 0;
+    this.idleBytes = 0;
+  }
+
+  /** Bytes held by the idle buffers. */
+  get idleSize(): number {
+    return this.idleBytes;
   }
 
   /** Number of idle buffers held. */

@@ -49,6 +49,28 @@ describe('BufferPool', () => {
     expect(pool.acquire(50)).not.toBe(small);
   });
 
+  it('maxIdleBytes bounds what the idle buffers hold together: the smallest go first, and one larger than the bound is not kept', () => {
+    const pool = new BufferPool({ maxIdle: 12, sizeClassesFrom: MiB, maxIdleBytes: 10 * MiB });
+    const bufs = [1, 2, 8, 4, 1, 16].map((m) => pool.acquire(m * MiB));
+    for (const b of bufs) {
+      pool.release(b);
+      expect(pool.idleSize).toBeLessThanOrEqual(10 * MiB);
+    }
+    // 1 + 2 + 8 is over: 1 goes; 4 then pushes out 2, and itself; the last 1 fits beside 8; 16 is over the bound.
+    expect(pool.idleSize).toBe(9 * MiB);
+    expect(pool.idle).toBe(2);
+    expect(pool.acquire(3 * MiB)).toBe(bufs[2]);
+    expect(pool.acquire(MiB)).toBe(bufs[4]);
+    expect(pool.idleSize).toBe(0);
+    // Many releases of the largest size never ratchet the idle set above the bound.
+    const big = Array.from({ length: 12 }, () => pool.acquire(8 * MiB));
+    for (const b of big) pool.release(b);
+    expect(pool.idle).toBe(1);
+    expect(pool.idleSize).toBe(8 * MiB);
+    pool.clear();
+    expect(pool.idleSize).toBe(0);
+  });
+
   it('maxIdle 0 keeps nothing; clear drops the idle buffers', () => {
     const none = new BufferPool({ maxIdle: 0 });
     none.release(none.acquire(10));

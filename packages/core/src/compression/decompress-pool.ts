@@ -46,15 +46,21 @@ export type Attempt = { ok: true; data: Buffer } | { ok: false; tooSmall: true }
 
 const TOO_SMALL = 'Destination buffer is too small';
 
-/** Decompress the single zstd frame `src` into a fresh buffer of `size` bytes, on this thread. */
-function decompressHere(src: Uint8Array, size: number): Attempt {
+/**
+ * Decompress the single zstd frame `src` into `size` bytes on this thread: a fresh buffer, or with
+ * `reuse` (and outputs above {@link INLINE_LIMIT}) one lent from the output pool.
+ */
+function decompressHere(src: Uint8Array, size: number, reuse: boolean): Attempt {
   const b = loadBinding();
   if (b.findFrameCompressedSize(src) !== src.byteLength) throw new Error('data after the zstd frame');
-  const out = Buffer.allocUnsafe(size);
+  const pooled = reuse && size > INLINE_LIMIT ? outputs.take(size) : undefined;
+  const out = pooled ? Buffer.from(pooled, 0, size) : Buffer.allocUnsafe(size);
   try {
     const n = ctx().decompress(out, src);
+    if (pooled) outputs.lent.add(pooled);
     return { ok: true, data: out.subarray(0, n) };
   } catch (err) {
+    if (pooled) outputs.put(pooled);
     if ((err as Error).message === TOO_SMALL) return { ok: false, tooSmall: true };
     throw err;
   }
@@ -220,13 +226,16 @@ let pool: DecompressPool | undefined;
 
 /** Smallest pooled output buffer (outputs up to {@link INLINE_LIMIT} are made on the calling thread). */
 const OUTPUT_MIN = 128 * 1024;
-/** Idle output buffers kept (power-of-two sizes; a restore's blobs are 512 KiB–8 MiB). */
+/** Idle output buffers kept (power-of-two sizes; a restore's blobs are 512 KiB–8 MiB)... */
 const OUTPUT_IDLE = 8;
+/** ...holding at most this many bytes together (the larger ones are kept). */
+const OUTPUT_IDLE_BYTES = 16 * 1024 * 1024;
 
 /** Output buffers for `reuse` jobs: idle ones, and those lent to callers (until {@link releaseOutput}). */
 class OutputPool {
   readonly idle: ArrayBuffer[] = [];
   readonly lent = new WeakSet<ArrayBuffer>();
+  private idleBytes = 0;
   /** An idle buffer of at least `size` bytes (the smallest that fits), or a new one of the next power of two. */
   take(size: number): ArrayBuffer {
     let best = -1;
@@ -234,18 +243,25 @@ class OutputPool {
       const n = this.idle[i]!.byteLength;
       if (n >= size && (best < 0 || n < this.idle[best]!.byteLength)) best = i;
     }
-    if (best >= 0) return this.idle.splice(best, 1)[0]!;
+    if (best >= 0) {
+      const buf = this.idle.splice(best, 1)[0]!;
+      this.idleBytes -= buf.byteLength;
+      return buf;
+    }
     return new ArrayBuffer(nextPow2(Math.max(size, OUTPUT_MIN)));
   }
   put(buf: ArrayBuffer): void {
-    if (buf.byteLength === 0) return; // detached
-    if (this.idle.length < OUTPUT_IDLE) {
-      this.idle.push(buf);
-      return;
+    if (buf.byteLength === 0 || buf.byteLength > OUTPUT_IDLE_BYTES) return; // detached, or too big to keep
+    this.idle.push(buf);
+    this.idleBytes += buf.byteLength;
+    // Over a limit: drop the smallest (the larger ones can serve any request).
+    while (this.idle.length > OUTPUT_IDLE || this.idleBytes > OUTPUT_IDLE_BYTES) {
+      let smallest = 0;
+      for (let i = 1; i < this.idle.length; i++) if (this.idle[i]!.byteLength < this.idle[smallest]!.byteLength) smallest = i;
+      this.idleBytes -= this.idle[smallest]!.byteLength;
+      this.idle[smallest] = this.idle[this.idle.length - 1]!;
+      this.idle.pop();
     }
-    let smallest = 0;
-    for (let i = 1; i < this.idle.length; i++) if (this.idle[i]!.byteLength < this.idle[smallest]!.byteLength) smallest = i;
-    if (this.idle[smallest]!.byteLength < buf.byteLength) this.idle[smallest] = buf;
   }
 }
 const outputs = new OutputPool();
@@ -271,7 +287,7 @@ export function releaseOutput(data: Uint8Array): void {
 export function decompressAttempt(src: Uint8Array, size: number, here = false, reuse = false): Promise<Attempt> {
   if (here || size <= INLINE_LIMIT) {
     try {
-      return Promise.resolve(decompressHere(src, size));
+      return Promise.resolve(decompressHere(src, size, reuse));
     } catch (err) {
       return Promise.reject(err as Error);
     }

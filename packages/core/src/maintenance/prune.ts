@@ -27,6 +27,9 @@ export type MaxUnused = { kind: 'percent'; value: number } | { kind: 'bytes'; va
 
 export const DEFAULT_MAX_UNUSED: MaxUnused = { kind: 'percent', value: 5 };
 
+/** Largest ranged read while repacking (a larger blob is read alone). */
+const PRUNE_MAX_READ = 1024 * 1024;
+
 /** Parse `5%`, `unlimited`, or a size (`500M`, `2G`, `1024`; k/m/g/t, powers of 1024). */
 export function parseMaxUnused(text: string): MaxUnused {
   const t = text.trim().toLowerCase();
@@ -213,9 +216,11 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
         }
         newBytes += size;
       },
-      // Each read hands on one blob at a time (its plaintext in a reused buffer): memory stays a few
-      // read buffers. (Four reads in flight, the default: fewer cost remote storage its speed.)
-      { transient: true, sequential: true },
+      // Each read hands on one blob at a time (its plaintext in a reused buffer), decompressed on this
+      // thread (the zstd threads would cost their isolates' memory), and reads are at most 1 MiB (a larger
+      // blob alone): memory stays a few buffers of the blobs' sizes. Four reads in flight, the default:
+      // fewer cost remote storage its speed.
+      { transient: true, sequential: true, decompressHere: true, maxRead: PRUNE_MAX_READ },
     );
     progress({ phase: 'repack', done: ++repacked, total: toRepack.length });
   }

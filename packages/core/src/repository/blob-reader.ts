@@ -50,6 +50,12 @@ export interface LoadBlobsOptions {
    * Default false.
    */
   sequential?: boolean;
+  /**
+   * Decompress on this thread instead of the zstd threads (with `sequential`: prune's repacking,
+   * whose blobs are copied as stored, so the main thread has little else to do; the zstd threads'
+   * isolates and buffers would cost more memory than they save time). Default false.
+   */
+  decompressHere?: boolean;
 }
 
 /**
@@ -93,8 +99,10 @@ export class BlobReader {
    * Reused buffers for ranged pack reads and decrypted-but-compressed blobs (never handed to
    * callers). Reads vary in size, so the pool allocates in power-of-two sizes from 1 MiB; with exact
    * sizes most reads of a restore allocated a fresh buffer (over 1 GiB for a 600 MiB repository).
+   * At most 12 idle, 32 MiB together: keeping the larger ones, they would otherwise ratchet up to
+   * 12 of the largest read ever made.
    */
-  private readonly scratch = new BufferPool({ maxIdle: 12, sizeClassesFrom: 1 << 20, maxPooledSize: 32 << 20 });
+  private readonly scratch = new BufferPool({ maxIdle: 12, sizeClassesFrom: 1 << 20, maxPooledSize: 32 << 20, maxIdleBytes: 32 << 20 });
 
   /**
    * @param onDamage told of every location found damaged: `pack` when the pack is missing or
@@ -240,7 +248,7 @@ export class BlobReader {
           bytes = undefined; // other failures (a short pack): retried blob by blob below, which names the damage
         }
         // `inPlace` and the bytes landed in our own read buffer: each blob is decrypted where it lies.
-        await this.openRange(r, bytes, transient, onBlob, opts.inPlace === true && bytes !== undefined && bytes.buffer === into.buffer, opts.sequential === true);
+        await this.openRange(r, bytes, transient, onBlob, opts.inPlace === true && bytes !== undefined && bytes.buffer === into.buffer, opts.sequential === true, opts.decompressHere === true);
       } finally {
         this.scratch.release(into);
       }
@@ -248,7 +256,7 @@ export class BlobReader {
   }
 
   /** The blobs of one ranged read (`bytes`, or undefined to read them one by one) handed to `onBlob`. */
-  private async openRange(r: Range, bytes: Buffer | undefined, transient: boolean, onBlob: OnBlob, inPlace = false, sequential = false): Promise<void> {
+  private async openRange(r: Range, bytes: Buffer | undefined, transient: boolean, onBlob: OnBlob, inPlace = false, sequential = false, here = false): Promise<void> {
     if (!bytes) {
       for (const loc of r.locs) {
         let data: Buffer | undefined;
@@ -279,7 +287,7 @@ export class BlobReader {
           const slot = scratch?.subarray(off, off + loc.length);
           const stored = whole.subarray(off, off + loc.length);
           try {
-            data = await this.open(loc, stored, transient && !loc.compressed ? slot : undefined, slot, transient);
+            data = await this.open(loc, stored, transient && !loc.compressed ? slot : undefined, slot, transient, here);
           } catch (err) {
             error = err as Error;
           }
@@ -328,16 +336,16 @@ export class BlobReader {
    * uncompressed plaintext (the result is then a view of it); `scratchSlot`: a caller-owned
    * area for a compressed blob's decrypted intermediate.
    */
-  async open(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer, reuseOutput = false): Promise<Buffer> {
+  async open(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer, reuseOutput = false, decompressHere = false): Promise<Buffer> {
     try {
-      return await this.openUnchecked(loc, bytes, buffer, scratchSlot, reuseOutput);
+      return await this.openUnchecked(loc, bytes, buffer, scratchSlot, reuseOutput, decompressHere);
     } catch (err) {
       if ((err as Error).name === 'IntegrityError') this.onDamage(loc, 'blob');
       throw err;
     }
   }
 
-  private async openUnchecked(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer, reuseOutput = false): Promise<Buffer> {
+  private async openUnchecked(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer, reuseOutput = false, decompressHere = false): Promise<Buffer> {
     const file = handlePath({ type: 'data', name: loc.pack });
     const where = { file, blobId: loc.id };
     if (bytes.byteLength !== loc.length) {
@@ -364,7 +372,7 @@ export class BlobReader {
         try {
           // Trees (at most MAX_TREE_BLOB_SIZE) on this thread: listings, diffs and backups read
           // thousands, with nothing else to do meanwhile.
-          plain = await decompress(plain, { exact: loc.rawLength, here: loc.type === 'tree' }, { reuse: reuseOutput });
+          plain = await decompress(plain, { exact: loc.rawLength, here: loc.type === 'tree' || decompressHere }, { reuse: reuseOutput });
         } catch (err) {
           throw new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${(err as Error).message}`, { ...where, cause: err });
         }
