@@ -103,3 +103,40 @@ napi_value kiwi_queue_job(napi_env env, const char *name, napi_async_execute_cal
   napi_reject_deferred(env, *deferred, err);
   return promise;
 }
+
+bool kiwi_get_time_ns(napi_env env, napi_value v, const char *what, struct timespec *ts) {
+  char msg[128];
+  napi_valuetype type;
+  if (napi_typeof(env, v, &type) != napi_ok || type != napi_bigint) {
+    snprintf(msg, sizeof msg, "%s must be a BigInt (nanoseconds)", what);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  int sign = 0;
+  size_t count = 2;
+  uint64_t words[2] = {0, 0};
+  /* With more than 2 words, count comes back larger than 2 and only the low 2 are written. */
+  if (napi_get_value_bigint_words(env, v, &sign, &count, words) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s must be a BigInt (nanoseconds)", what);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  const unsigned __int128 ns_per_s = 1000000000u;
+  unsigned __int128 mag = ((unsigned __int128)words[1] << 64) | words[0];
+  unsigned __int128 sec = mag / ns_per_s;
+  uint64_t rem = (uint64_t)(mag % ns_per_s);
+  /* Negative: -(sec + rem/1e9) = -(sec + 1) + (1e9 - rem)/1e9 when rem > 0. */
+  if (sign && rem > 0) {
+    sec += 1;
+    rem = 1000000000u - rem;
+  }
+  bool fits = count <= 2 && (sign ? sec <= (unsigned __int128)INT64_MAX + 1 : sec <= (unsigned __int128)INT64_MAX);
+  if (!fits || sizeof(time_t) < 8) {
+    snprintf(msg, sizeof msg, "%s is out of range (its seconds must fit in 64 bits)", what);
+    napi_throw_range_error(env, NULL, msg);
+    return false;
+  }
+  ts->tv_sec = sign ? (time_t)(-(int64_t)(sec - 1) - 1) : (time_t)sec;
+  ts->tv_nsec = (long)rem;
+  return true;
+}

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* An Error like Node's fs errors: `code` (ENOENT...), `errno` (negative), `syscall`, `path` (may be NULL). */
 napi_value kiwi_errno_error(napi_env env, int e, const char *syscall, const char *path);
@@ -25,6 +26,14 @@ char *kiwi_buffer_string(napi_env env, napi_value v, const char *what, size_t *l
 
 /* A non-negative int32 descriptor, or -1 with a pending TypeError. */
 int kiwi_get_fd(napi_env env, napi_value v);
+
+/*
+ * A time given as a BigInt of nanoseconds since the epoch, as a timespec (tv_nsec in 0…999,999,999,
+ * rounded down). Any time whose seconds fit in 64 bits (the count of nanoseconds itself passes 64
+ * bits after 2262-04-11). False with a pending TypeError (not a BigInt) or RangeError (out of range);
+ * `what` names the argument.
+ */
+bool kiwi_get_time_ns(napi_env env, napi_value v, const char *what, struct timespec *ts);
 
 /* Gets `want` arguments; false with a pending TypeError when fewer were passed. */
 bool kiwi_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);

@@ -34,7 +34,6 @@
 #define O_CLOEXEC 0
 #endif
 
-#define NS_PER_S 1000000000LL
 
 typedef struct {
   char *tmp;
@@ -215,19 +214,8 @@ static bool parse_entry(napi_env env, napi_value *argv, entry_t *e) {
   e->chmod_mode = (int)chmod_mode;
   e->uid = uid;
   e->gid = uid >= 0 ? gid : -1;
-  int64_t ns;
-  bool lossless = false;
-  if (napi_get_value_bigint_int64(env, argv[7], &ns, &lossless) != napi_ok || !lossless) {
-    napi_throw_type_error(env, NULL, "mtimeNs must be a BigInt of nanoseconds in the 64-bit range");
-    return false;
-  }
-  int64_t sec = ns / NS_PER_S, rem = ns % NS_PER_S;
-  if (rem < 0) {
-    rem += NS_PER_S;
-    sec -= 1;
-  }
-  e->ts[0].tv_sec = e->ts[1].tv_sec = (time_t)sec;
-  e->ts[0].tv_nsec = e->ts[1].tv_nsec = (long)rem;
+  if (!kiwi_get_time_ns(env, argv[7], "mtimeNs", &e->ts[1])) return false;
+  e->ts[0] = e->ts[1];
   return true;
 }
 

@@ -20,32 +20,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define NS_PER_S 1000000000LL
-
-static bool get_ts(napi_env env, napi_value v, const char *what, struct timespec *ts) {
-  int64_t ns;
-  bool lossless = false;
-  if (napi_get_value_bigint_int64(env, v, &ns, &lossless) != napi_ok) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s must be a BigInt (nanoseconds)", what);
-    napi_throw_type_error(env, NULL, msg);
-    return false;
-  }
-  if (!lossless) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s is out of the 64-bit nanosecond range", what);
-    napi_throw_range_error(env, NULL, msg);
-    return false;
-  }
-  int64_t sec = ns / NS_PER_S, rem = ns % NS_PER_S;
-  if (rem < 0) {
-    rem += NS_PER_S;
-    sec -= 1;
-  }
-  ts->tv_sec = (time_t)sec;
-  ts->tv_nsec = (long)rem;
-  return true;
-}
 
 typedef struct {
   bool is_path;
@@ -97,7 +71,7 @@ static job_t *parse_args(napi_env env, napi_callback_info info, bool is_path) {
     }
     j->fd = fd;
   }
-  if (!get_ts(env, argv[1], "atimeNs", &j->ts[0]) || !get_ts(env, argv[2], "mtimeNs", &j->ts[1])) {
+  if (!kiwi_get_time_ns(env, argv[1], "atimeNs", &j->ts[0]) || !kiwi_get_time_ns(env, argv[2], "mtimeNs", &j->ts[1])) {
     job_free(j);
     return NULL;
   }

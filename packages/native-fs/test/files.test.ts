@@ -25,6 +25,14 @@ describe.skipIf(skip)('@kiwi-backup/native-fs: writeFile', () => {
     expect(readFileSync(final, 'utf8')).toBe('hello world');
   });
 
+  it('sets a time after 2262 (nanoseconds beyond 64 bits) exactly, and refuses one whose seconds do not fit', async () => {
+    const t = 13_569_465_600_000_000_123n; // 2400-01-01T00:00:00.000000123Z
+    await n!.writeFile(Buffer.from(join(dir, '.t')), Buffer.from(join(dir, 'f')), Buffer.from('x'), 0o644, -1, -1, -1, t);
+    expect(statSync(join(dir, 'f'), { bigint: true }).mtimeNs).toBe(t);
+    expect(() => n!.writeFile(Buffer.from(join(dir, '.u')), Buffer.from(join(dir, 'g')), null, 0o644, -1, -1, -1, 2n ** 100n)).toThrow(RangeError);
+    expect(existsSync(join(dir, '.u'))).toBe(false);
+  });
+
   it('writes an empty file from null, and a large buffer whole', async () => {
     await n!.writeFile(Buffer.from(join(dir, '.a')), Buffer.from(join(dir, 'empty')), null, 0o600, -1, -1, -1, 0n);
     expect(statSync(join(dir, 'empty')).size).toBe(0);

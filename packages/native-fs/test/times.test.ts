@@ -33,6 +33,24 @@ describe.skipIf(skip)('@kiwi-backup/native-fs: times', () => {
     }
   });
 
+  it('times after 2262-04-11, whose nanoseconds pass 64 bits, are set exactly (and negative ones round down)', async () => {
+    const f = join(work, 'f');
+    await writeFile(f, 'x');
+    const y2400 = 13_569_465_600_000_000_123n; // 2400-01-01T00:00:00.000000123Z
+    // (ext4 clamps times before 1901, so the negative case stays after it.)
+    const y1929 = -1_262_304_000_000_000_001n; // 1929-12-31T23:59:59.999999999Z
+    const fh = await open(f, 'r+');
+    try {
+      nt!.futimensSync(fh.fd, y1929, y2400);
+      const st = await lstat(f, { bigint: true });
+      expect([st.atimeNs, st.mtimeNs]).toEqual([y1929, y2400]);
+    } finally {
+      await fh.close();
+    }
+    await nt!.lutimens(f, y2400, y2400 + 1n);
+    expect((await lstat(f, { bigint: true })).mtimeNs).toBe(y2400 + 1n);
+  });
+
   it('lutimens / lutimensSync do not follow symlinks and take string or Buffer paths', async () => {
     const f = join(work, 'f');
     const l = join(work, 'l');
@@ -51,7 +69,11 @@ describe.skipIf(skip)('@kiwi-backup/native-fs: times', () => {
     await expect(nt!.lutimens(missing, 1n, 1n)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'lutimes', path: missing, errno: expect.any(Number) });
     expect(() => nt!.futimensSync(2 ** 30, 1n, 1n)).toThrow(expect.objectContaining({ code: 'EBADF' }));
     expect(() => nt!.futimensSync(0, 1 as unknown as bigint, 1n)).toThrow(TypeError);
-    expect(() => nt!.futimensSync(0, 1n, 2n ** 70n)).toThrow(RangeError);
+    // Seconds must fit in 64 bits (the nanoseconds may not: see the year-2400 case).
+    expect(() => nt!.futimensSync(0, 1n, 2n ** 63n * 1_000_000_000n)).toThrow(RangeError);
+    expect(() => nt!.futimensSync(0, 1n, -(2n ** 63n + 1n) * 1_000_000_000n)).toThrow(RangeError);
+    expect(() => nt!.futimensSync(0, 1n, 2n ** 200n)).toThrow(RangeError);
+    expect(() => nt!.futimensSync(0, 1n, -(2n ** 200n))).toThrow(RangeError);
     expect(() => nt!.lutimensSync(Buffer.from('a\0b'), 1n, 1n)).toThrow(TypeError);
   });
 });

@@ -47,6 +47,11 @@ const UINT64_RE = /^[0-9]{1,20}$/;
 const INT64_MAX = '9223372036854775807';
 const INT64_MIN_ABS = '9223372036854775808';
 const UINT64_MAX = '18446744073709551615';
+const TIME_NS_RE = /^-?[0-9]{1,28}$/;
+// A time is what the file system's timespec holds: 64-bit signed seconds and 0…999,999,999 ns,
+// written as one count of nanoseconds (so beyond 64 bits after 2262-04-11 and before 1677-09-21).
+const TIME_NS_MAX = '9223372036854775807999999999';
+const TIME_NS_MIN_ABS = '9223372036854775808000000000';
 /** uid/gid 2^32 − 1 is "no owner" (chown's −1): not a valid owner. */
 const MAX_ID = 2 ** 32 - 2;
 
@@ -58,6 +63,18 @@ function base64Bytes(s: string, max: number): Buffer | undefined {
 
 function isInt(v: unknown, min: number, max: number): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max;
+}
+
+/**
+ * True for a time in nanoseconds since the epoch that a file system can hold: a decimal string
+ * whose seconds fit in 64 bits (years about −292 billion to +292 billion; beyond 64 bits of
+ * nanoseconds after 2262-04-11, which file systems such as ext4, XFS and tmpfs store).
+ */
+export function isTimeNs(v: unknown): v is string {
+  if (typeof v !== 'string' || !TIME_NS_RE.test(v)) return false;
+  const neg = v.charCodeAt(0) === 0x2d;
+  const digits = neg ? v.slice(1) : v;
+  return digits.length < 28 || digits <= (neg ? TIME_NS_MIN_ABS : TIME_NS_MAX);
 }
 
 function isDecimal(v: unknown, signed: boolean): boolean {
@@ -129,7 +146,7 @@ function fieldsProblem(n: Record<string, unknown>): string | undefined {
   for (const k of OWNER_KEYS) {
     if (n[k] !== undefined && (typeof n[k] !== 'string' || (n[k] as string).length > MAX_OWNER_NAME_LENGTH)) return `${k} is not a string of at most ${MAX_OWNER_NAME_LENGTH} characters`;
   }
-  for (const k of TIME_KEYS) if (!isDecimal(n[k], true)) return `${k} is not a 64-bit decimal string`;
+  for (const k of TIME_KEYS) if (!isTimeNs(n[k])) return `${k} is not a time in nanoseconds (a decimal string, its seconds within 64 bits)`;
   for (const k of FILE_ID_KEYS) if (!isDecimal(n[k], false)) return `${k} is not an unsigned 64-bit decimal string`;
   if (n.rdev !== undefined && !isDecimal(n.rdev, false)) return 'rdev is not an unsigned 64-bit decimal string';
   if (n.links !== undefined && !isInt(n.links, 1, 2 ** 32 - 1)) return 'links is not a positive integer';

@@ -6,17 +6,14 @@
  * entries in `loadTree`; this check is what the restore itself relies on.)
  */
 import type { Node, NodeType, Tree } from '../repository/types.js';
-import { invalidNodeCount, invalidNodes, type InvalidNode } from '../repository/validate.js';
+import { invalidNodeCount, invalidNodes, isTimeNs, type InvalidNode } from '../repository/validate.js';
 import { nodeNameBytes } from '../backup/node.js';
 import { decodeXattrs, type DecodedXattr } from '../xattr/xattrs.js';
 
 const SLASH = 0x2f;
 const TYPES = new Set<NodeType>(['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev']);
 const BLOB_ID = /^[0-9a-f]{64}$/;
-const DECIMAL = /^-?[0-9]{1,20}$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
 /** Owner ids: 32-bit, and not 2^32-1 (which chown reads as "leave unchanged"). */
 const MAX_ID = 2 ** 32 - 2;
 /** Longest symlink target restored (Linux's PATH_MAX). */
@@ -55,12 +52,6 @@ function isInt(v: unknown, min: number, max: number): boolean {
   return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
 
-function int64String(v: unknown): boolean {
-  if (typeof v !== 'string' || !DECIMAL.test(v)) return false;
-  const n = BigInt(v);
-  return n >= INT64_MIN && n <= INT64_MAX;
-}
-
 /**
  * What is wrong with a tree entry for a restore, or undefined when it can be
  * restored. Checks the type and every field the restore uses for it (the
@@ -74,7 +65,7 @@ export function nodeProblem(node: unknown): string | undefined {
   if (!isInt(n.mode, 0, 0o7777)) return `mode ${JSON.stringify(n.mode)} is not a permission mode`;
   if (!isInt(n.uid, 0, MAX_ID)) return `uid ${JSON.stringify(n.uid)} is not a valid owner id`;
   if (!isInt(n.gid, 0, MAX_ID)) return `gid ${JSON.stringify(n.gid)} is not a valid group id`;
-  if (!int64String(n.mtimeNs)) return `mtime ${JSON.stringify(n.mtimeNs)} is not a time in nanoseconds`;
+  if (!isTimeNs(n.mtimeNs)) return `mtime ${JSON.stringify(n.mtimeNs)} is not a time in nanoseconds`;
   if (n.links !== undefined && (!isInt(n.links, 1, 2 ** 32) || typeof n.inode !== 'string' || typeof n.dev !== 'string')) return 'invalid hard link fields';
   if (n.sparse !== undefined && typeof n.sparse !== 'boolean') return 'sparse is not a boolean';
   switch (n.type as NodeType) {

@@ -106,7 +106,7 @@ describe('malformed trees: check reports each invalid entry with its snapshot an
     const mine = report.errors.filter((e) => e.file === `snapshots/${snap}`).map((e) => e.message);
     expect(mine).toEqual([
       `/#1: invalid entry 1 of tree ${root}: entry is null, not an object`,
-      `/mtime: invalid entry 2 of tree ${root}: mtimeNs is not a 64-bit decimal string`,
+      `/mtime: invalid entry 2 of tree ${root}: mtimeNs is not a time in nanoseconds (a decimal string, its seconds within 64 bits)`,
       `/big: invalid entry 3 of tree ${root}: uid 4294967296 is not an integer in 0…4294967294`,
       `/../escape: invalid entry 4 of tree ${root}: name contains '/'`,
       `/dup: invalid entry 5 of tree ${root}: duplicate name in this tree`,

@@ -47,7 +47,7 @@ describe('readers go on past invalid tree entries', () => {
     expect(errors).toEqual([
       { path: '/bad', message: `invalid entry 1 of tree ${root}: uid -7 is not an integer in 0…4294967294` },
       { path: '/#3', message: `invalid entry 3 of tree ${root}: entry is null, not an object` },
-      { path: '/a/y', message: `invalid entry 1 of tree ${inner}: mtimeNs is not a 64-bit decimal string` },
+      { path: '/a/y', message: `invalid entry 1 of tree ${inner}: mtimeNs is not a time in nanoseconds (a decimal string, its seconds within 64 bits)` },
     ]);
     // Without a handler the first problem throws a clear error.
     const it = listTree(repo, snap);
@@ -122,7 +122,7 @@ describe('repair snapshots removes invalid tree entries', () => {
     const r = await repairSnapshots(repo, { onRemoved: (_id, path, reason) => removed.push(`${path}: ${reason}`) });
     expect(removed.sort()).toEqual([
       '/#3: invalid entry: entry is null, not an object',
-      '/a/y: invalid entry: mtimeNs is not a 64-bit decimal string',
+      '/a/y: invalid entry: mtimeNs is not a time in nanoseconds (a decimal string, its seconds within 64 bits)',
       '/bad: invalid entry: uid -7 is not an integer in 0…4294967294',
     ]);
     const repaired = r.snapshots.find((s) => s.removedCount === 3)!;

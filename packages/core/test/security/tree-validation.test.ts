@@ -45,7 +45,7 @@ describe('tree validation', () => {
     const inv = invalidNodes(t);
     expect(inv.map((i) => i.index)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
     expect(inv[0]).toEqual({ index: 1, reason: 'entry is null, not an object' });
-    expect(inv[1]).toEqual({ index: 2, name: 'mtime', reason: 'mtimeNs is not a 64-bit decimal string' });
+    expect(inv[1]).toEqual({ index: 2, name: 'mtime', reason: 'mtimeNs is not a time in nanoseconds (a decimal string, its seconds within 64 bits)' });
     const r = new Map(inv.map((i) => [i.name ?? String(i.index), i.reason]));
     expect(r.get('uid-7')).toMatch(/uid -7 is not an integer/);
     expect(r.get('uid2^32')).toMatch(/uid 4294967296/);
@@ -88,8 +88,25 @@ describe('tree validation', () => {
       { ...fileNode('p'), type: 'fifo', content: undefined },
       fileNode('old', { mtimeNs: '-1000000000' }),
       fileNode('\ufffd', { nameRaw: Buffer.from([0xff, 0xfe]).toString('base64') }),
+      // Seconds within 64 bits: beyond 64 bits of nanoseconds after 2262, and the extremes.
+      fileNode('y2400', { mtimeNs: '13569465600000000123', ctimeNs: '9223372036854775807999999999' }),
+      fileNode('ancient', { mtimeNs: '-9223372036854775808000000000' }),
     ]);
     expect(r.size).toBe(0);
+  });
+
+  it('refuses times whose seconds do not fit in 64 bits, and times that are not decimal strings', () => {
+    const t = parseTree(
+      treeJson([
+        fileNode('a', { mtimeNs: '9223372036854775808000000000' }),
+        fileNode('b', { mtimeNs: '-9223372036854775808000000001' }),
+        fileNode('c', { mtimeNs: '10000000000000000000000000000' }),
+        fileNode('d', { ctimeNs: '1e9' }),
+        fileNode('e', { mtimeNs: '' }),
+      ]),
+      ID,
+    );
+    expect(invalidNodes(t).map((x) => x.name)).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
   it('refuses a tree that is not one, or has too many entries, as a whole', () => {
