@@ -86,7 +86,6 @@ const PRIVILEGED = /^(trusted|security)\./;
 
 export class MetaWriter {
   readonly euid = typeof process.geteuid === 'function' ? process.geteuid() : -1;
-  readonly egid = typeof process.getegid === 'function' ? process.getegid() : -1;
   readonly xattrs = xattrsAvailable();
   /**
    * Whether open(2) gives new files exactly `mode & ~umask`. Not under a default ACL (the target
@@ -112,8 +111,13 @@ export class MetaWriter {
     }
   }
 
-  chown(node: Node): boolean {
-    return this.owners && (node.uid !== this.euid || node.gid !== this.egid);
+  /**
+   * Whether to set the owner: always when restoring owners. (Not even a file this restore created
+   * is sure to have the restoring user's ids: in a setgid directory it gets the directory's group;
+   * and an existing file or directory kept may have any owner.)
+   */
+  chown(_node: Node): boolean {
+    return this.owners;
   }
 
   /**

@@ -57,6 +57,30 @@ describe('restoring into a directory that holds files', () => {
     expect(tree).toEqual(await describeTree(src));
   });
 
+  it.skipIf(process.geteuid?.() !== 0)('as root, the owner of kept and created entries is set even when it is root\'s own (kept files and directories with other owners, a setgid directory)', async () => {
+    const target = join(work, 't');
+    expect((await restore(target)).errors).toEqual([]);
+    const out = join(target, src);
+    const owner = async (p: string) => {
+      const st = await lstat(p);
+      return `${st.uid}:${st.gid}`;
+    };
+    const expected = new Map<string, string>();
+    for (const rel of ['', 'hello.txt', 'dir', 'dir/sub', 'dir/sub/small.bin']) expected.set(rel, await owner(join(src, rel)));
+    expect(expected.get('hello.txt')).toBe('0:0'); // the sample tree is root's: the case the old shortcut skipped
+    // Kept entries (unchanged files, existing directories) given other owners, and a setgid directory
+    // whose new files would inherit its group.
+    const { chown } = await import('node:fs/promises');
+    for (const rel of ['', 'hello.txt', 'dir']) await chown(join(out, rel), 1, 2);
+    await chown(join(out, 'dir/sub'), 0, 4321);
+    await chmod(join(out, 'dir/sub'), 0o2755);
+    await rm(join(out, 'dir/sub/small.bin'));
+    const again = await restore(target);
+    expect(again.errors).toEqual([]);
+    expect(again.filesUnchanged).toBeGreaterThan(0);
+    for (const [rel, ids] of expected) expect(await owner(join(out, rel)), rel || '.').toBe(ids);
+  });
+
   it('never leaves every existing entry as it is (counted); if-newer replaces only older ones', async () => {
     const target = join(work, 't');
     const out = join(target, src);

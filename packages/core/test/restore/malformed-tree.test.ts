@@ -39,7 +39,7 @@ describe('a malformed tree entry is one error; the rest restores', () => {
       file('a-ok'),
       file('bad-mtime', { mtimeNs: 'yesterday' }),
       file('bad-mtime-number', { mtimeNs: 1600000000 }),
-      file('bad-mtime-huge', { mtimeNs: '99999999999999999999' }),
+      file('bad-mtime-huge', { mtimeNs: '99999999999999999999999999999' }),
       file('uid-negative', { uid: -7 }),
       file('uid-2^32', { uid: 2 ** 32 }),
       file('gid-fraction', { gid: 1.5 }),
