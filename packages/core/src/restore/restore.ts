@@ -115,7 +115,9 @@ class RestoreRun {
   readonly meta: MetaWriter;
   readonly writer: FileWriter;
   readonly verifier: Verifier | undefined;
-  readonly signal: AbortSignal | undefined;
+  /** The caller's signal, and the restore's own stop (a full file system). */
+  readonly signal: AbortSignal;
+  private readonly stop = new AbortController();
   /** The snapshot's source paths: `delete` works at or below them only. */
   readonly sources: string[];
   lastProgress = 0;
@@ -128,12 +130,12 @@ class RestoreRun {
   ) {
     this.limiter = new Limiter(Math.max(1, opts.concurrency ?? 8));
     const repo = opts.repository;
-    this.signal = opts.signal;
+    this.signal = opts.signal ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal;
     const owners = opts.owners ?? (typeof process.getuid === 'function' && process.getuid() === 0);
     this.meta = new MetaWriter(owners, { error: (p, e) => this.error(p, e), skip: (p, m) => this.skip(p, m) }, this.budget);
     this.writer = new FileWriter(
       {
-        signal: opts.signal,
+        signal: this.signal,
         addBytes: (n) => {
           this.result.bytesWritten += n;
         },
@@ -193,8 +195,8 @@ class RestoreRun {
     this.meta.noteDefaultAcl(root.fsPath);
     // A whole snapshot into a fresh target: every directory first (skeleton.ts), then the files.
     if (fresh && !this.selector) await this.skeleton.make(this.opts.repository, this.snapshot.tree, root.fsPath, this.signal);
-    const onAbort = () => void this.stopContent(this.signal?.reason);
-    this.signal?.addEventListener('abort', onAbort, { once: true });
+    const onAbort = () => void this.stopContent(this.signal.reason);
+    this.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const { done } = await this.restoreTree(this.snapshot.tree, root, !this.selector?.restricts);
       // The traversal is over: what is still planned is read now.
@@ -202,12 +204,12 @@ class RestoreRun {
       await done;
       await this.verifier?.finish();
       // Stopped after the traversal (while content was still being written): the restore is incomplete.
-      this.signal?.throwIfAborted();
+      this.signal.throwIfAborted();
     } catch (err) {
       await this.stopContent(err);
       throw err;
     } finally {
-      this.signal?.removeEventListener('abort', onAbort);
+      this.signal.removeEventListener('abort', onAbort);
       this.trees.close();
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
       await this.verifier?.stop();
@@ -240,6 +242,17 @@ class RestoreRun {
   }
 
   error(path: string, err: unknown): void {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if ((code === 'ENOSPC' || code === 'EDQUOT') && !this.stop.signal.aborted) {
+      // Every later file would fail the same way: stop, with one clear error, instead of thousands.
+      const what = code === 'ENOSPC' ? 'no space left on the file system' : 'the disk quota is exhausted';
+      this.stop.abort(
+        new RestoreTargetError(
+          `restore stopped: ${what} of the target (${code}, writing ${path}). Free space and run the restore again: what was restored stays, and files already up to date are not written again`,
+          { cause: err },
+        ),
+      );
+    }
     const message = err instanceof Error ? err.message : String(err);
     const e = { path, message };
     this.result.errorCount++;
@@ -299,7 +312,7 @@ class RestoreRun {
    * resolves when every entry below is written and the directories' metadata set.
    */
   async restoreTree(treeId: BlobId, dir: DirState, included: boolean): Promise<{ done: Promise<void> }> {
-    this.signal?.throwIfAborted();
+    this.signal.throwIfAborted();
     let listing: Listing;
     try {
       listing = await this.loadListing(treeId);
@@ -338,7 +351,7 @@ class RestoreRun {
         this.error(snapPath, new Error(`duplicate name in tree ${treeId}; not restored`));
         continue;
       }
-      this.signal?.throwIfAborted();
+      this.signal.throwIfAborted();
       const isDir = node.type === 'dir';
       const selection = sel ? sel.select(snapPath, isDir, included) : 'include';
       if (selection === 'skip') continue;
@@ -489,7 +502,7 @@ class RestoreRun {
       if (err.blobId === undefined && this.stopReason !== undefined && err.reason === this.stopReason) return;
       reason = err.blobId !== undefined ? new RestoreFileError(snapPath, err.blobId, err.reason) : err.reason;
     }
-    if (this.signal?.aborted && (reason === this.signal.reason || this.stopReason !== undefined)) return;
+    if (this.signal.aborted && (reason === this.signal.reason || this.stopReason !== undefined)) return;
     if (reason instanceof NotRestorable) {
       this.skip(snapPath, reason.message);
       return;
