@@ -19,6 +19,18 @@ const rawText = {
   },
 };
 
+/**
+ * citty is bundled (`noExternal`) with `consola` and `consola/utils` replaced by src/consola-stub.ts:
+ * citty imports consola at its top level but only uses it in `showUsage` and `runMain`, which Kiwi
+ * does not call, and loading consola cost ~70 ms at every start of every command.
+ */
+const consolaStub = {
+  name: 'consola-stub',
+  setup(build: { onResolve(o: { filter: RegExp }, cb: () => { path: string }): void }) {
+    build.onResolve({ filter: /^consola(\/utils)?$/ }, () => ({ path: resolve(import.meta.dirname, 'src/consola-stub.ts') }));
+  },
+};
+
 export default defineConfig({
   entry: ['src/bin.ts', 'src/index.ts', 'src/docs.ts', 'src/commands/*.ts'],
   format: ['esm'],
@@ -27,5 +39,6 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   splitting: true,
-  esbuildPlugins: [rawText],
+  noExternal: ['citty'],
+  esbuildPlugins: [rawText, consolaStub],
 });
