@@ -45,6 +45,8 @@ export default kiwiCommand({
   },
 });
 
+const SLASH = Buffer.from('/');
+
 /** Sum of a file's blob sizes per the index; undefined when a blob is not in the index. */
 function contentSize(repo: Repository, node: Node): number | undefined {
   let total = 0;
@@ -99,8 +101,14 @@ async function dumpTar(
   const skipped: string[] = [];
   /** Entries that could not be listed (invalid tree entries, unreadable trees): reported, left out of the archive. */
   const errors: string[] = [];
-  /** Files with several names (dev:inode → their first name in the archive), to write hard links. */
-  const linked = new Map<string, string>();
+  /** Files with several names (dev:inode → their first name in the archive, and its bytes), to write hard links. */
+  const linked = new Map<string, { name: string; raw: Buffer }>();
+  /**
+   * The directories on the walk's path (depth first): snapshot path → the raw bytes of its name in
+   * the archive. A name that is not UTF-8 has a lossy `path` (U+FFFD), so two such siblings look
+   * alike there; the walk is depth first, so the innermost open directory is the right parent.
+   */
+  const rawDirs: Array<{ path: string; raw: Buffer }> = [];
   let entries = 0;
   async function* items(): AsyncGenerator<OrderedItem<TarEntry>> {
     const onError = (e: { path: string; message: string }) => {
@@ -111,13 +119,18 @@ async function dumpTar(
       signal.throwIfAborted();
       const name = p.slice(strip);
       if (name === '') continue;
-      let linkTo: string | undefined;
+      const parent = p.slice(0, p.lastIndexOf('/'));
+      while (rawDirs.length > 0 && rawDirs[rawDirs.length - 1]!.path !== parent) rawDirs.pop();
+      const rawName = node.nameRaw !== undefined ? Buffer.from(node.nameRaw, 'base64') : Buffer.from(node.name);
+      const raw = rawDirs.length > 0 ? Buffer.concat([rawDirs[rawDirs.length - 1]!.raw, SLASH, rawName]) : rawName;
+      if (node.type === 'dir') rawDirs.push({ path: p, raw });
+      let linkTo: { name: string; raw: Buffer } | undefined;
       if (node.type === 'file' && (node.links ?? 1) > 1 && node.inode !== '0') {
         const key = `${node.dev}:${node.inode}`;
         linkTo = linked.get(key);
-        if (linkTo === undefined) linked.set(key, name);
+        if (linkTo === undefined) linked.set(key, { name, raw });
       }
-      const header = tarHeader(name, node, linkTo);
+      const header = tarHeader(name, node, linkTo?.name, { name: raw, ...(linkTo ? { hardLinkTo: linkTo.raw } : {}) });
       if (!header) {
         skipped.push(p);
         continue;
