@@ -50,6 +50,8 @@ export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<
           }
           stop = new GracefulStop({
             stopTimeoutMs,
+            // Only a backup (and the daemon, which sets up its own) runs plug-ins' onBackupStop hooks.
+            hooks: cmd.meta.name === 'backup' || cmd.meta.name === 'daemon',
             reason: (sig) => new CliError(`interrupted by ${sig}`, ExitCode.Interrupted),
             log: (line) => {
               session?.out.clearProgress();

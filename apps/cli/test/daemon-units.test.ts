@@ -243,6 +243,24 @@ describe('token, listen address, stop timeout', () => {
       vi.useRealTimers();
     }
   });
+
+  it('GracefulStop without hooks (restore, prune…): no message speaks of onBackupStop hooks', () => {
+    vi.useFakeTimers();
+    try {
+      const lines: string[] = [];
+      const stop = new GracefulStop({ stopTimeoutMs: 5_000, hooks: false, log: (l) => lines.push(l), exit: () => undefined });
+      stop.receive('SIGINT');
+      stop.receive('SIGINT');
+      vi.advanceTimersByTime(5_001);
+      expect(lines).toEqual([
+        'SIGINT received: stopping cleanly (at most 5 s, --stop-timeout)',
+        'SIGINT again: already stopping; waiting for the clean stop (5 s left before --stop-timeout)',
+        '--stop-timeout of 5 s reached: exiting now',
+      ]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
 
 describe('jobs from the config', () => {

@@ -42,6 +42,11 @@ export interface GracefulStopOptions {
   exit?: (code: number) => void;
   /** What is still running, for the messages ("the backup", "job nightly"). */
   describe?: () => string;
+  /**
+   * Whether the stop waits for plug-ins' onBackupStop hooks (backup, daemon: default true); the
+   * messages of other commands (restore, prune…) do not mention hooks they never run.
+   */
+  hooks?: boolean;
 }
 
 /** Installs handlers for SIGINT, SIGTERM and SIGHUP that begin a clean stop; see the module comment. */
@@ -96,10 +101,15 @@ export class GracefulStop {
     if (this.#count === 1) {
       this.firstSignal = sig;
       this.#firstAt = Date.now();
-      log(`${sig} received: stopping cleanly${what ? ` (${what})` : ''}; onBackupStop hooks still run (at most ${limit} s, --stop-timeout)`);
+      const hooks = this.#opts.hooks !== false;
+      log(`${sig} received: stopping cleanly${what ? ` (${what})` : ''}${hooks ? '; onBackupStop hooks still run' : ''} (at most ${limit} s, --stop-timeout)`);
       this.#controller.abort(this.#opts.reason ? this.#opts.reason(sig) : new Error(`interrupted by ${sig}`));
       this.#deadline = setTimeout(() => {
-        log(`--stop-timeout of ${limit} s reached: exiting now with the onBackupStop hooks unfinished (journalled undo actions run at the next start)`);
+        log(
+          this.#opts.hooks !== false
+            ? `--stop-timeout of ${limit} s reached: exiting now with the onBackupStop hooks unfinished (journalled undo actions run at the next start)`
+            : `--stop-timeout of ${limit} s reached: exiting now`,
+        );
         (this.#opts.exit ?? ((code: number) => process.exit(code)))(this.#opts.deadlineExitCode ?? 130);
       }, this.#opts.stopTimeoutMs);
       // The deadline never keeps the process alive by itself.
@@ -108,7 +118,7 @@ export class GracefulStop {
       return;
     }
     const left = Math.max(0, Math.round((this.#opts.stopTimeoutMs - (Date.now() - this.#firstAt)) / 1000));
-    log(`${sig} again: already stopping; waiting for the onBackupStop hooks${what ? ` (${what})` : ''} (${left} s left before --stop-timeout)`);
+    log(`${sig} again: already stopping; waiting for ${this.#opts.hooks !== false ? 'the onBackupStop hooks' : 'the clean stop'}${what ? ` (${what})` : ''} (${left} s left before --stop-timeout)`);
   }
 }
 
