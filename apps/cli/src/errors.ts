@@ -27,6 +27,7 @@ export function exitCodeFor(err: unknown): number {
     case 'PolicyError':
       return ExitCode.Usage;
     case 'RepositoryNotFoundError':
+    case 'RepositoryConfigMissingError':
       return ExitCode.RepositoryNotFound;
     case 'LockHeldError':
       return ExitCode.LockHeld;

@@ -322,8 +322,10 @@ export class Session {
     const storage = await this.storage();
     const exists = await this.repositoryExists(storage);
     if (exists) return { repository: await this.openRepository(options), created: false };
-    this.out.info(`Creating the default repository at ${this.printableRepo()}`);
-    return { repository: await this.initRepository(options), created: true };
+    // (init refuses a location that holds a repository's files without its config.)
+    const repository = await this.initRepository(options);
+    this.out.info(`Created the default repository at ${this.printableRepo()}`);
+    return { repository, created: true };
   }
 
   /**

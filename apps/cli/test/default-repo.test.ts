@@ -34,6 +34,27 @@ describe('the default repository in the data directory', () => {
     expect(snaps.stdout.trim().split('\n').length).toBe(3); // header + 2
   });
 
+  it('whose config file is gone: backup and init refuse (exit 10) instead of making a new repository over the old one', async () => {
+    const src = join(work, 'src3');
+    await mkdir(src);
+    await writeFile(join(src, 'x.txt'), 'x');
+    const env = { KIWI_DATA_DIR: join(work, 'data3') };
+    expect((await runKiwi(['backup', src], { env })).code).toBe(0);
+    const repo = join(work, 'data3', 'repository');
+    const { readdir, rm } = await import('node:fs/promises');
+    const keys = await readdir(join(repo, 'keys'));
+    await rm(join(repo, 'config'));
+    const b = await runKiwi(['backup', src], { env });
+    expect(b.code, b.stderr).toBe(10);
+    expect(b.stderr).toMatch(/has no config file, but holds a repository's files/);
+    expect(b.stderr).not.toMatch(/Created the default repository/);
+    const i = await runKiwi(['init', '-r', repo], { env: { ...env, KIWI_PASSWORD: 'pw' } });
+    expect(i.code, i.stderr).toBe(10);
+    expect(i.stderr).toMatch(/Do not run `kiwi init` there/);
+    expect(await readdir(join(repo, 'keys'))).toEqual(keys);
+    await expect(stat(join(repo, 'config'))).rejects.toThrow();
+  });
+
   it('a non-default repository with no password and no terminal → 2 with a hint', async () => {
     const env = { KIWI_DATA_DIR: join(work, 'data2'), KIWI_REPOSITORY: join(work, 'other') };
     expect((await runKiwi(['init'], { env: { ...env, KIWI_PASSWORD: 'pw' } })).code).toBe(0);

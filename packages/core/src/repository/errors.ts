@@ -20,6 +20,25 @@ export class RepositoryExistsError extends Error {
   }
 }
 
+/**
+ * The location holds a repository's files (key files, snapshots, index files or packs) but no
+ * `config`: its config file is missing. Opening it fails with this, and so does `init`, which
+ * would otherwise make a new, different repository over the old one's data.
+ */
+export class RepositoryConfigMissingError extends Error {
+  readonly location: string;
+  constructor(location: string, found: string[], options?: { cause?: unknown }) {
+    super(
+      `the repository at ${location} has no config file, but holds a repository's files (${found.join(', ')}): its config is missing. ` +
+        'Do not run `kiwi init` there (that would make a new, different repository over this one): put the `config` file back from a copy of the repository. ' +
+        '(If only keys/ holds files, an interrupted `kiwi init` left them: remove keys/ and run init again.)',
+      options,
+    );
+    this.name = 'RepositoryConfigMissingError';
+    this.location = location;
+  }
+}
+
 /** The password opens none of the repository's key files. */
 export class WrongPasswordError extends Error {
   readonly location: string;

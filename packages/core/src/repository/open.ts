@@ -10,7 +10,7 @@ import { clearPrederived } from '../crypto/prederived.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Handle, Storage } from '../storage/types.js';
 import { REPOSITORY_VERSION, validateConfig } from './decode.js';
-import { IntegrityError, RepositoryExistsError, RepositoryNotFoundError, WrongPasswordError } from './errors.js';
+import { IntegrityError, RepositoryConfigMissingError, RepositoryExistsError, RepositoryNotFoundError, WrongPasswordError } from './errors.js';
 import { MAX_CONFIG_FILE_SIZE } from './limits.js';
 import { DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, type InitOptions, type RepositoryOptions } from './options.js';
 import type { KeyInfo, RepositoryConfig, RepositoryLogger } from './types.js';
@@ -23,6 +23,29 @@ export interface KeyKdf {
   N: number;
   r: number;
   p: number;
+}
+
+/**
+ * Which of a repository's kinds of files a location without a config holds (`keys/`, `snapshots/`,
+ * `index/`, `data/`): each listing stops at its first file.
+ */
+async function repositoryFilesPresent(storage: Storage, keysKnown?: number): Promise<string[]> {
+  const found: string[] = [];
+  for (const [type, dir] of [['key', 'keys/'], ['snapshot', 'snapshots/'], ['index', 'index/'], ['data', 'data/']] as const) {
+    if (type === 'key' && keysKnown !== undefined) {
+      if (keysKnown > 0) found.push(dir);
+      continue;
+    }
+    try {
+      for await (const _ of storage.list(type)) {
+        found.push(dir);
+        break;
+      }
+    } catch (err) {
+      if (!storage.isNotFound(err)) throw err;
+    }
+  }
+  return found;
 }
 
 export async function listNames(storage: Storage, type: 'key' | 'snapshot' | 'index' | 'lock' | 'data'): Promise<string[]> {
@@ -48,6 +71,10 @@ export async function createRepository(
   } catch (err) {
     if (!storage.isNotFound(err)) throw err;
   }
+  // No config, but a repository's files: its config is missing. A new repository here would hide
+  // the old one's data behind a second key file and a different config.
+  const present = await repositoryFilesPresent(storage);
+  if (present.length > 0) throw new RepositoryConfigMissingError(storage.location, present);
   const chunker = from ? { minSize: from.config.chunker.minSize, avgSize: from.config.chunker.avgSize, maxSize: from.config.chunker.maxSize } : { ...DEFAULT_CHUNKER, ...opts.chunker };
   if (!(chunker.minSize > 0 && chunker.minSize <= chunker.avgSize && chunker.avgSize <= chunker.maxSize)) {
     throw new RangeError(`invalid chunker sizes: need 0 < minSize <= avgSize <= maxSize (got ${chunker.minSize}/${chunker.avgSize}/${chunker.maxSize})`);
@@ -89,7 +116,12 @@ export async function openRepository(
   try {
     configBytes = await storage.load(CONFIG_HANDLE);
   } catch (err) {
-    if (storage.isNotFound(err)) throw new RepositoryNotFoundError(storage.location, { cause: err });
+    if (storage.isNotFound(err)) {
+      const keys = await namesRead.catch(() => [] as string[]);
+      const present = await repositoryFilesPresent(storage, keys.length);
+      if (present.length > 0) throw new RepositoryConfigMissingError(storage.location, present, { cause: err });
+      throw new RepositoryNotFoundError(storage.location, { cause: err });
+    }
     throw err;
   }
   const names = await namesRead;
