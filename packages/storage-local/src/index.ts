@@ -212,12 +212,16 @@ class LocalStorage implements Storage {
     const { offset, length: wanted } = checkLoadOptions(options, path);
     let fh: FileHandle;
     try {
-      fh = await fsp.open(path, 'r');
+      // O_NONBLOCK: a FIFO in a file's place must not block the open forever (it does nothing to a
+      // regular file); whatever is not a regular file is not a repository file (as `list` sees it).
+      fh = await fsp.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     } catch (err) {
       throw mapError(err, 'load', path);
     }
     try {
-      const { size } = await fh.stat();
+      const st = await fh.stat();
+      if (!st.isFile()) throw notRegular('load', path);
+      const { size } = st;
       const length = wanted ?? size - offset;
       if (offset > size || offset + length > size) {
         throw new StorageError(`load ${path}: range ${offset}+${length} is past the end of the file (${size} bytes)`, {
@@ -251,7 +255,7 @@ class LocalStorage implements Storage {
     const path = this.#path(handle);
     try {
       const st = await fsp.stat(path);
-      if (!st.isFile()) throw new StorageError(`stat ${path}: not a regular file`, { kind: 'other', location: path });
+      if (!st.isFile()) throw notRegular('stat', path);
       return { name: handle.type === 'config' ? 'config' : handle.name, size: st.size };
     } catch (err) {
       throw err instanceof StorageError ? err : mapError(err, 'stat', path);
@@ -277,10 +281,14 @@ class LocalStorage implements Storage {
     }
     let subdirs: string[];
     try {
-      subdirs = (await fsp.readdir(base, { withFileTypes: true }))
-        .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
-        .map((d) => d.name)
-        .sort();
+      const entries = await fsp.readdir(base, { withFileTypes: true });
+      subdirs = [];
+      for (const d of entries) {
+        if (d.name.startsWith('.')) continue;
+        // A symlinked subdirectory (moved to another disk) is followed, as `load` follows it.
+        if (d.isDirectory() || (d.isSymbolicLink() && (await fsp.stat(join(base, d.name)).then((st) => st.isDirectory(), () => false)))) subdirs.push(d.name);
+      }
+      subdirs.sort();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw mapError(err, 'list', base);
@@ -288,12 +296,16 @@ class LocalStorage implements Storage {
     for (const sub of subdirs) yield* this.#listDir(join(base, sub));
   }
 
-  /** Regular files of one directory (temp files skipped), stat'ed a batch at a time. */
+  /**
+   * Regular files of one directory (temp files skipped), stat'ed a batch at a time. Symlinks are
+   * followed, as `load` follows them (a pack moved to another disk and linked back is still there);
+   * a dangling one, or one to anything but a regular file, is not listed.
+   */
   async *#listDir(dir: string): AsyncIterable<FileInfo> {
     let names: string[];
     try {
       names = (await fsp.readdir(dir, { withFileTypes: true }))
-        .filter((d) => d.isFile() && !d.name.startsWith(TEMP_PREFIX))
+        .filter((d) => (d.isFile() || d.isSymbolicLink()) && !d.name.startsWith(TEMP_PREFIX))
         .map((d) => d.name);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
@@ -304,9 +316,10 @@ class LocalStorage implements Storage {
         names.slice(i, i + 64).map(async (name) => {
           const path = join(dir, name);
           try {
-            return { name, size: (await fsp.lstat(path)).size };
+            const st = await fsp.stat(path);
+            return st.isFile() ? { name, size: st.size } : undefined;
           } catch (err) {
-            // Removed between readdir and stat: it is simply gone.
+            // Removed between readdir and stat, or a dangling symlink: it is simply not there.
             if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
             throw mapError(err, 'list', path);
           }
@@ -432,3 +445,8 @@ export const localAdapter = defineStorageAdapter<{ fsync?: boolean }>({
 });
 
 export default localAdapter;
+
+/** A FIFO, directory, device… where a repository file should be: as `list` sees it, no such file. */
+function notRegular(op: string, path: string): StorageError {
+  return new StorageError(`${op} ${path}: not a regular file`, { kind: 'not-found', location: path });
+}

@@ -1,6 +1,6 @@
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError, openStorage, unwrapRetry, type Handle } from '@kiwi-backup/core';
 import { deterministicBytes, sha256Hex } from '@kiwi-backup/storage-testkit';
@@ -143,6 +143,43 @@ describe('atomic saves', () => {
     const names: string[] = [];
     for await (const f of s.list('snapshot')) names.push(f.name);
     expect(names).toEqual(['realone']);
+  });
+
+  it('symlinked files and data subdirectories (moved to another disk) are listed and loaded alike; dangling ones and FIFOs are not there', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { rename, symlink } = await import('node:fs/promises');
+    const s = createLocalStorage(repo);
+    await s.create();
+    const a = deterministicBytes(3000, 'moved pack');
+    const b = deterministicBytes(2000, 'moved dir');
+    await s.save(dataHandle(a), a);
+    await s.save(dataHandle(b), b);
+    const other = join(base, 'other-disk');
+    await mkdir(other);
+    // One pack file moved and linked back; one whole data/xx directory moved and linked back.
+    const aPath = join(repo, 'data', sha256Hex(a).slice(0, 2), sha256Hex(a));
+    await rename(aPath, join(other, 'a'));
+    await symlink(join(other, 'a'), aPath);
+    const bDir = join(repo, 'data', sha256Hex(b).slice(0, 2));
+    if (bDir !== dirname(aPath)) {
+      await rename(bDir, join(other, 'bdir'));
+      await symlink(join(other, 'bdir'), bDir);
+    }
+    // A dangling link, and a FIFO where a pack should be.
+    await symlink(join(other, 'gone'), join(repo, 'data', 'ab', 'ab'.repeat(32)));
+    execFileSync('mkfifo', [join(repo, 'data', 'cd', 'cd'.repeat(32))]);
+    const listed = new Map<string, number>();
+    for await (const f of s.list('data')) listed.set(f.name, f.size);
+    expect(listed).toEqual(new Map([[sha256Hex(a), 3000], [sha256Hex(b), 2000]]));
+    expect(await s.load(dataHandle(a))).toEqual(a);
+    expect(await s.load(dataHandle(b))).toEqual(b);
+    // Neither hangs; both are "not found", as the listing says.
+    for (const name of ['ab'.repeat(32), 'cd'.repeat(32)]) {
+      const err = await s.load({ type: 'data', name }).catch((e: unknown) => e);
+      expect(s.isNotFound(err), name).toBe(true);
+      expect(s.isNotFound(await s.stat({ type: 'data', name }).catch((e: unknown) => e)), name).toBe(true);
+    }
+    expect(String(await s.load({ type: 'data', name: 'cd'.repeat(32) }).catch((e: unknown) => e))).toMatch(/not a regular file/);
   });
 });
 
