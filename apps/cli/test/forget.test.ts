@@ -62,6 +62,25 @@ describe('kiwi forget', () => {
 
   const label = (id: string) => [...ids].find(([, v]) => v === id)?.[0];
 
+  it('a damaged snapshot file: prune refuses naming `kiwi forget <id>`, which removes it; then prune runs', async () => {
+    const { open } = await import('node:fs/promises');
+    const id = ids.get('a2')!;
+    const fh = await open(join(String(env.KIWI_REPOSITORY), 'snapshots', id), 'r+');
+    await fh.write(Buffer.from('X'), 0, 1, 50);
+    await fh.close();
+    const p = await kiwi(['prune']);
+    expect(p.code, p.stderr).toBe(1);
+    expect(p.stderr).toContain(`refusing to prune: snapshots/${id}`);
+    expect(p.stderr).toContain(`\`kiwi forget ${id.slice(0, 8)}\``);
+    const f = await kiwi(['forget', id.slice(0, 8)]);
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.stderr).toMatch(/cannot be read .*its file is removed as asked/);
+    expect(await snapshotIds()).not.toContain(id);
+    expect((await kiwi(['snapshots'])).stderr).not.toMatch(/damaged/);
+    const again = await kiwi(['prune']);
+    expect(again.code, again.stderr).toBe(0);
+  });
+
   it('groups by host and paths by default; each group keeps its own newest', async () => {
     const r = await kiwi(['forget', '--keep-last', '1', '--json']);
     expect(r.code, r.stderr).toBe(0);

@@ -196,8 +196,32 @@ function flagOf(key: string): string {
  * one unknown or ambiguous id stops the command (exit 13, the candidates named).
  */
 async function resolveRefs(repo: Repository, refs: string[], args: Record<string, unknown>, out: Output): Promise<Item[]> {
+  // A snapshot file named by its id that cannot be read (damaged) is removed all the same: that is
+  // the repair `kiwi check` names for it, and nothing else can remove it.
+  const damaged: Item[] = [];
+  const readable: string[] = [];
+  for (const ref of refs) {
+    if (ref === 'latest' || !/^[0-9a-f]+$/i.test(ref)) {
+      readable.push(ref);
+      continue;
+    }
+    try {
+      await repo.findSnapshot(ref);
+      readable.push(ref);
+    } catch (err) {
+      if ((err as Error).name !== 'IntegrityError') {
+        readable.push(ref); // not found, ambiguous…: reported below, as for any ref
+        continue;
+      }
+      const file = (err as { file?: string }).file ?? '';
+      const id = file.startsWith('snapshots/') ? file.slice('snapshots/'.length) : '';
+      if (!id.startsWith(ref.toLowerCase())) throw err;
+      out.warn(`snapshot ${id.slice(0, 8)} cannot be read (${(err as Error).message}); its file is removed as asked`, { file, id });
+      damaged.push({ id, snapshot: { time: '(damaged)', hostname: '', username: '', paths: ['(its file is damaged)'], tree: '' } as unknown as Snapshot });
+    }
+  }
   try {
-    return await chooseSnapshots(repo, refs, args, out);
+    return [...(readable.length > 0 ? await chooseSnapshots(repo, readable, args, out) : []), ...damaged];
   } catch (err) {
     if (err instanceof Error && err.name === 'SnapshotNotFoundError') {
       const candidates = (err as Error & { candidates?: string[] }).candidates ?? [];

@@ -106,7 +106,17 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   const loaded = await repo.loadIndex({ verifyPacks: true });
   refuseDamage(repo, loaded);
 
-  const snapshots = await repo.listSnapshots();
+  const snapshots = await repo.listSnapshots().catch((err: unknown) => {
+    const file = err instanceof IntegrityError ? err.file : undefined;
+    if (!file?.startsWith('snapshots/')) throw err;
+    // What a damaged snapshot uses cannot be known: deleting anything could delete its data.
+    const id = file.slice('snapshots/'.length);
+    throw new IntegrityError(
+      `refusing to prune: ${(err as Error).message}. What that snapshot uses cannot be known, so nothing is deleted; ` +
+        `remove it with \`kiwi forget ${id.slice(0, 8)}\` (its data is then pruned like any forgotten snapshot's), or put the file back from a copy`,
+      { file, cause: err },
+    );
+  });
   const { used } = await findUsedBlobs(repo, snapshots, (trees) => progress({ phase: 'trees', done: trees, total: 0 }));
 
   // The pack listing loadIndex made (each prefix is listed once).
