@@ -1,8 +1,10 @@
 /**
  * `check`, index stage: every index file is read and parsed (a damaged one is an error, named,
  * with the repair command), then compared with the pack listing: a pack an index names must
- * exist with exactly the size its entries imply; a pack no index names is a warning (left by
- * an interrupted backup or prune: the next backup adopts its blobs, `prune` reclaims it).
+ * exist with exactly the size its entries imply. A pack no index names is a warning: its header
+ * is read and its blobs count as present (as every other command adopts such packs), so that a
+ * damaged or deleted index file is reported as that, with `kiwi repair index`, and not as data
+ * lost; a pack whose header cannot be read either holds nothing any index can point to.
  */
 import { handlePath } from '../storage/types.js';
 import { eachLimit, msg, type CheckContext, type CheckReporter } from './check-util.js';
@@ -28,6 +30,8 @@ export class CheckIndex {
   private readonly seen = new Set<string>();
   /** Packs missing or of the wrong size. */
   private readonly badPacks = new Set<string>();
+  /** Index files that could not be read. */
+  private damagedIndexFiles = 0;
 
   constructor(
     private readonly ctx: CheckContext,
@@ -68,6 +72,7 @@ export class CheckIndex {
         this.report.stats.indexFiles++;
       } catch (err) {
         if (storage.isNotFound(err)) return; // removed meanwhile (superseded by a prune)
+        this.damagedIndexFiles++;
         this.report.error(file, msg(err), 'kiwi repair index');
       }
       this.report.progress({ phase: 'index', done: ++done, total: names.length });
@@ -76,8 +81,8 @@ export class CheckIndex {
     return names.length;
   }
 
-  /** Compare the index with the packs in storage. */
-  checkPacks(packFiles: ReadonlyArray<{ name: string; size: number }>): void {
+  /** Compare the index with the packs in storage; read the headers of packs no index file lists. */
+  async checkPacks(packFiles: ReadonlyArray<{ name: string; size: number }>): Promise<void> {
     const sizes = new Map(packFiles.map((f) => [f.name, f.size]));
     this.report.stats.packs = packFiles.length;
     for (const [packId, ref] of this.packRefs) {
@@ -98,14 +103,28 @@ export class CheckIndex {
         this.loseAll(packId, file);
       }
     }
-    for (const { name } of packFiles) {
-      if (!this.packRefs.has(name)) {
-        this.report.warning(
-          handlePath({ type: 'data', name }),
-          'is not referenced by any index file (left by an interrupted backup or prune): reclaimable; the next backup adopts its blobs, `kiwi prune` removes it when unused',
-        );
+    const unlisted = packFiles.filter((f) => !this.packRefs.has(f.name));
+    await eachLimit(unlisted, 8, async ({ name, size }) => {
+      const file = handlePath({ type: 'data', name });
+      let entries;
+      try {
+        entries = await this.ctx.readPackHeader(name, size);
+      } catch (err) {
+        if (this.ctx.storage.isNotFound(err)) return; // removed meanwhile
+        if ((err as Error).name !== 'IntegrityError') throw err;
+        this.report.warning(file, `is not referenced by any index file, and its header cannot be read (${msg(err)}): no index can point into it; \`kiwi prune\` removes it`);
+        return;
       }
-    }
+      // Its blobs are there, as every other command sees them: checked as if indexed.
+      const no = this.idx.packNumber(name);
+      for (const e of entries) this.idx.add(e.flags, e.id, 0, no, e.offset, e.length, e.rawLength);
+      this.report.warning(
+        file,
+        this.damagedIndexFiles > 0
+          ? `is not referenced by any readable index file; its header lists ${entries.length} blob${entries.length === 1 ? '' : 's'}, counted as present: \`kiwi repair index\` writes an index for it`
+          : 'is not referenced by any index file (left by an interrupted backup or prune; its header was read and its blobs counted as present): the next backup adopts them, `kiwi prune` removes the pack when unused',
+      );
+    });
     this.report.progress({ phase: 'packs', done: packFiles.length, total: packFiles.length });
   }
 

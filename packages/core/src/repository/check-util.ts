@@ -1,6 +1,7 @@
 /** Shared parts of the `check` stages: the context, the capped problem collector, small helpers. */
 import type { Storage } from '../storage/types.js';
 import type { BlobLocation, CheckAffected, CheckProblem, CheckProgress, CheckReport } from './types.js';
+import type { PackEntry } from './pack-format.js';
 
 export interface CheckContext {
   storage: Storage;
@@ -10,6 +11,8 @@ export interface CheckContext {
   openBlob(loc: BlobLocation, bytes: Uint8Array): Promise<Buffer>;
   /** Verify a metadata file's name, decrypt and decompress it (throws IntegrityError). */
   openMetadata(bytes: Buffer, file: string, name: string): Promise<Buffer>;
+  /** Read and authenticate a pack's own header (throws IntegrityError), for packs no index file lists. */
+  readPackHeader(packId: string, size: number): Promise<PackEntry[]>;
 }
 
 /** At most this many errors and warnings are kept in the report (all are counted). */

@@ -54,7 +54,7 @@ export async function checkRepository(ctx: CheckContext, opts: CheckOptions): Pr
   const index = new CheckIndex(ctx, report);
   await index.readNew();
   const packFiles = await listFiles(storage, 'data');
-  index.checkPacks(packFiles);
+  await index.checkPacks(packFiles);
 
   const snapshots = await loadSnapshots(ctx, snapshotFiles, report);
   await walkTrees(ctx, snapshots, index, report);

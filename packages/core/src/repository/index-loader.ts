@@ -134,6 +134,17 @@ export class IndexLoader {
     return result;
   }
 
+  /**
+   * List the packs and read the headers of those no index file covers (as a load with
+   * `verifyPacks` does): for a reader that met a blob no index lists, as after an index file was
+   * deleted. Packs whose headers were read before are not read again.
+   */
+  async adoptUnlisted(): Promise<IndexLoadResult> {
+    const result: IndexLoadResult = { files: 0, packs: 0, blobs: 0, damagedFiles: [], missingPacks: [], wrongSizePacks: [], adoptedPacks: [], unreadablePacks: [] };
+    await this.verifyPacks(await this.listPacks(), result);
+    return result;
+  }
+
   /** The pack listing of the last load that listed the packs (name → size), for maintenance. */
   lastPackListing: ReadonlyMap<string, number> | undefined;
 

@@ -18,6 +18,7 @@ import { IndexLoader, type IndexLoadOptions, type IndexLoadResult } from './inde
 import { plural, reportIndexLoad } from './index-report.js';
 import { MAX_TREE_BLOB_SIZE, MAX_TREE_ENTRIES } from './limits.js';
 import { acquireLock, type LockContext } from './lock.js';
+import { readPackHeader } from './pack-reader.js';
 import { openMetadataFile, sealMetadataFile } from './metadata-file.js';
 import { addKeyFile, createRepository, listKeyFiles, openRepository, removeKeyFile } from './open.js';
 import type { InitOptions, RepositoryOptions } from './options.js';
@@ -223,6 +224,28 @@ export class Repository {
     return this.writer.stats();
   }
 
+  /** Set once this process listed the packs to adopt those no index file lists (see {@link adoptUnlistedOnce}). */
+  private unlistedAdoption: Promise<void> | undefined;
+
+  /**
+   * A blob no index lists was asked for: maybe an index file was deleted. The packs are listed
+   * and those no index file covers are read from their headers (once per process; backups and
+   * prune do this at every index load). Resolves when done.
+   */
+  private adoptUnlistedOnce(): Promise<void> {
+    this.unlistedAdoption ??= (async () => {
+      const r = await this.indexLoader.adoptUnlisted();
+      reportIndexLoad(this.log, r);
+      if (r.adoptedPacks.length > 0) {
+        this.writer.adopt(r.adoptedPacks);
+        this.log.warn(
+          `${r.adoptedPacks.length} pack${r.adoptedPacks.length === 1 ? '' : 's'} that no index file lists ${r.adoptedPacks.length === 1 ? 'was' : 'were'} read from ${r.adoptedPacks.length === 1 ? 'its header' : 'their headers'} (an index file is missing?): run \`kiwi repair index\``,
+        );
+      }
+    })();
+    return this.unlistedAdoption;
+  }
+
   /** Where a blob is stored, or undefined when it is not indexed. */
   lookupBlob(type: BlobType, id: BlobId): BlobLocation | undefined {
     return this.index.lookup(type, id);
@@ -279,6 +302,7 @@ export class Repository {
     this.assertOpen();
     if (this.writer.isPending(type, id)) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
+    if (!this.index.known(type, id)) await this.adoptUnlistedOnce();
     return readBlob(this.index, this.reader, type, id, opts.buffer);
   }
 
@@ -306,6 +330,7 @@ export class Repository {
     this.assertOpen();
     if (ids.some((id) => this.writer.isPending(type, id))) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
+    if (ids.some((id) => !this.index.known(type, id))) await this.adoptUnlistedOnce();
     await readBlobs(this.index, this.reader, type, ids, onBlob, opts, (id) => this.loadBlob(type, id));
   }
 
@@ -456,6 +481,7 @@ export class Repository {
           blobIdBytes: (d) => this.keys.blobIdBytes(d),
           openBlob: (loc, bytes) => this.reader.open(loc, bytes),
           openMetadata: (bytes, file, name) => openMetadataFile(this.keys, bytes, file, name),
+          readPackHeader: (packId, size) => readPackHeader(this.storage, this.keys, packId, size),
         },
         opts,
       );

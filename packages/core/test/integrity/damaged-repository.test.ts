@@ -196,6 +196,37 @@ describe('one damaged index file blocks nothing', () => {
   });
 });
 
+describe('check of a repository with a damaged or deleted index file', () => {
+  it.each(['damaged', 'deleted'] as const)('%s: the index file is the error (kiwi repair index); its packs are read from their headers, no data is called lost', async (how) => {
+    const src = await makeSource();
+    const { repo, storage, reopen } = await memoryRepository({ packSize: 64 * 1024 });
+    const b = await runBackup({ repository: repo, sources: [src] });
+    expect(b.status).toBe('success');
+    await repo.close();
+    const index = (await names(storage, 'index')).map((f) => f.name);
+    expect(index.length).toBeGreaterThan(0);
+    for (const name of index) {
+      if (how === 'damaged') await rewrite(storage, { type: 'index', name }, flipAt(40));
+      else await storage.remove({ type: 'index', name });
+    }
+    const r = await reopen();
+    const report = await r.check({ readData: true });
+    if (how === 'damaged') {
+      expect(report.errors.map((e) => [e.file, e.hint])).toEqual(index.map((n) => [`index/${n}`, 'kiwi repair index']));
+    } else {
+      expect(report.errors).toEqual([]);
+    }
+    expect(report.affected ?? []).toEqual([]);
+    const packs = await names(storage, 'data');
+    const unlisted = report.warnings.filter((w) => /not referenced by any (readable )?index file/.test(w.message));
+    expect(unlisted.map((w) => w.file).sort()).toEqual(packs.map((p) => handlePath({ type: 'data', name: p.name })).sort());
+    for (const w of unlisted) expect(w.message).toMatch(/counted as present/);
+    if (how === 'damaged') for (const w of unlisted) expect(w.message).toMatch(/kiwi repair index/);
+    await expectRestores(r, b.snapshotId!, src, `index ${how}`);
+    await r.close();
+  });
+});
+
 describe('check while a backup runs', () => {
   it('does not report a snapshot that appeared meanwhile as pointing at a tree not in the index', async () => {
     const src = await makeSource();
