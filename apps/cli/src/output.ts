@@ -37,6 +37,29 @@ export class Output {
     this.stdout.write(`${JSON.stringify({ message_type: messageType, ...data })}\n`);
   }
 
+  /**
+   * From now on stdout holds one JSON document (`snapshots --json`: one array): warnings and errors
+   * go to stderr (still as JSON lines), so that stdout stays valid JSON.
+   */
+  documentOnStdout(): void {
+    this.#messagesToStderr = true;
+  }
+
+  #messagesToStderr = false;
+
+  /** A warning or error line in JSON mode: on stdout, or on stderr while stdout holds a document. */
+  #emitMessage(data: Record<string, unknown>): void {
+    if (!this.#messagesToStderr) {
+      this.emit('error', data);
+      return;
+    }
+    try {
+      process.stderr.write(`${JSON.stringify({ message_type: 'error', ...data })}\n`);
+    } catch {
+      // nobody reads stderr
+    }
+  }
+
   /** One JSON document on stdout, whatever the mode (e.g. `snapshots --json`: one array). */
   emitDocument(value: unknown): void {
     this.stdout.write(`${JSON.stringify(value)}\n`);
@@ -86,7 +109,7 @@ export class Output {
   /** A warning: stderr in human mode; an `error`-type JSON line with severity warning in JSON mode. */
   warn(message: string, data: Record<string, unknown> = {}): void {
     if (this.json) {
-      this.emit('error', { severity: 'warning', message, ...data });
+      this.#emitMessage({ severity: 'warning', message, ...data });
       return;
     }
     this.clearProgress();
@@ -96,7 +119,7 @@ export class Output {
   /** An error: stderr in human mode; an `error` JSON line in JSON mode. */
   error(message: string, data: Record<string, unknown> = {}): void {
     if (this.json) {
-      this.emit('error', { severity: 'error', message, ...data });
+      this.#emitMessage({ severity: 'error', message, ...data });
       return;
     }
     this.clearProgress();

@@ -68,6 +68,11 @@ describe('kiwi forget', () => {
     const fh = await open(join(String(env.KIWI_REPOSITORY), 'snapshots', id), 'r+');
     await fh.write(Buffer.from('X'), 0, 1, 50);
     await fh.close();
+    // `snapshots --json` stays one valid array; the damaged file is a JSON warning on stderr.
+    const list = await kiwi(['snapshots', '--json']);
+    expect(list.code, list.stderr).toBe(0);
+    expect((JSON.parse(list.stdout) as Array<{ id: string }>).map((x) => x.id)).not.toContain(id);
+    expect(JSON.parse(list.stderr.trim().split('\n')[0]!)).toMatchObject({ message_type: 'error', severity: 'warning', file: `snapshots/${id}` });
     const p = await kiwi(['prune']);
     expect(p.code, p.stderr).toBe(1);
     expect(p.stderr).toContain(`refusing to prune: snapshots/${id}`);

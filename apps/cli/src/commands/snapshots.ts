@@ -13,6 +13,8 @@ export default kiwiCommand({
   async run({ args, session }) {
     const repo = await session.openRepository();
     const out = session.out;
+    // `--json` is one array on stdout: a damaged snapshot's warning goes to stderr.
+    if (out.json && !args['json-lines']) out.documentOnStdout();
     const sel = selectionFromArgs(args);
     const list = (await repo.listSnapshots({ onError: (file, err) => out.warn(`skipping damaged snapshot ${file}: ${err.message}`, { file }) }))
       .filter(({ snapshot }) => matchesSelection(snapshot, sel))
