@@ -42,8 +42,13 @@ export class RepositoryConfigMissingError extends Error {
 /** The password opens none of the repository's key files. */
 export class WrongPasswordError extends Error {
   readonly location: string;
-  constructor(location: string, keysTried: number) {
-    super(`wrong password: it ${keysTried === 1 ? 'does not open the key file' : `opens none of the ${keysTried} key files`} of the repository at ${location}`);
+  constructor(location: string, keysTried: number, damagedKeys: string[] = []) {
+    super(
+      `wrong password: it ${keysTried === 1 ? 'does not open the key file' : `opens none of the ${keysTried} key files`} of the repository at ${location}` +
+        (damagedKeys.length > 0
+          ? ` that can be read; ${damagedKeys.join(', ')} ${damagedKeys.length === 1 ? 'is' : 'are'} damaged (content does not match the name): if this password's key was there, put back a copy of that file`
+          : ''),
+    );
     this.name = 'WrongPasswordError';
     this.location = location;
   }

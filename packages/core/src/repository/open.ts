@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AuthenticationError } from '../crypto/aead.js';
-import { DEFAULT_KDF, MasterKeys, createKeyFile, openKeyFile, parseKeyFile, type KdfParams } from '../crypto/keys.js';
+import { DEFAULT_KDF, MasterKeys, createKeyFile, openKeyFile, parseKeyFile, sha256Hex, type KdfParams } from '../crypto/keys.js';
 import { clearPrederived } from '../crypto/prederived.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Handle, Storage } from '../storage/types.js';
@@ -130,11 +130,19 @@ export async function openRepository(
   let keyId = '';
   let kdf: KeyKdf | undefined;
   let tried = 0;
+  const damaged: string[] = [];
   try {
     for (const name of names) {
       let file;
       try {
-        file = parseKeyFile(await storage.load({ type: 'key', name }), `keys/${name}`);
+        const bytes = await storage.load({ type: 'key', name });
+        // A key file is named by its SHA-256: one that does not match is damaged, not a wrong password.
+        if (sha256Hex(bytes) !== name) {
+          damaged.push(`keys/${name}`);
+          log.warn(`skipping damaged key file keys/${name}: its content does not match its name (SHA-256)`);
+          continue;
+        }
+        file = parseKeyFile(bytes, `keys/${name}`);
       } catch (err) {
         if (storage.isNotFound(err)) continue;
         log.warn(`skipping unreadable key file: ${(err as Error).message}`);
@@ -152,9 +160,13 @@ export async function openRepository(
     clearPrederived();
   }
   if (!keys && tried === 0) {
-    throw new IntegrityError(`repository at ${storage.location}: ${names.length === 1 ? 'its key file is not readable' : `none of its ${names.length} key files is readable`}`, { file: 'keys/' });
+    throw new IntegrityError(
+      `repository at ${storage.location}: ${names.length === 1 ? 'its key file is not readable' : `none of its ${names.length} key files is readable`}` +
+        (damaged.length > 0 ? ` (${damaged.join(', ')} damaged: its content does not match its name); put back a copy of the key file` : ''),
+      { file: damaged[0] ?? 'keys/' },
+    );
   }
-  if (!keys) throw new WrongPasswordError(storage.location, tried);
+  if (!keys) throw new WrongPasswordError(storage.location, tried, damaged);
   let config: RepositoryConfig;
   try {
     if (configBytes.byteLength > MAX_CONFIG_FILE_SIZE) throw new IntegrityError(`config: ${configBytes.byteLength} bytes, more than a config may have`, { file: 'config' });

@@ -54,3 +54,29 @@ describe('a repository without its config file', () => {
     await repo.close();
   });
 });
+
+describe('a damaged key file', () => {
+  it('is named as damaged, not taken for a wrong password; another key still opens the repository', async () => {
+    const { WrongPasswordError, IntegrityError } = await import('../../src/index.js');
+    const storage = new MapStorage();
+    const repo = await Repository.init(storage, 'pw', { kdf: FAST_KDF, logger: quietLogger() });
+    const first = (await repo.listKeys()).map((k) => k.id);
+    await repo.addKey('other', { kdf: FAST_KDF });
+    await repo.close();
+    const name = first[0]!;
+    const bytes = await storage.load({ type: 'key', name });
+    bytes[bytes.length - 10] ^= 1;
+    await storage.save({ type: 'key', name }, bytes);
+    // Its password: the only key it had is damaged, the other key is intact.
+    const err = await Repository.open(storage, 'pw', { logger: quietLogger() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WrongPasswordError);
+    expect((err as Error).message).toContain(`keys/${name} is damaged`);
+    const other = await Repository.open(storage, 'other', { logger: quietLogger() });
+    await other.close();
+    // With only the damaged key left, it is not a password problem at all.
+    for await (const k of storage.list('key')) if (k.name !== name) await storage.remove({ type: 'key', name: k.name });
+    const only = await Repository.open(storage, 'pw', { logger: quietLogger() }).catch((e: unknown) => e);
+    expect(only).toBeInstanceOf(IntegrityError);
+    expect((only as Error).message).toMatch(/damaged: its content does not match its name/);
+  });
+});
