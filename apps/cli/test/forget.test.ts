@@ -86,6 +86,27 @@ describe('kiwi forget', () => {
     expect(again.code, again.stderr).toBe(0);
   });
 
+  it('prune removes the temporary files a killed backup left in the repository (older than 15 minutes), and says so', async () => {
+    const { utimes, stat: statFile } = await import('node:fs/promises');
+    const repo = String(env.KIWI_REPOSITORY);
+    const stale = join(repo, 'data', 'ab', '.tmp-0123456789abcdef');
+    const fresh = join(repo, 'data', 'cd', '.tmp-fedcba9876543210');
+    await writeFile(stale, Buffer.alloc(4096));
+    await writeFile(fresh, Buffer.alloc(10));
+    const old = Date.now() / 1000 - 3600;
+    await utimes(stale, old, old);
+    const r = await kiwi(['prune', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(jsonLines(r.stdout).find((l) => l.message_type === 'summary')).toMatchObject({ temporary_files_removed: 1 });
+    await expect(statFile(stale)).rejects.toThrow();
+    expect((await statFile(fresh)).size).toBe(10);
+    const human = await kiwi(['prune']);
+    expect(human.code).toBe(0);
+    await writeFile(stale, 'x');
+    await utimes(stale, old, old);
+    expect((await kiwi(['prune'])).stderr).toMatch(/removed: +1 temporary file \(1 B\) left by interrupted writes/);
+  });
+
   it('groups by host and paths by default; each group keeps its own newest', async () => {
     const r = await kiwi(['forget', '--keep-last', '1', '--json']);
     expect(r.code, r.stderr).toBe(0);

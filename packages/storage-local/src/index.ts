@@ -339,6 +339,40 @@ class LocalStorage implements Storage {
     }
   }
 
+  /** Temporary files of interrupted saves (`.tmp-…` beside their targets) older than `olderThanMs`, removed. */
+  async removeTemporaries(olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    const before = Date.now() - olderThanMs;
+    const dirs: string[] = [this.dir];
+    for (const type of FILE_TYPES) {
+      if (type === 'config') continue;
+      const base = join(this.dir, typeDir(type));
+      dirs.push(base);
+      if (type === 'data') {
+        const subs = await fsp.readdir(base, { withFileTypes: true }).catch(() => []);
+        for (const d of subs) if (d.isDirectory() && !d.name.startsWith('.')) dirs.push(join(base, d.name));
+      }
+    }
+    let files = 0;
+    let bytes = 0;
+    for (const dir of [...new Set(dirs)]) {
+      const names = await fsp.readdir(dir).catch(() => [] as string[]);
+      for (const name of names) {
+        if (!name.startsWith(TEMP_PREFIX)) continue;
+        const path = join(dir, name);
+        try {
+          const st = await fsp.lstat(path);
+          if (!st.isFile() || st.mtimeMs > before) continue;
+          await fsp.unlink(path);
+          files++;
+          bytes += st.size;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(err, 'remove', path);
+        }
+      }
+    }
+    return { files, bytes };
+  }
+
   isNotFound(err: unknown): boolean {
     return err instanceof StorageError && err.kind === 'not-found';
   }

@@ -183,6 +183,29 @@ describe('atomic saves', () => {
   });
 });
 
+describe('temporary files of interrupted saves', () => {
+  it('removeTemporaries removes those older than the limit, keeps newer ones and everything else', async () => {
+    const { utimes } = await import('node:fs/promises');
+    const s = createLocalStorage(repo);
+    await s.create();
+    const data = deterministicBytes(1000, 'kept');
+    await s.save(dataHandle(data), data);
+    const old = Date.now() / 1000 - 3600;
+    const stale = [join(repo, 'data', 'ab', `${TEMP_PREFIX}0001`), join(repo, 'snapshots', `${TEMP_PREFIX}0002`), join(repo, 'index', `${TEMP_PREFIX}0003`)];
+    for (const p of stale) {
+      await writeFile(p, Buffer.alloc(100));
+      await utimes(p, old, old);
+    }
+    const fresh = join(repo, 'data', 'cd', `${TEMP_PREFIX}0004`);
+    await writeFile(fresh, 'being written');
+    expect(await s.removeTemporaries(15 * 60 * 1000)).toEqual({ files: 3, bytes: 300 });
+    for (const p of stale) await expect(stat(p)).rejects.toThrow();
+    expect((await stat(fresh)).size).toBe(13);
+    expect(await s.load(dataHandle(data))).toEqual(data);
+    expect(await s.removeTemporaries(15 * 60 * 1000)).toEqual({ files: 0, bytes: 0 });
+  });
+});
+
 describe('loads into a caller buffer (LoadOptions.into)', () => {
   it('reads a range straight into into and returns a view of its first length bytes', async () => {
     const s = createLocalStorage(repo);

@@ -68,6 +68,7 @@ export function reportPrune(out: Output, r: PruneResult, dryRun: boolean, summar
     bytes_unused_after: r.bytes.unusedAfter,
     index_files_written: r.indexFiles.written,
     index_files_removed: r.indexFiles.removed,
+    temporary_files_removed: r.temporaries?.files ?? 0,
   });
   const lines = [
     `snapshots:   ${r.snapshots}`,
@@ -76,6 +77,9 @@ export function reportPrune(out: Output, r: PruneResult, dryRun: boolean, summar
     `${dryRun ? 'would repack' : 'repacked'}:  ${r.packs.repacked} packs (${formatBytes(r.bytes.repacked)} of used data copied${dryRun ? '' : ` into ${r.packs.created} new packs`})`,
     `${dryRun ? 'would free' : 'freed'}:     ${formatBytes(r.bytes.freed)}; unused data left: ${formatBytes(r.bytes.unusedAfter)}`,
   ];
+  if (r.temporaries && r.temporaries.files > 0) {
+    lines.push(`removed:     ${r.temporaries.files} temporary file${r.temporaries.files === 1 ? '' : 's'} (${formatBytes(r.temporaries.bytes)}) left by interrupted writes`);
+  }
   for (const l of lines) out.info(l);
-  if (!dryRun && r.packs.deleted + r.packs.repacked === 0) out.info('nothing to prune');
+  if (!dryRun && r.packs.deleted + r.packs.repacked === 0 && !r.temporaries?.files) out.info('nothing to prune');
 }

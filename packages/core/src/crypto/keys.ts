@@ -127,7 +127,8 @@ function passwordBytes(password: string | Uint8Array): Buffer {
  */
 function validateKdf(params: KdfParams): void {
   const { N, r, p } = params;
-  if (!Number.isSafeInteger(N) || N < 2 || N > 2 ** 30 || 2 ** Math.round(Math.log2(N)) !== N) throw new TypeError(`scrypt N must be a power of two, got ${N}`);
+  if (!Number.isSafeInteger(N) || N < 2 || 2 ** Math.round(Math.log2(N)) !== N) throw new TypeError(`scrypt N must be a power of two, got ${N}`);
+  if (N > 2 ** 30) throw new TypeError(`scrypt N = 2^${Math.log2(N)} is above the limit of 2^30`);
   if (!Number.isSafeInteger(r) || r < 1 || !Number.isSafeInteger(p) || p < 1) throw new TypeError('scrypt r and p must be positive integers');
   if (128 * N * r > MAX_SCRYPT_MEMORY) {
     throw new TypeError(`scrypt N = ${N}, r = ${r} need ${(128 * N * r) / 2 ** 20} MiB of memory, more than the limit of ${MAX_SCRYPT_MEMORY / 2 ** 20} MiB`);

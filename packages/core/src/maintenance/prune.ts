@@ -18,7 +18,7 @@
 import { IntegrityError } from '../repository/errors.js';
 import type { Repository } from '../repository/repository.js';
 import type { BlobLocation } from '../repository/types.js';
-import { handlePath, removeFiles } from '../storage/types.js';
+import { handlePath, removeFiles, type Storage } from '../storage/types.js';
 import { rawPacksFromIndex, removeIndexFiles, writeIndexFiles } from './index-files.js';
 import { findUsedBlobs } from './used-blobs.js';
 
@@ -79,6 +79,8 @@ export interface PruneResult {
   deletedPacks: string[];
   repackedPacks: string[];
   indexFiles: { written: number; removed: number };
+  /** Temporary files that interrupted saves left behind (older than 15 minutes), removed. */
+  temporaries?: { files: number; bytes: number };
 }
 
 interface PackStat {
@@ -188,7 +190,11 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
     repackedPacks: toRepack.map((s) => s.id),
     indexFiles: { written: 0, removed: 0 },
   };
-  if (opts.dryRun || (result.deletedPacks.length === 0 && toRepack.length === 0)) return result;
+  if (opts.dryRun) return result;
+  if (result.deletedPacks.length === 0 && toRepack.length === 0) {
+    await removeTemporaries(storage, result);
+    return result;
+  }
 
   // 1. new packs: the used blobs of the packs being repacked, stored again. They are built in
   //    temporary files, not in memory (a prune's memory stays small however much it repacks).
@@ -256,12 +262,24 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
 
   // 4. old packs removed.
   const doomed = [...gone];
+  await removeTemporaries(storage, result);
   progress({ phase: 'delete', done: 0, total: doomed.length });
   for (let i = 0; i < doomed.length; i += 1000) {
     await removeFiles(storage, doomed.slice(i, i + 1000).map((name) => ({ type: 'data' as const, name })));
     progress({ phase: 'delete', done: Math.min(i + 1000, doomed.length), total: doomed.length });
   }
   return result;
+}
+
+/** Temporary files left by saves a crash interrupted: older than this, no save still writes them. */
+const STALE_TEMPORARY_MS = 15 * 60 * 1000;
+
+/** Remove what interrupted saves left behind (stores that write a temporary file, then rename it). */
+async function removeTemporaries(storage: Storage, result: PruneResult): Promise<void> {
+  if (!storage.removeTemporaries) return;
+  const r = await storage.removeTemporaries(STALE_TEMPORARY_MS);
+  result.temporaries = r;
+  result.bytes.freed += r.bytes;
 }
 
 function unusedLimit(max: MaxUnused, used: number): number {

@@ -167,6 +167,9 @@ export function withRetry(storage: Storage, options: RetryOptions = {}): Storage
           },
         }
       : {}),
+    ...(inner.removeTemporaries
+      ? { removeTemporaries: (olderThanMs: number) => retry('remove', 'temporary files', {}, () => inner.removeTemporaries!(olderThanMs)) }
+      : {}),
     list(type: FileType): AsyncIterable<FileInfo> {
       return {
         [Symbol.asyncIterator]: async function* () {

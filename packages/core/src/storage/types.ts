@@ -123,6 +123,13 @@ export interface Storage {
    * files one by one ({@link removeFiles}).
    */
   removeMany?(handles: Iterable<Handle>): Promise<void>;
+  /**
+   * Optional: remove the temporary files that saves interrupted by a crash or `kill -9` left
+   * behind (a store whose saves write a temporary file and rename it), when they are older than
+   * `olderThanMs` (a save still running keeps its own). `prune` calls it under the repository's
+   * exclusive lock. Returns how many files were removed and their bytes.
+   */
+  removeTemporaries?(olderThanMs: number): Promise<{ files: number; bytes: number }>;
   /** True if `err` means "this file does not exist". */
   isNotFound(err: unknown): boolean;
   /** Release connections. The storage is not used afterwards. */

@@ -65,7 +65,7 @@ describe('a damaged key file', () => {
     await repo.close();
     const name = first[0]!;
     const bytes = await storage.load({ type: 'key', name });
-    bytes[bytes.length - 10] ^= 1;
+    bytes[bytes.length - 10]! ^= 1;
     await storage.save({ type: 'key', name }, bytes);
     // Its password: the only key it had is damaged, the other key is intact.
     const err = await Repository.open(storage, 'pw', { logger: quietLogger() }).catch((e: unknown) => e);
