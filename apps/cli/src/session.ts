@@ -22,6 +22,7 @@ import {
 import { writeKeyHint } from './key-prefetch.js';
 import { Output } from './output.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
+import { exitCodeFor } from './errors.js';
 import { fileExists, generatePasswordFile, promptPassword, readPasswordFile, runPasswordCommand, type PasswordSource } from './password.js';
 import type { GlobalArgs } from './args.js';
 import { stringArg } from './args.js';
@@ -205,7 +206,16 @@ export class Session {
     else if (file) password = await readPasswordFile(file, (message) => this.out.warn(message));
     else if (process.stdin.isTTY) password = await promptPassword(`Password of ${storage.location}: `);
     else throw new UsageError(`no password for the repository ${storage.location}: set KIWI_FROM_PASSWORD, KIWI_FROM_PASSWORD_FILE or --from-password-file`);
-    const repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...options });
+    let repo: Repository;
+    try {
+      repo = await Repository.open(storage, password, { logger: this.repositoryLogger(), ...options });
+    } catch (err) {
+      // Name the source: the messages would otherwise read as if about this command's repository.
+      const name = (err as Error).name;
+      if (name === 'RepositoryNotFoundError') throw new CliError(`--from-repo: no repository at ${storage.location}`, ExitCode.RepositoryNotFound, { cause: err });
+      if (err instanceof Error && err.name !== 'CliError') throw new CliError(`--from-repo ${storage.location}: ${err.message}`, exitCodeFor(err) as ExitCode, { cause: err });
+      throw err;
+    }
     this.cleanups.unshift(() => repo.close());
     return repo;
   }

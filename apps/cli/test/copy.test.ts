@@ -78,5 +78,14 @@ describeWithServer('kiwi copy, local → S3 (s3rver)', s3ServerAvailable(), S3_S
     expect(self.code).toBe(2);
     expect(self.stderr).toMatch(/is this repository itself/);
     expect(self.stderr).not.toMatch(/\n\s+at /);
+
+    // A missing source or a wrong password for it: the message is about --from-repo, not this repository.
+    const missing = join(work, 'no-such-repo');
+    const none = await runKiwi(['copy', '--from-repo', missing], { env: { ...localEnv, KIWI_FROM_PASSWORD: 'local-pw' } });
+    expect(none.code, none.stderr).toBe(10);
+    expect(none.stderr).toContain(`--from-repo: no repository at ${missing}`);
+    const wrong = await runKiwi(['copy', '-r', remote, '--from-repo', local], { env: { ...env, KIWI_PASSWORD: 'remote-pw', KIWI_FROM_PASSWORD: 'not-it' } });
+    expect(wrong.code, wrong.stderr).toBe(12);
+    expect(wrong.stderr).toMatch(/--from-repo .*wrong password/);
   });
 });
