@@ -34,7 +34,7 @@ export const EXIT_CODE_MEANINGS: Record<ExitCode, string> = {
   [ExitCode.Ok]: 'success',
   [ExitCode.Failure]: 'failure (backup failed, restore or check found errors, storage failed)',
   [ExitCode.Usage]: 'usage or configuration error (unknown option, missing argument, broken config, no password)',
-  [ExitCode.Partial]: 'partial: a backup saved a snapshot but some files could not be read, or a restore could not make some entries here (each is reported)',
+  [ExitCode.Partial]: 'partial: a backup saved a snapshot but some files could not be read, a restore could not make some entries here, or a repair finished but some data is lost (each is reported)',
   [ExitCode.RepositoryNotFound]: 'repository not found, or its config file is missing',
   [ExitCode.LockHeld]: 'repository locked by another process',
   [ExitCode.WrongPassword]: 'wrong password',

@@ -1,6 +1,7 @@
 import { repairIndex } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
+import { ExitCode } from '../exit-codes.js';
 
 export default kiwiCommand({
   meta: { name: 'index', description: 'Rebuild the index from the packs (reads pack headers only): replaces damaged or missing index files' },
@@ -42,6 +43,11 @@ export default kiwiCommand({
     if (args['dry-run']) out.info(`dry run: the new index would list ${what}`);
     else if (r.rewritten) out.info(`index rebuilt: ${what}; wrote ${r.newIndexFiles.length} index files, removed ${r.removedIndexFiles.length}`);
     else out.info(`the index is complete (${r.packs} packs, ${r.blobs} blobs): nothing to repair`);
-    if (r.droppedPacks.length || r.unreadablePacks.length) out.info('snapshots that used the lost packs: run `kiwi repair snapshots`');
+    if (r.droppedPacks.length || r.unreadablePacks.length) {
+      out.info('snapshots that used the lost packs: run `kiwi repair snapshots`');
+      // Repaired, but blobs are lost (each pack reported above); a dry run changed nothing.
+      if (!args['dry-run'] && r.unreadablePacks.length > 0) return ExitCode.Partial;
+    }
+    return ExitCode.Ok;
   },
 });

@@ -1,7 +1,7 @@
 import { repairPacks, resolvePackIds } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
-import { UsageError } from '../exit-codes.js';
+import { ExitCode, UsageError } from '../exit-codes.js';
 
 export default kiwiCommand({
   meta: { name: 'packs', description: 'Salvage damaged packs: store their intact blobs again, then remove the damaged packs' },
@@ -35,6 +35,8 @@ export default kiwiCommand({
     out.emit('summary', { packs: r.packs.length, lost_blobs: lost, new_index_files: r.newIndexFiles, removed_index_files: r.removedIndexFiles });
     if (lost > 0) {
       out.info('next: `kiwi backup` stores the lost data again while the sources still have it; then `kiwi repair snapshots` removes the lost files from older snapshots');
+      return ExitCode.Partial; // repaired, but data is lost (each blob reported above)
     }
+    return ExitCode.Ok;
   },
 });
