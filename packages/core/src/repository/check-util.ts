@@ -29,12 +29,12 @@ export class CheckReporter {
 
   error(file: string, message: string, hint?: string): void {
     this.counts.errors++;
-    if (this.errors.length < MAX_REPORTED_PROBLEMS) this.errors.push({ file, message, ...(hint ? { hint } : {}) });
+    if (this.errors.length < MAX_REPORTED_PROBLEMS) this.errors.push({ file, message: withoutFile(file, message), ...(hint ? { hint } : {}) });
   }
 
   warning(file: string, message: string, hint?: string): void {
     this.counts.warnings++;
-    if (this.warnings.length < MAX_REPORTED_PROBLEMS) this.warnings.push({ file, message, ...(hint ? { hint } : {}) });
+    if (this.warnings.length < MAX_REPORTED_PROBLEMS) this.warnings.push({ file, message: withoutFile(file, message), ...(hint ? { hint } : {}) });
   }
 
   report(): CheckReport {
@@ -55,6 +55,11 @@ export async function eachLimit<T>(items: readonly T[], limit: number, fn: (item
       while (next < items.length) await fn(items[next++]!);
     }),
   );
+}
+
+/** A problem is shown as `file: message`: a message that names the file first already (an IntegrityError's) loses that prefix. */
+function withoutFile(file: string, message: string): string {
+  return message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message;
 }
 
 export function msg(err: unknown): string {

@@ -63,7 +63,8 @@ export class RestoreFileError extends Error {
     readonly blobId: string | undefined,
     cause: unknown,
   ) {
-    super(`${path}: ${blobId ? `blob ${blobId}: ` : ''}${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    // (The path is not in the message: errors are reported with their path beside it.)
+    super(`${blobId ? `blob ${blobId}: ` : ''}${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }
 
