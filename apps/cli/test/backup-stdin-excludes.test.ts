@@ -139,6 +139,10 @@ describe('backup excludes, ls -l, snapshots --json', () => {
     const bad = await runKiwi(['backup', src, '--exclude-larger-than', 'lots'], { env });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--exclude-larger-than: "lots" is not a size/);
+    const missing = join(work, 'no-such-excludes.txt');
+    const noFile = await runKiwi(['backup', src, '--exclude-file', missing], { env });
+    expect(noFile.code, noFile.stderr).toBe(2);
+    expect(noFile.stderr).toContain(`cannot read the exclude file ${missing}: no such file`);
   });
 
   it('ls -l: mode, owner, group, size and local modification time; -l --human-readable', async () => {

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { lstat } from 'node:fs/promises';
+import { access, lstat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import { builtinExcludes, parseByteSize, runBackup, scanSources, type BackupStats, type ContentSource, type LiveProgress, type ScanTotals } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg, stringList } from '../args.js';
@@ -57,6 +58,15 @@ export default kiwiCommand({
     const tags = [...(cfg.tags ?? []), ...stringList(args.tag).flatMap((t) => t.split(','))].filter(Boolean);
     const exclude = [...(cfg.exclude ?? []), ...stringList(args.exclude)];
     const excludeFiles = [...(cfg.excludeFile ?? []), ...stringList(args['exclude-file'])];
+    // A pattern file that cannot be read is a configuration error (exit 2), found before the repository is opened.
+    for (const f of excludeFiles) {
+      try {
+        await access(f, fsConstants.R_OK);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new UsageError(`cannot read the exclude file ${f}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+      }
+    }
     const dryRun = Boolean(args['dry-run']);
     if (args.force && args.parent) throw new UsageError('--force and --parent cannot be used together');
     const builtins = excludeMiddleware(args, cfg);

@@ -136,7 +136,7 @@ describe('malformed trees: check reports each invalid entry with its snapshot an
     const snap = await h.writeRawSnapshot(h.snapshotJson(root, { paths: ['relative'], time: 'yesterday' }));
     const repo = await reopen();
     const report = await repo.check();
-    expect(report.errors).toContainEqual(expect.objectContaining({ file: `snapshots/${snap}`, message: `snapshots/${snap}: not a valid snapshot: time is not a date` }));
+    expect(report.errors).toContainEqual(expect.objectContaining({ file: `snapshots/${snap}`, message: 'not a valid snapshot: time is not a date' }));
     await repo.close();
   });
 });
