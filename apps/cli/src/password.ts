@@ -62,12 +62,15 @@ export async function runPasswordCommand(command: string, source: string): Promi
 export async function readPasswordFile(path: string, warn?: (message: string) => void): Promise<string> {
   let text: string;
   try {
+    // (A pipe is fine: `--password-file <(pass show backup)`.)
+    if ((await stat(path).catch(() => undefined))?.isDirectory()) throw new UsageError(`cannot read password file ${path}: it is a directory`);
     if (warn) {
       const loose = await loosePermissions(path);
       if (loose) warn(`password file ${path} can be read or changed by other users (mode ${loose}): run \`chmod 600 ${path}\``);
     }
     text = await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(`cannot read password file ${path}: ${code === 'ENOENT' ? 'no such file' : code ?? String(err)}`);
   }

@@ -104,6 +104,7 @@ describe('user errors: a message and an exit code, never a stack trace', () => {
     { title: 'an unknown URL scheme', args: ['snapshots', '--repo', 'foo:bar'], code: 2, stderr: /no storage adapter for "foo:"/ },
     { title: 'a missing config file', args: ['snapshots', '--config', '/no/such/config.json'], code: 2, stderr: /config file .* does not exist/ },
     { title: 'a password file that does not exist', args: ['snapshots', '--password-file', '/no/such/pw'], code: 2, stderr: /cannot read password file/ },
+    { title: 'a password file that is a directory', args: ['snapshots', '--password-file', '/tmp'], code: 2, stderr: /^kiwi: cannot read password file \/tmp: it is a directory\n$/ },
     { title: 'backup of nothing', args: ['backup', '/no/such/source'], code: 1, stderr: /none of the sources exist/ },
     { title: 'unknown shell', args: ['completion', 'tcsh'], code: 2, stderr: /unknown shell "tcsh"/ },
   ])('$title', async (row) => {
