@@ -2,7 +2,7 @@ import { copySnapshots } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { stringArg } from '../args.js';
-import { UsageError } from '../exit-codes.js';
+import { ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes } from '../output.js';
 
 export default kiwiCommand({
@@ -26,6 +26,10 @@ export default kiwiCommand({
     const r = await copySnapshots(source, dest, {
       ...(snapshots ? { snapshots } : {}),
       onProgress: (p) => out.progress(`copying ${p.snapshot.slice(0, 8)}: ${p.blobs} blobs, ${formatBytes(p.bytes)} stored`),
+      onSnapshotFailed: (src, err) => {
+        out.clearProgress();
+        out.error(`snapshot ${src.slice(0, 8)} not copied: ${err.message}`, { snapshot: src });
+      },
       onSnapshot: (src, res) => {
         out.clearProgress();
         out.emit('snapshot', { source: src, id: res.id, skipped: res.skipped });
@@ -33,7 +37,10 @@ export default kiwiCommand({
       },
     });
     out.clearProgress();
-    out.emit('summary', { copied: r.copied.length, skipped: r.skipped.length, blobs_stored: r.blobsStored, bytes_stored: r.bytesStored, blobs_read: r.blobsRead, same_ids: r.sameIds });
-    out.info(`${r.copied.length} snapshot${r.copied.length === 1 ? '' : 's'} copied, ${r.skipped.length} already there; ${r.blobsStored} blobs (${formatBytes(r.bytesStored)}) stored`);
+    out.emit('summary', { copied: r.copied.length, skipped: r.skipped.length, failed: r.failed.length, blobs_stored: r.blobsStored, bytes_stored: r.bytesStored, blobs_read: r.blobsRead, same_ids: r.sameIds });
+    out.info(
+      `${r.copied.length} snapshot${r.copied.length === 1 ? '' : 's'} copied, ${r.skipped.length} already there${r.failed.length ? `, ${r.failed.length} not copied (damaged in the source: \`kiwi check\` it)` : ''}; ${r.blobsStored} blobs (${formatBytes(r.bytesStored)}) stored`,
+    );
+    return r.failed.length > 0 ? ExitCode.Failure : ExitCode.Ok;
   },
 });

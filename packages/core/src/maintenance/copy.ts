@@ -24,11 +24,19 @@ export interface CopyOptions {
   /** Called after each snapshot: its new id, or `skipped` with the destination's copy. */
   onSnapshot?: (sourceId: string, result: { id: string; skipped: boolean }) => void;
   onProgress?: (p: { snapshot: string; blobs: number; bytes: number }) => void;
+  /**
+   * Called for a source snapshot that cannot be copied because of damage in the source (a blob or
+   * tree that cannot be read, an invalid tree, a damaged snapshot file): the copy goes on with the
+   * others. (A storage that fails still stops the copy.)
+   */
+  onSnapshotFailed?: (sourceId: string, error: Error) => void;
 }
 
 export interface CopyResult {
   copied: Array<{ source: string; id: string }>;
   skipped: Array<{ source: string; existing: string }>;
+  /** Source snapshots not copied because of damage in the source, with the reason. */
+  failed: Array<{ source: string; message: string }>;
   /** Blobs stored in the destination (new there), and their plaintext bytes. */
   blobsStored: number;
   bytesStored: number;
@@ -59,10 +67,19 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
   // however many packs are being uploaded at once.
   await dest.spillPacks();
   const sameIds = source.internals().keys.idKey.equals(dest.internals().keys.idKey);
-  const result: CopyResult = { copied: [], skipped: [], blobsStored: 0, bytesStored: 0, blobsRead: 0, sameIds };
+  const result: CopyResult = { copied: [], skipped: [], failed: [], blobsStored: 0, bytesStored: 0, blobsRead: 0, sameIds };
+  const fail = (source: string, err: Error) => {
+    result.failed.push({ source, message: err.message });
+    opts.onSnapshotFailed?.(source, err);
+  };
   const existing = new Map<string, string>();
   for (const { id, snapshot } of await dest.listSnapshots()) existing.set(snapshot.original ?? id, id);
-  const wanted = opts.snapshots ?? (await source.listSnapshots());
+  const wanted =
+    opts.snapshots ??
+    (await source.listSnapshots({
+      // A damaged snapshot file is one failure; the others are copied.
+      onError: (file, err) => fail(file.replace(/^snapshots\//, ''), err),
+    }));
 
   /** Source data blob id → destination id (only needed when the ids differ). */
   const dataIds = new Map<BlobId, BlobId>();
@@ -132,7 +149,15 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
       continue;
     }
     current = id;
-    const tree = await copyTree(snapshot.tree);
+    let tree: BlobId;
+    try {
+      tree = await copyTree(snapshot.tree);
+    } catch (err) {
+      // Damage in the source stops this snapshot, not the copy (what was stored for it is unused data).
+      if (!(err instanceof IntegrityError) && (err as Error).name !== 'IntegrityError' && (err as Error).name !== 'BlobNotFoundError') throw err;
+      fail(id, err as Error);
+      continue;
+    }
     await dest.flush();
     const { parent, ...rest } = snapshot;
     const mappedParent = parent ? (copiedIds.get(parent) ?? existing.get(parent)) : undefined;

@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { copySnapshots, restoreSnapshot, runBackup } from '../../src/index.js';
+import { copySnapshots, lookupPath, restoreSnapshot, runBackup } from '../../src/index.js';
 import { Repository } from '../../src/repository/repository.js';
 import { createMemoryStorage } from '../../../storage-memory/src/index.js';
 import { describeTree, pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
@@ -88,6 +88,30 @@ describe('copy', () => {
     // A closed repository's keys are zeroed: it cannot lend its id key to a new one, nor list its keys.
     await expect(Repository.init(createMemoryStorage('dest4'), 'x', { ...opts, sameChunkerAs: source })).rejects.toThrow(/chunker parameters .* is closed/);
     await expect(source.listKeys()).rejects.toThrow(/closed/);
+  });
+
+  it('damage in the source fails the snapshots it touches, and the others are copied', async () => {
+    const { src: srcDir, storage, snaps, open } = await generations(work);
+    const source = await open();
+    await source.loadIndex();
+    // The newest generation's own file (stored by the third backup only): its pack goes missing.
+    const { snapshot } = await source.findSnapshot(snaps[2]!.id);
+    const node = await lookupPath(source, snapshot, join(srcDir, 'gen', 'f0.bin'));
+    const lost = source.lookupBlob('data', node!.content![0]!)!;
+    expect(lost).toBeDefined();
+    await storage.remove({ type: 'data', name: lost.pack });
+    await source.close();
+    const src = await open();
+    const dest = await Repository.init(createMemoryStorage(), 'other', opts);
+    const failed: string[] = [];
+    const r = await copySnapshots(src, dest, { onSnapshotFailed: (id) => failed.push(id) });
+    expect(failed).toEqual([snaps[2]!.id]);
+    expect(r.failed.map((f) => f.source)).toEqual([snaps[2]!.id]);
+    expect(r.failed[0]!.message).toMatch(/missing|cannot be read|not in the repository index/);
+    expect(r.copied.map((c) => c.source)).toEqual([snaps[0]!.id, snaps[1]!.id]);
+    await expectRestores(dest, r.copied[1]!.id, snaps[1]!.tree, srcDir, 'copied-despite-damage');
+    await src.close();
+    await dest.close();
   });
 
   it('refuses to copy a repository into itself', async () => {
