@@ -1,11 +1,12 @@
 /**
  * Looking at and removing files: {@link stat}, {@link list} (reading `data/xx` directories ahead) and {@link remove}.
  */
-import { assertValidHandle, handlePath, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
+import { FILE_TYPES, assertValidHandle, handlePath, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
 import type { FileEntryWithStats, Stats } from 'ssh2';
 import { isNotFound } from './errors.js';
 import type { SftpPool } from './pool.js';
 import { req, unlink } from './requests.js';
+import { TMP_MARK } from './write.js';
 
 const NAME_RE = /^[A-Za-z0-9_.-]+$/;
 
@@ -69,4 +70,37 @@ export async function remove(pool: SftpPool, handle: Handle): Promise<void> {
   assertValidHandle(handle);
   const rel = handlePath(handle);
   await pool.run('remove', rel, (c) => unlink(c, pool.full(rel)));
+}
+
+/**
+ * The temporary files of saves a crash interrupted (`<name>~kiwi-tmp-<hex>` beside their targets),
+ * older than `olderThanMs`, removed (see Storage.removeTemporaries).
+ */
+export async function removeTemporaries(pool: SftpPool, olderThanMs: number): Promise<{ files: number; bytes: number }> {
+  const before = (Date.now() - olderThanMs) / 1000; // SFTP times are whole seconds
+  const dirs = [''];
+  for (const type of FILE_TYPES) {
+    if (type === 'config') continue;
+    const rel = typeDir(type);
+    dirs.push(rel);
+    if (type === 'data') {
+      for (const e of await readdir(pool, rel)) if (e.attrs.isDirectory() && /^[0-9a-f]{2}$/.test(e.filename)) dirs.push(`${rel}/${e.filename}`);
+    }
+  }
+  let files = 0;
+  let bytes = 0;
+  for (const dir of dirs) {
+    for (const e of await readdir(pool, dir)) {
+      if (!e.filename.includes(TMP_MARK) || !e.attrs.isFile() || e.attrs.mtime > before) continue;
+      const rel = dir ? `${dir}/${e.filename}` : e.filename;
+      try {
+        await pool.run('remove', rel, (c) => unlink(c, pool.full(rel)));
+        files++;
+        bytes += e.attrs.size;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+  }
+  return { files, bytes };
 }

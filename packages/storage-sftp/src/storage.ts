@@ -6,7 +6,7 @@
  */
 import type { FileInfo, FileType, Handle, LoadOptions, SaveSource, Storage } from '@kiwi-backup/core';
 import { isNotFound } from './errors.js';
-import { list, remove, stat } from './list.js';
+import { list, remove, removeTemporaries, stat } from './list.js';
 import { formatLocation, resolveSftpOptions, type Resolved, type SftpStorageOptions } from './options.js';
 import { SftpPool } from './pool.js';
 import { load } from './read.js';
@@ -65,6 +65,10 @@ class SftpStorage implements Storage {
 
   remove(handle: Handle): Promise<void> {
     return remove(this.pool, handle);
+  }
+
+  removeTemporaries(olderThanMs: number): Promise<{ files: number; bytes: number }> {
+    return removeTemporaries(this.pool, olderThanMs);
   }
 
   isNotFound(err: unknown): boolean {

@@ -10,7 +10,8 @@ import { SFTP_FAILURE, SFTP_NO_SUCH_FILE, errCode } from './errors.js';
 import type { SftpPool } from './pool.js';
 import { PIPELINE, closeHandle, fstat, mkdirs, openFile, req, unlink } from './requests.js';
 
-const TMP_MARK = '~kiwi-tmp-';
+/** What a temporary file's name has after its target's: `<name>~kiwi-tmp-<12 hex>`. */
+export const TMP_MARK = '~kiwi-tmp-';
 
 /** Write all of `buf` at offset 0 with up to {@link PIPELINE} requests in flight. */
 /** Write `buf` at file offset `at` (default 0), several requests in flight. */
