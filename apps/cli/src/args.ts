@@ -41,6 +41,12 @@ export function assertKnownArgs(args: Record<string, unknown>, defs: ArgsDef): v
       throw new UsageError(`unknown option --${key}${suggest(key, [...known])}`);
     }
   }
+  // A command that takes no arguments at all refuses them (`kiwi snapshots extra` is a typo, not a filter).
+  const extra = Array.isArray(args._) ? (args._ as unknown[]) : [];
+  const takesArguments = Object.values(defs).some((d) => (d as { type?: string }).type === 'positional');
+  if (!takesArguments && extra.length > 0) {
+    throw new UsageError(`unexpected argument${extra.length === 1 ? '' : 's'} ${extra.map((a) => JSON.stringify(String(a))).join(' ')}: this command takes options only`);
+  }
 }
 
 function camel(s: string): string {

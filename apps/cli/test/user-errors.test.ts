@@ -107,6 +107,7 @@ describe('user errors: a message and an exit code, never a stack trace', () => {
     { title: 'a password file that is a directory', args: ['snapshots', '--password-file', '/tmp'], code: 2, stderr: /^kiwi: cannot read password file \/tmp: it is a directory\n$/ },
     { title: 'backup of nothing', args: ['backup', '/no/such/source'], code: 1, stderr: /none of the sources exist/ },
     { title: 'unknown shell', args: ['completion', 'tcsh'], code: 2, stderr: /unknown shell "tcsh"/ },
+    { title: 'an argument to a command that takes none', args: ['snapshots', 'extra'], code: 2, stderr: /unexpected argument "extra": this command takes options only/ },
   ])('$title', async (row) => {
     // The password file row needs KIWI_PASSWORD unset, or it would win.
     await expectClean(row, row.args.includes('--password-file') ? { KIWI_PASSWORD: '' } : {});
