@@ -230,7 +230,8 @@ class BackupRun {
   }
 
   recordError(path: string, message: string): void {
-    const e = { path, message };
+    // Node's system errors end with the path (", open '/the/path'"): the report has it in front already.
+    const e = { path, message: message.split(` '${path}'`).join('') };
     this.errors.push(e);
     this.stats.errors++;
     if (this.opts.onError) this.opts.onError(e);
