@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { removeLocks, type LockEntry } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 
@@ -27,7 +28,12 @@ export default kiwiCommand({
     }
     for (const e of result.kept) {
       out.emit('lock_kept', entryJson(e));
-      out.info(`left in place ${describe(e)}: ${e.info ? 'it is live' : 'it is not a lock this repository can read'} (--remove-all removes it)`);
+      const why = !e.info
+        ? 'it is not a lock this repository can read'
+        : e.info.hostname === hostname()
+          ? 'its process is running'
+          : `refreshed recently, by a process on ${e.info.hostname} (from here it cannot be told whether that process still runs)`;
+      out.info(`left in place ${describe(e)}: ${why} (--remove-all removes it)`);
     }
     out.emit('summary', { removed: result.removed.length, kept: result.kept.length, remove_all: removeAll });
     if (result.removed.length === 0) out.info(result.kept.length ? 'no stale locks' : 'no locks');
