@@ -198,11 +198,11 @@ describe('temporary files of interrupted saves', () => {
     }
     const fresh = join(repo, 'data', 'cd', `${TEMP_PREFIX}0004`);
     await writeFile(fresh, 'being written');
-    expect(await s.removeTemporaries(15 * 60 * 1000)).toEqual({ files: 3, bytes: 300 });
+    expect(await s.removeTemporaries!(15 * 60 * 1000)).toEqual({ files: 3, bytes: 300 });
     for (const p of stale) await expect(stat(p)).rejects.toThrow();
     expect((await stat(fresh)).size).toBe(13);
     expect(await s.load(dataHandle(data))).toEqual(data);
-    expect(await s.removeTemporaries(15 * 60 * 1000)).toEqual({ files: 0, bytes: 0 });
+    expect(await s.removeTemporaries!(15 * 60 * 1000)).toEqual({ files: 0, bytes: 0 });
   });
 });
 

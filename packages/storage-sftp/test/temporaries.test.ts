@@ -32,12 +32,12 @@ describeWithServer('OpenSSH sshd', haveSshd, SSHD_INSTALL_HINT, () => {
       }
       const fresh = join(root, 'snapshots', `${'ef'.repeat(32)}~kiwi-tmp-0123456789ab`);
       writeFileSync(fresh, 'being written');
-      expect(await s.removeTemporaries(15 * 60 * 1000)).toEqual({ files: 2, bytes: 1400 });
+      expect(await s.removeTemporaries!(15 * 60 * 1000)).toEqual({ files: 2, bytes: 1400 });
       for (const p of stale) expect(existsSync(p), p).toBe(false);
       expect(existsSync(fresh)).toBe(true);
       expect(await s.load({ type: 'data', name: id })).toEqual(data);
       expect((await s.load({ type: 'snapshot', name: 'ab'.repeat(32) })).toString()).toBe('snap');
-      expect(await s.removeTemporaries(15 * 60 * 1000)).toEqual({ files: 0, bytes: 0 });
+      expect(await s.removeTemporaries!(15 * 60 * 1000)).toEqual({ files: 0, bytes: 0 });
     } finally {
       await s.close();
     }
