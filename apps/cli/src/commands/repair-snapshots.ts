@@ -33,9 +33,9 @@ export default kiwiCommand({
       }
       if (s.newId) {
         repaired++;
-        out.info(`snapshot ${s.id.slice(0, 8)}: ${s.removedCount} entries left out; repaired copy ${s.newId.slice(0, 8)}${s.forgotten ? ', original removed' : ''}`);
+        out.info(`snapshot ${s.id.slice(0, 8)}: ${s.removedCount} entr${s.removedCount === 1 ? 'y' : 'ies'} left out; repaired copy ${s.newId.slice(0, 8)}${s.forgotten ? ', original removed' : ''}`);
       } else if (dryRun && s.removedCount > 0) {
-        out.info(`snapshot ${s.id.slice(0, 8)}: ${s.removedCount} entries would be left out`);
+        out.info(`snapshot ${s.id.slice(0, 8)}: ${s.removedCount} entr${s.removedCount === 1 ? 'y' : 'ies'} would be left out`);
       }
       out.emit('snapshot', { id: s.id, new_id: s.newId, removed: s.removed, removed_count: s.removedCount, forgotten: Boolean(s.forgotten), ...(s.unrepairable ? { unrepairable: s.unrepairable } : {}) });
     }
