@@ -143,12 +143,15 @@ describe('repair snapshots removes invalid tree entries', () => {
 });
 
 describe('copy does not drop invalid tree entries silently', () => {
-  it('refuses to copy a snapshot whose trees have entries the validator refused', async () => {
+  it('refuses to copy a snapshot whose trees have entries the validator refused (reported, not copied; the copy goes on)', async () => {
     const { repo, snap } = await build();
     const { copySnapshots } = await import('../../src/maintenance/copy.js');
     const { repo: dest } = await newRepo();
     const snapshots = (await repo.listSnapshots()).filter((s) => s.snapshot.tree === snap.tree);
-    await expect(copySnapshots(repo, dest, { snapshots })).rejects.toThrow(/has 2 invalid entries \(entry 1, "bad": uid -7 is not an integer.*kiwi repair snapshots/);
+    const r = await copySnapshots(repo, dest, { snapshots });
+    expect(r.copied).toEqual([]);
+    expect(r.failed.map((f) => f.source)).toEqual(snapshots.map((s) => s.id));
+    expect(r.failed[0]!.message).toMatch(/has 2 invalid entries \(entry 1, "bad": uid -7 is not an integer.*kiwi repair snapshots/);
     expect(await dest.listSnapshots()).toEqual([]);
     await dest.close();
     await repo.close();
