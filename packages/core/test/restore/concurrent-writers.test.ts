@@ -186,8 +186,13 @@ describe('concurrent file writers', () => {
     try {
       const target = join(work, 'out');
       const rr = await restoreSnapshot({ repository: repo2, snapshotId: res.snapshotId!, target });
-      expect(rr.errors.length).toBe(30);
-      expect(rr.errors[0]!.message).toMatch(/not a function/);
+      // Files that share a blob with one written natively may be written by the other paths (the
+      // synchronous one while its calls are fast, else the async one): how many go native depends on
+      // timing. Every file is either restored or failed with the addon's error, and at least the
+      // natively written ones failed.
+      expect(rr.errors.length).toBeGreaterThanOrEqual(3);
+      for (const e of rr.errors) expect(e.message).toMatch(/not a function/);
+      expect(rr.errors.length + rr.filesRestored).toBe(30);
       expect(await tempFiles(target)).toEqual([]);
     } finally {
       native.writeFiles = orig;
