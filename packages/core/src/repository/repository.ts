@@ -302,7 +302,7 @@ export class Repository {
     this.assertOpen();
     if (this.writer.isPending(type, id)) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
-    if (!this.index.known(type, id)) await this.adoptUnlistedOnce();
+    if (!this.index.has(type, id) && !this.index.known(type, id)) await this.adoptUnlistedOnce();
     return readBlob(this.index, this.reader, type, id, opts.buffer);
   }
 
@@ -330,7 +330,8 @@ export class Repository {
     this.assertOpen();
     if (ids.some((id) => this.writer.isPending(type, id))) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
-    if (ids.some((id) => !this.index.known(type, id))) await this.adoptUnlistedOnce();
+    // (`has` first: it allocates nothing; `known` only for the rare id with no usable copy.)
+    if (ids.some((id) => !this.index.has(type, id) && !this.index.known(type, id))) await this.adoptUnlistedOnce();
     await readBlobs(this.index, this.reader, type, ids, onBlob, opts, (id) => this.loadBlob(type, id));
   }
 
