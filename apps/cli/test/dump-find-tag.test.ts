@@ -2,32 +2,17 @@
  * `kiwi dump` (a file to stdout, a directory as tar), `kiwi find` and `kiwi tag` on a local repository.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { lstat, link, mkdir, readdir, readFile, readlink, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import tar from 'tar-stream';
 import { Repository } from '@kiwi-backup/core';
 import { createLocalStorage } from '@kiwi-backup/storage-local';
-import { KIWI_BIN, runKiwi, tempDir, removeDir, makeSampleTree, jsonLines, snapshotList } from './helpers.js';
+import { kiwiToFile, runKiwi, tempDir, removeDir, makeSampleTree, jsonLines, snapshotList } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 
-/** Run kiwi with stdout into a file (binary-safe); returns exit code and stderr. */
-function kiwiToFile(args: string[], file: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
-  const fd = openSync(file, 'w');
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [KIWI_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, 'pipe'] });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      closeSync(fd);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 /** Every header of a tar file, in order. */
 async function tarHeaders(file: string): Promise<tar.Headers[]> {

@@ -4,25 +4,11 @@
  * fraction and after 2242. Checked by extracting with GNU tar.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
-import { KIWI_BIN, runKiwi, tempDir, removeDir } from './helpers.js';
+import { kiwiToFile, runKiwi, tempDir, removeDir } from './helpers.js';
 
-function kiwiToFile(args: string[], file: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
-  const fd = openSync(file, 'w');
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [KIWI_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, 'pipe'] });
-    let stderr = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      closeSync(fd);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 const b = (...parts: Array<string | number[]>) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
 const at = (dir: string, name: Buffer) => Buffer.concat([Buffer.from(`${dir}/`), name]);

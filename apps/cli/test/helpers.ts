@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, lstat, readdir, readFile, readlink, mkdir, writeFile, symlink, utimes, chmod } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -187,4 +187,19 @@ export async function healAfter(proxy: CuttingProxy, cuts: number, fn: () => Pro
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Run kiwi with stdout into a file (binary-safe: `dump`); returns the exit code and stderr. */
+export function kiwiToFile(args: string[], file: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+  const fd = openSync(file, 'w');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [KIWI_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', fd, 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      closeSync(fd);
+      resolve({ code, stderr });
+    });
+  });
 }
