@@ -18,7 +18,7 @@ import { makeDirectory } from '../fsutil/make-directory.js';
 import { joinSnap, listTree, type Listing } from './names.js';
 import { RestoreSelector } from './select.js';
 import { ExistingTarget, OVERWRITE_POLICIES, deleteExtras, removeLeftoverTemps } from './existing.js';
-import { MAX_LISTED, RestoreTargetError, type RestoreOptions, type RestoreProgress, type RestoreResult } from './types.js';
+import { MAX_LISTED, RestoreTargetError, targetFullError, type RestoreOptions, type RestoreProgress, type RestoreResult } from './types.js';
 import { FileWriter, RestoreFileError, createReplacing, type DirState, type FileTask } from './files.js';
 import { MetaWriter, SyncBudget } from './metadata.js';
 import { NotRestorable, isSpecial, makeSpecial } from './special.js';
@@ -242,17 +242,9 @@ class RestoreRun {
   }
 
   error(path: string, err: unknown): void {
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if ((code === 'ENOSPC' || code === 'EDQUOT') && !this.stop.signal.aborted) {
-      // Every later file would fail the same way: stop, with one clear error, instead of thousands.
-      const what = code === 'ENOSPC' ? 'no space left on the file system' : 'the disk quota is exhausted';
-      this.stop.abort(
-        new RestoreTargetError(
-          `restore stopped: ${what} of the target (${code}, writing ${path}). Free space and run the restore again: what was restored stays, and files already up to date are not written again`,
-          { cause: err },
-        ),
-      );
-    }
+    // A full target: every later file would fail the same way, so stop with one clear error.
+    const full = this.stop.signal.aborted ? undefined : targetFullError(path, err);
+    if (full) this.stop.abort(full);
     const message = err instanceof Error ? err.message : String(err);
     const e = { path, message };
     this.result.errorCount++;

@@ -97,5 +97,16 @@ export class RestoreTargetError extends Error {
   override readonly name = 'RestoreTargetError';
 }
 
+/** The error that stops a restore whose target is full (`err` is ENOSPC or EDQUOT), else undefined. */
+export function targetFullError(path: string, err: unknown): RestoreTargetError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
+  const what = code === 'ENOSPC' ? 'no space left on the file system' : 'the disk quota is exhausted';
+  return new RestoreTargetError(
+    `restore stopped: ${what} of the target (${code}, writing ${path}). Free space and run the restore again: what was restored stays, and files already up to date are not written again`,
+    { cause: err },
+  );
+}
+
 /** Errors and skipped entries kept in the result at most (the counts go on). */
 export const MAX_LISTED = 1000;
