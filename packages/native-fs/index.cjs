@@ -43,6 +43,7 @@ module.exports = {
       }
     : {}),
   ...(typeof binding.writeFiles === 'function' ? { writeFiles: (files) => binding.writeFiles(files) } : {}),
+  ...(typeof binding.writeFilesAt === 'function' ? { writeFilesAt: (dirFd, files) => binding.writeFilesAt(dirFd, files) } : {}),
   ...(typeof binding.scanDirs === 'function'
     ? {
         scanDirs: (paths, flags, maxValue, maxCount, maxListBytes) => binding.scanDirs(paths.map(toPath), flags, maxValue, maxCount, maxListBytes),

@@ -67,6 +67,15 @@ export function writeFile(
 export function writeFiles(
   files: Array<[tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint]>,
 ): Promise<Array<(Error & { code?: string; syscall?: string; path?: string }) | null>>;
+/**
+ * `writeFiles` in the directory open as `dirFd`: `tmp` and `final` are names in it (no '/'),
+ * created, renamed and removed with openat/renameat/unlinkat, so no path is looked up. The
+ * caller keeps `dirFd` open until the promise settles.
+ */
+export function writeFilesAt(
+  dirFd: number,
+  files: Array<[tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint]>,
+): Promise<Array<(Error & { code?: string; syscall?: string; path?: string }) | null>>;
 
 /**
  * Whether `gcmOpen` and `hmacSha256` are present: the addon found OpenSSL's functions in the process

@@ -9,6 +9,9 @@
  *   writeFile(tmp, final, data, mode, chmodMode, uid, gid, mtimeNs) -> Promise<void>
  *   writeFiles([[tmp, final, data, mode, chmodMode, uid, gid, mtimeNs], ...]) -> Promise<Array<Error | null>>
  *     (the files one after another in one job; one error or null per file, in order)
+ *   writeFilesAt(dirFd, [[tmpName, finalName, ...], ...]) -> the same, with `tmpName` and `finalName`
+ *     names in the directory open as `dirFd` (openat, renameat, unlinkat: no path is looked up;
+ *     the caller keeps `dirFd` open until the promise settles)
  *
  * open(tmp, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode & 0777); pwrite all of `data`
  * (a Buffer, or null for an empty file) from the caller's memory, no copy; fchown(uid, gid)
@@ -54,6 +57,7 @@ typedef struct {
 typedef struct {
   entry_t *entries;
   size_t count;
+  int dirfd; /* AT_FDCWD, or writeFilesAt's directory */
   bool batch; /* writeFiles: resolves with a list of per-file errors */
   napi_deferred deferred;
   napi_async_work work;
@@ -79,9 +83,9 @@ static void entry_fail(entry_t *e, const char *syscall) {
   e->syscall = syscall;
 }
 
-static void entry_run(entry_t *e) {
+static void entry_run(int dirfd, entry_t *e) {
   int fd;
-  do fd = open(e->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)(e->mode & 0777));
+  do fd = openat(dirfd, e->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)(e->mode & 0777));
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     entry_fail(e, "open");
@@ -120,7 +124,7 @@ static void entry_run(entry_t *e) {
     goto failed;
   }
   fd = -1;
-  if (rename(e->tmp, e->final) != 0) {
+  if (renameat(dirfd, e->tmp, dirfd, e->final) != 0) {
     entry_fail(e, "rename");
     e->err_on_final = true;
     goto failed;
@@ -128,13 +132,13 @@ static void entry_run(entry_t *e) {
   return;
 failed:
   if (fd >= 0) close(fd);
-  unlink(e->tmp);
+  unlinkat(dirfd, e->tmp, 0);
 }
 
 static void exec_cb(napi_env env, void *data) {
   (void)env;
   wjob_t *j = (wjob_t *)data;
-  for (size_t i = 0; i < j->count; i++) entry_run(&j->entries[i]);
+  for (size_t i = 0; i < j->count; i++) entry_run(j->dirfd, &j->entries[i]);
 }
 
 static napi_value entry_error(napi_env env, entry_t *e) {
@@ -237,6 +241,7 @@ static wjob_t *new_job(napi_env env, size_t count, bool batch) {
   }
   j->entries = entries;
   j->count = count;
+  j->dirfd = AT_FDCWD;
   j->batch = batch;
   return j;
 }
@@ -253,24 +258,23 @@ static napi_value write_file(napi_env env, napi_callback_info info) {
   return queue(env, j);
 }
 
-/* writeFiles([[tmp, final, data, mode, chmodMode, uid, gid, mtimeNs], ...]) -> Promise<Array<Error | null>>: one job, in order. */
-static napi_value write_files(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!kiwi_get_args(env, info, 1, argv)) return NULL;
+/* The files of writeFiles / writeFilesAt: one job, in order; `dirfd` AT_FDCWD or a directory descriptor. */
+static napi_value files_job(napi_env env, napi_value files, int dirfd) {
   bool is_array = false;
   uint32_t count = 0;
-  napi_is_array(env, argv[0], &is_array);
-  if (!is_array || napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 || count > 65536) {
+  napi_is_array(env, files, &is_array);
+  if (!is_array || napi_get_array_length(env, files, &count) != napi_ok || count == 0 || count > 65536) {
     napi_throw_type_error(env, NULL, "writeFiles takes a non-empty array of at most 65536 files");
     return NULL;
   }
   wjob_t *j = new_job(env, count, true);
   if (!j) return NULL;
+  j->dirfd = dirfd;
   for (uint32_t i = 0; i < count; i++) {
     napi_value item, fields[8];
     bool item_array = false;
     uint32_t n = 0;
-    napi_get_element(env, argv[0], i, &item);
+    napi_get_element(env, files, i, &item);
     napi_is_array(env, item, &item_array);
     if (!item_array || napi_get_array_length(env, item, &n) != napi_ok || n != 8) {
       napi_throw_type_error(env, NULL, "each file must be [tmp, final, data, mode, chmodMode, uid, gid, mtimeNs]");
@@ -282,14 +286,34 @@ static napi_value write_files(napi_env env, napi_callback_info info) {
       wjob_free(env, j);
       return NULL;
     }
+    if (dirfd != AT_FDCWD && (strchr(j->entries[i].tmp, '/') || strchr(j->entries[i].final, '/'))) {
+      napi_throw_type_error(env, NULL, "writeFilesAt takes names (no '/') in its directory");
+      wjob_free(env, j);
+      return NULL;
+    }
   }
   return queue(env, j);
+}
+
+static napi_value write_files(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!kiwi_get_args(env, info, 1, argv)) return NULL;
+  return files_job(env, argv[0], AT_FDCWD);
+}
+
+static napi_value write_files_at(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!kiwi_get_args(env, info, 2, argv)) return NULL;
+  int64_t dirfd;
+  if (!get_int(env, argv[0], "dirFd", 0, 0x7fffffff, &dirfd)) return NULL;
+  return files_job(env, argv[1], (int)dirfd);
 }
 
 void kiwi_register_files(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"writeFile", NULL, write_file, NULL, NULL, NULL, napi_enumerable, NULL},
     {"writeFiles", NULL, write_files, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"writeFilesAt", NULL, write_files_at, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nfs as n, skipNative as skip } from './load.js';
@@ -80,5 +80,26 @@ describe.skipIf(skip)('@kiwi-backup/native-fs: writeFile', () => {
     expect(readFileSync(join(dir, 'c'), 'utf8')).toBe('three');
     expect(readdirSync(dir).sort()).toEqual(['.taken', 'a', 'c']);
     expect(() => n!.writeFiles([])).toThrow(/non-empty/);
+  });
+
+  it('writeFilesAt writes names in a directory descriptor: the directory moved meanwhile still gets them, a symlink in its old place is not followed', async () => {
+    mkdirSync(join(dir, 'd'));
+    mkdirSync(join(dir, 'elsewhere'));
+    const fd = openSync(join(dir, 'd'), constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      renameSync(join(dir, 'd'), join(dir, 'moved'));
+      symlinkSync(join(dir, 'elsewhere'), join(dir, 'd'));
+      const file = (tmp: string, name: string, text: string) =>
+        [Buffer.from(tmp), Buffer.from(name), Buffer.from(text), 0o600, -1, -1, -1, 5n] as [Buffer, Buffer, Buffer, number, number, number, number, bigint];
+      const results = await n!.writeFilesAt(fd, [file('.x', 'x', 'ex'), file('.y', 'y', 'why')]);
+      expect(results).toEqual([null, null]);
+      expect(readdirSync(join(dir, 'moved')).sort()).toEqual(['x', 'y']);
+      expect(readFileSync(join(dir, 'moved', 'y'), 'utf8')).toBe('why');
+      expect(readdirSync(join(dir, 'elsewhere'))).toEqual([]);
+      expect(() => n!.writeFilesAt(fd, [file('../.z', 'z', 'z')])).toThrow(/names/);
+      expect(() => n!.writeFilesAt(-1, [file('.z', 'z', 'z')])).toThrow(TypeError);
+    } finally {
+      closeSync(fd);
+    }
   });
 });

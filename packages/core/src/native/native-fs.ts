@@ -26,6 +26,8 @@ export interface NativeFs {
   writeFile?(tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): Promise<void>;
   /** Several `writeFile`s in one job, in order; one error or null per file. Absent in addons built before it. */
   writeFiles?(files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
+  /** `writeFiles` with names in the directory open as `dirFd` (openat/renameat). Absent in addons built before it. */
+  writeFilesAt?(dirFd: number, files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
   /**
    * Directories of a backup walk read in one threadpool job: names, lstat of each entry, symlink
    * targets and extended attributes (see the addon's src/scan.c for the layout); an Error in place

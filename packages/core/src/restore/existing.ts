@@ -24,11 +24,17 @@
  * (or its includes) leave that path out anyway. Only in directories the
  * restore brings back as a whole; never above the restored paths.
  */
-import { lstatSync, type BigIntStats, type Dirent } from 'node:fs';
-import { lstat, opendir, readdir, rmdir, unlink } from 'node:fs/promises';
+import { close as fsClose, fstat as fsFstat, lstatSync, open as fsOpen, statSync, type BigIntStats, type Dirent } from 'node:fs';
+import { lstat, opendir, readdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import type { Node } from '../repository/types.js';
 import { exactTimesAvailable } from './times.js';
 import { isLeftoverTemp, isTempName } from './temp.js';
+import { DIR_OPEN_FLAGS, anchorsAvailable, childPath, fdPath } from './anchors.js';
+
+const openFd = promisify(fsOpen) as (path: Buffer, flags: number) => Promise<number>;
+const closeFd = promisify(fsClose);
+const fstatFd = promisify(fsFstat) as (fd: number, opts: { bigint: true }) => Promise<BigIntStats>;
 
 export type OverwritePolicy = 'always' | 'if-changed' | 'if-newer' | 'never';
 export const OVERWRITE_POLICIES: readonly OverwritePolicy[] = ['always', 'if-changed', 'if-newer', 'never'];
@@ -91,7 +97,9 @@ export class ExistingTarget {
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
       }
       if (!this.deleteExtra) return { kind: 'fail', reason: `a directory is in the way (not empty; --delete replaces it)` };
-      await removeTree(fsPath, lstatSync(fsPath.subarray(0, fsPath.lastIndexOf(0x2f)), { bigint: true }).dev);
+      const slash = fsPath.lastIndexOf(0x2f);
+      const parent = fsPath.subarray(0, slash);
+      await removeTree(parent, fsPath.subarray(slash + 1), statSync(parent, { bigint: true }).dev);
       this.deleted++;
       return { kind: 'write' };
     }
@@ -132,7 +140,7 @@ export async function removeLeftoverTemps(dirPath: Buffer): Promise<number> {
     const name = d.name as unknown as Buffer;
     if (name.length < 20 || name[0] !== 0x2e) continue;
     const s = name.toString('latin1');
-    if (isTempName(s) && isLeftoverTemp(s) && d.isFile()) leftovers.push(Buffer.concat([dirPath, Buffer.from('/'), name]));
+    if (isTempName(s) && isLeftoverTemp(s) && d.isFile()) leftovers.push(childPath(dirPath, name));
   }
   for (const p of leftovers) {
     try {
@@ -167,12 +175,12 @@ export async function deleteExtras(
     extra.push({ name, isDir: d.isDirectory() });
   }
   const removed: Buffer[] = [];
-  const dev = extra.some((e) => e.isDir) ? (await lstat(dirPath, { bigint: true })).dev : 0n;
+  // (stat, not lstat: `dirPath` may be a /proc/self/fd/N anchor, see anchors.ts.)
+  const dev = extra.some((e) => e.isDir) ? (await stat(dirPath, { bigint: true })).dev : 0n;
   for (const { name, isDir } of extra) {
-    const p = Buffer.concat([dirPath, Buffer.from('/'), name]);
     try {
-      if (isDir) await removeTree(p, dev);
-      else await unlink(p);
+      if (isDir) await removeTree(dirPath, name, dev);
+      else await unlink(childPath(dirPath, name));
       removed.push(name);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') onError(name, err);
@@ -182,19 +190,32 @@ export async function deleteExtras(
 }
 
 /**
- * Removes `path` and everything below it, never following a symlink and
- * never entering another file system (a mount point below is an error, and
- * nothing of it is removed). `dev`: the device the tree must be on.
+ * Removes entry `name` of directory `dirPath` and everything below it, never following a symlink
+ * and never entering another file system (a mount point below is an error, and nothing of it is
+ * removed). `dev`: the device the tree must be on. Each directory is opened (O_NOFOLLOW) and its
+ * entries are named through its descriptor (anchors.ts), so a directory swapped for a symlink
+ * while this runs is not followed.
  */
-export async function removeTree(path: Buffer, dev: bigint): Promise<void> {
+export async function removeTree(dirPath: Buffer, name: Buffer, dev: bigint): Promise<void> {
+  const path = childPath(dirPath, name);
   const st = await lstat(path, { bigint: true });
   if (!st.isDirectory()) {
     await unlink(path);
     return;
   }
-  if (st.dev !== dev) throw Object.assign(new Error(`${path.toString()} is a mount point: not removed`), { code: 'EXDEV', syscall: 'rmdir' });
-  for (const name of await readdir(path, { encoding: 'buffer' })) {
-    await removeTree(Buffer.concat([path, Buffer.from('/'), name]), dev);
+  if (st.dev !== dev) throw Object.assign(new Error(`${name.toString()} is a mount point: not removed`), { code: 'EXDEV', syscall: 'rmdir' });
+  if (anchorsAvailable()) {
+    const fd = await openFd(path, DIR_OPEN_FLAGS);
+    try {
+      const own = await fstatFd(fd, { bigint: true });
+      if (own.dev !== st.dev || own.ino !== st.ino) throw Object.assign(new Error(`${name.toString()} was replaced while it was being removed`), { code: 'EBUSY', syscall: 'rmdir' });
+      const here = fdPath(fd);
+      for (const child of await readdir(here, { encoding: 'buffer' })) await removeTree(here, child, dev);
+    } finally {
+      await closeFd(fd);
+    }
+  } else {
+    for (const child of await readdir(path, { encoding: 'buffer' })) await removeTree(path, child, dev);
   }
   await rmdir(path);
 }

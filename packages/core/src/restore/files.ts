@@ -29,13 +29,15 @@ import { promisify } from 'node:util';
 import type { BlobId, Node } from '../repository/types.js';
 import type { MetaWriter, SyncBudget } from './metadata.js';
 import { writeSparseAt, writeSparseAtSync } from './sparse.js';
-import { tempPath } from './temp.js';
+import { tempName, tempPath } from './temp.js';
+import { childPath } from './anchors.js';
 import { nativeFs, type NativeFs } from '../native/native-fs.js';
 
 const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
 const FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_NOFOLLOW;
-const REOPEN_FLAGS = fsConstants.O_WRONLY | O_NOFOLLOW;
-const META_FLAGS = fsConstants.O_RDONLY | O_NOFOLLOW;
+// (O_NONBLOCK: a FIFO put in a file's place fails the open instead of blocking it; no effect on files.)
+const REOPEN_FLAGS = fsConstants.O_WRONLY | O_NOFOLLOW | fsConstants.O_NONBLOCK;
+const META_FLAGS = fsConstants.O_RDONLY | O_NOFOLLOW | fsConstants.O_NONBLOCK;
 const SLASH = 0x2f;
 const openFd = promisify(fsOpen) as (path: Buffer, flags: number, mode: number) => Promise<number>;
 const closeFd = promisify(fsClose);
@@ -70,7 +72,19 @@ export class RestoreFileError extends Error {
 
 /** A directory of the restore. */
 export interface DirState {
-  fsPath: Buffer;
+  /** Its name in its parent (undefined for the target). */
+  name: Buffer | undefined;
+  /**
+   * What its entries' paths start with (`fsPath/name`, see anchors.ts): set once it exists and is
+   * open (`created`, or `opened` for an existing directory only looked at); undefined before.
+   */
+  fsPath: Buffer | undefined;
+  /** Its own descriptor when it is anchored (anchors.ts); closed when `closed`. */
+  fd: number | undefined;
+  /** Nobody else can change its entries (the restore made it, mode 0700, and has not set its metadata yet). */
+  safe: boolean;
+  /** Its metadata is set (or the restore is over): `fsPath` no longer names it safely. */
+  closed: boolean;
   snapPath: string;
   node: Node | undefined;
   parent: DirState | undefined;
@@ -78,6 +92,8 @@ export interface DirState {
   depth: number;
   /** Resolves when the directory exists (lazily created when something in it is restored). */
   created: Promise<void> | undefined;
+  /** Resolves when an existing directory is open for looking at its entries (nothing created). */
+  opened: Promise<void> | undefined;
   /** True once `created` has resolved. */
   ready: boolean;
   /**
@@ -97,7 +113,10 @@ export interface DirState {
 /** A file whose content the pack reader delivers. */
 export interface FileTask {
   node: Node;
-  fsPath: Buffer;
+  /** Its name in `dir`. */
+  name: Buffer;
+  /** `dir.fsPath/name`, once `dir` is ready (see {@link FileWriter.path}). */
+  fsPath: Buffer | undefined;
   snapPath: string;
   dir: DirState;
   /** Temporary name, once created. */
@@ -149,6 +168,8 @@ export class FileWriter {
   openFiles = 0;
   /** Whole files in threadpool jobs (undefined without native-fs, or one built before `writeFile`). */
   readonly nativeWrite: NativeWriteFiles | undefined;
+  /** The addon's `writeFilesAt` (names in a directory descriptor), when it has it. */
+  readonly nativeWriteAt: ((dirFd: number, files: NativeFileArgs[]) => Promise<Array<Error | null>>) | undefined;
 
   constructor(
     readonly host: WriterHost,
@@ -157,6 +178,7 @@ export class FileWriter {
     native: NativeFs | null = nativeFs(),
   ) {
     this.nativeWrite = nativeWriter(native);
+    this.nativeWriteAt = native?.writeFilesAt?.bind(native);
   }
 
   /** A file without content (empty), or any file when the repository has no pack reader: blobs load one by one. */
@@ -293,14 +315,20 @@ export class FileWriter {
 
   // ------------------------------------------------------------ the pack reader's sink
 
+  /** The path of a task's file (its directory is ready: created and open). */
+  path(f: FileTask): Buffer {
+    return (f.fsPath ??= childPath(f.dir.fsPath!, f.name));
+  }
+
   /** The only blob of a one-blob file has arrived. */
   writeWhole(f: FileTask, data: Buffer): void | Promise<void> {
     this.host.signal?.throwIfAborted();
     if (!f.dir.ready) return this.host.ensureDir(f.dir).then(() => this.writeWhole(f, data));
     const native = this.nativeWrite;
     if (native && !f.node.sparse && f.node.xattrs === undefined) return this.writeWholeNative(native, f, data);
-    if (this.trySyncWrite(f.node, f.fsPath, f.snapPath, data, f.dir.fresh)) return;
-    return this.writeFileAsync(f.node, f.fsPath, f.snapPath, [data], f.dir.fresh);
+    const fsPath = this.path(f);
+    if (this.trySyncWrite(f.node, fsPath, f.snapPath, data, f.dir.fresh)) return;
+    return this.writeFileAsync(f.node, fsPath, f.snapPath, [data], f.dir.fresh);
   }
 
   /**
@@ -312,10 +340,12 @@ export class FileWriter {
   async writeWholeNative(native: NativeWriteFiles, f: FileTask, data: Buffer): Promise<void> {
     const node = f.node;
     this.checkSize(node, data.length, f.snapPath);
-    const tmp = tempPath(f.fsPath.subarray(0, f.fsPath.lastIndexOf(SLASH)));
-    const chown = this.meta.chown(node);
     const dir = f.dir;
-    const args: NativeFileArgs = [tmp, f.fsPath, data.length > 0 ? data : null, node.mode & 0o777, this.meta.chmodMode(node, dir.fresh), chown ? node.uid : -1, chown ? node.gid : -1, BigInt(node.mtimeNs)];
+    // In the directory's descriptor (names only, see anchors.ts) when the addon can, else by path.
+    const at = this.nativeWriteAt !== undefined && dir.fd !== undefined;
+    const tmp = at ? tempName() : tempPath(dir.fsPath!);
+    const chown = this.meta.chown(node);
+    const args: NativeFileArgs = [tmp, at ? f.name : this.path(f), data.length > 0 ? data : null, node.mode & 0o777, this.meta.chmodMode(node, dir.fresh), chown ? node.uid : -1, chown ? node.gid : -1, BigInt(node.mtimeNs)];
     await new Promise<void>((resolve, reject) => {
       const b = (dir.writes ??= { queued: [], busy: false, scheduled: false });
       b.queued.push({ args, resolve, reject });
@@ -346,7 +376,8 @@ export class FileWriter {
     b.busy = true;
     let job: Promise<Array<Error | null>>;
     try {
-      job = native(batch.map((q) => q.args));
+      // (Queued files are names in the descriptor when the directory has one: it stays open until they settle.)
+      job = this.nativeWriteAt !== undefined && dir.fd !== undefined ? this.nativeWriteAt(dir.fd, batch.map((q) => q.args)) : native(batch.map((q) => q.args));
     } catch (err) {
       // A call that throws at once (a mismatched addon) fails these files; it must not leave them waiting.
       job = Promise.reject(err);
@@ -391,7 +422,7 @@ export class FileWriter {
     if (f.fd !== undefined) return f.fd;
     if (f.tmp === undefined) {
       if (!f.dir.ready) await this.host.ensureDir(f.dir);
-      const tmp = tempPath(f.fsPath.subarray(0, f.fsPath.lastIndexOf(SLASH)));
+      const tmp = tempPath(f.dir.fsPath!);
       f.fd = await openFd(tmp, FILE_FLAGS, f.node.mode & 0o777);
       f.tmp = tmp;
     } else {
@@ -411,7 +442,7 @@ export class FileWriter {
     f.fd = undefined;
     this.openFiles--;
     await closeFd(fd);
-    await rename(f.tmp!, f.fsPath);
+    await rename(f.tmp!, this.path(f));
     f.tmp = undefined;
   }
 

@@ -15,6 +15,9 @@
  */
 import {
   chmod,
+  chown,
+  fstat as fsFstat,
+  type Stats,
   closeSync,
   fchmod as fsFchmod,
   fchmodSync,
@@ -32,10 +35,29 @@ import { nativeFs } from '../native/native-fs.js';
 import { xattrsAvailable, xattrsUnavailableReason } from '../xattr/xattrs.js';
 import { nodeXattrs } from './names.js';
 import { lsetTimesNs, setTimesNs, setTimesNsSync } from './times.js';
+import { O_PATH, fdPath } from './anchors.js';
+
+/** Whether `st` is a node of `type` (a FIFO, device or socket). */
+function isKind(st: Stats, type: Node['type']): boolean {
+  switch (type) {
+    case 'fifo':
+      return st.isFIFO();
+    case 'chardev':
+      return st.isCharacterDevice();
+    case 'blockdev':
+      return st.isBlockDevice();
+    case 'socket':
+      return st.isSocket();
+    default:
+      return false;
+  }
+}
 
 const fchmodFd = promisify(fsFchmod);
 const fchownFd = promisify(fsFchown);
 const chmodPath = promisify(chmod);
+const chownPath = promisify(chown);
+const fstatFd = promisify(fsFstat);
 const openFd = promisify(fsOpen) as (path: Buffer, flags: number, mode: number) => Promise<number>;
 const closeFd = promisify(fsClose);
 const DIR_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_DIRECTORY ?? 0) | (fsConstants.O_NOFOLLOW ?? 0);
@@ -148,32 +170,46 @@ export class MetaWriter {
     setTimesNsSync(fd, node.mtimeNs);
   }
 
-  /** Owner, mode, attributes and mtime of a directory, through an O_NOFOLLOW descriptor (after its children). */
-  async dir(node: Node, fsPath: Buffer, snapPath: string): Promise<void> {
-    const chown = this.chown(node);
+  /**
+   * Owner, mode, attributes and mtime of a directory (after its children), through its own
+   * descriptor `fd` when it has one (anchors.ts), else through one opened at `fsPath` O_NOFOLLOW.
+   */
+  async dir(node: Node, fsPath: Buffer, snapPath: string, fd?: number): Promise<void> {
+    if (fd !== undefined) {
+      await this.dirFd(node, fd, snapPath);
+      return;
+    }
     if (this.budget.credits === 0) {
       const t0 = performance.now();
-      const fd = openSync(fsPath, DIR_FLAGS);
+      const own = openSync(fsPath, DIR_FLAGS);
       try {
-        if (chown) fchownSync(fd, node.uid, node.gid);
-        fchmodSync(fd, node.mode & 0o7777);
-        if (node.xattrs !== undefined) this.setXattrs(node, snapPath, { fd });
-        setTimesNsSync(fd, node.mtimeNs);
+        this.dirFdSync(node, own, snapPath);
       } finally {
-        closeSync(fd);
+        closeSync(own);
       }
       this.budget.timed(t0);
       return;
     }
-    const fd = await openFd(fsPath, DIR_FLAGS, 0);
+    const own = await openFd(fsPath, DIR_FLAGS, 0);
     try {
-      if (chown) await fchownFd(fd, node.uid, node.gid);
-      await fchmodFd(fd, node.mode & 0o7777);
-      if (node.xattrs !== undefined) this.setXattrs(node, snapPath, { fd });
-      await setTimesNs(fd, node.mtimeNs);
+      await this.dirFd(node, own, snapPath);
     } finally {
-      await closeFd(fd);
+      await closeFd(own);
     }
+  }
+
+  dirFdSync(node: Node, fd: number, snapPath: string): void {
+    if (this.chown(node)) fchownSync(fd, node.uid, node.gid);
+    fchmodSync(fd, node.mode & 0o7777);
+    if (node.xattrs !== undefined) this.setXattrs(node, snapPath, { fd });
+    setTimesNsSync(fd, node.mtimeNs);
+  }
+
+  async dirFd(node: Node, fd: number, snapPath: string): Promise<void> {
+    if (this.chown(node)) await fchownFd(fd, node.uid, node.gid);
+    await fchmodFd(fd, node.mode & 0o7777);
+    if (node.xattrs !== undefined) this.setXattrs(node, snapPath, { fd });
+    await setTimesNs(fd, node.mtimeNs);
   }
 
   /** Owner, attributes and mtime of a symlink (never followed; its mode means nothing on Linux). */
@@ -187,11 +223,29 @@ export class MetaWriter {
     }
   }
 
-  /** Owner, mode, attributes and mtime of a FIFO, device or socket file just created at `fsPath`. */
+  /**
+   * Owner, mode, attributes and mtime of a FIFO, device or socket file just created at `fsPath`.
+   * chown and chmod follow symlinks, so on Linux they go through an O_PATH|O_NOFOLLOW descriptor
+   * of the node, checked to be the kind just made (someone who can write in its directory may have
+   * put a symlink in its place); elsewhere through its path (see anchors.ts).
+   */
   async special(node: Node, fsPath: Buffer, snapPath: string): Promise<void> {
-    if (this.owners) await lchown(fsPath, node.uid, node.gid);
-    // chmod follows a symlink, but this is the node mknod just made (a racing attacker aside, see restore.ts).
-    await chmodPath(fsPath, node.mode & 0o7777);
+    const mode = node.mode & 0o7777;
+    if (O_PATH !== 0) {
+      const fd = await openFd(fsPath, O_PATH | (fsConstants.O_NOFOLLOW ?? 0), 0);
+      try {
+        const st = await fstatFd(fd);
+        if (!isKind(st, node.type)) throw Object.assign(new Error('replaced by something else while the restore made it'), { code: 'EEXIST' });
+        const own = fdPath(fd);
+        if (this.owners) await chownPath(own, node.uid, node.gid);
+        await chmodPath(own, mode);
+      } finally {
+        await closeFd(fd);
+      }
+    } else {
+      if (this.owners) await lchown(fsPath, node.uid, node.gid);
+      await chmodPath(fsPath, mode);
+    }
     if (node.xattrs !== undefined) this.setXattrs(node, snapPath, { path: fsPath });
     await lsetTimesNs(fsPath, node.mtimeNs);
   }

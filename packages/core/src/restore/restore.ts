@@ -5,9 +5,10 @@
  * (writing regular files), sparse.ts (holes), special.ts (FIFOs, devices,
  * sockets), metadata.ts (owner, mode, attributes, times), content.ts
  * (reading content pack by pack), verify.ts (reading it back), temp.ts
- * (temporary names).
+ * (temporary names), directories.ts and anchors.ts (making directories, and naming them so
+ * that nobody else can redirect the restore's writes).
  */
-import { readdir, lstat, link, mkdir, realpath, symlink, unlink } from 'node:fs/promises';
+import { readdir, lstat, link, realpath, symlink } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import { MAX_TREE_DEPTH } from '../repository/limits.js';
@@ -18,6 +19,8 @@ import { makeDirectory } from '../fsutil/make-directory.js';
 import { joinSnap, listTree, type Listing } from './names.js';
 import { RestoreSelector } from './select.js';
 import { ExistingTarget, OVERWRITE_POLICIES, deleteExtras, removeLeftoverTemps } from './existing.js';
+import { childPath, withoutAnchorPaths } from './anchors.js';
+import { Directories } from './directories.js';
 import { MAX_LISTED, RestoreTargetError, targetFullError, type RestoreOptions, type RestoreProgress, type RestoreResult } from './types.js';
 import { FileWriter, RestoreFileError, createReplacing, type DirState, type FileTask } from './files.js';
 import { MetaWriter, SyncBudget } from './metadata.js';
@@ -49,13 +52,13 @@ const CANNOT_LINK = new Set(['EPERM', 'EXDEV', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP'
  * is not sound (names.ts) is one error; the rest of its directory is restored.
  *
  * Safety: names from trees are validated (no empty, `.`, `..`, `/`, NUL;
- * duplicates rejected), directories are created with `mkdir` and confirmed
- * with `lstat` (a symlink in their place is removed, never followed), files
- * are created with O_EXCL|O_NOFOLLOW under a temporary name and renamed into
- * place, and metadata of files and directories is set through an O_NOFOLLOW
- * descriptor. Node has no `openat`, so a concurrent attacker with write access
- * to the target could still race a check; restore into a directory only you
- * control.
+ * duplicates rejected), a symlink where a directory goes is removed, never
+ * followed, files are created with O_EXCL|O_NOFOLLOW under a temporary name
+ * and renamed into place, and metadata of files and directories is set
+ * through an O_NOFOLLOW descriptor. On Linux every entry is named through a
+ * descriptor of its directory (anchors.ts), so not even a process of another
+ * user writing in the target while the restore runs can redirect a write out
+ * of it; elsewhere paths are plain paths (docs/restore.md).
  *
  * What comes back (docs/restore.md): contents (sparse files with their
  * holes), modes (setuid/setgid/sticky too), mtimes exact to the nanosecond
@@ -123,6 +126,9 @@ class RestoreRun {
   lastProgress = 0;
   currentPath = '';
   readonly skeleton = new Skeleton();
+  readonly dirs = new Directories(this.skeleton, (n) => {
+    this.result.tempFilesRemoved += n;
+  });
 
   constructor(
     readonly opts: RestoreOptions,
@@ -139,7 +145,7 @@ class RestoreRun {
         addBytes: (n) => {
           this.result.bytesWritten += n;
         },
-        ensureDir: (d) => this.ensureDir(d),
+        ensureDir: (d) => this.dirs.ensure(d),
         loadBlob: (id) => repo.loadBlob('data', id),
       },
       this.meta,
@@ -179,25 +185,25 @@ class RestoreRun {
 
   async run(): Promise<RestoreResult> {
     const target = resolvePath(this.opts.target);
-    let created: boolean;
-    let real: string;
+    let root: DirState;
     try {
-      created = (await makeDirectory(target)).created;
-      real = await realpath(target);
+      const created = (await makeDirectory(target)).created;
+      const real = await realpath(target);
       if (!(await lstat(real)).isDirectory()) throw new Error(`${target} is not a directory`);
+      // An empty target is as good as a new one: nothing there to look at.
+      const fresh = created || (await readdir(real)).length === 0;
+      root = await this.dirs.target(real, fresh);
+      this.meta.noteDefaultAcl(Buffer.from(real, 'utf8'));
     } catch (err) {
+      await this.dirs.closeAll();
       throw new RestoreTargetError(`restore target: ${(err as Error).message}`, { cause: err });
     }
-    // An empty target is as good as a new one: nothing there to look at.
-    const fresh = created || (await readdir(real)).length === 0;
-    const root: DirState = { fsPath: Buffer.from(real, 'utf8'), snapPath: '/', node: undefined, parent: undefined, depth: 0, created: Promise.resolve(), ready: true, fresh };
-    if (!fresh) this.result.tempFilesRemoved += await removeLeftoverTemps(root.fsPath);
-    this.meta.noteDefaultAcl(root.fsPath);
-    // A whole snapshot into a fresh target: every directory first (skeleton.ts), then the files.
-    if (fresh && !this.selector) await this.skeleton.make(this.opts.repository, this.snapshot.tree, root.fsPath, this.signal);
     const onAbort = () => void this.stopContent(this.signal.reason);
     this.signal.addEventListener('abort', onAbort, { once: true });
     try {
+      if (!root.fresh) this.result.tempFilesRemoved += await removeLeftoverTemps(root.fsPath!);
+      // A whole snapshot into a fresh target: every directory first (skeleton.ts), then the files.
+      if (root.fresh && !this.selector) await this.skeleton.make(this.opts.repository, this.snapshot.tree, root.fsPath!, this.signal);
       const { done } = await this.restoreTree(this.snapshot.tree, root, !this.selector?.restricts);
       // The traversal is over: what is still planned is read now.
       await this.content?.finish();
@@ -211,8 +217,10 @@ class RestoreRun {
     } finally {
       this.signal.removeEventListener('abort', onAbort);
       this.trees.close();
-      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+      // (Entries wait for their verification: what is queued is dropped first when the restore failed.)
       await this.verifier?.stop();
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+      await this.dirs.closeAll();
     }
     this.result.deleted += this.existing.deleted;
     this.result.verified = this.verifier?.verified ?? 0;
@@ -245,7 +253,7 @@ class RestoreRun {
     // A full target: every later file would fail the same way, so stop with one clear error.
     const full = this.stop.signal.aborted ? undefined : targetFullError(path, err);
     if (full) this.stop.abort(full);
-    const message = err instanceof Error ? err.message : String(err);
+    const message = withoutAnchorPaths(err instanceof Error ? err.message : String(err));
     const e = { path, message };
     this.result.errorCount++;
     if (this.result.errors.length < MAX_LISTED) this.result.errors.push(e);
@@ -318,6 +326,15 @@ class RestoreRun {
     }
     const unlisted = (listing.invalidCount ?? 0) - (listing.invalid?.length ?? 0);
     if (unlisted > 0) this.error(dir.snapPath, new Error(`and ${unlisted} more invalid entries of tree ${treeId}, not restored`));
+    if (!dir.fresh) {
+      // What is there is looked at, through the directory's own descriptor (anchors.ts).
+      try {
+        await this.dirs.open(dir);
+      } catch (err) {
+        this.error(dir.snapPath, err);
+        return { done: Promise.resolve().then(() => this.dirs.close(dir)) };
+      }
+    }
     // The entries are checked again for what the restore relies on (names.ts); duplicates are all rejected.
     const seen = listing.counts;
     const named: Array<{ node: Node; raw: Buffer; snapPath: string } | null> = listing.items.map(({ node, raw, err, display }) => {
@@ -348,7 +365,6 @@ class RestoreRun {
       const selection = sel ? sel.select(snapPath, isDir, included) : 'include';
       if (selection === 'skip') continue;
       const inc = selection === 'include';
-      const fsPath = Buffer.concat([dir.fsPath, Buffer.from('/'), raw]);
       if (isDir) {
         if (node.subtree === undefined) {
           this.error(snapPath, new Error('directory without a subtree id'));
@@ -360,12 +376,13 @@ class RestoreRun {
           this.error(snapPath, new Error(`directories nested deeper than ${MAX_TREE_DEPTH} levels; not restored below`));
           continue;
         }
-        const sub: DirState = { fsPath, snapPath, node, parent: dir, depth: dir.depth + 1, created: undefined, ready: false, fresh: dir.fresh };
+        const sub = this.dirs.child(dir, raw, snapPath, node, dir.fresh);
         if (!dir.fresh) {
           // What is at its path decides whether it is fresh, or kept (the policy leaves a file there).
           let state;
           try {
-            state = await this.existing.planDir(node, fsPath);
+            await this.dirs.open(dir);
+            state = await this.existing.planDir(node, childPath(dir.fsPath!, raw));
           } catch (err) {
             this.error(snapPath, err);
             continue;
@@ -377,8 +394,11 @@ class RestoreRun {
           sub.fresh = state === 'new';
         }
         // An included directory exists even when empty; files in it create it on demand too.
-        if (inc) void this.ensureDir(sub);
+        if (inc) void this.dirs.ensure(sub);
         this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH));
+        // Too many directory descriptors open: wait for directories below which everything is written.
+        const room = this.dirs.room(dir.depth + 1);
+        if (room) await room;
         const { done } = await this.restoreTree(node.subtree, sub, inc);
         pending.push(done);
         continue;
@@ -386,21 +406,24 @@ class RestoreRun {
       if (!inc) continue;
       this.progress(snapPath);
       // (Wrapped: an async function returning the promise itself would wait for it.)
-      const started = await this.restoreEntry(node, fsPath, snapPath, dir);
+      const started = await this.restoreEntry(node, raw, snapPath, dir);
       if (started) pending.push(started.done);
       if (this.verifierRoom) await this.verifierRoom;
     }
     const done = Promise.all(pending).then(async () => {
-      if (!dir.created) return;
       try {
+        if (!dir.created) return;
         await dir.created;
         if (this.existing.deleteExtra && included && !dir.fresh && this.withinSource(dir.snapPath)) await this.deleteExtras(dir, listing);
         if (dir.node) {
-          await this.meta.dir(dir.node, dir.fsPath, dir.snapPath);
+          await this.meta.dir(dir.node, dir.fsPath!, dir.snapPath, dir.fd);
           this.result.dirsRestored++;
         }
       } catch (err) {
         this.error(dir.snapPath, err);
+      } finally {
+        // Everything below is written: its descriptor is closed (the target's at the end).
+        if (dir.parent) this.dirs.close(dir);
       }
     });
     return { done };
@@ -410,13 +433,14 @@ class RestoreRun {
   verifierRoom: Promise<void> | undefined;
 
   /** Starts restoring one non-directory entry; `done` settles when it is complete. */
-  async restoreEntry(node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<{ done: Promise<void> } | undefined> {
+  async restoreEntry(node: Node, raw: Buffer, snapPath: string, dir: DirState): Promise<{ done: Promise<void> } | undefined> {
     let metaOnly = false;
     if (!dir.fresh) {
       // Something may be there: the overwrite policy decides.
       let plan;
       try {
-        plan = await this.existing.plan(node, fsPath);
+        await this.dirs.open(dir);
+        plan = await this.existing.plan(node, childPath(dir.fsPath!, raw));
       } catch (err) {
         this.error(snapPath, err);
         return undefined;
@@ -438,17 +462,18 @@ class RestoreRun {
     let wait: Promise<void> | undefined;
     let release: (() => void) | undefined;
     if (first && first.size === node.size && sameContent(first.content, node.content)) {
-      work = this.restoreHardLink(first, node, fsPath, snapPath, dir);
+      work = this.restoreHardLink(first, node, raw, snapPath, dir);
     } else if (metaOnly) {
-      work = this.ensureDir(dir)
-        .then(() => this.writer.updateMetadata(node, fsPath, snapPath))
+      work = this.dirs
+        .ensure(dir)
+        .then(() => this.writer.updateMetadata(node, childPath(dir.fsPath!, raw), snapPath))
         .then(() => {
           this.result.filesUnchanged++;
         });
     } else if (this.content && node.type === 'file' && node.content && node.content.length > 0) {
       // Content files go to the pack reader; the traversal pauses when its plan is full.
-      if (!dir.created) void this.ensureDir(dir); // (its failure is the file's, when it is written)
-      const task: FileTask = { node, fsPath, snapPath, dir, tmp: undefined, fd: undefined, ino: undefined, written: 0 };
+      if (!dir.created) void this.dirs.ensure(dir); // (its failure is the file's, when it is written)
+      const task: FileTask = { node, name: raw, fsPath: undefined, snapPath, dir, tmp: undefined, fd: undefined, ino: undefined, written: 0 };
       const added = this.content.add(task, node.content);
       work = added.done.then(() => {
         this.result.filesRestored++;
@@ -457,12 +482,13 @@ class RestoreRun {
     } else {
       const slot = this.limiter.acquire();
       if (slot) await slot;
-      work = this.restoreLeaf(node, fsPath, snapPath, dir);
+      work = this.restoreLeaf(node, raw, snapPath, dir);
       release = () => this.limiter.release();
     }
-    if (linkKey !== undefined && !first) this.linked.set(linkKey, { fsPath, size: node.size, content: node.content, done: work.then(() => true, () => false) });
+    if (linkKey !== undefined && !first) this.linked.set(linkKey, { dir, name: raw, size: node.size, content: node.content, done: work.then(() => true, () => false) });
     const verifier = this.verifier;
-    const checked = verifier && node.type === 'file' ? work.then(() => this.verify(verifier, fsPath, node, snapPath)) : work;
+    // (The entry is done once verified: its directory stays open until then.)
+    const checked = verifier && node.type === 'file' ? work.then(() => this.verify(verifier, childPath(dir.fsPath!, raw), node, snapPath)) : work;
     const p: Promise<void> = checked
       .catch((err: unknown) => this.fileFailed(snapPath, err))
       .finally(() => {
@@ -474,14 +500,15 @@ class RestoreRun {
     return { done: p };
   }
 
-  /** Queues a restored file for verification; the traversal waits while the queue is full. */
-  verify(verifier: Verifier, fsPath: Buffer, node: Node, snapPath: string): void {
-    const room = verifier.add(fsPath, node, snapPath);
+  /** Queues a restored file for verification (resolves once verified); the traversal waits while the queue is full. */
+  verify(verifier: Verifier, fsPath: Buffer, node: Node, snapPath: string): Promise<void> {
+    const { done, room } = verifier.add(fsPath, node, snapPath);
     if (room && !this.verifierRoom) {
       this.verifierRoom = room.then(() => {
         this.verifierRoom = undefined;
       });
     }
+    return done;
   }
 
   /**
@@ -503,18 +530,20 @@ class RestoreRun {
   }
 
   /** The first restored name of each hard-linked file (by `dev:inode`), and whether it was written. */
-  readonly linked = new Map<string, { fsPath: Buffer; size: number; content: BlobId[] | undefined; done: Promise<boolean> }>();
+  readonly linked = new Map<string, { dir: DirState; name: Buffer; size: number; content: BlobId[] | undefined; done: Promise<boolean> }>();
 
   /**
    * A further name of a hard-linked file: a hard link to the first name once that is written. When
    * the first failed or the file system cannot link, the content is written again.
    */
-  async restoreHardLink(first: { fsPath: Buffer; done: Promise<boolean> }, node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<void> {
+  async restoreHardLink(first: { dir: DirState; name: Buffer; done: Promise<boolean> }, node: Node, raw: Buffer, snapPath: string, dir: DirState): Promise<void> {
     const written = await first.done;
-    await this.ensureDir(dir);
+    await this.dirs.ensure(dir);
+    const fsPath = childPath(dir.fsPath!, raw);
     if (written) {
       try {
-        await createReplacing(fsPath, () => link(first.fsPath, fsPath));
+        // (The first name's directory may be done by now: withPath opens the way to it again.)
+        await this.dirs.withPath(first.dir, (from) => createReplacing(fsPath, () => link(childPath(from, first.name), fsPath)));
         this.result.filesRestored++;
         return;
       } catch (err) {
@@ -533,54 +562,17 @@ class RestoreRun {
     return this.content?.stop(this.stopReason) ?? Promise.resolve();
   }
 
-  /**
-   * Creates `dir` (and its not-yet-created ancestors); a non-directory in its place is removed (the
-   * overwrite policy was asked first, see `ExistingTarget.planDir`). In a directory the restore did not
-   * create, temporary files that killed restores left are removed before anything is written.
-   */
-  ensureDir(dir: DirState): Promise<void> {
-    if (dir.created) return dir.created;
-    dir.created = (async () => {
-      if (dir.parent) await this.ensureDir(dir.parent);
-      if (this.skeleton.take(dir.fsPath) && (await lstat(dir.fsPath)).isDirectory()) {
-        dir.fresh = true; // made empty by the skeleton, before any file
-        dir.ready = true;
-        return;
-      }
-      try {
-        await mkdir(dir.fsPath, { mode: 0o700 });
-        dir.fresh = true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const st = await lstat(dir.fsPath);
-        if (!st.isDirectory()) {
-          // A file or symlink where the directory goes: remove it (never follow it).
-          await unlink(dir.fsPath);
-          await mkdir(dir.fsPath, { mode: 0o700 });
-          dir.fresh = true;
-        } else {
-          dir.fresh = false;
-        }
-      }
-      const st = await lstat(dir.fsPath);
-      if (!st.isDirectory()) throw new Error(`${dir.fsPath.toString()} is not a directory after mkdir`);
-      if (!dir.fresh) this.result.tempFilesRemoved += await removeLeftoverTemps(dir.fsPath);
-      dir.ready = true;
-    })();
-    dir.created.catch(() => undefined);
-    return dir.created;
-  }
-
   /** `delete`: the entries of a complete directory that the snapshot does not have. */
   async deleteExtras(dir: DirState, listing: Listing): Promise<void> {
     const sel = this.selector;
     const spared = sel ? (name: Buffer, isDir: boolean) => sel.excluded(joinSnap(dir.snapPath, name.toString('utf8')), isDir) : () => false;
-    const removed = await deleteExtras(dir.fsPath, listing.names, spared, (name, err) => this.error(joinSnap(dir.snapPath, name.toString('utf8')), err));
+    const removed = await deleteExtras(dir.fsPath!, listing.names, spared, (name, err) => this.error(joinSnap(dir.snapPath, name.toString('utf8')), err));
     this.result.deleted += removed.length;
   }
 
-  async restoreLeaf(node: Node, fsPath: Buffer, snapPath: string, dir: DirState): Promise<void> {
-    await this.ensureDir(dir);
+  async restoreLeaf(node: Node, raw: Buffer, snapPath: string, dir: DirState): Promise<void> {
+    await this.dirs.ensure(dir);
+    const fsPath = childPath(dir.fsPath!, raw);
     if (node.type === 'file') {
       await this.writer.restoreFile(node, fsPath, snapPath, dir.fresh);
       this.result.filesRestored++;

@@ -21,11 +21,22 @@ const TEMP_NAME = /^\.kiwi-restore-(?:([0-9]{1,10})-)?[0-9a-f]{12}\.tmp$/;
 
 /** `dir/.kiwi-restore-<pid>-<12 random hex digits>.tmp`. */
 export function tempPath(dirPath: Buffer): Buffer {
+  return tempIn(dirPath, true);
+}
+
+/** `.kiwi-restore-<pid>-<12 random hex digits>.tmp` (a name in the file's directory). */
+export function tempName(): Buffer {
+  return tempIn(EMPTY, false);
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function tempIn(dirPath: Buffer, slash: boolean): Buffer {
   if (prefixPid !== process.pid) {
     prefixPid = process.pid;
     prefixBuf = Buffer.from(`/${PREFIX}${process.pid}-`);
   }
-  const prefix = prefixBuf!;
+  const prefix = slash ? prefixBuf! : prefixBuf!.subarray(1);
   if (randomPos + 6 > randomPool.length) {
     randomPool = randomBytes(6 * 512);
     randomPos = 0;

@@ -20,7 +20,8 @@ const fstatFd = promisify(fsFstat);
 function readFd(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fsRead(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
-const READ_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
+// (O_NONBLOCK: a FIFO put in the file's place fails the check instead of blocking the open.)
+const READ_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | fsConstants.O_NONBLOCK;
 const WORKERS = 2;
 const QUEUE_MAX = 256;
 
@@ -35,6 +36,8 @@ interface Job {
   fsPath: Buffer;
   node: Node;
   snapPath: string;
+  /** Settles the job's `done` (verified, mismatch reported, or dropped by `stop`). */
+  settle: () => void;
 }
 
 export class Verifier {
@@ -51,13 +54,19 @@ export class Verifier {
     readonly onMismatch: (snapPath: string, err: Error) => void,
   ) {}
 
-  /** Queues a restored file; returns a promise to wait on when the queue is full. */
-  add(fsPath: Buffer, node: Node, snapPath: string): Promise<void> | undefined {
-    if (this.#stopped) return undefined;
-    this.#queue.push({ fsPath, node, snapPath });
+  /**
+   * Queues a restored file. `done` resolves when it is verified (a mismatch goes to `onMismatch`)
+   * or dropped by `stop`; `room`, when set, is a promise to wait on because the queue is full.
+   * The file's path must stay valid until `done` (its directory open, see anchors.ts).
+   */
+  add(fsPath: Buffer, node: Node, snapPath: string): { done: Promise<void>; room: Promise<void> | undefined } {
+    if (this.#stopped) return { done: Promise.resolve(), room: undefined };
+    let settle!: () => void;
+    const done = new Promise<void>((r) => (settle = r));
+    this.#queue.push({ fsPath, node, snapPath, settle });
     this.#pump();
-    if (this.#queue.length - this.#head < QUEUE_MAX) return undefined;
-    return new Promise((r) => this.#room.push(r));
+    if (this.#queue.length - this.#head < QUEUE_MAX) return { done, room: undefined };
+    return { done, room: new Promise((r) => this.#room.push(r)) };
   }
 
   /** Resolves when every queued file is verified. */
@@ -69,6 +78,7 @@ export class Verifier {
   /** Drops what is queued (the restore stopped). */
   stop(): Promise<void> {
     this.#stopped = true;
+    for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i]!.settle();
     this.#queue.length = 0;
     this.#head = 0;
     this.#wake();
@@ -91,6 +101,7 @@ export class Verifier {
           (err: unknown) => this.onMismatch(job.snapPath, err instanceof Error ? err : new Error(String(err))),
         )
         .finally(() => {
+          job.settle();
           this.#running--;
           this.#pump();
           this.#wake();

@@ -77,17 +77,24 @@ async function tempFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Counts the files written by native-fs `writeFiles`/`writeFile` (FileWriter takes them when the restore starts); `remove` takes both away instead. */
+/** Counts the files written by native-fs `writeFilesAt`/`writeFiles`/`writeFile` (FileWriter takes them when the restore starts); `remove` takes them away instead. */
 function patchNative(remove = false): { calls: () => number; restore: () => void } {
   const mod = native;
+  const origAt = mod?.writeFilesAt;
   const origMany = mod?.writeFiles;
   const origOne = mod?.writeFile;
   let n = 0;
   if (mod) {
     if (remove) {
+      mod.writeFilesAt = undefined;
       mod.writeFiles = undefined;
       mod.writeFile = undefined;
     } else {
+      if (origAt)
+        mod.writeFilesAt = (fd, files) => {
+          n += files.length;
+          return origAt.call(mod, fd, files);
+        };
       if (origMany)
         mod.writeFiles = (files) => {
           n += files.length;
@@ -104,6 +111,7 @@ function patchNative(remove = false): { calls: () => number; restore: () => void
     calls: () => n,
     restore: () => {
       if (mod) {
+        mod.writeFilesAt = origAt;
         mod.writeFiles = origMany;
         mod.writeFile = origOne;
       }
@@ -180,9 +188,14 @@ describe('concurrent file writers', () => {
     await repo.close();
     const repo2 = await reopen();
     const orig = native.writeFiles;
+    const origAt = native.writeFilesAt;
     native.writeFiles = () => {
       throw new TypeError('binding.writeFiles is not a function');
     };
+    if (origAt)
+      native.writeFilesAt = () => {
+        throw new TypeError('binding.writeFilesAt is not a function');
+      };
     try {
       const target = join(work, 'out');
       const rr = await restoreSnapshot({ repository: repo2, snapshotId: res.snapshotId!, target });
@@ -196,6 +209,7 @@ describe('concurrent file writers', () => {
       expect(await tempFiles(target)).toEqual([]);
     } finally {
       native.writeFiles = orig;
+      native.writeFilesAt = origAt;
     }
     await repo2.close();
   }, 20_000);

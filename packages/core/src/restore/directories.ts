@@ -1,0 +1,237 @@
+/**
+ * The restore's directories: made (or found) when something in them is restored, opened when an
+ * existing one's entries are looked at, each held by a descriptor so that nobody else can
+ * redirect what is written in it (anchors.ts). A directory's descriptor is closed when its
+ * metadata is set ({@link Directories.close}); later uses (a hard link to a file in it) open the
+ * way again, one name at a time.
+ */
+import { closeSync, close as fsClose, openSync, fstat as fsFstat, open as fsOpen, type Stats } from 'node:fs';
+import { lstat, mkdir, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { DirState } from './files.js';
+import { removeLeftoverTemps } from './existing.js';
+import type { Skeleton } from './skeleton.js';
+import { DIR_OPEN_FLAGS, anchorsAvailable, childPath, fdPath, maxOpenDirs } from './anchors.js';
+
+const openFd = promisify(fsOpen) as (path: Buffer | string, flags: number) => Promise<number>;
+const closeFd = promisify(fsClose);
+const fstatFd = promisify(fsFstat) as (fd: number) => Promise<Stats>;
+
+export class Directories {
+  readonly anchors = anchorsAvailable();
+  /** Anchored descriptors open at most (the traversal waits in {@link room}). */
+  readonly max = maxOpenDirs();
+  readonly euid = typeof process.geteuid === 'function' ? process.geteuid() : -1;
+  /** Directories with a descriptor open (the target's not counted in {@link count}). */
+  readonly #anchored = new Set<DirState>();
+  count = 0;
+  /** Directory operations running (awaited before descriptors are closed at the end). */
+  readonly #ops = new Set<Promise<void>>();
+  #waiters: Array<() => void> = [];
+
+  constructor(
+    readonly skeleton: Skeleton,
+    readonly tempsRemoved: (n: number) => void,
+  ) {}
+
+  /** The target directory `real` (a real path, just made or found), opened; `fresh`: it is empty. */
+  async target(real: string, fresh: boolean): Promise<DirState> {
+    const root: DirState = {
+      name: undefined,
+      fsPath: Buffer.from(real, 'utf8'),
+      fd: undefined,
+      safe: false,
+      closed: false,
+      snapPath: '/',
+      node: undefined,
+      parent: undefined,
+      depth: 0,
+      created: Promise.resolve(),
+      opened: undefined,
+      ready: true,
+      fresh,
+    };
+    if (this.anchors) {
+      const fd = await openFd(real, DIR_OPEN_FLAGS);
+      root.fd = fd;
+      root.fsPath = fdPath(fd);
+      this.#anchored.add(root);
+    }
+    return root;
+  }
+
+  /** A directory of the snapshot below `parent`, neither made nor opened yet. */
+  child(parent: DirState, name: Buffer, snapPath: string, node: DirState['node'], fresh: boolean): DirState {
+    return { name, fsPath: undefined, fd: undefined, safe: false, closed: false, snapPath, node, parent, depth: parent.depth + 1, created: undefined, opened: undefined, ready: false, fresh };
+  }
+
+  #track(p: Promise<void>): Promise<void> {
+    this.#ops.add(p);
+    p.catch(() => undefined).finally(() => this.#ops.delete(p));
+    return p;
+  }
+
+  #adopt(dir: DirState, fd: number): void {
+    dir.fd = fd;
+    dir.fsPath = fdPath(fd);
+    this.#anchored.add(dir);
+    this.count++;
+  }
+
+  /** Opens an existing directory to look at its entries (nothing is made; its parent is opened first). */
+  open(dir: DirState): Promise<void> {
+    if (dir.fsPath) return Promise.resolve();
+    if (dir.created) return dir.created;
+    if (dir.opened) return dir.opened;
+    dir.opened = this.#track(
+      (async () => {
+        const parent = dir.parent!;
+        await this.open(parent);
+        const path = childPath(parent.fsPath!, dir.name!);
+        if (!this.anchors) {
+          dir.fsPath = path;
+          return;
+        }
+        this.#adopt(dir, await openFd(path, DIR_OPEN_FLAGS));
+      })(),
+    );
+    return dir.opened;
+  }
+
+  /**
+   * Makes `dir` (and its not-yet-made ancestors) and opens it; a non-directory in its place is
+   * removed (the overwrite policy was asked first, see `ExistingTarget.planDir`). In a directory
+   * the restore did not make, temporary files that killed restores left are removed before
+   * anything is written.
+   */
+  ensure(dir: DirState): Promise<void> {
+    if (dir.created) return dir.created;
+    dir.created = this.#track(this.#make(dir));
+    return dir.created;
+  }
+
+  async #make(dir: DirState): Promise<void> {
+    const parent = dir.parent!;
+    await this.ensure(parent);
+    if (dir.opened) await dir.opened.catch(() => undefined);
+    if (dir.fsPath) {
+      // An existing directory, opened to look at its entries.
+      dir.fresh = false;
+      this.tempsRemoved(await removeLeftoverTemps(dir.fsPath));
+      dir.ready = true;
+      return;
+    }
+    const path = childPath(parent.fsPath!, dir.name!);
+    const made = this.skeleton.pending ? this.skeleton.take(keyOf(dir)) : false;
+    if (made !== false) {
+      // Made by the skeleton: the restore's own, in a directory of its own (or handed over with its descriptor).
+      if (made !== true) this.#adopt(dir, made);
+      else if (!this.anchors) dir.fsPath = path;
+      else if (!parent.safe) throw new Error('internal: a skeleton directory below one the restore does not own');
+      // (Its path goes through directories of the restore's own only: opened as it is.)
+      else this.#adopt(dir, openSync(path, DIR_OPEN_FLAGS));
+      dir.safe = this.anchors;
+      dir.fresh = true;
+      dir.ready = true;
+      return;
+    }
+    let madeNow = false;
+    try {
+      await mkdir(path, { mode: 0o700 });
+      madeNow = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (!(await lstat(path)).isDirectory()) {
+        // A file or symlink where the directory goes: remove it (never follow it).
+        await unlink(path);
+        await mkdir(path, { mode: 0o700 });
+        madeNow = true;
+      }
+    }
+    if (!this.anchors) {
+      if (!(await lstat(path)).isDirectory()) throw new Error('not a directory after mkdir');
+      dir.fsPath = path;
+    } else {
+      const fd = await openFd(path, DIR_OPEN_FLAGS);
+      if (madeNow && !parent.safe) {
+        // Others may write in its parent: it must be the one just made.
+        const st = await fstatFd(fd);
+        if ((this.euid >= 0 && st.uid !== this.euid) || (st.mode & 0o077) !== 0) {
+          await closeFd(fd);
+          throw Object.assign(new Error('replaced by another directory while the restore made it'), { code: 'EEXIST' });
+        }
+      }
+      dir.safe = madeNow;
+      this.#adopt(dir, fd);
+    }
+    dir.fresh = madeNow;
+    if (!madeNow) this.tempsRemoved(await removeLeftoverTemps(dir.fsPath!));
+    dir.ready = true;
+  }
+
+  /** Everything below `dir` is written and its metadata set: its descriptor (if any) is closed and its path no longer used. */
+  close(dir: DirState): void {
+    dir.closed = true;
+    dir.safe = false;
+    if (dir.fd === undefined) return;
+    const fd = dir.fd;
+    dir.fd = undefined;
+    this.#anchored.delete(dir);
+    if (dir.parent) this.count--;
+    closeSync(fd);
+    const w = this.#waiters;
+    if (w.length > 0 && this.count <= this.max) {
+      this.#waiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** A promise to wait on before entering a directory `depth` deep, while too many descriptors are open. */
+  room(depth: number): Promise<void> | undefined {
+    // (The directories on the traversal's way down stay open: they do not count against the bound.)
+    if (this.count - depth <= this.max) return undefined;
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  /**
+   * Calls `fn` with a path naming directory `dir`, made earlier: its descriptor's while it is
+   * open; once it is closed (its metadata set), the way to it is opened again from the nearest
+   * open directory above, one name at a time, O_NOFOLLOW.
+   */
+  async withPath<T>(dir: DirState, fn: (path: Buffer) => Promise<T>): Promise<T> {
+    if (!this.anchors || !dir.closed) return fn(dir.fsPath!);
+    const names: Buffer[] = [];
+    let d = dir;
+    while (d.closed && d.parent) {
+      names.push(d.name!);
+      d = d.parent;
+    }
+    let prefix = d.fsPath!;
+    let fd: number | undefined;
+    try {
+      for (let i = names.length - 1; i >= 0; i--) {
+        const next = await openFd(childPath(prefix, names[i]!), DIR_OPEN_FLAGS);
+        if (fd !== undefined) await closeFd(fd);
+        fd = next;
+        prefix = fdPath(next);
+      }
+      return await fn(prefix);
+    } finally {
+      if (fd !== undefined) await closeFd(fd);
+    }
+  }
+
+  /** The restore is over: waits for directory operations still running, then closes every descriptor. */
+  async closeAll(): Promise<void> {
+    while (this.#ops.size > 0) await Promise.allSettled([...this.#ops]);
+    for (const d of [...this.#anchored]) this.close(d);
+    this.skeleton.close();
+  }
+}
+
+/** The latin1 key of `dir`'s path below the target (the skeleton's keys). */
+function keyOf(dir: DirState): string {
+  let key = dir.name!.toString('latin1');
+  for (let d = dir.parent; d?.parent; d = d.parent) key = `${d.name!.toString('latin1')}/${key}`;
+  return key;
+}
