@@ -81,7 +81,15 @@ export function childPath(prefix: Buffer, name: Buffer): Buffer {
  * How many directory descriptors the restore keeps open at most: a quarter of the soft limit on
  * open files (Node raises it to the hard limit at start), at most 1,024.
  */
+let maxForTesting: number | undefined;
+
+/** Tests: bound the directory descriptors a restore keeps open (undefined: from the limit). */
+export function setMaxOpenDirsForTesting(n: number | undefined): void {
+  maxForTesting = n;
+}
+
 export function maxOpenDirs(): number {
+  if (maxForTesting !== undefined) return maxForTesting;
   let soft = 4096;
   try {
     const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'latin1'));

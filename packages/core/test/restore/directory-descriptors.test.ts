@@ -1,0 +1,62 @@
+/**
+ * The restore holds a descriptor per directory (restore/anchors.ts) and bounds how many are open:
+ * past the bound its traversal waits for directories below which everything is written. With a
+ * tiny bound a tree of many directories still restores exactly (fresh and in place), nothing hangs,
+ * and the descriptors open at once stay near the bound.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { restoreSnapshot, runBackup } from '../../src/index.js';
+import { anchorsAvailable, setMaxOpenDirsForTesting } from '../../src/restore/anchors.js';
+import { memoryRepository } from '../backup/helpers/real-repo.js';
+import { removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+
+let work: string;
+beforeEach(async () => {
+  work = await tempDir();
+});
+afterEach(async () => {
+  setMaxOpenDirsForTesting(undefined);
+  await removeDir(work);
+});
+
+describe.runIf(anchorsAvailable())('directory descriptors of a restore', () => {
+  it('with at most 8 open, 240 directories restore exactly, fresh and in place, and the open descriptors stay bounded', async () => {
+    const src = join(work, 'src');
+    const files = new Map<string, string>();
+    for (let d = 0; d < 120; d++) {
+      for (const sub of ['', '/inner']) {
+        await mkdir(join(src, `d${d}${sub}`), { recursive: true });
+        for (let f = 0; f < 3; f++) {
+          const rel = `d${d}${sub}/f${f}`;
+          files.set(rel, `${rel} `.repeat(1 + ((d + f) % 40)));
+          await writeFile(join(src, rel), files.get(rel)!);
+        }
+      }
+    }
+    const { repo } = await memoryRepository();
+    const res = await runBackup({ repository: repo, sources: [src] });
+    expect(res.errors).toEqual([]);
+    setMaxOpenDirsForTesting(8);
+    const target = join(work, 'target');
+    const baseline = readdirSync('/proc/self/fd').length;
+    let most = 0;
+    const sampler = setInterval(() => {
+      most = Math.max(most, readdirSync('/proc/self/fd').length - baseline);
+    }, 1);
+    try {
+      for (const overwrite of ['if-changed', 'always'] as const) {
+        const rr = await restoreSnapshot({ repository: repo, snapshotId: res.snapshotId!, target, overwrite });
+        expect(rr.errors).toEqual([]);
+        for (const [rel, text] of files) expect(await readFile(join(target, src, rel), 'utf8'), rel).toBe(text);
+      }
+    } finally {
+      clearInterval(sampler);
+    }
+    // The bound, the directories on the way down (depth of the source path), and a few files and packs.
+    expect(most).toBeLessThan(8 + src.split('/').length + 2 + 24);
+    expect(readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(baseline);
+  });
+});
