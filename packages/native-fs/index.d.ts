@@ -68,6 +68,12 @@ export function writeFiles(
   files: Array<[tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint]>,
 ): Promise<Array<(Error & { code?: string; syscall?: string; path?: string }) | null>>;
 /**
+ * Ends the process with `code` (0..255) at once (`_exit`): no exit handlers, no clean-up. Unlike
+ * `process.exit`, it does not wait for libuv's threadpool, so a pool thread blocked in a system call
+ * (a hung NFS mount) cannot keep the process alive. Absent in an addon built before it.
+ */
+export function exitNow(code: number): never;
+/**
  * `writeFiles` in the directory open as `dirFd`: `tmp` and `final` are names in it (no '/'),
  * created, renamed and removed with openat/renameat/unlinkat, so no path is looked up. The
  * caller keeps `dirFd` open until the promise settles.

@@ -4,7 +4,7 @@
  * onBackupStop takes $STOP_MS to finish (like a database that takes a while to start again).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { eventually, killDaemon, startDaemon, type DaemonProcess } from './daemo
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 const PROBE = `
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, open } from 'node:fs';
 const rec = (line) => appendFileSync(process.env.RECORD_FILE, line + '\\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export default {
@@ -24,6 +24,8 @@ export default {
   },
   async onBackupStop(ctx, next) {
     rec('stop-begin ' + ctx.backup.status);
+    // A thread of libuv's pool stuck in a system call (a FIFO no one writes to; a hung NFS mount in life).
+    if (process.env.BLOCK_FIFO) open(process.env.BLOCK_FIFO, 'r', () => undefined);
     await sleep(Number(process.env.STOP_MS ?? 0));
     rec('stop-done ' + ctx.backup.status);
     await next();
@@ -101,6 +103,16 @@ describe('signals', () => {
     expect(lines).toContain('stop-begin interrupted');
     expect(lines).not.toContain('stop-done interrupted');
     expect(r.stderr).toMatch(/--stop-timeout of 1 s reached: exiting now/);
+  });
+
+  it('--stop-timeout exits even while a threadpool thread is stuck in a system call', async () => {
+    const fifo = join(work, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const t0 = Date.now();
+    const r = await backupWithSignals([['SIGTERM', 0]], ['--stop-timeout', '1'], { STOP_MS: '60000', BLOCK_FIFO: fifo });
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/--stop-timeout of 1 s reached: exiting now/);
+    expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
   it('a bad --stop-timeout is a usage error', async () => {

@@ -54,3 +54,4 @@ export {
   decompress as zstdDecompress,
 } from './compression/zstd.js';
 export { makeDirectory, makeDirectorySync, type MakeDirectoryOptions } from './fsutil/make-directory.js';
+export { exitProcessNow } from './native/native-fs.js';

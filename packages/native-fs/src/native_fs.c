@@ -6,8 +6,27 @@
  *   files.c  whole restored files written in one threadpool job each
  *   aead.c   AES-256-GCM decryption and HMAC-SHA-256 of blobs on the threadpool (OpenSSL found at load time)
  *   scan.c   a directory of the backup walk (entries, lstat, link targets, xattrs) in one threadpool job
+ * and here: exitNow(code), _exit(2) at once.
  */
 #include "common.h"
+#include <unistd.h>
+
+/*
+ * exitNow(code): ends the process with `code` at once, without exit handlers. process.exit() runs
+ * libuv's clean-up, which joins the threadpool: a pool thread blocked in a system call (a read on a
+ * hung NFS mount, a FIFO with no writer) keeps the process from ever exiting. Output written with
+ * Node's synchronous stdout/stderr (files, pipes and terminals on Linux) is already out.
+ */
+static napi_value exit_now(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!kiwi_get_args(env, info, 1, argv)) return NULL;
+  int32_t code = 1;
+  if (napi_get_value_int32(env, argv[0], &code) != napi_ok || code < 0 || code > 255) {
+    napi_throw_type_error(env, NULL, "exitNow takes an exit code (0..255)");
+    return NULL;
+  }
+  _exit(code);
+}
 
 static napi_value init(napi_env env, napi_value exports) {
   kiwi_register_times(env, exports);
@@ -16,6 +35,8 @@ static napi_value init(napi_env env, napi_value exports) {
   kiwi_register_files(env, exports);
   kiwi_register_aead(env, exports);
   kiwi_register_scan(env, exports);
+  napi_property_descriptor props[] = {{"exitNow", NULL, exit_now, NULL, NULL, NULL, napi_enumerable, NULL}};
+  napi_define_properties(env, exports, 1, props);
   return exports;
 }
 

@@ -11,6 +11,7 @@
  *   signal): then the process exits at once with 130. What a plug-in journalled (`ctx.recovery`) is
  *   undone at the next start.
  */
+import { exitProcessNow } from '@kiwi-backup/core';
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type StopSignal = (typeof STOP_SIGNALS)[number];
 
@@ -110,7 +111,8 @@ export class GracefulStop {
             ? `--stop-timeout of ${limit} s reached: exiting now with the onBackupStop hooks unfinished (journalled undo actions run at the next start)`
             : `--stop-timeout of ${limit} s reached: exiting now`,
         );
-        (this.#opts.exit ?? ((code: number) => process.exit(code)))(this.#opts.deadlineExitCode ?? 130);
+        // (At once: process.exit would wait for a threadpool thread stuck in a system call, for ever.)
+        (this.#opts.exit ?? exitProcessNow)(this.#opts.deadlineExitCode ?? 130);
       }, this.#opts.stopTimeoutMs);
       // The deadline never keeps the process alive by itself.
       this.#deadline.unref();

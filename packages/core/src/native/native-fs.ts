@@ -26,6 +26,8 @@ export interface NativeFs {
   writeFile?(tmp: Buffer, final: Buffer, data: Buffer | null, mode: number, chmodMode: number, uid: number, gid: number, mtimeNs: bigint): Promise<void>;
   /** Several `writeFile`s in one job, in order; one error or null per file. Absent in addons built before it. */
   writeFiles?(files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
+  /** `_exit(code)`: ends the process at once, without waiting for libuv's threadpool. Absent in addons built before it. */
+  exitNow?(code: number): never;
   /** `writeFiles` with names in the directory open as `dirFd` (openat/renameat). Absent in addons built before it. */
   writeFilesAt?(dirFd: number, files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
   /**
@@ -105,4 +107,16 @@ export function nativeFs(): NativeFs | null {
 export function nativeFsUnavailableReason(): string | undefined {
   nativeFs();
   return loadError;
+}
+
+/**
+ * Ends the process with `code` at once. `process.exit` waits for libuv's threadpool to wind down,
+ * so a pool thread blocked in a system call (a read on a hung NFS mount, a FIFO with no writer)
+ * keeps the process alive for ever; with native-fs this exits regardless (`_exit`), without it
+ * it is `process.exit`. For a last resort (a stop that ran out of time), not for a normal end.
+ */
+export function exitProcessNow(code: number): never {
+  const exitNow = nativeFs()?.exitNow;
+  if (exitNow) exitNow(code);
+  process.exit(code);
 }
