@@ -10,20 +10,33 @@ export type PasswordSource = 'env' | 'file' | 'command' | 'default-password-file
 
 /** Largest password-command output accepted (a password, not a file). */
 const MAX_COMMAND_OUTPUT = 64 * 1024;
+/** How long a password command may take when no one is at a terminal to answer it (cron, a service). */
+export const PASSWORD_COMMAND_TIMEOUT_MS = 120_000;
 
 /**
  * Run a password command (`--password-command`, `KIWI_PASSWORD_COMMAND`, the config's
  * `passwordCommand`) through the shell: its stdout, without the trailing newline, is the
  * password. Its stdin and stderr are the terminal's, so it may prompt (gpg, pass). A command
  * that cannot start, fails, prints nothing or too much is a usage error (exit 2) naming where
- * the command came from, never its output, nor its text (it may hold a secret).
+ * the command came from, never its output, nor its text (it may hold a secret). Without a
+ * terminal on stdin (cron, a service), one that has not finished after `timeoutMs` (default
+ * {@link PASSWORD_COMMAND_TIMEOUT_MS}) is killed and is that error too, instead of a job that
+ * hangs for ever; on a terminal it may wait for its user.
  */
-export async function runPasswordCommand(command: string, source: string): Promise<string> {
+export async function runPasswordCommand(command: string, source: string, timeoutMs = process.stdin.isTTY ? 0 : PASSWORD_COMMAND_TIMEOUT_MS): Promise<string> {
   return await new Promise<string>((resolve, reject) => {
-    const fail = (why: string) => reject(new UsageError(`the password command (${source}) ${why}`));
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const fail = (why: string) => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      reject(new UsageError(`the password command (${source}) ${why}`));
+    };
     let child;
     try {
-      child = spawn(command, { shell: true, stdio: ['inherit', 'pipe', 'inherit'] });
+      // (Its own process group when it may be timed out: the whole of it is killed then.)
+      child = spawn(command, { shell: true, stdio: ['inherit', 'pipe', 'inherit'], detached: timeoutMs > 0 });
     } catch (err) {
       fail(`could not be started: ${(err as Error).message}`);
       return;
@@ -41,7 +54,22 @@ export async function runPasswordCommand(command: string, source: string): Promi
       chunks.push(d);
     });
     child.on('error', (err) => fail(`could not be started: ${err.message}`));
+    if (timeoutMs > 0) {
+      timer = setTimeout(() => {
+        // (Not waiting for 'close': something it started may hold its output open.)
+        child.stdout!.destroy();
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+        for (const c of chunks) c.fill(0);
+        fail(`did not finish within ${Math.round(timeoutMs / 1000)} s (with no terminal to answer it); it must print the password and exit`);
+      }, timeoutMs);
+      timer.unref();
+    }
     child.on('close', (code, signal) => {
+      if (settled) return;
       const out = Buffer.concat(chunks);
       if (tooLong) return fail(`printed more than ${MAX_COMMAND_OUTPUT / 1024} KiB; it must print only the password`);
       if (signal) return fail(`was killed by ${signal}`);
@@ -50,6 +78,8 @@ export async function runPasswordCommand(command: string, source: string): Promi
       const password = out.toString('utf8').replace(/(\r?\n)+$/, '');
       out.fill(0);
       if (password === '') return fail('printed no password');
+      settled = true;
+      if (timer) clearTimeout(timer);
       resolve(password);
     });
   });

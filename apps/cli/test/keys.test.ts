@@ -5,6 +5,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { runKiwi, tempDir, removeDir, jsonLines } from './helpers.js';
+import { runPasswordCommand } from '../src/password.js';
 
 describe('kiwi key and --password-command', () => {
   let work: string;
@@ -107,6 +108,14 @@ describe('kiwi key and --password-command', () => {
     expect((await runKiwi(['snapshots', '--config', cfg], { env })).code).toBe(0);
     // A wrong password from the command is a wrong password (12).
     expect((await runKiwi(['snapshots', '--password-command', 'echo nope'], { env })).code).toBe(12);
+  });
+
+  it('a password command that never finishes (no terminal to answer it) is killed after its time: a usage error, not a hang', async () => {
+    const t0 = Date.now();
+    // (A pipeline: what the shell started keeps the output open after the shell is killed.)
+    await expect(runPasswordCommand('sleep 30 | cat', '--password-command', 500)).rejects.toThrow(/--password-command\) did not finish within 1 s/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    await expect(runPasswordCommand('echo fine', '--password-command', 5000)).resolves.toBe('fine');
   });
 
   it('a failing, silent or missing password command is a usage error (2) naming the source, never printing its output', async () => {
