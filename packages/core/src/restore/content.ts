@@ -390,6 +390,9 @@ export class ContentReader<F> {
     if (!w.sealed || w.unsettled > 0 || !this.#pending.delete(w)) return;
     w.resolveDone();
     this.#wake();
+    // Room for a window again: the open one is sealed if nothing is queued, so planned files never
+    // wait for the traversal to add more (it may be waiting for those very files to finish).
+    if (this.#open && this.#queueHead >= this.#queue.length) this.#scheduleSeal();
   }
 }
 

@@ -179,14 +179,13 @@ export class Directories {
     this.#anchored.delete(dir);
     if (dir.parent) this.count--;
     closeSync(fd);
+    // (Waiters check again: see room.)
     const w = this.#waiters;
-    if (w.length > 0 && this.count <= this.max) {
-      this.#waiters = [];
-      for (const f of w) f();
-    }
+    this.#waiters = [];
+    for (const f of w) f();
   }
 
-  /** A promise to wait on before entering a directory `depth` deep, while too many descriptors are open. */
+  /** A promise to wait on before entering a directory `depth` deep, while too many descriptors are open; ask again once it resolves. */
   room(depth: number): Promise<void> | undefined {
     // (The directories on the traversal's way down stay open: they do not count against the bound.)
     if (this.count - depth <= this.max) return undefined;

@@ -318,7 +318,9 @@ class RestoreRun {
       listing = await this.loadListing(treeId);
     } catch (err) {
       this.error(dir.snapPath, new Error(`tree ${treeId}: ${(err as Error).message}`));
-      return { done: Promise.resolve() };
+      // (Its descriptor, if it was made, is closed once made: nothing below it will be written.)
+      const made = dir.created ?? dir.opened ?? Promise.resolve();
+      return { done: made.catch(() => undefined).then(() => (dir.parent ? this.dirs.close(dir) : undefined)) };
     }
     // Entries the tree validator refused are reported, one error each; the rest is restored.
     for (const bad of listing.invalid ?? []) {
@@ -397,8 +399,7 @@ class RestoreRun {
         if (inc) void this.dirs.ensure(sub);
         this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH));
         // Too many directory descriptors open: wait for directories below which everything is written.
-        const room = this.dirs.room(dir.depth + 1);
-        if (room) await room;
+        for (let room = this.dirs.room(dir.depth + 1); room; room = this.dirs.room(dir.depth + 1)) await room;
         const { done } = await this.restoreTree(node.subtree, sub, inc);
         pending.push(done);
         continue;
