@@ -1,4 +1,5 @@
 import type { ArgsDef } from 'citty';
+import { patternProblem } from '@kiwi-backup/core';
 import { UsageError } from './exit-codes.js';
 
 /** Options every command accepts. */
@@ -89,6 +90,14 @@ function levenshtein(a: string, b: string): number {
     }
   }
   return prev[b.length]!;
+}
+
+/** Refuses patterns that cannot match what they say (an unclosed "[": see core's `patternProblem`), naming where each came from. */
+export function checkPatterns(patterns: readonly string[], where: string): void {
+  for (const p of patterns) {
+    const problem = patternProblem(p);
+    if (problem) throw new UsageError(`${where} ${JSON.stringify(p)}: ${problem}`);
+  }
 }
 
 /** A repeated string flag as an array (`--exclude a --exclude b`). */

@@ -25,6 +25,7 @@ export function exitCodeFor(err: unknown): number {
     case 'ConfigError':
     case 'UsageError':
     case 'PolicyError':
+    case 'PatternError':
       return ExitCode.Usage;
     case 'RepositoryNotFoundError':
     case 'RepositoryConfigMissingError':

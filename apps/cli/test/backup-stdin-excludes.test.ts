@@ -143,6 +143,21 @@ describe('backup excludes, ls -l, snapshots --json', () => {
     const noFile = await runKiwi(['backup', src, '--exclude-file', missing], { env });
     expect(noFile.code, noFile.stderr).toBe(2);
     expect(noFile.stderr).toContain(`cannot read the exclude file ${missing}: no such file`);
+    // Patterns that cannot match what they say (gitignore would silently match nothing) are refused up front.
+    const bracket = await runKiwi(['backup', src, '--exclude', 'build[0-9'], { env });
+    expect(bracket.code, bracket.stderr).toBe(2);
+    expect(bracket.stderr).toContain('--exclude "build[0-9": the "[" at character 6 opens a character class that is never closed');
+    const file = join(work, 'bad-excludes.txt');
+    await writeFile(file, '# comment\n*.tmp\n\ncache[\n');
+    const inFile = await runKiwi(['backup', src, '--exclude-file', file], { env });
+    expect(inFile.code, inFile.stderr).toBe(2);
+    expect(inFile.stderr).toContain(`exclude file ${file}, line 4: "cache["`);
+    const find = await runKiwi(['find', '['], { env });
+    expect(find.code, find.stderr).toBe(2);
+    expect(find.stderr).toContain('pattern "[": the "[" at character 1');
+    const restore = await runKiwi(['restore', 'latest', '--target', join(work, 'r'), '--include', 'x\\'], { env });
+    expect(restore.code, restore.stderr).toBe(2);
+    expect(restore.stderr).toContain('--include "x\\\\": it ends with a lone');
   });
 
   it('ls -l: mode, owner, group, size and local modification time; -l --human-readable', async () => {

@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { access, lstat } from 'node:fs/promises';
+import { access, lstat, readFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
-import { builtinExcludes, parseByteSize, runBackup, scanSources, type BackupStats, type ContentSource, type LiveProgress, type ScanTotals } from '@kiwi-backup/core';
+import { builtinExcludes, parseByteSize, patternProblem, runBackup, scanSources, type BackupStats, type ContentSource, type LiveProgress, type ScanTotals } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
-import { stringArg, stringList } from '../args.js';
+import { checkPatterns, stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes, formatDuration } from '../output.js';
 import { commandOutput, stdinFileName } from '../stdin-source.js';
@@ -66,7 +66,17 @@ export default kiwiCommand({
         const code = (err as NodeJS.ErrnoException).code;
         throw new UsageError(`cannot read the exclude file ${f}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
       }
+      const lines = (await readFile(f, 'utf8').catch(() => '')).split(/\r?\n/);
+      lines.forEach((line, i) => {
+        const problem = line.trim() === '' || line.startsWith('#') ? undefined : patternProblem(line);
+        if (problem) throw new UsageError(`exclude file ${f}, line ${i + 1}: ${JSON.stringify(line)}: ${problem}`);
+      });
     }
+    // A pattern that cannot match what it says would exclude nothing, silently: refused up front.
+    checkPatterns(cfg.exclude ?? [], "the config's backup.exclude pattern");
+    checkPatterns(stringList(args.exclude), '--exclude');
+    checkPatterns(cfg.iexclude ?? [], "the config's backup.iexclude pattern");
+    checkPatterns(stringList(args.iexclude), '--iexclude');
     const dryRun = Boolean(args['dry-run']);
     if (args.force && args.parent) throw new UsageError('--force and --parent cannot be used together');
     const builtins = excludeMiddleware(args, cfg);

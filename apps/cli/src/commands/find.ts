@@ -1,6 +1,6 @@
 import { SnapshotFinder } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
-import { stringArg, stringList } from '../args.js';
+import { checkPatterns, stringArg, stringList } from '../args.js';
 import { ExitCode, UsageError } from '../exit-codes.js';
 import { chooseSnapshots, localTime, selectArgs } from '../select.js';
 import { longLine, nodeJson } from './ls.js';
@@ -37,6 +37,7 @@ export default kiwiCommand({
     const out = session.out;
     const patterns = (args._ ?? []).map(String).filter((p) => p.trim() !== '');
     if (patterns.length === 0) throw new UsageError('name a pattern, e.g. `kiwi find notes.txt` or `kiwi find "*.jpg"`');
+    checkPatterns(patterns, 'pattern');
     const oldestArg = stringArg(args.oldest);
     const newestArg = stringArg(args.newest);
     const oldest = oldestArg !== undefined ? parseTime(oldestArg, '--oldest') : undefined;

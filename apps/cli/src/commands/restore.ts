@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { OVERWRITE_POLICIES, RestoreTargetError, restoreSnapshot, type OverwritePolicy, type RestoreProgress } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
-import { stringArg, stringList } from '../args.js';
+import { checkPatterns, stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { formatBytes, formatDuration } from '../output.js';
 import { chooseSnapshot, selectArgs } from '../select.js';
@@ -40,6 +40,7 @@ export default kiwiCommand({
       iinclude: stringList(args.iinclude),
       iexclude: stringList(args.iexclude),
     };
+    for (const [k, list] of Object.entries(patterns)) checkPatterns(list, `--${k}`);
     const repo = await session.openRepository();
     // The restore needs the index too: read it while the snapshot is looked up.
     const indexRead = repo.loadIndex();

@@ -13,4 +13,4 @@ export { exactTimesAvailable, exactTimesUnavailableReason } from './times.js';
 export { OVERWRITE_POLICIES, type OverwritePolicy } from './existing.js';
 export type { UnmatchedPattern } from './select.js';
 export { xattrsAvailable, xattrsUnavailableReason } from '../xattr/xattrs.js';
-export { PathPatterns } from '../walker/patterns.js';
+export { PathPatterns, PatternError, assertPattern, patternProblem } from '../walker/patterns.js';

@@ -45,11 +45,47 @@ function within(p: string, root: string): boolean {
   return p === root || p.startsWith(root + '/');
 }
 
+/** A pattern that cannot mean what it says (an unclosed `[`, a lone trailing `\`): refused, never silently matching nothing. */
+export class PatternError extends Error {
+  override readonly name = 'PatternError';
+}
+
+/**
+ * What is wrong with pattern `raw`, or undefined. gitignore matching (the `ignore` package, git
+ * itself) takes a `[` whose class is never closed, or a trailing lone `\`, as matching nothing at
+ * all: an exclude that excludes nothing, a `find` that finds nothing, without a word.
+ */
+export function patternProblem(raw: string): string | undefined {
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (c === '\\') {
+      if (i + 1 >= raw.length) return 'it ends with a lone "\\" (write "\\\\" for a backslash)';
+      i++;
+    } else if (c === '[') {
+      let j = i + 1;
+      if (raw[j] === '!' || raw[j] === '^') j++;
+      if (raw[j] === ']') j++; // a leading "]" is a member
+      while (j < raw.length && raw[j] !== ']') j += raw[j] === '\\' ? 2 : 1;
+      if (j >= raw.length) return `the "[" at character ${i + 1} opens a character class that is never closed (write "\\[" for a literal "[")`;
+      i = j;
+    }
+  }
+  return undefined;
+}
+
+/** Throws {@link PatternError} naming `raw` (and `where` it came from) when {@link patternProblem} finds something. */
+export function assertPattern(raw: string, where = 'pattern'): void {
+  const problem = patternProblem(raw);
+  if (problem) throw new PatternError(`${where} ${JSON.stringify(raw)}: ${problem}`);
+}
+
 /**
  * Expands one pattern into gitignore rules over paths relative to the
- * snapshot root, following the anchoring rules above.
+ * snapshot root, following the anchoring rules above. Throws {@link PatternError} for a pattern
+ * that cannot match what it says.
  */
 export function expandPattern(raw: string, roots: readonly string[]): string[] {
+  assertPattern(raw);
   let p = raw.replace(/(?<!\\)\s+$/, '');
   if (p === '' || p.startsWith('#')) return [];
   const neg = p.startsWith('!');

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { restoreSnapshot, runBackup, type Snapshot } from '../../src/index.js';
-import { expandPattern } from '../../src/walker/patterns.js';
+import { PatternError, expandPattern, patternProblem } from '../../src/walker/patterns.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { describeTree, makeSampleTree, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
 
@@ -33,6 +33,14 @@ async function files(target: string): Promise<string[]> {
   const t = await describeTree(join(target, src));
   return [...t].filter(([, v]) => v.type !== 'dir').map(([k]) => k.slice(1)).sort();
 }
+
+describe('pattern checks', () => {
+  it('refuses an unclosed "[" and a lone trailing "\\"; accepts classes, escapes and a leading "]"', () => {
+    for (const ok of ['*.jpg', '[abc]', '[!a]', '[^a]', '[]a]', '[!]a]', 'a\\[b', '\\\\', 'x]y', '/home/*/notes.txt', 'a[b\\]c]']) expect(patternProblem(ok), ok).toBeUndefined();
+    for (const bad of ['[', 'a[b', '[!', '[]', 'x\\', 'a[b\\]']) expect(patternProblem(bad), bad).toBeDefined();
+    expect(() => expandPattern('a[b', ['/x'])).toThrow(PatternError);
+  });
+});
 
 describe('restore patterns', () => {
   it('a plain name matches at any depth (files and directories, with all below)', async () => {
