@@ -187,8 +187,9 @@ export class Directories {
 
   /** A promise to wait on before entering a directory `depth` deep, while too many descriptors are open; ask again once it resolves. */
   room(depth: number): Promise<void> | undefined {
-    // (The directories on the traversal's way down stay open: they do not count against the bound.)
-    if (this.count - depth <= this.max) return undefined;
+    // (The directories on the traversal's way down stay open: they do not count against the bound.
+    // Those are the depth - 1 above it, the target's own descriptor not being counted.)
+    if (this.count - (depth - 1) <= this.max) return undefined;
     return new Promise((r) => this.#waiters.push(r));
   }
 

@@ -395,11 +395,12 @@ class RestoreRun {
           }
           sub.fresh = state === 'new';
         }
+        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH));
+        // Too many directory descriptors open: wait for directories below which everything is written
+        // (before this one is opened: it is not done until the traversal has been through it).
+        for (let room = this.dirs.room(dir.depth + 1); room; room = this.dirs.room(dir.depth + 1)) await room;
         // An included directory exists even when empty; files in it create it on demand too.
         if (inc) void this.dirs.ensure(sub);
-        this.prefetch(subtreeIds.slice(nextSub, nextSub + TREE_PREFETCH));
-        // Too many directory descriptors open: wait for directories below which everything is written.
-        for (let room = this.dirs.room(dir.depth + 1); room; room = this.dirs.room(dir.depth + 1)) await room;
         const { done } = await this.restoreTree(node.subtree, sub, inc);
         pending.push(done);
         continue;
