@@ -390,7 +390,9 @@ class RestoreRun {
             continue;
           }
           if (state === 'keep') {
+            // Not one entry but a whole directory left out: said, not only counted.
             this.result.kept++;
+            this.skip(snapPath, `a file or symlink is where this directory goes, kept by --overwrite ${this.existing.policy}: nothing below it restored`);
             continue;
           }
           sub.fresh = state === 'new';

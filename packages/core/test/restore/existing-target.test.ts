@@ -92,6 +92,8 @@ describe('restoring into a directory that holds files', () => {
     const never = await restore(target, { overwrite: 'never' });
     expect(never.errors).toEqual([]);
     expect(never.kept).toBe(3);
+    // The file where a directory goes keeps that whole directory out: reported, not only counted.
+    expect(never.skipped).toEqual([{ path: `${src}/empty-dir`, message: expect.stringContaining('kept by --overwrite never: nothing below it restored') }]);
     expect(await readFile(join(out, 'hello.txt'), 'utf8')).toBe('mine');
     expect(await readFile(join(out, 'empty-dir'), 'utf8')).toContain('a file');
     expect((await readFile(join(out, 'dir/big.bin'))).length).toBeGreaterThan(80_000);
