@@ -12,8 +12,9 @@
  *
  * Every directory of the restore gets a descriptor when it is made (or found): opened by its one
  * name in its parent's descriptor, O_DIRECTORY|O_NOFOLLOW. One made in a directory others may
- * write to (the target, an existing directory) must then be the restore's own (its owner, mode
- * 0700 at most): a directory swapped in by someone else fails. One made in a directory the
+ * write to (the target, an existing directory) is checked to be the restore's own (its owner, mode
+ * 0700 at most); if it is not (swapped in by someone else, or a file system whose owners and modes
+ * are made up, like vfat), its entries are looked at as in an existing directory. One made in a directory the
  * restore made itself ("safe": nobody else can add, rename or remove entries in a mode-0700
  * directory they do not own) needs no such check. Files of a directory are created, renamed and
  * removed by name in its descriptor (native-fs `writeFilesAt`: openat/renameat, no path lookup at
@@ -81,6 +82,21 @@ export function childPath(prefix: Buffer, name: Buffer): Buffer {
  * How many directory descriptors the restore keeps open at most: a quarter of the soft limit on
  * open files (Node raises it to the hard limit at start), at most 1,024.
  */
+let madeUpOwners = false;
+
+/**
+ * Tests: every directory the restore makes where others may write looks like someone else's (as on
+ * vfat, whose owners and modes are made up by the mount).
+ */
+export function setMadeUpOwnersForTesting(on: boolean): void {
+  madeUpOwners = on;
+}
+
+/** Whether `st` of a directory just made is the restore's own (`euid`, mode 0700 at most). */
+export function ownMadeDirectory(st: { uid: number; mode: number }, euid: number): boolean {
+  return !madeUpOwners && (euid < 0 || st.uid === euid) && (st.mode & 0o077) === 0;
+}
+
 let maxForTesting: number | undefined;
 
 /** Tests: bound the directory descriptors a restore keeps open (undefined: from the limit). */

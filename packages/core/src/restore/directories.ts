@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import type { DirState } from './files.js';
 import { removeLeftoverTemps } from './existing.js';
 import type { Skeleton } from './skeleton.js';
-import { DIR_OPEN_FLAGS, anchorsAvailable, childPath, fdPath, maxOpenDirs } from './anchors.js';
+import { DIR_OPEN_FLAGS, anchorsAvailable, childPath, fdPath, maxOpenDirs, ownMadeDirectory } from './anchors.js';
 
 const openFd = promisify(fsOpen) as (path: Buffer | string, flags: number) => Promise<number>;
 const closeFd = promisify(fsClose);
@@ -154,12 +154,12 @@ export class Directories {
     } else {
       const fd = await openFd(path, DIR_OPEN_FLAGS);
       if (madeNow && !parent.safe) {
-        // Others may write in its parent: it must be the one just made.
+        // Others may write in its parent: is it the one just made (the restore's own, mode 0700)? If not
+        // (someone swapped in a directory of theirs; or a file system whose owners and modes are
+        // made up, vfat, exFAT, CIFS), what is in it is looked at as in any existing directory. Either
+        // way the writes stay in it, below the target: it is held by its descriptor.
         const st = await fstatFd(fd);
-        if ((this.euid >= 0 && st.uid !== this.euid) || (st.mode & 0o077) !== 0) {
-          await closeFd(fd);
-          throw Object.assign(new Error('replaced by another directory while the restore made it'), { code: 'EEXIST' });
-        }
+        if (!ownMadeDirectory(st, this.euid)) madeNow = false;
       }
       dir.safe = madeNow;
       this.#adopt(dir, fd);

@@ -23,7 +23,7 @@ import type { BlobId } from '../repository/types.js';
 import { TreeLoader, type TreeSource } from '../snapshot-ops/tree-loader.js';
 import { listTree } from './names.js';
 import { MAX_TREE_DEPTH } from '../repository/limits.js';
-import { DIR_OPEN_FLAGS, SKELETON_PATH_BYTES, anchorsAvailable, childPath, fdPath } from './anchors.js';
+import { DIR_OPEN_FLAGS, SKELETON_PATH_BYTES, anchorsAvailable, childPath, fdPath, ownMadeDirectory } from './anchors.js';
 
 /** Directories made ahead at most (past this, the traversal makes the rest as before). */
 export const SKELETON_MAX_DIRS = 100_000;
@@ -130,8 +130,7 @@ export function ownDirectory(path: Buffer, euid: number): number | undefined {
   } catch {
     return undefined;
   }
-  const st = fstatSync(fd);
-  if ((euid >= 0 && st.uid !== euid) || (st.mode & 0o077) !== 0) {
+  if (!ownMadeDirectory(fstatSync(fd), euid)) {
     closeSync(fd);
     return undefined;
   }

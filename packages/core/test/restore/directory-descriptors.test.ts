@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { readdirSync } from 'node:fs';
 import { link, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { restoreSnapshot, runBackup } from '../../src/index.js';
-import { anchorsAvailable, setMaxOpenDirsForTesting } from '../../src/restore/anchors.js';
+import { anchorsAvailable, setMadeUpOwnersForTesting, setMaxOpenDirsForTesting } from '../../src/restore/anchors.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { removeDir, tempDir } from '../backup/helpers/fs-tree.js';
 
@@ -19,6 +19,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   setMaxOpenDirsForTesting(undefined);
+  setMadeUpOwnersForTesting(false);
   await removeDir(work);
 });
 
@@ -80,5 +81,21 @@ describe.runIf(anchorsAvailable())('directory descriptors of a restore', () => {
     expect(second.ino).toBe(first.ino);
     expect(first.nlink).toBe(2);
     expect(await readFile(join(target, src, 'z', 'deep', 'second'), 'utf8')).toBe('shared content');
+  });
+
+  it('on a file system whose owners and modes are made up (vfat: made directories do not look like the restore\'s own), the restore still completes exactly', async () => {
+    const src = join(work, 'src');
+    await mkdir(join(src, 'a', 'b'), { recursive: true });
+    await writeFile(join(src, 'a', 'one'), 'one');
+    await writeFile(join(src, 'a', 'b', 'two'), 'two');
+    const { repo } = await memoryRepository();
+    const res = await runBackup({ repository: repo, sources: [src] });
+    setMadeUpOwnersForTesting(true);
+    const target = join(work, 'target');
+    const rr = await restoreSnapshot({ repository: repo, snapshotId: res.snapshotId!, target });
+    expect(rr.errors).toEqual([]);
+    expect(rr.filesRestored).toBe(2);
+    expect(await readFile(join(target, src, 'a', 'one'), 'utf8')).toBe('one');
+    expect(await readFile(join(target, src, 'a', 'b', 'two'), 'utf8')).toBe('two');
   });
 });
