@@ -78,10 +78,6 @@ export function childPath(prefix: Buffer, name: Buffer): Buffer {
   return Buffer.concat([prefix, SLASH, name]);
 }
 
-/**
- * How many directory descriptors the restore keeps open at most: a quarter of the soft limit on
- * open files (Node raises it to the hard limit at start), at most 1,024.
- */
 let madeUpOwners = false;
 
 /**
@@ -104,6 +100,10 @@ export function setMaxOpenDirsForTesting(n: number | undefined): void {
   maxForTesting = n;
 }
 
+/**
+ * How many directory descriptors the restore keeps open at most: a quarter of the soft limit on
+ * open files (Node raises it to the hard limit at start), at most 1,024.
+ */
 export function maxOpenDirs(): number {
   if (maxForTesting !== undefined) return maxForTesting;
   let soft = 4096;

@@ -185,6 +185,12 @@ export class Directories {
     for (const f of w) f();
   }
 
+  /** Nothing below `dir` will be written (its tree cannot be read): closed once its making or opening has settled. */
+  async abandon(dir: DirState): Promise<void> {
+    await (dir.created ?? dir.opened)?.catch(() => undefined);
+    if (dir.parent) this.close(dir);
+  }
+
   /** A promise to wait on before entering a directory `depth` deep, while too many descriptors are open; ask again once it resolves. */
   room(depth: number): Promise<void> | undefined {
     // (The directories on the traversal's way down stay open: they do not count against the bound.

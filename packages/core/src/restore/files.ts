@@ -315,6 +315,11 @@ export class FileWriter {
 
   // ------------------------------------------------------------ the pack reader's sink
 
+  /** Whether one-blob files of `dir` are written by name in its descriptor (see anchors.ts), else by path. */
+  writesAt(dir: DirState): boolean {
+    return this.nativeWriteAt !== undefined && dir.fd !== undefined;
+  }
+
   /** The path of a task's file (its directory is ready: created and open). */
   path(f: FileTask): Buffer {
     return (f.fsPath ??= childPath(f.dir.fsPath!, f.name));
@@ -341,8 +346,7 @@ export class FileWriter {
     const node = f.node;
     this.checkSize(node, data.length, f.snapPath);
     const dir = f.dir;
-    // In the directory's descriptor (names only, see anchors.ts) when the addon can, else by path.
-    const at = this.nativeWriteAt !== undefined && dir.fd !== undefined;
+    const at = this.writesAt(dir);
     const tmp = at ? tempName() : tempPath(dir.fsPath!);
     const chown = this.meta.chown(node);
     const args: NativeFileArgs = [tmp, at ? f.name : this.path(f), data.length > 0 ? data : null, node.mode & 0o777, this.meta.chmodMode(node, dir.fresh), chown ? node.uid : -1, chown ? node.gid : -1, BigInt(node.mtimeNs)];
@@ -377,7 +381,8 @@ export class FileWriter {
     let job: Promise<Array<Error | null>>;
     try {
       // (Queued files are names in the descriptor when the directory has one: it stays open until they settle.)
-      job = this.nativeWriteAt !== undefined && dir.fd !== undefined ? this.nativeWriteAt(dir.fd, batch.map((q) => q.args)) : native(batch.map((q) => q.args));
+      const args = batch.map((q) => q.args);
+      job = this.writesAt(dir) ? this.nativeWriteAt!(dir.fd!, args) : native(args);
     } catch (err) {
       // A call that throws at once (a mismatched addon) fails these files; it must not leave them waiting.
       job = Promise.reject(err);

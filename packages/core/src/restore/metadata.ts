@@ -17,7 +17,6 @@ import {
   chmod,
   chown,
   fstat as fsFstat,
-  type Stats,
   closeSync,
   fchmod as fsFchmod,
   fchmodSync,
@@ -36,22 +35,8 @@ import { xattrsAvailable, xattrsUnavailableReason } from '../xattr/xattrs.js';
 import { nodeXattrs } from './names.js';
 import { lsetTimesNs, setTimesNs, setTimesNsSync } from './times.js';
 import { O_PATH, fdPath } from './anchors.js';
+import { isSpecialOfType } from './special.js';
 
-/** Whether `st` is a node of `type` (a FIFO, device or socket). */
-function isKind(st: Stats, type: Node['type']): boolean {
-  switch (type) {
-    case 'fifo':
-      return st.isFIFO();
-    case 'chardev':
-      return st.isCharacterDevice();
-    case 'blockdev':
-      return st.isBlockDevice();
-    case 'socket':
-      return st.isSocket();
-    default:
-      return false;
-  }
-}
 
 const fchmodFd = promisify(fsFchmod);
 const fchownFd = promisify(fsFchown);
@@ -175,26 +160,22 @@ export class MetaWriter {
    * descriptor `fd` when it has one (anchors.ts), else through one opened at `fsPath` O_NOFOLLOW.
    */
   async dir(node: Node, fsPath: Buffer, snapPath: string, fd?: number): Promise<void> {
-    if (fd !== undefined) {
-      await this.dirFd(node, fd, snapPath);
-      return;
-    }
     if (this.budget.credits === 0) {
       const t0 = performance.now();
-      const own = openSync(fsPath, DIR_FLAGS);
+      const own = fd ?? openSync(fsPath, DIR_FLAGS);
       try {
         this.dirFdSync(node, own, snapPath);
       } finally {
-        closeSync(own);
+        if (fd === undefined) closeSync(own);
       }
       this.budget.timed(t0);
       return;
     }
-    const own = await openFd(fsPath, DIR_FLAGS, 0);
+    const own = fd ?? (await openFd(fsPath, DIR_FLAGS, 0));
     try {
       await this.dirFd(node, own, snapPath);
     } finally {
-      await closeFd(own);
+      if (fd === undefined) await closeFd(own);
     }
   }
 
@@ -235,7 +216,7 @@ export class MetaWriter {
       const fd = await openFd(fsPath, O_PATH | (fsConstants.O_NOFOLLOW ?? 0), 0);
       try {
         const st = await fstatFd(fd);
-        if (!isKind(st, node.type)) throw Object.assign(new Error('replaced by something else while the restore made it'), { code: 'EEXIST' });
+        if (!isSpecialOfType(st.mode, node.type)) throw Object.assign(new Error('replaced by something else while the restore made it'), { code: 'EEXIST' });
         const own = fdPath(fd);
         if (this.owners) await chownPath(own, node.uid, node.gid);
         await chmodPath(own, mode);

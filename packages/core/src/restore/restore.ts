@@ -5,10 +5,10 @@
  * (writing regular files), sparse.ts (holes), special.ts (FIFOs, devices,
  * sockets), metadata.ts (owner, mode, attributes, times), content.ts
  * (reading content pack by pack), verify.ts (reading it back), temp.ts
- * (temporary names), directories.ts and anchors.ts (making directories, and naming them so
- * that nobody else can redirect the restore's writes).
+ * (temporary names), hard-links.ts (further names of a file), directories.ts and anchors.ts
+ * (making directories, and naming them so that nobody else can redirect the restore's writes).
  */
-import { readdir, lstat, link, realpath, symlink } from 'node:fs/promises';
+import { readdir, lstat, realpath, symlink } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import { MAX_TREE_DEPTH } from '../repository/limits.js';
@@ -21,6 +21,7 @@ import { RestoreSelector } from './select.js';
 import { ExistingTarget, OVERWRITE_POLICIES, deleteExtras, removeLeftoverTemps } from './existing.js';
 import { childPath, withoutAnchorPaths } from './anchors.js';
 import { Directories } from './directories.js';
+import { HardLinks } from './hard-links.js';
 import { MAX_LISTED, RestoreTargetError, targetFullError, type RestoreOptions, type RestoreProgress, type RestoreResult } from './types.js';
 import { FileWriter, RestoreFileError, createReplacing, type DirState, type FileTask } from './files.js';
 import { MetaWriter, SyncBudget } from './metadata.js';
@@ -39,8 +40,6 @@ const PROGRESS_INTERVAL_MS = 100;
 const TREE_PREFETCH = 4;
 /** Stored bytes of tree blobs read ahead of the traversal and not yet taken. */
 const TREE_AHEAD_BYTES = 4 * 1024 * 1024;
-/** Errors of `link` that mean "this file system cannot link here" (then the content is written again). */
-const CANNOT_LINK = new Set(['EPERM', 'EXDEV', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 
 /**
  * Restores a snapshot (or the parts `include`/`exclude` select) into `target`.
@@ -129,6 +128,7 @@ class RestoreRun {
   readonly dirs = new Directories(this.skeleton, (n) => {
     this.result.tempFilesRemoved += n;
   });
+  readonly hardLinks: HardLinks;
 
   constructor(
     readonly opts: RestoreOptions,
@@ -151,6 +151,7 @@ class RestoreRun {
       this.meta,
       this.budget,
     );
+    this.hardLinks = new HardLinks(this.dirs, this.writer);
     this.content = undefined;
     if (repo.loadBlobs && repo.lookupBlob) {
       const source = {
@@ -318,9 +319,7 @@ class RestoreRun {
       listing = await this.loadListing(treeId);
     } catch (err) {
       this.error(dir.snapPath, new Error(`tree ${treeId}: ${(err as Error).message}`));
-      // (Its descriptor, if it was made, is closed once made: nothing below it will be written.)
-      const made = dir.created ?? dir.opened ?? Promise.resolve();
-      return { done: made.catch(() => undefined).then(() => (dir.parent ? this.dirs.close(dir) : undefined)) };
+      return { done: this.dirs.abandon(dir) };
     }
     // Entries the tree validator refused are reported, one error each; the rest is restored.
     for (const bad of listing.invalid ?? []) {
@@ -334,7 +333,7 @@ class RestoreRun {
         await this.dirs.open(dir);
       } catch (err) {
         this.error(dir.snapPath, err);
-        return { done: Promise.resolve().then(() => this.dirs.close(dir)) };
+        return { done: this.dirs.abandon(dir) };
       }
     }
     // The entries are checked again for what the restore relies on (names.ts); duplicates are all rejected.
@@ -383,7 +382,6 @@ class RestoreRun {
           // What is at its path decides whether it is fresh, or kept (the policy leaves a file there).
           let state;
           try {
-            await this.dirs.open(dir);
             state = await this.existing.planDir(node, childPath(dir.fsPath!, raw));
           } catch (err) {
             this.error(snapPath, err);
@@ -443,7 +441,7 @@ class RestoreRun {
       // Something may be there: the overwrite policy decides.
       let plan;
       try {
-        await this.dirs.open(dir);
+        // (Not fresh: restoreTree opened it, or it was made and found existing.)
         plan = await this.existing.plan(node, childPath(dir.fsPath!, raw));
       } catch (err) {
         this.error(snapPath, err);
@@ -460,13 +458,15 @@ class RestoreRun {
       metaOnly = plan.kind === 'meta';
     }
     // A further name of a hard-linked file already being restored: link it to the first one.
-    const linkKey = node.type === 'file' && (node.links ?? 0) > 1 ? `${node.dev}:${node.inode}` : undefined;
-    const first = linkKey !== undefined ? this.linked.get(linkKey) : undefined;
+    const linkKey = this.hardLinks.key(node);
+    const first = this.hardLinks.firstOf(linkKey, node);
     let work: Promise<void>;
     let wait: Promise<void> | undefined;
     let release: (() => void) | undefined;
-    if (first && first.size === node.size && sameContent(first.content, node.content)) {
-      work = this.restoreHardLink(first, node, raw, snapPath, dir);
+    if (first) {
+      work = this.hardLinks.restore(first, node, raw, snapPath, dir).then(() => {
+        this.result.filesRestored++;
+      });
     } else if (metaOnly) {
       work = this.dirs
         .ensure(dir)
@@ -489,7 +489,7 @@ class RestoreRun {
       work = this.restoreLeaf(node, raw, snapPath, dir);
       release = () => this.limiter.release();
     }
-    if (linkKey !== undefined && !first) this.linked.set(linkKey, { dir, name: raw, size: node.size, content: node.content, done: work.then(() => true, () => false) });
+    if (linkKey !== undefined && !first) this.hardLinks.record(linkKey, node, dir, raw, work);
     const verifier = this.verifier;
     // (The entry is done once verified: its directory stays open until then.)
     const checked = verifier && node.type === 'file' ? work.then(() => this.verify(verifier, childPath(dir.fsPath!, raw), node, snapPath)) : work;
@@ -533,31 +533,6 @@ class RestoreRun {
     this.error(snapPath, reason);
   }
 
-  /** The first restored name of each hard-linked file (by `dev:inode`), and whether it was written. */
-  readonly linked = new Map<string, { dir: DirState; name: Buffer; size: number; content: BlobId[] | undefined; done: Promise<boolean> }>();
-
-  /**
-   * A further name of a hard-linked file: a hard link to the first name once that is written. When
-   * the first failed or the file system cannot link, the content is written again.
-   */
-  async restoreHardLink(first: { dir: DirState; name: Buffer; done: Promise<boolean> }, node: Node, raw: Buffer, snapPath: string, dir: DirState): Promise<void> {
-    const written = await first.done;
-    await this.dirs.ensure(dir);
-    const fsPath = childPath(dir.fsPath!, raw);
-    if (written) {
-      try {
-        // (The first name's directory may be done by now: withPath opens the way to it again.)
-        await this.dirs.withPath(first.dir, (from) => createReplacing(fsPath, () => link(childPath(from, first.name), fsPath)));
-        this.result.filesRestored++;
-        return;
-      } catch (err) {
-        if (!CANNOT_LINK.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
-      }
-    }
-    await this.writer.restoreFile(node, fsPath, snapPath, dir.fresh);
-    this.result.filesRestored++;
-  }
-
   /** Why the content reader was stopped (its files fail with it; not reported one by one). */
   stopReason: unknown;
 
@@ -593,9 +568,4 @@ class RestoreRun {
       this.skip(snapPath, `${node.type} not restored (not supported)`);
     }
   }
-}
-
-function sameContent(a: readonly BlobId[] | undefined, b: readonly BlobId[] | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  return a.length === b.length && a.every((id, i) => id === b[i]);
 }

@@ -27,6 +27,12 @@ export function isSpecial(type: NodeType): boolean {
   return KIND[type] !== undefined;
 }
 
+/** Whether file mode `mode` (from a stat) is that of a FIFO, device or socket of `type`. */
+export function isSpecialOfType(mode: number, type: NodeType): boolean {
+  const bits = KIND[type]?.bits;
+  return bits !== undefined && (mode & fsConstants.S_IFMT) === bits;
+}
+
 /**
  * Makes the FIFO, device or socket of `node` at `fsPath` (nothing may be
  * there: the caller replaces what is). Throws {@link NotRestorable} when this
