@@ -1,5 +1,5 @@
 import type { ArgsDef } from 'citty';
-import { patternProblem } from '@kiwi-backup/core';
+import { assertPattern } from '@kiwi-backup/core';
 import { UsageError } from './exit-codes.js';
 
 /** Options every command accepts. */
@@ -92,12 +92,9 @@ function levenshtein(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** Refuses patterns that cannot match what they say (an unclosed "[": see core's `patternProblem`), naming where each came from. */
+/** Refuses patterns that cannot match what they say (an unclosed "["): core's `PatternError` (exit 2), naming where each came from. */
 export function checkPatterns(patterns: readonly string[], where: string): void {
-  for (const p of patterns) {
-    const problem = patternProblem(p);
-    if (problem) throw new UsageError(`${where} ${JSON.stringify(p)}: ${problem}`);
-  }
+  for (const p of patterns) assertPattern(p, where);
 }
 
 /** A repeated string flag as an array (`--exclude a --exclude b`). */

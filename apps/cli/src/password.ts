@@ -27,11 +27,15 @@ export async function runPasswordCommand(command: string, source: string, timeou
   return await new Promise<string>((resolve, reject) => {
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
-    const fail = (why: string) => {
-      if (settled) return;
+    /** True the first time (the outcome is this one), false once settled. */
+    const settle = (): boolean => {
+      if (settled) return false;
       settled = true;
       if (timer) clearTimeout(timer);
-      reject(new UsageError(`the password command (${source}) ${why}`));
+      return true;
+    };
+    const fail = (why: string) => {
+      if (settle()) reject(new UsageError(`the password command (${source}) ${why}`));
     };
     let child;
     try {
@@ -78,9 +82,7 @@ export async function runPasswordCommand(command: string, source: string, timeou
       const password = out.toString('utf8').replace(/(\r?\n)+$/, '');
       out.fill(0);
       if (password === '') return fail('printed no password');
-      settled = true;
-      if (timer) clearTimeout(timer);
-      resolve(password);
+      if (settle()) resolve(password);
     });
   });
 }

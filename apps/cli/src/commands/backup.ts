@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { access, lstat, readFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
-import { builtinExcludes, parseByteSize, patternProblem, runBackup, scanSources, type BackupStats, type ContentSource, type LiveProgress, type ScanTotals } from '@kiwi-backup/core';
+import { assertPattern, builtinExcludes, parseByteSize, runBackup, scanSources, type BackupStats, type ContentSource, type LiveProgress, type ScanTotals } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { checkPatterns, stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
@@ -67,10 +67,7 @@ export default kiwiCommand({
         throw new UsageError(`cannot read the exclude file ${f}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
       }
       const lines = (await readFile(f, 'utf8').catch(() => '')).split(/\r?\n/);
-      lines.forEach((line, i) => {
-        const problem = line.trim() === '' || line.startsWith('#') ? undefined : patternProblem(line);
-        if (problem) throw new UsageError(`exclude file ${f}, line ${i + 1}: ${JSON.stringify(line)}: ${problem}`);
-      });
+      lines.forEach((line, i) => assertPattern(line, `exclude file ${f}, line ${i + 1}:`));
     }
     // A pattern that cannot match what it says would exclude nothing, silently: refused up front.
     checkPatterns(cfg.exclude ?? [], "the config's backup.exclude pattern");

@@ -73,8 +73,12 @@ export function patternProblem(raw: string): string | undefined {
   return undefined;
 }
 
-/** Throws {@link PatternError} naming `raw` (and `where` it came from) when {@link patternProblem} finds something. */
+/**
+ * Throws {@link PatternError} naming `raw` (and `where` it came from) when {@link patternProblem}
+ * finds something. Blank lines and `#` comments of a pattern list are no pattern: never refused.
+ */
 export function assertPattern(raw: string, where = 'pattern'): void {
+  if (raw.trim() === '' || raw.startsWith('#')) return;
   const problem = patternProblem(raw);
   if (problem) throw new PatternError(`${where} ${JSON.stringify(raw)}: ${problem}`);
 }

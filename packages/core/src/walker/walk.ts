@@ -3,7 +3,7 @@ import { readFile, open as openFile } from 'node:fs/promises';
 import { resolve, sep, dirname, basename } from 'node:path';
 import { WalkEntry, entryType, type WalkEvent, type WalkLeaveEvent } from './entry.js';
 import { Matcher, patternsForSource, splitPatterns } from './excludes.js';
-import { patternProblem } from './patterns.js';
+import { assertPattern } from './patterns.js';
 import { WalkConfigError, type WalkFs, type WalkOp, type WalkOptions } from './types.js';
 import { nativeScanAvailable, scanDirectories, scanDirectorySync, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
 
@@ -239,10 +239,7 @@ async function* walkSources(
     patterns.push(...splitPatterns(text));
   }
   // A pattern that cannot match what it says would exclude nothing, without a word.
-  for (const p of patterns) {
-    const problem = p.trim() === '' || p.startsWith('#') ? undefined : patternProblem(p);
-    if (problem) throw new WalkConfigError(`walk: exclude pattern ${JSON.stringify(p)}: ${problem}`);
-  }
+  for (const p of patterns) assertPattern(p, 'exclude pattern');
 
   for (const source of roots) {
     signal?.throwIfAborted();
