@@ -8,13 +8,15 @@
  * the main thread gets the listing in one piece, and several directories can be read at once.
  *
  *   scanDirs([path, ...], flags, maxValue, maxCount, maxListBytes) -> Promise<Array<listing | Error>>
- *     listing = { count, names, ints, stats, xattrs }
+ *     listing = { count, names, ints, stats, xattrs, dev, ino }
  *
  * Several directories go in one job: on a VM, handing a job to the pool and getting its answer
  * back costs the main thread tens of µs (two cross-thread wake-ups), more than reading a small
  * directory. The directories are read one after another; each gets its listing or its own error.
  * The directory is opened with O_NOFOLLOW (a directory swapped for a symlink after it was lstat'ed
- * is an error, ELOOP, never followed). Entries `.` and `..` are left out; order is the kernel's.
+ * is an error, ELOOP, never followed). `dev` and `ino` (BigInts, signed 64-bit as in `stats`) are those of the directory actually
+ * opened (fstat of its descriptor): a directory above it may have been swapped for a symlink, which
+ * O_NOFOLLOW does not see, so the caller compares them with what it listed. Entries `.` and `..` are left out; order is the kernel's.
  * Per entry i:
  *   ints[6i ..]  = name offset, name length (bytes in `names`), lstat error (0 or -errno),
  *                  link offset, link length (-1 not read; < -1: -errno of readlinkat), xattr state
@@ -68,6 +70,9 @@ typedef struct {
   size_t max_value, max_count, max_list;
   /* output */
   int err;
+  /* The directory actually opened (fstat of its descriptor): the caller checks it is the one it listed. */
+  dev_t dir_dev;
+  ino_t dir_ino;
   const char *syscall;
   char *bytes; /* names and link targets */
   size_t bytes_len, bytes_cap;
@@ -171,6 +176,15 @@ static void scan_run(scan_t *s) {
     s->syscall = "scandir";
     return;
   }
+  struct stat dst;
+  if (fstat(fd, &dst) != 0) {
+    s->err = errno;
+    s->syscall = "scandir";
+    close(fd);
+    return;
+  }
+  s->dir_dev = dst.st_dev;
+  s->dir_ino = dst.st_ino;
   DIR *dir = fdopendir(fd);
   if (!dir) {
     s->err = errno;
@@ -315,6 +329,10 @@ static napi_value make_result(napi_env env, scan_t *s) {
   }
   napi_create_uint32(env, (uint32_t)n, &v);
   napi_set_named_property(env, result, "count", v);
+  if (napi_create_bigint_int64(env, (int64_t)s->dir_dev, &v) != napi_ok) return NULL;
+  napi_set_named_property(env, result, "dev", v);
+  if (napi_create_bigint_int64(env, (int64_t)s->dir_ino, &v) != napi_ok) return NULL;
+  napi_set_named_property(env, result, "ino", v);
   napi_set_named_property(env, result, "names", names);
   napi_set_named_property(env, result, "ints", ints);
   napi_set_named_property(env, result, "stats", stats);

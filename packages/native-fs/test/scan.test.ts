@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,8 @@ interface Listing {
   ints: Int32Array;
   stats: BigInt64Array;
   xattrs: Array<number | Array<Buffer | number>>;
+  dev: bigint;
+  ino: bigint;
 }
 
 let work: string;
@@ -175,6 +177,26 @@ describe.runIf(linux).skipIf(skipNative)('@kiwi-backup/native-fs: scanDirs', () 
     expect(() => nfs.scanDirSync(Buffer.from(join(work, 'nope')), 0, ...LIMITS)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'scandir' }));
     expect(() => nfs.scanDirSync(Buffer.from(join(work, 'f')), 0, ...LIMITS)).toThrow(expect.objectContaining({ code: 'ENOTDIR' }));
     expect(() => nfs.scanDirSync(dir, 9, ...LIMITS)).toThrow(TypeError);
+  });
+
+  it('gives the device and inode of the directory it opened, also when a directory above it was swapped for a symlink', async () => {
+    mkdirSync(join(work, 'a', 'sub'), { recursive: true });
+    mkdirSync(join(work, 'elsewhere', 'sub'), { recursive: true });
+    writeFileSync(join(work, 'elsewhere', 'sub', 'secret'), 'x');
+    const path = Buffer.from(join(work, 'a', 'sub'));
+    const listed = lstatSync(path, { bigint: true });
+    const [l] = (await nfs.scanDirs([path], 0, ...LIMITS)) as Listing[];
+    expect([l!.dev, l!.ino]).toEqual([listed.dev, listed.ino]);
+    const s = nfs.scanDirSync(path, 0, ...LIMITS) as Listing;
+    expect([s.dev, s.ino]).toEqual([listed.dev, listed.ino]);
+    // O_NOFOLLOW guards only the last name: with `a` now a symlink, the path reaches elsewhere/sub,
+    // and dev/ino say so (the walker compares them with its listing).
+    renameSync(join(work, 'a'), join(work, 'a.old'));
+    symlinkSync(join(work, 'elsewhere'), join(work, 'a'));
+    const swapped = nfs.scanDirSync(path, 0, ...LIMITS) as Listing;
+    expect([...byName(swapped).keys()]).toEqual(['secret']);
+    expect(swapped.ino).not.toBe(listed.ino);
+    expect(swapped.ino).toBe(lstatSync(join(work, 'elsewhere', 'sub'), { bigint: true }).ino);
   });
 
   it('refuses bad arguments with a TypeError, never a crash', () => {

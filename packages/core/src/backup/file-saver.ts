@@ -16,6 +16,7 @@ import { BufferPool, Chunker, chunkFile, chunkStream } from '../chunker/index.js
 import type { WalkEntry } from '../walker/index.js';
 import { contentPieces } from './content.js';
 import { Limiter } from './limiter.js';
+import { FILE_OPEN_FLAGS, isSame, reopenInListedDir } from './listed-file.js';
 import { nodeFromStat } from './node.js';
 import type { OwnerNames } from './owners.js';
 import { SaverFsError, SaverPool, type StatFields } from './savers/saver-pool.js';
@@ -31,7 +32,7 @@ export class EntryFailure extends Error {
   }
 }
 
-const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
+const OPEN_FLAGS = FILE_OPEN_FLAGS;
 /** A synchronous open/fstat/read slower than this switches to asynchronous calls for a while. */
 const SYNC_SLOW_MS = 20;
 const ASYNC_CREDITS = 200;
@@ -167,7 +168,15 @@ export class FileSaver {
     let result;
     try {
       result = await savers.saveFile(
-        { path: entry.pathBuf.toString('latin1'), ino: w.ino.toString(), dev: w.dev.toString(), size: w.size.toString(), mtimeNs: w.mtimeNs.toString(), ctimeNs: w.ctimeNs.toString() },
+        {
+          path: entry.pathBuf.toString('latin1'),
+          ino: w.ino.toString(),
+          dev: w.dev.toString(),
+          size: w.size.toString(),
+          mtimeNs: w.mtimeNs.toString(),
+          ctimeNs: w.ctimeNs.toString(),
+          ...(entry._dir !== undefined ? { dirDev: entry._dir.dev.toString(), dirIno: entry._dir.ino.toString() } : {}),
+        },
         {
           onStat: (s) => {
             opened = s;
@@ -294,8 +303,25 @@ export class FileSaver {
       } catch (err) {
         throw new EntryFailure('fstat', err);
       }
-      if (!st.isFile()) throw new EntryFailure('fstat', new Error('no longer a regular file'));
       const w = entry.stat;
+      if (entry._dir !== undefined && !isSame(st, w)) {
+        // Not the file the walk listed: replaced in its directory, or reached through a swapped one.
+        const first = fd;
+        closed = true;
+        closeSync(first);
+        try {
+          fd = reopenInListedDir(entry.pathBuf, entry._dir);
+        } catch (err) {
+          throw new EntryFailure('open', err);
+        }
+        closed = false;
+        try {
+          st = fstatSync(fd, { bigint: true });
+        } catch (err) {
+          throw new EntryFailure('fstat', err);
+        }
+      }
+      if (!st.isFile()) throw new EntryFailure('fstat', new Error('no longer a regular file'));
       if (st.ino !== w.ino || st.dev !== w.dev || st.size !== w.size || st.mtimeNs !== w.mtimeNs || st.ctimeNs !== w.ctimeNs) {
         // Changed since the walk saw it: record what was actually opened.
         const metadata = node.metadata;

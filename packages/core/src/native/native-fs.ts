@@ -78,6 +78,9 @@ export interface NativeScan {
   stats: BigInt64Array;
   /** [entry index, flat attribute list (as lgetxattrsSync's), ...] for entries with attributes. */
   xattrs: Array<number | (Array<Buffer | number> & { truncated?: number })>;
+  /** Device and inode of the directory actually opened (signed, as in `stats`); absent in addons built before them. */
+  dev?: bigint;
+  ino?: bigint;
 }
 
 let native: NativeFs | null | undefined;

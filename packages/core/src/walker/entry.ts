@@ -24,6 +24,11 @@ export class WalkEntry {
   _skip = false;
   /** @internal The symlink target read with the directory (native scanner); undefined when not read. */
   _link: Buffer | NodeJS.ErrnoException | undefined = undefined;
+  /**
+   * @internal The lstat of the directory this entry was listed in (undefined for a source): a file
+   * opened by its path that is not the one listed is opened again in this directory (file-saver).
+   */
+  _dir: BigIntStats | undefined = undefined;
   /** @internal Extended attributes read with the directory: null none, undefined not read (see scan.ts). */
   _xattrs: XattrList | NodeJS.ErrnoException | null | undefined = undefined;
   private _path: string | undefined;

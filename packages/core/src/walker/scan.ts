@@ -143,8 +143,19 @@ export function nativeScanAvailable(): boolean {
   return typeof n?.scanDirs === 'function' && typeof n.scanDirSync === 'function';
 }
 
+/**
+ * A directory's entries, with the device and inode of the directory the scanner actually opened
+ * (undefined from an addon built before it gave them).
+ */
+export type ScanListing = ScannedEntry[] & { opened?: { dev: bigint; ino: bigint } };
+
 /** A directory's entries, or why it could not be read (code, syscall 'scandir'). */
-export type ScanOutcome = ScannedEntry[] | NodeJS.ErrnoException;
+export type ScanOutcome = ScanListing | NodeJS.ErrnoException;
+
+/** Whether two device or inode numbers are the same (the addon gives them signed, Node's lstat unsigned). */
+export function sameId(a: bigint, b: bigint): boolean {
+  return a === b || BigInt.asUintN(64, a) === BigInt.asUintN(64, b);
+}
 
 /** Reads the directories `dirs` in one threadpool job; never rejects (a failed job is each directory's error). */
 export async function scanDirectories(dirs: Buffer[], xattrs: ScanXattrs): Promise<ScanOutcome[]> {
@@ -172,11 +183,12 @@ function flagsFor(xattrs: ScanXattrs): number {
   return FLAG_LINKS | (xattrs === 'all' ? FLAG_XATTR_FILES | FLAG_XATTR_OTHER : xattrs === 'non-files' ? FLAG_XATTR_OTHER : 0);
 }
 
-function entriesOf(dir: Buffer, r: NativeScan): ScannedEntry[] {
+function entriesOf(dir: Buffer, r: NativeScan): ScanListing {
   const { count, names, ints, stats } = r;
   const lists = new Map<number, XattrList>();
   for (let i = 0; i + 1 < r.xattrs.length; i += 2) lists.set(r.xattrs[i] as number, r.xattrs[i + 1] as XattrList);
-  const out: ScannedEntry[] = new Array<ScannedEntry>(count);
+  const out: ScanListing = new Array<ScannedEntry>(count);
+  if (r.dev !== undefined && r.ino !== undefined) out.opened = { dev: r.dev, ino: r.ino };
   for (let i = 0; i < count; i++) {
     const o = i * INTS;
     const name = names.subarray(ints[o]!, ints[o]! + ints[o + 1]!);

@@ -5,7 +5,7 @@ import { WalkEntry, entryType, type WalkEvent, type WalkLeaveEvent } from './ent
 import { Matcher, patternsForSource, splitPatterns } from './excludes.js';
 import { assertPattern } from './patterns.js';
 import { WalkConfigError, type WalkFs, type WalkOp, type WalkOptions } from './types.js';
-import { nativeScanAvailable, scanDirectories, scanDirectorySync, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
+import { nativeScanAvailable, sameId, scanDirectories, scanDirectorySync, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
 
 const SEP = Buffer.from(sep);
 
@@ -78,6 +78,11 @@ async function scanOne(dir: Buffer, xattrs: ScanXattrs): Promise<ScanOutcome> {
 
 function compareScanned(a: ScannedEntry, b: ScannedEntry): number {
   return Buffer.compare(a.name, b.name);
+}
+
+/** A directory that is no longer the one its parent listed (code ECHANGED). */
+function replacedError(): NodeJS.ErrnoException {
+  return Object.assign(new Error('the directory was replaced while the walk read it (a directory above it swapped for a symlink?): nothing below it was read'), { code: 'ECHANGED' });
 }
 
 function toErrno(err: unknown): NodeJS.ErrnoException {
@@ -345,6 +350,16 @@ async function* walkSources(
         yield { kind: 'error', path: dir.path, pathBuf: dir.pathBuf, error: listing, op: 'readdir', source, depth: dir.depth };
         return frame;
       }
+      // The scanner opens the directory by its path: O_NOFOLLOW guards its last name only, and a
+      // directory above it swapped for a symlink since it was listed would lead anywhere (a root
+      // backup of a user's home could store /etc/ssh under the user's name). So the directory
+      // opened must be the one listed in its parent.
+      const opened = listing.opened;
+      if (opened !== undefined && !(sameId(opened.dev, dir.stat.dev) && sameId(opened.ino, dir.stat.ino))) {
+        frame.incomplete = 'error';
+        yield { kind: 'error', path: dir.path, pathBuf: dir.pathBuf, error: replacedError(), op: 'readdir', source, depth: dir.depth };
+        return frame;
+      }
       listing.sort(compareScanned);
       if (ignoreNameBuf !== null && listing.some((d) => d.name.equals(ignoreNameBuf) && d.stat instanceof ScanStats && d.stat.isFile())) {
         yield* readIgnoreFile(frame);
@@ -465,6 +480,7 @@ async function* walkSources(
       }
       frame.paths[i] = undefined;
       const entry = new WalkEntry(path, name, frame.dir.pathBuf, entryType(res), res, depth, source);
+      entry._dir = frame.dir.stat;
       if (scanned !== undefined) {
         entry._link = scanned.link;
         entry._xattrs = scanned.xattrs;

@@ -48,6 +48,9 @@ export interface FileSpec {
   size: string;
   mtimeNs: string;
   ctimeNs: string;
+  /** The directory the walk listed the file in (absent for a source): see listed-file.ts. */
+  dirDev?: string;
+  dirIno?: string;
 }
 
 /** Main → worker: read, chunk and seal these files, in order. */

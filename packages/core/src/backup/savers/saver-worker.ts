@@ -15,6 +15,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../../chunker/fastcdc.js';
 import { OVERHEAD, encryptInto } from '../../crypto/aead.js';
 import { hmacSha256 } from '../../crypto/mac.js';
+import { FILE_OPEN_FLAGS, isSame, reopenInListedDir } from '../listed-file.js';
 import { BlobFilter } from './blob-filter.js';
 import { ARENA_HALF, HALF_BUSY, OWN_BUFFER_FROM, type BatchJob, type ChunkReport, type FileReport, type FileSpec, type SaverWorkerData, type StatFields, type WorkerMessage } from './protocol.js';
 
@@ -34,7 +35,7 @@ const filter = new BlobFilter(data.filter);
 const chunker = new Chunker({ ...data.chunker, seed: data.chunker.seed });
 const zstd = createRequire(import.meta.url)('zstd-napi/binding') as ZstdNapi;
 const cctx = new zstd.CCtx();
-const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
+const OPEN_FLAGS = FILE_OPEN_FLAGS;
 /** The read window: a whole chunk of up to maxSize, plus room to read ahead. */
 const READ_AHEAD = 1024 * 1024;
 const buf = Buffer.allocUnsafeSlow(chunker.maxSize + READ_AHEAD);
@@ -170,6 +171,18 @@ function saveFile(spec: FileSpec): void {
     } catch (err) {
       throw new FsFailure('fstat', (err as NodeJS.ErrnoException).code, (err as Error).message);
     }
+    if (spec.dirIno !== undefined && spec.dirDev !== undefined && !isSame(st, { dev: BigInt(spec.dev), ino: BigInt(spec.ino) })) {
+      // Not the file the walk listed: replaced in its directory, or reached through a swapped one.
+      const first = fd;
+      fd = -1;
+      closeSync(first);
+      try {
+        fd = reopenInListedDir(Buffer.from(spec.path, 'latin1'), { dev: BigInt(spec.dirDev), ino: BigInt(spec.dirIno) });
+        st = fstatSync(fd, { bigint: true });
+      } catch (err) {
+        throw new FsFailure(fd < 0 ? 'open' : 'fstat', (err as NodeJS.ErrnoException).code, (err as Error).message);
+      }
+    }
     if (!st.isFile()) throw new FsFailure('fstat', undefined, 'no longer a regular file');
     if (st.ino.toString() !== spec.ino || st.dev.toString() !== spec.dev || st.size.toString() !== spec.size || st.mtimeNs.toString() !== spec.mtimeNs || st.ctimeNs.toString() !== spec.ctimeNs) {
       current!.stat = statFields(st);
@@ -224,7 +237,7 @@ function saveFile(spec: FileSpec): void {
     current!.done = { bytesRead: pos, changed };
   } finally {
     try {
-      closeSync(fd);
+      if (fd >= 0) closeSync(fd);
     } catch {
       // nothing to do
     }
