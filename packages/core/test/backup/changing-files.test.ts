@@ -5,6 +5,7 @@ import { lstat, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { runBackup, restoreSnapshot, lookupPath, PluginRuntime, type PluginDefinition } from '../../src/index.js';
 import { FakeRepository } from './helpers/fake-repo.js';
+import { memoryRepository } from './helpers/real-repo.js';
 import { pseudoRandom, removeDir, tempDir } from './helpers/fs-tree.js';
 import { nativeFs } from '../../src/native/native-fs.js';
 
@@ -83,6 +84,35 @@ describe('files that change under the backup', () => {
     expect(await lookupPath(repo, res.snapshot!, join(src, 'c-stays'))).toBeDefined();
     // /etc/passwd was never read through the planted link.
     expect(res.stats.bytesRead).toBe(1);
+  });
+
+  it.each([0, 2])('a file swapped for a FIFO after the walk saw it is an error for that file, and the backup does not hang (%i saver threads)', { timeout: 20_000 }, async (workers) => {
+    await writeFile(join(src, 'becomes-fifo'), 'x');
+    await writeFile(join(src, 'stays'), 'z');
+    const plugins = await PluginRuntime.fromModules(
+      [
+        {
+          name: 'swapper',
+          module: {
+            onFile: async (ctx, next) => {
+              if (ctx.file.path.endsWith('becomes-fifo')) {
+                unlinkSync(ctx.file.path);
+                execFileSync('mkfifo', [ctx.file.path]);
+              }
+              await next();
+            },
+          } satisfies PluginDefinition,
+        },
+      ],
+      { logger: quiet },
+    );
+    // A real repository: the saver threads need one (a fake one reads every file on this thread).
+    const { repo } = await memoryRepository();
+    // (An open without O_NONBLOCK would wait for a writer for ever.)
+    const res = await runBackup({ repository: repo, sources: [src], plugins, workers });
+    expect(res.status).toBe('partial');
+    expect(res.errors).toEqual([{ path: join(src, 'becomes-fifo'), message: expect.stringMatching(/no longer a regular file/) }]);
+    expect(await lookupPath(repo, res.snapshot!, join(src, 'stays'))).toBeDefined();
   });
 
   it('a FIFO is recorded, never opened (the backup does not hang), and made again on restore', async () => {
