@@ -49,6 +49,7 @@ module.exports = {
     ? {
         scanDirs: (paths, flags, maxValue, maxCount, maxListBytes) => binding.scanDirs(paths.map(toPath), flags, maxValue, maxCount, maxListBytes),
         scanDirSync: (p, flags, maxValue, maxCount, maxListBytes) => binding.scanDirSync(toPath(p), flags, maxValue, maxCount, maxListBytes),
+        scanXattrsAt: binding.scanXattrsAt === true,
       }
     : {}),
   // Present only when the addon found a working OpenSSL in the process (see src/aead.c).

@@ -26,7 +26,11 @@
  *   names: a Buffer with every name and link target.
  *   xattrs: [entry index, flat list, ...] for entries with state 2; the flat list is as
  *           lgetxattrsSync's: [name, value | size over maxValue | -errno, ...] with `truncated`.
- * flags: 1 read xattrs of regular files, 2 of everything else; 4 read symlink targets.
+ * flags: 1 read xattrs of regular files, 2 of everything else; 4 read symlink targets; 8 name each
+ *        entry for the xattr calls as /proc/self/fd/<the directory's descriptor>/<name> instead of
+ *        <path>/<name>: the calls then reach the entry in the directory read, even if a directory
+ *        above it is swapped for a symlink meanwhile (a little slower: the caller asks for it where
+ *        others can write). `scanXattrsAt` on the exports says the addon knows this flag.
  *   scanDirSync(path, flags, maxValue, maxCount, maxListBytes) -> listing   (throws when it cannot be read)
  *     the same on the calling thread: with a warm cache, cheaper than any hand-over to the pool.
  *
@@ -48,6 +52,7 @@
 #define SCAN_XATTR_FILES 1
 #define SCAN_XATTR_OTHER 2
 #define SCAN_LINKS 4
+#define SCAN_XATTRS_AT 8
 #define INTS 6
 #define STATS 16
 /* Symlink targets are at most PATH_MAX on Linux; a longer answer is an error, not an allocation. */
@@ -239,7 +244,15 @@ static void scan_run(scan_t *s) {
     if (is_link && (s->flags & SCAN_LINKS)) read_link(s, fd, name, e);
     int want = S_ISREG(e->st.st_mode) ? SCAN_XATTR_FILES : SCAN_XATTR_OTHER;
     if (s->flags & want) {
-      size_t need = s->path_len + 1 + nlen + 1;
+      char fd_dir[40];
+      const char *dir_path = s->path;
+      size_t dir_len = s->path_len;
+      if (s->flags & SCAN_XATTRS_AT) {
+        int n = snprintf(fd_dir, sizeof fd_dir, "/proc/self/fd/%d", fd);
+        dir_path = fd_dir;
+        dir_len = (size_t)n;
+      }
+      size_t need = dir_len + 1 + nlen + 1;
       if (need > child_cap) {
         char *c = realloc(child, need);
         if (!c) {
@@ -249,8 +262,8 @@ static void scan_run(scan_t *s) {
         child = c;
         child_cap = need;
       }
-      memcpy(child, s->path, s->path_len);
-      size_t p = s->path_len;
+      memcpy(child, dir_path, dir_len);
+      size_t p = dir_len;
       if (p == 0 || child[p - 1] != '/') child[p++] = '/';
       memcpy(child + p, name, nlen + 1);
       read_xattrs(s, child, e);
@@ -388,7 +401,7 @@ static bool get_size(napi_env env, napi_value v, const char *what, double max, s
 
 static bool get_limits(napi_env env, napi_value *argv, scan_t *s) {
   size_t flags, max_value, max_count, max_list;
-  if (!get_size(env, argv[0], "flags", 7, &flags) || !get_size(env, argv[1], "maxValue", 16 * 1024 * 1024, &max_value) ||
+  if (!get_size(env, argv[0], "flags", 15, &flags) || !get_size(env, argv[1], "maxValue", 16 * 1024 * 1024, &max_value) ||
       !get_size(env, argv[2], "maxCount", 1 << 20, &max_count) || !get_size(env, argv[3], "maxListBytes", 64 * 1024 * 1024, &max_list))
     return false;
   s->flags = (int)flags;
@@ -464,6 +477,9 @@ void kiwi_register_scan(napi_env env, napi_value exports) {
     {"scanDirSync", NULL, scan_dir_sync, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_value yes;
+  napi_get_boolean(env, true, &yes);
+  napi_set_named_property(env, exports, "scanXattrsAt", yes);
 }
 
 #else

@@ -115,6 +115,29 @@ describe.runIf(linux).skipIf(skipNative)('@kiwi-backup/native-fs: scanDirs', () 
     expect((o.get('d')!.xattrs![1] as Buffer).toString()).toBe('dir');
   });
 
+  it('reads the same attributes by name in the directory descriptor (flag 8) as by path', async () => {
+    expect(nfs.scanXattrsAt).toBe(true);
+    writeFileSync(join(work, 'f'), 'x');
+    mkdirSync(join(work, 'd'));
+    try {
+      nfs.lsetxattrSync(join(work, 'f'), 'user.a', Buffer.from('file'));
+      nfs.lsetxattrSync(join(work, 'd'), 'user.b', Buffer.from('dir'));
+    } catch (err) {
+      if (['ENOTSUP', 'EOPNOTSUPP'].includes((err as NodeJS.ErrnoException).code ?? '')) return;
+      throw err;
+    }
+    const dir = Buffer.from(work);
+    const both = XATTR_FILES | XATTR_OTHER;
+    const byPath = byName(nfs.scanDirSync(dir, both, ...LIMITS) as Listing);
+    const [atFd] = (await nfs.scanDirs([dir], both | 8, ...LIMITS)) as Listing[];
+    const byFd = byName(atFd!);
+    for (const name of ['f', 'd']) {
+      expect(byFd.get(name)!.ints[5]).toBe(2);
+      expect(byFd.get(name)!.xattrs!.map(String)).toEqual(byPath.get(name)!.xattrs!.map(String));
+    }
+    expect(() => nfs.scanDirSync(dir, 16, ...LIMITS)).toThrow(TypeError);
+  });
+
   it('caps the number of attributes and says how many there were', async () => {
     const f = join(work, 'many');
     writeFileSync(f, 'x');
@@ -176,7 +199,7 @@ describe.runIf(linux).skipIf(skipNative)('@kiwi-backup/native-fs: scanDirs', () 
     }
     expect(() => nfs.scanDirSync(Buffer.from(join(work, 'nope')), 0, ...LIMITS)).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'scandir' }));
     expect(() => nfs.scanDirSync(Buffer.from(join(work, 'f')), 0, ...LIMITS)).toThrow(expect.objectContaining({ code: 'ENOTDIR' }));
-    expect(() => nfs.scanDirSync(dir, 9, ...LIMITS)).toThrow(TypeError);
+    expect(() => nfs.scanDirSync(dir, 16, ...LIMITS)).toThrow(TypeError);
   });
 
   it('gives the device and inode of the directory it opened, also when a directory above it was swapped for a symlink', async () => {
@@ -204,7 +227,7 @@ describe.runIf(linux).skipIf(skipNative)('@kiwi-backup/native-fs: scanDirs', () 
     expect(() => nfs.scanDirs([], 0, ...LIMITS)).toThrow(TypeError);
     expect(() => (nfs.scanDirs as unknown as (...a: unknown[]) => unknown)('not an array', 0, ...LIMITS)).toThrow();
     expect(() => nfs.scanDirs([Buffer.from('a\0b')], 0, ...LIMITS)).toThrow(TypeError);
-    expect(() => nfs.scanDirs([dir], 8, ...LIMITS)).toThrow(TypeError);
+    expect(() => nfs.scanDirs([dir], 16, ...LIMITS)).toThrow(TypeError);
     expect(() => nfs.scanDirs([dir], -1, ...LIMITS)).toThrow(TypeError);
     expect(() => nfs.scanDirs([dir], 0.5, ...LIMITS)).toThrow(TypeError);
     expect(() => nfs.scanDirs([dir], 0, -1, 1, 1)).toThrow(TypeError);

@@ -38,6 +38,8 @@ export interface NativeFs {
   scanDirs?(paths: Buffer[], flags: number, maxValue: number, maxCount: number, maxListBytes: number): Promise<Array<NativeScan | Error>>;
   /** One directory as `scanDirs` reads it, on the calling thread; throws when it cannot be read. */
   scanDirSync?(path: Buffer, flags: number, maxValue: number, maxCount: number, maxListBytes: number): NativeScan;
+  /** The scan knows flag 8 (attributes read by name in the directory's descriptor); absent in addons built before it. */
+  readonly scanXattrsAt?: boolean;
   /** Whether `gcmOpen` and `hmacSha256` are there (the addon found a working OpenSSL in the process); absent in addons built before them. */
   readonly aeadAvailable?: boolean;
   /** Why `aeadAvailable` is false. */

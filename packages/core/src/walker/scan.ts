@@ -10,6 +10,7 @@
 import type { BigIntStats } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
 import { nativeFs, type NativeScan } from '../native/native-fs.js';
+import { anchorsAvailable } from '../restore/anchors.js';
 import { XATTR_LIMITS } from '../xattr/codec.js';
 
 /** Which extended attributes a scan reads: of no entry, of entries other than regular files, of all. */
@@ -18,6 +19,7 @@ export type ScanXattrs = 'none' | 'non-files' | 'all';
 const FLAG_XATTR_FILES = 1;
 const FLAG_XATTR_OTHER = 2;
 const FLAG_LINKS = 4;
+const FLAG_XATTRS_AT = 8;
 const INTS = 6;
 const STATS = 16;
 const NS = 1_000_000_000n;
@@ -157,9 +159,21 @@ export function sameId(a: bigint, b: bigint): boolean {
   return a === b || BigInt.asUintN(64, a) === BigInt.asUintN(64, b);
 }
 
-/** Reads the directories `dirs` in one threadpool job; never rejects (a failed job is each directory's error). */
-export async function scanDirectories(dirs: Buffer[], xattrs: ScanXattrs): Promise<ScanOutcome[]> {
-  const flags = flagsFor(xattrs);
+/**
+ * Whether the scanner can read attributes by name in the directory's descriptor
+ * (`/proc/self/fd/N/name`), so that a directory above swapped for a symlink cannot make it read
+ * those of an entry elsewhere. The walker asks for it where others can write above a directory.
+ */
+export function scanXattrsAtAvailable(): boolean {
+  return nativeFs()?.scanXattrsAt === true && anchorsAvailable();
+}
+
+/**
+ * Reads the directories `dirs` in one threadpool job; never rejects (a failed job is each
+ * directory's error). `at`: read attributes by name in each directory's descriptor.
+ */
+export async function scanDirectories(dirs: Buffer[], xattrs: ScanXattrs, at = false): Promise<ScanOutcome[]> {
+  const flags = flagsFor(xattrs, at);
   let results: Array<NativeScan | Error>;
   try {
     results = await nativeFs()!.scanDirs!(dirs, flags, XATTR_LIMITS.maxValue, XATTR_LIMITS.maxCount, XATTR_LIMITS.maxList);
@@ -171,16 +185,16 @@ export async function scanDirectories(dirs: Buffer[], xattrs: ScanXattrs): Promi
 }
 
 /** Reads the directory `dir` on this thread (a warm cache: no hand-over to the threadpool). */
-export function scanDirectorySync(dir: Buffer, xattrs: ScanXattrs): ScanOutcome {
+export function scanDirectorySync(dir: Buffer, xattrs: ScanXattrs, at = false): ScanOutcome {
   try {
-    return entriesOf(dir, nativeFs()!.scanDirSync!(dir, flagsFor(xattrs), XATTR_LIMITS.maxValue, XATTR_LIMITS.maxCount, XATTR_LIMITS.maxList));
+    return entriesOf(dir, nativeFs()!.scanDirSync!(dir, flagsFor(xattrs, at), XATTR_LIMITS.maxValue, XATTR_LIMITS.maxCount, XATTR_LIMITS.maxList));
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
   }
 }
 
-function flagsFor(xattrs: ScanXattrs): number {
-  return FLAG_LINKS | (xattrs === 'all' ? FLAG_XATTR_FILES | FLAG_XATTR_OTHER : xattrs === 'non-files' ? FLAG_XATTR_OTHER : 0);
+function flagsFor(xattrs: ScanXattrs, at: boolean): number {
+  return FLAG_LINKS | (xattrs === 'all' ? FLAG_XATTR_FILES | FLAG_XATTR_OTHER : xattrs === 'non-files' ? FLAG_XATTR_OTHER : 0) | (at && xattrs !== 'none' ? FLAG_XATTRS_AT : 0);
 }
 
 function entriesOf(dir: Buffer, r: NativeScan): ScanListing {

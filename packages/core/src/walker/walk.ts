@@ -5,7 +5,7 @@ import { WalkEntry, entryType, type WalkEvent, type WalkLeaveEvent } from './ent
 import { Matcher, patternsForSource, splitPatterns } from './excludes.js';
 import { assertPattern } from './patterns.js';
 import { WalkConfigError, type WalkFs, type WalkOp, type WalkOptions } from './types.js';
-import { nativeScanAvailable, sameId, scanDirectories, scanDirectorySync, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
+import { nativeScanAvailable, sameId, scanDirectories, scanDirectorySync, scanXattrsAtAvailable, ScanStats, type ScannedEntry, type ScanOutcome, type ScanXattrs } from './scan.js';
 
 const SEP = Buffer.from(sep);
 
@@ -72,8 +72,8 @@ const SCAN_AHEAD_BATCH = 8;
 export const walkTesting = { scanAhead: false };
 
 /** One directory read now (not ahead). */
-async function scanOne(dir: Buffer, xattrs: ScanXattrs): Promise<ScanOutcome> {
-  return (await scanDirectories([dir], xattrs))[0]!;
+async function scanOne(dir: Buffer, xattrs: ScanXattrs, at: boolean): Promise<ScanOutcome> {
+  return (await scanDirectories([dir], xattrs, at))[0]!;
 }
 
 function compareScanned(a: ScannedEntry, b: ScannedEntry): number {
@@ -150,6 +150,22 @@ interface Frame {
   aheadNext: number;
   /** Subdirectories read ahead, by child index. */
   ahead: Map<number, Promise<ScanOutcome>>;
+  /**
+   * Native scanner: a directory from the source root down to this one may be written to by someone
+   * else, who could swap one below for a symlink: the scans below read attributes by name in the
+   * directory's descriptor, never by path (see {@link writableByOthers}).
+   */
+  exposed: boolean;
+}
+
+/**
+ * Whether someone other than this process's user may write to the directory of `st`: another
+ * owner, or write permission for its group or everyone. Only such a one can have its entries
+ * swapped under the walk by someone else.
+ */
+function writableByOthers(st: BigIntStats): boolean {
+  const euid = process.geteuid?.();
+  return euid === undefined || st.uid !== BigInt(euid) || (st.mode & 0o022n) !== 0n;
 }
 
 /**
@@ -216,6 +232,10 @@ async function* walkSources(
   const scanXattrs: ScanXattrs = options.prefetchXattrs ?? 'none';
   // The native scanner: in 'auto' mode when the addon has it and no file-system call is replaced.
   const useScan = statMode === 'auto' && options.fs === undefined && nativeScanAvailable();
+  // Where others may write above a directory, its attributes are read by name in its descriptor,
+  // those of regular files too (a changed file would otherwise read its own by path).
+  const xattrsAt = useScan && scanXattrs !== 'none' && scanXattrsAtAvailable();
+  const xattrsBelow = (exposed: boolean): ScanXattrs => (exposed && scanXattrs === 'non-files' ? 'all' : scanXattrs);
   let asyncCredits = statMode === 'async' || (useScan && walkTesting.scanAhead) ? Infinity : 0;
   let syncBurst = 0;
   let windowCalls = 0;
@@ -281,6 +301,8 @@ async function* walkSources(
       rel: string,
       dev: bigint,
       parentMatchers: Matcher[],
+      /** A directory above this one (within the source) may be written to by others; false for the root. */
+      above: boolean,
       readAhead?: Promise<ScanOutcome>,
     ): AsyncGenerator<WalkEvent, Frame, boolean | undefined> {
       const frame: Frame = {
@@ -296,6 +318,7 @@ async function* walkSources(
         incomplete: undefined,
         aheadNext: 0,
         ahead: new Map(),
+        exposed: xattrsAt && (above || writableByOthers(dir.stat)),
       };
       if (useScan) {
         let listing: ScanOutcome;
@@ -303,9 +326,9 @@ async function* walkSources(
         else if (asyncCredits === 0) {
           // Warm caches: read here. Slow reads switch to reading ahead on the threadpool for a while.
           const t0 = performance.now();
-          listing = scanDirectorySync(dir.pathBuf, scanXattrs);
+          listing = scanDirectorySync(dir.pathBuf, xattrsBelow(above), above);
           if (tooSlow(performance.now() - t0, (listing instanceof Error ? 0 : listing.length) + 1)) asyncCredits = ASYNC_CREDITS;
-        } else listing = await scanOne(dir.pathBuf, scanXattrs);
+        } else listing = await scanOne(dir.pathBuf, xattrsBelow(above), above);
         return yield* openScanned(frame, listing);
       }
       let dirents: Dirent<Buffer>[];
@@ -390,7 +413,8 @@ async function* walkSources(
       frame.aheadNext += take;
       const batch = scanDirectories(
         which.map((i) => joinPath(frame.dir.pathBuf, frame.names[i]!)),
-        scanXattrs,
+        xattrsBelow(frame.exposed),
+        frame.exposed,
       );
       which.forEach((i, k) => frame.ahead.set(i, batch.then((r) => r[k]!)));
     };
@@ -420,7 +444,7 @@ async function* walkSources(
       yield { kind: 'leave', entry: root, incomplete: 'skipped' };
       continue;
     }
-    stack.push(yield* open(root, '', st.dev, rootMatchers));
+    stack.push(yield* open(root, '', st.dev, rootMatchers, false));
 
     while (stack.length > 0) {
       signal?.throwIfAborted();
@@ -502,7 +526,7 @@ async function* walkSources(
       }
       const nameStr = frame.matchers.length > 0 || ignoreNameBuf !== null ? name.toString('utf8') : '';
       const rel = frame.rel === '' ? nameStr : `${frame.rel}/${nameStr}`;
-      stack.push(yield* open(entry, rel, frame.dev, frame.matchers, readAhead));
+      stack.push(yield* open(entry, rel, frame.dev, frame.matchers, frame.exposed, readAhead));
     }
   }
 }
