@@ -169,12 +169,21 @@ export class Directories {
     dir.ready = true;
   }
 
-  /** Everything below `dir` is written and its metadata set: its descriptor (if any) is closed and its path no longer used. */
+  /**
+   * Everything below `dir` is written and its metadata set: its descriptor (if any) is closed and its
+   * path no longer used. While a {@link withPath} call still uses the descriptor, it is closed when
+   * that call is done (closing it under the call would make its path name nothing, or whatever
+   * directory gets the descriptor's number next).
+   */
   close(dir: DirState): void {
     dir.closed = true;
     dir.safe = false;
-    if (dir.fd === undefined) return;
-    const fd = dir.fd;
+    if (dir.fd === undefined || (dir.holds ?? 0) > 0) return;
+    this.#closeFd(dir);
+  }
+
+  #closeFd(dir: DirState): void {
+    const fd = dir.fd!;
     dir.fd = undefined;
     this.#anchored.delete(dir);
     if (dir.parent) this.count--;
@@ -205,13 +214,16 @@ export class Directories {
    * open directory above, one name at a time, O_NOFOLLOW.
    */
   async withPath<T>(dir: DirState, fn: (path: Buffer) => Promise<T>): Promise<T> {
-    if (!this.anchors || !dir.closed) return fn(dir.fsPath!);
+    if (!this.anchors) return fn(dir.fsPath!);
     const names: Buffer[] = [];
     let d = dir;
     while (d.closed && d.parent) {
       names.push(d.name!);
       d = d.parent;
     }
+    // The open directory the way starts from stays open until `fn` is done (see close).
+    const held = d;
+    held.holds = (held.holds ?? 0) + 1;
     let prefix = d.fsPath!;
     let fd: number | undefined;
     try {
@@ -224,13 +236,17 @@ export class Directories {
       return await fn(prefix);
     } finally {
       if (fd !== undefined) await closeFd(fd);
+      if (--held.holds! === 0 && held.closed && held.fd !== undefined) this.#closeFd(held);
     }
   }
 
   /** The restore is over: waits for directory operations still running, then closes every descriptor. */
   async closeAll(): Promise<void> {
     while (this.#ops.size > 0) await Promise.allSettled([...this.#ops]);
-    for (const d of [...this.#anchored]) this.close(d);
+    for (const d of [...this.#anchored]) {
+      d.closed = true;
+      if (d.fd !== undefined) this.#closeFd(d);
+    }
     this.skeleton.close();
   }
 }

@@ -85,6 +85,8 @@ export interface DirState {
   safe: boolean;
   /** Its metadata is set (or the restore is over): `fsPath` no longer names it safely. */
   closed: boolean;
+  /** {@link Directories.withPath} calls using its descriptor: it is closed once they are done. */
+  holds?: number;
   snapPath: string;
   node: Node | undefined;
   parent: DirState | undefined;

@@ -90,3 +90,37 @@ describe('hard links', () => {
     expect((await stat(join(target, 'x'))).nlink).toBe(1);
   });
 });
+
+describe('hard links between directories restored one after another', () => {
+  // The first name's directory is often done (its descriptor closed) by the time a later name is
+  // linked to it; the way there is then opened again from an open directory above. That directory
+  // must stay open until the link is made: closed under it, its /proc/self/fd path named nothing
+  // (ENOENT) or another directory that got the descriptor's number.
+  it('every name of every file is restored, linked, over repeated restores', { timeout: 120_000 }, async () => {
+    const src = join(work, 'src');
+    const pairs = 24;
+    for (const d of ['a', 'b', 'c']) await mkdir(join(src, d, 'deep'), { recursive: true });
+    for (let i = 0; i < pairs; i++) {
+      await writeFile(join(src, 'a', `h${i}`), `content ${i}\n`);
+      await link(join(src, 'a', `h${i}`), join(src, 'c', `h${i}`));
+      await writeFile(join(src, 'b', 'deep', `g${i}`), `deep ${i}\n`);
+      await link(join(src, 'b', 'deep', `g${i}`), join(src, 'c', 'deep', `g${i}`));
+    }
+    const { repo } = await memoryRepository();
+    const res = await runBackup({ repository: repo, sources: [src] });
+    expect(res.errors).toEqual([]);
+    for (let round = 0; round < 25; round++) {
+      const target = join(work, `out${round}`);
+      const rr = await restoreSnapshot({ repository: repo, snapshot: res.snapshot!, target });
+      expect(rr.errors, `round ${round}`).toEqual([]);
+      for (let i = 0; i < pairs; i++) {
+        const [first, second] = await Promise.all([stat(join(target, src, 'a', `h${i}`)), stat(join(target, src, 'c', `h${i}`))]);
+        expect(second.ino).toBe(first.ino);
+        const [g1, g2] = await Promise.all([stat(join(target, src, 'b', 'deep', `g${i}`)), stat(join(target, src, 'c', 'deep', `g${i}`))]);
+        expect(g2.ino).toBe(g1.ino);
+      }
+      expect(await readFile(join(target, src, 'c', 'deep', 'g3'), 'utf8')).toBe('deep 3\n');
+      await removeDir(target);
+    }
+  });
+});
