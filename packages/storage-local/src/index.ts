@@ -11,10 +11,17 @@
  * directory, are counted, fsynced, renamed over the target, and the directory is
  * fsynced. A crash leaves at most a `.tmp-*` file, which `list` ignores.
  *
+ * `list` yields only what `load` finds under the same name: a pack only in its own
+ * `data/<first 2 hex>/` directory, and only names that are valid for the type. Anything
+ * else in the repository's directories (a pack copied or moved into the wrong `data/xx`, a
+ * file named `a b`, a symlink loop) is skipped with a warning (`onWarning`), never listed
+ * and never a reason for the listing to fail.
+ *
  * Modes: directories 0700, files 0600 (only the owner may read a repository;
  * files stay writable by the owner so that removal and rename work on every OS).
  */
 import { randomBytes } from 'node:crypto';
+import { constants as bufferConstants } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -52,8 +59,16 @@ export interface LocalStorageOptions {
    * for throwaway repositories: a power loss may then lose or empty saved files.
    */
   fsync?: boolean;
+  /**
+   * Told about entries of the repository's directories that `list` skips because they are not
+   * repository files (see {@link listedNameProblem}), once per entry and storage. Default:
+   * `process.emitWarning`, as the SFTP adapter's option of the same name.
+   */
+  onWarning?: (message: string) => void;
   /** @internal Test hook: runs after the temp file is written and synced, before the rename. */
   beforeRename?: (tempPath: string, finalPath: string) => Promise<void> | void;
+  /** @internal Test hook: the most bytes one read asks for (default {@link MAX_READ}). */
+  maxRead?: number;
 }
 
 /** Open a repository directory. Nothing is touched until an operation runs. */
@@ -64,10 +79,50 @@ export function createLocalStorage(dir: string, options: LocalStorageOptions = {
 const SUBDIRS = ['keys', 'locks', 'snapshots', 'index', 'data'];
 const HEX = '0123456789abcdef';
 
+/**
+ * The most bytes one `read` asks for. Node's fs.read takes a length below 2^31 only: a larger one
+ * does not throw, it aborts the whole process (`Assertion failed: args[3]->IsInt32()`).
+ */
+export const MAX_READ = 1024 * 1024 * 1024;
+
+/** A pack's name: the SHA-256 of its bytes, 64 lowercase hex digits. */
+const PACK_NAME = /^[0-9a-f]{64}$/;
+/** The name of a `data/` subdirectory: two lowercase hex digits. */
+const DATA_SUBDIR = /^[0-9a-f]{2}$/;
+
+/**
+ * Why the entry `name`, found in the directory of `type`'s files (for packs: in `data/<sub>/`), is
+ * not one of them — or `undefined` when it is, i.e. when `load` of that handle reads this very entry.
+ *
+ * - A pack must be named by 64 lowercase hex digits and sit in the `data/` subdirectory named by its
+ *   first two. A copy elsewhere is never the pack: `load` reads only `data/<name[0..2]>/<name>`, so
+ *   listing the copy would report the wrong size (`check`, `repair index` drop the real pack; `prune`
+ *   deletes it) or a pack that cannot be loaded (a backup would dedup against it).
+ * - Other files need a name {@link assertValidHandle} accepts: core refuses any other name it is
+ *   handed back, so one file named `a b` would make every command fail.
+ */
+export function listedNameProblem(type: FileType, name: string, sub?: string): string | undefined {
+  if (type === 'data') {
+    if (!PACK_NAME.test(name)) return 'not a pack file name (64 lowercase hex digits)';
+    if (sub !== name.slice(0, 2)) return `a pack of that name belongs in data/${name.slice(0, 2)}/, where it is loaded from`;
+    return undefined;
+  }
+  try {
+    assertValidHandle({ type, name });
+    return undefined;
+  } catch {
+    return `not a valid ${type} file name`;
+  }
+}
+
 class LocalStorage implements Storage {
   readonly location: string;
   readonly #fsync: boolean;
   readonly #beforeRename: LocalStorageOptions['beforeRename'];
+  readonly #onWarning: (message: string) => void;
+  readonly #maxRead: number;
+  /** Entries `list` already warned about (each once, however often it lists). */
+  readonly #warned = new Set<string>();
 
   constructor(
     readonly dir: string,
@@ -76,6 +131,8 @@ class LocalStorage implements Storage {
     this.location = dir;
     this.#fsync = options.fsync ?? true;
     this.#beforeRename = options.beforeRename;
+    this.#onWarning = options.onWarning ?? ((message: string) => process.emitWarning(message, 'KiwiWarning'));
+    this.#maxRead = Math.min(MAX_READ, Math.max(1, Math.floor(options.maxRead ?? MAX_READ)));
   }
 
   async create(): Promise<void> {
@@ -230,10 +287,11 @@ class LocalStorage implements Storage {
         });
       }
       // Read straight into the caller's buffer when it passed a big enough `into` (LoadOptions.into).
-      const out = loadTarget(options) ?? Buffer.allocUnsafe(length);
+      const out = loadTarget(options) ?? allocFor(length, path);
       let got = 0;
       while (got < length) {
-        const { bytesRead } = await fh.read(out, got, length - got, offset + got);
+        // In pieces: one read of 2^31 bytes or more would abort the process (see MAX_READ).
+        const { bytesRead } = await fh.read(out, got, Math.min(length - got, this.#maxRead), offset + got);
         if (bytesRead === 0) {
           throw new StorageError(
             `load ${path}: the file ended after ${offset + got} bytes, expected ${offset + length} (did it shrink?)`,
@@ -276,7 +334,7 @@ class LocalStorage implements Storage {
     }
     const base = join(this.dir, typeDir(type));
     if (type !== 'data') {
-      yield* this.#listDir(base);
+      yield* this.#listDir(base, type);
       return;
     }
     let subdirs: string[];
@@ -285,28 +343,43 @@ class LocalStorage implements Storage {
       subdirs = [];
       for (const d of entries) {
         if (d.name.startsWith('.')) continue;
+        const path = join(base, d.name);
         // A symlinked subdirectory (moved to another disk) is followed, as `load` follows it.
-        if (d.isDirectory() || (d.isSymbolicLink() && (await fsp.stat(join(base, d.name)).then((st) => st.isDirectory(), () => false)))) subdirs.push(d.name);
+        const isDir = d.isDirectory() || (d.isSymbolicLink() && (await fsp.stat(path).then((st) => st.isDirectory(), () => false)));
+        // Packs are loaded from data/<2 hex>/ only: whatever else is here holds no pack `load` would read.
+        if (isDir && DATA_SUBDIR.test(d.name)) subdirs.push(d.name);
+        else this.#warn(`list data: skipped ${path}: not a pack directory (data/00 … data/ff)`);
       }
       subdirs.sort();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw mapError(err, 'list', base);
     }
-    for (const sub of subdirs) yield* this.#listDir(join(base, sub));
+    for (const sub of subdirs) yield* this.#listDir(join(base, sub), type, sub);
   }
 
   /**
-   * Regular files of one directory (temp files skipped), stat'ed a batch at a time. Symlinks are
-   * followed, as `load` follows them (a pack moved to another disk and linked back is still there);
-   * a dangling one, or one to anything but a regular file, is not listed.
+   * The files of `type` in one directory (`sub`: which `data/` subdirectory), stat'ed a batch at a
+   * time. Skipped: temp files; what is not a regular file; entries that are not `type` files by
+   * {@link listedNameProblem}; and entries that cannot be stat'ed (a symlink loop, a link into a
+   * directory we may not read). Symlinks are followed, as `load` follows them (a pack moved to
+   * another disk and linked back is still there); a dangling one is simply not there.
+   *
+   * One odd entry never fails the listing: every command lists, so a throw here would block them
+   * all until someone removed the entry by hand. Skipped entries are reported through `onWarning`
+   * (the Storage interface has no channel for warnings). Only errors that may pass (EMFILE, EAGAIN…)
+   * are thrown, so that the retry layer lists again instead of yielding an incomplete listing.
    */
-  async *#listDir(dir: string): AsyncIterable<FileInfo> {
+  async *#listDir(dir: string, type: FileType, sub?: string): AsyncIterable<FileInfo> {
     let names: string[];
     try {
-      names = (await fsp.readdir(dir, { withFileTypes: true }))
-        .filter((d) => (d.isFile() || d.isSymbolicLink()) && !d.name.startsWith(TEMP_PREFIX))
-        .map((d) => d.name);
+      names = [];
+      for (const d of await fsp.readdir(dir, { withFileTypes: true })) {
+        if (!(d.isFile() || d.isSymbolicLink()) || d.name.startsWith(TEMP_PREFIX)) continue;
+        const problem = listedNameProblem(type, d.name, sub);
+        if (problem) this.#warn(`list ${type}: skipped ${join(dir, d.name)}: ${problem}`);
+        else names.push(d.name);
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw mapError(err, 'list', dir);
@@ -321,11 +394,25 @@ class LocalStorage implements Storage {
           } catch (err) {
             // Removed between readdir and stat, or a dangling symlink: it is simply not there.
             if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-            throw mapError(err, 'list', path);
+            const mapped = mapError(err, 'list', path);
+            if (mapped.transient) throw mapped;
+            this.#warn(`list ${type}: skipped ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? mapped.message})`);
+            return undefined;
           }
         }),
       );
       for (const info of batch) if (info) yield info;
+    }
+  }
+
+  /** Report an entry `list` skipped, once per storage. A failing callback changes nothing. */
+  #warn(message: string): void {
+    if (this.#warned.has(message)) return;
+    this.#warned.add(message);
+    try {
+      this.#onWarning(message);
+    } catch {
+      // A warning is only a warning.
     }
   }
 
@@ -462,11 +549,11 @@ export function mapError(err: unknown, op: string, path: string): StorageError {
 
 /**
  * The `local:` adapter: `local:/path`, or a bare path (turned into `local:` by
- * `openStorage`). Options: `{ fsync?: boolean }`.
+ * `openStorage`). Options: `{ fsync?: boolean, onWarning?: (message) => void }`.
  */
-export const localAdapter = defineStorageAdapter<{ fsync?: boolean }>({
+export const localAdapter = defineStorageAdapter<Pick<LocalStorageOptions, 'fsync' | 'onWarning'>>({
   schemes: ['local'],
-  open(url: string, options: { fsync?: boolean } = {}): Storage {
+  open(url: string, options: Pick<LocalStorageOptions, 'fsync' | 'onWarning'> = {}): Storage {
     const { scheme, rest } = parseRepositoryUrl(url);
     if (scheme !== 'local') {
       throw new StorageError(`the local adapter cannot open ${url}: not a local path`, { kind: 'config' });
@@ -474,7 +561,10 @@ export const localAdapter = defineStorageAdapter<{ fsync?: boolean }>({
     if (options.fsync !== undefined && typeof options.fsync !== 'boolean') {
       throw new StorageError(`storageOptions.local.fsync must be true or false`, { kind: 'config' });
     }
-    return createLocalStorage(rest, { fsync: options.fsync ?? true });
+    if (options.onWarning !== undefined && typeof options.onWarning !== 'function') {
+      throw new StorageError(`storageOptions.local.onWarning must be a function`, { kind: 'config' });
+    }
+    return createLocalStorage(rest, { fsync: options.fsync ?? true, ...(options.onWarning ? { onWarning: options.onWarning } : {}) });
   },
 });
 
@@ -483,4 +573,19 @@ export default localAdapter;
 /** A FIFO, directory, device… where a repository file should be: as `list` sees it, no such file. */
 function notRegular(op: string, path: string): StorageError {
   return new StorageError(`${op} ${path}: not a regular file`, { kind: 'not-found', location: path });
+}
+
+/**
+ * A buffer of `length` bytes for a load of `path`. More than a Buffer can hold (4 GiB under Node 20)
+ * is refused with a StorageError naming the file, never left to Buffer.allocUnsafe's RangeError:
+ * no repository file is that large (packs stay below 4 GiB), so such a file is damaged or foreign.
+ */
+function allocFor(length: number, path: string): Buffer {
+  if (length > bufferConstants.MAX_LENGTH) {
+    throw new StorageError(
+      `load ${path}: ${length} bytes are more than can be loaded at once (at most ${bufferConstants.MAX_LENGTH}); no repository file is that large`,
+      { kind: 'other', location: path },
+    );
+  }
+  return Buffer.allocUnsafe(length);
 }

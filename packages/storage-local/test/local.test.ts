@@ -1,10 +1,12 @@
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StorageError, openStorage, unwrapRetry, type Handle } from '@kiwi-backup/core';
+import { constants as bufferConstants } from 'node:buffer';
+import { freemem } from 'node:os';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { StorageError, openStorage, unwrapRetry, type FileType, type Handle } from '@kiwi-backup/core';
 import { deterministicBytes, sha256Hex } from '@kiwi-backup/storage-testkit';
-import { DIR_MODE, FILE_MODE, TEMP_PREFIX, createLocalStorage, localAdapter, mapError } from '../src/index.js';
+import { DIR_MODE, FILE_MODE, MAX_READ, TEMP_PREFIX, createLocalStorage, listedNameProblem, localAdapter, mapError } from '../src/index.js';
 
 let base: string;
 let repo: string;
@@ -18,6 +20,16 @@ afterEach(async () => {
 });
 
 const dataHandle = (data: Uint8Array): Handle => ({ type: 'data', name: sha256Hex(data) });
+
+/** Every name `list(type)` yields, with its size. */
+async function listed(s: { list(type: FileType): AsyncIterable<{ name: string; size: number }> }, type: FileType): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const f of s.list(type)) {
+    expect(out.has(f.name), `${f.name} listed twice`).toBe(false);
+    out.set(f.name, f.size);
+  }
+  return out;
+}
 
 describe('local storage layout and modes', () => {
   it('create() makes the layout with private modes and refuses an existing repository', async () => {
@@ -183,6 +195,123 @@ describe('atomic saves', () => {
   });
 });
 
+describe('list yields only what load reads: misplaced, foreign and unreadable entries are skipped with a warning', () => {
+  it('a pack outside its data/xx directory is not listed: neither a 2-byte copy under a real pack\'s name nor a moved pack', async () => {
+    const warnings: string[] = [];
+    const s = createLocalStorage(repo, { onWarning: (m) => warnings.push(m) });
+    await s.create();
+    const pack = deterministicBytes(5000, 'real pack');
+    const real = dataHandle(pack);
+    await s.save(real, pack);
+    const wrong = real.name.startsWith('00') ? 'ff' : '00';
+    // `echo x > data/00/<P>`: before, list said P has 2 bytes (check: truncated; repair index, prune: gone).
+    const copy = join(repo, 'data', wrong, real.name);
+    await writeFile(copy, 'x\n');
+    // `mv data/a8/<Q> data/00/<Q>`: before, Q was listed though load cannot find it.
+    const movedBytes = deterministicBytes(3000, 'moved pack');
+    const moved = dataHandle(movedBytes);
+    const movedPath = join(repo, 'data', moved.name.startsWith('00') ? 'ff' : '00', moved.name);
+    await writeFile(movedPath, movedBytes);
+    // A pack at the top of data/, and a directory that is not data/<2 hex>.
+    await writeFile(join(repo, 'data', moved.name), movedBytes);
+    await mkdir(join(repo, 'data', 'old'));
+    await writeFile(join(repo, 'data', 'old', real.name), pack);
+
+    expect(await listed(s, 'data')).toEqual(new Map([[real.name, 5000]]));
+    expect((await s.stat(real)).size).toBe(5000);
+    expect(s.isNotFound(await s.load(moved).catch((e: unknown) => e))).toBe(true);
+    expect(warnings.sort()).toEqual(
+      [
+        `list data: skipped ${copy}: a pack of that name belongs in data/${real.name.slice(0, 2)}/, where it is loaded from`,
+        `list data: skipped ${movedPath}: a pack of that name belongs in data/${moved.name.slice(0, 2)}/, where it is loaded from`,
+        `list data: skipped ${join(repo, 'data', moved.name)}: not a pack directory (data/00 … data/ff)`,
+        `list data: skipped ${join(repo, 'data', 'old')}: not a pack directory (data/00 … data/ff)`,
+      ].sort(),
+    );
+    // Each entry is reported once per storage, however often it lists.
+    expect(await listed(s, 'data')).toEqual(new Map([[real.name, 5000]]));
+    expect(warnings).toHaveLength(4);
+  });
+
+  it('names that are not valid for the type are skipped, not thrown (core refuses them)', async () => {
+    const warnings: string[] = [];
+    const s = createLocalStorage(repo, { onWarning: (m) => warnings.push(m) });
+    await s.create();
+    const idx = deterministicBytes(100, 'index');
+    await s.save({ type: 'index', name: sha256Hex(idx) }, idx);
+    await writeFile(join(repo, 'index', 'a b'), 'x');
+    await writeFile(join(repo, 'keys', 'key@host'), 'x');
+    const pack = 'ab'.repeat(32);
+    for (const name of ['ab', `${pack}.bak`, `AB${pack.slice(2)}`, `${pack.slice(0, 62)}zz`]) await writeFile(join(repo, 'data', 'ab', name), 'x');
+    expect(await listed(s, 'index')).toEqual(new Map([[sha256Hex(idx), 100]]));
+    expect(await listed(s, 'key')).toEqual(new Map());
+    expect(await listed(s, 'data')).toEqual(new Map());
+    expect(warnings).toContain(`list index: skipped ${join(repo, 'index', 'a b')}: not a valid index file name`);
+    expect(warnings).toContain(`list key: skipped ${join(repo, 'keys', 'key@host')}: not a valid key file name`);
+    expect(warnings).toContain(`list data: skipped ${join(repo, 'data', 'ab', 'ab')}: not a pack file name (64 lowercase hex digits)`);
+    expect(warnings).toHaveLength(6);
+    // Through the retry layer core uses, too: the listing completes.
+    const wrapped = await openStorage(repo, { adapters: { local: localAdapter }, options: { local: { onWarning: () => undefined } } });
+    expect(await listed(wrapped, 'index')).toEqual(new Map([[sha256Hex(idx), 100]]));
+  });
+
+  it('a symlink loop (ELOOP) in locks/, keys/, data/xx/ or data/ is skipped, not a failed listing', async () => {
+    const { symlink } = await import('node:fs/promises');
+    const warnings: string[] = [];
+    const s = createLocalStorage(repo, { onWarning: (m) => warnings.push(m) });
+    await s.create();
+    const lock = deterministicBytes(50, 'lock');
+    await s.save({ type: 'lock', name: sha256Hex(lock) }, lock);
+    const pack = deterministicBytes(500, 'pack');
+    await s.save(dataHandle(pack), pack);
+    // `ln -s x locks/x`, and loops under valid names.
+    await symlink('x', join(repo, 'locks', 'x'));
+    await symlink('loop', join(repo, 'keys', 'loop'));
+    const loopPack = 'ee'.repeat(32);
+    await symlink(loopPack, join(repo, 'data', 'ee', loopPack));
+    await symlink('x', join(repo, 'data', 'ee', 'x'));
+    await rm(join(repo, 'data', 'ef'), { recursive: true });
+    await symlink('ef', join(repo, 'data', 'ef'));
+    expect(await listed(s, 'lock')).toEqual(new Map([[sha256Hex(lock), 50]]));
+    expect(await listed(s, 'key')).toEqual(new Map());
+    expect(await listed(s, 'data')).toEqual(new Map([[sha256Hex(pack), 500]]));
+    expect(warnings).toContain(`list lock: skipped ${join(repo, 'locks', 'x')}: cannot be read (ELOOP)`);
+    expect(warnings).toContain(`list key: skipped ${join(repo, 'keys', 'loop')}: cannot be read (ELOOP)`);
+    expect(warnings).toContain(`list data: skipped ${join(repo, 'data', 'ee', loopPack)}: cannot be read (ELOOP)`);
+    expect(warnings).toContain(`list data: skipped ${join(repo, 'data', 'ef')}: not a pack directory (data/00 … data/ff)`);
+  });
+
+  it('warns through process.emitWarning by default; a throwing onWarning changes nothing', async () => {
+    const emit = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      const s = createLocalStorage(repo);
+      await s.create();
+      await writeFile(join(repo, 'snapshots', 'a b'), 'x');
+      expect(await listed(s, 'snapshot')).toEqual(new Map());
+      expect(emit).toHaveBeenCalledWith(`list snapshot: skipped ${join(repo, 'snapshots', 'a b')}: not a valid snapshot file name`, 'KiwiWarning');
+    } finally {
+      emit.mockRestore();
+    }
+    const s = createLocalStorage(repo, {
+      onWarning: () => {
+        throw new Error('broken logger');
+      },
+    });
+    expect(await listed(s, 'snapshot')).toEqual(new Map());
+  });
+
+  it('listedNameProblem: the rule per type', () => {
+    const pack = 'a8'.repeat(32);
+    expect(listedNameProblem('data', pack, 'a8')).toBeUndefined();
+    expect(listedNameProblem('data', pack, '00')).toMatch(/belongs in data\/a8\//);
+    expect(listedNameProblem('data', pack, undefined)).toMatch(/belongs in data\/a8\//);
+    expect(listedNameProblem('data', pack.toUpperCase(), 'A8')).toMatch(/not a pack file name/);
+    expect(listedNameProblem('index', 'a b')).toBe('not a valid index file name');
+    expect(listedNameProblem('index', '..')).toBe('not a valid index file name');
+    expect(listedNameProblem('snapshot', 'abc')).toBeUndefined();
+  });
+});
+
 describe('temporary files of interrupted saves', () => {
   it('removeTemporaries removes those older than the limit, keeps newer ones and everything else', async () => {
     const { utimes } = await import('node:fs/promises');
@@ -251,6 +380,59 @@ describe('loads into a caller buffer (LoadOptions.into)', () => {
     await expect(s.load(h, { offset: 1000, length: 4000, into: Buffer.alloc(4000) })).rejects.toThrow(
       `load ${path}: range 1000+4000 is past the end of the file (3000 bytes)`,
     );
+  });
+});
+
+describe('files too large for one read', () => {
+  it('a load reads in pieces of at most maxRead bytes', async () => {
+    const s = createLocalStorage(repo, { maxRead: 4096 });
+    await s.create();
+    const data = deterministicBytes(100_003, 'pieces');
+    const h = dataHandle(data);
+    await s.save(h, data);
+    expect((await s.load(h)).equals(data)).toBe(true);
+    expect((await s.load(h, { offset: 5000, length: 50_001 })).equals(data.subarray(5000, 55_001))).toBe(true);
+    expect((await s.load(h, { offset: 1, length: 90_000, into: Buffer.alloc(90_000) })).equals(data.subarray(1, 90_001))).toBe(true);
+    expect(MAX_READ).toBeLessThan(2 ** 31);
+  });
+
+  // `truncate -s 3G index/eeee…e` made every command abort (exit 134, `Assertion failed: args[3]->IsInt32()`):
+  // one fs.read of 2^31 bytes or more. 2 GiB of memory for the buffer; the file is sparse.
+  it.skipIf(freemem() < 6 * 1024 ** 3)('a file of 2^31 bytes or more loads (in pieces) instead of aborting the process', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const name = 'e'.repeat(64);
+    const path = join(repo, 'index', name);
+    const size = 2 ** 31 + 4096;
+    await writeFile(path, '');
+    await truncate(path, size);
+    let got: Buffer | undefined = await s.load({ type: 'index', name });
+    expect(got.byteLength).toBe(size);
+    expect(got[0]).toBe(0);
+    expect(got[size - 1]).toBe(0);
+    got = undefined;
+    const tail = await s.load({ type: 'index', name }, { offset: size - 10, length: 10 });
+    expect(tail.equals(Buffer.alloc(10))).toBe(true);
+  }, 120_000);
+
+  it('a file larger than a Buffer can hold is refused with a StorageError naming it', async () => {
+    const s = createLocalStorage(repo);
+    await s.create();
+    const name = 'e'.repeat(64);
+    const path = join(repo, 'index', name);
+    await writeFile(path, '');
+    await truncate(path, bufferConstants.MAX_LENGTH + 1);
+    const err = (await s.load({ type: 'index', name }).catch((e: unknown) => e)) as StorageError;
+    expect(err).toBeInstanceOf(StorageError);
+    expect(err.kind).toBe('other');
+    expect(s.isNotFound(err)).toBe(false);
+    expect(err.message).toBe(
+      `load ${path}: ${bufferConstants.MAX_LENGTH + 1} bytes are more than can be loaded at once (at most ${bufferConstants.MAX_LENGTH}); no repository file is that large`,
+    );
+    // A range of it still loads.
+    expect((await s.load({ type: 'index', name }, { offset: bufferConstants.MAX_LENGTH - 4, length: 5 })).equals(Buffer.alloc(5))).toBe(true);
+    // The listing gives its size, as before.
+    expect(await listed(s, 'index')).toEqual(new Map([[name, bufferConstants.MAX_LENGTH + 1]]));
   });
 });
 
@@ -338,8 +520,9 @@ describe('localAdapter', () => {
     }
   });
 
-  it('rejects a bad fsync option and a non-local URL', () => {
+  it('rejects a bad fsync or onWarning option and a non-local URL', () => {
     expect(() => localAdapter.open(repo, { fsync: 'yes' as never }, {})).toThrow(/fsync must be true or false/);
+    expect(() => localAdapter.open(repo, { onWarning: 'log' as never }, {})).toThrow(/onWarning must be a function/);
     expect(() => localAdapter.open('s3:bucket', {}, {})).toThrow(/not a local path/);
   });
 });

@@ -25,6 +25,8 @@ export class S3Context {
   readonly #sse: ServerSideEncryption | undefined;
   readonly #sseKmsKeyId: string | undefined;
   #closed = false;
+  /** Objects `list` already warned about (each once, however often it lists). */
+  readonly #warned = new Set<string>();
 
   constructor(target: S3Target, options: S3StorageOptions, env: NodeJS.ProcessEnv) {
     this.bucket = target.bucket;
@@ -68,6 +70,17 @@ export class S3Context {
       bucket: this.bucket,
       ...(handle ? { where: this.where(handle) } : {}),
     });
+  }
+
+  /** Report something that works but should be fixed (an object `list` skipped), once per storage. */
+  warn(message: string): void {
+    if (this.#warned.has(message)) return;
+    this.#warned.add(message);
+    try {
+      this.opts.onWarning(message);
+    } catch {
+      // A warning is only a warning.
+    }
   }
 
   /** Fail once the storage is closed. */

@@ -1,5 +1,10 @@
 /**
  * Looking at files: {@link stat} (HeadObject) and {@link list} (ListObjectsV2, page by page).
+ *
+ * `list` yields only what `load` reads under the same name: a pack only under its own
+ * `data/<first 2 hex>/` key, and only names valid for the type. Other objects under the type's
+ * prefix (a pack copied under the wrong `data/xx/`, a key `index/a b`) are skipped and reported
+ * through the `onWarning` option, never listed and never a reason for the listing to fail.
  */
 import { FILE_TYPES, StorageError, assertValidHandle, handlePath, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
 import { HeadObjectCommand, ListObjectsV2Command } from './client.js';
@@ -38,8 +43,10 @@ export async function* list(ctx: S3Context, type: FileType): AsyncIterable<FileI
     }
     for (const obj of page.Contents ?? []) {
       if (!obj.Key) continue;
-      const info = matchKey(type, obj.Key.slice(listPrefix.length), obj.Size ?? 0);
-      if (info) yield info;
+      const rest = obj.Key.slice(listPrefix.length);
+      const info = matchKey(type, rest, obj.Size ?? 0);
+      if (typeof info === 'string') ctx.warn(`list ${type}: skipped ${ctx.location}/${listPrefix.slice(base.length)}${rest}: ${info}`);
+      else if (info) yield info;
     }
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
     if (page.IsTruncated && !token) {
@@ -51,14 +58,37 @@ export async function* list(ctx: S3Context, type: FileType): AsyncIterable<FileI
   } while (token);
 }
 
-/** Map a listed key (relative to the type's prefix) to a file, or undefined if it is not one of that type. */
-function matchKey(type: FileType, rest: string, size: number): FileInfo | undefined {
+/** A pack's name: the SHA-256 of its bytes, 64 lowercase hex digits. */
+const PACK_NAME = /^[0-9a-f]{64}$/;
+
+/**
+ * Map a listed key (relative to the type's prefix) to a file; or, for a key that is not a file of
+ * that type, why not (a string, to warn about), or undefined when it needs no word: the keys the
+ * `config` prefix also matches (`config.bak`, beside the repository's directories) and "folder"
+ * markers that consoles and some tools create (keys ending in `/`).
+ *
+ * - A pack must be named by 64 lowercase hex digits and sit under `data/<its first two>/`. A copy
+ *   elsewhere is never the pack: `load` reads only that key, so listing the copy would report the
+ *   wrong size (`check`, `repair index` drop the real pack; `prune` deletes it) or a pack that
+ *   cannot be loaded (a backup would dedup against it).
+ * - Other files need a name `assertValidHandle` accepts: core refuses any other name it is handed
+ *   back, so one key `index/a b` would make every command fail.
+ */
+export function matchKey(type: FileType, rest: string, size: number): FileInfo | string | undefined {
   if (type === 'config') return rest === '' ? { name: 'config', size } : undefined;
+  if (rest === '' || rest.endsWith('/')) return undefined;
   if (type === 'data') {
-    const m = /^([^/]{2})\/([^/]+)$/.exec(rest);
-    if (!m?.[1] || !m[2] || !m[2].startsWith(m[1])) return undefined;
-    return { name: m[2], size };
+    const slash = rest.lastIndexOf('/');
+    const name = rest.slice(slash + 1);
+    if (!PACK_NAME.test(name)) return 'not a pack file name (64 lowercase hex digits)';
+    if (rest !== `${name.slice(0, 2)}/${name}`) return `a pack of that name belongs in data/${name.slice(0, 2)}/, where it is loaded from`;
+    return { name, size };
   }
-  if (rest === '' || rest.includes('/')) return undefined;
+  if (rest.includes('/')) return `not a ${type} file (a key below ${typeDir(type)}/'s own files)`;
+  try {
+    assertValidHandle({ type, name: rest });
+  } catch {
+    return `not a valid ${type} file name`;
+  }
   return { name: rest, size };
 }

@@ -52,10 +52,16 @@ export interface S3StorageOptions {
   socketTimeoutMs?: number;
   /** Maximum parallel connections (default 32). */
   maxSockets?: number;
+  /**
+   * Told about objects under the repository's prefixes that `list` skips because they are not
+   * repository files (a pack under the wrong `data/xx/`, a key named `index/a b`), once per object
+   * and storage. Default: `process.emitWarning`, as the SFTP adapter's option of the same name.
+   */
+  onWarning?: (message: string) => void;
 }
 
 export type Resolved = Required<
-  Pick<S3StorageOptions, 'multipartThreshold' | 'partSize' | 'partConcurrency' | 'listPageSize' | 'createBucket' | 'contentMD5'>
+  Pick<S3StorageOptions, 'multipartThreshold' | 'partSize' | 'partConcurrency' | 'listPageSize' | 'createBucket' | 'contentMD5' | 'onWarning'>
 >;
 
 /** The upload, listing and bucket options, checked, with their defaults. */
@@ -67,7 +73,14 @@ export function resolveOptions(options: S3StorageOptions): Resolved {
     listPageSize: Math.min(1000, positiveInt(options.listPageSize, 'listPageSize', 1000)),
     createBucket: options.createBucket === true,
     contentMD5: options.contentMD5 === true,
+    onWarning: warningCallback(options.onWarning),
   };
+}
+
+function warningCallback(value: unknown): (message: string) => void {
+  if (value === undefined) return (message: string) => process.emitWarning(message, 'KiwiWarning');
+  if (typeof value !== 'function') throw new TypeError(`S3 option onWarning must be a function, got ${JSON.stringify(value)}`);
+  return value as (message: string) => void;
 }
 
 export function positiveInt(value: unknown, name: string, fallback: number): number {

@@ -1,5 +1,10 @@
 /**
  * Looking at and removing files: {@link stat}, {@link list} (reading `data/xx` directories ahead) and {@link remove}.
+ *
+ * `list` yields only what `load` reads under the same name: a pack only in its own
+ * `data/<first 2 hex>/` directory, and only names valid for the type. Anything else (a pack copied
+ * or moved into the wrong `data/xx`, a file named `a b`) is skipped and reported through the
+ * `onWarning` option, never listed and never a reason for the listing to fail.
  */
 import { FILE_TYPES, assertValidHandle, handlePath, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
 import type { FileEntryWithStats, Stats } from 'ssh2';
@@ -8,7 +13,65 @@ import type { SftpPool } from './pool.js';
 import { req, unlink } from './requests.js';
 import { TMP_MARK } from './write.js';
 
-const NAME_RE = /^[A-Za-z0-9_.-]+$/;
+/** A pack's name: the SHA-256 of its bytes, 64 lowercase hex digits. */
+const PACK_NAME = /^[0-9a-f]{64}$/;
+/** The name of a `data/` subdirectory: two lowercase hex digits. */
+const DATA_SUBDIR = /^[0-9a-f]{2}$/;
+
+/**
+ * Why the entry `name`, found in the directory of `type`'s files (for packs: in `data/<sub>/`), is
+ * not one of them — or `undefined` when it is, i.e. when `load` of that handle reads this very entry.
+ *
+ * - A pack must be named by 64 lowercase hex digits and sit in the `data/` subdirectory named by its
+ *   first two. A copy elsewhere is never the pack: `load` reads only `data/<name[0..2]>/<name>`, so
+ *   listing the copy would report the wrong size (`check`, `repair index` drop the real pack; `prune`
+ *   deletes it) or a pack that cannot be loaded (a backup would dedup against it).
+ * - Other files need a name `assertValidHandle` accepts: core refuses any other name it is handed
+ *   back, so one file named `a b` would make every command fail.
+ */
+export function listedNameProblem(type: FileType, name: string, sub?: string): string | undefined {
+  if (type === 'data') {
+    if (!PACK_NAME.test(name)) return 'not a pack file name (64 lowercase hex digits)';
+    if (sub !== name.slice(0, 2)) return `a pack of that name belongs in data/${name.slice(0, 2)}/, where it is loaded from`;
+    return undefined;
+  }
+  try {
+    assertValidHandle({ type, name });
+    return undefined;
+  } catch {
+    return `not a valid ${type} file name`;
+  }
+}
+
+/** Entries each storage (pool) already warned about: each is reported once, however often it lists. */
+const warnedOf = new WeakMap<SftpPool, Set<string>>();
+
+/** Report an entry `list` skipped, once per storage. A failing callback changes nothing. */
+function warnOnce(pool: SftpPool, message: string): void {
+  let warned = warnedOf.get(pool);
+  if (!warned) warnedOf.set(pool, (warned = new Set()));
+  if (warned.has(message)) return;
+  warned.add(message);
+  try {
+    pool.r.onWarning(message);
+  } catch {
+    // A warning is only a warning.
+  }
+}
+
+/**
+ * The files of `type` among the entries of `dir` (`sub`: which `data/` subdirectory): regular files
+ * (the server's readdir gives lstat attributes: symlinks are not listed, so no loop is followed)
+ * with a valid name for the type and place, temporary files of saves left out silently.
+ */
+function* filesOf(pool: SftpPool, type: FileType, dir: string, entries: FileEntryWithStats[], sub?: string): Iterable<FileInfo> {
+  for (const e of entries) {
+    if (!e.attrs.isFile() || e.filename.includes(TMP_MARK)) continue;
+    const problem = listedNameProblem(type, e.filename, sub);
+    if (problem) warnOnce(pool, `list ${type}: skipped ${pool.location}/${dir}/${e.filename}: ${problem}`);
+    else yield { name: e.filename, size: e.attrs.size };
+  }
+}
 
 export async function stat(pool: SftpPool, handle: Handle): Promise<FileInfo> {
   assertValidHandle(handle);
@@ -31,10 +94,16 @@ export async function* list(pool: SftpPool, type: FileType): AsyncIterable<FileI
   const dirRel = typeDir(type);
   const top = await readdir(pool, dirRel);
   if (type !== 'data') {
-    for (const e of top) if (e.attrs.isFile() && NAME_RE.test(e.filename)) yield { name: e.filename, size: e.attrs.size };
+    yield* filesOf(pool, type, dirRel, top);
     return;
   }
-  const subs = top.filter((e) => e.attrs.isDirectory() && /^[0-9a-f]{2}$/.test(e.filename)).map((e) => e.filename);
+  const subs: string[] = [];
+  for (const e of top) {
+    if (e.filename.startsWith('.')) continue;
+    // Packs are loaded from data/<2 hex>/ only: whatever else is here holds no pack `load` would read.
+    if (e.attrs.isDirectory() && DATA_SUBDIR.test(e.filename)) subs.push(e.filename);
+    else warnOnce(pool, `list data: skipped ${pool.location}/${dirRel}/${e.filename}: not a pack directory (data/00 … data/ff)`);
+  }
   // Read a few subdirectories ahead while the caller consumes the current one.
   const ahead = 4;
   const pending: Array<Promise<FileEntryWithStats[]>> = [];
@@ -47,10 +116,12 @@ export async function* list(pool: SftpPool, type: FileType): AsyncIterable<FileI
     }
   };
   fill();
+  let next = 0;
   while (pending.length > 0) {
     const entries = await pending.shift()!;
     fill();
-    for (const e of entries) if (e.attrs.isFile() && NAME_RE.test(e.filename)) yield { name: e.filename, size: e.attrs.size };
+    yield* filesOf(pool, type, `${dirRel}/${subs[next]}`, entries, subs[next]);
+    next++;
   }
 }
 

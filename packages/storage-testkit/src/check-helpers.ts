@@ -20,15 +20,24 @@ export const defaultConformanceOptions: ConformanceOptions = {
 };
 
 /**
+ * Writes `data` at `path` of the storage's backing store, past the adapter (see
+ * {@link ConformanceSetup.writeRaw}): `path` is `/`-separated and relative to the repository,
+ * in the layout of `handlePath` (`data/00/<name>`, `index/a b`).
+ */
+export type RawWrite = (path: string, data: Uint8Array) => Promise<void>;
+
+/**
  * One conformance check. `run` gets a storage freshly opened on an empty
  * location and not yet `create()`d, and rejects (with an `AssertionError` or
- * the adapter's own error) when the adapter breaks the contract.
+ * the adapter's own error) when the adapter breaks the contract. `raw` is there
+ * when the setup can write files past the adapter ({@link RawWrite}); checks
+ * that need it pass without doing anything when it is not.
  */
 export interface ConformanceCheck {
   readonly name: string;
   /** True if `run` closes the storage itself. */
   readonly closesStorage?: boolean;
-  run(storage: Storage, options: ConformanceOptions): Promise<void>;
+  run(storage: Storage, options: ConformanceOptions, raw?: RawWrite): Promise<void>;
 }
 
 export function fail(message: string): never {

@@ -14,10 +14,11 @@ import {
   pool,
   type ConformanceCheck,
 } from './check-helpers.js';
+import { listSkipChecks } from './list-checks.js';
 import { loadIntoChecks } from './load-into-checks.js';
 import { saveFromChecks } from './save-from-checks.js';
 
-export { assertSameBytes, defaultConformanceOptions, type ConformanceCheck, type ConformanceOptions } from './check-helpers.js';
+export { assertSameBytes, defaultConformanceOptions, type ConformanceCheck, type ConformanceOptions, type RawWrite } from './check-helpers.js';
 
 // ---------------------------------------------------------------- checks
 
@@ -474,6 +475,7 @@ export const conformanceChecks: readonly ConformanceCheck[] = [
   stat,
   listMany,
   listTypes,
+  ...listSkipChecks,
   remove,
   removeMany,
   notFound,

@@ -11,6 +11,15 @@ export interface ConformanceSetup {
   open(): Promise<Storage>;
   /** Remove what `open` made. Called after each check, once the storage is closed. */
   cleanup?(storage: Storage): Promise<void>;
+  /**
+   * Optional: write `data` at `path` straight into the storage's backing store (the directory,
+   * bucket prefix, remote directory…), past the adapter's own checks — as a user or another tool
+   * could. `path` is relative to the repository, `/`-separated, in the layout of `handlePath`
+   * (`data/00/<name>`, `index/a b`); create missing directories. The checks of what `list` must
+   * skip (a pack outside its `data/xx` directory, a name that is not valid for its type) use it;
+   * without it they pass without checking. Adapters with a layout of their own may leave it out.
+   */
+  writeRaw?(storage: Storage, path: string, data: Uint8Array): Promise<void>;
   options?: Partial<ConformanceOptions> & {
     /** Per-check timeout in ms (default 120 000). */
     timeoutMs?: number;
@@ -45,14 +54,15 @@ export function describeStorageConformance(name: string, setup: ConformanceSetup
 
 /** Open a storage with `setup`, run one check on it, then close and clean up. */
 export async function runConformanceCheck(
-  setup: Pick<ConformanceSetup, 'open' | 'cleanup'>,
+  setup: Pick<ConformanceSetup, 'open' | 'cleanup' | 'writeRaw'>,
   check: (typeof conformanceChecks)[number],
   options: ConformanceOptions = defaultConformanceOptions,
 ): Promise<void> {
   const storage = await setup.open();
+  const writeRaw = setup.writeRaw?.bind(setup);
   let passed = false;
   try {
-    await check.run(storage, options);
+    await check.run(storage, options, writeRaw && ((path, data) => writeRaw(storage, path, data)));
     passed = true;
   } finally {
     try {

@@ -12,6 +12,7 @@ export {
   assertSameBytes,
   type ConformanceCheck,
   type ConformanceOptions,
+  type RawWrite,
 } from './checks.js';
 export { deterministicBytes, sha256Hex } from './bytes.js';
 export {
