@@ -11,7 +11,9 @@
  *
  * A copied snapshot records the source snapshot's id (or the id it was first written under)
  * as `original`; a snapshot whose original is already in the destination is not copied
- * again, so running a copy twice copies nothing the second time.
+ * again, so running a copy twice copies nothing the second time. A destination snapshot that was
+ * repaired there (`repair snapshots` after damage in the destination) does not count: the
+ * snapshot is copied again, which stores the blobs the destination lost.
  */
 import { IntegrityError } from '../repository/errors.js';
 import type { Repository } from '../repository/repository.js';
@@ -72,14 +74,18 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     result.failed.push({ source, message: err.message });
     opts.onSnapshotFailed?.(source, err);
   };
-  const existing = new Map<string, string>();
-  for (const { id, snapshot } of await dest.listSnapshots()) existing.set(snapshot.original ?? id, id);
-  const wanted =
-    opts.snapshots ??
-    (await source.listSnapshots({
-      // A damaged snapshot file is one failure; the others are copied.
-      onError: (file, err) => fail(file.replace(/^snapshots\//, ''), err),
-    }));
+  const existing = new DestinationCopies();
+  for (const { id, snapshot } of await dest.listSnapshots()) existing.add(snapshot.original ?? id, id, snapshot);
+  const wanted = [
+    ...(opts.snapshots ??
+      (await source.listSnapshots({
+        // A damaged snapshot file is one failure; the others are copied.
+        onError: (file, err) => fail(file.replace(/^snapshots\//, ''), err),
+      }))),
+  ].sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time));
+  // A destination whose copies were repaired lost blobs, also below trees it still has: in a run
+  // that copies such a snapshot again, a tree the destination has is not taken as complete.
+  const trustTrees = sameIds && !wanted.some(({ id, snapshot }) => existing.repairedHere(snapshot.original ?? id, snapshot));
 
   /** Source data blob id → destination id (only needed when the ids differ). */
   const dataIds = new Map<BlobId, BlobId>();
@@ -112,8 +118,9 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     const done = treeIds.get(id);
     if (done) return done;
     // With shared ids, a tree the destination has comes with everything below it (trees are
-    // written after what they reference, and the destination was checked for missing packs).
-    if (sameIds && dest.hasBlob('tree', id)) {
+    // written after what they reference, and the destination was checked for missing packs),
+    // unless the destination lost blobs since (see trustTrees).
+    if (trustTrees && dest.hasBlob('tree', id)) {
       treeIds.set(id, id);
       return id;
     }
@@ -140,9 +147,9 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
   };
 
   const copiedIds = new Map<string, string>();
-  for (const { id, snapshot } of [...wanted].sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time))) {
+  for (const { id, snapshot } of wanted) {
     const key = snapshot.original ?? id;
-    const already = existing.get(key);
+    const already = existing.copyOf(key, snapshot);
     if (already) {
       result.skipped.push({ source: id, existing: already });
       opts.onSnapshot?.(id, { id: already, skipped: true });
@@ -160,14 +167,51 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     }
     await dest.flush();
     const { parent, ...rest } = snapshot;
-    const mappedParent = parent ? (copiedIds.get(parent) ?? existing.get(parent)) : undefined;
+    const mappedParent = parent ? (copiedIds.get(parent) ?? existing.any(parent)) : undefined;
     const copy: Snapshot = { ...rest, tree, original: key, ...(mappedParent ? { parent: mappedParent } : {}) };
     const newId = await dest.saveSnapshot(copy);
     copiedIds.set(id, newId);
-    existing.set(key, newId);
+    existing.add(key, newId, copy);
     result.copied.push({ source: id, id: newId });
     opts.onSnapshot?.(id, { id: newId, skipped: false });
   }
   return result;
 }
 
+/**
+ * The destination's snapshots, by the source snapshot they copy (their `original`). A copy that
+ * was repaired in the destination — it has a `repaired` marker the source snapshot does not have —
+ * lost files the source still has: it is no copy of the source snapshot any more. (A source
+ * snapshot repaired in the source is copied with its marker, and that copy counts.)
+ */
+class DestinationCopies {
+  private readonly byOriginal = new Map<string, Array<{ id: string; repaired: Snapshot['repaired'] }>>();
+
+  add(original: string, id: string, snapshot: Snapshot): void {
+    const list = this.byOriginal.get(original);
+    const copy = { id, repaired: snapshot.repaired };
+    if (list) list.push(copy);
+    else this.byOriginal.set(original, [copy]);
+  }
+
+  /** The destination's copy of source snapshot `snapshot` (first written as `original`), if it has one. */
+  copyOf(original: string, snapshot: Snapshot): string | undefined {
+    return this.byOriginal.get(original)?.find((c) => !c.repaired || sameRepair(c.repaired, snapshot.repaired))?.id;
+  }
+
+  /** True when the destination has copies of the snapshot, but only ones repaired there. */
+  repairedHere(original: string, snapshot: Snapshot): boolean {
+    return this.byOriginal.has(original) && this.copyOf(original, snapshot) === undefined;
+  }
+
+  /** A destination snapshot of `original`, an unrepaired one if there is one (for a copy's `parent`, a hint). */
+  any(original: string): string | undefined {
+    const list = this.byOriginal.get(original);
+    return (list?.find((c) => !c.repaired) ?? list?.[0])?.id;
+  }
+}
+
+/** The same repair: of the same snapshot at the same time (a copy keeps its source's marker as it is). */
+function sameRepair(a: NonNullable<Snapshot['repaired']>, b: Snapshot['repaired']): boolean {
+  return b !== undefined && a.from === b.from && a.time === b.time;
+}

@@ -15,6 +15,8 @@ import { mapLimit } from '../repository/blob-reader.js';
 import { IntegrityError } from '../repository/errors.js';
 import { ID_SIZE } from '../repository/index-table.js';
 import { openMetadataFile, sealMetadataFile } from '../repository/metadata-file.js';
+import { listFiles } from '../repository/open.js';
+import { loadWholeFile } from '../repository/whole-file.js';
 import { ENTRY_SIZE, INDEX_MAGIC, INDEX_VERSION, scanIndexBody, writeEntry, type PackEntry } from '../repository/pack-format.js';
 
 /** A pack and its blobs as raw 45-byte entries (the index file / pack header layout). */
@@ -70,21 +72,19 @@ export function rawEnd(p: RawPack): number {
 }
 
 /**
- * Read every index file. A damaged one (unreadable, failing authentication, malformed) is
- * handed to `onDamaged` and left out.
+ * Read every index file. A damaged one (unreadable, larger than any index file may be, failing
+ * authentication, malformed) is handed to `onDamaged` and left out.
  */
 export async function readIndexFiles(
   storage: Storage,
   keys: MasterKeys,
   onDamaged: (file: string, err: Error) => void,
 ): Promise<IndexFileContent[]> {
-  const names: string[] = [];
-  for await (const f of storage.list('index')) names.push(f.name);
-  names.sort();
-  const out = await mapLimit(names, 8, async (name): Promise<IndexFileContent | undefined> => {
+  const files = await listFiles(storage, 'index');
+  const out = await mapLimit(files, 8, async ({ name, size }): Promise<IndexFileContent | undefined> => {
     const file = `index/${name}`;
     try {
-      const body = await openMetadataFile(keys, await storage.load({ type: 'index', name }), file, name);
+      const body = await openMetadataFile(keys, await loadWholeFile(storage, { type: 'index', name }, size), file, name);
       const packs: RawPack[] = [];
       let current: RawPack | undefined;
       let start = 0;

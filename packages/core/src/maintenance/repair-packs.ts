@@ -15,7 +15,7 @@
  */
 import type { Repository } from '../repository/repository.js';
 import { entryToLocation, type PackEntry } from '../repository/pack-format.js';
-import { readPackHeader } from '../repository/pack-reader.js';
+import { packReads, readPackHeader } from '../repository/pack-reader.js';
 import { handlePath, removeFiles } from '../storage/types.js';
 import { readIndexFiles, removeIndexFiles, writeIndexFiles } from './index-files.js';
 
@@ -80,33 +80,36 @@ async function repairPacksLocked(repo: Repository, packIds: readonly string[], o
       return { flags: (loc.type === 'tree' ? 1 : 0) | (loc.compressed ? 2 : 0), id: Buffer.from(loc.id, 'hex'), offset: loc.offset, length: loc.length, rawLength: loc.rawLength };
     });
     index.markPackBad(no);
-    let bytes: Buffer | undefined;
-    try {
-      bytes = await storage.load({ type: 'data', name: pack });
-    } catch (err) {
-      if (!storage.isNotFound(err)) throw err;
-    }
+    const size = await packSize(repo, pack);
     let entries: PackEntry[] = listed;
-    if (bytes) {
+    if (size === undefined) {
+      entry.headerProblem = `${file} is missing`;
+    } else {
       try {
-        entries = await readPackHeader(storage, keys, pack, bytes.byteLength);
+        entries = await readPackHeader(storage, keys, pack, size);
       } catch (err) {
-        entries = listed;
         entry.headerProblem = (err as Error).message;
       }
-    } else {
-      entry.headerProblem = `${file} is missing`;
     }
+    // The blobs the pack holds are read in pieces (a damaged pack may be of any size), the others are lost.
+    const held: PackEntry[] = [];
     for (const e of entries) {
-      const loc = entryToLocation(e, pack);
-      try {
-        if (!bytes || e.offset + e.length > bytes.byteLength) throw new Error(`${file} does not hold the blob (offset ${e.offset}, ${e.length} bytes)`);
-        const plain = await reader.open(loc, bytes.subarray(e.offset, e.offset + e.length));
-        await repo.saveBlob(loc.type, Buffer.from(plain), loc.id);
-        entry.salvaged++;
-      } catch (err) {
-        if ((err as Error).name !== 'IntegrityError' && !/does not hold the blob/.test((err as Error).message)) throw err;
-        entry.lost.push({ type: loc.type, id: loc.id, message: (err as Error).message });
+      if (size !== undefined && e.offset + e.length <= size) held.push(e);
+      else entry.lost.push({ ...blobOf(e, pack), message: `${file} does not hold the blob (offset ${e.offset}, ${e.length} bytes)` });
+    }
+    held.sort((a, b) => a.offset - b.offset);
+    for (const read of packReads(held, 0 /* the blobs only, not the header */)) {
+      const bytes = await storage.load({ type: 'data', name: pack }, { offset: read.start, length: read.end - read.start });
+      for (const e of read.blobs) {
+        const loc = entryToLocation(e, pack);
+        try {
+          const plain = await reader.open(loc, bytes.subarray(e.offset - read.start, e.offset - read.start + e.length));
+          await repo.saveBlob(loc.type, Buffer.from(plain), loc.id);
+          entry.salvaged++;
+        } catch (err) {
+          if ((err as Error).name !== 'IntegrityError') throw err;
+          entry.lost.push({ ...blobOf(e, pack), message: (err as Error).message });
+        }
       }
     }
     opts.onProgress?.({ pack, done: ++done, total: packIds.length });
@@ -126,4 +129,20 @@ async function repairPacksLocked(repo: Repository, packIds: readonly string[], o
     await removeIndexFiles(storage, old);
   }
   return result;
+}
+
+/** A pack's size in storage, or undefined when it is missing. */
+async function packSize(repo: Repository, pack: string): Promise<number | undefined> {
+  const { storage } = repo.internals();
+  try {
+    return (await storage.stat({ type: 'data', name: pack })).size;
+  } catch (err) {
+    if (storage.isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+function blobOf(e: PackEntry, pack: string): { type: 'data' | 'tree'; id: string } {
+  const { type, id } = entryToLocation(e, pack);
+  return { type, id };
 }

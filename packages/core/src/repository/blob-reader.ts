@@ -134,7 +134,8 @@ export class BlobReader {
     if (!fetch) {
       fetch = (async () => {
         try {
-          const whole = await this.storage.load({ type: 'data', name: pack });
+          // (The size the index implies: a pack that grew in storage is not read past it.)
+          const whole = await this.storage.load({ type: 'data', name: pack }, { offset: 0, length: size });
           await cache.putPack(pack, whole);
           return whole;
         } catch {

@@ -1,14 +1,16 @@
 /**
- * `check --read-data`: every pack is downloaded; its name must equal its SHA-256, its header
- * must decrypt and equal its index entries byte for byte, and every blob in it must decrypt,
- * decompress to its raw length and have the HMAC id it is listed under.
+ * `check --read-data`: every pack is downloaded, in pieces (never whole); its name must equal its
+ * SHA-256, its header must decrypt and equal its index entries byte for byte, and every blob in it
+ * must decrypt, decompress to its raw length and have the HMAC id it is listed under.
  */
-import { sha256Hex } from '../crypto/keys.js';
+import { createHash } from 'node:crypto';
 import { handlePath } from '../storage/types.js';
 import type { CheckIndex, PackRef } from './check-index.js';
 import { eachLimit, msg, type CheckContext, type CheckReporter } from './check-util.js';
-import type { ReadDataSubset } from './types.js';
-import { PACK_HEADER_VERSION, decodePackHeader, entryToLocation, packHeaderLength, type PackEntry } from './pack-format.js';
+import { MAX_PACK_SIZE } from './limits.js';
+import { PACK_HEADER_VERSION, decodePackHeader, entryToLocation, type PackEntry } from './pack-format.js';
+import { packReads, readSealedHeader } from './pack-reader.js';
+import type { BlobLocation, ReadDataSubset } from './types.js';
 
 export function parseReadDataSubset(text: string): ReadDataSubset {
   const t = text.trim().toLowerCase();
@@ -70,7 +72,6 @@ function shuffled<T>(items: readonly T[], random: () => number): T[] {
 
 /** At most this many blob-level errors are listed per pack. */
 const MAX_BLOB_ERRORS_PER_PACK = 20;
-
 export async function verifyPackData(
   ctx: CheckContext,
   allPacks: ReadonlyArray<{ name: string; size: number }>,
@@ -81,78 +82,119 @@ export async function verifyPackData(
   const packFiles = selectPacks(allPacks, subset);
   report.stats.packsRead = packFiles.length;
   let done = 0;
-  await eachLimit(packFiles, 2, async ({ name }) => {
+  await eachLimit(packFiles, 2, async ({ name, size }) => {
     const file = handlePath({ type: 'data', name });
     try {
-      await verifyPack(ctx, name, file, index, report);
+      await verifyPack(ctx, name, size, index, report);
     } catch (err) {
-      report.error(file, msg(err));
+      // The storage failed (damage is reported as it is found).
+      report.error(file, `cannot be read: ${msg(err)}`);
     }
     report.progress({ phase: 'data', done: ++done, total: packFiles.length });
   });
 }
 
-async function verifyPack(ctx: CheckContext, name: string, file: string, index: CheckIndex, report: CheckReporter): Promise<void> {
+/**
+ * Verify one pack of `size` bytes (from the listing): its header against its index entries, each
+ * blob, and its name against the SHA-256 of its bytes, reading the pack once, piece by piece.
+ */
+async function verifyPack(ctx: CheckContext, name: string, size: number, index: CheckIndex, report: CheckReporter): Promise<void> {
+  const file = handlePath({ type: 'data', name });
   const ref: PackRef | undefined = index.packRefs.get(name);
   const repair = `kiwi repair packs ${name.slice(0, 12)}, then kiwi backup (to store the lost data again while the source still has it), then kiwi repair snapshots`;
-  let bytes: Buffer;
-  try {
-    bytes = await ctx.storage.load({ type: 'data', name });
-  } catch (err) {
-    report.error(file, `cannot be read: ${msg(err)}`);
+  if (size > MAX_PACK_SIZE) {
+    // Not a pack: an indexed one of this size was reported by the size check already.
+    report.error(file, `is ${size} bytes, larger than any pack may be (${MAX_PACK_SIZE}): not read`, ref ? repair : undefined);
     return;
   }
-  report.stats.bytesVerified += bytes.byteLength;
-  if (sha256Hex(bytes) !== name) {
-    report.error(file, `content does not match its name (SHA-256 of its ${bytes.byteLength} bytes differs): the pack is damaged or truncated`, repair);
-  }
   // The header, from the pack's own trailer.
-  let header: PackEntry[] | undefined;
-  let headerPlain: Buffer | undefined;
-  let dataEnd = bytes.byteLength;
-  try {
-    const hlen = packHeaderLength(bytes.byteLength, bytes.subarray(Math.max(0, bytes.byteLength - 4)));
-    dataEnd = bytes.byteLength - 4 - hlen;
-    try {
-      headerPlain = ctx.decrypt(bytes.subarray(dataEnd, bytes.byteLength - 4));
-    } catch {
-      throw new Error('header authentication failed');
-    }
-    header = decodePackHeader(headerPlain, dataEnd);
-  } catch (err) {
-    report.error(file, `pack header: ${msg(err)}`, ref ? repair : undefined);
+  const own = await readOwnHeader(ctx, name, size);
+  if ('problem' in own) {
+    report.error(file, own.problem, ref ? repair : undefined);
+  } else if (ref && !Buffer.concat(ref.parts).equals(own.plain.subarray(1))) {
+    report.error(file, `pack header lists ${own.entries.length} blobs that differ from its index entries in ${ref.indexFile} (${ref.count} blobs)`, 'kiwi repair index');
   }
-  if (ref && headerPlain) {
-    const fromIndex = Buffer.concat(ref.parts);
-    if (!fromIndex.equals(headerPlain.subarray(1))) {
-      report.error(file, `pack header lists ${header?.length ?? '?'} blobs that differ from its index entries in ${ref.indexFile} (${ref.count} blobs)`, 'kiwi repair index');
-    }
-  }
-  // Verify each blob, by the header or, if it is unreadable, by the index.
-  let entries = header;
-  if (!entries && ref) {
-    entries = decodePackHeader(Buffer.concat([Buffer.from([PACK_HEADER_VERSION]), ...ref.parts]));
-    dataEnd = bytes.byteLength;
-  }
-  if (!entries) return;
-  let blobErrors = 0;
+  // Each blob is verified by the header or, if it is unreadable, by the index.
+  const { entries, dataEnd } = 'problem' in own ? { entries: ref ? indexEntries(ref) : [], dataEnd: size } : own;
+  const blobs = new BlobErrors(file, repair, index, report);
+  const inside: PackEntry[] = [];
   for (const e of entries) {
+    if (e.offset + e.length <= dataEnd) {
+      inside.push(e);
+      continue;
+    }
     const loc = entryToLocation(e, name);
-    let problem: string | undefined;
-    if (e.offset + e.length > dataEnd) {
-      problem = `${loc.type} blob ${loc.id} (offset ${e.offset}, ${e.length} bytes) lies past the end of the pack data (${dataEnd} bytes)`;
-    } else {
+    blobs.add(loc, `${loc.type} blob ${loc.id} (offset ${e.offset}, ${e.length} bytes) lies past the end of the pack data (${dataEnd} bytes)`);
+  }
+  // Every byte is read once, in order: the hash of the whole pack grows as its blobs are verified.
+  const hash = createHash('sha256');
+  for (const read of packReads(inside, size)) {
+    const bytes = await ctx.storage.load({ type: 'data', name }, { offset: read.start, length: read.end - read.start });
+    hash.update(bytes);
+    report.stats.bytesVerified += bytes.byteLength;
+    for (const e of read.blobs) {
+      const loc = entryToLocation(e, name);
       try {
-        await ctx.openBlob(loc, bytes.subarray(e.offset, e.offset + e.length));
+        await ctx.openBlob(loc, bytes.subarray(e.offset - read.start, e.offset - read.start + e.length));
       } catch (err) {
-        problem = msg(err);
+        blobs.add(loc, msg(err));
       }
     }
-    if (problem) {
-      blobErrors++;
-      index.lose(loc.type, loc.id, file);
-      if (blobErrors <= MAX_BLOB_ERRORS_PER_PACK) report.error(file, problem, blobErrors === 1 ? repair : undefined);
-    }
   }
-  if (blobErrors > MAX_BLOB_ERRORS_PER_PACK) report.error(file, `and ${blobErrors - MAX_BLOB_ERRORS_PER_PACK} more damaged blobs in this pack`);
+  blobs.finish();
+  if (hash.digest('hex') !== name) {
+    report.error(file, `content does not match its name (SHA-256 of its ${size} bytes differs): the pack is damaged or truncated`, repair);
+  }
+}
+
+/** A pack's entries as its index file lists them. */
+function indexEntries(ref: PackRef): PackEntry[] {
+  return decodePackHeader(Buffer.concat([Buffer.from([PACK_HEADER_VERSION]), ...ref.parts]));
+}
+
+/** A pack's own header: its plaintext, its entries and where its blobs end, or what is wrong with it. */
+type OwnHeader = { plain: Buffer; entries: PackEntry[]; dataEnd: number } | { problem: string };
+
+/** Read and decode a pack's own header (at most its bounded length is read). A storage failure rejects. */
+async function readOwnHeader(ctx: CheckContext, name: string, size: number): Promise<OwnHeader> {
+  let sealed: Buffer;
+  try {
+    sealed = await readSealedHeader(ctx.storage, name, size);
+  } catch (err) {
+    if ((err as Error).name !== 'IntegrityError') throw err;
+    return { problem: msg(err) };
+  }
+  const dataEnd = size - 4 - sealed.byteLength;
+  let plain: Buffer;
+  try {
+    plain = ctx.decrypt(sealed);
+  } catch {
+    return { problem: 'pack header: header authentication failed' };
+  }
+  try {
+    return { plain, entries: decodePackHeader(plain, dataEnd), dataEnd };
+  } catch (err) {
+    return { problem: `pack header: ${msg(err)}` };
+  }
+}
+
+/** The damaged blobs of one pack: each lost, the first {@link MAX_BLOB_ERRORS_PER_PACK} listed (the first with the repair), the rest counted. */
+class BlobErrors {
+  private count = 0;
+  constructor(
+    private readonly file: string,
+    private readonly repair: string,
+    private readonly index: CheckIndex,
+    private readonly report: CheckReporter,
+  ) {}
+
+  add(loc: BlobLocation, problem: string): void {
+    this.count++;
+    this.index.lose(loc.type, loc.id, this.file);
+    if (this.count <= MAX_BLOB_ERRORS_PER_PACK) this.report.error(this.file, problem, this.count === 1 ? this.repair : undefined);
+  }
+
+  finish(): void {
+    if (this.count > MAX_BLOB_ERRORS_PER_PACK) this.report.error(this.file, `and ${this.count - MAX_BLOB_ERRORS_PER_PACK} more damaged blobs in this pack`);
+  }
 }

@@ -9,8 +9,10 @@
 import { handlePath } from '../storage/types.js';
 import { eachLimit, msg, type CheckContext, type CheckReporter } from './check-util.js';
 import { BlobIndex, ID_SIZE } from './index-table.js';
+import { listFiles } from './open.js';
 import { ENTRY_SIZE, packTrailerSize, scanIndexBody } from './pack-format.js';
 import type { BlobType } from './types.js';
+import { loadWholeFile } from './whole-file.js';
 
 /** A pack as its (first) index file lists it. */
 export interface PackRef {
@@ -41,15 +43,13 @@ export class CheckIndex {
   /** Read the index files not read yet; returns how many were new. */
   async readNew(): Promise<number> {
     const { storage } = this.ctx;
-    const names: string[] = [];
-    for await (const f of storage.list('index')) if (!this.seen.has(f.name)) names.push(f.name);
-    names.sort();
+    const files = (await listFiles(storage, 'index')).filter((f) => !this.seen.has(f.name));
     let done = 0;
-    await eachLimit(names, 4, async (name) => {
+    await eachLimit(files, 4, async ({ name, size }) => {
       this.seen.add(name);
       const file = `index/${name}`;
       try {
-        const body = await this.ctx.openMetadata(await storage.load({ type: 'index', name }), file, name);
+        const body = await this.ctx.openMetadata(await loadWholeFile(storage, { type: 'index', name }, size), file, name);
         // Validate the whole body before adding anything.
         scanIndexBody(body, () => undefined, () => undefined);
         let packNo = 0;
@@ -75,10 +75,10 @@ export class CheckIndex {
         this.damagedIndexFiles++;
         this.report.error(file, msg(err), 'kiwi repair index');
       }
-      this.report.progress({ phase: 'index', done: ++done, total: names.length });
+      this.report.progress({ phase: 'index', done: ++done, total: files.length });
     });
     this.report.stats.blobs = this.idx.size;
-    return names.length;
+    return files.length;
   }
 
   /** Compare the index with the packs in storage; read the headers of packs no index file lists. */

@@ -14,6 +14,7 @@ import { parseSnapshot, parseTree } from './decode.js';
 import { MAX_TREE_DEPTH } from './limits.js';
 import { invalidNodeCount, invalidNodes } from './validate.js';
 import type { CheckAffected, Snapshot, Tree } from './types.js';
+import { loadWholeFile } from './whole-file.js';
 
 export interface LoadedSnapshot {
   id: string;
@@ -25,13 +26,13 @@ const MAX_AFFECTED_PATHS = 50;
 /** Affected entries remembered per subtree while tracing. */
 const MAX_TRACED_PER_TREE = 10_000;
 
-export async function loadSnapshots(ctx: CheckContext, files: ReadonlyArray<{ name: string }>, report: CheckReporter): Promise<LoadedSnapshot[]> {
+export async function loadSnapshots(ctx: CheckContext, files: ReadonlyArray<{ name: string; size: number }>, report: CheckReporter): Promise<LoadedSnapshot[]> {
   const snapshots: LoadedSnapshot[] = [];
   let done = 0;
-  await eachLimit(files, 4, async ({ name }) => {
+  await eachLimit(files, 4, async ({ name, size }) => {
     const file = `snapshots/${name}`;
     try {
-      const bytes = await ctx.storage.load({ type: 'snapshot', name });
+      const bytes = await loadWholeFile(ctx.storage, { type: 'snapshot', name }, size);
       snapshots.push({ id: name, snapshot: parseSnapshot(await ctx.openMetadata(bytes, file, name), file) });
       report.stats.snapshots++;
     } catch (err) {

@@ -42,12 +42,6 @@ export class CheckReporter {
   }
 }
 
-export async function listFiles(storage: Storage, type: 'key' | 'snapshot' | 'index' | 'data'): Promise<Array<{ name: string; size: number }>> {
-  const out: Array<{ name: string; size: number }> = [];
-  for await (const f of storage.list(type)) out.push({ name: f.name, size: f.size });
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
 export async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(

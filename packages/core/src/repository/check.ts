@@ -16,8 +16,10 @@ import { parseKeyFile, sha256Hex } from '../crypto/keys.js';
 import { verifyPackData } from './check-data.js';
 import { CheckIndex } from './check-index.js';
 import { findAffected, loadSnapshots, walkTrees } from './check-trees.js';
-import { CheckReporter, listFiles, msg, type CheckContext } from './check-util.js';
+import { CheckReporter, msg, type CheckContext } from './check-util.js';
+import { listFiles } from './open.js';
 import type { CheckOptions, CheckReport } from './types.js';
+import { loadWholeFile } from './whole-file.js';
 
 export type { CheckContext } from './check-util.js';
 
@@ -27,7 +29,7 @@ export async function checkRepository(ctx: CheckContext, opts: CheckOptions): Pr
 
   // -- config (read at open; re-read here in case it changed since)
   try {
-    const cfg = JSON.parse(ctx.decrypt(await storage.load({ type: 'config', name: 'config' })).toString('utf8')) as { version?: unknown };
+    const cfg = JSON.parse(ctx.decrypt(await loadWholeFile(storage, { type: 'config', name: 'config' })).toString('utf8')) as { version?: unknown };
     if (cfg.version !== 1) report.error('config', `unsupported repository version ${String(cfg.version)}`);
   } catch (err) {
     report.error('config', storage.isNotFound(err) ? 'is missing' : `cannot be read or authenticated: ${msg(err)}`);
@@ -36,10 +38,10 @@ export async function checkRepository(ctx: CheckContext, opts: CheckOptions): Pr
   // -- key files
   const keyFiles = await listFiles(storage, 'key');
   let done = 0;
-  for (const { name } of keyFiles) {
+  for (const { name, size } of keyFiles) {
     const file = `keys/${name}`;
     try {
-      const bytes = await storage.load({ type: 'key', name });
+      const bytes = await loadWholeFile(storage, { type: 'key', name }, size);
       if (sha256Hex(bytes) !== name) throw new Error(`content does not match its name (SHA-256 of its ${bytes.byteLength} bytes differs): the file is damaged`);
       parseKeyFile(bytes, file);
       report.stats.keys++;

@@ -1,8 +1,9 @@
 /**
  * Loading the repository's index into the in-memory {@link BlobIndex}, resilient to damage:
  *
- * - An index file that cannot be read (missing bytes, failed authentication, a malformed body)
- *   is reported by name and skipped; the rest of the index still loads.
+ * - An index file that cannot be read (missing bytes, failed authentication, a malformed body,
+ *   more bytes than any index file may have) is reported by name and skipped; the rest of the
+ *   index still loads.
  * - With `verifyPacks` (every backup; any command once an index file was found damaged), the
  *   packs are listed and compared with the index: a pack the index names that is missing, or
  *   whose size is not what its entries imply, is marked bad, so its blobs are neither read nor
@@ -24,6 +25,7 @@ import { BlobIndex } from './index-table.js';
 import { openMetadataFile } from './metadata-file.js';
 import { ENTRY_SIZE, packTrailerSize, scanIndexBody, type IndexedPack } from './pack-format.js';
 import { readPackHeader } from './pack-reader.js';
+import { loadWholeFile } from './whole-file.js';
 
 /** What one {@link IndexLoader.load} found, besides the blobs it added. */
 export interface IndexLoadResult {
@@ -81,11 +83,11 @@ export class IndexLoader {
       adoptedPacks: [],
       unreadablePacks: [],
     };
-    const names: string[] = [];
-    for await (const f of this.storage.list('index')) names.push(f.name);
+    const sizes = new Map<string, number>();
+    for await (const f of this.storage.list('index')) sizes.set(f.name, f.size);
     const cache = this.cache();
-    await cache?.clean('index', new Set(names));
-    const fresh = names.filter((n) => !this.loadedFiles.has(n) && !this.damagedFiles.has(n));
+    await cache?.clean('index', new Set(sizes.keys()));
+    const fresh = [...sizes.keys()].filter((n) => !this.loadedFiles.has(n) && !this.damagedFiles.has(n));
     // The pack listing runs while the index files load (it is only needed afterwards).
     const listing = opts.verifyPacks ? this.listPacks() : undefined;
     listing?.catch(() => undefined);
@@ -93,7 +95,7 @@ export class IndexLoader {
       let body: Buffer;
       try {
         const cached = await cache?.getMetadata('index', name);
-        const bytes = cached ?? (await this.storage.load({ type: 'index', name }));
+        const bytes = cached ?? (await loadWholeFile(this.storage, { type: 'index', name }, sizes.get(name)));
         body = await openMetadataFile(this.keys, bytes, `index/${name}`, name);
         if (cache && !cached) await cache.putMetadata('index', name, bytes);
         // Check the whole body before adding anything from it.

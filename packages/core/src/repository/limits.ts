@@ -40,6 +40,24 @@ export function indexBodyLimit(storedSize: number): number {
   return Math.min(MAX_INDEX_BODY_SIZE, Math.max(MIN_INDEX_BODY_LIMIT, storedSize * MAX_INDEX_RATIO));
 }
 
+/**
+ * Largest encrypted pack header. An index file lists each of its packs in full (format §7), so a
+ * pack's entries must fit in one index body; its header (1 + 45·n + 28 bytes) is smaller than the
+ * body listing the same pack (16 + 36 + 45·n). A longer header describes a pack no index can list.
+ */
+export const MAX_PACK_HEADER_SIZE = MAX_INDEX_BODY_SIZE;
+
+// ---------------------------------------------------------------- stored files (checked before they are loaded)
+
+/**
+ * What a stored metadata file may take beyond its body: zstd's frame and block headers (3 bytes
+ * per 128 KiB block when the body does not compress) and the cipher's 28 bytes, with room to spare.
+ */
+export const METADATA_FILE_OVERHEAD = 64 * KiB;
+/** Largest stored snapshot file: a body of {@link MAX_SNAPSHOT_SIZE} and its overhead. */
+export const MAX_SNAPSHOT_FILE_SIZE = MAX_SNAPSHOT_SIZE + METADATA_FILE_OVERHEAD;
+/** Largest stored index file: a body of {@link MAX_INDEX_BODY_SIZE} and its overhead. */
+export const MAX_INDEX_FILE_SIZE = MAX_INDEX_BODY_SIZE + METADATA_FILE_OVERHEAD;
 /** Largest key file (JSON, not compressed). Kiwi's are about 400 bytes. */
 export const MAX_KEY_FILE_SIZE = 64 * KiB;
 /** Largest lock file (stored bytes). Kiwi's are about 150 bytes. */

@@ -20,8 +20,10 @@ import { hostname as osHostname } from 'node:os';
 import { createHash } from 'node:crypto';
 import type { Storage } from '../storage/types.js';
 import { LockHeldError, type LockHolder } from './errors.js';
-import { MAX_LOCK_FILE_SIZE } from './limits.js';
+import type { MAX_LOCK_FILE_SIZE } from './limits.js';
+import { listFiles } from './open.js';
 import type { LockInfo, LockKind, ReleaseOptions, RepoLock, RepositoryLogger } from './types.js';
+import { loadWholeFile } from './whole-file.js';
 import { withRetry } from '../storage/retry.js';
 
 export const LOCK_REFRESH_MS = 5 * 60 * 1000;
@@ -81,18 +83,17 @@ export async function writeLockFile(ctx: LockContext, info: LockInfo): Promise<s
 
 /**
  * Read and decrypt one lock file. Returns undefined when it vanished meanwhile. A file larger
- * than {@link MAX_LOCK_FILE_SIZE} is refused before it is decrypted; the fields are checked
- * (see {@link parseLockInfo}).
+ * than {@link MAX_LOCK_FILE_SIZE} is refused before it is read (`size`: its size from a listing,
+ * else the storage is asked); the fields are checked (see {@link parseLockInfo}).
  */
-export async function readLockFile(ctx: LockContext, name: string): Promise<LockInfo | undefined> {
+export async function readLockFile(ctx: LockContext, name: string, size?: number): Promise<LockInfo | undefined> {
   let bytes: Buffer;
   try {
-    bytes = await ctx.storage.load({ type: 'lock', name });
+    bytes = await loadWholeFile(ctx.storage, { type: 'lock', name }, size);
   } catch (err) {
     if (ctx.storage.isNotFound(err)) return undefined;
     throw err;
   }
-  if (bytes.byteLength > MAX_LOCK_FILE_SIZE) throw new Error(`locks/${name}: ${bytes.byteLength} bytes, more than a lock file may have (${MAX_LOCK_FILE_SIZE})`);
   return parseLockInfo(ctx.decrypt(bytes), `locks/${name}`);
 }
 
@@ -150,12 +151,12 @@ export function staleReason(info: LockInfo, host: string, staleMs: number, now =
  */
 async function checkLocks(ctx: LockContext, kind: LockKind, own: string | undefined, staleMs: number): Promise<void> {
   const conflicts: LockHolder[] = [];
-  const names: string[] = [];
-  for await (const f of ctx.storage.list('lock')) if (f.name !== own) names.push(f.name);
-  for (const name of names) {
+  const files: Array<{ name: string; size: number }> = [];
+  for await (const f of ctx.storage.list('lock')) if (f.name !== own) files.push({ name: f.name, size: f.size });
+  for (const { name, size } of files) {
     let info: LockInfo | undefined;
     try {
-      info = await readLockFile(ctx, name);
+      info = await readLockFile(ctx, name, size);
     } catch (err) {
       ctx.log.warn(`ignoring unreadable lock file locks/${name}: ${(err as Error).message}`);
       continue;
@@ -320,13 +321,11 @@ export interface LockEntry {
 
 /** Every lock file, decrypted, with its staleness. */
 export async function listLocks(ctx: LockContext, options: { staleMs?: number; now?: number } = {}): Promise<LockEntry[]> {
-  const names: string[] = [];
-  for await (const f of ctx.storage.list('lock')) names.push(f.name);
   const out: LockEntry[] = [];
-  for (const name of names.sort()) {
+  for (const { name, size } of await listFiles(ctx.storage, 'lock')) {
     const file = `locks/${name}`;
     try {
-      const info = await readLockFile(ctx, name);
+      const info = await readLockFile(ctx, name, size);
       if (!info) continue; // released meanwhile
       const stale = staleReason(info, ctx.hostname, options.staleMs ?? LOCK_STALE_MS, options.now);
       out.push({ file, name, info, ...(stale ? { stale } : {}) });

@@ -5,7 +5,8 @@
 import { compress, decompress } from '../compression/zstd.js';
 import { sha256Hex, type MasterKeys } from '../crypto/keys.js';
 import { IntegrityError } from './errors.js';
-import { MAX_INDEX_BODY_SIZE, MAX_SNAPSHOT_SIZE, indexBodyLimit } from './limits.js';
+import { MAX_SNAPSHOT_SIZE, indexBodyLimit } from './limits.js';
+import { assertFileSize } from './whole-file.js';
 
 /**
  * The largest decompressed body a metadata file may have: a snapshot {@link MAX_SNAPSHOT_SIZE};
@@ -16,13 +17,8 @@ export function metadataBodyLimit(file: string, storedSize: number): number {
   return file.startsWith('index/') ? indexBodyLimit(storedSize) : MAX_SNAPSHOT_SIZE;
 }
 
-/** The largest stored metadata file worth reading: its body limit plus zstd's and the cipher's overhead. */
-function storedLimit(file: string): number {
-  return (file.startsWith('index/') ? MAX_INDEX_BODY_SIZE : MAX_SNAPSHOT_SIZE) + 64 * 1024;
-}
-
 /**
- * Verify a metadata file's name, then decrypt and decompress it, within `maxBody` bytes
+ * Verify a metadata file's size and name, then decrypt and decompress it, within `maxBody` bytes
  * (default {@link metadataBodyLimit}). Damage fails with {@link IntegrityError} naming `file`.
  */
 export async function openMetadataFile(
@@ -32,9 +28,8 @@ export async function openMetadataFile(
   name: string,
   maxBody = metadataBodyLimit(file, bytes.byteLength),
 ): Promise<Buffer> {
-  if (bytes.byteLength > storedLimit(file)) {
-    throw new IntegrityError(`${file}: ${bytes.byteLength} bytes is larger than any valid file of its kind (${storedLimit(file)})`, { file });
-  }
+  // (Callers check the size before they load the file: see whole-file.ts. This guards bytes from elsewhere.)
+  assertFileSize({ type: file.startsWith('index/') ? 'index' : 'snapshot', name }, bytes.byteLength);
   if (sha256Hex(bytes) !== name) {
     throw new IntegrityError(`${file}: content does not match its name (SHA-256 of the ${bytes.byteLength} bytes differs); the file is damaged`, { file });
   }

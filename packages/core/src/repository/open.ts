@@ -11,11 +11,11 @@ import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Handle, Storage } from '../storage/types.js';
 import { REPOSITORY_VERSION, validateConfig } from './decode.js';
 import { IntegrityError, RepositoryConfigMissingError, RepositoryExistsError, RepositoryNotFoundError, WrongPasswordError } from './errors.js';
-import { MAX_CONFIG_FILE_SIZE } from './limits.js';
 import { DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, type InitOptions, type RepositoryOptions } from './options.js';
 import type { KeyInfo, RepositoryConfig, RepositoryLogger } from './types.js';
+import { loadWholeFile } from './whole-file.js';
 
-const CONFIG_HANDLE: Handle = { type: 'config', name: 'config' };
+const CONFIG_HANDLE = { type: 'config', name: 'config' } as const satisfies Handle;
 
 /** The scrypt salt and parameters of a key file (nothing secret). */
 export interface KeyKdf {
@@ -52,6 +52,13 @@ export async function listNames(storage: Storage, type: 'key' | 'snapshot' | 'in
   const names: string[] = [];
   for await (const f of storage.list(type)) names.push(f.name);
   return names;
+}
+
+/** The files of a type with their sizes (what a reader checks before it loads one), sorted by name. */
+export async function listFiles(storage: Storage, type: 'key' | 'snapshot' | 'index' | 'lock' | 'data'): Promise<Array<{ name: string; size: number }>> {
+  const out: Array<{ name: string; size: number }> = [];
+  for await (const f of storage.list(type)) out.push({ name: f.name, size: f.size });
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /**
@@ -108,23 +115,27 @@ export async function openRepository(
   password: string | Uint8Array,
   log: RepositoryLogger,
 ): Promise<{ config: RepositoryConfig; keys: MasterKeys; keyId: string; kdf: KeyKdf | undefined }> {
-  // The config and the key listing are read at once (one round trip less on remote storage);
-  // a missing config still decides the error.
-  const namesRead = listNames(storage, 'key');
-  namesRead.catch(() => undefined); // awaited below, unless the config fails first
-  let configBytes: Buffer;
+  // The config's size and the key listing are read at once, then the config while the key files
+  // are read (as many round trips as loading the config at once did); a missing config still
+  // decides the error.
+  const keysListed = listFiles(storage, 'key');
+  keysListed.catch(() => undefined); // awaited below, unless the config fails first
+  const notFound = async (err: unknown): Promise<never> => {
+    const keys = await keysListed.catch(() => []);
+    const present = await repositoryFilesPresent(storage, keys.length);
+    if (present.length > 0) throw new RepositoryConfigMissingError(storage.location, present, { cause: err });
+    throw new RepositoryNotFoundError(storage.location, { cause: err });
+  };
+  let configSize: number;
   try {
-    configBytes = await storage.load(CONFIG_HANDLE);
+    configSize = (await storage.stat(CONFIG_HANDLE)).size;
   } catch (err) {
-    if (storage.isNotFound(err)) {
-      const keys = await namesRead.catch(() => [] as string[]);
-      const present = await repositoryFilesPresent(storage, keys.length);
-      if (present.length > 0) throw new RepositoryConfigMissingError(storage.location, present, { cause: err });
-      throw new RepositoryNotFoundError(storage.location, { cause: err });
-    }
+    if (storage.isNotFound(err)) return notFound(err);
     throw err;
   }
-  const names = await namesRead;
+  const configRead = loadWholeFile(storage, CONFIG_HANDLE, configSize);
+  configRead.catch(() => undefined); // awaited once a key file opened
+  const names = await keysListed;
   if (names.length === 0) throw new IntegrityError(`repository at ${storage.location} has a config but no key files (keys/)`, { file: 'keys/' });
   let keys: MasterKeys | null = null;
   let keyId = '';
@@ -132,10 +143,10 @@ export async function openRepository(
   let tried = 0;
   const damaged: string[] = [];
   try {
-    for (const name of names) {
+    for (const { name, size } of names) {
       let file;
       try {
-        const bytes = await storage.load({ type: 'key', name });
+        const bytes = await loadWholeFile(storage, { type: 'key', name }, size);
         // A key file is named by its SHA-256: one that does not match is damaged, not a wrong password.
         if (sha256Hex(bytes) !== name) {
           damaged.push(`keys/${name}`);
@@ -167,9 +178,16 @@ export async function openRepository(
     );
   }
   if (!keys) throw new WrongPasswordError(storage.location, tried, damaged);
+  let configBytes: Buffer;
+  try {
+    configBytes = await configRead;
+  } catch (err) {
+    keys.zero();
+    if (storage.isNotFound(err)) return notFound(err); // removed since the stat
+    throw err;
+  }
   let config: RepositoryConfig;
   try {
-    if (configBytes.byteLength > MAX_CONFIG_FILE_SIZE) throw new IntegrityError(`config: ${configBytes.byteLength} bytes, more than a config may have`, { file: 'config' });
     const plain = keys.decrypt(configBytes);
     config = validateConfig(JSON.parse(plain.toString('utf8')));
     plain.fill(0);
@@ -193,11 +211,10 @@ export async function addKeyFile(storage: Storage, keys: MasterKeys, password: s
 
 /** The repository's key files; `currentKeyId` is the one it was opened with. */
 export async function listKeyFiles(storage: Storage, currentKeyId: string): Promise<KeyInfo[]> {
-  const names = await listNames(storage, 'key');
   const out: KeyInfo[] = [];
-  for (const name of names) {
+  for (const { name, size } of await listFiles(storage, 'key')) {
     try {
-      const f = parseKeyFile(await storage.load({ type: 'key', name }), `keys/${name}`);
+      const f = parseKeyFile(await loadWholeFile(storage, { type: 'key', name }, size), `keys/${name}`);
       out.push({ id: name, created: f.created, hostname: f.hostname, username: f.username, current: name === currentKeyId });
     } catch (err) {
       if (!storage.isNotFound(err)) throw err;

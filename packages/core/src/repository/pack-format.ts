@@ -14,7 +14,7 @@
  */
 import { FLAG_COMPRESSED, FLAG_TREE, ID_SIZE } from './index-table.js';
 import { OVERHEAD } from '../crypto/aead.js';
-import { MAX_DATA_BLOB_SIZE, MAX_PACK_SIZE, MAX_TREE_BLOB_SIZE } from './limits.js';
+import { MAX_DATA_BLOB_SIZE, MAX_PACK_HEADER_SIZE, MAX_PACK_SIZE, MAX_TREE_BLOB_SIZE } from './limits.js';
 import type { BlobLocation, BlobType } from './types.js';
 
 export const ENTRY_SIZE = 45;
@@ -99,7 +99,8 @@ export function entryProblem(flags: number, offset: number, length: number, rawL
 
 /**
  * The length of a pack's encrypted header, from the pack's size and its last 4 bytes; throws a
- * descriptive Error when no header of that length fits the pack.
+ * descriptive Error when no header of that length fits the pack, or it is longer than
+ * {@link MAX_PACK_HEADER_SIZE} (a pack no index file could list).
  */
 export function packHeaderLength(packSize: number, lastFour: Uint8Array): number {
   if (packSize < 4 + OVERHEAD + 1) throw new Error(`too short (${packSize} bytes) to hold a header`);
@@ -107,6 +108,7 @@ export function packHeaderLength(packSize: number, lastFour: Uint8Array): number
   const hlen = new DataView(lastFour.buffer, lastFour.byteOffset, 4).getUint32(0, true);
   if (hlen < OVERHEAD + 1 || hlen > packSize - 4) throw new Error(`header length ${hlen} is impossible for a ${packSize}-byte pack`);
   if ((hlen - OVERHEAD - 1) % ENTRY_SIZE !== 0) throw new Error(`header length ${hlen} is not ${OVERHEAD} + 1 + n × ${ENTRY_SIZE}`);
+  if (hlen > MAX_PACK_HEADER_SIZE) throw new Error(`header length ${hlen} is above the limit of ${MAX_PACK_HEADER_SIZE}`);
   return hlen;
 }
 

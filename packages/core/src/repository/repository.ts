@@ -404,8 +404,13 @@ export class Repository {
 
   /** Load one snapshot by its full id. */
   async loadSnapshot(id: string): Promise<Snapshot> {
+    return this.loadSnapshotSized(id, undefined);
+  }
+
+  /** {@link loadSnapshot} of a file whose size a listing gave (else the storage is asked before it is read). */
+  private async loadSnapshotSized(id: string, size: number | undefined): Promise<Snapshot> {
     this.assertOpen();
-    return loadSnapshotFile(this.storage, this.keys, this.cache, id);
+    return loadSnapshotFile(this.storage, this.keys, this.cache, id, size);
   }
 
   /**
@@ -414,7 +419,7 @@ export class Repository {
    */
   async listSnapshots(opts: { onError?: (file: string, err: Error) => void } = {}): Promise<Array<{ id: string; snapshot: Snapshot }>> {
     this.assertOpen();
-    return listSnapshotFiles(this.storage, this.cache, (id) => this.loadSnapshot(id), opts);
+    return listSnapshotFiles(this.storage, this.cache, (id, size) => this.loadSnapshotSized(id, size), opts);
   }
 
   /**
@@ -427,7 +432,7 @@ export class Repository {
     if (ref === 'latest') {
       return latestSnapshot(ref, filter, () => this.listSnapshots({ onError: (file, err) => this.log.warn(`skipping damaged snapshot ${file}: ${err.message}`) }));
     }
-    return snapshotByPrefix(this.storage, ref, (id) => this.loadSnapshot(id));
+    return snapshotByPrefix(this.storage, ref, (id, size) => this.loadSnapshotSized(id, size));
   }
 
   // ---------------------------------------------------------------- locks

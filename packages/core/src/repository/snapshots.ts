@@ -9,8 +9,9 @@ import { mapLimit } from './blob-reader.js';
 import { parseSnapshot } from './decode.js';
 import { SnapshotNotFoundError } from './errors.js';
 import { openMetadataFile } from './metadata-file.js';
-import { listNames } from './open.js';
+import { listFiles } from './open.js';
 import type { Snapshot } from './types.js';
+import { loadWholeFile } from './whole-file.js';
 
 export interface SnapshotFilter {
   host?: string;
@@ -20,13 +21,16 @@ export interface SnapshotFilter {
   tags?: string[];
 }
 
-/** Load one snapshot by its full id, from the cache when it has it (and into the cache when not). */
-export async function loadSnapshotFile(storage: Storage, keys: MasterKeys, cache: RepositoryCache | undefined, id: string): Promise<Snapshot> {
+/**
+ * Load one snapshot by its full id, from the cache when it has it (and into the cache when not).
+ * `size`: the file's size from a listing (else the storage is asked, before the file is read).
+ */
+export async function loadSnapshotFile(storage: Storage, keys: MasterKeys, cache: RepositoryCache | undefined, id: string, size?: number): Promise<Snapshot> {
   const file = `snapshots/${id}`;
   const cached = await cache?.getMetadata('snapshot', id);
   let bytes: Buffer;
   try {
-    bytes = cached ?? (await storage.load({ type: 'snapshot', name: id }));
+    bytes = cached ?? (await loadWholeFile(storage, { type: 'snapshot', name: id }, size));
   } catch (err) {
     if (storage.isNotFound(err)) throw new SnapshotNotFoundError(id);
     throw err;
@@ -38,20 +42,21 @@ export async function loadSnapshotFile(storage: Storage, keys: MasterKeys, cache
 }
 
 /**
- * Every snapshot, oldest first, each read with `load`. A damaged snapshot file rejects with
- * {@link IntegrityError}, unless `onError` is given: then it is reported there and skipped.
+ * Every snapshot, oldest first, each read with `load` (given its size from the listing). A damaged
+ * snapshot file rejects with {@link IntegrityError}, unless `onError` is given: then it is
+ * reported there and skipped.
  */
 export async function listSnapshotFiles(
   storage: Storage,
   cache: RepositoryCache | undefined,
-  load: (id: string) => Promise<Snapshot>,
+  load: (id: string, size: number) => Promise<Snapshot>,
   opts: { onError?: (file: string, err: Error) => void },
 ): Promise<Array<{ id: string; snapshot: Snapshot }>> {
-  const names = await listNames(storage, 'snapshot');
-  await cache?.clean('snapshot', new Set(names));
-  const loaded = await mapLimit(names, 8, async (id) => {
+  const files = await listFiles(storage, 'snapshot');
+  await cache?.clean('snapshot', new Set(files.map((f) => f.name)));
+  const loaded = await mapLimit(files, 8, async ({ name: id, size }) => {
     try {
-      return { id, snapshot: await load(id) };
+      return { id, snapshot: await load(id, size) };
     } catch (err) {
       if (!opts.onError || err instanceof SnapshotNotFoundError) {
         if (err instanceof SnapshotNotFoundError) return undefined; // removed meanwhile
@@ -89,12 +94,16 @@ export async function latestSnapshot(
   return last;
 }
 
-/** The one snapshot whose id starts with the hex prefix `ref`, read with `load`; else {@link SnapshotNotFoundError} (listing candidates). */
-export async function snapshotByPrefix(storage: Storage, ref: string, load: (id: string) => Promise<Snapshot>): Promise<{ id: string; snapshot: Snapshot }> {
+/**
+ * The one snapshot whose id starts with the hex prefix `ref`, read with `load` (given its size
+ * from the listing); else {@link SnapshotNotFoundError} (listing candidates).
+ */
+export async function snapshotByPrefix(storage: Storage, ref: string, load: (id: string, size: number) => Promise<Snapshot>): Promise<{ id: string; snapshot: Snapshot }> {
   const prefix = ref.toLowerCase();
   if (!/^[0-9a-f]+$/.test(prefix)) throw new SnapshotNotFoundError(ref, [], '(expected a hex id prefix or "latest")');
-  const matches = (await listNames(storage, 'snapshot')).filter((n) => n.startsWith(prefix)).sort();
+  const matches = (await listFiles(storage, 'snapshot')).filter((f) => f.name.startsWith(prefix));
   if (matches.length === 0) throw new SnapshotNotFoundError(ref);
-  if (matches.length > 1) throw new SnapshotNotFoundError(ref, matches);
-  return { id: matches[0]!, snapshot: await load(matches[0]!) };
+  if (matches.length > 1) throw new SnapshotNotFoundError(ref, matches.map((f) => f.name));
+  const { name, size } = matches[0]!;
+  return { id: name, snapshot: await load(name, size) };
 }

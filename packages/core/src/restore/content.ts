@@ -17,6 +17,11 @@
  * sealed windows may be pending at once; past that, {@link ContentReader.add}
  * waits, which bounds the memory held by the plan.
  *
+ * A blob the index does not have is looked for once in the packs no index file
+ * lists (an index file may be lost): the repository reads their headers, and
+ * the files waiting for it are planned again. Only a blob still not found then
+ * fails its file.
+ *
  * The reader does no file I/O itself: it calls its {@link ContentSink}, one
  * call at a time per file (so a sink needs no locking per file), and awaits
  * the sink before it lets go of a blob's buffer (back-pressure on reads).
@@ -145,6 +150,10 @@ export class ContentReader<F> {
   #sealScheduled = false;
   #stopped: ContentError | undefined;
   #waiters: Array<() => void> = [];
+  /** The search for packs no index lists, once a blob was not located (see #searchUnlisted). */
+  #unlisted: { searched: boolean; done: Promise<void> } | undefined;
+  /** Files waiting for that search to be planned again. */
+  readonly #replans = new Set<Promise<void>>();
 
   constructor(
     readonly source: ContentSource,
@@ -156,8 +165,10 @@ export class ContentReader<F> {
 
   /**
    * Plans `file` with content `ids` (at least one). Returns `wait` when the
-   * traversal should pause until the plan has room again, and `done`, which
-   * settles when the file is written (or rejects with a {@link ContentError}).
+   * traversal should pause until the plan has room again (or, for a file with
+   * a blob the index does not have, until the packs no index lists were
+   * looked at), and `done`, which settles when the file is written (or
+   * rejects with a {@link ContentError}).
    */
   add(file: F, ids: readonly BlobId[]): { done: Promise<void>; wait: Promise<void> | undefined } {
     let resolve!: () => void;
@@ -172,15 +183,59 @@ export class ContentReader<F> {
       return { done, wait: undefined };
     }
     // Locate every blob first: an unknown one fails the file before anything is read.
+    const located = this.#locate(ids);
+    if (!('missing' in located)) return { done, wait: this.#plan(file, ids, located, resolve, reject) };
+    if (this.#unlisted?.searched) {
+      reject(notIndexed(located.missing));
+      return { done, wait: undefined };
+    }
+    // Perhaps an index file is lost and the blob's pack is listed by none: the file is planned
+    // again once the repository has read the headers of such packs, and only then is a blob missing.
+    const wait = this.#searchUnlisted(located.missing).then(() => {
+      if (this.#stopped) return reject(this.#stopped);
+      const again = this.#locate(ids);
+      if ('missing' in again) return reject(notIndexed(again.missing));
+      return this.#plan(file, ids, again, resolve, reject);
+    });
+    this.#replans.add(wait);
+    void wait.finally(() => this.#replans.delete(wait));
+    return { done, wait };
+  }
+
+  /** The location of every blob of `ids`, or the first the index does not have. */
+  #locate(ids: readonly BlobId[]): ContentLocation[] | { missing: BlobId } {
     const locs: ContentLocation[] = [];
     for (const id of ids) {
       const loc = this.source.lookupBlob('data', id);
-      if (!loc) {
-        reject(new ContentError(id, new Error(`data blob ${id} is not in the repository index`)));
-        return { done, wait: undefined };
-      }
+      if (!loc) return { missing: id };
       locs.push(loc);
     }
+    return locs;
+  }
+
+  /**
+   * Have the repository read the headers of the packs no index file lists, once: it does so when
+   * asked for a blob that no index lists (docs/repository-format.md §12), so it is asked for
+   * `id`. (The blob itself is read for nothing: one read, once, in a damaged repository, where a
+   * {@link ContentSource} has no other way to ask.) A failure is left to the files to report.
+   */
+  #searchUnlisted(id: BlobId): Promise<void> {
+    if (this.#unlisted) return this.#unlisted.done;
+    const read = this.source.loadBlobs('data', [id], () => undefined, { concurrency: 1, transient: true, inPlace: true }).catch(() => undefined);
+    const search = {
+      searched: false,
+      done: read.then(() => {
+        search.searched = true;
+        this.#reads.delete(search.done);
+      }),
+    };
+    this.#unlisted = search;
+    this.#reads.add(search.done); // a stop waits for it as for every read (no read outlives the reader)
+    return search.done;
+  }
+
+  /** Plans `file`, whose blobs are at `locs`; returns when the traversal should wait (see {@link add}). */
+  #plan(file: F, ids: readonly BlobId[], locs: ContentLocation[], resolve: () => void, reject: (e: ContentError) => void): Promise<void> | undefined {
     const w = (this.#open ??= newWindow());
     const job: Job<F> = {
       file,
@@ -215,11 +270,12 @@ export class ContentReader<F> {
     w.useCount += ids.length;
     if (w.files >= this.#opts.maxFiles || w.useCount >= this.#opts.maxUses) this.#seal();
     else this.#scheduleSeal();
-    return { done, wait: this.#pending.size >= WINDOWS_PENDING ? this.#room() : undefined };
+    return this.#pending.size >= WINDOWS_PENDING ? this.#room() : undefined;
   }
 
   /** The traversal is over: restore what is planned. Resolves when every planned file has settled. */
   async finish(): Promise<void> {
+    while (this.#replans.size > 0) await Promise.all([...this.#replans]);
     this.#seal();
     while (this.#pending.size > 0) await Promise.all([...this.#pending].map((w) => w.done));
   }
@@ -394,6 +450,10 @@ export class ContentReader<F> {
     // wait for the traversal to add more (it may be waiting for those very files to finish).
     if (this.#open && this.#queueHead >= this.#queue.length) this.#scheduleSeal();
   }
+}
+
+function notIndexed(id: BlobId): ContentError {
+  return new ContentError(id, new Error(`data blob ${id} is not in the repository index`));
 }
 
 function newWindow(): Window {

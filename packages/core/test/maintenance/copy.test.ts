@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { copySnapshots, lookupPath, restoreSnapshot, runBackup } from '../../src/index.js';
+import { copySnapshots, lookupPath, repairPacks, repairSnapshots, restoreSnapshot, runBackup } from '../../src/index.js';
 import { Repository } from '../../src/repository/repository.js';
 import { createMemoryStorage } from '../../../storage-memory/src/index.js';
 import { describeTree, pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
@@ -111,6 +111,74 @@ describe('copy', () => {
     expect(r.copied.map((c) => c.source)).toEqual([snaps[0]!.id, snaps[1]!.id]);
     await expectRestores(dest, r.copied[1]!.id, snaps[1]!.tree, srcDir, 'copied-despite-damage');
     await src.close();
+    await dest.close();
+  });
+
+  it.each([
+    ['with their own ids', false],
+    ['with shared ids (--copy-chunker-params)', true],
+  ] as const)('a destination repaired after damage is refilled by the next copy, %s', async (_how, sharedIds) => {
+    const { src, snaps, open } = await generations(work);
+    const source = await open();
+    const destStorage = createMemoryStorage();
+    const dest = await Repository.init(destStorage, 'other-password', { ...opts, ...(sharedIds ? { sameChunkerAs: source } : {}) });
+    const first = await copySnapshots(source, dest);
+    expect(first.copied).toHaveLength(3);
+
+    // A pack of the destination is damaged: the one with keep/stable.bin's first blob, which every snapshot has.
+    const newest = first.copied.find((c) => c.source === snaps[2]!.id)!.id;
+    const node = await lookupPath(dest, await dest.loadSnapshot(newest), join(src, 'keep', 'stable.bin'));
+    const { pack, offset } = dest.lookupBlob('data', node!.content![0]!)!;
+    const bytes = Buffer.from(await destStorage.load({ type: 'data', name: pack }));
+    bytes[offset + 40]! ^= 0x40;
+    await destStorage.remove({ type: 'data', name: pack });
+    await destStorage.save({ type: 'data', name: pack }, bytes);
+    await dest.close();
+
+    // The destination is repaired as docs/maintenance.md says: repair packs, then repair snapshots --forget.
+    const damaged = await Repository.open(destStorage, 'other-password', opts);
+    expect((await damaged.check({ readData: true })).errors.some((e) => e.file.endsWith(pack))).toBe(true);
+    const salvage = await repairPacks(damaged, [pack]);
+    expect(salvage.packs[0]!.lost.length).toBeGreaterThan(0);
+    const repaired = await repairSnapshots(damaged, { forget: true });
+    expect(repaired.snapshots.filter((r) => r.newId && r.forgotten)).toHaveLength(3);
+    await damaged.close();
+
+    // The next copy does not take the repaired snapshots for copies: it copies all three again,
+    // storing what the destination lost, and they restore exactly.
+    const healing = await Repository.open(destStorage, 'other-password', opts);
+    const refill = await copySnapshots(await open(), healing);
+    expect(refill.skipped).toEqual([]);
+    expect(refill.copied.map((c) => c.source).sort()).toEqual(snaps.map((s) => s.id).sort());
+    expect(refill.blobsStored).toBeGreaterThan(0);
+    expect((await healing.check({ readData: true })).errors).toEqual([]);
+    const copy = refill.copied.find((c) => c.source === snaps[2]!.id)!;
+    expect((await healing.loadSnapshot(copy.id)).repaired).toBeUndefined();
+    await expectRestores(healing, copy.id, snaps[2]!.tree, src, `refilled-${sharedIds}`);
+
+    // And then they are copies again: a further copy copies nothing.
+    const again = await copySnapshots(await open(), healing);
+    expect(again.copied).toEqual([]);
+    expect(again.skipped.map((s) => s.existing).sort()).toEqual(refill.copied.map((c) => c.id).sort());
+    expect(again.blobsStored).toBe(0);
+    await healing.close();
+    await source.close();
+  });
+
+  it('a snapshot repaired in the source and copied keeps counting as copied', async () => {
+    const { snaps, storage, open } = await generations(work);
+    const source = await open();
+    // A repaired snapshot in the source (what repair snapshots writes), then copied as it is.
+    const { snapshot } = await source.findSnapshot(snaps[0]!.id);
+    const repairedId = await source.saveSnapshot({ ...snapshot, original: snaps[0]!.id, repaired: { time: new Date().toISOString(), from: snaps[0]!.id, removed: [], removedCount: 0 } });
+    await storage.remove({ type: 'snapshot', name: snaps[0]!.id });
+    const dest = await Repository.init(createMemoryStorage(), 'other-password', opts);
+    const first = await copySnapshots(source, dest);
+    expect(first.copied.map((c) => c.source).sort()).toEqual([repairedId, snaps[1]!.id, snaps[2]!.id].sort());
+    const second = await copySnapshots(source, dest);
+    expect(second.copied).toEqual([]);
+    expect(second.skipped).toHaveLength(3);
+    await source.close();
     await dest.close();
   });
 
