@@ -5,7 +5,7 @@ import { UsageError } from './exit-codes.js';
 /** Options every command accepts. */
 export const globalArgs = {
   repo: { type: 'string', alias: 'r', description: 'Repository location (path, local:/path, s3:..., sftp:...); default: $KIWI_REPOSITORY or the default repository in the data directory' },
-  'password-file': { type: 'string', description: 'Read the repository password from this file (default: $KIWI_PASSWORD, $KIWI_PASSWORD_FILE)' },
+  'password-file': { type: 'string', description: 'Read the repository password from the first line of this file or pipe (default: $KIWI_PASSWORD, $KIWI_PASSWORD_FILE)' },
   'password-command': { type: 'string', description: 'Run this shell command and use its output as the repository password (default: $KIWI_PASSWORD_COMMAND)' },
   config: { type: 'string', description: 'Config file (default: <datadir>/config.json)' },
   json: { type: 'boolean', description: 'Print JSON lines on stdout (message_type: status, error, summary, ...)' },

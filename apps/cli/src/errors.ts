@@ -3,7 +3,7 @@
  * control characters escaped, and no stack trace unless `--verbose` asks for one.
  */
 import { CliError, ExitCode } from './exit-codes.js';
-import { escapeControlKeepLines, maskSecrets } from './format.js';
+import { escapeControlKeepLines, maskMessage } from './format.js';
 import { inspect } from 'node:util';
 import { stdout } from './stdout.js';
 
@@ -88,8 +88,7 @@ export function failureMessage(err: unknown, ctx: FailureContext = {}): string {
   // A repository URL with a secret in it (user:password@, ?query) as the user wrote it, wherever a message
   // quotes it, becomes the printable form. Only then: a relative local path (`repo`) is a plain word that
   // other parts of the message may contain ("no password for repository …").
-  if (ctx.rawRepo && ctx.repo && ctx.rawRepo !== ctx.repo && maskSecrets(ctx.rawRepo) !== ctx.rawRepo) message = message.split(ctx.rawRepo).join(ctx.repo);
-  return escapeControlKeepLines(maskSecrets(message));
+  return escapeControlKeepLines(maskMessage(message, ctx.rawRepo, ctx.repo));
 }
 
 /**
@@ -110,5 +109,5 @@ export function reportFailure(err: unknown, opts: FailureContext & { json: boole
   }
   const write = opts.write ?? ((s: string) => process.stderr.write(s));
   write(`kiwi: ${message}\n`);
-  if (opts.verbose && err instanceof Error && err.stack) write(`${escapeControlKeepLines(maskSecrets(err.stack))}\n`);
+  if (opts.verbose && err instanceof Error && err.stack) write(`${escapeControlKeepLines(maskMessage(err.stack, opts.rawRepo, opts.repo))}\n`);
 }

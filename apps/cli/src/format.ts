@@ -52,16 +52,48 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 /**
  * Hide secrets in free text (an error message, a location) before it is printed: the password in a
  * `user:password@` part of any URL-like word, and every query string (`?secret=…`, a presigned
- * signature), which may carry credentials whatever its parameters are called.
+ * signature), which may carry credentials whatever its parameters are called. A password runs to the
+ * LAST "@" of its word, since it may hold "@", "/" or ":" itself (`sftp://backup:Tr0ub@dor/x@nas/srv` →
+ * `sftp://backup:***@nas/srv`); a word's "@" after a ":" in its path is masked too (a message loses a
+ * little, a password never shows). A password with a space or a quote ends the word early: where the
+ * location as written is known, {@link maskMessage} replaces it whole.
  */
 export function maskSecrets(text: string): string {
   return (
     text
       // scheme://user:password@host → scheme://user:***@host (also s3:https://…)
-      .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/@:"']*):[^\s/@"']*@/gi, '$1:***@')
-      // sftp:user:password@host (scp-like form)
-      .replace(/\b(sftp:[^\s/@:"']+):[^\s/@"']*@/gi, '$1:***@')
+      .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/@:"']*):[^\s"']*@/gi, '$1:***@')
+      // sftp:user:password@host (scp-like form; the user may hold an "@")
+      .replace(/\b(sftp:[^\s/:"']+):[^\s"']*@/gi, '$1:***@')
       // a query string of a URL-like word
       .replace(/([a-z][a-z0-9+.-]*:[^\s?"']*)\?[^\s"'#)]*/gi, '$1?***')
   );
+}
+
+/**
+ * A repository location as it may be printed: the password of its user info (from the first ":" to the
+ * last "@", whatever it holds, spaces and quotes included) and its query string become `***`. A location
+ * without a scheme (a local path) is left as it is.
+ */
+export function maskUrl(location: string): string {
+  const prefix = /^[a-z][a-z0-9+.-]+:(?:[a-z][a-z0-9+.-]*:\/\/|\/\/)?/i.exec(location)?.[0];
+  if (prefix === undefined) return location;
+  let body = location.slice(prefix.length);
+  const at = body.lastIndexOf('@');
+  const colon = body.indexOf(':');
+  if (at >= 0 && colon >= 0 && colon < at) body = `${body.slice(0, colon)}:***@${body.slice(at + 1)}`;
+  const query = body.indexOf('?');
+  if (query >= 0) body = `${body.slice(0, query)}?***`;
+  return prefix + body;
+}
+
+/**
+ * A message safe to print: the repository location as the user wrote it (`rawRepo`) replaced wherever it
+ * occurs by its printable form (`repo`, default {@link maskUrl} of it), then {@link maskSecrets}. Only a
+ * location with something to hide is replaced: a relative local path is a plain word that other parts of
+ * the message may contain.
+ */
+export function maskMessage(message: string, rawRepo?: string, repo: string | undefined = rawRepo === undefined ? undefined : maskUrl(rawRepo)): string {
+  if (rawRepo && repo !== undefined && rawRepo !== repo && maskUrl(rawRepo) !== rawRepo) message = message.split(rawRepo).join(repo);
+  return maskSecrets(message);
 }

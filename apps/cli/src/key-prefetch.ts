@@ -20,7 +20,7 @@
  * derivation on the thread pool, nothing else: the key file as read decides.
  */
 import { createHash, scrypt } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 
@@ -33,7 +33,13 @@ const MAX_KEY_FILE = 64 * 1024;
 /** Only ordinary scrypt parameters (up to 64 MiB of memory); hostile ones are the ordinary path's to refuse. */
 const MAX_SCRYPT_BYTES = 64 * 1024 * 1024;
 
+/**
+ * A regular file of at most `max` bytes, else undefined. Anything else is not even opened: opening a named
+ * pipe (`--password-file /run/pw.fifo`) would wait for its writer and then take, and lose, what the
+ * ordinary path must read.
+ */
 function readSmall(path: string, max: number): Buffer | undefined {
+  if (!statSync(path).isFile()) return undefined;
   const fd = openSync(path, 'r');
   try {
     const size = fstatSync(fd).size;
@@ -77,9 +83,12 @@ function isRemote(repo: string): boolean {
   return /^[a-z][a-z0-9+.-]+:/i.test(repo) && !/^local:/i.test(repo);
 }
 
-/** A password inside the URL (`scheme://user:password@host`): no hint is kept for it. */
+/**
+ * A password inside the URL (`scheme://user:password@host`, `s3:https://…`, `sftp:user:password@host:path`):
+ * no hint is kept for it. The password runs to the URL's last "@", since it may hold "@" or "/" itself.
+ */
 function hasUrlPassword(repo: string): boolean {
-  return /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(repo);
+  return /^[a-z][a-z0-9+.-]*:(?:[a-z][a-z0-9+.-]*:)?(?:\/\/)?[^/:]*:.*@/is.test(repo);
 }
 
 /** Where the hint for repository URL `repo` lives under cache directory `cacheDir`. */

@@ -1,6 +1,6 @@
 import { inspect } from 'node:util';
 import { stdout, type StdoutWriter } from './stdout.js';
-import { escapeControl, escapeControlKeepLines } from './format.js';
+import { escapeControl, escapeControlKeepLines, maskSecrets } from './format.js';
 
 /**
  * Where a command's output goes.
@@ -192,7 +192,11 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
+/**
+ * An error's message for a log line or a record that outlives the command (the daemon's run history,
+ * its API and `--json` events): with the secrets of URL-like words masked ({@link maskSecrets}), as the
+ * CLI's own error lines are.
+ */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return inspect(err);
+  return maskSecrets(err instanceof Error ? err.message : inspect(err));
 }

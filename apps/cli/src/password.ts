@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { readFile, writeFile, stat } from 'node:fs/promises';
+import { writeFile, stat } from 'node:fs/promises';
 import { makeDirectory } from '@kiwi-backup/core';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
+import { MAX_PASSWORD_FILE, readSmallFile } from './small-file.js';
 
 /** Where a password came from (never the password itself). */
 export type PasswordSource = 'env' | 'file' | 'command' | 'default-password-file' | 'generated' | 'prompt';
@@ -88,24 +89,23 @@ export async function runPasswordCommand(command: string, source: string, timeou
 }
 
 /**
- * Read a password file: its first line. A file that group or others may access is still used, with
- * a warning through `warn` (as restic does; OpenSSH refuses such private keys outright).
+ * Read a password file: its first line. A regular file or a pipe (`--password-file <(pass show backup)`,
+ * `/dev/stdin` fed by a pipe) of at most {@link MAX_PASSWORD_FILE}; anything else (`/dev/zero`, a terminal)
+ * is a usage error naming the file (see {@link readSmallFile}). A file that group or others may access is
+ * still used, with a warning through `warn` (as restic does; OpenSSH refuses such private keys outright).
  */
 export async function readPasswordFile(path: string, warn?: (message: string) => void): Promise<string> {
-  let text: string;
-  try {
-    // (A pipe is fine: `--password-file <(pass show backup)`.)
-    if ((await stat(path).catch(() => undefined))?.isDirectory()) throw new UsageError(`cannot read password file ${path}: it is a directory`);
-    if (warn) {
-      const loose = await loosePermissions(path);
-      if (loose) warn(`password file ${path} can be read or changed by other users (mode ${loose}): run \`chmod 600 ${path}\``);
-    }
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot read password file ${path}: ${code === 'ENOENT' ? 'no such file' : code ?? String(err)}`);
-  }
+  const bytes = await readSmallFile(path, {
+    what: 'password file',
+    max: MAX_PASSWORD_FILE,
+    pipe: true,
+    onOpen: (st) => {
+      const loose = st.isFile() ? looseMode(st.mode) : undefined;
+      if (warn && loose) warn(`password file ${path} can be read or changed by other users (mode ${loose}): run \`chmod 600 ${path}\``);
+    },
+  });
+  const text = bytes.toString('utf8');
+  bytes.fill(0);
   // Like restic: the first line is the password; a trailing newline is not part of it.
   const line = text.split(/\r?\n/)[0] ?? '';
   if (line.length === 0) throw new UsageError(`password file ${path} is empty`);
@@ -113,18 +113,13 @@ export async function readPasswordFile(path: string, warn?: (message: string) =>
 }
 
 /**
- * The file's permission bits as octal (`0644`) when group or others have any access to it
- * (`mode & 0o077`, OpenSSH's rule for private keys); undefined when only the owner has, on Windows,
- * or when it cannot be stat'ed (reading it then reports the error).
+ * A file's permission bits as octal (`0644`) when group or others have any access to it
+ * (`mode & 0o077`, OpenSSH's rule for private keys); undefined when only the owner has, or on Windows.
  */
-export async function loosePermissions(path: string): Promise<string | undefined> {
+function looseMode(fileMode: number): string | undefined {
   if (process.platform === 'win32') return undefined;
-  try {
-    const mode = (await stat(path)).mode & 0o777;
-    return mode & 0o077 ? `0${mode.toString(8).padStart(3, '0')}` : undefined;
-  } catch {
-    return undefined;
-  }
+  const mode = fileMode & 0o777;
+  return mode & 0o077 ? `0${mode.toString(8).padStart(3, '0')}` : undefined;
 }
 
 /**

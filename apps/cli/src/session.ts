@@ -26,7 +26,7 @@ import { exitCodeFor } from './errors.js';
 import { fileExists, generatePasswordFile, promptPassword, readPasswordFile, runPasswordCommand, type PasswordSource } from './password.js';
 import type { GlobalArgs } from './args.js';
 import { stringArg } from './args.js';
-import { maskSecrets } from './format.js';
+import { maskUrl } from './format.js';
 
 /** The built-in storage adapters, loaded only when their scheme is used. */
 const BUILTIN_ADAPTERS: Record<string, () => Promise<StorageAdapter>> = {
@@ -158,9 +158,10 @@ export class Session {
     const { scheme } = parseRepositoryUrl(url);
     const adapters: Record<string, StorageAdapter | string> = {};
     const custom = this.config.storage ?? {};
-    if (custom[scheme] !== undefined) {
+    // Own keys only: a scheme such as `constructor:` must not find Object.prototype's members.
+    if (Object.hasOwn(custom, scheme)) {
       adapters[scheme] = custom[scheme]!;
-    } else if (BUILTIN_ADAPTERS[scheme]) {
+    } else if (Object.hasOwn(BUILTIN_ADAPTERS, scheme)) {
       adapters[scheme] = await BUILTIN_ADAPTERS[scheme]!();
     } else {
       const known = [...Object.keys(BUILTIN_ADAPTERS), ...Object.keys(custom)].join(', ');
@@ -170,7 +171,7 @@ export class Session {
     try {
       storage = await openStorage(url, {
         adapters,
-        options: this.storageOptions(scheme, custom[scheme] === undefined),
+        options: this.storageOptions(scheme, !Object.hasOwn(custom, scheme)),
         env: this.env,
         cwd: this.configPath ? resolve(this.configPath, '..') : process.cwd(),
         onRetry: (info: RetryInfo) =>
@@ -187,10 +188,16 @@ export class Session {
     return storage;
   }
 
-  /** The config's options per scheme; the built-in SFTP adapter also gets a way to warn (a private key others can read). */
+  /**
+   * The config's options per scheme; the built-in adapters also get a way to warn through the
+   * command's output (SFTP: a private key others can read; all three: a repository entry that
+   * does not belong, skipped by a listing).
+   */
   private storageOptions(scheme: string, builtin: boolean): Record<string, Record<string, unknown>> {
     const options = { ...(this.config.storageOptions ?? {}) };
-    if (scheme === 'sftp' && builtin) options.sftp = { ...options.sftp, onWarning: (message: string) => this.out.warn(message) };
+    if (builtin && (scheme === 'sftp' || scheme === 'local' || scheme === 's3')) {
+      options[scheme] = { ...options[scheme], onWarning: (message: string) => this.out.warn(message) };
+    }
     return options;
   }
 
@@ -273,9 +280,9 @@ export class Session {
     );
   }
 
-  /** The repository location as it may be printed: no password, no query string (see `maskSecrets`). */
+  /** The repository location as it may be printed: no password, no query string (see `maskUrl`). */
   printableRepo(): string {
-    return maskSecrets(this.storageInstance?.location ?? this.repoUrl);
+    return maskUrl(this.storageInstance?.location ?? this.repoUrl);
   }
 
   /**

@@ -4,7 +4,7 @@
  * fails the backup: no snapshot is written (see `BackupOptions.files`).
  */
 import { spawn } from 'node:child_process';
-import type { ContentSource } from '@kiwi-backup/core';
+import { withoutSecrets, type ContentSource } from '@kiwi-backup/core';
 import { UsageError } from './exit-codes.js';
 
 /** Bytes of the command's stderr kept for messages. */
@@ -30,12 +30,16 @@ function lastLines(bytes: Buffer): string {
 /**
  * A content source that runs `command` through the shell (`/bin/sh -c`; `cmd.exe /c` on Windows)
  * when the backup reads it, and yields its stdout. `onStderr` gets the last lines of its stderr
- * once it ended (also on success). `signal` kills it (SIGTERM).
+ * once it ended (also on success). `signal` kills it (SIGTERM). Its environment is Kiwi's without
+ * Kiwi's own secrets (the repository and SFTP passwords: its stderr lands in messages and logs);
+ * the AWS credentials stay, since a command like `aws s3 cp … -` may need them and it is the
+ * user's own command line, not a plug-in's.
  */
 export function commandOutput(command: string, opts: { signal?: AbortSignal; onStderr?: (tail: string) => void } = {}): ContentSource {
   return () =>
     (async function* run(): AsyncGenerator<Buffer> {
-      const child = spawn(command, { shell: true, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.signal ? { signal: opts.signal } : {}) });
+      const env = withoutSecrets(process.env, ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']);
+      const child = spawn(command, { shell: true, env, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.signal ? { signal: opts.signal } : {}) });
       let tail = Buffer.alloc(0);
       child.stderr.on('data', (d: Buffer) => {
         tail = Buffer.concat([tail, d]);

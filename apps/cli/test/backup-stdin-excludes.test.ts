@@ -62,6 +62,13 @@ describe('backup --stdin and --stdin-from-command', () => {
     expect((await dumpBytes(['latest', '/stdin'], env)).toString()).toBe('one\ntwo\n');
   });
 
+  it("the command does not get Kiwi's own secrets (its stderr is shown and logged), but keeps the AWS credentials", async () => {
+    const withSecrets = { ...env, KIWI_SFTP_PASSWORD: 'sftp-secret', AWS_SECRET_ACCESS_KEY: 'aws-for-the-command' };
+    const r = await runKiwi(['backup', '--stdin-from-command', 'echo "[$KIWI_PASSWORD][$KIWI_SFTP_PASSWORD][$AWS_SECRET_ACCESS_KEY]"', '--stdin-filename', 'env.txt'], { env: withSecrets });
+    expect(r.code, r.stderr).toBe(0);
+    expect((await dumpBytes(['latest', '/env.txt'], env)).toString()).toBe('[][][aws-for-the-command]\n');
+  });
+
   it('a failing command fails the backup: exit 1, its exit code and stderr tail in the message, and no snapshot', async () => {
     const before = await snapshotFiles();
     const r = await runKiwi(['backup', '--stdin-from-command', 'echo partial output; echo "pg_dump: connection refused" >&2; exit 3', '--stdin-filename', 'db.sql'], { env });

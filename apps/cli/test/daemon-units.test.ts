@@ -190,20 +190,34 @@ describe('token, listen address, stop timeout', () => {
   });
   afterEach(async () => removeDir(dir));
 
-  it('the token is created once (0600), read back, made private again, and compared exactly', async () => {
+  it('the token is created once (0600), read back, and compared exactly', async () => {
     const first = await loadOrCreateToken(dir);
     expect(first.created).toBe(true);
     expect((await stat(first.path)).mode & 0o777).toBe(0o600);
     const second = await loadOrCreateToken(dir);
-    expect(second).toMatchObject({ created: false, token: first.token });
-    await chmod(first.path, 0o644);
-    await loadOrCreateToken(dir);
-    expect((await stat(first.path)).mode & 0o777).toBe(0o600);
+    expect(second).toEqual({ created: false, token: first.token, path: first.path });
     expect(tokenMatches(`Bearer ${first.token}`, first.token)).toBe(true);
     expect(tokenMatches(`bearer ${first.token}`, first.token)).toBe(true);
     for (const bad of [undefined, '', first.token, `Bearer ${first.token}x`, `Bearer ${first.token.slice(1)}`, `Basic ${first.token}`]) expect(tokenMatches(bad, first.token)).toBe(false);
     await writeFile(first.path, 'short\n');
     await expect(loadOrCreateToken(dir)).rejects.toThrow(/does not hold a usable token/);
+  });
+
+  it.runIf(process.platform !== 'win32')('a token file others could read or write is replaced by a new token, with a warning, not kept', async () => {
+    // It was once made private again and kept, though anyone might have read it (or put a token of theirs in it).
+    for (const mode of [0o644, 0o640, 0o606, 0o620]) {
+      const old = await loadOrCreateToken(dir);
+      await chmod(old.path, mode);
+      const next = await loadOrCreateToken(dir);
+      expect(next.token).not.toBe(old.token);
+      expect(next.created).toBe(false);
+      expect(next.replaced).toBe(
+        `the API token file ${old.path} could be read or changed by other users (mode 0${mode.toString(8)}), so its token may be known: it was replaced by a new one (mode 0600); give the new token to the API's clients`,
+      );
+      expect((await stat(old.path)).mode & 0o777).toBe(0o600);
+      expect((await readFile(old.path, 'utf8')).trim()).toBe(next.token);
+      expect(await loadOrCreateToken(dir)).toEqual({ created: false, token: next.token, path: old.path });
+    }
   });
 
   it('--listen forms', () => {

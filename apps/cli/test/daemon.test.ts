@@ -208,6 +208,24 @@ describe('kiwi daemon', () => {
     expect((await daemon.stop()).code).toBe(0);
   });
 
+  it('a password in a job\'s repository URL reaches neither /api/status, the run history nor the --json log, whatever it holds', async () => {
+    // An adapter that quotes its URL in its error, as a careless custom adapter may. The password holds
+    // "/", "@" and a space: the daemon once stored its errors as they came, and the printable repository
+    // stopped masking at the first "/".
+    await writeFile(join(work, 'echo-adapter.mjs'), "export default { schemes: ['echo'], open(url) { throw new Error('cannot reach ' + url + ' right now'); } };\n");
+    const repository = 'echo://backup:Tr0ub dor/x@nas.example/srv/kiwi';
+    const cfg = await config({ leaky: { paths: ['./src-a'], repository, schedule: '*/2 * * * * *' } }, { storage: { echo: './echo-adapter.mjs' } });
+    daemon = await startDaemon(['--config', cfg], env, dataDir);
+    const failed = await eventually(async () => (await finished('leaky', 'failure'))[0], 'a failed run');
+    expect(failed.error).toBe('cannot reach echo://backup:***@nas.example/srv/kiwi right now');
+    const status = (await daemon.api('/api/status')).body as { jobs: Array<{ name: string; repository: string; lastRun: { error: string } }> };
+    expect(status.jobs[0]).toMatchObject({ repository: 'echo://backup:***@nas.example/srv/kiwi', lastRun: { error: failed.error } });
+    await daemon.waitForLine((l) => l.message_type === 'job_error');
+    expect((await daemon.stop()).code).toBe(0);
+    const history = await readFile(join(dataDir, 'daemon', 'history', 'leaky.jsonl'), 'utf8');
+    for (const text of [daemon.stdout(), daemon.stderr(), history, JSON.stringify(status)]) expect(text).not.toMatch(/Tr0ub|dor\/x/);
+  });
+
   it('the API: 401 without or with a wrong token (nothing leaked), 404 for an unknown job, 202 then 409 while running, events as they happen', async () => {
     await init(join(work, 'repo'));
     const cfg = await config({ 'secret-job-name': { paths: ['./src-a'], repository: './repo', schedule: '0 0 1 1 *', tags: ['m'] } });

@@ -82,9 +82,14 @@ describe('key prefetch', () => {
     const repo = await Repository.open(createLocalStorage(repoPath), 'right');
     await repo.close();
     expect(registry()).toHaveLength(0);
-    const withPassword = 'sftp://user:secret@127.0.0.1:1/repo';
-    writeKeyHint(cacheDir, withPassword, { salt: 'AAAA', N: 1024, r: 8, p: 1 });
-    await expect(readFile(keyHintPath(cacheDir, withPassword))).rejects.toThrow();
+    // (Also a password holding "/" or "@", and the scp-like and s3:https:// forms: the name of a hint is a
+    // hash of the URL, password and all.)
+    for (const withPassword of ['sftp://user:secret@127.0.0.1:1/repo', 'sftp://user:pa/ssw0rd@host/path', 'sftp://backup:Tr0ub@dor/x@nas/srv', 'sftp:me:pw@host:/srv', 's3:https://AK:SE@CRET@host/b']) {
+      writeKeyHint(cacheDir, withPassword, { salt: 'AAAA', N: 1024, r: 8, p: 1 });
+      await expect(readFile(keyHintPath(cacheDir, withPassword)), withPassword).rejects.toThrow();
+    }
+    writeKeyHint(cacheDir, 'sftp:me@host:/srv', { salt: 'AAAA', N: 1024, r: 8, p: 1 });
+    await expect(readFile(keyHintPath(cacheDir, 'sftp:me@host:/srv'), 'utf8')).resolves.toContain('AAAA');
     for (const [argv, env] of [
       [['snapshots', '--repo', url, '--no-cache'], { KIWI_PASSWORD: 'right', KIWI_CACHE_DIR: cacheDir }],
       [['snapshots', '--repo', url], { KIWI_PASSWORD: 'right', KIWI_CACHE_DIR: join(work, 'no-cache-here') }],

@@ -3,12 +3,13 @@
  * warned about, and text from a repository or the file system reaches a terminal with its control
  * characters escaped (the `--json` output keeps the exact value).
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repository } from '@kiwi-backup/core';
 import { createLocalStorage } from '@kiwi-backup/storage-local';
-import { escapeControl, maskSecrets, plural } from '../src/format.js';
+import { escapeControl, maskMessage, maskSecrets, maskUrl, plural } from '../src/format.js';
 import { jsonLines, removeDir, runKiwi, tempDir } from './helpers.js';
 
 const EVIL_HOST = 'host\x1b[31mRED\x1b]0;title\x07\nFAKE LINE';
@@ -26,6 +27,26 @@ describe('escapeControl, maskSecrets, plural', () => {
     expect(maskSecrets('at sftp://me:pw@host/x and sftp:me:pw@host:/y')).toBe('at sftp://me:***@host/x and sftp:me:***@host:/y');
     expect(maskSecrets('dav:https://u:SECRET@h/p?token=T')).not.toMatch(/SECRET|T$/);
     expect(maskSecrets('/plain/path?not-a-url')).toBe('/plain/path?not-a-url');
+  });
+
+  it('a password holding "@", "/" or ":" is masked to the last "@" of its word', () => {
+    // Once `sftp://backup:***@dor/x@nas.example/…` (the password's tail shown) and `***@CRET@host`.
+    expect(maskSecrets('at "sftp://backup:Tr0ub@dor/x@nas.example/srv/kiwi": refused')).toBe('at "sftp://backup:***@nas.example/srv/kiwi": refused');
+    expect(maskSecrets('sftp://user:pa/ssw0rd@host/path')).toBe('sftp://user:***@host/path');
+    expect(maskSecrets('s3:https://AK:SE@CRET@host/b and s3:https://AK:SE/C?RET@host/b')).toBe('s3:https://AK:***@host/b and s3:https://AK:***@host/b');
+    expect(maskSecrets('sftp:backup:Tr0ub@dor/x@nas.example:/srv sftp:me@corp:p@ss@host:/x')).toBe('sftp:backup:***@nas.example:/srv sftp:me@corp:***@host:/x');
+    expect(maskSecrets('sftp://me@host/srv/kiwi, sftp:me@host:/srv')).toBe('sftp://me@host/srv/kiwi, sftp:me@host:/srv');
+  });
+
+  it('maskUrl masks a whole location, whatever its password holds; maskMessage replaces the location as written', () => {
+    expect(maskUrl('sftp://backup:Tr0ub@dor/x@nas.example/srv/kiwi')).toBe('sftp://backup:***@nas.example/srv/kiwi');
+    expect(maskUrl('sftp://u:pa ss"w\'d@host/x')).toBe('sftp://u:***@host/x');
+    expect(maskUrl('s3:https://AK:SE@CRET@host/b?x=1')).toBe('s3:https://AK:***@host/b?***');
+    expect(maskUrl('sftp:me:p@w@host:/srv')).toBe('sftp:me:***@host:/srv');
+    for (const plain of ['/srv/backup@2024:x', 'C:\\backups', 'sftp://me@host/x', 's3:https://h:9000/b/p', 'repo']) expect(maskUrl(plain)).toBe(plain);
+    const raw = 'sftp://u:pa ss@host/x';
+    expect(maskMessage(`cannot connect to ${raw}: refused`, raw)).toBe('cannot connect to sftp://u:***@host/x: refused');
+    expect(maskMessage('no password for repository repo/x', 'repo', '/abs/repo')).toBe('no password for repository repo/x');
   });
 
   it('plural forms', () => {
@@ -109,6 +130,55 @@ describe('the CLI', () => {
         expect(r.stdout + r.stderr).not.toContain('TOPSECRET');
       }
     }
+  });
+
+  it('a password holding "@", "/" or ":" in the repository URL is not shown in part either', async () => {
+    // The audit's URLs: once `sftp://backup:***@dor/x@nas.example/…`, the whole URL in a "bad port" error,
+    // and `s3:https://***@CRET@host/b`.
+    const cases: Array<[string, RegExp]> = [
+      ['sftp://backup:Tr0ub@dor/x@nas.example/srv/kiwi', /Tr0ub|dor\/x/],
+      ['sftp://user:pa/ssw0rd@host/path', /pa\/ssw0rd|ssw0rd|"pa"/],
+      ['s3:https://AK:SE@CRET@host/b', /SE@CRET|CRET/],
+      ['s3:https://AK:SE/CRET@host/b', /SE\/CRET|CRET/],
+    ];
+    for (const [repo, secret] of cases) {
+      for (const extra of [[], ['--json'], ['--verbose']]) {
+        const r = await runKiwi(['snapshots', '--repo', repo, ...extra], { env });
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stdout + r.stderr, `${repo} ${extra.join(' ')}`).not.toMatch(secret);
+        expect(r.stdout + r.stderr).toMatch(/password in the URL is not accepted|contains credentials/);
+      }
+    }
+  });
+
+  it('a scheme named like a member of Object.prototype is an unknown scheme (exit 2)', async () => {
+    const r = await runKiwi(['snapshots', '--repo', 'constructor:x'], { env });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toBe('kiwi: no storage adapter for "constructor:" repositories (known: local, s3, sftp); name one in the config under "storage"\n');
+  });
+
+  it.runIf(process.platform !== 'win32')('a password or exclude file that is a device is refused before it is read; a password pipe still works', async () => {
+    // `/dev/zero` was once read until the memory ran out.
+    const noEnvPw = { ...env, KIWI_PASSWORD: '' };
+    const pw = await runKiwi(['snapshots', '--password-file', '/dev/zero'], { env: noEnvPw });
+    expect(pw.code).toBe(2);
+    expect(pw.stderr).toBe('kiwi: cannot read password file /dev/zero: it is not a regular file or a pipe (a character device)\n');
+    const ex = await runKiwi(['backup', join(work, 'src'), '--exclude-file', '/dev/zero'], { env });
+    expect(ex.code).toBe(2);
+    expect(ex.stderr).toBe('kiwi: cannot read the exclude file /dev/zero: it is not a regular file (a character device)\n');
+    // `--password-file <(…)`: a pipe.
+    const fifo = join(work, 'pw.fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const writer = spawn('sh', ['-c', `printf 'pw\\n' > ${fifo}`]);
+    const viaPipe = await runKiwi(['snapshots', '--password-file', fifo], { env: noEnvPw });
+    writer.kill();
+    expect(viaPipe.code, viaPipe.stderr).toBe(0);
+    // One that never ends is cut off at 1 MiB.
+    const endless = spawn('sh', ['-c', `exec cat /dev/zero > ${fifo}`]);
+    const tooLong = await runKiwi(['snapshots', '--password-file', fifo], { env: noEnvPw });
+    endless.kill();
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stderr).toBe(`kiwi: cannot read password file ${fifo}: it is larger than 1 MiB\n`);
   });
 
   it('a relative repository path in a message is not confused with words of the message', async () => {

@@ -29,6 +29,30 @@ describe('parseS3Url', () => {
     expect(String((err as Error).message)).not.toContain('supersecret');
   });
 
+  it('a secret holding "@", "/", "?" or ":" is neither echoed nor taken apart: the user info ends at the last "@"', () => {
+    const message = (url: string): string => {
+      try {
+        parseS3Url(url);
+      } catch (err) {
+        expect(err).toBeInstanceOf(TypeError);
+        return (err as Error).message;
+      }
+      throw new Error(`${url} parsed`);
+    };
+    const credentials = (shown: string) => `S3 repository URL ${JSON.stringify(shown)} contains credentials: pass them as options or environment variables instead`;
+    // Once `s3:https://***@CRET@host/b`.
+    expect(message('s3:https://AK:SE@CRET@host/b')).toBe(credentials('s3:https://***@host/b'));
+    // Not a valid endpoint URL once the secret's "/" or "?" ends the host: once echoed whole, or up to the "?".
+    expect(message('s3:https://AK:SE/CRET@host/b')).toBe(credentials('s3:https://***@host/b'));
+    expect(message('s3:https://AK:SE?CRET@host/b')).toBe(credentials('s3:https://***@host/b'));
+    // A valid URL (host "AK", port 12) whose bucket is cut out of the secret: never quoted.
+    expect(message('s3:https://AK:12/SE@CRET@host/b')).toBe(credentials('s3:https://***@host/b'));
+    expect(message('s3:AK:SE@CRET@bucket/x')).toBe(credentials('s3:***@bucket/x'));
+    // A query is hidden, and a bucket cut out of it is not quoted.
+    expect(message('s3:bucket?secret=TOPSECRET')).toBe('S3 repository URL "s3:bucket?***": invalid or missing bucket name');
+    expect(message('s3:bad_bucket!/x')).toBe('S3 repository URL "s3:bad_bucket!/x": invalid or missing bucket name "bad_bucket!"');
+  });
+
   it('rejects a missing or invalid bucket and other schemes', () => {
     expect(() => parseS3Url('s3:')).toThrow(/bucket/);
     expect(() => parseS3Url('s3:https://host:9000/')).toThrow(/bucket/);

@@ -19,9 +19,22 @@ function configError(url: string, why: string): StorageError {
   });
 }
 
-/** Remove a `user:password@` password from a URL-like string, for messages. */
+const PASSWORD_REFUSED =
+  'a password in the URL is not accepted: put it in the KIWI_SFTP_PASSWORD environment variable or the `password` option (better: use a key)';
+
+/**
+ * Remove a password from an SFTP URL, for messages: `sftp://user:***@host/path`, `sftp:user:***@host:path`.
+ * The password runs from the first ":" of the user info to the LAST "@": a password may hold "@", "/" or
+ * ":" itself (`sftp://backup:Tr0ub@dor/x@nas/srv` is user `backup` at `nas`). A path holding an "@" after a
+ * ":" is masked too; a message loses a little, a password never shows.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/^(sftp:(?:\/\/)?[^@/]*?):[^@/]*@/, '$1:***@');
+  const prefix = /^sftp:(?:\/\/)?/i.exec(url)?.[0] ?? '';
+  const rest = url.slice(prefix.length);
+  const at = rest.lastIndexOf('@');
+  const colon = rest.indexOf(':');
+  if (at < 0 || colon < 0 || colon > at) return url;
+  return `${prefix}${rest.slice(0, colon)}:***@${rest.slice(at + 1)}`;
 }
 
 function parsePort(url: string, s: string): number {
@@ -30,12 +43,7 @@ function parsePort(url: string, s: string): number {
 }
 
 function parseUser(url: string, s: string): string {
-  if (s.includes(':')) {
-    throw configError(
-      url,
-      'a password in the URL is not accepted: put it in the KIWI_SFTP_PASSWORD environment variable or the `password` option (better: use a key)',
-    );
-  }
+  if (s.includes(':')) throw configError(url, PASSWORD_REFUSED);
   if (s.length === 0) throw configError(url, 'empty user name before "@"');
   return decodeURIComponent(s);
 }
@@ -45,6 +53,21 @@ function splitUserHost(url: string, s: string): { username?: string; hostPart: s
   const at = s.lastIndexOf('@');
   if (at < 0) return { hostPart: s };
   return { username: parseUser(url, s.slice(0, at)), hostPart: s.slice(at + 1) };
+}
+
+/**
+ * Parse an SFTP repository URL (see {@link parseUrl}). A URL that may hold a password (a ":" before its last
+ * "@") and does not parse is refused for that, whatever else is wrong with it: the other messages quote
+ * parts of the URL (`bad port "pa"` of `sftp://user:pa/ssw0rd@host/path`), and a password may hold "/".
+ */
+export function parseSftpUrl(url: string): SftpUrl {
+  try {
+    return parseUrl(url);
+  } catch (err) {
+    if (url.startsWith('sftp:') && redactUrl(url) !== url) throw configError(url, PASSWORD_REFUSED);
+    if (err instanceof URIError) throw configError(url, 'a %-escape is not valid');
+    throw err;
+  }
 }
 
 /**
@@ -59,7 +82,7 @@ function splitUserHost(url: string, s: string): { username?: string; hostPart: s
  *
  * A password in the URL is refused (it would end up in shell history and process lists).
  */
-export function parseSftpUrl(url: string): SftpUrl {
+function parseUrl(url: string): SftpUrl {
   if (!url.startsWith('sftp:')) throw configError(url, 'must start with "sftp:"');
   const rest = url.slice('sftp:'.length);
   if (rest.startsWith('//')) {

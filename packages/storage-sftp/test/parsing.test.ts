@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSftpUrl, readSshConfig, fingerprintOf } from '../src/index.js';
+import { redactUrl } from '../src/url.js';
 import { checkKnownHosts, findKnownHosts, hostFieldMatches, keyTypeOf, normalizeFingerprint } from '../src/known-hosts.js';
 
 describe('parseSftpUrl', () => {
@@ -49,6 +50,32 @@ describe('parseSftpUrl', () => {
       expect(msg).toMatch(/password in the URL/);
       expect(msg).not.toContain('pa55w0rd');
     }
+  });
+
+  it('a password holding "@" or "/" is neither echoed nor taken apart: the user info ends at the last "@"', () => {
+    const cases: Array<[string, string]> = [
+      ['sftp://backup:Tr0ub@dor/x@nas.example/srv/kiwi', 'sftp://backup:***@nas.example/srv/kiwi'],
+      // Once "bad port" with the whole URL, password and all: the password's "/" ended the authority.
+      ['sftp://user:pa/ssw0rd@host/path', 'sftp://user:***@host/path'],
+      ['sftp://user:pa:ss/w@rd@host:2222/path', 'sftp://user:***@host:2222/path'],
+      ['sftp:backup:Tr0ub@dor/x@nas.example:/srv/kiwi', 'sftp:backup:***@nas.example:/srv/kiwi'],
+      ['sftp:me@corp:s3c@r@t@host:/srv', 'sftp:me@corp:***@host:/srv'],
+    ];
+    for (const [url, shown] of cases) {
+      let msg = '';
+      try {
+        parseSftpUrl(url);
+      } catch (err) {
+        msg = (err as Error).message;
+      }
+      expect(msg, url).toBe(
+        `invalid SFTP repository URL ${JSON.stringify(shown)}: a password in the URL is not accepted: put it in the KIWI_SFTP_PASSWORD environment variable or the \`password\` option (better: use a key)`,
+      );
+    }
+    expect(redactUrl('sftp://me@host/srv/kiwi')).toBe('sftp://me@host/srv/kiwi');
+    expect(redactUrl('sftp:me@host:/srv/kiwi')).toBe('sftp:me@host:/srv/kiwi');
+    // A bad %-escape is a configuration error, not a URIError.
+    expect(() => parseSftpUrl('sftp://host/srv/%zz')).toThrow(/invalid SFTP repository URL "sftp:\/\/host\/srv\/%zz": a %-escape is not valid/);
   });
 });
 

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import type { Logger } from '@kiwi-backup/core';
+import { spawn, type SpawnOptionsWithStdioTuple, type StdioNull, type StdioPipe } from 'node:child_process';
+import { withoutSecrets, type Logger } from '@kiwi-backup/core';
 
 /** A command: an argv array (run directly) or a string (run by the shell). */
 export type CommandSpec = string | readonly string[];
@@ -10,15 +10,19 @@ export function describeCommand(cmd: CommandSpec): string {
 
 /**
  * Run a service command (`service mysql stop`…) to its end, logging its output, and kill its process group
- * if it outlives `timeoutMs`. Rejects with the exit code and the last lines of output on failure.
+ * if it outlives `timeoutMs`. Rejects with the exit code and the last lines of output on failure. The
+ * command gets Kiwi's environment without Kiwi's secrets (`SECRET_ENV_VARS`): its output goes to the log.
  */
 export function runCommand(cmd: CommandSpec, timeoutMs: number, log: Logger): Promise<void> {
   const label = describeCommand(cmd);
   return new Promise((resolve, reject) => {
-    const child =
-      typeof cmd === 'string'
-        ? spawn(cmd, { shell: true, detached: process.platform !== 'win32', stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true })
-        : spawn(cmd[0]!, cmd.slice(1), { detached: process.platform !== 'win32', stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    const options: SpawnOptionsWithStdioTuple<StdioNull, StdioPipe, StdioPipe> = {
+      env: withoutSecrets(),
+      detached: process.platform !== 'win32',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      windowsHide: true,
+    };
+    const child = typeof cmd === 'string' ? spawn(cmd, { ...options, shell: true }) : spawn(cmd[0]!, cmd.slice(1), options);
     const tail: string[] = [];
     const onData = (level: 'info' | 'warn') => (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split(/\r?\n/)) {

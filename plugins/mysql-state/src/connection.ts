@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
+import { dirname } from 'node:path';
 import mysql from 'mysql2/promise';
 import { readOptionFile } from './option-file.js';
 
@@ -25,17 +26,80 @@ export interface ConnectionOptions {
   defaultsFile?: string;
 }
 
-/** Where a local server's socket usually is, tried when neither host nor socket is configured. */
-const DEFAULT_SOCKETS = ['/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock', '/tmp/mysql.sock'];
+/**
+ * Where a local server's socket usually is, tried when neither host nor socket is configured, and used only
+ * when it passes {@link trustedSocket}. Not `/tmp/mysql.sock`: anyone can create that one, and mysql2
+ * counts a Unix socket as a secure channel, over which it sends the password in cleartext when asked.
+ */
+export const DEFAULT_SOCKETS: readonly string[] = ['/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock'];
 /** Sections of an option file that MySQL and MariaDB clients read. */
 const CLIENT_SECTIONS = ['client', 'client-server', 'client-mariadb'];
 
 /**
+ * Why a local user other than root could put a fake server at `socket` (and receive the password when Kiwi
+ * logs in), or undefined when none could: its directory must be writable only by its owner (or root), and
+ * every directory above it only by root, both as named and after symlinks (`/var/run` → `/run`). Group
+ * write counts only for the root group. A world-writable directory such as `/tmp`, sticky or not, lets
+ * anyone create the socket while the server is down, the very moment `service` mode waits for it to come
+ * back. The socket itself need not exist.
+ */
+export function socketDirectoryProblem(socket: string): string | undefined {
+  let real = socket;
+  try {
+    real = realpathSync(socket);
+  } catch {
+    // no socket (yet): its directory still tells who could create one
+  }
+  const dirs = new Set<string>();
+  for (const start of [dirname(socket), dirname(real)]) {
+    for (let d = start; ; d = dirname(d)) {
+      dirs.add(d);
+      if (dirname(d) === d) break;
+    }
+  }
+  const ownDirs = new Set([dirname(socket), dirname(real)]);
+  for (const dir of dirs) {
+    let st;
+    try {
+      st = statSync(dir);
+    } catch {
+      continue; // a directory that does not exist holds no socket; one above it is checked
+    }
+    const othersWrite = (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && st.gid !== 0);
+    if (othersWrite) return `other users can write to ${dir} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+    // The socket's own directory may belong to the server's user; every one above it must be root's.
+    if (!ownDirs.has(dir) && st.uid !== 0) return `${dir} does not belong to root`;
+  }
+  return undefined;
+}
+
+/** True when `socket` is a socket that no local user but root and its directory's owner could have put there. */
+export function trustedSocket(socket: string): boolean {
+  if (process.platform === 'win32') return false;
+  try {
+    if (!statSync(socket).isSocket()) return false;
+  } catch {
+    return false;
+  }
+  return socketDirectoryProblem(socket) === undefined;
+}
+
+/** The first of `candidates` that exists and that no other local user could have put there. */
+export function findDefaultSocket(candidates: readonly string[] = DEFAULT_SOCKETS): string | undefined {
+  return candidates.find(trustedSocket);
+}
+
+/**
  * Work out the connection: the plug-in's options first, then the option file (`defaultsFile`), then the
  * environment (`MYSQL_HOST`, `MYSQL_TCP_PORT`, `MYSQL_UNIX_PORT`, `MYSQL_USER`, `MYSQL_PWD`), then defaults
- * (a local socket if one exists, else `localhost:3306`; the login name as user).
+ * (a local socket of {@link DEFAULT_SOCKETS} if one exists where only root and its owner can write, else
+ * `localhost:3306`; the login name as user). A configured socket is used as it is.
  */
-export async function resolveConnection(options: ConnectionOptions, env: NodeJS.ProcessEnv = process.env): Promise<ConnectionConfig> {
+export async function resolveConnection(
+  options: ConnectionOptions,
+  env: NodeJS.ProcessEnv = process.env,
+  defaultSockets: readonly string[] = DEFAULT_SOCKETS,
+): Promise<ConnectionConfig> {
   const file: Record<string, string> = {};
   if (options.defaultsFile) {
     const sections = await readOptionFile(options.defaultsFile, (p) => readFile(p, 'utf8'));
@@ -53,12 +117,12 @@ export async function resolveConnection(options: ConnectionOptions, env: NodeJS.
   let host = pick('host', 'MYSQL_HOST');
   let socket = pick('socket', 'MYSQL_UNIX_PORT');
   if (host === undefined && socket === undefined && port === undefined) {
-    socket = DEFAULT_SOCKETS.find((s) => existsSync(s));
+    socket = findDefaultSocket(defaultSockets);
     if (socket === undefined) host = 'localhost';
   }
   // Like the mysql client: "localhost" without a port means the local socket, when there is one.
   if (host === 'localhost' && port === undefined && socket === undefined) {
-    socket = DEFAULT_SOCKETS.find((s) => existsSync(s));
+    socket = findDefaultSocket(defaultSockets);
     if (socket !== undefined) host = undefined;
   }
   const password = pick('password', 'MYSQL_PWD');
@@ -89,6 +153,13 @@ export function connectionError(what: string, err: unknown, c: ConnectionConfig)
   return new Error(redact(`${what} (${describeTarget(c)}): ${detail}`, c));
 }
 
+/**
+ * Open a connection. Over a Unix socket mysql2 sends the password in cleartext when the server asks for it
+ * (`sha256_password`, a `caching_sha2_password` full authentication), as the MySQL client does: the server
+ * requires it there. Its `overrideIsSecure: false` would not help against a fake server (the password then
+ * goes RSA-encrypted under the key that server hands out) and breaks MySQL 8's first login after a restart
+ * over the socket. What protects the password is which socket is used: see {@link trustedSocket}.
+ */
 export function connect(c: ConnectionConfig, connectTimeoutMs: number): Promise<mysql.Connection> {
   return mysql.createConnection({
     ...(c.socket !== undefined ? { socketPath: c.socket } : { host: c.host ?? 'localhost', port: c.port ?? 3306 }),

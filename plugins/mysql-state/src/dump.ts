@@ -3,6 +3,7 @@ import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { withoutSecrets } from '@kiwi-backup/core';
 import { describeTarget, redact, type ConnectionConfig } from './connection.js';
 import { quoteOptionValue } from './option-file.js';
 
@@ -41,7 +42,7 @@ export function findDumpTool(): string | undefined {
 
 /** `mariadb-dump  Ver 10.19 Distrib 10.11.6-MariaDB…`, for the snapshot's metadata. */
 export function dumpToolVersion(tool: string): string | undefined {
-  const res = spawnSync(tool, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+  const res = spawnSync(tool, ['--version'], { encoding: 'utf8', timeout: 10_000, env: withoutSecrets() });
   return res.status === 0 ? res.stdout.trim() : undefined;
 }
 
@@ -75,11 +76,13 @@ export interface DumpOptions {
 /**
  * Stream one database's dump: spawns the dump tool when the backup reads the virtual file, yields its
  * stdout, and throws (so the backup fails) if the tool exits non-zero or is killed. Stopping the read
- * early kills the tool. No temporary copy of the dump is written.
+ * early kills the tool. No temporary copy of the dump is written. The tool gets Kiwi's environment
+ * without Kiwi's secrets (`SECRET_ENV_VARS`); its credentials come from the option file.
  */
 export async function* dumpDatabase(c: ConnectionConfig, database: string, opts: DumpOptions): AsyncGenerator<Buffer> {
   const credentials = await writeCredentials(c);
   const child = spawn(opts.tool, [`--defaults-extra-file=${credentials.file}`, ...opts.args, database], {
+    env: withoutSecrets(),
     stdio: ['ignore', 'pipe', 'pipe'],
     signal: opts.signal,
     windowsHide: true,

@@ -20,6 +20,7 @@ import {
   probe,
   redact,
   resolveConnection,
+  socketDirectoryProblem,
   waitFor,
   type ConnectionConfig,
 } from './connection.js';
@@ -29,7 +30,7 @@ import { formatMs, parseOptions } from './options.js';
 import { DEFAULT_PID_FILES, detectServiceCommands, resolvePidFile, serverPidFromFile, waitForExit, type ServiceCommands } from './service.js';
 
 export { readOptionFile, type OptionFile } from './option-file.js';
-export { resolveConnection, describeTarget, type ConnectionConfig, type ConnectionOptions } from './connection.js';
+export { resolveConnection, describeTarget, DEFAULT_SOCKETS, trustedSocket, type ConnectionConfig, type ConnectionOptions } from './connection.js';
 export { DEFAULT_DUMP_ARGS } from './dump.js';
 export type { CommandSpec } from './command.js';
 export type { LockMethod } from './lock.js';
@@ -367,6 +368,14 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
       }
       try {
         const conn = await resolveConnection(settings.connection);
+        // A configured socket is used as configured; say so when another local user could take its place.
+        const exposed = conn.socket !== undefined ? socketDirectoryProblem(conn.socket) : undefined;
+        if (exposed) {
+          ctx.log.warn(
+            `the MySQL socket ${conn.socket} is where other local users can create files (${exposed}): one of them could put ` +
+              'a fake server there while MySQL is down and receive the password; use a socket in a directory only the server can write to',
+          );
+        }
         const p = await probe(conn, settings.connectTimeoutMs);
         if (!p.up) ctx.log.warn(connectionError('the MySQL server does not answer now', p.error, conn).message);
         else if (p.loginError && settings.mode !== 'service') ctx.log.warn(connectionError('cannot log in to the MySQL server', p.loginError, conn).message);

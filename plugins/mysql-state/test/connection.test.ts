@@ -1,9 +1,11 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import mysqlState, { readOptionFile, resolveConnection } from '../src/index.js';
-import { redact, versionAtLeast } from '../src/connection.js';
+import mysqlState, { DEFAULT_SOCKETS, readOptionFile, resolveConnection, trustedSocket } from '../src/index.js';
+import { findDefaultSocket, redact, socketDirectoryProblem, versionAtLeast } from '../src/connection.js';
 import { chooseLockMethod } from '../src/lock.js';
 import { instantiatePlugin, loadTestPlugins } from '@kiwi-backup/core/testing';
 
@@ -67,6 +69,87 @@ describe('resolveConnection', () => {
 
   it('rejects a bad port', async () => {
     await expect(resolveConnection({}, { MYSQL_TCP_PORT: 'abc' })).rejects.toThrow(/invalid port "abc"/);
+  });
+});
+
+/** A Unix socket something listens on (a fake server: it accepts and says nothing). */
+async function listen(path: string): Promise<Server> {
+  const server = createServer((c) => c.on('error', () => {}));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, () => resolve()));
+  return server;
+}
+const closeServer = (server: Server) => new Promise<void>((r) => server.close(() => r()));
+
+describe.runIf(process.platform !== 'win32')('the default socket', () => {
+  it('is never /tmp/mysql.sock, which any local user can create, even when something listens there', async () => {
+    // The audit's case: no server socket in /run/mysqld, a fake one in /tmp. It used to be picked, and got
+    // the password in cleartext (mysql2 counts a socket as secure).
+    if (!existsSync('/tmp/mysql.sock') && !existsSync('/run/mysqld/mysqld.sock')) {
+      const fake = await listen('/tmp/mysql.sock');
+      try {
+        expect(await resolveConnection({}, {})).toEqual({ host: 'localhost', port: 3306, user: expect.any(String) });
+        expect(await resolveConnection({ host: 'localhost', user: 'u' }, {})).toEqual({ host: 'localhost', port: 3306, user: 'u' });
+      } finally {
+        await closeServer(fake);
+      }
+    }
+    expect(DEFAULT_SOCKETS).not.toContain('/tmp/mysql.sock');
+    expect(findDefaultSocket(['/tmp/mysql.sock'])).toBeUndefined();
+  });
+
+  it('is used only in a directory that no one but root and its owner can write to', async () => {
+    // Anything under the temporary folder (world-writable) is refused, whatever its own mode.
+    const sub = join(dir, 'sockdir');
+    await mkdir(sub, { mode: 0o700 });
+    const sock = join(sub, 'mysqld.sock');
+    const server = await listen(sock);
+    try {
+      expect(trustedSocket(sock)).toBe(false);
+      expect(socketDirectoryProblem(sock)).toMatch(/other users can write to .* \(mode 1777\)|does not belong to root/);
+      expect(await resolveConnection({ user: 'u' }, {}, [sock])).toEqual({ host: 'localhost', port: 3306, user: 'u' });
+      // A configured socket is used as configured.
+      expect(await resolveConnection({ socket: sock, user: 'u' }, {}, [])).toEqual({ socket: sock, user: 'u' });
+    } finally {
+      await closeServer(server);
+    }
+  });
+
+  // A place only root can write to: a folder of its own in /run, as the real /run/mysqld.
+  it.runIf(process.getuid?.() === 0 && existsSync('/run'))('a socket in a root-controlled directory is used; not once others may write there or it links elsewhere', async () => {
+    const base = await mkdtemp('/run/kiwi-mysql-test-');
+    const sock = join(base, 'mysqld.sock');
+    const server = await listen(sock);
+    try {
+      await chmod(base, 0o755);
+      expect(socketDirectoryProblem(sock)).toBeUndefined();
+      expect(await resolveConnection({ user: 'u' }, {}, ['/nonexistent/mysqld.sock', sock])).toEqual({ socket: sock, user: 'u' });
+      // The server's own user may own the directory (Debian: mysql:mysql 0755).
+      await chown(base, 65534, 65534);
+      expect(trustedSocket(sock)).toBe(true);
+      // Writable by its group (not root's) or by everyone: refused.
+      await chmod(base, 0o775);
+      expect(socketDirectoryProblem(sock)).toBe(`other users can write to ${base} (mode 0775)`);
+      expect(await resolveConnection({ user: 'u' }, {}, [sock])).toEqual({ host: 'localhost', port: 3306, user: 'u' });
+      await chmod(base, 0o1777);
+      expect(trustedSocket(sock)).toBe(false);
+      await chown(base, 0, 0);
+      await chmod(base, 0o755);
+      // A symlink in a trusted place to a socket in an untrusted one is judged by where it leads.
+      const elsewhere = join(dir, 'elsewhere.sock');
+      const other = await listen(elsewhere);
+      try {
+        await symlink(elsewhere, join(base, 'link.sock'));
+        expect(trustedSocket(join(base, 'link.sock'))).toBe(false);
+      } finally {
+        await closeServer(other);
+      }
+      // Not a socket at all: not used.
+      await writeFile(join(base, 'file.sock'), '');
+      expect(trustedSocket(join(base, 'file.sock'))).toBe(false);
+    } finally {
+      await closeServer(server);
+      await rm(base, { recursive: true, force: true });
+    }
   });
 });
 

@@ -9,6 +9,8 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import {
   definePlugin,
+  SECRET_ENV_VARS,
+  withoutSecrets,
   type BackupInfo,
   type HookContext,
   type Logger,
@@ -44,6 +46,12 @@ export interface ScriptLauncherOptions {
   shell?: boolean | string;
   /** Extra environment variables for the scripts. */
   env?: Record<string, string>;
+  /**
+   * Secrets of Kiwi's environment (`SECRET_ENV_VARS`: the repository and SFTP passwords, the AWS
+   * credentials…) that the scripts get anyway, e.g. `["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+   * "AWS_SESSION_TOKEN"]` for a script that calls `aws`. By default they are withheld.
+   */
+  passEnv?: string[];
 }
 
 type Phase = 'pre_backup' | 'post_backup';
@@ -57,14 +65,13 @@ interface Settings {
   continueOnPreFailure: boolean;
   shell: boolean | string | undefined;
   env: Record<string, string>;
+  passEnv: string[];
 }
 
 const NAME = 'script-launcher';
 const isWindows = process.platform === 'win32';
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 const DEFAULT_KILL_GRACE_MS = 5_000;
-/** Variables never handed to a script: its output goes to Kiwi's log, and `env` would print them. */
-const WITHHELD_ENV = ['KIWI_PASSWORD'];
 
 /** The plug-in: a factory, so it gets its options and its folder once, when Kiwi loads it. */
 export default definePlugin((options: Record<string, unknown>, api: PluginApi): PluginDefinition => {
@@ -199,10 +206,13 @@ function describeBackupEnd(backup: BackupInfo): string {
   return `ended with status ${backup.status}${snapshot}${error}`;
 }
 
-/** The environment a script gets: Kiwi's own (minus secrets), the backup as `KIWI_*`, then `options.env`. */
-function scriptEnv(ctx: HookContext, settings: Pick<Settings, 'dir' | 'env'>, phase: Phase): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of WITHHELD_ENV) delete env[name];
+/**
+ * The environment a script gets: Kiwi's own without its secrets (`SECRET_ENV_VARS`, but those named in
+ * `passEnv`: a script's output goes to Kiwi's log, where `env` or `set -x` would print them), the backup
+ * as `KIWI_*`, then `options.env`.
+ */
+function scriptEnv(ctx: HookContext, settings: Pick<Settings, 'dir' | 'env' | 'passEnv'>, phase: Phase): NodeJS.ProcessEnv {
+  const env = withoutSecrets(process.env, settings.passEnv);
   const b = ctx.backup;
   Object.assign(env, {
     KIWI_HOOK: phase,
@@ -276,7 +286,7 @@ function isExecutable(path: string): boolean {
 
 /** Validate the options once, at load time, with messages that name the option. */
 function parseOptions(options: Record<string, unknown>, pluginDir: string): Settings {
-  const known = new Set(['pre', 'post', 'dir', 'timeout', 'killGrace', 'continueOnPreFailure', 'shell', 'env']);
+  const known = new Set(['pre', 'post', 'dir', 'timeout', 'killGrace', 'continueOnPreFailure', 'shell', 'env', 'passEnv']);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new Error(`${NAME}: unknown option "${key}" (known: ${[...known].join(', ')})`);
   }
@@ -297,6 +307,15 @@ function parseOptions(options: Record<string, unknown>, pluginDir: string): Sett
   if (typeof env !== 'object' || env === null || Object.values(env).some((v) => typeof v !== 'string')) {
     throw new Error(`${NAME}: option "env" must be an object of strings`);
   }
+  const passEnv = options.passEnv ?? [];
+  if (!Array.isArray(passEnv) || passEnv.some((v) => typeof v !== 'string')) {
+    throw new Error(`${NAME}: option "passEnv" must be an array of variable names`);
+  }
+  for (const name of passEnv as string[]) {
+    if (!SECRET_ENV_VARS.includes(name)) {
+      throw new Error(`${NAME}: option "passEnv": ${JSON.stringify(name)} is not withheld from the scripts (only ${SECRET_ENV_VARS.join(', ')} are); nothing to pass`);
+    }
+  }
   const cont = options.continueOnPreFailure ?? false;
   if (typeof cont !== 'boolean') throw new Error(`${NAME}: option "continueOnPreFailure" must be true or false`);
   return {
@@ -308,6 +327,7 @@ function parseOptions(options: Record<string, unknown>, pluginDir: string): Sett
     continueOnPreFailure: cont,
     shell,
     env: env as Record<string, string>,
+    passEnv: passEnv as string[],
   };
 }
 

@@ -250,5 +250,48 @@ describe.runIf(posix)('script-launcher', () => {
     );
     await expect(loadTestPlugins(launcher({ timeout: 'soon' }), { dataDir })).rejects.toThrow(/option "timeout"/);
     await expect(loadTestPlugins(launcher({ pre: 42 }), { dataDir })).rejects.toThrow(/option "pre"/);
+    await expect(loadTestPlugins(launcher({ passEnv: 'AWS_SECRET_ACCESS_KEY' }), { dataDir })).rejects.toThrow(/option "passEnv" must be an array/);
+    await expect(loadTestPlugins(launcher({ passEnv: ['HOME'] }), { dataDir })).rejects.toThrow(/option "passEnv": "HOME" is not withheld from the scripts/);
+  });
+
+  it("withholds every one of Kiwi's secrets from the scripts, but those named in passEnv", async () => {
+    // Before, only KIWI_PASSWORD was withheld: a pre script's `env` put the SFTP password, the password
+    // command, the source repository's password and the AWS secret into Kiwi's log.
+    const secrets: Record<string, string> = {
+      KIWI_PASSWORD: 'pw-repo',
+      KIWI_PASSWORD_COMMAND: 'echo pw-command',
+      KIWI_FROM_PASSWORD: 'pw-from',
+      KIWI_SFTP_PASSWORD: 'pw-sftp',
+      KIWI_SFTP_KEY_PASSPHRASE: 'pw-passphrase',
+      AWS_ACCESS_KEY_ID: 'AKIA-ID',
+      AWS_SECRET_ACCESS_KEY: 'aws-secret',
+      AWS_SESSION_TOKEN: 'aws-token',
+    };
+    const kept = { KIWI_PASSWORD_FILE: '/etc/kiwi/password', AWS_PROFILE: 'backup' };
+    const previous = Object.fromEntries(Object.keys({ ...secrets, ...kept }).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, secrets, kept);
+    try {
+      await script('pre_backup.sh', 'env');
+      const run = await backup({ post: false });
+      const logged = run.logs.map((l) => l.message).join('\n');
+      for (const [name, value] of Object.entries(secrets)) {
+        expect(logged, name).not.toContain(`${name}=`);
+        expect(logged, name).not.toContain(value);
+      }
+      // Paths and settings that are not secrets are still there.
+      expect(logged).toContain('pre_backup: KIWI_PASSWORD_FILE=/etc/kiwi/password');
+      expect(logged).toContain('pre_backup: AWS_PROFILE=backup');
+      // A script that needs the AWS credentials gets them when passEnv names them.
+      const aws = await backup({ post: false, passEnv: ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'] });
+      const awsLogged = aws.logs.map((l) => l.message);
+      expect(awsLogged).toContain('pre_backup: AWS_SECRET_ACCESS_KEY=aws-secret');
+      expect(awsLogged).toContain('pre_backup: AWS_SESSION_TOKEN=aws-token');
+      expect(awsLogged.join('\n')).not.toContain('pw-');
+    } finally {
+      for (const [k, v] of Object.entries(previous)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });

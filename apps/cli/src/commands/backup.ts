@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { access, lstat, readFile } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { assertPattern, builtinExcludes, parseByteSize, runBackup, scanSources, type BackupStats, type ContentSource, type LiveProgress, type ScanTotals } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { checkPatterns, stringArg, stringList } from '../args.js';
@@ -12,6 +11,7 @@ import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { parseTimeArg } from '../time-arg.js';
 import { ownDataExcludes } from '../own-data.js';
 import { escapeControl, plural } from '../format.js';
+import { readExcludeFile } from '../small-file.js';
 import { BackupProgress, progressLines } from '../progress.js';
 
 export default kiwiCommand({
@@ -58,15 +58,11 @@ export default kiwiCommand({
     const tags = [...(cfg.tags ?? []), ...stringList(args.tag).flatMap((t) => t.split(','))].filter(Boolean);
     const exclude = [...(cfg.exclude ?? []), ...stringList(args.exclude)];
     const excludeFiles = [...(cfg.excludeFile ?? []), ...stringList(args['exclude-file'])];
-    // A pattern file that cannot be read is a configuration error (exit 2), found before the repository is opened.
+    // A pattern file that cannot be read is a configuration error (exit 2), found before the repository is
+    // opened; so is one that is not a regular file (`/dev/zero` once filled the memory; a pipe would be
+    // empty when the walk reads it again).
     for (const f of excludeFiles) {
-      try {
-        await access(f, fsConstants.R_OK);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        throw new UsageError(`cannot read the exclude file ${f}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
-      }
-      const lines = (await readFile(f, 'utf8').catch(() => '')).split(/\r?\n/);
+      const lines = (await readExcludeFile(f)).split(/\r?\n/);
       lines.forEach((line, i) => assertPattern(line, `exclude file ${f}, line ${i + 1}:`));
     }
     // A pattern that cannot match what it says would exclude nothing, silently: refused up front.

@@ -8,7 +8,7 @@ import { HistoryStore, type RunRecord, type RunTrigger } from './history.js';
 import type { DaemonApi } from './http.js';
 import type { DaemonJob, TaskKind } from './jobs.js';
 import type { RetentionEngine } from './retention.js';
-import { listJobSnapshots, printableRepository, runBackupTask, runCheckTask, runPruneTask, type RunnerContext, type SnapshotSummaryJson } from './runner.js';
+import { jobError, listJobSnapshots, printableRepository, runBackupTask, runCheckTask, runPruneTask, type RunnerContext, type SnapshotSummaryJson } from './runner.js';
 import { RunQueue, Scheduler, type QueueItem, type ScheduledTask } from './scheduler.js';
 
 export interface DaemonInit {
@@ -216,7 +216,7 @@ export class Daemon implements DaemonApi {
       }
     } catch (err) {
       rec.status = controller.signal.aborted ? 'interrupted' : 'failure';
-      rec.error = describeError(err);
+      rec.error = jobError(this.#ctx, job, err);
     } finally {
       this.#stop.signal.removeEventListener('abort', onStop);
       if (rec.status === 'running') rec.status = 'failure';

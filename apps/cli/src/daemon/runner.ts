@@ -14,7 +14,9 @@ import {
 } from '@kiwi-backup/core';
 import type { Session } from '../session.js';
 import { readPasswordFile } from '../password.js';
+import { readExcludeFile } from '../small-file.js';
 import { DEFAULT_RETRY_LOCK } from '../lock-wait.js';
+import { maskMessage } from '../format.js';
 import { describeError, formatBytes } from '../output.js';
 import type { RunRecord } from './history.js';
 import type { DaemonJob } from './jobs.js';
@@ -86,6 +88,21 @@ export function printableRepository(ctx: Pick<RunnerContext, 'session'>, job: Da
   return ctx.session.forRepository(job.config.repository).printableRepo();
 }
 
+/**
+ * A message about a job's run as its record keeps it (history, `/api/status`, the `job_error` event): the
+ * job's repository location as written replaced by its printable form, and every URL secret masked, as
+ * the CLI prints its errors (see `maskMessage`).
+ */
+export function jobMessage(ctx: Pick<RunnerContext, 'session'>, job: DaemonJob, message: string): string {
+  const s = ctx.session.forRepository(job.config.repository);
+  return maskMessage(message, s.repoUrl, s.printableRepo());
+}
+
+/** {@link jobMessage} of an error. */
+export function jobError(ctx: Pick<RunnerContext, 'session'>, job: DaemonJob, err: unknown): string {
+  return jobMessage(ctx, job, describeError(err));
+}
+
 /** Run one backup of `job` (then its retention) and fill in `rec`. Never throws: failures end up in `rec`. */
 export async function runBackupTask(
   ctx: RunnerContext,
@@ -100,6 +117,9 @@ export async function runBackupTask(
   let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
   try {
     signal.throwIfAborted();
+    // As `kiwi backup` checks them: an exclude file that is not a regular file of a sane size (`/dev/zero`)
+    // fails the run here, before the walk reads it whole.
+    for (const f of job.config.excludeFile ?? []) await readExcludeFile(f);
     opened = await openRepository(ctx, job, password, true, signal);
     const repo = opened.repo;
     const cfg = job.config;
@@ -132,7 +152,7 @@ export async function runBackupTask(
       const withResult = err as ErrorWithBackupResult;
       if (!withResult.backupResult) throw err;
       result = withResult.backupResult;
-      rec.error = describeError(err);
+      rec.error = jobError(ctx, job, err);
     }
     rec.status = result.status === 'running' ? 'failure' : result.status;
     rec.stats = { ...result.stats };
@@ -141,7 +161,7 @@ export async function runBackupTask(
       rec.entryErrors = result.errors.slice(0, 20).map((e) => ({ path: e.path, message: e.message }));
       rec.error ??= `${result.errors.length} entr${result.errors.length === 1 ? 'y' : 'ies'} could not be read, e.g. ${result.errors[0]!.path}: ${result.errors[0]!.message}`;
     }
-    if (result.stopErrors.length && !rec.error) rec.error = `onBackupStop: ${result.stopErrors.map((e) => e.message).join('; ')}`;
+    if (result.stopErrors.length && !rec.error) rec.error = jobMessage(ctx, job, `onBackupStop: ${result.stopErrors.map((e) => e.message).join('; ')}`);
 
     // Retention: only after a backup that wrote a snapshot, never after a stop was asked for.
     if (cfg.forget && result.snapshotId && !signal.aborted) {
@@ -153,13 +173,13 @@ export async function runBackupTask(
           const outcome = await ctx.retention.forget({ repository: repo, policy: cfg.forget, host, paths: cfg.paths, signal, log: ctx.log });
           rec.retention = { status: 'done', message: `kept ${outcome.kept.length}, removed ${outcome.removed.length}`, kept: outcome.kept.length, removed: outcome.removed };
         } catch (err) {
-          rec.retention = { status: 'failed', message: describeError(err) };
+          rec.retention = { status: 'failed', message: jobError(ctx, job, err) };
         }
       }
     }
   } catch (err) {
     rec.status = signal.aborted ? 'interrupted' : 'failure';
-    rec.error = describeError(err);
+    rec.error = jobError(ctx, job, err);
   } finally {
     await opened?.close();
   }
@@ -175,7 +195,7 @@ export async function runPruneTask(ctx: RunnerContext, job: DaemonJob, password:
     rec.retention = { status: 'done', message: outcome.message };
   } catch (err) {
     rec.status = signal.aborted ? 'interrupted' : 'failure';
-    rec.error = describeError(err);
+    rec.error = jobError(ctx, job, err);
   } finally {
     await opened?.close();
   }
@@ -216,7 +236,7 @@ export async function runCheckTask(
     if (report.errors.length) rec.error = `check found ${report.errors.length} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`;
   } catch (err) {
     rec.status = signal.aborted ? 'interrupted' : 'failure';
-    rec.error = describeError(err);
+    rec.error = jobError(ctx, job, err);
   } finally {
     await opened?.close();
   }

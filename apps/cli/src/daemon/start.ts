@@ -7,7 +7,7 @@ import { attachLog, EventBus, now } from './events.js';
 import { startApiServer, type ListenAddress } from './http.js';
 import { buildJobs } from './jobs.js';
 import { retentionEngine } from './retention.js';
-import { jobPassword } from './runner.js';
+import { jobError, jobPassword } from './runner.js';
 import type { GracefulStop } from './signals.js';
 import { ensureWritableDataDir, loadOrCreateToken } from './token.js';
 
@@ -57,15 +57,16 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<number> {
       if (job.config.prune && noPrune) out.warn(`jobs.${job.name}.prune: not scheduled: ${noPrune}`);
     }
 
-    const { token, created, path: tokenFile } = await loadOrCreateToken(session.dataDir);
+    const { token, created, replaced, path: tokenFile } = await loadOrCreateToken(session.dataDir);
     if (created) out.info(`created the API token in ${tokenFile} (mode 0600)`);
+    if (replaced) out.warn(replaced);
 
     const passwords = new Map<string, string>();
     for (const job of jobs) {
       try {
         passwords.set(job.name, await jobPassword({ session }, job, true));
       } catch (err) {
-        throw new CliError(`job "${job.name}": ${describeError(err)}`, ExitCode.Usage, { cause: err });
+        throw new CliError(`job "${job.name}": ${jobError({ session }, job, err)}`, ExitCode.Usage, { cause: err });
       }
     }
 

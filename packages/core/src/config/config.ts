@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { defaultConfigPath } from '../datadir.js';
@@ -167,8 +168,9 @@ export async function loadConfig(path: string | undefined, options: LoadConfigOp
   const file = resolve(path ?? defaultConfigPath(options.dataDir));
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readConfigText(file);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !explicit) return { config: {}, path: file, exists: false };
     const why = code === 'ENOENT' ? 'does not exist' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${(err as Error).message})`;
@@ -176,6 +178,49 @@ export async function loadConfig(path: string | undefined, options: LoadConfigOp
   }
   const config = parseConfig(text, file, options.home);
   return { config, path: file, exists: true };
+}
+
+/** A config file larger than this is refused: Kiwi's own are a few KiB. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The text of a config file: a regular file, or a pipe (`--config <(generate-config)`), of at most
+ * {@link MAX_CONFIG_BYTES}. Anything else (`/dev/zero`, a terminal, a directory) is refused before a byte
+ * is read, and a pipe that goes on is refused at the limit: a config file never fills the memory.
+ * @throws ConfigError for a file of the wrong kind or size; the open's own error otherwise.
+ */
+async function readConfigText(file: string): Promise<string> {
+  const fh = await open(file, 'r');
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new ConfigError(`config file ${file} is a directory`, file);
+    if (!st.isFile() && !st.isFIFO()) {
+      throw new ConfigError(`config file ${file} is not a regular file (${fileKind(st)}); give the path of a JSON file`, file);
+    }
+    if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${file} is too large (${st.size} bytes; at most ${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`, file);
+    // Read to the end in chunks (a pipe has no size; a file may grow): a byte past the limit is an error.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, MAX_CONFIG_BYTES + 1 - total));
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${file} is too large (more than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`, file);
+    }
+    return Buffer.concat(chunks, total).toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/** What a non-regular file is, for messages. */
+function fileKind(st: Stats): string {
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'a special file';
 }
 
 /**
@@ -376,6 +421,41 @@ export function validateConfig(value: unknown, positions?: Map<string, JsonPosit
       add(key, err.message);
     }
   }
+}
+
+/**
+ * The environment variables that hold Kiwi's secrets, or what gives them (docs/cli.md, "Environment"):
+ * the repository passwords and the password command (its text may hold one), the SFTP password and key
+ * passphrase, and the static AWS credentials Kiwi's S3 storage reads (all three together: an access key
+ * id without its secret makes the AWS CLI and SDKs fail instead of using their profile). Plug-ins
+ * withhold them from the programs they start ({@link withoutSecrets}): a script's or a tool's output
+ * goes to Kiwi's log, where `env` or `set -x` would print them, and none of those programs need them.
+ * Paths (`KIWI_PASSWORD_FILE`, `KIWI_FROM_PASSWORD_FILE`) are not secrets and are handed on.
+ */
+export const SECRET_ENV_VARS: readonly string[] = Object.freeze([
+  'KIWI_PASSWORD',
+  'KIWI_PASSWORD_COMMAND',
+  'KIWI_FROM_PASSWORD',
+  'KIWI_SFTP_PASSWORD',
+  'KIWI_SFTP_KEY_PASSPHRASE',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+]);
+
+/**
+ * A copy of `env` (default: this process's) without {@link SECRET_ENV_VARS}, for a child process;
+ * `keep` names secrets to hand on anyway (a script that really needs the AWS credentials).
+ */
+export function withoutSecrets(env: NodeJS.ProcessEnv = process.env, keep: readonly string[] = []): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env };
+  // (Windows: names are case-insensitive, `Kiwi_Password` is the same variable.)
+  const fold = process.platform === 'win32' ? (name: string) => name.toUpperCase() : (name: string) => name;
+  for (const key of Object.keys(out)) {
+    const name = fold(key);
+    if (SECRET_ENV_VARS.includes(name) && !keep.some((k) => fold(k) === name)) delete out[key];
+  }
+  return out;
 }
 
 /** True for a plug-in/module string meant as a path: starts with `./`, `../`, `/`, `~`, or is absolute. */

@@ -1,7 +1,8 @@
 /**
  * JSON with comments and trailing commas (JSONC, as VS Code's settings files), parsed with
  * Microsoft's `jsonc-parser` (the parser of VS Code itself). Kiwi adds what a config file needs on
- * top: syntax errors with line and column, duplicate keys refused, a nesting limit checked before
+ * top: syntax errors with line, column and the kind of token found (never its text: `--config` may name
+ * a password file, a value may be a secret), duplicate keys refused, a nesting limit checked before
  * the (recursive) parser runs, objects built without prototype setters (`__proto__` is just a key),
  * and the position of every value so schema errors can point at a line.
  */
@@ -13,6 +14,17 @@ const OPEN_BRACE = 1;
 const CLOSE_BRACE = 2;
 const OPEN_BRACKET = 3;
 const CLOSE_BRACKET = 4;
+const COMMA = 5;
+const COLON = 6;
+const NULL_KEYWORD = 7;
+const TRUE_KEYWORD = 8;
+const FALSE_KEYWORD = 9;
+const STRING_LITERAL = 10;
+const NUMERIC_LITERAL = 11;
+const LINE_COMMENT = 12;
+const BLOCK_COMMENT = 13;
+const LINE_BREAK = 14;
+const TRIVIA = 15;
 const EOF = 17;
 
 export interface JsonPosition {
@@ -66,11 +78,16 @@ export function parseJsonc(text: string): ParsedJson {
   const fail = (message: string, offset: number): never => {
     throw new JsonSyntaxError(message, posAt(offset + start));
   };
-  const found = (offset: number, length: number): string => {
+  /**
+   * What the parser found at `offset`: the kind of token, never its text. A config file's values may be
+   * secrets (an unquoted secret key), and `--config` may name the wrong file (a password file): only
+   * punctuation and the JSON keywords, which are what they are, are quoted.
+   */
+  const found = (offset: number): string => {
     if (offset >= body.length) return 'end of input';
-    const token = body.slice(offset, offset + Math.max(1, Math.min(length, 20)));
-    // A string token shows as written ("plugins"); anything else quoted, with escapes for the invisible.
-    return /^"[^"\\\n]*"$/.test(token) ? token : JSON.stringify(token);
+    const scanner = jsoncParser().createScanner(body, false);
+    scanner.setPosition(offset);
+    return describeToken(scanner.scan(), body.charAt(offset));
   };
 
   checkDepth(body, fail);
@@ -78,7 +95,7 @@ export function parseJsonc(text: string): ParsedJson {
   const root = jsoncParser().parseTree(body, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false });
   if (errors.length > 0) {
     const e = errors[0]!;
-    fail(describeError(jsoncParser().printParseErrorCode(e.error), found(e.offset, e.length)), e.offset);
+    fail(describeError(jsoncParser().printParseErrorCode(e.error), found(e.offset)), e.offset);
   }
   if (!root) return fail('expected a JSON value, found end of input', body.length);
 
@@ -120,14 +137,54 @@ function checkDepth(text: string, fail: (message: string, offset: number) => nev
   }
 }
 
+/** A token for an error message, by its kind: `"}"`, `true`, `a string`, `an unquoted word`… */
+function describeToken(kind: number, first: string): string {
+  switch (kind) {
+    case OPEN_BRACE:
+      return '"{"';
+    case CLOSE_BRACE:
+      return '"}"';
+    case OPEN_BRACKET:
+      return '"["';
+    case CLOSE_BRACKET:
+      return '"]"';
+    case COMMA:
+      return '","';
+    case COLON:
+      return '":"';
+    case NULL_KEYWORD:
+      return 'null';
+    case TRUE_KEYWORD:
+      return 'true';
+    case FALSE_KEYWORD:
+      return 'false';
+    case STRING_LITERAL:
+      return 'a string';
+    case NUMERIC_LITERAL:
+      return 'a number';
+    case LINE_COMMENT:
+    case BLOCK_COMMENT:
+      return 'a comment';
+    case LINE_BREAK:
+    case TRIVIA:
+      return 'white space';
+    case EOF:
+      return 'end of input';
+    default:
+      // Letters, digits, `_` and `$` start a word the parser does not know (a string without its quotes);
+      // anything else is a character JSON has no use for.
+      return /^[\p{L}\p{N}_$]$/u.test(first) ? 'an unquoted word (strings need double quotes)' : 'an unexpected character';
+  }
+}
+
 /** A message per jsonc-parser error code (by name). */
 function describeError(code: string, found: string): string {
   switch (code) {
     case 'InvalidSymbol':
-      return `unexpected ${found}`;
+      return `unexpected token: ${found}`;
     case 'InvalidNumberFormat':
     case 'UnexpectedEndOfNumber':
-      return `invalid number ${found}`;
+      return 'invalid number';
     case 'PropertyNameExpected':
       return `expected a double-quoted property name, found ${found}`;
     case 'ValueExpected':
@@ -141,7 +198,7 @@ function describeError(code: string, found: string): string {
     case 'CloseBracketExpected':
       return `expected "," or "]", found ${found}`;
     case 'EndOfFileExpected':
-      return `unexpected ${found} after the end of the document`;
+      return `found ${found} after the end of the document`;
     case 'InvalidCommentToken':
       return 'invalid comment';
     case 'UnexpectedEndOfComment':
@@ -155,6 +212,6 @@ function describeError(code: string, found: string): string {
     case 'InvalidCharacter':
       return 'control character in string (escape it)';
     default:
-      return `unexpected ${found}`;
+      return `unexpected token: ${found}`;
   }
 }

@@ -124,9 +124,9 @@ export async function discoverPlugins(opts: DiscoverOptions): Promise<{ candidat
         source = 'config';
         location = resolveUserPath(spec, base);
         derivedName = nameFromPath(location);
-      } else if (!inDataDir.has(spec) && opts.builtins?.[spec] !== undefined) {
+      } else if (!inDataDir.has(spec) && builtinFile(opts.builtins, spec) !== undefined) {
         source = 'package';
-        location = opts.builtins[spec]!;
+        location = builtinFile(opts.builtins, spec)!;
         derivedName = spec;
       } else if (inDataDir.has(spec)) {
         source = 'datadir';
@@ -145,10 +145,10 @@ export async function discoverPlugins(opts: DiscoverOptions): Promise<{ candidat
       source = 'package';
       location = pkg;
       derivedName = pkg;
-    } else if (configName !== undefined && !inDataDir.has(configName) && opts.builtins?.[configName] !== undefined) {
+    } else if (configName !== undefined && !inDataDir.has(configName) && builtinFile(opts.builtins, configName) !== undefined) {
       // `{ "name": "mysql-state", "options": … }` with no folder of that name: the built-in, as for the string form.
       source = 'package';
-      location = opts.builtins[configName]!;
+      location = builtinFile(opts.builtins, configName)!;
       derivedName = configName;
     } else if (configName !== undefined) {
       source = 'datadir';
@@ -164,7 +164,7 @@ export async function discoverPlugins(opts: DiscoverOptions): Promise<{ candidat
       throw new PluginError('?', 'load', undefined, { message: `config ${where} needs "name", "path" or "package"` });
     }
     if (source === 'datadir') usedDataDir.add(derivedName);
-    const options = { ...pluginOptions[configName ?? derivedName], ...(('options' in entry && entry.options) || {}) };
+    const options = { ...ownEntry(pluginOptions, configName ?? derivedName), ...(('options' in entry && entry.options) || {}) };
     if ('enabled' in entry && entry.enabled === false) {
       disabled.push(source === 'package' ? { name: configName ?? derivedName, source } : { name: configName ?? derivedName, source, path: location });
       return;
@@ -174,7 +174,7 @@ export async function discoverPlugins(opts: DiscoverOptions): Promise<{ candidat
 
   for (const name of dataDirNames) {
     if (usedDataDir.has(name)) continue;
-    candidates.push({ configName: undefined, derivedName: name, source: 'datadir', location: join(pdir, name), options: { ...pluginOptions[name] } });
+    candidates.push({ configName: undefined, derivedName: name, source: 'datadir', location: join(pdir, name), options: { ...ownEntry(pluginOptions, name) } });
   }
   return { candidates, disabled };
 }
@@ -250,12 +250,25 @@ export async function resolvePluginFolder(dir: string, name: string, builtins?: 
     const p = join(dir, f);
     if (await isFile(p)) return p;
   }
-  const builtin = builtins?.[basename(dir)];
+  const builtin = builtinFile(builtins, basename(dir));
   if (builtin !== undefined) return builtin;
   throw new PluginError(name, 'load', undefined, {
     path: dir,
     message: `plug-in "${name}": ${dir} has no index.mjs, index.js or package.json entry (exports/main)`,
   });
+}
+
+/**
+ * The module file of the built-in plug-in `name`, if there is one. Only the map's own keys count: a name
+ * from the config such as `constructor` or `__proto__` must not find `Object.prototype`'s members.
+ */
+function builtinFile(builtins: Record<string, string> | undefined, name: string): string | undefined {
+  return builtins !== undefined ? ownEntry(builtins, name) : undefined;
+}
+
+/** `record[key]` when it is the record's own property (not one of `Object.prototype`'s). */
+function ownEntry<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
 }
 
 /** Find an npm package's folder by walking up `node_modules` folders from `base`. */

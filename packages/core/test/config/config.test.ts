@@ -1,9 +1,10 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rejectionOf } from '../plugins/helpers.js';
-import { ConfigError, loadConfig, parseConfig, parseJsonc, JsonSyntaxError } from '../../src/index.js';
+import { ConfigError, loadConfig, MAX_CONFIG_BYTES, parseConfig, parseJsonc, JsonSyntaxError, SECRET_ENV_VARS, withoutSecrets } from '../../src/index.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -88,6 +89,56 @@ describe('loadConfig', () => {
     expect(err.issues[0]).toMatchObject({ line: 3, column: 3 });
   });
 
+  it('a special file is refused before it is read (/dev/zero once filled the memory); a pipe is read, up to a limit', async () => {
+    for (const special of ['/dev/zero', '/dev/null']) {
+      const err = await rejectionOf<ConfigError>(loadConfig(special, { dataDir: dir }));
+      expect(err).toBeInstanceOf(ConfigError);
+      expect(err.message).toBe(`config file ${special} is not a regular file (a character device); give the path of a JSON file`);
+    }
+    if (process.platform === 'win32') return;
+    // `--config <(generate-config)`: a pipe holding a config works …
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const writer = spawn('sh', ['-c', `printf '{"repository":"/r"}' > ${fifo}`]);
+    const written = new Promise((r) => writer.once('close', r));
+    expect((await loadConfig(fifo, { dataDir: dir })).config).toEqual({ repository: '/r' });
+    await written;
+    // … one that never ends is cut off at the limit.
+    const endless = spawn('sh', ['-c', `exec cat /dev/zero > ${fifo}`]);
+    const err = await rejectionOf<ConfigError>(loadConfig(fifo, { dataDir: dir }));
+    endless.kill();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`config file ${fifo} is too large (more than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`);
+  });
+
+  it('a config file larger than the limit is refused', async () => {
+    const file = join(dir, 'huge.json');
+    await writeFile(file, `{"repository":"/r"}${' '.repeat(MAX_CONFIG_BYTES)}`);
+    await expect(loadConfig(file, { dataDir: dir })).rejects.toThrow(`config file ${file} is too large (${MAX_CONFIG_BYTES + 19} bytes; at most 4 MiB)`);
+  });
+
+  it('a syntax error says where and what kind of token, never its text (a password file given as --config)', async () => {
+    const file = join(dir, 'password');
+    await writeFile(file, 'pw-secret-123\n');
+    const err = await rejectionOf<ConfigError>(loadConfig(file, { dataDir: dir }));
+    expect(err.message).toBe(`config file ${file} is not valid JSON: unexpected token: an unquoted word (strings need double quotes) at line 1, column 1`);
+    const cases: Array<[string, string]> = [
+      ['{"storageOptions": {"s3": {"secretAccessKey": AKIAsecret/xyz+abc}}}', 'unexpected token: an unquoted word (strings need double quotes) at line 1, column 47'],
+      ['{"repository": "/r" "s3cr3t"}', 'expected ",", found a string at line 1, column 21'],
+      ['{"repository": 12secret}', 'unexpected token: an unquoted word (strings need double quotes) at line 1, column 18'],
+      ['{"repository": @secret}', 'unexpected token: an unexpected character at line 1, column 16'],
+      ['{"a": 1}}', 'found "}" after the end of the document at line 1, column 9'],
+      ['{"a" true}', 'expected ":" after the property name, found true at line 1, column 6'],
+      ['{"a": 1e}', 'invalid number at line 1, column 7'],
+      ['{\n  "repository": "/r",\n', 'expected a double-quoted property name, found end of input at line 3, column 1'],
+    ];
+    for (const [text, message] of cases) {
+      const e = configError(text);
+      expect(e.message, text).toBe(`config file /etc/kiwi/config.json is not valid JSON: ${message}`);
+      expect(e.message).not.toMatch(/secret|s3cr3t/i);
+    }
+  });
+
   it('an unterminated document reports the end position', () => {
     const err = configError('{\n  "repository": "/r",\n');
     expect(err.message).toMatch(/end of input at line 3, column 1/);
@@ -159,5 +210,19 @@ describe('parseJsonc', () => {
   });
   it('skips a BOM', () => {
     expect(parseJsonc('\ufeff{"a":1}').value).toEqual({ a: 1 });
+  });
+});
+
+describe('secret environment variables', () => {
+  it('lists every variable that holds a secret; withoutSecrets leaves them out of a copy', () => {
+    expect([...SECRET_ENV_VARS].sort()).toEqual(
+      ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'KIWI_FROM_PASSWORD', 'KIWI_PASSWORD', 'KIWI_PASSWORD_COMMAND', 'KIWI_SFTP_KEY_PASSPHRASE', 'KIWI_SFTP_PASSWORD'],
+    );
+    const env = Object.fromEntries([...SECRET_ENV_VARS.map((n) => [n, 'secret']), ['PATH', '/bin'], ['KIWI_PASSWORD_FILE', '/etc/kiwi/pw']]);
+    expect(withoutSecrets(env)).toEqual({ PATH: '/bin', KIWI_PASSWORD_FILE: '/etc/kiwi/pw' });
+    expect(withoutSecrets(env, ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'])).toEqual({
+      PATH: '/bin', KIWI_PASSWORD_FILE: '/etc/kiwi/pw', AWS_ACCESS_KEY_ID: 'secret', AWS_SECRET_ACCESS_KEY: 'secret',
+    });
+    expect(env.KIWI_PASSWORD).toBe('secret');
   });
 });

@@ -163,6 +163,25 @@ describe('plug-in loading', () => {
     );
   });
 
+  it('a plug-in named like a member of Object.prototype is an unknown plug-in, not a crash', async () => {
+    // The CLI's map of built-ins is a plain object: `constructor`, `toString`… once found Object.prototype's
+    // functions there and failed with a TypeError (exit 1) instead of a PluginError (a config error, exit 2).
+    const builtins = Object.fromEntries([['script-launcher', join(dataDir, 'builtin.mjs')]]) as Record<string, string>;
+    const { logger } = testLogger();
+    for (const name of ['constructor', 'toString', '__proto__', 'valueOf', 'hasOwnProperty']) {
+      for (const entry of [name, { name }]) {
+        const err = await rejectionOf(PluginRuntime.load({ dataDir, config: { plugins: [entry] }, cwd: dataDir, logger, builtins }));
+        expect(err, `${JSON.stringify(entry)}`).toBeInstanceOf(PluginError);
+        expect((err as Error).message).toContain(`"${name}"`);
+      }
+    }
+    // A data-directory folder of such a name, without a module of its own, is a plug-in without an entry.
+    await writeTree(join(dataDir, 'plugins'), { 'constructor/pre_backup.sh': '#!/bin/sh\n' });
+    const err = await rejectionOf(PluginRuntime.load({ dataDir, logger, builtins }));
+    expect(err).toBeInstanceOf(PluginError);
+    expect((err as Error).message).toMatch(/has no index\.mjs, index\.js or package\.json entry/);
+  });
+
   it('reports misnamed hooks with the closest valid name, and ignores them', async () => {
     await writeTree(join(dataDir, 'plugins'), {
       'typos/index.mjs': `
