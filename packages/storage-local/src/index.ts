@@ -21,7 +21,6 @@
  * files stay writable by the owner so that removal and rename work on every OS).
  */
 import { randomBytes } from 'node:crypto';
-import { constants as bufferConstants } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -45,6 +44,11 @@ import {
   type SaveSource,
   type Storage,
 } from '@kiwi-backup/core';
+import { allocFor, mapError, notRegular } from './errors.js';
+import { DATA_SUBDIR, listedNameProblem } from './names.js';
+
+export { mapError } from './errors.js';
+export { listedNameProblem } from './names.js';
 
 /** Mode of repository directories. */
 export const DIR_MODE = 0o700;
@@ -84,36 +88,6 @@ const HEX = '0123456789abcdef';
  * does not throw, it aborts the whole process (`Assertion failed: args[3]->IsInt32()`).
  */
 export const MAX_READ = 1024 * 1024 * 1024;
-
-/** A pack's name: the SHA-256 of its bytes, 64 lowercase hex digits. */
-const PACK_NAME = /^[0-9a-f]{64}$/;
-/** The name of a `data/` subdirectory: two lowercase hex digits. */
-const DATA_SUBDIR = /^[0-9a-f]{2}$/;
-
-/**
- * Why the entry `name`, found in the directory of `type`'s files (for packs: in `data/<sub>/`), is
- * not one of them — or `undefined` when it is, i.e. when `load` of that handle reads this very entry.
- *
- * - A pack must be named by 64 lowercase hex digits and sit in the `data/` subdirectory named by its
- *   first two. A copy elsewhere is never the pack: `load` reads only `data/<name[0..2]>/<name>`, so
- *   listing the copy would report the wrong size (`check`, `repair index` drop the real pack; `prune`
- *   deletes it) or a pack that cannot be loaded (a backup would dedup against it).
- * - Other files need a name {@link assertValidHandle} accepts: core refuses any other name it is
- *   handed back, so one file named `a b` would make every command fail.
- */
-export function listedNameProblem(type: FileType, name: string, sub?: string): string | undefined {
-  if (type === 'data') {
-    if (!PACK_NAME.test(name)) return 'not a pack file name (64 lowercase hex digits)';
-    if (sub !== name.slice(0, 2)) return `a pack of that name belongs in data/${name.slice(0, 2)}/, where it is loaded from`;
-    return undefined;
-  }
-  try {
-    assertValidHandle({ type, name });
-    return undefined;
-  } catch {
-    return `not a valid ${type} file name`;
-  }
-}
 
 class LocalStorage implements Storage {
   readonly location: string;
@@ -511,42 +485,6 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Turn a Node file-system error into a `StorageError` whose message names the path. */
-export function mapError(err: unknown, op: string, path: string): StorageError {
-  if (err instanceof StorageError) return err;
-  const e = err as NodeJS.ErrnoException;
-  const code = typeof e?.code === 'string' ? e.code : undefined;
-  const detail = e instanceof Error ? e.message : String(err);
-  switch (code) {
-    case 'ENOENT':
-      return new StorageError(`${op} ${path}: no such file`, { kind: 'not-found', location: path, cause: err });
-    case 'EACCES':
-    case 'EPERM':
-      return new StorageError(`${op} ${path}: permission denied (${code})`, { kind: 'permission', location: path, cause: err });
-    case 'EROFS':
-      return new StorageError(`${op} ${path}: the file system is read-only`, { kind: 'permission', location: path, cause: err });
-    case 'ENOSPC':
-      return new StorageError(`${op} ${path}: no space left on the device`, { kind: 'other', location: path, cause: err });
-    case 'EDQUOT':
-      return new StorageError(`${op} ${path}: disk quota exceeded`, { kind: 'other', location: path, cause: err });
-    case 'EMFILE':
-    case 'ENFILE':
-    case 'EAGAIN':
-    case 'EBUSY':
-    case 'ETIMEDOUT':
-      return new StorageError(`${op} ${path}: ${detail}`, { kind: 'transient', location: path, cause: err });
-    case 'ENOTDIR':
-    case 'EISDIR':
-      return new StorageError(`${op} ${path}: a path component has the wrong type (${code})`, {
-        kind: 'other',
-        location: path,
-        cause: err,
-      });
-    default:
-      return new StorageError(`${op} ${path}: ${detail}`, { kind: 'other', location: path, cause: err });
-  }
-}
-
 /**
  * The `local:` adapter: `local:/path`, or a bare path (turned into `local:` by
  * `openStorage`). Options: `{ fsync?: boolean, onWarning?: (message) => void }`.
@@ -569,23 +507,3 @@ export const localAdapter = defineStorageAdapter<Pick<LocalStorageOptions, 'fsyn
 });
 
 export default localAdapter;
-
-/** A FIFO, directory, device… where a repository file should be: as `list` sees it, no such file. */
-function notRegular(op: string, path: string): StorageError {
-  return new StorageError(`${op} ${path}: not a regular file`, { kind: 'not-found', location: path });
-}
-
-/**
- * A buffer of `length` bytes for a load of `path`. More than a Buffer can hold (4 GiB under Node 20)
- * is refused with a StorageError naming the file, never left to Buffer.allocUnsafe's RangeError:
- * no repository file is that large (packs stay below 4 GiB), so such a file is damaged or foreign.
- */
-function allocFor(length: number, path: string): Buffer {
-  if (length > bufferConstants.MAX_LENGTH) {
-    throw new StorageError(
-      `load ${path}: ${length} bytes are more than can be loaded at once (at most ${bufferConstants.MAX_LENGTH}); no repository file is that large`,
-      { kind: 'other', location: path },
-    );
-  }
-  return Buffer.allocUnsafe(length);
-}
