@@ -24,6 +24,8 @@ export interface EngineRepository {
   ): Promise<void>;
   /** Where a blob is stored (see `Repository.lookupBlob`): the restore groups reads by pack. */
   lookupBlob?(type: BlobType, id: BlobId): { pack: string; offset: number; length: number; rawLength: number } | undefined;
+  /** Read the headers of the packs no index file lists, once (a lost index file): see `Repository.adoptUnlistedPacks`. */
+  adoptUnlistedPacks?(): Promise<void>;
   flush(): Promise<void>;
   saveSnapshot(snapshot: Snapshot): Promise<string>;
   loadSnapshot(id: string): Promise<Snapshot>;

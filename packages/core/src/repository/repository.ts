@@ -232,6 +232,15 @@ export class Repository {
    * and those no index file covers are read from their headers (once per process; backups and
    * prune do this at every index load). Resolves when done.
    */
+  /**
+   * Read the headers of the packs no index file lists, once per process (a lost index file; see
+   * {@link adoptUnlistedOnce}): blobs found there can then be looked up. The restore calls it when
+   * a file's blob is not in the index.
+   */
+  adoptUnlistedPacks(): Promise<void> {
+    return this.adoptUnlistedOnce();
+  }
+
   private adoptUnlistedOnce(): Promise<void> {
     this.unlistedAdoption ??= (async () => {
       const r = await this.indexLoader.adoptUnlisted();

@@ -45,6 +45,12 @@ export interface ContentSource {
     onBlob: (id: BlobId, data: Buffer | undefined, error?: Error) => void | Promise<void>,
     opts?: { maxGap?: number; maxRead?: number; concurrency?: number; transient?: boolean; inPlace?: boolean },
   ): Promise<void>;
+  /**
+   * Read the headers of the packs no index file lists (an index file may be lost), once; a blob
+   * found there is then located by {@link lookupBlob}. Optional: without it, asking for a blob
+   * no index lists makes the source do it (see ContentReader's #searchUnlisted).
+   */
+  adoptUnlistedPacks?(): Promise<void>;
 }
 
 /**
@@ -214,14 +220,18 @@ export class ContentReader<F> {
   }
 
   /**
-   * Have the repository read the headers of the packs no index file lists, once: it does so when
-   * asked for a blob that no index lists (docs/repository-format.md §12), so it is asked for
-   * `id`. (The blob itself is read for nothing: one read, once, in a damaged repository, where a
-   * {@link ContentSource} has no other way to ask.) A failure is left to the files to report.
+   * Have the repository read the headers of the packs no index file lists, once
+   * ({@link ContentSource.adoptUnlistedPacks}; a source without it does so when asked for a blob
+   * that no index lists, docs/repository-format.md §12, so it is asked for `id`, read for nothing).
+   * A failure is left to the files to report.
    */
   #searchUnlisted(id: BlobId): Promise<void> {
     if (this.#unlisted) return this.#unlisted.done;
-    const read = this.source.loadBlobs('data', [id], () => undefined, { concurrency: 1, transient: true, inPlace: true }).catch(() => undefined);
+    const read = (
+      this.source.adoptUnlistedPacks
+        ? this.source.adoptUnlistedPacks()
+        : this.source.loadBlobs('data', [id], () => undefined, { concurrency: 1, transient: true, inPlace: true })
+    ).catch(() => undefined);
     const search = {
       searched: false,
       done: read.then(() => {

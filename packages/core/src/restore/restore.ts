@@ -157,6 +157,7 @@ class RestoreRun {
       const source = {
         lookupBlob: repo.lookupBlob.bind(repo),
         loadBlobs: repo.loadBlobs.bind(repo),
+        ...(repo.adoptUnlistedPacks ? { adoptUnlistedPacks: repo.adoptUnlistedPacks.bind(repo) } : {}),
       } satisfies ContentSource;
       const w = this.writer;
       const sink: ContentSink<FileTask> = {

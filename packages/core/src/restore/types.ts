@@ -16,7 +16,7 @@ export interface RestoreProgress {
 
 export interface RestoreOptions {
   repository: Pick<EngineRepository, 'loadTree' | 'loadBlob' | 'loadSnapshot' | 'loadIndex' | 'indexStats' | 'loadBlobs' | 'lookupBlob'> &
-    Partial<Pick<EngineRepository, 'blobId'>>;
+    Partial<Pick<EngineRepository, 'blobId' | 'adoptUnlistedPacks'>>;
   /** The snapshot, or its id (one of the two). */
   snapshot?: Snapshot;
   snapshotId?: string;
