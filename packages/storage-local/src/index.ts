@@ -32,6 +32,7 @@ import {
   checkLoadOptions,
   defineStorageAdapter,
   handlePath,
+  listedNameProblem,
   loadTarget,
   makeDirectory,
   sourceSizeError,
@@ -45,10 +46,12 @@ import {
   type Storage,
 } from '@kiwi-backup/core';
 import { allocFor, mapError, notRegular } from './errors.js';
-import { DATA_SUBDIR, listedNameProblem } from './names.js';
 
 export { mapError } from './errors.js';
-export { listedNameProblem } from './names.js';
+export { listedNameProblem } from '@kiwi-backup/core';
+
+/** The name of a `data/` subdirectory: two lowercase hex digits. */
+const DATA_SUBDIR = /^[0-9a-f]{2}$/;
 
 /** Mode of repository directories. */
 export const DIR_MODE = 0o700;

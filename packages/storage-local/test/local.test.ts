@@ -6,7 +6,7 @@ import { freemem } from 'node:os';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StorageError, openStorage, unwrapRetry, type FileType, type Handle } from '@kiwi-backup/core';
 import { deterministicBytes, sha256Hex } from '@kiwi-backup/storage-testkit';
-import { DIR_MODE, FILE_MODE, MAX_READ, TEMP_PREFIX, createLocalStorage, listedNameProblem, localAdapter, mapError } from '../src/index.js';
+import { DIR_MODE, FILE_MODE, MAX_READ, TEMP_PREFIX, createLocalStorage, localAdapter, mapError } from '../src/index.js';
 
 let base: string;
 let repo: string;
@@ -298,17 +298,6 @@ describe('list yields only what load reads: misplaced, foreign and unreadable en
       },
     });
     expect(await listed(s, 'snapshot')).toEqual(new Map());
-  });
-
-  it('listedNameProblem: the rule per type', () => {
-    const pack = 'a8'.repeat(32);
-    expect(listedNameProblem('data', pack, 'a8')).toBeUndefined();
-    expect(listedNameProblem('data', pack, '00')).toMatch(/belongs in data\/a8\//);
-    expect(listedNameProblem('data', pack, undefined)).toMatch(/belongs in data\/a8\//);
-    expect(listedNameProblem('data', pack.toUpperCase(), 'A8')).toMatch(/not a pack file name/);
-    expect(listedNameProblem('index', 'a b')).toBe('not a valid index file name');
-    expect(listedNameProblem('index', '..')).toBe('not a valid index file name');
-    expect(listedNameProblem('snapshot', 'abc')).toBeUndefined();
   });
 });
 

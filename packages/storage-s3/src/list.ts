@@ -6,7 +6,7 @@
  * prefix (a pack copied under the wrong `data/xx/`, a key `index/a b`) are skipped and reported
  * through the `onWarning` option, never listed and never a reason for the listing to fail.
  */
-import { FILE_TYPES, StorageError, assertValidHandle, handlePath, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
+import { FILE_TYPES, StorageError, assertValidHandle, handlePath, listedNameProblem, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
 import { HeadObjectCommand, ListObjectsV2Command } from './client.js';
 import type { S3Context } from './context.js';
 
@@ -58,9 +58,6 @@ export async function* list(ctx: S3Context, type: FileType): AsyncIterable<FileI
   } while (token);
 }
 
-/** A pack's name: the SHA-256 of its bytes, 64 lowercase hex digits. */
-const PACK_NAME = /^[0-9a-f]{64}$/;
-
 /**
  * Map a listed key (relative to the type's prefix) to a file; or, for a key that is not a file of
  * that type, why not (a string, to warn about), or undefined when it needs no word: the keys the
@@ -80,15 +77,8 @@ export function matchKey(type: FileType, rest: string, size: number): FileInfo |
   if (type === 'data') {
     const slash = rest.lastIndexOf('/');
     const name = rest.slice(slash + 1);
-    if (!PACK_NAME.test(name)) return 'not a pack file name (64 lowercase hex digits)';
-    if (rest !== `${name.slice(0, 2)}/${name}`) return `a pack of that name belongs in data/${name.slice(0, 2)}/, where it is loaded from`;
-    return { name, size };
+    return listedNameProblem('data', name, slash < 0 ? undefined : rest.slice(0, slash)) ?? { name, size };
   }
   if (rest.includes('/')) return `not a ${type} file (a key below ${typeDir(type)}/'s own files)`;
-  try {
-    assertValidHandle({ type, name: rest });
-  } catch {
-    return `not a valid ${type} file name`;
-  }
-  return { name: rest, size };
+  return listedNameProblem(type, rest) ?? { name: rest, size };
 }

@@ -4,44 +4,18 @@
  * `list` yields only what `load` reads under the same name: a pack only in its own
  * `data/<first 2 hex>/` directory, and only names valid for the type. Anything else (a pack copied
  * or moved into the wrong `data/xx`, a file named `a b`) is skipped and reported through the
- * `onWarning` option, never listed and never a reason for the listing to fail.
+ * `onWarning` option, never listed and never a reason for the listing to fail (core's
+ * `listedNameProblem` says which).
  */
-import { FILE_TYPES, assertValidHandle, handlePath, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
+import { FILE_TYPES, assertValidHandle, handlePath, listedNameProblem, typeDir, type FileInfo, type FileType, type Handle } from '@kiwi-backup/core';
 import type { FileEntryWithStats, Stats } from 'ssh2';
 import { isNotFound } from './errors.js';
 import type { SftpPool } from './pool.js';
 import { req, unlink } from './requests.js';
 import { TMP_MARK } from './write.js';
 
-/** A pack's name: the SHA-256 of its bytes, 64 lowercase hex digits. */
-const PACK_NAME = /^[0-9a-f]{64}$/;
 /** The name of a `data/` subdirectory: two lowercase hex digits. */
 const DATA_SUBDIR = /^[0-9a-f]{2}$/;
-
-/**
- * Why the entry `name`, found in the directory of `type`'s files (for packs: in `data/<sub>/`), is
- * not one of them — or `undefined` when it is, i.e. when `load` of that handle reads this very entry.
- *
- * - A pack must be named by 64 lowercase hex digits and sit in the `data/` subdirectory named by its
- *   first two. A copy elsewhere is never the pack: `load` reads only `data/<name[0..2]>/<name>`, so
- *   listing the copy would report the wrong size (`check`, `repair index` drop the real pack; `prune`
- *   deletes it) or a pack that cannot be loaded (a backup would dedup against it).
- * - Other files need a name `assertValidHandle` accepts: core refuses any other name it is handed
- *   back, so one file named `a b` would make every command fail.
- */
-export function listedNameProblem(type: FileType, name: string, sub?: string): string | undefined {
-  if (type === 'data') {
-    if (!PACK_NAME.test(name)) return 'not a pack file name (64 lowercase hex digits)';
-    if (sub !== name.slice(0, 2)) return `a pack of that name belongs in data/${name.slice(0, 2)}/, where it is loaded from`;
-    return undefined;
-  }
-  try {
-    assertValidHandle({ type, name });
-    return undefined;
-  } catch {
-    return `not a valid ${type} file name`;
-  }
-}
 
 /** Entries each storage (pool) already warned about: each is reported once, however often it lists. */
 const warnedOf = new WeakMap<SftpPool, Set<string>>();

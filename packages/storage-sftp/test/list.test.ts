@@ -10,7 +10,6 @@ import type { FileType, Storage } from '@kiwi-backup/core';
 import { deterministicBytes, sha256Hex } from '@kiwi-backup/storage-testkit';
 import { describeWithServer } from '@kiwi-backup/test-servers';
 import { createSftpStorage } from '../src/index.js';
-import { listedNameProblem } from '../src/list.js';
 import { SSHD_INSTALL_HINT, haveSshd, removeRepo, sftpOptions, useSshd } from './helpers.js';
 
 async function listed(s: Storage, type: FileType): Promise<Map<string, number>> {
@@ -21,18 +20,6 @@ async function listed(s: Storage, type: FileType): Promise<Map<string, number>> 
   }
   return out;
 }
-
-describe('listedNameProblem', () => {
-  it('accepts a pack only in its own data/xx directory, and only names assertValidHandle accepts', () => {
-    const pack = 'a8'.repeat(32);
-    expect(listedNameProblem('data', pack, 'a8')).toBeUndefined();
-    expect(listedNameProblem('data', pack, '00')).toBe('a pack of that name belongs in data/a8/, where it is loaded from');
-    expect(listedNameProblem('data', 'a8', 'a8')).toBe('not a pack file name (64 lowercase hex digits)');
-    expect(listedNameProblem('data', pack.toUpperCase(), 'A8')).toBe('not a pack file name (64 lowercase hex digits)');
-    expect(listedNameProblem('index', 'a b')).toBe('not a valid index file name');
-    expect(listedNameProblem('lock', 'abc')).toBeUndefined();
-  });
-});
 
 describeWithServer('OpenSSH sshd', haveSshd, SSHD_INSTALL_HINT, () => {
   const server = useSshd();

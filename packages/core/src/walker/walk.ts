@@ -158,14 +158,15 @@ interface Frame {
   exposed: boolean;
 }
 
+const EUID = typeof process.geteuid === 'function' ? BigInt(process.geteuid()) : undefined;
+
 /**
  * Whether someone other than this process's user may write to the directory of `st`: another
  * owner, or write permission for its group or everyone. Only such a one can have its entries
  * swapped under the walk by someone else.
  */
 function writableByOthers(st: BigIntStats): boolean {
-  const euid = process.geteuid?.();
-  return euid === undefined || st.uid !== BigInt(euid) || (st.mode & 0o022n) !== 0n;
+  return EUID === undefined || st.uid !== EUID || (st.mode & 0o022n) !== 0n;
 }
 
 /**
