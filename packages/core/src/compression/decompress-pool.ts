@@ -48,12 +48,16 @@ const TOO_SMALL = 'Destination buffer is too small';
 
 /**
  * Decompress the single zstd frame `src` into `size` bytes on this thread: a fresh buffer, or with
- * `reuse` (and outputs above {@link INLINE_LIMIT}) one lent from the output pool.
+ * `reuse` one lent from the output pool — for outputs above {@link INLINE_LIMIT}, or any output when
+ * the caller asked for this thread (`here`: one blob at a time, as prune's repacking reads them; a
+ * fresh buffer per small blob was most of a prune's garbage, and of its peak memory). Callers that
+ * decompress many small blobs at once (a restore's ranged reads) keep fresh buffers for them: pooled
+ * outputs are at least 128 KiB each.
  */
-function decompressHere(src: Uint8Array, size: number, reuse: boolean): Attempt {
+function decompressHere(src: Uint8Array, size: number, reuse: boolean, poolSmall = false): Attempt {
   const b = loadBinding();
   if (b.findFrameCompressedSize(src) !== src.byteLength) throw new Error('data after the zstd frame');
-  const pooled = reuse && size > INLINE_LIMIT ? outputs.take(size) : undefined;
+  const pooled = reuse && (poolSmall || size > INLINE_LIMIT) ? outputs.take(size) : undefined;
   const out = pooled ? Buffer.from(pooled, 0, size) : Buffer.allocUnsafe(size);
   try {
     const n = ctx().decompress(out, src);
@@ -287,7 +291,7 @@ export function releaseOutput(data: Uint8Array): void {
 export function decompressAttempt(src: Uint8Array, size: number, here = false, reuse = false): Promise<Attempt> {
   if (here || size <= INLINE_LIMIT) {
     try {
-      return Promise.resolve(decompressHere(src, size, reuse));
+      return Promise.resolve(decompressHere(src, size, reuse, here));
     } catch (err) {
       return Promise.reject(err as Error);
     }
