@@ -1,5 +1,5 @@
 import type { Snapshot, SnapshotSummary } from '@kiwi-backup/core';
-import { matchesSelection } from '@kiwi-backup/core';
+import { compareText, compareTimes, matchesSelection } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { formatBytes } from '../output.js';
 import { localTime, selectArgs, selectionFromArgs } from '../select.js';
@@ -18,7 +18,7 @@ export default kiwiCommand({
     const sel = selectionFromArgs(args);
     const list = (await repo.listSnapshots({ onError: (file, err) => out.warn(`skipping damaged snapshot ${file}: ${err.message}`, { file }) }))
       .filter(({ snapshot }) => matchesSelection(snapshot, sel))
-      .sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
+      .sort((a, b) => compareTimes(a.snapshot.time, b.snapshot.time) || compareText(a.id, b.id));
     if (args['json-lines']) {
       for (const { id, snapshot } of list) out.emit('snapshot', { id, short_id: id.slice(0, 8), ...snapshot });
       out.emit('summary', { snapshots: list.length });

@@ -25,6 +25,7 @@ import { listFiles } from './open.js';
 import type { LockInfo, LockKind, ReleaseOptions, RepoLock, RepositoryLogger } from './types.js';
 import { loadWholeFile } from './whole-file.js';
 import { withRetry } from '../storage/retry.js';
+import { compareTimes } from '../time-order.js';
 
 export const LOCK_REFRESH_MS = 5 * 60 * 1000;
 export const LOCK_STALE_MS = 30 * 60 * 1000;
@@ -180,7 +181,7 @@ async function checkLocks(ctx: LockContext, kind: LockKind, own: string | undefi
   }
   if (conflicts.length > 0) {
     // Exclusive holders first: they are the ones worth naming first.
-    conflicts.sort((a, b) => Number(b.exclusive) - Number(a.exclusive) || a.time.localeCompare(b.time));
+    conflicts.sort((a, b) => Number(b.exclusive) - Number(a.exclusive) || compareTimes(a.time, b.time));
     throw new LockHeldError(conflicts[0]!, kind, { others: conflicts.slice(1) });
   }
 }

@@ -14,6 +14,7 @@ import { IntegrityError, RepositoryConfigMissingError, RepositoryExistsError, Re
 import { DEFAULT_CHUNKER, DEFAULT_PACK_SIZE, type InitOptions, type RepositoryOptions } from './options.js';
 import type { KeyInfo, RepositoryConfig, RepositoryLogger } from './types.js';
 import { loadWholeFile } from './whole-file.js';
+import { compareTimes } from '../time-order.js';
 
 const CONFIG_HANDLE = { type: 'config', name: 'config' } as const satisfies Handle;
 
@@ -220,7 +221,7 @@ export async function listKeyFiles(storage: Storage, currentKeyId: string): Prom
       if (!storage.isNotFound(err)) throw err;
     }
   }
-  return out.sort((a, b) => a.created.localeCompare(b.created));
+  return out.sort((a, b) => compareTimes(a.created, b.created));
 }
 
 /** Remove a key file. Refuses to remove the last one. `id` may be a unique prefix. */

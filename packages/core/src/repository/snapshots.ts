@@ -12,6 +12,7 @@ import { openMetadataFile } from './metadata-file.js';
 import { listFiles } from './open.js';
 import type { Snapshot } from './types.js';
 import { loadWholeFile } from './whole-file.js';
+import { compareText, compareTimes } from '../time-order.js';
 
 export interface SnapshotFilter {
   host?: string;
@@ -67,7 +68,7 @@ export async function listSnapshotFiles(
     }
   });
   const out = loaded.filter((x): x is { id: string; snapshot: Snapshot } => x !== undefined);
-  return out.sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time) || a.id.localeCompare(b.id));
+  return out.sort((a, b) => compareTimes(a.snapshot.time, b.snapshot.time) || compareText(a.id, b.id));
 }
 
 /**

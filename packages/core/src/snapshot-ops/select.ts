@@ -5,6 +5,7 @@
  */
 import type { Snapshot } from '../repository/types.js';
 import { SnapshotNotFoundError } from '../repository/errors.js';
+import { compareText, compareTimes } from '../time-order.js';
 
 /** What `--host`, `--tag` and `--path` select. Every given criterion must hold. */
 export interface SnapshotSelection {
@@ -83,7 +84,7 @@ export function describeSelection(sel: SnapshotSelection): string {
 }
 
 function newestFirst(a: SnapshotRef, b: SnapshotRef): number {
-  return b.snapshot.time.localeCompare(a.snapshot.time) || b.id.localeCompare(a.id);
+  return compareTimes(b.snapshot.time, a.snapshot.time) || compareText(b.id, a.id);
 }
 
 function pathsKey(paths: readonly string[]): string {
