@@ -1,5 +1,4 @@
 /** The local adapter's errors: Node's file-system errors as `StorageError`s that name the path. */
-import { constants as bufferConstants } from 'node:buffer';
 import { StorageError } from '@kiwi-backup/core';
 
 /** Turn a Node file-system error into a `StorageError` whose message names the path. */
@@ -41,19 +40,4 @@ export function mapError(err: unknown, op: string, path: string): StorageError {
 /** A FIFO, directory, device… where a repository file should be: as `list` sees it, no such file. */
 export function notRegular(op: string, path: string): StorageError {
   return new StorageError(`${op} ${path}: not a regular file`, { kind: 'not-found', location: path });
-}
-
-/**
- * A buffer of `length` bytes for a load of `path`. More than a Buffer can hold (4 GiB under Node 20)
- * is refused with a StorageError naming the file, never left to Buffer.allocUnsafe's RangeError:
- * no repository file is that large (packs stay below 4 GiB), so such a file is damaged or foreign.
- */
-export function allocFor(length: number, path: string): Buffer {
-  if (length > bufferConstants.MAX_LENGTH) {
-    throw new StorageError(
-      `load ${path}: ${length} bytes are more than can be loaded at once (at most ${bufferConstants.MAX_LENGTH}); no repository file is that large`,
-      { kind: 'other', location: path },
-    );
-  }
-  return Buffer.allocUnsafe(length);
 }

@@ -28,6 +28,7 @@ import { join, resolve, dirname, sep } from 'node:path';
 import {
   FILE_TYPES,
   StorageError,
+  allocLoadBuffer,
   assertValidHandle,
   checkLoadOptions,
   defineStorageAdapter,
@@ -45,7 +46,7 @@ import {
   type SaveSource,
   type Storage,
 } from '@kiwi-backup/core';
-import { allocFor, mapError, notRegular } from './errors.js';
+import { mapError, notRegular } from './errors.js';
 
 export { mapError } from './errors.js';
 export { listedNameProblem } from '@kiwi-backup/core';
@@ -264,7 +265,7 @@ class LocalStorage implements Storage {
         });
       }
       // Read straight into the caller's buffer when it passed a big enough `into` (LoadOptions.into).
-      const out = loadTarget(options) ?? allocFor(length, path);
+      const out = loadTarget(options) ?? allocLoadBuffer(length, path);
       let got = 0;
       while (got < length) {
         // In pieces: one read of 2^31 bytes or more would abort the process (see MAX_READ).

@@ -4,7 +4,7 @@
  * {@link readBody}, which reads a response body that went through the SDK's stream.
  */
 import { Readable, finished } from 'node:stream';
-import { StorageError, assertValidHandle, checkLoadOptions, handlePath, loadTarget, type Handle, type LoadOptions } from '@kiwi-backup/core';
+import { StorageError, allocLoadBuffer, assertValidHandle, checkLoadOptions, handlePath, loadTarget, type Handle, type LoadOptions } from '@kiwi-backup/core';
 import { GetObjectCommand } from './client.js';
 import type { S3Context } from './context.js';
 import type { BodySink } from './direct-read.js';
@@ -56,7 +56,7 @@ export async function load(ctx: S3Context, handle: Handle, options?: LoadOptions
   let buf: Buffer;
   try {
     // Already in the caller's buffer, or read from the SDK's stream (into that buffer if it fits).
-    buf = sink?.received !== undefined ? sink.buffer.subarray(0, sink.received) : await readBody(res.Body as Readable | undefined, expected, target);
+    buf = sink?.received !== undefined ? sink.buffer.subarray(0, sink.received) : await readBody(res.Body as Readable | undefined, expected, target, where);
   } catch (err) {
     throw ctx.error(err, op, handle);
   }
@@ -91,9 +91,15 @@ function totalSize(contentRange: string | undefined, contentLength: number | und
  * early gives a shorter result (the caller checks the count).
  * @internal exported for tests
  */
-export async function readBody(body: Readable | undefined, expected: number, target?: Buffer): Promise<Buffer> {
+export async function readBody(body: Readable | undefined, expected: number, target?: Buffer, where = 'S3'): Promise<Buffer> {
   if (!body) return Buffer.alloc(0);
-  const out = target !== undefined && target.byteLength >= expected ? target.subarray(0, expected) : Buffer.allocUnsafe(expected);
+  let out: Buffer;
+  try {
+    out = target !== undefined && target.byteLength >= expected ? target.subarray(0, expected) : allocLoadBuffer(expected, where);
+  } catch (err) {
+    body.destroy();
+    throw err;
+  }
   // 'data' events rather than an async iterator: one promise per body instead of one per 64 KiB chunk.
   return await new Promise<Buffer>((resolve, reject) => {
     let pos = 0;

@@ -14,6 +14,14 @@ function body(data: Buffer, size: number): Readable {
 }
 
 describe('readBody', () => {
+  it('a length no Buffer can hold (a server that says a file has 5 GiB) is a StorageError naming the file, the body dropped', async () => {
+    const b = body(bytes(100), 10);
+    const err = await readBody(b, 5 * 2 ** 30, undefined, 's3://bucket/repo/index/ab').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StorageError);
+    expect((err as Error).message).toMatch(/^load s3:\/\/bucket\/repo\/index\/ab: 5368709120 bytes are more than can be loaded at once/);
+    expect(b.destroyed).toBe(true);
+  });
+
   it('without a target, reads into a buffer of its own', async () => {
     const data = bytes(10_000);
     const got = await readBody(body(data, 777), data.length);

@@ -2,7 +2,7 @@
  * Reading files: {@link load}, whole or a range, into a new buffer or the caller's (LoadOptions.into),
  * with several read requests in flight ({@link readAll}).
  */
-import { StorageError, assertValidHandle, handlePath, loadTarget, type Handle, type LoadOptions } from '@kiwi-backup/core';
+import { StorageError, allocLoadBuffer, assertValidHandle, handlePath, loadTarget, type Handle, type LoadOptions } from '@kiwi-backup/core';
 import type { Conn } from './connection.js';
 import type { SftpPool } from './pool.js';
 import { PIPELINE, closeHandle, fstat, openFile, req } from './requests.js';
@@ -86,7 +86,7 @@ export async function load(pool: SftpPool, handle: Handle, options: LoadOptions 
         length = size - offset;
       }
       // Read into the caller's buffer when it passed a big enough `into` (LoadOptions.into).
-      const out = loadTarget(options) ?? Buffer.allocUnsafe(length);
+      const out = loadTarget(options) ?? allocLoadBuffer(length, `${pool.location}/${rel}`);
       try {
         await readAll(c, h, out, offset);
       } catch (err) {

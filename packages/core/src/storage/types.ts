@@ -26,6 +26,7 @@
  * - Credentials never appear in `location`, error messages or logs.
  */
 
+import { constants as bufferConstants } from 'node:buffer';
 import { StorageError } from './errors.js';
 
 /** The kinds of file a repository holds. */
@@ -262,6 +263,23 @@ export function loadTarget(options: LoadOptions | undefined): Buffer | undefined
   if (into === undefined || length === undefined || !(into instanceof Uint8Array)) return undefined;
   if (!Number.isSafeInteger(length) || length < 0 || into.byteLength < length) return undefined;
   return Buffer.isBuffer(into) ? into.subarray(0, length) : Buffer.from(into.buffer, into.byteOffset, length);
+}
+
+/**
+ * A new buffer of `length` bytes for a load of `location` (an adapter's, where the caller passed no
+ * big enough `into`). More than a Buffer can hold (4 GiB under Node 20) is refused with a
+ * {@link StorageError} naming the file, never left to `Buffer.allocUnsafe`'s RangeError: no
+ * repository file is that large (packs stay far below it, readers take ranges of them), so such a
+ * length is a damaged or foreign file, or a server that says so.
+ */
+export function allocLoadBuffer(length: number, location: string): Buffer {
+  if (!Number.isSafeInteger(length) || length < 0 || length > bufferConstants.MAX_LENGTH) {
+    throw new StorageError(
+      `load ${location}: ${String(length)} bytes are more than can be loaded at once (at most ${bufferConstants.MAX_LENGTH}); no repository file is that large`,
+      { kind: 'other', location },
+    );
+  }
+  return Buffer.allocUnsafe(length);
 }
 
 /**
