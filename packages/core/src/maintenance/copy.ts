@@ -19,6 +19,7 @@ import { IntegrityError } from '../repository/errors.js';
 import type { Repository } from '../repository/repository.js';
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
+import { compareTimes } from '../time-order.js';
 
 export interface CopyOptions {
   /** The source snapshots to copy (default: all). */
@@ -82,7 +83,8 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
         // A damaged snapshot file is one failure; the others are copied.
         onError: (file, err) => fail(file.replace(/^snapshots\//, ''), err),
       }))),
-  ].sort((a, b) => a.snapshot.time.localeCompare(b.snapshot.time));
+  ].sort((a, b) => compareTimes(a.snapshot.time, b.snapshot.time));
+  existing.repairsOfSource(wanted);
   // A destination whose copies were repaired lost blobs, also below trees it still has: in a run
   // that copies such a snapshot again, a tree the destination has is not taken as complete.
   const trustTrees = sameIds && !wanted.some(({ id, snapshot }) => existing.repairedHere(snapshot.original ?? id, snapshot));
@@ -186,17 +188,36 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
  */
 class DestinationCopies {
   private readonly byOriginal = new Map<string, Array<{ id: string; repaired: Snapshot['repaired'] }>>();
+  /**
+   * Destination snapshots that a repair in the destination started from (`repaired.from`): damaged
+   * there, and kept only because `repair snapshots` ran without `--forget`. They are no copies.
+   */
+  private readonly repairs = new Map<string, string>();
+  private repairedFrom = new Set<string>();
 
   add(original: string, id: string, snapshot: Snapshot): void {
     const list = this.byOriginal.get(original);
     const copy = { id, repaired: snapshot.repaired };
     if (list) list.push(copy);
     else this.byOriginal.set(original, [copy]);
+    if (snapshot.repaired) {
+      this.repairs.set(repairKey(snapshot.repaired), snapshot.repaired.from);
+      this.repairedFrom.add(snapshot.repaired.from);
+    }
+  }
+
+  /**
+   * A repair the source has too was made there and copied (its `from` names a source snapshot), not
+   * made here: the destination snapshot of that id, if any (a copy of a copy keeps its id), stays a copy.
+   */
+  repairsOfSource(source: Iterable<{ snapshot: Snapshot }>): void {
+    for (const { snapshot } of source) if (snapshot.repaired) this.repairs.delete(repairKey(snapshot.repaired));
+    this.repairedFrom = new Set(this.repairs.values());
   }
 
   /** The destination's copy of source snapshot `snapshot` (first written as `original`), if it has one. */
   copyOf(original: string, snapshot: Snapshot): string | undefined {
-    return this.byOriginal.get(original)?.find((c) => !c.repaired || sameRepair(c.repaired, snapshot.repaired))?.id;
+    return this.byOriginal.get(original)?.find((c) => !this.repairedFrom.has(c.id) && (!c.repaired || sameRepair(c.repaired, snapshot.repaired)))?.id;
   }
 
   /** True when the destination has copies of the snapshot, but only ones repaired there. */
@@ -207,8 +228,12 @@ class DestinationCopies {
   /** A destination snapshot of `original`, an unrepaired one if there is one (for a copy's `parent`, a hint). */
   any(original: string): string | undefined {
     const list = this.byOriginal.get(original);
-    return (list?.find((c) => !c.repaired) ?? list?.[0])?.id;
+    return (list?.find((c) => !c.repaired && !this.repairedFrom.has(c.id)) ?? list?.find((c) => !c.repaired) ?? list?.[0])?.id;
   }
+}
+
+function repairKey(r: NonNullable<Snapshot['repaired']>): string {
+  return `${r.from}\0${r.time}`;
 }
 
 /** The same repair: of the same snapshot at the same time (a copy keeps its source's marker as it is). */

@@ -115,9 +115,12 @@ describe('copy', () => {
   });
 
   it.each([
-    ['with their own ids', false],
-    ['with shared ids (--copy-chunker-params)', true],
-  ] as const)('a destination repaired after damage is refilled by the next copy, %s', async (_how, sharedIds) => {
+    ['with their own ids', false, true],
+    ['with shared ids (--copy-chunker-params)', true, true],
+    // Without --forget the damaged copies stay beside the repaired ones: they are no copies either.
+    ['with their own ids, the damaged copies kept', false, false],
+    ['with shared ids, the damaged copies kept', true, false],
+  ] as const)('a destination repaired after damage is refilled by the next copy, %s', async (_how, sharedIds, forget) => {
     const { src, snaps, open } = await generations(work);
     const source = await open();
     const destStorage = createMemoryStorage();
@@ -140,8 +143,8 @@ describe('copy', () => {
     expect((await damaged.check({ readData: true })).errors.some((e) => e.file.endsWith(pack))).toBe(true);
     const salvage = await repairPacks(damaged, [pack]);
     expect(salvage.packs[0]!.lost.length).toBeGreaterThan(0);
-    const repaired = await repairSnapshots(damaged, { forget: true });
-    expect(repaired.snapshots.filter((r) => r.newId && r.forgotten)).toHaveLength(3);
+    const repaired = await repairSnapshots(damaged, { forget });
+    expect(repaired.snapshots.filter((r) => r.newId && Boolean(r.forgotten) === forget)).toHaveLength(3);
     await damaged.close();
 
     // The next copy does not take the repaired snapshots for copies: it copies all three again,
@@ -154,7 +157,7 @@ describe('copy', () => {
     expect((await healing.check({ readData: true })).errors).toEqual([]);
     const copy = refill.copied.find((c) => c.source === snaps[2]!.id)!;
     expect((await healing.loadSnapshot(copy.id)).repaired).toBeUndefined();
-    await expectRestores(healing, copy.id, snaps[2]!.tree, src, `refilled-${sharedIds}`);
+    await expectRestores(healing, copy.id, snaps[2]!.tree, src, `refilled-${sharedIds}-${forget}`);
 
     // And then they are copies again: a further copy copies nothing.
     const again = await copySnapshots(await open(), healing);
