@@ -90,10 +90,36 @@ export function findDefaultSocket(candidates: readonly string[] = DEFAULT_SOCKET
 }
 
 /**
+ * With no socket there now (the server is down: stopped by `service` mode, or the recovery of a run that
+ * stopped it), the first of `candidates` whose directory exists and where no other local user could create
+ * it: the server's socket once it is back. Without this, the default fell back to `localhost:3306`, where
+ * any local user may listen while MySQL is down and be sent the login (with `caching_sha2_password`, the
+ * password itself, encrypted under a key that listener hands out).
+ */
+export function defaultSocketPlace(candidates: readonly string[] = DEFAULT_SOCKETS): string | undefined {
+  if (process.platform === 'win32') return undefined;
+  return candidates.find((socket) => {
+    try {
+      if (!statSync(dirname(socket)).isDirectory()) return false;
+    } catch {
+      return false;
+    }
+    try {
+      // Something else than a socket there (a file, a directory): not the server's.
+      if (!statSync(socket).isSocket()) return false;
+    } catch {
+      // no socket yet: its directory decides
+    }
+    return socketDirectoryProblem(socket) === undefined;
+  });
+}
+
+/**
  * Work out the connection: the plug-in's options first, then the option file (`defaultsFile`), then the
  * environment (`MYSQL_HOST`, `MYSQL_TCP_PORT`, `MYSQL_UNIX_PORT`, `MYSQL_USER`, `MYSQL_PWD`), then defaults
- * (a local socket of {@link DEFAULT_SOCKETS} if one exists where only root and its owner can write, else
- * `localhost:3306`; the login name as user). A configured socket is used as it is.
+ * (a local socket of {@link DEFAULT_SOCKETS} if one exists where only root and its owner can write, or
+ * where one would be while the server is down ({@link defaultSocketPlace}), else `localhost:3306`; the
+ * login name as user). A configured socket is used as it is.
  */
 export async function resolveConnection(
   options: ConnectionOptions,
@@ -117,12 +143,13 @@ export async function resolveConnection(
   let host = pick('host', 'MYSQL_HOST');
   let socket = pick('socket', 'MYSQL_UNIX_PORT');
   if (host === undefined && socket === undefined && port === undefined) {
-    socket = findDefaultSocket(defaultSockets);
+    socket = findDefaultSocket(defaultSockets) ?? defaultSocketPlace(defaultSockets);
     if (socket === undefined) host = 'localhost';
   }
-  // Like the mysql client: "localhost" without a port means the local socket, when there is one.
+  // Like the mysql client: "localhost" without a port means the local socket, when there is one (or its
+  // place, while the server is down).
   if (host === 'localhost' && port === undefined && socket === undefined) {
-    socket = findDefaultSocket(defaultSockets);
+    socket = findDefaultSocket(defaultSockets) ?? defaultSocketPlace(defaultSockets);
     if (socket !== undefined) host = undefined;
   }
   const password = pick('password', 'MYSQL_PWD');

@@ -87,8 +87,10 @@ describe.runIf(process.platform !== 'win32')('the default socket', () => {
     if (!existsSync('/tmp/mysql.sock') && !existsSync('/run/mysqld/mysqld.sock')) {
       const fake = await listen('/tmp/mysql.sock');
       try {
-        expect(await resolveConnection({}, {})).toEqual({ host: 'localhost', port: 3306, user: expect.any(String) });
-        expect(await resolveConnection({ host: 'localhost', user: 'u' }, {})).toEqual({ host: 'localhost', port: 3306, user: 'u' });
+        // (Where /run/mysqld is there, its socket's place is taken while the server is down: never /tmp's.)
+        for (const c of [await resolveConnection({}, {}), await resolveConnection({ host: 'localhost', user: 'u' }, {})]) {
+          expect(c.socket === undefined ? c : { socket: c.socket }).toEqual(c.socket === undefined ? { host: 'localhost', port: 3306, user: expect.any(String) } : { socket: expect.stringMatching(/^\/(var\/)?run\/mysqld\//) });
+        }
       } finally {
         await closeServer(fake);
       }
@@ -150,6 +152,33 @@ describe.runIf(process.platform !== 'win32')('the default socket', () => {
       await closeServer(server);
       await rm(base, { recursive: true, force: true });
     }
+  });
+});
+
+describe.runIf(process.platform !== 'win32')('while the server is down', () => {
+  // The recovery of a run that stopped MySQL, or service mode's wait: no socket yet. The default used to be
+  // localhost:3306, where any local user may listen meanwhile and be sent the login.
+  it.runIf(process.getuid?.() === 0 && existsSync('/run'))('the default socket is awaited in its place, not exchanged for localhost:3306', async () => {
+    const base = await mkdtemp('/run/kiwi-mysql-test-');
+    const sock = join(base, 'mysqld.sock');
+    try {
+      await chmod(base, 0o755);
+      expect(await resolveConnection({ user: 'u' }, {}, ['/nonexistent/mysqld.sock', sock])).toEqual({ socket: sock, user: 'u' });
+      expect(await resolveConnection({ host: 'localhost', user: 'u' }, {}, [sock])).toEqual({ socket: sock, user: 'u' });
+      // A place other users can write to is no place for it: TCP, as before.
+      await chmod(base, 0o1777);
+      expect(await resolveConnection({ user: 'u' }, {}, [sock])).toEqual({ host: 'localhost', port: 3306, user: 'u' });
+      await chmod(base, 0o755);
+      // Something that is not a socket where it would be: not the server's.
+      await writeFile(sock, '');
+      expect(await resolveConnection({ user: 'u' }, {}, [sock])).toEqual({ host: 'localhost', port: 3306, user: 'u' });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it('no directory for the socket at all (no local server packaged): localhost:3306, as the mysql client', async () => {
+    expect(await resolveConnection({ user: 'u' }, {}, ['/nonexistent-kiwi/mysqld.sock'])).toEqual({ host: 'localhost', port: 3306, user: 'u' });
   });
 });
 
