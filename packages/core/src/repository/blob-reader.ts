@@ -86,6 +86,30 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return out;
 }
 
+/**
+ * {@link mapLimit} that also bounds the bytes in flight: an item of `sizeOf(item)` bytes starts only
+ * while the items running hold at most `budget - size` bytes (one item alone always starts, however
+ * large). For loads whose size a listing tells beforehand: eight index files at once, each of which
+ * may be hundreds of MiB, must not all be in memory together.
+ */
+export async function mapLimitBytes<T, R>(items: readonly T[], limit: number, budget: number, sizeOf: (item: T) => number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  let held = 0;
+  let waiting: Array<() => void> = [];
+  return await mapLimit(items, limit, async (item, i) => {
+    const size = Math.max(0, sizeOf(item) || 0);
+    while (held > 0 && held + size > budget) await new Promise<void>((resolve) => waiting.push(resolve));
+    held += size;
+    try {
+      return await fn(item, i);
+    } finally {
+      held -= size;
+      const wake = waiting;
+      waiting = [];
+      for (const w of wake) w();
+    }
+  });
+}
+
 interface Range {
   pack: string;
   start: number;

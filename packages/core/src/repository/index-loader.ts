@@ -19,13 +19,16 @@ import type { RepositoryCache } from '../cache/repository-cache.js';
 import type { MasterKeys } from '../crypto/keys.js';
 import type { Storage } from '../storage/types.js';
 import { handlePath } from '../storage/types.js';
-import { mapLimit } from './blob-reader.js';
+import { mapLimit, mapLimitBytes } from './blob-reader.js';
 import { IntegrityError } from './errors.js';
 import { BlobIndex } from './index-table.js';
 import { openMetadataFile } from './metadata-file.js';
 import { ENTRY_SIZE, packTrailerSize, scanIndexBody, type IndexedPack } from './pack-format.js';
 import { readPackHeader } from './pack-reader.js';
 import { loadWholeFile } from './whole-file.js';
+
+/** Most stored bytes of index files loaded at once (their bodies, decrypted and decompressed, take a few times that). */
+const INDEX_LOAD_BUDGET = 64 * 1024 * 1024;
 
 /** What one {@link IndexLoader.load} found, besides the blobs it added. */
 export interface IndexLoadResult {
@@ -91,7 +94,9 @@ export class IndexLoader {
     // The pack listing runs while the index files load (it is only needed afterwards).
     const listing = opts.verifyPacks ? this.listPacks() : undefined;
     listing?.catch(() => undefined);
-    await mapLimit(fresh, 8, async (name) => {
+    // Eight at a time, and at most INDEX_LOAD_BUDGET of stored bytes at once (a valid index file may
+    // have hundreds of MiB; one alone always loads).
+    await mapLimitBytes(fresh, 8, INDEX_LOAD_BUDGET, (name) => sizes.get(name) ?? 0, async (name) => {
       let body: Buffer;
       try {
         const cached = await cache?.getMetadata('index', name);
