@@ -44,6 +44,7 @@ module.exports = {
     : {}),
   ...(typeof binding.writeFiles === 'function' ? { writeFiles: (files) => binding.writeFiles(files) } : {}),
   ...(typeof binding.exitNow === 'function' ? { exitNow: (code) => binding.exitNow(code) } : {}),
+  ...(typeof binding.mallocLimits === 'function' ? { mallocLimits: (mmapThreshold, trimThreshold) => binding.mallocLimits(mmapThreshold, trimThreshold) } : {}),
   ...(typeof binding.writeFilesAt === 'function' ? { writeFilesAt: (dirFd, files) => binding.writeFilesAt(dirFd, files) } : {}),
   ...(typeof binding.scanDirs === 'function'
     ? {

@@ -74,6 +74,13 @@ export function writeFiles(
  */
 export function exitNow(code: number): never;
 /**
+ * Fixes glibc's malloc thresholds (`mallopt` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD): true when set,
+ * false where malloc is not glibc's. glibc otherwise raises both each time a mapped block is freed
+ * (up to 32 and 64 MiB), after which up to 64 MiB of freed memory can stay in the process. Absent in
+ * an addon built before it.
+ */
+export function mallocLimits(mmapThreshold: number, trimThreshold: number): boolean;
+/**
  * `writeFiles` in the directory open as `dirFd`: `tmp` and `final` are names in it (no '/'),
  * created, renamed and removed with openat/renameat/unlinkat, so no path is looked up. The
  * caller keeps `dirFd` open until the promise settles.

@@ -1,4 +1,5 @@
 import { defineCommand, type ArgsDef, type CommandDef, type ParsedArgs } from 'citty';
+import { fixMallocThresholds } from '@kiwi-backup/core';
 import { assertKnownArgs, globalArgs, type GlobalArgs } from './args.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
 import { Session } from './session.js';
@@ -38,6 +39,8 @@ export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<
     meta: cmd.meta,
     args,
     async run({ args: parsed }) {
+      // glibc's malloc would otherwise keep up to 64 MiB of freed memory after the key's scrypt (see core's native/malloc.ts).
+      fixMallocThresholds();
       let session: Session | undefined;
       let stop: GracefulStop | undefined;
       try {

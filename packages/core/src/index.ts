@@ -6,6 +6,7 @@ export * from './chunker/index.js';
 export * from './walker/index.js';
 export * from './datadir.js';
 export { compareText, compareTimes } from './time-order.js';
+export { fixMallocThresholds } from './native/malloc.js';
 export { RepositoryCache, MAX_CACHED_PACK } from './cache/repository-cache.js';
 export * from './config/index.js';
 export * from './log/index.js';

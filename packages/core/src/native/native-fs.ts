@@ -28,6 +28,8 @@ export interface NativeFs {
   writeFiles?(files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
   /** `_exit(code)`: ends the process at once, without waiting for libuv's threadpool. Absent in addons built before it. */
   exitNow?(code: number): never;
+  /** glibc's malloc thresholds pinned (`mallopt`); false on another C library. Absent in older builds. */
+  mallocLimits?(mmapThreshold: number, trimThreshold: number): boolean;
   /** `writeFiles` with names in the directory open as `dirFd` (openat/renameat). Absent in addons built before it. */
   writeFilesAt?(dirFd: number, files: Array<[Buffer, Buffer, Buffer | null, number, number, number, number, bigint]>): Promise<Array<Error | null>>;
   /**
