@@ -9,6 +9,7 @@ describeStorageConformance('local', {
   cleanup: async (storage) => {
     await rm(join(storage.location, '..'), { recursive: true, force: true });
   },
+  options: { honorsMaxLength: true },
   // A file put in place by hand, as `echo x > data/00/<name>` would.
   writeRaw: async (storage, path, data) => {
     const file = join(storage.location, ...path.split('/'));

@@ -3,4 +3,5 @@ import { createMemoryStorage } from '../src/index.js';
 
 describeStorageConformance('memory', {
   open: async () => createMemoryStorage(),
+  options: { honorsMaxLength: true },
 });

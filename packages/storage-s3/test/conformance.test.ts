@@ -19,7 +19,7 @@ describeWithServer('S3 test server (s3rver)', serverAvailable, installHint, () =
   describeStorageConformance('s3 (s3rver)', {
     open: async () =>
       openOn(server, { multipartThreshold: 4 * 1024 * 1024, partSize: 1024 * 1024, listPageSize: 100, onWarning: () => undefined }),
-    options: { manyFiles: 350 },
+    options: { manyFiles: 350, honorsMaxLength: true },
     // An object put there by another tool, past the adapter.
     writeRaw: async (storage, path, data) => {
       const client = rawClient(server);

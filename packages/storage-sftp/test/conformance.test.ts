@@ -18,6 +18,7 @@ describeWithServer('OpenSSH sshd', haveSshd, SSHD_INSTALL_HINT, () => {
       const p = paths.get(storage);
       if (p) await removeRepo(p);
     },
+    options: { honorsMaxLength: true },
     // A file put in place by hand on the server (which runs on this machine).
     async writeRaw(storage, path, data) {
       const file = join(paths.get(storage)!, ...path.split('/'));

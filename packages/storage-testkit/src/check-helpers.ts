@@ -11,12 +11,18 @@ export interface ConformanceOptions {
   manyFiles: number;
   /** How many saves the many-files check runs at once (default 16). */
   saveConcurrency: number;
+  /**
+   * The adapter refuses a whole load longer than its `maxLength` (default false: adapters may ignore
+   * `LoadOptions.maxLength`, and the check then only asks that a load it does not refuse be whole).
+   */
+  honorsMaxLength: boolean;
 }
 
 export const defaultConformanceOptions: ConformanceOptions = {
   bigFileSize: 20 * 1024 * 1024,
   manyFiles: 1100,
   saveConcurrency: 16,
+  honorsMaxLength: false,
 };
 
 /**

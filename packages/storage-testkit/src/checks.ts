@@ -117,6 +117,34 @@ const ranges: ConformanceCheck = {
   },
 };
 
+const maxLength: ConformanceCheck = {
+  name: 'load with maxLength: a whole load longer than it is refused as integrity (or ignored), a range is not limited',
+  async run(storage, options) {
+    await storage.create();
+    const data = deterministicBytes(10_000, 'max-length');
+    const handle = handleFor('index', data);
+    await storage.save(handle, data);
+    assertSameBytes(await storage.load(handle, { maxLength: 10_000 }), data, 'load with maxLength equal to the size');
+    assertSameBytes(await storage.load(handle, { maxLength: 1 << 20 }), data, 'load with maxLength above the size');
+    // With `length`, maxLength says nothing: the caller asked for that many bytes.
+    assertSameBytes(await storage.load(handle, { offset: 100, length: 5000, maxLength: 10 }), data.subarray(100, 5100), 'ranged load with a smaller maxLength');
+    let got: Buffer | undefined;
+    let err: unknown;
+    try {
+      got = await storage.load(handle, { maxLength: 9_999 });
+    } catch (e) {
+      err = e;
+    }
+    if (got !== undefined) {
+      check(!options.honorsMaxLength, `load with maxLength 9999 of a 10000-byte file returned ${got.byteLength} bytes; this adapter is set to refuse it`);
+      assertSameBytes(got, data, 'load with a smaller maxLength, not refused');
+      return;
+    }
+    check(err instanceof StorageError && err.kind === 'integrity', `load with maxLength 9999 of a 10000-byte file: expected a StorageError of kind integrity, got ${describeErr(err)}`);
+    check(!storage.isNotFound(err), `load with a smaller maxLength: isNotFound() is true for ${describeErr(err)}; the file exists`);
+  },
+};
+
 const stat: ConformanceCheck = {
   name: 'stat reports name and size',
   async run(storage) {
@@ -471,6 +499,7 @@ export const conformanceChecks: readonly ConformanceCheck[] = [
   roundTrip,
   bigFile,
   ranges,
+  maxLength,
   ...loadIntoChecks,
   stat,
   listMany,

@@ -4,12 +4,14 @@
  * is read: from the listing when the caller has one, else from a stat. A storage holding a 3 GB
  * file under a valid name must not make Kiwi allocate 3 GB (or crash trying): such a file is
  * damage, refused with an {@link IntegrityError} naming it and the limit, and each caller reports
- * it as it reports any other damaged file of that kind. Packs are never loaded whole: readers
+ * it as it reports any other damaged file of that kind. The limit also goes with the load
+ * (`LoadOptions.maxLength`), for a storage whose answer disagrees with its listing. Packs are never loaded whole: readers
  * take ranges of them.
  */
 import type { FileType, Handle, Storage } from '../storage/types.js';
 import { handlePath } from '../storage/types.js';
 import { IntegrityError } from './errors.js';
+import { StorageError } from '../storage/errors.js';
 import { MAX_CONFIG_FILE_SIZE, MAX_INDEX_FILE_SIZE, MAX_KEY_FILE_SIZE, MAX_LOCK_FILE_SIZE, MAX_SNAPSHOT_FILE_SIZE } from './limits.js';
 
 /** The kinds of file that are read whole. */
@@ -43,7 +45,18 @@ export function assertFileSize(handle: Handle & { type: WholeFileType }, size: n
  */
 export async function loadWholeFile(storage: Storage, handle: Handle & { type: WholeFileType }, size?: number): Promise<Buffer> {
   assertFileSize(handle, size ?? (await storage.stat(handle)).size);
-  const bytes = await storage.load(handle);
+  let bytes: Buffer;
+  try {
+    // The limit goes with the load too: an adapter that then learns a larger length (a server's
+    // answer that disagrees with its listing) fails before allocating for it.
+    bytes = await storage.load(handle, { maxLength: LIMITS[handle.type].max });
+  } catch (err) {
+    if (err instanceof StorageError && err.kind === 'integrity') {
+      const file = handlePath(handle);
+      throw new IntegrityError(`${file}: larger than ${LIMITS[handle.type].kind} may have (${LIMITS[handle.type].max}) when read: the file is damaged (${err.message})`, { file, cause: err });
+    }
+    throw err;
+  }
   // Replaced since it was listed (only someone writing the storage does that): still refused.
   assertFileSize(handle, bytes.byteLength);
   return bytes;

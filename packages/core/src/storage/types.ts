@@ -51,6 +51,14 @@ export interface LoadOptions {
   /** Number of bytes to read (default: to the end). */
   length?: number;
   /**
+   * Without `length`: the most bytes the caller accepts (core passes the largest valid file of the
+   * type when it loads a whole file). An adapter that learns the length before reading (a stat, a
+   * server's answer) and finds more fails with a {@link StorageError} of kind `integrity` naming the
+   * file, without allocating for it: a server that claims a 3 GiB index file must not make Kiwi
+   * allocate 3 GiB. Adapters may ignore it; core checks what a load returns anyway.
+   */
+  maxLength?: number;
+  /**
    * A buffer the adapter may read into (at offset 0) instead of allocating one, to spare fresh
    * memory on hot paths. Adapters may ignore it; the rules when they use it:
    *
@@ -272,14 +280,20 @@ export function loadTarget(options: LoadOptions | undefined): Buffer | undefined
  * repository file is that large (packs stay far below it, readers take ranges of them), so such a
  * length is a damaged or foreign file, or a server that says so.
  */
-export function allocLoadBuffer(length: number, location: string): Buffer {
+export function allocLoadBuffer(length: number, location: string, maxLength?: number): Buffer {
   if (!Number.isSafeInteger(length) || length < 0 || length > bufferConstants.MAX_LENGTH) {
     throw new StorageError(
       `load ${location}: ${String(length)} bytes are more than can be loaded at once (at most ${bufferConstants.MAX_LENGTH}); no repository file is that large`,
       { kind: 'other', location },
     );
   }
+  if (maxLength !== undefined && length > maxLength) throw tooLongError(location, length, maxLength);
   return Buffer.allocUnsafe(length);
+}
+
+/** The error for a load longer than its `maxLength` ({@link LoadOptions.maxLength}): kind `integrity`. */
+export function tooLongError(location: string, length: number, maxLength: number): StorageError {
+  return new StorageError(`load ${location}: ${length} bytes, more than the ${maxLength} expected at most`, { kind: 'integrity', location });
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { FileInfo, FileType, Handle, LoadOptions } from '../../src/storage/types.js';
-import { handlePath } from '../../src/storage/types.js';
+import { handlePath, tooLongError } from '../../src/storage/types.js';
 import { IntegrityError } from '../../src/repository/errors.js';
 import { PACK_READ_SIZE } from '../../src/repository/pack-reader.js';
 import { MAX_CONFIG_FILE_SIZE, MAX_INDEX_FILE_SIZE, MAX_KEY_FILE_SIZE, MAX_LOCK_FILE_SIZE, MAX_PACK_SIZE, MAX_SNAPSHOT_FILE_SIZE } from '../../src/repository/limits.js';
@@ -39,7 +39,25 @@ class OversizedStorage extends MapStorage {
     this.claimed.set(handlePath(handle), size);
   }
 
+  /** Files whose listing and stat give their real small size, but whose loads find `size` bytes (a server that disagrees with itself). */
+  private readonly lying = new Map<string, number>();
+  /** The `maxLength` of every load of a lying file. */
+  readonly maxLengths: Array<number | undefined> = [];
+
+  lie(handle: Handle, size: number): void {
+    this.lying.set(handlePath(handle), size);
+  }
+
   override async load(handle: Handle, options: LoadOptions = {}): Promise<Buffer> {
+    const lied = this.lying.get(handlePath(handle));
+    if (lied !== undefined) {
+      // As an adapter that learns the length from the server's answer does (LoadOptions.maxLength).
+      this.maxLengths.push(options.maxLength);
+      const length = options.length ?? lied - (options.offset ?? 0);
+      if (options.length === undefined && options.maxLength !== undefined && length > options.maxLength) throw tooLongError(handlePath(handle), length, options.maxLength);
+      this.hugeReads.push(handlePath(handle));
+      throw new RangeError(`test storage: a read of ${length} bytes of ${handlePath(handle)}`);
+    }
     const size = this.claimed.get(handlePath(handle));
     if (size === undefined) {
       const bytes = await super.load(handle, options);
@@ -98,6 +116,24 @@ describe('a file larger than any valid file of its kind is refused before it is 
     expect(report.errors).toEqual([{ file: `index/${E}`, message: message.slice(`index/${E}: `.length), hint: 'kiwi repair index' }]);
     expect(report.stats.trees).toBe(1);
     await repo.close();
+    expect(storage.hugeReads).toEqual([]);
+  });
+
+  it('a storage whose load finds more than its listing said: the limit of the type goes with the load, refused as damage before anything is allocated', async () => {
+    const { storage, snapshot, reopen } = await repository();
+    // A real index file, then a snapshot file, that the storage now serves as 1.5 GB.
+    const indexFile = storage.paths('index/')[0]!.slice('index/'.length);
+    storage.lie({ type: 'index', name: indexFile }, 1.5 * GB);
+    const repo = await reopen();
+    const loaded = await repo.loadIndex();
+    expect(loaded.damagedFiles).toEqual([{ file: `index/${indexFile}`, message: expect.stringMatching(new RegExp(`^index/${indexFile}: larger than an index file may have \\(${MAX_INDEX_FILE_SIZE}\\) when read: the file is damaged`)) }]);
+    await repo.close();
+    storage.lie({ type: 'snapshot', name: snapshot }, 1.5 * GB);
+    const again = await reopen();
+    await expect(again.loadSnapshot(snapshot)).rejects.toThrow(IntegrityError);
+    await again.close();
+    expect(storage.maxLengths).toContain(MAX_INDEX_FILE_SIZE);
+    expect(storage.maxLengths).toContain(MAX_SNAPSHOT_FILE_SIZE);
     expect(storage.hugeReads).toEqual([]);
   });
 
