@@ -224,24 +224,16 @@ export class Repository {
     return this.writer.stats();
   }
 
-  /** Set once this process listed the packs to adopt those no index file lists (see {@link adoptUnlistedOnce}). */
+  /** Set once this process listed the packs to adopt those no index file lists (see {@link adoptUnlistedPacks}). */
   private unlistedAdoption: Promise<void> | undefined;
 
   /**
    * A blob no index lists was asked for: maybe an index file was deleted. The packs are listed
-   * and those no index file covers are read from their headers (once per process; backups and
-   * prune do this at every index load). Resolves when done.
-   */
-  /**
-   * Read the headers of the packs no index file lists, once per process (a lost index file; see
-   * {@link adoptUnlistedOnce}): blobs found there can then be looked up. The restore calls it when
-   * a file's blob is not in the index.
+   * and those no index file covers are read from their headers, once per process (backups and
+   * prune do this at every index load); blobs found there can then be looked up. Loads call it
+   * for a blob the index lacks, and so does the restore, before it fails a file. Resolves when done.
    */
   adoptUnlistedPacks(): Promise<void> {
-    return this.adoptUnlistedOnce();
-  }
-
-  private adoptUnlistedOnce(): Promise<void> {
     this.unlistedAdoption ??= (async () => {
       const r = await this.indexLoader.adoptUnlisted();
       reportIndexLoad(this.log, r);
@@ -311,7 +303,7 @@ export class Repository {
     this.assertOpen();
     if (this.writer.isPending(type, id)) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
-    if (!this.index.has(type, id) && !this.index.known(type, id)) await this.adoptUnlistedOnce();
+    if (!this.index.has(type, id) && !this.index.known(type, id)) await this.adoptUnlistedPacks();
     return readBlob(this.index, this.reader, type, id, opts.buffer);
   }
 
@@ -340,7 +332,7 @@ export class Repository {
     if (ids.some((id) => this.writer.isPending(type, id))) await this.flush();
     if (!this.indexLoaded) await (this.indexLoading ?? this.loadIndex());
     // (`has` first: it allocates nothing; `known` only for the rare id with no usable copy.)
-    if (ids.some((id) => !this.index.has(type, id) && !this.index.known(type, id))) await this.adoptUnlistedOnce();
+    if (ids.some((id) => !this.index.has(type, id) && !this.index.known(type, id))) await this.adoptUnlistedPacks();
     await readBlobs(this.index, this.reader, type, ids, onBlob, opts, (id) => this.loadBlob(type, id));
   }
 
