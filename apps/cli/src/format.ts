@@ -1,3 +1,5 @@
+import { maskUrlPassword } from '@kiwi-backup/core';
+
 /** `ls -l` style mode string, e.g. `drwxr-xr-x`. */
 export function formatMode(type: string, mode: number): string {
   const t = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : type === 'fifo' ? 'p' : type === 'socket' ? 's' : type === 'chardev' ? 'c' : type === 'blockdev' ? 'b' : '-';
@@ -76,15 +78,10 @@ export function maskSecrets(text: string): string {
  * without a scheme (a local path) is left as it is.
  */
 export function maskUrl(location: string): string {
-  const prefix = /^[a-z][a-z0-9+.-]+:(?:[a-z][a-z0-9+.-]*:\/\/|\/\/)?/i.exec(location)?.[0];
-  if (prefix === undefined) return location;
-  let body = location.slice(prefix.length);
-  const at = body.lastIndexOf('@');
-  const colon = body.indexOf(':');
-  if (at >= 0 && colon >= 0 && colon < at) body = `${body.slice(0, colon)}:***@${body.slice(at + 1)}`;
-  const query = body.indexOf('?');
-  if (query >= 0) body = `${body.slice(0, query)}?***`;
-  return prefix + body;
+  const masked = maskUrlPassword(location);
+  if (!/^[a-z][a-z0-9+.-]+:/i.test(masked)) return masked;
+  const query = masked.indexOf('?');
+  return query < 0 ? masked : `${masked.slice(0, query)}?***`;
 }
 
 /**

@@ -13,6 +13,7 @@ export * from './log/index.js';
 export * from './plugins/index.js';
 export * from './storage/retry.js';
 export * from './storage/registry.js';
+export { maskUrlPassword } from './storage/mask-url.js';
 export * from './backup/index.js';
 export * from './restore/index.js';
 export * from './snapshot-ops/index.js';

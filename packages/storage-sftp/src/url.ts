@@ -1,4 +1,4 @@
-import { StorageError } from '@kiwi-backup/core';
+import { StorageError, maskUrlPassword } from '@kiwi-backup/core';
 
 /** The parts of an `sftp:` repository URL. */
 export interface SftpUrl {
@@ -23,18 +23,11 @@ const PASSWORD_REFUSED =
   'a password in the URL is not accepted: put it in the KIWI_SFTP_PASSWORD environment variable or the `password` option (better: use a key)';
 
 /**
- * Remove a password from an SFTP URL, for messages: `sftp://user:***@host/path`, `sftp:user:***@host:path`.
- * The password runs from the first ":" of the user info to the LAST "@": a password may hold "@", "/" or
- * ":" itself (`sftp://backup:Tr0ub@dor/x@nas/srv` is user `backup` at `nas`). A path holding an "@" after a
- * ":" is masked too; a message loses a little, a password never shows.
+ * Remove a password from an SFTP URL, for messages: `sftp://user:***@host/path`, `sftp:user:***@host:path`
+ * (core's `maskUrlPassword`: the password runs to the LAST "@", it may hold "@", "/" or ":" itself).
  */
 export function redactUrl(url: string): string {
-  const prefix = /^sftp:(?:\/\/)?/i.exec(url)?.[0] ?? '';
-  const rest = url.slice(prefix.length);
-  const at = rest.lastIndexOf('@');
-  const colon = rest.indexOf(':');
-  if (at < 0 || colon < 0 || colon > at) return url;
-  return `${prefix}${rest.slice(0, colon)}:***@${rest.slice(at + 1)}`;
+  return maskUrlPassword(url);
 }
 
 function parsePort(url: string, s: string): number {
