@@ -57,4 +57,5 @@ export {
   decompress as zstdDecompress,
 } from './compression/zstd.js';
 export { makeDirectory, makeDirectorySync, type MakeDirectoryOptions } from './fsutil/make-directory.js';
+export { fileKind, MAX_EXCLUDE_FILE, readSmallFile, SmallFileError, type SmallFileOptions } from './fsutil/small-file.js';
 export { exitProcessNow } from './native/native-fs.js';

@@ -14,7 +14,6 @@ import {
 } from '@kiwi-backup/core';
 import type { Session } from '../session.js';
 import { readPasswordFile } from '../password.js';
-import { readExcludeFile } from '../small-file.js';
 import { DEFAULT_RETRY_LOCK } from '../lock-wait.js';
 import { maskMessage } from '../format.js';
 import { describeError, formatBytes } from '../output.js';
@@ -117,9 +116,6 @@ export async function runBackupTask(
   let opened: Awaited<ReturnType<typeof openRepository>> | undefined;
   try {
     signal.throwIfAborted();
-    // As `kiwi backup` checks them: an exclude file that is not a regular file of a sane size (`/dev/zero`)
-    // fails the run here, before the walk reads it whole.
-    for (const f of job.config.excludeFile ?? []) await readExcludeFile(f);
     opened = await openRepository(ctx, job, password, true, signal);
     const repo = opened.repo;
     const cfg = job.config;

@@ -1,8 +1,7 @@
-import type { Stats } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { defaultConfigPath } from '../datadir.js';
+import { readSmallFile, SmallFileError } from '../fsutil/small-file.js';
 import { JsonSyntaxError, parseJsonc, type JsonPosition } from './jsonc.js';
 import { closestMatch } from './suggest.js';
 import { PolicyError } from '../retention/errors.js';
@@ -185,42 +184,25 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 /**
  * The text of a config file: a regular file, or a pipe (`--config <(generate-config)`), of at most
- * {@link MAX_CONFIG_BYTES}. Anything else (`/dev/zero`, a terminal, a directory) is refused before a byte
- * is read, and a pipe that goes on is refused at the limit: a config file never fills the memory.
- * @throws ConfigError for a file of the wrong kind or size; the open's own error otherwise.
+ * {@link MAX_CONFIG_BYTES} (see {@link readSmallFile}).
+ * @throws ConfigError for a file of the wrong kind or size; the open's or read's own error otherwise.
  */
 async function readConfigText(file: string): Promise<string> {
-  const fh = await open(file, 'r');
   try {
-    const st = await fh.stat();
-    if (st.isDirectory()) throw new ConfigError(`config file ${file} is a directory`, file);
-    if (!st.isFile() && !st.isFIFO()) {
-      throw new ConfigError(`config file ${file} is not a regular file (${fileKind(st)}); give the path of a JSON file`, file);
-    }
-    if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${file} is too large (${st.size} bytes; at most ${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`, file);
-    // Read to the end in chunks (a pipe has no size; a file may grow): a byte past the limit is an error.
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, MAX_CONFIG_BYTES + 1 - total));
-      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
-      if (bytesRead === 0) break;
-      chunks.push(chunk.subarray(0, bytesRead));
-      total += bytesRead;
-      if (total > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${file} is too large (more than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`, file);
-    }
-    return Buffer.concat(chunks, total).toString('utf8');
-  } finally {
-    await fh.close();
+    return (await readSmallFile(file, { max: MAX_CONFIG_BYTES, pipe: true })).toString('utf8');
+  } catch (err) {
+    if (!(err instanceof SmallFileError)) throw err;
+    const limit = `${MAX_CONFIG_BYTES / 1024 / 1024} MiB`;
+    const { size, kind } = err.detail;
+    throw new ConfigError(
+      err.problem === 'directory'
+        ? `config file ${file} is a directory`
+        : err.problem === 'kind'
+          ? `config file ${file} is not a regular file (${kind}); give the path of a JSON file`
+          : `config file ${file} is too large (${size !== undefined ? `${size} bytes; at most ${limit}` : `more than ${limit}`})`,
+      file,
+    );
   }
-}
-
-/** What a non-regular file is, for messages. */
-function fileKind(st: Stats): string {
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSocket()) return 'a socket';
-  return 'a special file';
 }
 
 /**

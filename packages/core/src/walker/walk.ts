@@ -1,5 +1,6 @@
 import { lstat as fsLstat, lstatSync as fsLstatSync, readdir as fsReaddir, readdirSync as fsReaddirSync, constants as fsConstants, type BigIntStats, type Dirent } from 'node:fs';
-import { readFile, open as openFile } from 'node:fs/promises';
+import { open as openFile } from 'node:fs/promises';
+import { MAX_EXCLUDE_FILE, readSmallFile } from '../fsutil/small-file.js';
 import { resolve, sep, dirname, basename } from 'node:path';
 import { WalkEntry, entryType, type WalkEvent, type WalkLeaveEvent } from './entry.js';
 import { Matcher, patternsForSource, splitPatterns } from './excludes.js';
@@ -258,7 +259,8 @@ async function* walkSources(
   for (const file of options.excludeFiles ?? []) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      // A regular file of a bounded size: `/dev/zero` or an endless pipe must not fill the memory.
+      text = (await readSmallFile(file, { max: MAX_EXCLUDE_FILE })).toString('utf8');
     } catch (err) {
       throw new WalkConfigError(`walk: cannot read exclude file ${file}: ${toErrno(err).message}`, { cause: err });
     }

@@ -237,6 +237,10 @@ describe('walk', () => {
         await rm(f);
       }
       await expect(run({ excludeFiles: [join(root, 'nope')] })).rejects.toThrow(/cannot read exclude file .*nope/);
+      // Not a regular file: refused before a byte is read (`/dev/zero` was read until the memory ran out).
+      if (process.platform !== 'win32') {
+        await expect(run({ excludeFiles: ['/dev/zero'] })).rejects.toThrow('walk: cannot read exclude file /dev/zero: it is a character device');
+      }
     });
 
     it('.kiwiignore files apply below their directory, relative to it; deeper ones win', async () => {
