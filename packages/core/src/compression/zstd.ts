@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { decompressAttempt } from './decompress-pool.js';
+import { worthCompressing } from './probe.js';
 import { parseFrameHeader } from './zstd-frame.js';
 
 interface ZstdBinding {
@@ -55,13 +56,14 @@ let napiCompress: ZstdNapiCompress | undefined;
 /** The output of on-thread compression, reused (the result is copied out of it). */
 let compressScratch: Buffer | undefined;
 
-function compressHere(data: Uint8Array, level: number): Buffer {
+/** Compress on this thread; `copy: false` returns a view of the scratch buffer, valid until the next call. */
+function compressHere(data: Uint8Array, level: number, copy = true): Buffer {
   napiCompress ??= require('zstd-napi/binding') as ZstdNapiCompress;
   cctx ??= new napiCompress.CCtx();
   const bound = napiCompress.compressBound(data.byteLength);
   if (compressScratch === undefined || compressScratch.byteLength < bound) compressScratch = Buffer.allocUnsafeSlow(Math.max(bound, 128 * 1024));
   const n = cctx.compress(compressScratch, data, level);
-  return Buffer.from(compressScratch.subarray(0, n));
+  return copy ? Buffer.from(compressScratch.subarray(0, n)) : compressScratch.subarray(0, n);
 }
 
 /** Compress `data` with zstd at `level`. */
@@ -75,27 +77,16 @@ export async function compress(data: Uint8Array, level = DEFAULT_COMPRESSION_LEV
   }
 }
 
-/** Inputs at least this large are first probed with a sample (see {@link compressIfSmaller}). */
-export const SAMPLE_THRESHOLD = 256 * 1024;
-const SAMPLE_SIZE = 64 * 1024;
-/** A sample that does not shrink below this ratio marks the input as incompressible. */
-const SAMPLE_RATIO = 0.98;
-
 /**
  * Compress `data`, returning the compressed form only when it is smaller than the input;
- * `null` means "store it uncompressed". Inputs under 64 bytes are not compressed.
- * Inputs of {@link SAMPLE_THRESHOLD} bytes or more are probed first: a 64 KiB sample from
- * their middle is compressed at level 1, and when it does not shrink by at least 2 % the
- * input is taken as incompressible (already compressed or encrypted data) and not compressed
- * at all — this saves most of zstd's cost on such data.
+ * `null` means "store it uncompressed". Inputs under 64 bytes are not compressed. Inputs of
+ * 256 KiB or more are probed first (see probe.ts): when slices spread over
+ * them do not shrink at level 1, the input is taken as incompressible (already compressed or
+ * encrypted data) and not compressed at all — this saves most of zstd's cost on such data.
  */
 export async function compressIfSmaller(data: Uint8Array, level = DEFAULT_COMPRESSION_LEVEL): Promise<Buffer | null> {
   if (data.byteLength < 64) return null;
-  if (data.byteLength >= SAMPLE_THRESHOLD) {
-    const start = Math.floor((data.byteLength - SAMPLE_SIZE) / 2);
-    const probe = await compress(data.subarray(start, start + SAMPLE_SIZE), 1);
-    if (probe.byteLength >= SAMPLE_SIZE * SAMPLE_RATIO) return null;
-  }
+  if (!worthCompressing(data, (slice) => compressHere(slice, 1, false).byteLength)) return null;
   const c = await compress(data, level);
   return c.byteLength < data.byteLength ? c : null;
 }

@@ -70,6 +70,33 @@ describe('file saver threads', () => {
     await first.close();
   });
 
+  it('compress a chunk whose middle is random and whose ends are text, as the main thread does', async () => {
+    // One chunk of 1 MiB: 256 KiB of text, 512 KiB of random bytes, 256 KiB of text. A probe of the
+    // middle alone took it for incompressible and stored all of it raw.
+    const words = (seed: number): Buffer => {
+      let x = seed;
+      let s = '';
+      while (s.length < 256 * 1024) {
+        x = (x * 1103515245 + 12345) % 2 ** 31;
+        s += `w${x % 3000} `;
+      }
+      return Buffer.from(s.slice(0, 256 * 1024));
+    };
+    const mixed = join(work, 'mixed');
+    await mkdir(mixed);
+    await writeFile(join(mixed, 'mixed.bin'), Buffer.concat([words(1), pseudoRandom(512 * 1024, 3), words(2)]));
+    const big = { ...opts, chunker: { minSize: 1024 * 1024, avgSize: 2 * 1024 * 1024, maxSize: 4 * 1024 * 1024 }, packSize: 4 * 1024 * 1024 };
+    for (const workers of [0, 2]) {
+      const repo = await Repository.init(createMemoryStorage(`mixed-${workers}`), 'pw', big);
+      const r = await runBackup({ repository: repo, sources: [mixed], workers, parent: null });
+      expect(r.status).toBe('success');
+      expect(r.stats.dataAdded, `${workers} threads`).toBe(1024 * 1024);
+      // The text halves compress to well under half their size: stored well below the 1 MiB input.
+      expect(r.stats.dataAddedPacked, `${workers} threads`).toBeLessThan(800 * 1024);
+      await repo.close();
+    }
+  });
+
   it('a file larger than the whole arena streams through it while other files keep both threads busy', async () => {
     // 20 MiB of incompressible data: more than both arena halves (8 MiB each) of a thread, so its
     // halves are filled, handed over and reused several times within one file.

@@ -13,6 +13,7 @@ import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, typ
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../../chunker/fastcdc.js';
+import { worthCompressing } from '../../compression/probe.js';
 import { OVERHEAD, encryptInto } from '../../crypto/aead.js';
 import { hmacSha256 } from '../../crypto/mac.js';
 import { FILE_OPEN_FLAGS, isSame, reopenInListedDir } from '../listed-file.js';
@@ -41,10 +42,6 @@ const READ_AHEAD = 1024 * 1024;
 const buf = Buffer.allocUnsafeSlow(chunker.maxSize + READ_AHEAD);
 /** Compression output, grown when a larger chunk needs it. */
 let scratch = Buffer.allocUnsafeSlow(zstd.compressBound(chunker.avgSize * 2));
-/** Inputs at least this large are probed with a sample first (as compressIfSmaller does). */
-const SAMPLE_THRESHOLD = 256 * 1024;
-const SAMPLE_SIZE = 64 * 1024;
-const SAMPLE_RATIO = 0.98;
 
 class FsFailure extends Error {
   constructor(
@@ -95,13 +92,7 @@ function seal(chunk: Buffer): Pick<ChunkReport, 'sealedAt' | 'sealedLength' | 'c
   let payload: Uint8Array = chunk;
   let compressed = false;
   if (chunk.byteLength >= 64) {
-    let worth = true;
-    if (chunk.byteLength >= SAMPLE_THRESHOLD) {
-      const start = Math.floor((chunk.byteLength - SAMPLE_SIZE) / 2);
-      const probe = cctx.compress(scratch, chunk.subarray(start, start + SAMPLE_SIZE), 1);
-      worth = probe < SAMPLE_SIZE * SAMPLE_RATIO;
-    }
-    if (worth) {
+    if (worthCompressing(chunk, (slice) => cctx.compress(scratch, slice, 1))) {
       const bound = zstd.compressBound(chunk.byteLength);
       if (scratch.byteLength < bound) scratch = Buffer.allocUnsafeSlow(bound);
       const n = cctx.compress(scratch, chunk, data.level);
