@@ -27,6 +27,9 @@ export async function* list(ctx: S3Context, type: FileType): AsyncIterable<FileI
   const base = ctx.prefix ? `${ctx.prefix}/` : '';
   const listPrefix = type === 'config' ? `${base}config` : `${base}${typeDir(type)}/`;
   let token: string | undefined;
+  // Tokens already followed: a server that hands one back again (a bug, or a hostile endpoint)
+  // would make the listing go round forever. A few dozen bytes per page of up to 1,000 keys.
+  const followed = new Set<string>();
   do {
     let page;
     try {
@@ -54,6 +57,15 @@ export async function* list(ctx: S3Context, type: FileType): AsyncIterable<FileI
         kind: 'other',
         location: ctx.location,
       });
+    }
+    if (token !== undefined) {
+      if (followed.has(token)) {
+        throw new StorageError(`S3 list ${type} at ${ctx.location}: the server sent a continuation token it had sent before, so the listing would never end`, {
+          kind: 'other',
+          location: ctx.location,
+        });
+      }
+      followed.add(token);
     }
   } while (token);
 }

@@ -2,10 +2,13 @@
  * list yields only what load reads: objects under a type's prefix that are not its files (a pack
  * under the wrong data/xx/, a key `index/a b`) are skipped with a warning and never fail the listing.
  */
+import { createServer } from 'node:http';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { StorageError } from '@kiwi-backup/core';
 import type { FileType, Storage } from '@kiwi-backup/core';
 import { describeWithServer, startS3Server, type S3TestServer } from '@kiwi-backup/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createS3Storage } from '../src/index.js';
 import { matchKey } from '../src/list.js';
 import { freshPrefix, installHint, openOn, patternBytes, rawClient, serverAvailable } from './helpers.js';
 
@@ -38,6 +41,40 @@ describe('matchKey', () => {
     expect(matchKey('index', '', 0)).toBeUndefined();
     expect(matchKey('config', '', 5)).toEqual({ name: 'config', size: 5 });
     expect(matchKey('config', '.bak', 5)).toBeUndefined();
+  });
+});
+
+describe('a server whose listing never ends', () => {
+  it('sends the same continuation token again: the listing fails naming it instead of going round forever', async () => {
+    let pages = 0;
+    // Every ListObjectsV2 answer: one index file, "truncated", and always the same next token.
+    const server = createServer((req, res) => {
+      pages++;
+      req.resume();
+      const n = pages;
+      res.writeHead(200, { 'content-type': 'application/xml' });
+      res.end(
+        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>index/</Prefix>` +
+          `<KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextContinuationToken>same-token</NextContinuationToken>` +
+          `<Contents><Key>index/f${n}</Key><Size>10</Size></Contents></ListBucketResult>`,
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const storage = createS3Storage({ endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`, bucket: 'b', accessKeyId: 'AKID', secretAccessKey: 'unused-secret' });
+    try {
+      const names: string[] = [];
+      const err = await (async () => {
+        for await (const f of storage.list('index')) names.push(f.name);
+      })().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StorageError);
+      expect((err as Error).message).toMatch(/list index at s3:.*continuation token it had sent before/);
+      // The first page with the token, the second that sent it back: two requests, not thousands.
+      expect(pages).toBe(2);
+      expect(names).toEqual(['f1', 'f2']);
+    } finally {
+      await storage.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
 
