@@ -174,10 +174,21 @@ export function redact(text: string, c: Pick<ConnectionConfig, 'password'>): str
   return c.password ? text.split(c.password).join('***') : text;
 }
 
+/**
+ * What to add to a failure to reach a default socket (nothing there, or nobody listening): since the
+ * plug-in prefers a local socket's place to TCP, a host with a stopped local server package and a
+ * server reachable only over TCP (a container's published port) ends up here, and needs `host`/`port`.
+ */
+export function socketHint(c: ConnectionConfig, err: unknown): string {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (c.socket === undefined || !DEFAULT_SOCKETS.includes(c.socket) || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) return '';
+  return '. Nothing listens on that socket; if the server is reachable only over TCP (a container\'s published port, say), set the plug-in\'s "host" and "port" options';
+}
+
 /** An error whose message names the server and never holds the password. */
 export function connectionError(what: string, err: unknown, c: ConnectionConfig): Error {
   const detail = err instanceof Error ? err.message : String(err);
-  return new Error(redact(`${what} (${describeTarget(c)}): ${detail}`, c));
+  return new Error(redact(`${what} (${describeTarget(c)}): ${detail}${socketHint(c, err)}`, c));
 }
 
 /**

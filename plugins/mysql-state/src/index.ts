@@ -16,6 +16,7 @@ import { describeCommand, runCommand, type CommandSpec } from './command.js';
 import {
   connect,
   connectionError,
+  socketHint,
   describeTarget,
   probe,
   redact,
@@ -78,7 +79,7 @@ export default definePlugin((options: Record<string, unknown>, api: PluginApi): 
     await runCommand(startCommand, settings.commandTimeoutMs, log);
     const { ok, last } = await waitFor(conn, true, settings.waitTimeoutMs);
     if (!ok) {
-      const why = last.up ? '' : `: ${last.error.message}`;
+      const why = last.up ? '' : `: ${last.error.message}${socketHint(conn, last.error)}`;
       throw new Error(
         redact(`MySQL did not answer within ${formatMs(settings.waitTimeoutMs)} after \`${describeCommand(startCommand)}\` (${describeTarget(conn)})${why}. THE DATABASE MAY BE DOWN`, conn),
       );

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mysqlState, { DEFAULT_SOCKETS, readOptionFile, resolveConnection, trustedSocket } from '../src/index.js';
+import { connectionError } from '../src/connection.js';
 import { findDefaultSocket, redact, socketDirectoryProblem, versionAtLeast } from '../src/connection.js';
 import { chooseLockMethod } from '../src/lock.js';
 import { instantiatePlugin, loadTestPlugins } from '@kiwi-backup/core/testing';
@@ -51,6 +52,21 @@ describe('option files', () => {
 
   it('names the file when it cannot be read', async () => {
     await expect(resolveConnection({ defaultsFile: join(dir, 'missing.cnf') })).rejects.toThrow(/cannot read MySQL option file .*missing\.cnf/);
+  });
+});
+
+describe('connection errors', () => {
+  const enoent = Object.assign(new Error('connect ENOENT /run/mysqld/mysqld.sock'), { code: 'ENOENT' });
+  it('a default socket with nothing there says how to reach a server over TCP', () => {
+    const m = connectionError('cannot reach the MySQL server', enoent, { socket: DEFAULT_SOCKETS[0]!, user: 'u', password: 'sekrit' }).message;
+    expect(m).toMatch(/^cannot reach the MySQL server \(socket \/run\/mysqld\/mysqld\.sock as user u\): connect ENOENT .*Nothing listens on that socket; .*set the plug-in's "host" and "port" options$/);
+    expect(m).not.toContain('sekrit');
+  });
+  it('other sockets and other failures get no such hint', () => {
+    expect(connectionError('x', enoent, { socket: '/srv/db/my.sock', user: 'u' }).message).not.toMatch(/Nothing listens/);
+    const denied = Object.assign(new Error('Access denied'), { code: 'ER_ACCESS_DENIED_ERROR' });
+    expect(connectionError('x', denied, { socket: DEFAULT_SOCKETS[0]!, user: 'u' }).message).not.toMatch(/Nothing listens/);
+    expect(connectionError('x', enoent, { host: 'db', port: 3306, user: 'u' }).message).not.toMatch(/Nothing listens/);
   });
 });
 
