@@ -56,7 +56,7 @@ export async function openConn(t: ConnTarget, id: number): Promise<Conn> {
   };
   client.on('error', onRawError);
   // SFTP is request/response: without TCP_NODELAY, Nagle + delayed ACKs add ~40 ms per round trip.
-  const ssh = (client as unknown as { client: { setNoDelay(on: boolean): void } }).client;
+  const ssh = (client as unknown as { client: { setNoDelay(on: boolean): void; destroy(): void } }).client;
   client.on('connect', () => ssh.setNoDelay(true));
   const { verify, refused } = hostVerifier(r, t.location);
   let authExhausted = false;
@@ -90,13 +90,28 @@ export async function openConn(t: ConnTarget, id: number): Promise<Conn> {
     ...(prefer.length > 0 && { algorithms: { serverHostKey: { prepend: prefer } as never } }),
   };
   let sftp: SFTPWrapper;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    sftp = await client.connect(config as SftpClient.ConnectOptions);
+    const connecting = client.connect(config as SftpClient.ConnectOptions);
+    connecting.catch(() => undefined); // abandoned when the time is up
+    // ssh2's readyTimeout ends with authentication; opening the SFTP channel has no limit of its own,
+    // and a login whose forced command ignores the sftp subsystem never answers it: bound it all.
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(Object.assign(new Error('Timed out while waiting for the SFTP channel'), { level: 'client-timeout' })),
+        r.connectTimeoutMs,
+      );
+    });
+    sftp = await Promise.race([connecting, timedOut]);
   } catch (err) {
     client.removeListener('error', onRawError);
     markDead();
-    void client.end().catch(() => undefined);
+    // Not client.end(): before the SFTP channel is open it closes nothing, which left an authenticated
+    // session (a refused or timed-out channel) open, keeping the process alive.
+    ssh.destroy();
     throw connectError(t, err, rawError, refused(), authExhausted, tried);
+  } finally {
+    clearTimeout(timer);
   }
   const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions ?? {};
   const lim = sftp as unknown as { _maxReadLen?: number; _maxWriteLen?: number };

@@ -22,6 +22,7 @@ export class HostKeyError extends StorageError {
 }
 
 // SFTP status codes (draft-ietf-secsh-filexfer-02).
+export const SFTP_EOF = 1;
 export const SFTP_NO_SUCH_FILE = 2;
 export const SFTP_PERMISSION_DENIED = 3;
 export const SFTP_FAILURE = 4;

@@ -49,7 +49,7 @@ export interface SftpStorageOptions {
   acceptNewHostKey?: boolean;
   /** Maximum number of SSH connections used in parallel (default 2). */
   connections?: number;
-  /** Milliseconds to wait for TCP connect + SSH handshake + authentication (default 20000). */
+  /** Milliseconds to wait for TCP connect + SSH handshake + authentication + the SFTP channel (default 20000). */
   connectTimeoutMs?: number;
   /**
    * Milliseconds without any reply while requests are outstanding before the connection is

@@ -52,15 +52,29 @@ function splitUserHost(url: string, s: string): { username?: string; hostPart: s
  * Parse an SFTP repository URL (see {@link parseUrl}). A URL that may hold a password (a ":" before its last
  * "@") and does not parse is refused for that, whatever else is wrong with it: the other messages quote
  * parts of the URL (`bad port "pa"` of `sftp://user:pa/ssw0rd@host/path`), and a password may hold "/".
+ *
+ * One that does parse is refused too: then the "@" fell into the path, and what came before it may be
+ * a password with a "/" in it. `sftp:me:pa/ss@nas:/srv` reads as host `me` and path `pa/ss@nas:/srv`,
+ * `sftp://me:1234/ss@nas/srv` as host `me`, port 1234 and path `/ss@nas/srv`: the password would be
+ * in the location, in every message naming a file, and in the requests sent to a host named `me`.
+ * A path that really holds an "@" is written `%40` in the `sftp://` form.
  */
 export function parseSftpUrl(url: string): SftpUrl {
+  let parsed: SftpUrl;
   try {
-    return parseUrl(url);
+    parsed = parseUrl(url);
   } catch (err) {
     if (url.startsWith('sftp:') && redactUrl(url) !== url) throw configError(url, PASSWORD_REFUSED);
     if (err instanceof URIError) throw configError(url, 'a %-escape is not valid');
     throw err;
   }
+  if (redactUrl(url) !== url) {
+    throw configError(
+      url,
+      `${PASSWORD_REFUSED}; if the "@" after the ":" belongs to the path, write it as %40 in the sftp://[user@]host[:port]/path form`,
+    );
+  }
+  return parsed;
 }
 
 /**

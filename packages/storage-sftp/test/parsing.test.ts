@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseSftpUrl, readSshConfig, fingerprintOf } from '../src/index.js';
+import { parseSftpUrl, readSshConfig, fingerprintOf, sftpAdapter } from '../src/index.js';
 import { redactUrl } from '../src/url.js';
 import { checkKnownHosts, findKnownHosts, hostFieldMatches, keyTypeOf, normalizeFingerprint } from '../src/known-hosts.js';
 
@@ -76,6 +76,32 @@ describe('parseSftpUrl', () => {
     expect(redactUrl('sftp:me@host:/srv/kiwi')).toBe('sftp:me@host:/srv/kiwi');
     // A bad %-escape is a configuration error, not a URIError.
     expect(() => parseSftpUrl('sftp://host/srv/%zz')).toThrow(/invalid SFTP repository URL "sftp:\/\/host\/srv\/%zz": a %-escape is not valid/);
+  });
+});
+
+describe('parseSftpUrl and a password holding "/" where the rest would parse', () => {
+  // The "/" ends the host part before the "@" is reached, so these once parsed: host "backup", the
+  // password in the path (or the port), and so in the location, messages and requests to host "backup".
+  it.each([
+    ['sftp:backup:pa/ss@nas.example:/srv/kiwi', 'pa/ss', 'sftp:backup:***@nas.example:/srv/kiwi'],
+    ['sftp:backup:s3cret/x@nas.example:kiwi', 's3cret/x', 'sftp:backup:***@nas.example:kiwi'],
+    ['sftp://backup:1234/ss@nas.example/srv/kiwi', '1234/ss', 'sftp://backup:***@nas.example/srv/kiwi'],
+  ])('%s is refused without echoing the password', (url, password, shown) => {
+    let msg = '';
+    try {
+      parseSftpUrl(url);
+    } catch (err) {
+      msg = (err as Error).message;
+    }
+    expect(msg).toContain(`invalid SFTP repository URL ${JSON.stringify(shown)}: a password in the URL is not accepted`);
+    expect(msg).not.toContain(password);
+    expect(() => sftpAdapter.open(url, {}, {})).toThrow(/a password in the URL is not accepted/);
+  });
+
+  it('an "@" that belongs to the path is written %40 in the URL form', () => {
+    expect(() => parseSftpUrl('sftp:nas:/srv/me@home')).toThrow(/write it as %40/);
+    expect(parseSftpUrl('sftp://nas/srv/me%40home')).toEqual({ host: 'nas', path: '/srv/me@home' });
+    expect(parseSftpUrl('sftp://backup@nas:2222/srv/me%40home')).toEqual({ host: 'nas', username: 'backup', port: 2222, path: '/srv/me@home' });
   });
 });
 
