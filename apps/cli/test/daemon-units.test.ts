@@ -9,6 +9,15 @@ import { loadOrCreateToken, tokenMatches } from '../src/daemon/token.js';
 import { parseListen } from '../src/daemon/http.js';
 import { GracefulStop, parseStopTimeout } from '../src/daemon/signals.js';
 import { buildJobs, repositoryKey, type DaemonJob } from '../src/daemon/jobs.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import { attachLog, EventBus } from '../src/daemon/events.js';
+import { startApiServer } from '../src/daemon/http.js';
+import { runCheckTask, type RunnerContext } from '../src/daemon/runner.js';
+import type { RetentionEngine } from '../src/daemon/retention.js';
+import { maskUrl } from '../src/format.js';
+import type { Output } from '../src/output.js';
+import type { Session } from '../src/session.js';
+import type { PluginRuntime } from '@kiwi-backup/core';
 import { removeDir, tempDir } from './helpers.js';
 
 /** Every scheduled time in [from, to), by repeated next(). */
@@ -287,5 +296,100 @@ describe('jobs from the config', () => {
     expect(k).toMatchObject({ repository: 's3:b/p', isDefaultRepo: false, repositoryKey: 's3:b/p' });
     expect(j).toMatchObject({ name: 'n', repository: '/data/repository', isDefaultRepo: true, repositoryKey: 'local:/data/repository' });
     expect(j!.tasks.map((t) => t.kind)).toEqual(['backup', 'prune']);
+  });
+
+  it('a schedule that matches no date (30 February, 31 April) is refused, naming the job and the key, not left to never run', () => {
+    const fallback = { url: '/data/repository', isDefault: true };
+    expect(() => parseSchedule('0 0 30 2 *', 'UTC')).toThrow(/"0 0 30 2 \*" matches no date/);
+    expect(() => buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 3 31 4 *' } } }, '/etc/kiwi.json', fallback)).toThrow(
+      /^config file \/etc\/kiwi\.json: jobs\.n\.schedule: "0 3 31 4 \*" matches no date/,
+    );
+    expect(() => buildJobs({ jobs: { n: { paths: ['/x'], schedule: '0 2 * * *', timezone: 'Europe/Paris', check: { schedule: '0 0 0 31W 2 *' } } } }, '/etc/kiwi.json', fallback)).toThrow(
+      /^config file \/etc\/kiwi\.json: jobs\.n\.check\.schedule: "0 0 0 31W 2 \*" matches no date/,
+    );
+    // Rare is not never: 29 February, the fifth Friday.
+    expect(parseSchedule('0 0 29 2 *', 'UTC').next(new Date('2025-01-01T00:00:00Z'))!.toISOString()).toBe('2028-02-29T00:00:00.000Z');
+    expect(parseSchedule('0 0 * * 5#5', 'UTC').next(new Date('2025-02-01T00:00:00Z'))!.toISOString()).toBe('2025-05-30T00:00:00.000Z');
+  });
+});
+
+describe('secrets in what a run and the API report', () => {
+  // A custom adapter that quotes its URL in its errors, password and all (the password holds "/", "@", a space).
+  const repository = 'echo://backup:Tr0ub dor/x@nas.example/srv/kiwi';
+  const job: DaemonJob = { name: 'leaky', config: { paths: ['/x'], schedule: '0 0 1 1 *', repository }, repository, isDefaultRepo: false, repositoryKey: repositoryKey(repository), tasks: [] };
+  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+  const fakeSession = (dataDir: string, openRepository: () => Promise<unknown>): Session =>
+    ({
+      dataDir,
+      log: quiet,
+      forRepository: (repo: string) => ({ repoUrl: repo, printableRepo: () => maskUrl(repo), close: async () => undefined, openRepository }),
+    }) as unknown as Session;
+  const noRetention: RetentionEngine = { unavailable: () => undefined, forget: async () => ({ kept: [], removed: [] }), prune: async () => ({ message: '' }) };
+  let dir: string;
+  beforeEach(async () => (dir = await tempDir('kiwi-daemon-secrets-')));
+  afterEach(async () => removeDir(dir));
+
+  it('a check whose storage errors quote the repository URL keeps its password out of the run record', async () => {
+    const report = {
+      errors: [{ file: 'data/ab/ab12', message: `cannot be read: GET ${repository}/data/ab/ab12 failed (503)` }],
+      warnings: [{ file: 'data/cd/cd34', message: `unlisted pack at ${repository}/data/cd/cd34` }],
+      counts: { errors: 1, warnings: 1 },
+      affected: [],
+      stats: { keys: 1, snapshots: 1, indexFiles: 1, packs: 2, blobs: 2, trees: 1, bytesVerified: 0 },
+    };
+    const session = fakeSession(dir, async () => ({ check: async () => report }));
+    const ctx: RunnerContext = { session, plugins: {} as PluginRuntime, retention: noRetention, log: quiet };
+    const rec = { id: '0123456789abcdef', job: 'leaky', kind: 'check' as const, trigger: 'manual' as const, startedAt: new Date().toISOString(), status: 'running' as const } as RunRecord;
+    await runCheckTask(ctx, job, 'pw', rec, new AbortController().signal, () => undefined);
+    expect(rec.status).toBe('failure');
+    expect(rec.error).toContain('echo://backup:***@nas.example/srv/kiwi/data/ab/ab12');
+    expect(rec.check!.problems).toHaveLength(2);
+    expect(JSON.stringify(rec)).not.toMatch(/Tr0ub|dor\/x/);
+  });
+
+  it('GET /api/jobs/<name>/snapshots masks the password of an error that quotes the repository URL', async () => {
+    const session = fakeSession(dir, async () => {
+      throw new Error(`cannot reach ${repository} right now`);
+    });
+    const daemon = new Daemon({ session, plugins: {} as PluginRuntime, jobs: [job], passwords: new Map(), retention: noRetention, bus: new EventBus(), version: 'test', recovered: [] });
+    const http = await startApiServer(daemon, 'a-token-of-the-right-length', { host: '127.0.0.1', port: 0 });
+    try {
+      const res = await fetch(new URL('/api/jobs/leaky/snapshots', http.url), { headers: { Authorization: 'Bearer a-token-of-the-right-length' } });
+      const text = await res.text();
+      expect(res.status).toBe(502);
+      expect(text).toContain('cannot reach echo://backup:***@nas.example/srv/kiwi right now');
+      expect(text).not.toMatch(/Tr0ub|dor\/x/);
+    } finally {
+      await http.close();
+    }
+  });
+});
+
+describe('the human log', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('a crafted file name in a run error can neither fake a log line nor send terminal escapes', () => {
+    const written: string[] = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    const out = { json: false, clearProgress() {}, progress() {}, emit() {} } as unknown as Output;
+    const bus = new EventBus();
+    const detach = attachLog(bus, out, { verbose: false });
+    const name = '/home/eve/x\n2026-12-06 02:03:12 database: backup success in 3m12s\x1b[2J\u202e';
+    bus.publish({
+      type: 'finished',
+      time: new Date().toISOString(),
+      run: { id: '0123456789abcdef', job: 'database', kind: 'backup', trigger: 'schedule', startedAt: new Date().toISOString(), status: 'partial', error: `1 entry could not be read, e.g. ${name}: permission denied` },
+    });
+    bus.publish({ type: 'log', time: new Date().toISOString(), level: 'warn', message: `cannot read ${name}`, job: 'database' });
+    detach();
+    expect(written).toHaveLength(2);
+    for (const line of written) {
+      expect(line.endsWith('\n')).toBe(true);
+      expect(line.slice(0, -1)).not.toMatch(/[\n\r\x1b\u202e]/);
+    }
+    expect(written[0]).toContain('e.g. /home/eve/x\\n2026-12-06 02:03:12 database: backup success in 3m12s\\x1b[2J\\u202e: permission denied');
   });
 });

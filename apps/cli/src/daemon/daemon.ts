@@ -255,7 +255,10 @@ export class Daemon implements DaemonApi {
     const job = this.#jobs.get(name)!;
     let p = this.#snapshots.get(name);
     if (!p) {
-      p = listJobSnapshots(this.#ctx, job, this.#init.passwords.get(name) ?? '');
+      // The API shows the error: masked as the run history's (an adapter may quote its URL, password and all).
+      p = listJobSnapshots(this.#ctx, job, this.#init.passwords.get(name) ?? '').catch((err: unknown) => {
+        throw new Error(jobError(this.#ctx, job, err), { cause: err });
+      });
       this.#snapshots.set(name, p);
       p.catch(() => this.#snapshots.delete(name));
     }

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { escapeControl } from '../format.js';
 import type { Output } from '../output.js';
 import { formatBytes, formatDuration } from '../output.js';
 import type { RunRecord, RunTrigger } from './history.js';
@@ -111,7 +112,9 @@ export function attachLog(bus: EventBus, out: Output, opts: { verbose: boolean }
     out.clearProgress();
     const stamp = new Date(e.time).toLocaleString('sv-SE', { hour12: false });
     try {
-      process.stderr.write(`${stamp} ${line}\n`);
+      // One line per event, escaped as every human printer does: a file name, a plug-in's or an adapter's
+      // message cannot fake a line of its own or send escapes to the terminal.
+      process.stderr.write(`${stamp} ${escapeControl(line)}\n`);
     } catch {
       // no reader
     }

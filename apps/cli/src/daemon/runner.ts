@@ -225,11 +225,12 @@ export async function runCheckTask(
       warnings: report.warnings.length,
       readData: Boolean(cfg.readData),
       ...(cfg.readDataSubset ? { readDataSubset: cfg.readDataSubset } : {}),
-      problems: [...report.errors, ...report.warnings].slice(0, 20).map((p) => `${p.file}: ${p.message}`),
+      // Storage errors end up in the problems: masked as every message of a run (an adapter may quote its URL).
+      problems: [...report.errors, ...report.warnings].slice(0, 20).map((p) => jobMessage(ctx, job, `${p.file}: ${p.message}`)),
     };
     if (report.stats.bytesVerified) rec.check.note = `${formatBytes(report.stats.bytesVerified)} of pack data read and verified`;
     rec.status = report.errors.length ? 'failure' : 'success';
-    if (report.errors.length) rec.error = `check found ${report.errors.length} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`;
+    if (report.errors.length) rec.error = jobMessage(ctx, job, `check found ${report.errors.length} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`);
   } catch (err) {
     rec.status = signal.aborted ? 'interrupted' : 'failure';
     rec.error = jobError(ctx, job, err);

@@ -18,7 +18,7 @@ export interface Schedule {
 
 /**
  * Parse `expression` (5 fields, or 6 with seconds first; or `@daily`-style nicknames) in `timezone`.
- * @throws Error with croner's reason when the expression or the zone is invalid.
+ * @throws Error with croner's reason when the expression or the zone is invalid, or when no date matches.
  */
 export function parseSchedule(expression: string, timezone?: string): Schedule {
   const expr = expression.trim();
@@ -33,11 +33,14 @@ export function parseSchedule(expression: string, timezone?: string): Schedule {
     throw new Error(`invalid cron expression "${expr}": ${cleanCronMessage(err)}`);
   }
   // croner checks the zone only when it computes a time.
+  let first: Date | null;
   try {
-    cron.nextRun(new Date());
+    first = cron.nextRun(new Date());
   } catch (err) {
     throw new Error(`invalid time zone "${timezone}": ${cleanCronMessage(err)}`);
   }
+  // croner looks centuries ahead: nothing found means no date has it, and the task would silently never run.
+  if (!first) throw new Error(`"${expr}" matches no date (a day the month never has, such as 30 February?), so it would never run`);
   return {
     expression: expr,
     timezone,
