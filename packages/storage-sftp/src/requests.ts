@@ -14,6 +14,10 @@ export function req<T>(c: Conn, send: (cb: (err: Error | null | undefined, value
   // A plain error: run() wraps it into a transient StorageError naming the operation and file.
   if (c.dead) return Promise.reject(Object.assign(new Error('connection closed'), { code: 'ECONNRESET' }));
   return new Promise<T>((resolve, reject) => {
+    // The watchdog's clock ("no reply for requestTimeoutMs") starts when a request goes out on an idle
+    // connection: the last reply may be minutes old (a backup walking an unchanged tree sends nothing),
+    // and the next tick would drop the connection before the server had a chance to answer.
+    if (c.pending === 0) c.lastReply = Date.now();
     c.pending++;
     let settled = false;
     const cb = (err: Error | null | undefined, value?: T) => {

@@ -143,3 +143,27 @@ describe('SFTP connection to a server without the sftp subsystem', () => {
     expect(server.openConnections).toBe(0);
   }, 20_000);
 });
+
+describe('the watchdog after an idle spell', () => {
+  it('a request sent after a quiet spell longer than requestTimeoutMs gets its full time to be answered', async () => {
+    // Every STAT is answered after 150 ms: in time (requestTimeoutMs 400), and longer than the watchdog's
+    // period (100 ms), so a tick always comes while the request is out.
+    const server = await startFakeServer({
+      sftp: (sftp) => {
+        const answer = (reqid: number) =>
+          setTimeout(() => sftp.attrs(reqid, { mode: 0o100600, uid: 1000, gid: 1000, size: 7, atime: 0, mtime: 0 }), 150);
+        sftp.on('STAT', answer);
+        sftp.on('LSTAT', answer);
+      },
+    });
+    servers.push(server);
+    const s = createSftpStorage(fakeOptions(server, { requestTimeoutMs: 400, connections: 1 }));
+    storages.push(s);
+    expect((await s.stat({ type: 'lock', name: 'a' })).size).toBe(7);
+    // Idle for longer than requestTimeoutMs: the last reply is now older than the limit.
+    await new Promise((r) => setTimeout(r, 700));
+    expect((await s.stat({ type: 'lock', name: 'b' })).size).toBe(7);
+    expect(server.openConnections).toBe(1);
+  }, 20_000);
+});
+
