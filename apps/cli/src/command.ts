@@ -2,6 +2,7 @@ import { defineCommand, type ArgsDef, type CommandDef, type ParsedArgs } from 'c
 import { fixMallocThresholds } from '@kiwi-backup/core';
 import { assertKnownArgs, globalArgs, type GlobalArgs } from './args.js';
 import { CliError, ExitCode, UsageError } from './exit-codes.js';
+import { escapeControl, maskMessage } from './format.js';
 import { Session } from './session.js';
 import { isBrokenPipe } from './stdout.js';
 import { GracefulStop, parseStopTimeout } from './daemon/signals.js';
@@ -43,6 +44,29 @@ export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<
       fixMallocThresholds();
       let session: Session | undefined;
       let stop: GracefulStop | undefined;
+      const json = Boolean((parsed as GlobalArgs).json);
+      const verbose = Boolean((parsed as GlobalArgs).verbose);
+      // An error that nothing handled (a plug-in's promise rejected with no handler, an exception thrown in
+      // its callback; or Kiwi's own bug) would end the process on the spot with a stack trace, skipping the
+      // onBackupStop hooks that put a stopped database back. It stops the command cleanly instead (as a
+      // signal does), and the command fails with exit 1 naming the error.
+      const onStray = (err: unknown): void => {
+        if (isBrokenPipe(err)) return; // stdout's reader went away: stdout.ts ends the command quietly
+        const what = err instanceof Error ? err.message : String(err);
+        const message = escapeControl(maskMessage(`internal error: ${what} (an error nothing handled, in a plug-in or in Kiwi)`, session?.repoUrl, session?.printableRepo()));
+        const failure = new CliError(message, ExitCode.Failure, { cause: err });
+        // --verbose shows where it came from, not where it was caught.
+        if (err instanceof Error && err.stack) failure.stack = err.stack;
+        if (stop) {
+          stop.fail(failure, ExitCode.Failure);
+          return;
+        }
+        reportError(failure, session, json, verbose);
+        // Nothing here runs hooks or holds anything a later run cannot recover (a lock goes stale).
+        process.exit(ExitCode.Failure);
+      };
+      process.on('unhandledRejection', onStray);
+      process.on('uncaughtException', onStray);
       try {
         if (cmd.interruptible) {
           let stopTimeoutMs: number;
@@ -73,20 +97,28 @@ export function kiwiCommand<T extends ArgsDef>(cmd: KiwiCommand<T>): CommandDef<
         const signal = stop?.signal ?? new AbortController().signal;
         const code = await cmd.run({ args: parsed, session, signal, stop });
         await session.out.end();
+        // A command that ended normally after a stray error stopped it (the daemon does) still failed.
+        if (stop?.failure) throw stop.failure;
         process.exitCode = code ?? ExitCode.Ok;
       } catch (err) {
         const aborted = stop?.signal.aborted ?? false;
         if (isBrokenPipe(err) || (aborted && isBrokenPipe(stop?.signal.reason))) {
           // The reader of stdout went away (`kiwi ls latest | head -1`): that is how such a pipe ends.
           process.exitCode = ExitCode.Ok;
+        } else if (stop?.failure) {
+          // Stopped by an error nothing handled: that error, not what the stop made of the work, is the failure.
+          reportError(stop.failure, session, json, verbose);
+          process.exitCode = ExitCode.Failure;
         } else {
           const code = aborted ? ExitCode.Interrupted : exitCodeFor(err);
-          reportError(err, session, Boolean((parsed as GlobalArgs).json), Boolean((parsed as GlobalArgs).verbose));
+          reportError(err, session, json, verbose);
           process.exitCode = code;
         }
       } finally {
         await session?.close();
         stop?.uninstall();
+        process.off('unhandledRejection', onStray);
+        process.off('uncaughtException', onStray);
       }
     },
   });

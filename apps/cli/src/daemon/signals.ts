@@ -61,6 +61,8 @@ export class GracefulStop {
   #installed = false;
   /** The first signal, once one came. */
   firstSignal: StopSignal | undefined;
+  /** The error that nothing handled, when that is what began the stop (see {@link fail}). */
+  failure: Error | undefined;
 
   constructor(opts: GracefulStopOptions) {
     this.#opts = opts;
@@ -96,31 +98,57 @@ export class GracefulStop {
 
   receive(sig: StopSignal): void {
     this.#count++;
-    const log = this.#opts.log ?? ((line: string) => safeWrite(`${line}\n`));
     const what = this.#opts.describe?.();
-    const limit = Math.round(this.#opts.stopTimeoutMs / 1000);
     if (this.#count === 1) {
       this.firstSignal = sig;
-      this.#firstAt = Date.now();
-      const hooks = this.#opts.hooks !== false;
-      log(`${sig} received: stopping cleanly${what ? ` (${what})` : ''}${hooks ? '; onBackupStop hooks still run' : ''} (at most ${limit} s, --stop-timeout)`);
-      this.#controller.abort(this.#opts.reason ? this.#opts.reason(sig) : new Error(`interrupted by ${sig}`));
-      this.#deadline = setTimeout(() => {
-        log(
-          this.#opts.hooks !== false
-            ? `--stop-timeout of ${limit} s reached: exiting now with the onBackupStop hooks unfinished (journalled undo actions run at the next start)`
-            : `--stop-timeout of ${limit} s reached: exiting now`,
-        );
-        // (At once: process.exit would wait for a threadpool thread stuck in a system call, for ever.)
-        (this.#opts.exit ?? exitProcessNow)(this.#opts.deadlineExitCode ?? 130);
-      }, this.#opts.stopTimeoutMs);
-      // The deadline never keeps the process alive by itself.
-      this.#deadline.unref();
+      this.#begin(`${sig} received`, this.#opts.reason ? this.#opts.reason(sig) : new Error(`interrupted by ${sig}`));
       this.#opts.onStop?.(sig);
       return;
     }
     const left = Math.max(0, Math.round((this.#opts.stopTimeoutMs - (Date.now() - this.#firstAt)) / 1000));
-    log(`${sig} again: already stopping; waiting for ${this.#opts.hooks !== false ? 'the onBackupStop hooks' : 'the clean stop'}${what ? ` (${what})` : ''} (${left} s left before --stop-timeout)`);
+    this.#log(`${sig} again: already stopping; waiting for ${this.#opts.hooks !== false ? 'the onBackupStop hooks' : 'the clean stop'}${what ? ` (${what})` : ''} (${left} s left before --stop-timeout)`);
+  }
+
+  /**
+   * An error nothing handled (a promise rejected with no handler, an exception thrown in a callback: a
+   * plug-in's bug, or Kiwi's) stops the work as cleanly as a signal does — onBackupStop hooks run, which
+   * put a stopped database back — instead of the process dying on the spot with a stack trace. `reason`
+   * is what `signal` is aborted with (`reason.message` is logged as it is: mask it first); the hard
+   * deadline exits with `exitCode`. During a stop already under way it is only reported.
+   */
+  fail(reason: Error, exitCode = 1): void {
+    this.#count++;
+    if (this.#count === 1) {
+      this.failure = reason;
+      this.#begin(`internal error (${reason.message})`, reason, exitCode);
+      return;
+    }
+    this.#log(`internal error while stopping (${reason.message}); the stop goes on`);
+  }
+
+  #log(line: string): void {
+    (this.#opts.log ?? ((l: string) => safeWrite(`${l}\n`)))(line);
+  }
+
+  /** The first cause: abort `signal` with `reason` and start the hard deadline (which exits with `deadlineCode`). */
+  #begin(cause: string, reason: unknown, deadlineCode = this.#opts.deadlineExitCode ?? 130): void {
+    const what = this.#opts.describe?.();
+    const limit = Math.round(this.#opts.stopTimeoutMs / 1000);
+    const hooks = this.#opts.hooks !== false;
+    this.#firstAt = Date.now();
+    this.#log(`${cause}: stopping cleanly${what ? ` (${what})` : ''}${hooks ? '; onBackupStop hooks still run' : ''} (at most ${limit} s, --stop-timeout)`);
+    this.#controller.abort(reason);
+    this.#deadline = setTimeout(() => {
+      this.#log(
+        hooks
+          ? `--stop-timeout of ${limit} s reached: exiting now with the onBackupStop hooks unfinished (journalled undo actions run at the next start)`
+          : `--stop-timeout of ${limit} s reached: exiting now`,
+      );
+      // (At once: process.exit would wait for a threadpool thread stuck in a system call, for ever.)
+      (this.#opts.exit ?? exitProcessNow)(deadlineCode);
+    }, this.#opts.stopTimeoutMs);
+    // The deadline never keeps the process alive by itself.
+    this.#deadline.unref();
   }
 }
 
