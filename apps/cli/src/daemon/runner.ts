@@ -220,17 +220,19 @@ export async function runCheckTask(
     if (cfg.readDataSubset) options.readDataSubset = parseReadDataSubset(cfg.readDataSubset);
     signal.throwIfAborted();
     const report = await opened.repo.check(options);
+    // The counts, not the lists: those keep the first 10,000 problems only.
+    const { errors, warnings } = report.counts;
     rec.check = {
-      errors: report.errors.length,
-      warnings: report.warnings.length,
+      errors,
+      warnings,
       readData: Boolean(cfg.readData),
       ...(cfg.readDataSubset ? { readDataSubset: cfg.readDataSubset } : {}),
       // Storage errors end up in the problems: masked as every message of a run (an adapter may quote its URL).
       problems: [...report.errors, ...report.warnings].slice(0, 20).map((p) => jobMessage(ctx, job, `${p.file}: ${p.message}`)),
     };
     if (report.stats.bytesVerified) rec.check.note = `${formatBytes(report.stats.bytesVerified)} of pack data read and verified`;
-    rec.status = report.errors.length ? 'failure' : 'success';
-    if (report.errors.length) rec.error = jobMessage(ctx, job, `check found ${report.errors.length} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`);
+    rec.status = errors ? 'failure' : 'success';
+    if (errors) rec.error = jobMessage(ctx, job, `check found ${errors} error(s), e.g. ${report.errors[0]!.file}: ${report.errors[0]!.message}`);
   } catch (err) {
     rec.status = signal.aborted ? 'interrupted' : 'failure';
     rec.error = jobError(ctx, job, err);
