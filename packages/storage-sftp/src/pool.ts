@@ -81,10 +81,36 @@ export class SftpPool {
       conns.map(async (c) => {
         if (c.watchdog) clearInterval(c.watchdog);
         c.dead = true;
-        await c.client.end().catch(() => undefined);
+        await endWithin(c, CLOSE_WAIT_MS);
       }),
     );
     // Connections still being opened are disposed by acquire() when they arrive.
     await Promise.allSettled(opening);
   }
 }
+
+/**
+ * How long `close` waits for a server to close a connection after Kiwi said goodbye. ssh2's `end()`
+ * resolves when the socket closes, which takes the server's side too: a server that went silent (a
+ * network that dropped while the connection sat idle, a stuck sshd) never closes it, and the command
+ * that had finished its work would wait for minutes, or for ever.
+ */
+export const CLOSE_WAIT_MS = 2_000;
+
+/** End `c` politely; after `ms` without the server's side closing, drop the socket. */
+async function endWithin(c: Conn, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = c.client.end().then(
+    () => undefined,
+    () => undefined,
+  );
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), ms);
+  });
+  try {
+    if ((await Promise.race([ended, late])) === 'late') (c.client as unknown as { client: { destroy(): void } }).client.destroy();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+

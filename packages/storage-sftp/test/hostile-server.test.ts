@@ -4,10 +4,12 @@
  * slow but steady, an SFTP channel that is never answered or refused. Each must end in a clear error
  * or a result, never a hang, unbounded memory or an SSH session left open.
  */
+import { createServer, connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StorageError, type Storage } from '@kiwi-backup/core';
 import { createSftpStorage } from '../src/index.js';
 import { MAX_DIR_ENTRIES } from '../src/list.js';
+import { CLOSE_WAIT_MS } from '../src/pool.js';
 import { PASSWORD, STATUS_CODE, fakeOptions, fileEntry, startFakeServer, type FakeServer } from './fake-server.js';
 
 const servers: FakeServer[] = [];
@@ -165,5 +167,45 @@ describe('the watchdog after an idle spell', () => {
     expect((await s.stat({ type: 'lock', name: 'b' })).size).toBe(7);
     expect(server.openConnections).toBe(1);
   }, 20_000);
+});
+
+describe('closing when the server went silent', () => {
+  it('close() drops a connection whose server never closes its side, instead of waiting for ever', async () => {
+    const server = await startFakeServer({
+      sftp: (sftp) => {
+        sftp.on('STAT', (reqid) => sftp.attrs(reqid, { mode: 0o100600, uid: 1000, gid: 1000, size: 3, atime: 0, mtime: 0 }));
+      },
+    });
+    servers.push(server);
+    // A proxy that, once frozen, passes nothing on and never closes the client's connection (a network
+    // that dropped while the connection sat idle, as the client sees it).
+    let frozen = false;
+    const sockets = new Set<Socket>();
+    const proxy = createServer({ allowHalfOpen: true }, (client) => {
+      const upstream = connect(server.port, '127.0.0.1');
+      sockets.add(client).add(upstream);
+      client.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+      client.on('data', (d) => {
+        if (!frozen) upstream.write(d);
+      });
+      upstream.on('data', (d) => {
+        if (!frozen) client.write(d);
+      });
+      client.on('end', () => undefined); // half-closed by the client: keep our side open
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const s = createSftpStorage(fakeOptions(server, { port: (proxy.address() as { port: number }).port, connections: 1 }));
+      expect((await s.stat({ type: 'lock', name: 'a' })).size).toBe(3);
+      frozen = true;
+      const started = Date.now();
+      await s.close();
+      expect(Date.now() - started).toBeLessThan(CLOSE_WAIT_MS + 3000);
+    } finally {
+      for (const k of sockets) k.destroy();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    }
+  }, 30_000);
 });
 
