@@ -21,7 +21,7 @@
  * files stay writable by the owner so that removal and rename work on every OS).
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, type Dirent } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join, resolve, dirname, sep } from 'node:path';
@@ -413,14 +413,18 @@ class LocalStorage implements Storage {
       const base = join(this.dir, typeDir(type));
       dirs.push(base);
       if (type === 'data') {
-        const subs = await fsp.readdir(base, { withFileTypes: true }).catch(() => []);
-        for (const d of subs) if (d.isDirectory() && !d.name.startsWith('.')) dirs.push(join(base, d.name));
+        for (const d of await this.#readdirForTemporaries(base)) {
+          if (!DATA_SUBDIR.test(d.name)) continue;
+          const path = join(base, d.name);
+          // A symlinked data/xx (moved to another disk, as `list` and `load` follow it) holds temporaries too.
+          if (d.isDirectory() || (d.isSymbolicLink() && (await fsp.stat(path).then((st) => st.isDirectory(), () => false)))) dirs.push(path);
+        }
       }
     }
     let files = 0;
     let bytes = 0;
     for (const dir of [...new Set(dirs)]) {
-      const names = await fsp.readdir(dir).catch(() => [] as string[]);
+      const names = (await this.#readdirForTemporaries(dir)).map((d) => d.name);
       for (const name of names) {
         if (!name.startsWith(TEMP_PREFIX)) continue;
         const path = join(dir, name);
@@ -436,6 +440,17 @@ class LocalStorage implements Storage {
       }
     }
     return { files, bytes };
+  }
+
+  /** A directory's entries for {@link removeTemporaries}: none when it is missing; a warning when it cannot be read. */
+  async #readdirForTemporaries(dir: string): Promise<Dirent[]> {
+    try {
+      return await fsp.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') this.#warn(`remove temporaries: cannot read ${dir} (${code ?? (err as Error).message}); temporary files there are left`);
+      return [];
+    }
   }
 
   isNotFound(err: unknown): boolean {

@@ -324,6 +324,33 @@ describe('temporary files of interrupted saves', () => {
   });
 });
 
+describe('temporary files in a symlinked data directory', () => {
+  it('removeTemporaries looks inside a data/xx that is a symlink to another disk, as list and load follow it', async () => {
+    const { rename, symlink, utimes } = await import('node:fs/promises');
+    const s = createLocalStorage(repo);
+    await s.create();
+    const data = deterministicBytes(1000, 'moved');
+    await s.save(dataHandle(data), data);
+    const sub = dataHandle(data).name.slice(0, 2);
+    // data/<sub> moved elsewhere and linked back.
+    const elsewhere = `${repo}-elsewhere`;
+    await mkdir(elsewhere);
+    await rename(join(repo, 'data', sub), join(elsewhere, sub));
+    await symlink(join(elsewhere, sub), join(repo, 'data', sub));
+    const stale = join(elsewhere, sub, `${TEMP_PREFIX}0001`);
+    await writeFile(stale, Buffer.alloc(100));
+    const old = Date.now() / 1000 - 3600;
+    await utimes(stale, old, old);
+    try {
+      expect(await s.removeTemporaries!(15 * 60 * 1000)).toEqual({ files: 1, bytes: 100 });
+      await expect(stat(stale)).rejects.toThrow();
+      expect(await s.load(dataHandle(data))).toEqual(data);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('loads into a caller buffer (LoadOptions.into)', () => {
   it('reads a range straight into into and returns a view of its first length bytes', async () => {
     const s = createLocalStorage(repo);
