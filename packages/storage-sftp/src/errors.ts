@@ -69,6 +69,11 @@ export function connectError(
     text = `cannot connect to SFTP server ${where}: host name not found`;
   } else if (e?.level === 'client-timeout' || /timed out/i.test(msg)) {
     text = `cannot connect to SFTP server ${where}: timed out after ${t.r.connectTimeoutMs} ms`;
+  } else if (/unable to start subsystem/i.test(msg)) {
+    // The account has no SFTP (a shell-only or forced-command login, a server without the subsystem):
+    // asking again cannot help, so not transient (the retry layer would try for a minute).
+    kind = 'config';
+    text = `cannot connect to SFTP server ${where}: the server refused the SFTP subsystem (is SFTP enabled for this account? a forced command or a shell-only login refuses it)`;
   } else if (e?.level === 'protocol' || e?.level === 'handshake') {
     kind = /algorithm|negotiat/i.test(msg) ? 'config' : 'transient';
   }

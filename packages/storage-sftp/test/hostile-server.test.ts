@@ -140,7 +140,9 @@ describe('SFTP connection to a server without the sftp subsystem', () => {
     const s = createSftpStorage(fakeOptions(server));
     storages.push(s);
     const err = await rejection(s.stat({ type: 'config', name: 'config' }));
-    expect(err.message).toMatch(/cannot connect to SFTP server kiwi@127\.0\.0\.1:\d+/);
+    expect(err.message).toMatch(/cannot connect to SFTP server kiwi@127\.0\.0\.1:\d+: the server refused the SFTP subsystem/);
+    // Not transient: asking again cannot help, so the retry layer must not keep trying.
+    expect(err.kind).toBe('config');
     for (let i = 0; i < 50 && server.openConnections > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(server.openConnections).toBe(0);
   }, 20_000);
