@@ -129,7 +129,7 @@ export function joinNegativeValues(argv: string[], defs: ArgsDef): string[] {
     const a = argv[i]!;
     const next = argv[i + 1];
     if (a === '--') {
-      out.push(...argv.slice(i));
+      for (let k = i; k < argv.length; k++) out.push(argv[k]!);
       break;
     }
     if (stringFlags.has(a) && next !== undefined && /^-\d/.test(next)) {

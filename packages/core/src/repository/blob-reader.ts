@@ -184,8 +184,14 @@ export class BlobReader {
       else byPack.set(loc.pack, [loc]);
     }
     await mapLimit([...byPack], 4, async ([pack, group]) => {
-      const start = Math.min(...group.map((l) => l.offset));
-      const end = Math.max(...group.map((l) => l.offset + l.length));
+      // A loop, not Math.min(...spread): a pack may hold any number of them, and past ~100,000
+      // arguments a spread overflows the stack.
+      let start = Infinity;
+      let end = 0;
+      for (const l of group) {
+        if (l.offset < start) start = l.offset;
+        if (l.offset + l.length > end) end = l.offset + l.length;
+      }
       let bytes = await this.cachedRange(pack, start, end);
       let fresh = false;
       for (const loc of group) {

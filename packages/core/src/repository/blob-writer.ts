@@ -111,8 +111,12 @@ export class BlobWriter {
    * index from their headers: the next index file written lists them too.
    */
   adopt(packs: IndexedPack[]): void {
-    this.unindexed.push(...packs);
-    for (const p of packs) this.unindexedBlobs += p.entries.length;
+    // One by one: their number is the number of packs no index file lists (every pack, once the
+    // index files are deleted), and a spread into push() overflows the stack past ~100,000 of them.
+    for (const p of packs) {
+      this.unindexed.push(p);
+      this.unindexedBlobs += p.entries.length;
+    }
   }
 
   stats(): { packsInFlight: number; bufferBytes: number; unindexedPacks: number; pendingBlobs: number } {

@@ -242,14 +242,16 @@ export function validateTree(value: unknown, id: string): Tree {
     indexes.push(i);
   }
   if (repeated) {
-    const kept: Node[] = [];
+    // Compacted in place: `nodes.push(...kept)` would pass every kept node as an argument, and
+    // past ~100,000 of them that overflows the stack (a RangeError, not a tree with its repeated
+    // names left out: readers then lost the whole directory, and `repair snapshots` emptied it).
+    let kept = 0;
     for (let k = 0; k < nodes.length; k++) {
       const name = nodeNameKey(nodes[k] as unknown as Record<string, unknown>);
       if (repeated.has(name as string)) reject(indexes[k]!, nodes[k], 'duplicate name in this tree');
-      else kept.push(nodes[k]!);
+      else nodes[kept++] = nodes[k]!;
     }
-    nodes.length = 0;
-    nodes.push(...kept);
+    nodes.length = kept;
   }
   if (invalidCount > 1) invalid.sort((a, b) => a.index - b.index);
   const tree: Tree = { ...(value as object), nodes } as Tree;

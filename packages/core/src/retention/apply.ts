@@ -241,8 +241,10 @@ export function planRetention<T extends RetentionItem & SnapshotItem>(items: rea
   for (const g of groupSnapshots(chosen, options.groupBy ?? DEFAULT_GROUP_BY)) {
     const result = applyPolicy(g.items, options.policy, options.now !== undefined ? { now: options.now } : {});
     plan.groups.push({ key: g.key, result });
-    plan.keep.push(...result.keep);
-    plan.remove.push(...result.remove);
+    // One by one: a group may hold any number of snapshots, and a spread into push() overflows
+    // the stack past ~100,000 of them.
+    for (const item of result.keep) plan.keep.push(item);
+    for (const item of result.remove) plan.remove.push(item);
     if (result.keep.length === 0 && g.items.length > 0) plan.emptiedGroups.push(g.key);
   }
   return plan;

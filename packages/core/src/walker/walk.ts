@@ -264,7 +264,9 @@ async function* walkSources(
     } catch (err) {
       throw new WalkConfigError(`walk: cannot read exclude file ${file}: ${toErrno(err).message}`, { cause: err });
     }
-    patterns.push(...splitPatterns(text));
+    // One by one: an exclude file of up to MAX_EXCLUDE_FILE may hold more patterns than a spread
+    // into push() can pass as arguments (the stack overflows past ~100,000).
+    for (const p of splitPatterns(text)) patterns.push(p);
   }
   // A pattern that cannot match what it says would exclude nothing, without a word.
   for (const p of patterns) assertPattern(p, 'exclude pattern');
