@@ -16,6 +16,7 @@
  * snapshot come out once its scan is complete, in tree order.
  */
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
+import { MAX_TREE_DEPTH } from '../repository/limits.js';
 import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
 import { Matcher } from '../walker/excludes.js';
 import { TreeLoader, type TreeSource } from './tree-loader.js';
@@ -147,7 +148,12 @@ export class SnapshotFinder {
     try {
       let level: Pending[] = [{ rel: '', treeId: root, key: rootKey, items: [] }];
       const queued = new Set<string>([rootKey]);
+      // The depth of `level`'s directories (the root's entries are at 1). Deeper than MAX_TREE_DEPTH
+      // is not searched, as ls, diff, check and restore stop there: a hostile chain of 20,000 nested
+      // directories overflowed the stack of the bottom-up pass and of the collection of matches.
+      let depth = 0;
       while (level.length > 0) {
+        depth++;
         const next: Pending[] = [];
         for (let i = 0; i < level.length; i++) {
           if (i % WANT_EVERY === 0) loader.want(level.slice(i, i + WANT_SLICE).map((d) => d.treeId));
@@ -187,6 +193,13 @@ export class SnapshotFinder {
             if (known !== undefined) {
               this.stats.treesReused++;
               if (known.length > 0) dir.items.push({ name: node.name, subtree: node.subtree, key });
+              continue;
+            }
+            if (depth + 1 > MAX_TREE_DEPTH) {
+              const err = new Error(`directories nested deeper than ${MAX_TREE_DEPTH} levels; not searched below`);
+              if (!this.#onError) throw err;
+              this.#onError(`/${rel}`, err);
+              complete = false;
               continue;
             }
             dir.items.push({ name: node.name, subtree: node.subtree, key });

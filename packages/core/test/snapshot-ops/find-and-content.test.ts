@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { mkdir, writeFile, utimes } from 'node:fs/promises';
 import { lookupPath, readContentInOrder, runBackup, SnapshotFinder } from '../../src/index.js';
 import type { Repository } from '../../src/repository/repository.js';
-import type { Snapshot } from '../../src/repository/types.js';
+import type { Node, Snapshot, Tree } from '../../src/repository/types.js';
+import { MAX_TREE_DEPTH } from '../../src/repository/limits.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
 
@@ -142,3 +143,30 @@ describe('readContentInOrder', () => {
     await expect(run()).rejects.toMatchObject({ name: 'OrderedContentError', tag: '/x', blobId: missing });
   });
 });
+
+describe('SnapshotFinder on a hostile chain of nested directories', () => {
+  it('stops at the depth limit and reports it, instead of overflowing the stack', async () => {
+    // 20,000 directories, each holding the next and a file notes.txt (ids: the depth, as 64 hex digits).
+    const depthOf = (id: string) => Number.parseInt(id, 16);
+    const idAt = (d: number) => d.toString(16).padStart(64, '0');
+    const node = { mode: 0o755, uid: 0, gid: 0, size: 0, mtimeNs: '0', ctimeNs: '0', atimeNs: '0', dev: '1', ino: '1' };
+    const source = {
+      loadTree: async (id: string): Promise<Tree> => {
+        const d = depthOf(id);
+        const nodes = [{ ...node, name: 'notes.txt', type: 'file', content: [] }] as unknown as Node[];
+        if (d < 20_000) nodes.unshift({ ...node, name: 'd', type: 'dir', subtree: idAt(d + 1) } as unknown as Node);
+        return { nodes };
+      },
+    };
+    const errors: Array<{ path: string; message: string }> = [];
+    const finder = new SnapshotFinder(source as never, { patterns: ['notes.txt'], onError: (path, err) => errors.push({ path, message: err.message }) });
+    const matches = await finder.find({ tree: idAt(1) } as Snapshot);
+    // Every notes.txt down to the limit, none below it.
+    expect(matches.length).toBeGreaterThan(1000);
+    expect(matches.length).toBeLessThanOrEqual(MAX_TREE_DEPTH + 1);
+    expect(matches[matches.length - 1]!.path).toBe('/notes.txt');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toMatch(/nested deeper than 1024 levels; not searched below/);
+  });
+});
+
