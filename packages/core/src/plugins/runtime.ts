@@ -1,6 +1,8 @@
 import { compose, type ComposedMiddleware, type Middleware, type Next } from '../middleware/compose.js';
 import type { KiwiConfig } from '../config/config.js';
 import { pluginsDir } from '../datadir.js';
+import { canonicalJson } from '../repository/canonical.js';
+import { MAX_NODE_METADATA_BYTES, MAX_SNAPSHOT_STRING, MAX_SNAPSHOT_TAGS } from '../repository/limits.js';
 import { childLogger, createLogger } from '../log/logger.js';
 import { BackupAbortedError, PluginError } from './errors.js';
 import { describeEntry, entryOwnerRunning, RecoveryJournal, type RecoveryOutcome } from './recovery.js';
@@ -120,7 +122,156 @@ function validateContent(content: unknown, what: string): ContentSource {
   throw new TypeError(`${what}: content must be a Buffer, Uint8Array, string or a function returning a stream`);
 }
 
-/** How each plug-in's hook is wrapped: attribution of errors to the right plug-in. */
+/** What a value is, for messages (never the value itself: a plug-in's data may hold a secret). */
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'number' && Number.isNaN(v)) return 'NaN';
+  if (v instanceof Date) return Number.isFinite(v.getTime()) ? 'a Date' : 'an invalid Date';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/**
+ * `ctx.addFile`'s options, checked and copied. The engine puts them in the snapshot's tree only after
+ * the walk: a mode that is not permission bits gave a "successful" backup whose file restore refuses
+ * ("mode is not an integer in 0…0o7777"), and an mtime that is not a valid Date a TypeError with a
+ * stack after the whole walk, naming no plug-in. The copy keeps what was checked (the plug-in may
+ * reuse its object).
+ */
+function validateFileOptions(options: unknown): VirtualFileOptions {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) throw new TypeError(`addFile: options must be an object ({ mode, mtime }), not ${kindOf(options)}`);
+  const { mode, mtime } = options as { mode?: unknown; mtime?: unknown };
+  const out: VirtualFileOptions = {};
+  if (mode !== undefined) {
+    if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+      throw new TypeError(`addFile: options.mode must be an integer from 0 to 0o7777 (permission bits, such as 0o640), not ${typeof mode === 'number' && Number.isFinite(mode) ? mode : kindOf(mode)}`);
+    }
+    out.mode = mode;
+  }
+  if (mtime !== undefined) {
+    if (!(mtime instanceof Date) || !Number.isFinite(mtime.getTime())) throw new TypeError(`addFile: options.mtime must be a valid Date, not ${kindOf(mtime)}`);
+    out.mtime = new Date(mtime.getTime());
+  }
+  return out;
+}
+
+/**
+ * Why an entry's `ctx.file.metadata` cannot be stored in its tree, or undefined (also for `undefined`
+ * and `null`: no metadata). The tree is written later (a directory's when its subtree is done); what
+ * it cannot encode failed the backup there with a bare TypeError, and what restore refuses (not an
+ * object, over {@link MAX_NODE_METADATA_BYTES}) gave a "successful" backup whose entry — for a
+ * directory, its whole subtree — could not be restored.
+ */
+function fileMetadataProblem(metadata: unknown): string | undefined {
+  if (metadata === undefined || metadata === null) return undefined;
+  if (typeof metadata !== 'object' || Array.isArray(metadata)) return `must be an object, not ${kindOf(metadata)}`;
+  let json: string;
+  try {
+    json = canonicalJson(metadata);
+  } catch (err) {
+    // A BigInt, a cycle, NaN, or nesting deeper than the stack.
+    return `cannot be stored as JSON (${err instanceof Error ? err.message : String(err)})`;
+  }
+  const size = Buffer.byteLength(json, 'utf8');
+  if (size > MAX_NODE_METADATA_BYTES) return `is ${size} bytes as JSON (limit ${MAX_NODE_METADATA_BYTES})`;
+  return undefined;
+}
+
+/** Why `tags` cannot be a snapshot's tags (validate.ts's rule, which readers apply), or undefined. */
+function tagsProblem(tags: unknown): string | undefined {
+  if (!Array.isArray(tags)) return `must be an array of strings, not ${kindOf(tags)}`;
+  if (tags.length > MAX_SNAPSHOT_TAGS) return `has ${tags.length} tags (limit ${MAX_SNAPSHOT_TAGS})`;
+  for (let i = 0; i < tags.length; i++) {
+    const t: unknown = tags[i];
+    if (typeof t !== 'string' || t.length > MAX_SNAPSHOT_STRING || t.includes('\0')) {
+      return `[${i}] must be a string of at most ${MAX_SNAPSHOT_STRING} characters without NUL, not ${typeof t === 'string' ? (t.length > MAX_SNAPSHOT_STRING ? `${t.length} characters` : 'one with a NUL') : kindOf(t)}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * What plug-ins see as `ctx.backup`: the engine's own object, read through (`status`, `stats`,
+ * `snapshotId` stay live), where only what docs/writing-plugins.md lets them change can be changed:
+ * `tags` (pushed to, or replaced by an array, in place) and the contents of `metadata`. The engine
+ * used to hand over its object itself: `ctx.backup.sources.push(dir)` had `dir` backed up, and a
+ * `host` that is not a string gave a "successful" backup whose snapshot no command could read.
+ * What `tags` and `metadata` hold is checked by {@link backupProblem} when a plug-in calls `next()`.
+ */
+function backupView(backup: BackupInfo): BackupInfo {
+  const readOnly = (key: PropertyKey): TypeError =>
+    new TypeError(`ctx.backup.${String(key)} is read-only (a plug-in may change ctx.backup.tags and add its own key to ctx.backup.metadata)`);
+  const sources = Object.freeze([...backup.sources]);
+  const stats = new Proxy(backup.stats, {
+    set: (_t, key) => {
+      throw new TypeError(`ctx.backup.stats is read-only (${String(key)} is the engine's counter)`);
+    },
+    defineProperty: () => {
+      throw new TypeError('ctx.backup.stats is read-only');
+    },
+    deleteProperty: () => {
+      throw new TypeError('ctx.backup.stats is read-only');
+    },
+  });
+  return new Proxy(backup, {
+    get: (target, key) => (key === 'sources' ? sources : key === 'stats' ? stats : Reflect.get(target, key)),
+    set: (target, key, value: unknown) => {
+      if (key === 'metadata') throw new TypeError('ctx.backup.metadata cannot be replaced: add your own key to it (ctx.backup.metadata["<plug-in name>"] = …)');
+      if (key !== 'tags') throw readOnly(key);
+      const problem = tagsProblem(value);
+      if (problem) throw new TypeError(`ctx.backup.tags${problem.startsWith('[') ? '' : ' '}${problem}`);
+      // In place: the engine keeps its array.
+      target.tags.splice(0, target.tags.length, ...(value as string[]));
+      return true;
+    },
+    defineProperty: (_t, key) => {
+      throw readOnly(key);
+    },
+    deleteProperty: (_t, key) => {
+      throw new TypeError(`ctx.backup.${String(key)} cannot be deleted`);
+    },
+    setPrototypeOf: () => {
+      throw new TypeError('ctx.backup is read-only');
+    },
+  });
+}
+
+/**
+ * Why the backup's `tags` or `metadata` cannot go into the snapshot, or undefined. A tag that is not
+ * a string gave a snapshot every reader skips as damaged; a BigInt or a cycle in `metadata` a bare
+ * TypeError once the whole backup was done.
+ */
+function backupProblem(backup: BackupInfo, withMetadata: boolean): string | undefined {
+  const tags = tagsProblem(backup.tags);
+  if (tags) return `ctx.backup.tags${tags.startsWith('[') ? '' : ' '}${tags}`;
+  if (!withMetadata) return undefined;
+  try {
+    canonicalJson(backup.metadata);
+  } catch (err) {
+    return `ctx.backup.metadata cannot be stored as JSON (${err instanceof Error ? err.message : String(err)})`;
+  }
+  return undefined;
+}
+
+/**
+ * What a hook wrapper checks of what the plug-in handed back (see {@link wrapHook}): `check` returns
+ * why it cannot be stored, or undefined; it runs when the plug-in calls `next()` and, with `onReturn`,
+ * when its hook returns.
+ */
+interface HandOverCheck {
+  check: () => string | undefined;
+  onReturn: boolean;
+}
+
+/**
+ * How each plug-in's hook is wrapped: attribution of errors to the right plug-in. With `handOver`,
+ * what the plug-in left for the engine is checked when it calls `next()` (before the rest of the chain
+ * and, in onBackupStart, the backup itself run) and, with `onReturn`, when its hook returns: the first
+ * check that fails is the plug-in's doing (every plug-in before it passed the same check), and fails
+ * its hook with its name, whether or not it awaited `next()`.
+ */
 function wrapHook<C>(
   plugin: LoadedPlugin,
   hook: HookName,
@@ -128,15 +279,31 @@ function wrapHook<C>(
   view: C,
   requireNext: boolean,
   aborted?: () => BackupAbortedError | undefined,
+  handOver?: HandOverCheck,
 ): Middleware<unknown> {
   const { name, path } = plugin;
   return (_shared, next) => {
     let called = false;
     let downstreamFailed = false;
     let downstreamError: unknown;
+    /** What {@link handOver} found wrong, once found. */
+    let badHandOver: TypeError | undefined;
+    const handedOverOk = (): boolean => {
+      if (handOver && badHandOver === undefined) {
+        const problem = handOver.check();
+        if (problem !== undefined) badHandOver = new TypeError(problem);
+      }
+      return badHandOver === undefined;
+    };
     const guardedNext: Next = () => {
       if (called) return Promise.reject(new Error('next() called multiple times'));
       called = true;
+      if (!handedOverOk()) {
+        // Marked handled: the hook fails below even if the plug-in does not await this.
+        const rejected = Promise.reject(badHandOver);
+        rejected.catch(() => {});
+        return rejected;
+      }
       return next().then(undefined, (e: unknown) => {
         downstreamFailed = true;
         downstreamError = e;
@@ -144,6 +311,7 @@ function wrapHook<C>(
       });
     };
     const attribute = (e: unknown): unknown => {
+      if (badHandOver !== undefined) return new PluginError(name, hook, badHandOver, { path });
       if (downstreamFailed && e === downstreamError) return e; // not ours: passes through as is
       if (e instanceof BackupAbortedError) return e;
       return new PluginError(name, hook, e, { path });
@@ -156,6 +324,7 @@ function wrapHook<C>(
     }
     return Promise.resolve(result).then(
       () => {
+        if ((handOver?.onReturn === true && !handedOverOk()) || badHandOver !== undefined) throw new PluginError(name, hook, badHandOver, { path });
         if (requireNext && !called) {
           // It aborted (and caught its own throw): report the abort, not a missing next().
           const abortError = aborted?.();
@@ -458,7 +627,7 @@ class Session implements BackupSession {
     // Contexts: `shared` (one per session) ← `fileShared` (adds the current file and its
     // actions) ← one frozen view per plug-in and hook (its hook name, log, options, abort,
     // addFile). Views are built here, once; the onFile chain reuses them for every entry.
-    const shared = readonlyObject(Object.prototype, { backup: init.backup, state: init.state ?? {}, signal: this.signal, dataDir });
+    const shared = readonlyObject(Object.prototype, { backup: backupView(init.backup), state: init.state ?? {}, signal: this.signal, dataDir });
     this.#shared = shared;
 
     const session = this;
@@ -487,15 +656,29 @@ class Session implements BackupSession {
         abort: (reason: string): never => this.#abort(reason, p.name, hook),
         addFile: (path: string, content: ContentSource, options: VirtualFileOptions = {}): void => {
           if (hook === 'onBackupStop') throw new Error('ctx.addFile() is not available in onBackupStop (the snapshot is already written)');
-          init.onAddFile(validateVirtualPath(path), validateContent(content, 'addFile'), options ?? {});
+          init.onAddFile(validateVirtualPath(path), validateContent(content, 'addFile'), validateFileOptions(options));
         },
       });
 
+    // What plug-ins hand back is checked as they hand it over (see wrapHook). onBackupStart: the
+    // tags and metadata the snapshot will hold, when a plug-in calls next() (what it sets after that,
+    // once the snapshot is written, is not stored). onFile: the entry's metadata, at next() and on
+    // return; the tags too (cheap), not the backup's metadata (once per plug-in and entry would cost).
+    const startCheck: HandOverCheck = { check: () => backupProblem(init.backup, true), onReturn: false };
+    const fileCheck: HandOverCheck = {
+      check: () => {
+        const current = session.#current;
+        const problem = current ? fileMetadataProblem(current.metadata) : undefined;
+        return problem !== undefined ? `ctx.file.metadata of ${current!.path} ${problem}` : backupProblem(init.backup, false);
+      },
+      onReturn: true,
+    };
     const chainFor = (hook: 'onBackupStart' | 'onFile'): ComposedMiddleware<unknown> | undefined => {
       const list = plugins.filter((p) => p.impl[hook] !== undefined);
       if (!list.length) return undefined;
       const base = hook === 'onFile' ? fileShared : shared;
-      return compose(list.map((p) => wrapHook(p, hook, p.impl[hook] as (c: unknown, n: Next) => unknown, view(base, p, hook), hook === 'onBackupStart', () => this.abortError)));
+      const check = hook === 'onFile' ? fileCheck : startCheck;
+      return compose(list.map((p) => wrapHook(p, hook, p.impl[hook] as (c: unknown, n: Next) => unknown, view(base, p, hook), hook === 'onBackupStart', () => this.abortError, check)));
     };
     this.#startChain = chainFor('onBackupStart');
     this.#fileChain = chainFor('onFile');
