@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile, stat } from 'node:fs/promises';
 import { makeDirectory } from '@kiwi-backup/core';
 import { randomBytes } from 'node:crypto';
@@ -22,12 +22,14 @@ export const PASSWORD_COMMAND_TIMEOUT_MS = 120_000;
  * the command came from, never its output, nor its text (it may hold a secret). Without a
  * terminal on stdin (cron, a service), one that has not finished after `timeoutMs` (default
  * {@link PASSWORD_COMMAND_TIMEOUT_MS}) is killed and is that error too, instead of a job that
- * hangs for ever; on a terminal it may wait for its user.
+ * hangs for ever; on a terminal it may wait for its user. One that prints more than
+ * {@link MAX_COMMAND_OUTPUT} is stopped there, at once, whatever it runs.
  */
 export async function runPasswordCommand(command: string, source: string, timeoutMs = process.stdin.isTTY ? 0 : PASSWORD_COMMAND_TIMEOUT_MS): Promise<string> {
   return await new Promise<string>((resolve, reject) => {
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
+    const chunks: Buffer[] = [];
     /** True the first time (the outcome is this one), false once settled. */
     const settle = (): boolean => {
       if (settled) return false;
@@ -36,24 +38,44 @@ export async function runPasswordCommand(command: string, source: string, timeou
       return true;
     };
     const fail = (why: string) => {
-      if (settle()) reject(new UsageError(`the password command (${source}) ${why}`));
+      if (!settle()) return;
+      // What a failed command printed may be the password (or part of it).
+      for (const c of chunks) c.fill(0);
+      reject(new UsageError(`the password command (${source}) ${why}`));
     };
-    let child;
+    // (Its own process group when it may be timed out: the whole of it is killed then. Not on a
+    // terminal: a new session would have no terminal to prompt on.)
+    const ownGroup = timeoutMs > 0;
+    let child: ChildProcess;
     try {
-      // (Its own process group when it may be timed out: the whole of it is killed then.)
-      child = spawn(command, { shell: true, stdio: ['inherit', 'pipe', 'inherit'], detached: timeoutMs > 0 });
+      child = spawn(command, { shell: true, stdio: ['inherit', 'pipe', 'inherit'], detached: ownGroup });
     } catch (err) {
       fail(`could not be started: ${(err as Error).message}`);
       return;
     }
-    const chunks: Buffer[] = [];
+    /**
+     * Stop it now, without waiting for 'close': the shell may have forked what it runs (dash runs
+     * `yes` as its child), and what it started keeps the output open after the shell is killed. Its
+     * output is no longer read (a writer left over dies of SIGPIPE at its next write), and it is
+     * killed: its whole group when it has one, else the shell.
+     */
+    const stop = (): void => {
+      child.stdout!.destroy();
+      try {
+        if (!ownGroup || child.pid === undefined) throw new Error('no group of its own');
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    };
     let size = 0;
-    let tooLong = false;
     child.stdout!.on('data', (d: Buffer) => {
+      if (settled) return;
       size += d.byteLength;
       if (size > MAX_COMMAND_OUTPUT) {
-        if (!tooLong) child.kill('SIGTERM');
-        tooLong = true;
+        d.fill(0);
+        stop();
+        fail(`printed more than ${MAX_COMMAND_OUTPUT / 1024} KiB; it must print only the password`);
         return;
       }
       chunks.push(d);
@@ -61,24 +83,16 @@ export async function runPasswordCommand(command: string, source: string, timeou
     child.on('error', (err) => fail(`could not be started: ${err.message}`));
     if (timeoutMs > 0) {
       timer = setTimeout(() => {
-        // (Not waiting for 'close': something it started may hold its output open.)
-        child.stdout!.destroy();
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          child.kill('SIGKILL');
-        }
-        for (const c of chunks) c.fill(0);
+        stop();
         fail(`did not finish within ${Math.round(timeoutMs / 1000)} s (with no terminal to answer it); it must print the password and exit`);
       }, timeoutMs);
       timer.unref();
     }
     child.on('close', (code, signal) => {
       if (settled) return;
-      const out = Buffer.concat(chunks);
-      if (tooLong) return fail(`printed more than ${MAX_COMMAND_OUTPUT / 1024} KiB; it must print only the password`);
       if (signal) return fail(`was killed by ${signal}`);
       if (code !== 0) return fail(`failed with exit code ${code}${code === 127 ? ' (command not found?)' : ''}`);
+      const out = Buffer.concat(chunks);
       for (const c of chunks) c.fill(0);
       const password = out.toString('utf8').replace(/(\r?\n)+$/, '');
       out.fill(0);
