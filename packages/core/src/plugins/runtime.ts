@@ -295,8 +295,16 @@ function wrapHook<C>(
       }
       return badHandOver === undefined;
     };
+    /** A second next(): the hook fails with it, whether or not the plug-in awaited that call. */
+    let calledTwice: Error | undefined;
     const guardedNext: Next = () => {
-      if (called) return Promise.reject(new Error('next() called multiple times'));
+      if (called) {
+        calledTwice ??= new Error('next() called multiple times');
+        // Marked handled: without an await, its rejection would escape every handler (and stop the process).
+        const rejected = Promise.reject(calledTwice);
+        rejected.catch(() => {});
+        return rejected;
+      }
       called = true;
       if (!handedOverOk()) {
         // Marked handled: the hook fails below even if the plug-in does not await this.
@@ -325,6 +333,7 @@ function wrapHook<C>(
     return Promise.resolve(result).then(
       () => {
         if ((handOver?.onReturn === true && !handedOverOk()) || badHandOver !== undefined) throw new PluginError(name, hook, badHandOver, { path });
+        if (calledTwice) throw new PluginError(name, hook, calledTwice, { path });
         if (requireNext && !called) {
           // It aborted (and caught its own throw): report the abort, not a missing next().
           const abortError = aborted?.();
@@ -347,8 +356,16 @@ function wrapStopHook<C>(plugin: LoadedPlugin, fn: (ctx: C, next: Next) => unkno
   const { name, path } = plugin;
   return async (_shared, next) => {
     let called = false;
+    /** A second next(): the hook fails with it, whether or not the plug-in awaited that call. */
+    let calledTwice: Error | undefined;
     const guardedNext: Next = () => {
-      if (called) return Promise.reject(new Error('next() called multiple times'));
+      if (called) {
+        calledTwice ??= new Error('next() called multiple times');
+        // Marked handled: without an await, its rejection would escape every handler (and stop the process).
+        const rejected = Promise.reject(calledTwice);
+        rejected.catch(() => {});
+        return rejected;
+      }
       called = true;
       return next(); // never rejects: downstream wrappers collect their errors
     };

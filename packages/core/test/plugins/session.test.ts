@@ -287,6 +287,21 @@ describe('error attribution', () => {
     expect(bodies).toBe(1);
   });
 
+  it('calling next() twice without awaiting the second is blamed on that plug-in, and nothing is left unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const { rt } = await runtime([['careless', { onBackupStart: async (ctx, next) => { await next(); void next(); } }]]);
+      const e = await rejectionOf<PluginError>(session(rt).s.start(async () => undefined));
+      expect(e.message).toBe('plug-in "careless" failed in onBackupStart: next() called multiple times');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('onBackupStart returning without calling next() is an error (the backup would silently not run)', async () => {
     const { rt } = await runtime([['lazy', { onBackupStart: async () => {} }]]);
     let ran = false;
