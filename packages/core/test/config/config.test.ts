@@ -172,6 +172,8 @@ describe('config validation', () => {
     expect(configError('{"plugins":[{"path":"a","package":"b"}]}').message).toContain('either "path" or "package"');
     expect(configError('{"plugins":[{"options":{}}]}').message).toContain('plugins[0] needs "name"');
     expect(configError('{"backup":{"oneFileSystem":"yes"}}').message).toContain('backup.oneFileSystem must be a boolean');
+    // A size the backup itself would refuse (past 2^53 bytes) is the config's error, naming its key.
+    expect(configError('{"backup":{"excludeLargerThan":"99999999999999999999P"}}').message).toContain('backup.excludeLargerThan must be a number of bytes or a size like "500M"');
     expect(configError('{"storage":{"S3!":"x"}}').message).toContain('not a valid URL scheme');
     expect(configError('{"storageOptions":{"x":[]}}').message).toContain('storageOptions.x must be an object, not an array');
     expect(configError('{"storage":{"x":{"module":"m"}}}').message).toContain('storage.x must be a module name or path (a string), not an object; put adapter options under "storageOptions"');
