@@ -321,6 +321,9 @@ export function validateConfig(value: unknown, positions?: Map<string, JsonPosit
         checkKeys(entry, key, PLUGIN_KEYS);
         if (entry.name !== undefined && str(entry.name, `${key}.name`) && /[/\\]/.test(entry.name as string)) {
           add(`${key}.name`, `${key}.name must not contain "/" or "\\" (use "path" or "package" for locations)`);
+        } else if (typeof entry.name === 'string' && (entry.name === '' || entry.name === '.' || entry.name === '..' || entry.name.includes('\0'))) {
+          // The name is a folder's name too (the plug-in's own folder, api.pluginDir): "." or ".." would be the plug-ins folder or the data directory.
+          add(`${key}.name`, `${key}.name must be a name, not ${JSON.stringify(entry.name)}`);
         }
         if (entry.path !== undefined) str(entry.path, `${key}.path`);
         if (entry.package !== undefined) str(entry.package, `${key}.package`);

@@ -171,6 +171,8 @@ describe('config validation', () => {
     expect(configError('{"plugins":[{"name":"x","enabled":"no"}]}').message).toContain('plugins[0].enabled must be a boolean, not a string');
     expect(configError('{"plugins":[{"path":"a","package":"b"}]}').message).toContain('either "path" or "package"');
     expect(configError('{"plugins":[{"options":{}}]}').message).toContain('plugins[0] needs "name"');
+    expect(configError('{"plugins":[{"name":".."}]}').message).toContain('plugins[0].name must be a name, not ".."');
+    expect(configError('{"plugins":[{"name":"."}]}').message).toContain('plugins[0].name must be a name, not "."');
     expect(configError('{"backup":{"oneFileSystem":"yes"}}').message).toContain('backup.oneFileSystem must be a boolean');
     // A size the backup itself would refuse (past 2^53 bytes) is the config's error, naming its key.
     expect(configError('{"backup":{"excludeLargerThan":"99999999999999999999P"}}').message).toContain('backup.excludeLargerThan must be a number of bytes or a size like "500M"');
