@@ -106,7 +106,9 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   const { storage, keys, config, index, reader } = repo.internals();
   const progress = opts.onProgress ?? (() => undefined);
   const loaded = await repo.loadIndex({ verifyPacks: true });
-  refuseDamage(repo, loaded);
+  // Every damaged index file this repository object has met, not only those of this load: a file found
+  // damaged by an earlier load (a library caller's, say) is not read, nor reported, again.
+  refuseDamage(repo, { ...loaded, damagedFiles: repo.internals().indexLoader.damaged() });
 
   const snapshots = await repo.listSnapshots().catch((err: unknown) => {
     const file = err instanceof IntegrityError ? err.file : undefined;

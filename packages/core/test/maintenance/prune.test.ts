@@ -146,6 +146,11 @@ describe('prune', () => {
     repo = await open();
     await expect(prune(repo)).rejects.toThrow(new RegExp(`index/${indexFiles[0]}.*kiwi repair index`));
     await repo.close();
+    // Also when the same repository object had loaded its index before (the damaged file is not read again).
+    repo = await open();
+    await repo.loadIndex();
+    await expect(prune(repo)).rejects.toThrow(new RegExp(`index/${indexFiles[0]}.*kiwi repair index`));
+    await repo.close();
     expect(await totalBytes(storage, 'data')).toEqual(dataBefore);
   });
 });
