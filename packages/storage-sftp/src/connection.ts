@@ -122,8 +122,8 @@ export async function openConn(t: ConnTarget, id: number): Promise<Conn> {
     lastReply: Date.now(),
     posixRename: 'posix-rename@openssh.com' in ext,
     fsync: 'fsync@openssh.com' in ext,
-    maxRead: Math.max(1024, Math.min(lim._maxReadLen ?? 32 * 1024, 256 * 1024)),
-    maxWrite: Math.max(1024, Math.min(lim._maxWriteLen ?? 32 * 1024, 256 * 1024)),
+    maxRead: transferLimit(lim._maxReadLen),
+    maxWrite: transferLimit(lim._maxWriteLen),
   });
   const c = conn as Conn;
   sftp.on('close', markDead);
@@ -151,4 +151,21 @@ export function disposeConn(c: Conn): void {
   c.dead = true;
   if (c.watchdog) clearInterval(c.watchdog);
   void c.client.end().catch(() => undefined);
+}
+
+
+/**
+ * 256 KiB less 1 KiB for a packet's headers (a WRITE's handle may take up to 256 bytes): what OpenSSH
+ * itself advertises. ssh2 refuses any incoming SFTP packet over 256 KiB, headers included, as fatal.
+ */
+export const MAX_TRANSFER = 255 * 1024;
+
+/**
+ * The most bytes one READ or WRITE request carries, from what the server advertised
+ * (`limits@openssh.com`; 32 KiB without it): at least 1 KiB, at most {@link MAX_TRANSFER}. A server
+ * advertising 256 KiB made every large read's reply (its data and 9 bytes of headers) kill the connection.
+ */
+export function transferLimit(advertised: number | undefined): number {
+  const n = advertised !== undefined && Number.isFinite(advertised) ? Math.floor(advertised) : 32 * 1024;
+  return Math.max(1024, Math.min(n, MAX_TRANSFER));
 }

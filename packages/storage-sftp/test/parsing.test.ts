@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSftpUrl, readSshConfig, fingerprintOf, sftpAdapter } from '../src/index.js';
 import { redactUrl } from '../src/url.js';
+import { MAX_TRANSFER, transferLimit } from '../src/connection.js';
 import { checkKnownHosts, findKnownHosts, hostFieldMatches, keyTypeOf, normalizeFingerprint } from '../src/known-hosts.js';
 
 describe('parseSftpUrl', () => {
@@ -265,3 +266,18 @@ describe('private key permissions', () => {
     await loose.s.close();
   });
 });
+
+describe('transferLimit', () => {
+  it('keeps a read reply within the 256 KiB packet ssh2 accepts, whatever the server advertises', () => {
+    // OpenSSH advertises 255 KiB: kept as it is.
+    expect(transferLimit(261_120)).toBe(261_120);
+    // 256 KiB of data and a reply's 9 bytes of headers would exceed ssh2's 256 KiB packet limit.
+    expect(transferLimit(256 * 1024)).toBe(MAX_TRANSFER);
+    expect(transferLimit(2 ** 40)).toBe(MAX_TRANSFER);
+    expect(MAX_TRANSFER + 9).toBeLessThanOrEqual(256 * 1024);
+    expect(transferLimit(undefined)).toBe(32 * 1024);
+    expect(transferLimit(0)).toBe(1024);
+    expect(transferLimit(Number.NaN)).toBe(32 * 1024);
+  });
+});
+
