@@ -5,20 +5,10 @@ import { StorageError, isTransientError, withRetry, type RetryInfo, type Storage
 import { deterministicBytes } from '@kiwi-backup/storage-testkit';
 import { describeWithServer, startTcpProxy, type TcpProxy } from '@kiwi-backup/test-servers';
 import { createSftpStorage } from '../src/index.js';
-import { SSHD_INSTALL_HINT, haveSshd, sftpOptions, useSshd } from './helpers.js';
+import { SSHD_INSTALL_HINT, haveSshd, rejection, sftpOptions, useSshd } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const h = (name: string) => ({ type: 'data' as const, name });
-
-async function rejection(p: Promise<unknown>): Promise<StorageError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(StorageError);
-    return err as StorageError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function names(s: Storage): Promise<string[]> {
   const out: string[] = [];

@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { StorageError } from '@kiwi-backup/core';
 import { SSHD_INSTALL_HINT, sshdAvailable, startSshd, type SshdServer } from '@kiwi-backup/test-servers';
 import { createSftpStorage, type SftpStorageOptions } from '../src/index.js';
 
@@ -49,3 +50,15 @@ export function openSftp(server: SshdServer, extra: Partial<SftpStorageOptions> 
 export async function removeRepo(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
 }
+
+/** The StorageError `p` rejects with (fails the test when it resolves or rejects with something else). */
+export async function rejection(p: Promise<unknown>): Promise<StorageError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(StorageError);
+    return err as StorageError;
+  }
+  throw new Error('expected a rejection');
+}
+

@@ -6,11 +6,12 @@
  */
 import { createServer, connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StorageError, type Storage } from '@kiwi-backup/core';
+import type { Storage } from '@kiwi-backup/core';
 import { createSftpStorage } from '../src/index.js';
 import { MAX_DIR_ENTRIES } from '../src/list.js';
 import { CLOSE_WAIT_MS } from '../src/pool.js';
 import { PASSWORD, STATUS_CODE, fakeOptions, fileEntry, startFakeServer, type FakeServer } from './fake-server.js';
+import { rejection } from './helpers.js';
 
 const servers: FakeServer[] = [];
 const storages: Storage[] = [];
@@ -18,16 +19,6 @@ afterEach(async () => {
   await Promise.all(storages.splice(0).map((s) => s.close()));
   await Promise.all(servers.splice(0).map((s) => s.stop()));
 });
-
-async function rejection(p: Promise<unknown>): Promise<StorageError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(StorageError);
-    return err as StorageError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function names(s: Storage, type: 'lock' | 'index'): Promise<string[]> {
   const out: string[] = [];

@@ -4,10 +4,10 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { StorageError, isTransientError, withRetry, type Storage } from '@kiwi-backup/core';
+import { isTransientError, withRetry, type Storage } from '@kiwi-backup/core';
 import { describeWithServer } from '@kiwi-backup/test-servers';
 import { HostKeyError, createSftpStorage, sftpAdapter } from '../src/index.js';
-import { SSHD_INSTALL_HINT, haveSshd, openSftp, sftpOptions, useSshd } from './helpers.js';
+import { SSHD_INSTALL_HINT, haveSshd, openSftp, rejection, sftpOptions, useSshd } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kiwi-sftp-hk-'));
 afterAll(() => execFileSync('rm', ['-rf', tmp]));
@@ -17,16 +17,6 @@ const tmpFile = (content?: string) => {
   if (content !== undefined) writeFileSync(f, content);
   return f;
 };
-
-async function rejection(p: Promise<unknown>): Promise<StorageError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(StorageError);
-    return err as StorageError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const cfgHandle = { type: 'config', name: 'config' } as const;
 
