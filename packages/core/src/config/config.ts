@@ -507,4 +507,3 @@ function isByteSize(text: string): boolean {
     return false;
   }
 }
-

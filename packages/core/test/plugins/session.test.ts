@@ -366,6 +366,29 @@ describe('abort', () => {
 });
 
 describe('stop()', () => {
+  it('a second next() in onBackupStop is that plug-in error once, awaited or not, and nothing is left unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const { rt } = await runtime([
+        ['careless', { onBackupStart: (c, n) => n(), onBackupStop: async (ctx, next) => { await next(); void next(); } }],
+        ['strict', { onBackupStart: (c, n) => n(), onBackupStop: async (ctx, next) => { await next(); await next(); } }],
+      ]);
+      const { s } = session(rt);
+      await s.start(async () => undefined);
+      const errors = await s.stop();
+      expect(errors.map((e) => e.message).sort()).toEqual([
+        'plug-in "careless" failed in onBackupStop: next() called multiple times',
+        'plug-in "strict" failed in onBackupStop: next() called multiple times',
+      ]);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('runs every onBackupStop even when plug-ins throw, returns and logs the errors', async () => {
     const calls: string[] = [];
     const { rt, mem } = await runtime([
