@@ -265,7 +265,7 @@ class LocalStorage implements Storage {
         });
       }
       // Read straight into the caller's buffer when it passed a big enough `into` (LoadOptions.into).
-      const out = loadTarget(options) ?? allocLoadBuffer(length, path, options?.length === undefined ? options?.maxLength : undefined);
+      const out = loadTarget(options) ?? allocLoadBuffer(length, path, options);
       let got = 0;
       while (got < length) {
         // In pieces: one read of 2^31 bytes or more would abort the process (see MAX_READ).

@@ -92,7 +92,7 @@ class MemoryStorageImpl implements MemoryStorage {
     const file = this.#get(handle);
     const { offset, length } = resolveLoadRange(options, file.byteLength, this.#where(handle));
     // The caller's buffer when it passed a big enough `into` (LoadOptions.into), else a new one.
-    const out = loadTarget(options) ?? allocLoadBuffer(length, this.#where(handle), options.length === undefined ? options.maxLength : undefined);
+    const out = loadTarget(options) ?? allocLoadBuffer(length, this.#where(handle), options);
     const copied = file.copy(out, 0, offset, offset + length);
     if (copied !== length || out.byteLength !== length) {
       throw new StorageError(`load ${handlePath(handle)}: copied ${copied} of ${length} bytes`, {

@@ -56,7 +56,7 @@ export async function load(ctx: S3Context, handle: Handle, options?: LoadOptions
   let buf: Buffer;
   try {
     // Already in the caller's buffer, or read from the SDK's stream (into that buffer if it fits).
-    buf = sink?.received !== undefined ? sink.buffer.subarray(0, sink.received) : await readBody(res.Body as Readable | undefined, expected, target, where, length === undefined ? options?.maxLength : undefined);
+    buf = sink?.received !== undefined ? sink.buffer.subarray(0, sink.received) : await readBody(res.Body as Readable | undefined, expected, target, where, options);
   } catch (err) {
     throw ctx.error(err, op, handle);
   }
@@ -91,11 +91,11 @@ function totalSize(contentRange: string | undefined, contentLength: number | und
  * early gives a shorter result (the caller checks the count).
  * @internal exported for tests
  */
-export async function readBody(body: Readable | undefined, expected: number, target?: Buffer, where = 'S3', maxLength?: number): Promise<Buffer> {
+export async function readBody(body: Readable | undefined, expected: number, target?: Buffer, where = 'S3', options?: LoadOptions): Promise<Buffer> {
   if (!body) return Buffer.alloc(0);
   let out: Buffer;
   try {
-    out = target !== undefined && target.byteLength >= expected ? target.subarray(0, expected) : allocLoadBuffer(expected, where, maxLength);
+    out = target !== undefined && target.byteLength >= expected ? target.subarray(0, expected) : allocLoadBuffer(expected, where, options);
   } catch (err) {
     body.destroy();
     throw err;

@@ -16,14 +16,14 @@ function body(data: Buffer, size: number): Readable {
 describe('readBody', () => {
   it('a length above the caller\'s maxLength (a server that disagrees with its listing) is refused as integrity before a byte is read', async () => {
     const b = body(bytes(100), 10);
-    const err = await readBody(b, 700_000_000, undefined, 's3://bucket/repo/index/ab', 512 << 20).catch((e: unknown) => e);
+    const err = await readBody(b, 700_000_000, undefined, 's3://bucket/repo/index/ab', { maxLength: 512 << 20 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StorageError);
     expect((err as StorageError).kind).toBe('integrity');
     expect((err as Error).message).toBe(`load s3://bucket/repo/index/ab: 700000000 bytes, more than the ${512 << 20} expected at most`);
     expect(b.destroyed).toBe(true);
     // Within it, the body is read.
     const data = bytes(5000);
-    expect((await readBody(body(data, 700), data.length, undefined, 'x', 5000)).equals(data)).toBe(true);
+    expect((await readBody(body(data, 700), data.length, undefined, 'x', { maxLength: 5000 })).equals(data)).toBe(true);
   });
 
   it('a length no Buffer can hold (a server that says a file has 5 GiB) is a StorageError naming the file, the body dropped', async () => {

@@ -113,4 +113,3 @@ async function endWithin(c: Conn, ms: number): Promise<void> {
     clearTimeout(timer);
   }
 }
-

@@ -86,7 +86,7 @@ export async function load(pool: SftpPool, handle: Handle, options: LoadOptions 
         length = size - offset;
       }
       // Read into the caller's buffer when it passed a big enough `into` (LoadOptions.into).
-      const out = loadTarget(options) ?? allocLoadBuffer(length, `${pool.location}/${rel}`, options.length === undefined ? options.maxLength : undefined);
+      const out = loadTarget(options) ?? allocLoadBuffer(length, `${pool.location}/${rel}`, options);
       try {
         await readAll(c, h, out, offset);
       } catch (err) {

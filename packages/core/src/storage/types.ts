@@ -278,15 +278,18 @@ export function loadTarget(options: LoadOptions | undefined): Buffer | undefined
  * big enough `into`). More than a Buffer can hold (4 GiB under Node 20) is refused with a
  * {@link StorageError} naming the file, never left to `Buffer.allocUnsafe`'s RangeError: no
  * repository file is that large (packs stay far below it, readers take ranges of them), so such a
- * length is a damaged or foreign file, or a server that says so.
+ * length is a damaged or foreign file, or a server that says so. With the load's `options`, a whole
+ * load longer than its `maxLength` is refused too (see {@link LoadOptions.maxLength}).
  */
-export function allocLoadBuffer(length: number, location: string, maxLength?: number): Buffer {
+export function allocLoadBuffer(length: number, location: string, options?: Pick<LoadOptions, 'length' | 'maxLength'>): Buffer {
   if (!Number.isSafeInteger(length) || length < 0 || length > bufferConstants.MAX_LENGTH) {
     throw new StorageError(
       `load ${location}: ${String(length)} bytes are more than can be loaded at once (at most ${bufferConstants.MAX_LENGTH}); no repository file is that large`,
       { kind: 'other', location },
     );
   }
+  // The caller's limit on a whole load (with `length`, it asked for that many bytes: no limit).
+  const maxLength = options?.length === undefined ? options?.maxLength : undefined;
   if (maxLength !== undefined && length > maxLength) throw tooLongError(location, length, maxLength);
   return Buffer.allocUnsafe(length);
 }
