@@ -25,10 +25,10 @@ export interface BufferPoolOptions {
 export class BufferPool {
   private readonly free: Buffer[] = [];
   /** How many idle buffers are kept; when full, a released buffer replaces a smaller idle one. */
-  readonly maxIdle: number;
+  maxIdle: number;
   private readonly minClass: number | undefined;
   private readonly maxPooled: number;
-  private readonly maxIdleBytes: number;
+  private maxIdleBytes: number;
   private idleBytes = 0;
 
   constructor(options: BufferPoolOptions = {}) {
@@ -61,7 +61,23 @@ export class BufferPool {
     if (buf.length > this.maxPooled || buf.length > this.maxIdleBytes || this.maxIdle === 0 || this.free.includes(buf)) return;
     this.free.push(buf);
     this.idleBytes += buf.length;
-    // Over a limit: drop the smallest idle buffers (the larger ones can serve any request).
+    this.trim();
+  }
+
+  /**
+   * Change how many idle buffers, and how many bytes of them, are kept (idle ones over the new limits
+   * are dropped now). Returns the limits before, to put back with another call.
+   */
+  setLimits(limits: { maxIdle: number; maxIdleBytes: number }): { maxIdle: number; maxIdleBytes: number } {
+    const before = { maxIdle: this.maxIdle, maxIdleBytes: this.maxIdleBytes };
+    this.maxIdle = limits.maxIdle;
+    this.maxIdleBytes = limits.maxIdleBytes;
+    this.trim();
+    return before;
+  }
+
+  /** Over a limit: drop the smallest idle buffers (the larger ones can serve any request). */
+  private trim(): void {
     while (this.free.length > this.maxIdle || this.idleBytes > this.maxIdleBytes) {
       let smallest = 0;
       for (let i = 1; i < this.free.length; i++) if (this.free[i]!.length < this.free[smallest]!.length) smallest = i;

@@ -28,7 +28,7 @@ import { stringArg, stringList } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { reportPrune } from './prune.js';
-import { keepYoungGenerationSmall } from '../young-generation.js';
+import { keepHeapSmall } from '../small-heap.js';
 import type { Output } from '../output.js';
 import { chooseSnapshots, selectArgs, selectionFromArgs } from '../select.js';
 
@@ -175,7 +175,7 @@ export default kiwiCommand({
     }
     if (args.prune) {
       signal.throwIfAborted();
-      keepYoungGenerationSmall();
+      keepHeapSmall();
       // Under the exclusive lock forget holds: no backup can start between the two.
       const r = await prune(repo, {
         ...(maxUnused ? { maxUnused } : {}),

@@ -4,7 +4,7 @@ import { stringArg } from '../args.js';
 import { UsageError } from '../exit-codes.js';
 import { formatBytes, type Output } from '../output.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
-import { keepYoungGenerationSmall } from '../young-generation.js';
+import { keepHeapSmall } from '../small-heap.js';
 
 export default kiwiCommand({
   meta: { name: 'prune', description: 'Remove data no snapshot uses: delete unused packs, repack mostly unused ones' },
@@ -24,7 +24,7 @@ export default kiwiCommand({
         throw new UsageError((err as Error).message);
       }
     }
-    keepYoungGenerationSmall();
+    keepHeapSmall();
     const repo = await session.openRepository({ lockOptions: lockOptionsFor(args, session, signal) });
     const out = session.out;
     const dryRun = Boolean(args['dry-run']);

@@ -13,22 +13,20 @@
  *    repository; what it leaves behind is unindexed packs (reclaimable), which the next prune
  *    removes and which a backup in between may adopt harmlessly.
  *
- * Reads: the index files, the trees, and the used blobs of the packs it repacks.
+ * Reads: the index files, the trees, and the used blobs of the packs it repacks (repack.ts).
  */
 import { IntegrityError } from '../repository/errors.js';
 import type { Repository } from '../repository/repository.js';
 import type { BlobLocation } from '../repository/types.js';
 import { handlePath, removeFiles, type Storage } from '../storage/types.js';
 import { rawPacksFromIndex, removeIndexFiles, writeIndexFiles } from './index-files.js';
+import { repackBlobs } from './repack.js';
 import { findUsedBlobs } from './used-blobs.js';
 
 /** How much unused data prune may leave: a share of the used data, an absolute size, or any amount. */
 export type MaxUnused = { kind: 'percent'; value: number } | { kind: 'bytes'; value: number } | { kind: 'unlimited' };
 
 export const DEFAULT_MAX_UNUSED: MaxUnused = { kind: 'percent', value: 5 };
-
-/** Largest ranged read while repacking (a larger blob is read alone). */
-const PRUNE_MAX_READ = 1024 * 1024;
 
 /** Parse `5%`, `unlimited`, or a size (`500M`, `2G`, `1024`; k/m/g/t, powers of 1024). */
 export function parseMaxUnused(text: string): MaxUnused {
@@ -201,50 +199,22 @@ async function pruneLocked(repo: Repository, opts: PruneOptions): Promise<PruneR
   // 1. new packs: the used blobs of the packs being repacked, stored again. They are built in
   //    temporary files, not in memory (a prune's memory stays small however much it repacks).
   await repo.spillPacks();
-  const usedOf = new Map<number, BlobLocation[]>(toRepack.map((s) => [s.no, []]));
-  for (let e = 0; e < used.length; e++) if (used[e] === 1) usedOf.get(index.entryPack(e))?.push(index.get(e));
+  // Per pack repacked, the entry numbers of its used blobs (their locations are made when its turn comes).
+  const usedOf = new Map<number, number[]>(toRepack.map((s) => [s.no, []]));
+  for (let e = 0; e < used.length; e++) if (used[e] === 1) usedOf.get(index.entryPack(e))?.push(e);
   // Every pack that goes (repacked or deleted) is retired, so that saveBlob never deduplicates a
   // repacked blob against a copy that is about to be deleted (nor reports it as a lost copy).
   for (const s of toRepack) index.retirePack(s.no);
   for (const s of toDelete) index.retirePack(s.no);
-  const locsOf = (s: PackStat): BlobLocation[] => usedOf.get(s.no)!;
   let repacked = 0;
-  let newBytes = 0;
-  for (const s of toRepack) {
-    const locs = locsOf(s);
-    const byId = new Map(locs.map((l) => [l.id, l]));
-    await reader.readMany(
-      locs,
-      async (id, data, error, stored) => {
-        const loc = byId.get(id)!;
-        if (!data) {
-          throw new IntegrityError(
-            `${handlePath({ type: 'data', name: s.id })}: ${loc.type} blob ${id}, which a snapshot uses, cannot be read (${error?.message ?? 'unknown error'}); nothing was deleted. Run \`kiwi repair packs ${s.id.slice(0, 12)}\` first`,
-            { file: handlePath({ type: 'data', name: s.id }), blobId: id },
-          );
-        }
-        // (Blobs of one read arrive concurrently: each adds its size after its own await.)
-        let size: number;
-        if (stored) {
-          // Verified above (authenticated, decompressed, its id checked): its stored bytes go into the
-          // new pack as they are, neither compressed nor encrypted again (the same key, the same bytes).
-          size = repo.claimBlob(loc.type, id) ? await repo.storeSealed(loc.type, id, stored, loc.rawLength, loc.compressed) : 0;
-        } else {
-          size = (await repo.saveBlob(loc.type, data, id)).storedSize;
-        }
-        newBytes += size;
-      },
-      // Each read hands on one blob at a time (its plaintext in a reused buffer), decompressed on this
-      // thread (the zstd threads would cost their isolates' memory), and reads are at most 1 MiB (a larger
-      // blob alone): memory stays a few buffers of the blobs' sizes. Four reads in flight, the default:
-      // fewer cost remote storage its speed.
-      { transient: true, sequential: true, decompressHere: true, maxRead: PRUNE_MAX_READ },
-    );
-    progress({ phase: 'repack', done: ++repacked, total: toRepack.length });
-  }
+  const newBytes = await repackBlobs(
+    repo,
+    toRepack.map((s) => ({ pack: s.id, locs: () => usedOf.get(s.no)!.map((e) => index.get(e)) })),
+    () => progress({ phase: 'repack', done: ++repacked, total: toRepack.length }),
+  );
   await repo.flush();
   // The plan counted the repacked packs' unused bytes as freed; their used bytes were stored again
-  // as `newBytes` (the same, when copied as stored; less or more, when stored again).
+  // as `newBytes` (copied as stored: the same, less the blobs that another kept pack holds too).
   result.bytes.freed += repackBytes - newBytes;
 
   // 2. new index files listing every pack kept (and the new ones), superseding all old files; 3. old

@@ -65,6 +65,9 @@ export async function findUsedBlobs(
         try {
           tree = await loader.take(id);
         } catch (err) {
+          // A storage failure (a read error, an unreachable store) is not damage: passed on as it is,
+          // so that it is reported as what it is (and exits as such), not with a repair to run.
+          if (!(err instanceof IntegrityError)) throw err;
           throw new IntegrityError(`snapshot ${snap.slice(0, 8)}: the tree of ${path} (${id}) cannot be read: ${(err as Error).message}; run \`kiwi check\``, { blobId: id, cause: err });
         }
         // Entries the tree validator refused are not in `nodes`: the blobs they name would look

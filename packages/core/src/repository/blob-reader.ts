@@ -16,6 +16,7 @@ import { handlePath } from '../storage/types.js';
 import { IntegrityError } from './errors.js';
 import { ID_SIZE, idToBytes } from './index-table.js';
 import { wrapStorageError } from './packer.js';
+import { StoredBlobChecker, StoredBlobError } from './stored-blob-check.js';
 import type { BlobId, BlobLocation } from './types.js';
 
 /** Default gap bridged by one read in {@link BlobReader.loadMany}. */
@@ -40,20 +41,21 @@ export interface LoadBlobsOptions {
   /**
    * The caller needs neither the stored bytes (`onBlob`'s `stored` is then undefined) nor the read
    * buffer after `onBlob`: each blob is decrypted over its own stored bytes, so a read needs one
-   * buffer instead of two (with `transient`; the restore's reads). Default false (prune copies the
+   * buffer instead of two (with `transient`; the restore's reads). Default false (callers that copy the
    * stored bytes into new packs).
    */
   inPlace?: boolean;
   /**
    * Open the blobs of one read one after another instead of all at once: a read then holds one
-   * plaintext at a time (prune's repacking, whose memory should not grow with the read size).
+   * plaintext at a time (for callers whose memory should not grow with the read size).
    * Default false.
    */
   sequential?: boolean;
   /**
-   * Decompress on this thread instead of the zstd threads (with `sequential`: prune's repacking,
-   * whose blobs are copied as stored, so the main thread has little else to do; the zstd threads'
-   * isolates and buffers would cost more memory than they save time). Default false.
+   * Decompress on this thread instead of the zstd threads (with `sequential`: for callers with little
+   * else to do on the main thread, whom the zstd threads' isolates and buffers would cost more memory
+   * than they save time; prune's repacking did this before it checked blobs without their plaintext,
+   * see {@link BlobReader.checkStored}). Default false.
    */
   decompressHere?: boolean;
 }
@@ -61,7 +63,7 @@ export interface LoadBlobsOptions {
 /**
  * Gets each blob's verified plaintext (`data`) or its error. `stored`, when the blob came from a
  * ranged read: its bytes as stored in the pack (nonce ‖ ciphertext ‖ tag), verified with `data`
- * and valid as long as `data` is (prune copies them into new packs as they are).
+ * and valid as long as `data` is (a caller may copy them into new packs as they are).
  */
 export type OnBlob = (id: BlobId, data: Buffer | undefined, error?: Error, stored?: Uint8Array) => void | Promise<void>;
 
@@ -119,6 +121,8 @@ interface Range {
 
 export class BlobReader {
   private readonly idScratch = Buffer.alloc(ID_SIZE);
+  /** Checks stored bytes without their plaintext ({@link checkStored}). */
+  private checker: StoredBlobChecker | undefined;
   /**
    * Reused buffers for ranged pack reads and decrypted-but-compressed blobs (never handed to
    * callers). Reads vary in size, so the pool allocates in power-of-two sizes from 1 MiB; with exact
@@ -214,6 +218,35 @@ export class BlobReader {
       }
     });
     return rest;
+  }
+
+  /**
+   * A buffer of at least `size` bytes from the reader's pool of read buffers, for callers that make
+   * their own ranged reads (prune's repacking): they reuse what the tree reads left idle. Give it
+   * back with {@link releaseBuffer} once nothing writes into it any more.
+   */
+  acquireBuffer(size: number): Buffer {
+    return this.scratch.acquire(size);
+  }
+
+  releaseBuffer(buf: Buffer): void {
+    this.scratch.release(buf);
+  }
+
+  /**
+   * Keep at most `maxIdle` idle read buffers of `maxIdleBytes` together (the reader keeps up to 12 and
+   * 32 MiB, for restores), until the returned function puts the limits back; with `drop`, that function
+   * also drops the buffer {@link checkStored} decrypts into. For prune's repacking, which needs a few.
+   */
+  limitBuffers(maxIdle: number, maxIdleBytes: number): (drop?: boolean) => void {
+    const before = this.scratch.setLimits({ maxIdle, maxIdleBytes });
+    return (drop = false) => {
+      if (drop) {
+        this.scratch.setLimits({ maxIdle: 0, maxIdleBytes: 0 });
+        this.checker = undefined;
+      }
+      this.scratch.setLimits(before);
+    };
   }
 
   /** Read one blob at `loc` (a ranged load, or the cache for a tree), authenticated and verified. */
@@ -374,6 +407,33 @@ export class BlobReader {
       if ((err as Error).name === 'IntegrityError') this.onDamage(loc, 'blob');
       throw err;
     }
+  }
+
+  /**
+   * Verify a blob's stored bytes as {@link open} does, without holding its plaintext (see
+   * stored-blob-check.ts): for copying blobs as stored (prune's repacking). Damage fails with an
+   * {@link IntegrityError} naming the blob and the pack, and is reported to `onDamage`.
+   */
+  async checkStored(loc: BlobLocation, bytes: Uint8Array): Promise<void> {
+    const file = handlePath({ type: 'data', name: loc.pack });
+    const where = { file, blobId: loc.id };
+    let error: IntegrityError;
+    try {
+      if (bytes.byteLength !== loc.length) {
+        throw new StoredBlobError(`read ${bytes.byteLength} bytes, expected ${loc.length} (pack truncated?)`, 'length');
+      }
+      const facts = { compressed: loc.compressed, rawLength: loc.rawLength, id: idToBytes(loc.id, this.idScratch) };
+      if ((this.checker ??= new StoredBlobChecker(this.keys)).check(bytes, facts) === 'whole') await this.open(loc, bytes, undefined, undefined, false, true);
+      return;
+    } catch (err) {
+      if (err instanceof AuthenticationError) {
+        error = new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: authentication failed (the pack is damaged)`, { ...where, cause: err });
+      } else if (err instanceof StoredBlobError) {
+        error = new IntegrityError(`${loc.type} blob ${loc.id} in ${file}: ${err.message}`, { ...where, cause: err });
+      } else throw err; // open()'s own errors (it reported its damage), or a failure of the crypto itself
+    }
+    this.onDamage(loc, 'blob');
+    throw error;
   }
 
   private async openUnchecked(loc: BlobLocation, bytes: Uint8Array, buffer?: Uint8Array, scratchSlot?: Buffer, reuseOutput = false, decompressHere = false): Promise<Buffer> {

@@ -155,6 +155,102 @@ describe('prune', () => {
   });
 });
 
+describe('prune copying blobs into new packs', () => {
+  /** A repository where a strict prune repacks, the packs it would repack, and their files' bytes. */
+  async function repackable() {
+    const g = await generations(work, 200 * 1024);
+    for (const s of g.snaps.slice(0, 2)) await g.storage.remove({ type: 'snapshot', name: s.id });
+    const repo = await g.open();
+    const plan = await prune(repo, { maxUnused: parseMaxUnused('0%'), dryRun: true });
+    expect(plan.repackedPacks.length).toBeGreaterThan(0);
+    const { index } = repo.internals();
+    const blobsOf = (pack: string) => index.entriesOfPack(index.findPack(pack)).map((e) => index.get(e));
+    // The pack of a tree a kept snapshot uses (read to find the used blobs).
+    const kept = (await repo.listSnapshots())[0]!.snapshot;
+    const treePack = repo.lookupBlob('tree', kept.tree)!.pack;
+    await repo.close();
+    const files = async () => {
+      const names: string[] = [];
+      for (const type of ['data', 'index', 'snapshot'] as const) for await (const f of g.storage.list(type)) names.push(`${type}/${f.name}`);
+      return names.sort();
+    };
+    return { ...g, plan, blobsOf, files, treePack };
+  }
+
+  it('refuses a damaged blob in a pack it repacks: names the pack and `kiwi repair packs`, removes nothing; with the pack put back, the next prune runs', async () => {
+    const { storage, open, plan, blobsOf, files } = await repackable();
+    const pack = plan.repackedPacks[plan.repackedPacks.length - 1]!;
+    // One flipped byte in every blob of the pack (whichever of them a snapshot uses).
+    const good = Buffer.from(await storage.load({ type: 'data', name: pack }));
+    const bytes = Buffer.from(good);
+    for (const loc of blobsOf(pack)) bytes[loc.offset + Math.floor(loc.length / 2)]! ^= 0x40;
+    await storage.remove({ type: 'data', name: pack });
+    await storage.save({ type: 'data', name: pack }, bytes);
+    const before = await files();
+    const repo = await open();
+    await expect(prune(repo, { maxUnused: parseMaxUnused('0%') })).rejects.toThrow(
+      new RegExp(`data/${pack.slice(0, 2)}/${pack}: data blob [0-9a-f]{64}, which a snapshot uses, cannot be read \\(.*authentication failed.*\\); nothing was deleted. Run \`kiwi repair packs ${pack.slice(0, 12)}\` first`),
+    );
+    await repo.close();
+    // Every file is still there (new packs of the blobs copied before may have been added: unindexed, reclaimable).
+    const after = await files();
+    for (const f of before) expect(after, f).toContain(f);
+    expect(after.filter((f) => f.startsWith('index/'))).toEqual(before.filter((f) => f.startsWith('index/')));
+
+    await storage.remove({ type: 'data', name: pack });
+    await storage.save({ type: 'data', name: pack }, good);
+    const fixed = await open();
+    const done = await prune(fixed, { maxUnused: parseMaxUnused('0%') });
+    expect(done.repackedPacks).toContain(pack);
+    expect((await fixed.check({ readData: true })).errors).toEqual([]);
+    await fixed.close();
+  });
+
+  it('passes a storage failure on as it is (not as damage), reading trees or repacking; removes nothing; leaves no read running', async () => {
+    const { storage, plan, files, blobsOf, treePack } = await repackable();
+    const dataPack = plan.repackedPacks.find((p) => blobsOf(p).every((l) => l.type === 'data'));
+    expect(treePack && dataPack).toBeTruthy();
+    const before = await files();
+    // Every read of a pack of trees fails (read first, to find the used blobs); then of a pack of data
+    // (read only to repack it).
+    for (const failing of [treePack!, dataPack!]) {
+      let loads = 0;
+      let settled = 0;
+      let failed = 0;
+      const load = async (h: Handle, o?: Parameters<Storage['load']>[1]) => {
+        loads++;
+        try {
+          if (h.type === 'data' && h.name === failing) {
+            failed++;
+            throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+          }
+          return await storage.load(h, o);
+        } finally {
+          settled++;
+        }
+      };
+      const flaky = new Proxy(storage, {
+        get: (target, key) => {
+          if (key === 'load') return load;
+          const value = Reflect.get(target, key) as unknown;
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const repo = await Repository.open(flaky, 'test-password', { kdf: KDF, logger: quiet });
+      const err = (await prune(repo, { maxUnused: parseMaxUnused('0%') }).catch((e: unknown) => e)) as Error;
+      expect(failed, failing).toBeGreaterThan(0);
+      expect(err.message).toMatch(/EIO: i\/o error/);
+      // Not damage: no repair to run (the same prune succeeds once the store reads again).
+      expect(err.name).not.toBe('IntegrityError');
+      expect(err.message).not.toMatch(/repair|kiwi check/);
+      expect(settled).toBe(loads);
+      await repo.close();
+      const after = await files();
+      for (const f of before) expect(after, f).toContain(f);
+    }
+  });
+});
+
 describe('a prune that crashes at any storage operation', () => {
   it('leaves a repository that check --read-data passes and where the kept snapshot restores; the next prune finishes the job', async () => {
     const { src, storage, snaps, open } = await generations(work);
