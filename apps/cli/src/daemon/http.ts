@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CliError, ExitCode } from '../exit-codes.js';
-import type { DaemonEvent, EventBus } from './events.js';
+import { now, type DaemonEvent, type EventBus } from './events.js';
 import type { TaskKind } from './jobs.js';
 import { PAGE_ASSETS } from './page.js';
 import { tokenMatches } from './token.js';
@@ -49,6 +49,18 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
+/**
+ * How many bytes may wait, unwritten, for one client of `/api/events` (`res.writableLength`: the response's
+ * and its socket's queues). Node keeps in memory whatever the socket cannot take, so a client that stops
+ * reading (a stuck tab, a paused curl) would make the daemon hold every later event for it, for ever. Past
+ * this it is dropped instead: the stream's `retry:` brings back a client that was only slow, and the fresh
+ * `status` event it then gets stands for what it missed. Progress events are small; a reading client never
+ * comes near this.
+ */
+export const SSE_MAX_QUEUED_BYTES = 1024 * 1024;
+/** How many clients of `/api/events` at once (each costs a socket and up to SSE_MAX_QUEUED_BYTES); past it, 503. */
+export const SSE_MAX_CLIENTS = 64;
+
 const KINDS: readonly TaskKind[] = ['backup', 'prune', 'check'];
 
 /**
@@ -89,12 +101,17 @@ export async function startApiServer(api: DaemonApi, token: string, listen: List
     }
     if (path === '/api/events') {
       if (method !== 'GET') return sendJson(res, 405, { error: 'method not allowed' }, { Allow: 'GET' });
+      const status = await api.status();
+      // The status first, so that nothing is awaited between these checks and sse.add(): clients arriving
+      // together cannot all pass the limit, and one that left meanwhile (its 'close' already emitted) is not
+      // kept for ever.
+      if (res.destroyed) return;
+      if (sse.size >= SSE_MAX_CLIENTS) return sendJson(res, 503, { error: `too many clients of the event stream (at most ${SSE_MAX_CLIENTS}); close one and retry` });
       res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
       res.write(`retry: 2000\n\n`);
-      const status = await api.status();
-      res.write(`event: status\ndata: ${JSON.stringify(status)}\n\n`);
       sse.add(res);
-      req.on('close', () => sse.delete(res));
+      res.on('close', () => sse.delete(res));
+      send(res, `event: status\ndata: ${JSON.stringify(status)}\n\n`);
       return;
     }
     const m = /^\/api\/jobs\/([^/]+)\/(runs|snapshots|run)$/.exec(path);
@@ -144,14 +161,25 @@ export async function startApiServer(api: DaemonApi, token: string, listen: List
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
 
+  /** Writes to one event client, and drops it once more than SSE_MAX_QUEUED_BYTES wait for it. */
+  const send = (res: ServerResponse, chunk: string | Buffer): void => {
+    res.write(chunk);
+    if (res.writableLength <= SSE_MAX_QUEUED_BYTES) return;
+    // destroy(), not end(): end() would keep the queue until the client reads it, which is the problem.
+    sse.delete(res);
+    res.destroy();
+    // Not from inside the event being sent: the note is an event too.
+    queueMicrotask(() => api.bus.publish({ type: 'log', time: now(), level: 'warn', message: 'dropped a slow client of the event stream (too many unread events); it may reconnect' }));
+  };
   const onEvent = (e: DaemonEvent): void => {
     if (!sse.size) return;
-    const text = `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
-    for (const res of sse) res.write(text);
+    // Encoded once for all the clients; the queues share it.
+    const chunk = Buffer.from(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+    for (const res of sse) send(res, chunk);
   };
   api.bus.on('event', onEvent);
   const heartbeat = setInterval(() => {
-    for (const res of sse) res.write(`: keep-alive\n\n`);
+    for (const res of sse) send(res, `: keep-alive\n\n`);
   }, 15_000);
   heartbeat.unref();
 
