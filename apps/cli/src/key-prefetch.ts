@@ -20,7 +20,7 @@
  * derivation on the thread pool, nothing else: the key file as read decides.
  */
 import { createHash, scrypt } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 
@@ -40,9 +40,13 @@ const MAX_SCRYPT_BYTES = 64 * 1024 * 1024;
  */
 function readSmall(path: string, max: number): Buffer | undefined {
   if (!statSync(path).isFile()) return undefined;
-  const fd = openSync(path, 'r');
+  // Non-blocking, and checked again once open: a FIFO put in the file's place after the stat above
+  // must not hold up Kiwi's start until a writer comes (reads of a regular file do not change).
+  const fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   try {
-    const size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    if (!st.isFile()) return undefined;
+    const size = st.size;
     if (size > max) return undefined;
     const buf = Buffer.alloc(size);
     let got = 0;

@@ -153,7 +153,8 @@ export class BlobReader {
    */
   private async cachedRange(pack: string, start: number, end: number, refetch = false): Promise<Buffer | undefined> {
     const cache = this.cache?.get();
-    if (!cache) return undefined;
+    // A cache turned off (disk full, permissions) would only make every tree read fetch its whole pack.
+    if (!cache?.usable) return undefined;
     const hit = refetch ? undefined : await cache.readPack(pack, start, end - start);
     if (hit) return hit;
     const size = this.cache!.packSize(pack);

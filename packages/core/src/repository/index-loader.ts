@@ -99,7 +99,8 @@ export class IndexLoader {
     await mapLimitBytes(fresh, 8, INDEX_LOAD_BUDGET, (name) => sizes.get(name) ?? 0, async (name) => {
       let body: Buffer;
       try {
-        const cached = await cache?.getMetadata('index', name);
+        // (With its listed size: a cached copy of another size is not read, and the load budget above holds.)
+        const cached = await cache?.getMetadata('index', name, sizes.get(name));
         const bytes = cached ?? (await loadWholeFile(this.storage, { type: 'index', name }, sizes.get(name)));
         body = await openMetadataFile(this.keys, bytes, `index/${name}`, name);
         if (cache && !cached) await cache.putMetadata('index', name, bytes);

@@ -28,7 +28,7 @@ export interface SnapshotFilter {
  */
 export async function loadSnapshotFile(storage: Storage, keys: MasterKeys, cache: RepositoryCache | undefined, id: string, size?: number): Promise<Snapshot> {
   const file = `snapshots/${id}`;
-  const cached = await cache?.getMetadata('snapshot', id);
+  const cached = await cache?.getMetadata('snapshot', id, size);
   let bytes: Buffer;
   try {
     bytes = cached ?? (await loadWholeFile(storage, { type: 'snapshot', name: id }, size));
