@@ -134,4 +134,21 @@ describe('kiwi key and --password-command', () => {
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('give either --password-file or --password-command, not both');
   });
+  it('a damaged key file is listed as damaged (escaped), does not stop key list, and can be removed by its id', async () => {
+    const env = await freshRepo();
+    // Not JSON: its name is its SHA-256, as every key file's.
+    const garbage = Buffer.from('{"version":1,"kdf":"scr\u001b[2J');
+    const { createHash } = await import('node:crypto');
+    const id = createHash('sha256').update(garbage).digest('hex');
+    await writeFile(join(env.KIWI_REPOSITORY!, 'keys', id), garbage);
+    const list = await runKiwi(['key', 'list'], { env: { ...env, KIWI_PASSWORD: 'old' } });
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain(`${id.slice(0, 8)}  (damaged: keys/${id}: not valid JSON)`);
+    expect(list.stdout).not.toContain('\u001b');
+    const keys = await keyIds(env, 'old');
+    expect(keys.map((k) => k.id)).toContain(id);
+    const rm = await runKiwi(['key', 'remove', id.slice(0, 8)], { env: { ...env, KIWI_PASSWORD: 'old' } });
+    expect(rm.code, rm.stderr).toBe(0);
+    expect((await keyIds(env, 'old')).map((k) => k.id)).not.toContain(id);
+  });
 });

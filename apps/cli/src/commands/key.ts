@@ -2,6 +2,7 @@ import type { KeyInfo, Repository } from '@kiwi-backup/core';
 import { kiwiCommand } from '../command.js';
 import { stringArg } from '../args.js';
 import { CliError, ExitCode, UsageError } from '../exit-codes.js';
+import { escapeControl } from '../format.js';
 import { lockOptionsFor, retryLockArgs } from '../lock-wait.js';
 import { promptPassword, readPasswordFile } from '../password.js';
 import type { Session } from '../session.js';
@@ -37,11 +38,16 @@ export default kiwiCommand({
     switch (action) {
       case 'list': {
         const keys = await repo.listKeys();
-        for (const k of keys) out.emit('key', { id: k.id, short_id: k.id.slice(0, 8), current: k.current, username: k.username, hostname: k.hostname, created: k.created });
+        for (const k of keys) out.emit('key', { id: k.id, short_id: k.id.slice(0, 8), current: k.current, username: k.username, hostname: k.hostname, created: k.created, ...(k.damaged ? { damaged: k.damaged } : {}) });
         out.emit('summary', { keys: keys.length });
         if (out.json) return;
         out.print(` ${'ID'.padEnd(10)}${'User'.padEnd(12)}${'Host'.padEnd(20)}Created`);
-        for (const k of keys) out.print(`${k.current ? '*' : ' '}${k.id.slice(0, 8).padEnd(10)}${k.username.slice(0, 11).padEnd(12)}${k.hostname.slice(0, 19).padEnd(20)}${k.created}`);
+        for (const k of keys) {
+          // A key file that cannot be read opens nothing: shown with why, so that it can be removed by its id.
+          // (The user, host and time are the key file's, anyone's who can write the storage: escaped.)
+          if (k.damaged) out.print(` ${k.id.slice(0, 8).padEnd(10)}(damaged: ${escapeControl(k.damaged)})`);
+          else out.print(`${k.current ? '*' : ' '}${k.id.slice(0, 8).padEnd(10)}${escapeControl(k.username.slice(0, 11)).padEnd(12)}${escapeControl(k.hostname.slice(0, 19)).padEnd(20)}${escapeControl(k.created.slice(0, 40))}`);
+        }
         out.info(`${keys.length} key${keys.length === 1 ? '' : 's'}; * marks the one this password opened`);
         return;
       }

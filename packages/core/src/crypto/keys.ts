@@ -105,11 +105,20 @@ export class MasterKeys {
   }
 }
 
+/**
+ * Memory scrypt takes besides its 128 · N · r bytes: p blocks of 128 · r bytes and two more
+ * (OpenSSL's accounting; the process measurably holds about twice the p blocks). Capped by validateKdf, so that
+ * a key file cannot ask for gigabytes through p (N = 2, r = 1, p = 2^23 is within the work limit
+ * and took 2 GiB), nor through r with a tiny N, which made scrypt itself refuse the parameters:
+ * an error that stopped opening the repository instead of skipping the key file.
+ */
+const MAX_SCRYPT_EXTRA_MEMORY = 32 * 1024 * 1024;
+
 function scrypt(password: Uint8Array, salt: Uint8Array, params: KdfParams): Promise<Buffer> {
   validateKdf(params);
   const { N, r, p } = params;
-  // scrypt needs 128 · N · r bytes (plus 128 · r · p); validateKdf caps both.
-  const maxmem = 128 * N * r + 128 * r * p + 32 * 1024 * 1024;
+  // scrypt needs 128 · N · r bytes plus 128 · r · (p + 2); validateKdf caps both, so this is never short.
+  const maxmem = 128 * N * r + 128 * r * p + MAX_SCRYPT_EXTRA_MEMORY;
   return new Promise((resolve, reject) => {
     scryptCb(password, salt, KEY_SIZE, { N, r, p, maxmem }, (err, key) => (err ? reject(err) : resolve(key)));
   });
@@ -122,7 +131,8 @@ function passwordBytes(password: string | Uint8Array): Buffer {
 /**
  * Check scrypt parameters: N a power of two, r and p positive integers, and — so that a key file
  * cannot make opening a repository allocate gigabytes or run for minutes — memory
- * 128 · N · r ≤ {@link MAX_SCRYPT_MEMORY} (256 MiB) and work N · r · p ≤ {@link MAX_SCRYPT_WORK}
+ * 128 · N · r ≤ {@link MAX_SCRYPT_MEMORY} (256 MiB) plus 128 · r · (p + 2) ≤
+ * {@link MAX_SCRYPT_EXTRA_MEMORY} (32 MiB), and work N · r · p ≤ {@link MAX_SCRYPT_WORK}
  * (64× the default, a few seconds).
  */
 function validateKdf(params: KdfParams): void {
@@ -132,6 +142,9 @@ function validateKdf(params: KdfParams): void {
   if (!Number.isSafeInteger(r) || r < 1 || !Number.isSafeInteger(p) || p < 1) throw new TypeError('scrypt r and p must be positive integers');
   if (128 * N * r > MAX_SCRYPT_MEMORY) {
     throw new TypeError(`scrypt N = ${N}, r = ${r} need ${(128 * N * r) / 2 ** 20} MiB of memory, more than the limit of ${MAX_SCRYPT_MEMORY / 2 ** 20} MiB`);
+  }
+  if (128 * r * (p + 2) > MAX_SCRYPT_EXTRA_MEMORY) {
+    throw new TypeError(`scrypt r = ${r}, p = ${p} need ${Math.ceil((128 * r * (p + 2)) / 2 ** 20)} MiB of memory besides 128·N·r, more than the limit of ${MAX_SCRYPT_EXTRA_MEMORY / 2 ** 20} MiB`);
   }
   if (N * r * p > MAX_SCRYPT_WORK) throw new TypeError(`scrypt N = ${N}, r = ${r}, p = ${p} is more work (N·r·p) than the limit of 2^${Math.log2(MAX_SCRYPT_WORK)}`);
 }
@@ -181,6 +194,15 @@ export async function createKeyFile(
 
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
+/**
+ * A key file's value in a message: as JSON (newlines and other control characters escaped) and
+ * short. The file is anyone's who can write the storage, and the message goes into warnings: its
+ * text must not be able to add lines of its own there ("kiwi: added key …").
+ */
+function quoted(v: unknown): string {
+  return String(JSON.stringify(v)).slice(0, 40);
+}
+
 /** Bytes that base64 text `s` decodes to, or undefined when it is not canonical base64. */
 function base64Length(s: string): number | undefined {
   if (s.length % 4 !== 0 || !BASE64_RE.test(s)) return undefined;
@@ -203,8 +225,8 @@ export function parseKeyFile(bytes: Uint8Array, where: string): KeyFile {
   }
   const f = v as Partial<KeyFile>;
   if (typeof f !== 'object' || f === null) throw new Error(`${where}: not a JSON object`);
-  if (f.version !== KEY_FILE_VERSION) throw new Error(`${where}: unsupported key file version ${String(f.version)}`);
-  if (f.kdf !== 'scrypt') throw new Error(`${where}: unsupported kdf ${JSON.stringify(f.kdf)}`);
+  if (f.version !== KEY_FILE_VERSION) throw new Error(`${where}: unsupported key file version ${quoted(f.version)}`);
+  if (f.kdf !== 'scrypt') throw new Error(`${where}: unsupported kdf ${quoted(f.kdf)}`);
   for (const k of ['N', 'r', 'p'] as const) {
     if (typeof f[k] !== 'number') throw new Error(`${where}: missing or invalid ${k}`);
   }

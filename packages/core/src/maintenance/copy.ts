@@ -6,8 +6,9 @@
  * Blob ids are keyed per repository (HMAC under its id key), so a blob's id in the
  * destination is computed from its plaintext — unless the destination was created with
  * `init --copy-chunker-params`, which gives it the source's chunker and id key: then ids are
- * the same in both, and blobs (and whole subtrees) the destination already has are skipped
- * without being read.
+ * the same in both, and data blobs the destination already has are skipped without being read.
+ * (The trees of a snapshot to copy are always read: a tree the destination has does not say that
+ * what it references is there too.)
  *
  * A copied snapshot records the source snapshot's id (or the id it was first written under)
  * as `original`; a snapshot whose original is already in the destination is not copied
@@ -16,6 +17,8 @@
  * snapshot is copied again, which stores the blobs the destination lost.
  */
 import { IntegrityError } from '../repository/errors.js';
+import { isBlobId } from '../repository/index-table.js';
+import { MAX_SNAPSHOT_SIZE, MAX_TREE_DEPTH } from '../repository/limits.js';
 import type { Repository } from '../repository/repository.js';
 import type { BlobId, Node, Snapshot } from '../repository/types.js';
 import { invalidNodeCount, invalidNodes } from '../repository/validate.js';
@@ -76,22 +79,32 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     opts.onSnapshotFailed?.(source, err);
   };
   const existing = new DestinationCopies();
-  for (const { id, snapshot } of await dest.listSnapshots()) existing.add(snapshot.original ?? id, id, snapshot);
+  // (A destination snapshot with malformed copy markers is no copy of anything: see copyMarkersProblem.)
+  for (const { id, snapshot } of await dest.listSnapshots()) if (!copyMarkersProblem(snapshot)) existing.add(snapshot.original ?? id, id, snapshot);
   const wanted = [
     ...(opts.snapshots ??
       (await source.listSnapshots({
         // A damaged snapshot file is one failure; the others are copied.
         onError: (file, err) => fail(file.replace(/^snapshots\//, ''), err),
       }))),
-  ].sort((a, b) => compareTimes(a.snapshot.time, b.snapshot.time));
+  ]
+    .filter(({ id, snapshot }) => {
+      // Malformed copy markers fail their snapshot like any damage, before they are used as keys below.
+      const problem = copyMarkersProblem(snapshot);
+      if (problem) fail(id, new IntegrityError(`snapshots/${id}: ${problem}`, { file: `snapshots/${id}` }));
+      return !problem;
+    })
+    .sort((a, b) => compareTimes(a.snapshot.time, b.snapshot.time));
   existing.repairsOfSource(wanted);
-  // A destination whose copies were repaired lost blobs, also below trees it still has: in a run
-  // that copies such a snapshot again, a tree the destination has is not taken as complete.
-  const trustTrees = sameIds && !wanted.some(({ id, snapshot }) => existing.repairedHere(snapshot.original ?? id, snapshot));
 
   /** Source data blob id → destination id (only needed when the ids differ). */
   const dataIds = new Map<BlobId, BlobId>();
+  /**
+   * Source trees copied in this run (the destination has them and everything below them, stored
+   * or pending until the flush before each snapshot), and the directory levels below each.
+   */
   const treeIds = new Map<BlobId, BlobId>();
+  const treeHeights = new Map<BlobId, number>();
   let current = '';
 
   const copyData = async (ids: BlobId[]): Promise<void> => {
@@ -116,15 +129,22 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     );
   };
 
-  const copyTree = async (id: BlobId): Promise<BlobId> => {
+  /** Directories nested deeper than the readers go (check, restore, ls): the snapshot fails, as damage. */
+  const tooDeep = (id: BlobId) =>
+    new IntegrityError(`tree ${id} of the source: directories nested deeper than ${MAX_TREE_DEPTH} levels; run \`kiwi repair snapshots\` on the source, then copy the repaired snapshot`, { blobId: id });
+
+  /** Copy tree `id` (`depth` directory levels below the snapshot's root tree) and what is below it. */
+  const copyTree = async (id: BlobId, depth: number): Promise<BlobId> => {
+    // Only trees this run copied count as complete in the destination. A tree the destination
+    // merely has does not: a copy or backup killed there may have stored a tree pack while the
+    // pack of the data it references never arrived (packs upload side by side, and the next
+    // open adopts a pack no index lists from its header), and prune keeps an unused tree in a pack
+    // it does not rewrite while removing the data below it. Copying on top of such a tree would
+    // save a snapshot that does not restore.
     const done = treeIds.get(id);
-    if (done) return done;
-    // With shared ids, a tree the destination has comes with everything below it (trees are
-    // written after what they reference, and the destination was checked for missing packs),
-    // unless the destination lost blobs since (see trustTrees).
-    if (trustTrees && dest.hasBlob('tree', id)) {
-      treeIds.set(id, id);
-      return id;
+    if (done) {
+      if (depth + treeHeights.get(id)! > MAX_TREE_DEPTH) throw tooDeep(id);
+      return done;
     }
     const tree = await source.loadTree(id);
     // Entries the tree validator refused are not in tree.nodes: a copy would lose them silently.
@@ -137,14 +157,27 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     }
     await copyData(tree.nodes.flatMap((n) => (n.type === 'file' ? (n.content ?? []) : [])));
     const nodes: Node[] = [];
+    let height = 0;
     for (const node of tree.nodes) {
       if (node.type === 'file' && node.content && !sameIds) nodes.push({ ...node, content: node.content.map((c) => dataIds.get(c)!) });
-      else if (node.type === 'dir' && typeof node.subtree === 'string') nodes.push({ ...node, subtree: await copyTree(node.subtree) });
-      else nodes.push(node);
+      else if (node.type === 'dir' && typeof node.subtree === 'string') {
+        if (depth + 1 > MAX_TREE_DEPTH) throw tooDeep(node.subtree);
+        nodes.push({ ...node, subtree: await copyTree(node.subtree, depth + 1) });
+        height = Math.max(height, treeHeights.get(node.subtree)! + 1);
+      } else nodes.push(node);
     }
     // With shared ids the tree's bytes, and so its id, are the source's.
-    const newId = await dest.saveTree({ nodes });
+    let newId: BlobId;
+    try {
+      newId = await dest.saveTree({ nodes });
+    } catch (err) {
+      // Over the tree limits once encoded again (a source tree that is not Kiwi's canonical JSON
+      // can grow, e.g. bytes that are not UTF-8): damage in the source, for this snapshot only.
+      if (!(err instanceof RangeError)) throw err;
+      throw new IntegrityError(`tree ${id} of the source cannot be copied: ${err.message}`, { blobId: id, cause: err });
+    }
     treeIds.set(id, newId);
+    treeHeights.set(id, height);
     return newId;
   };
 
@@ -160,7 +193,7 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     current = id;
     let tree: BlobId;
     try {
-      tree = await copyTree(snapshot.tree);
+      tree = await copyTree(snapshot.tree, 0);
     } catch (err) {
       // Damage in the source stops this snapshot, not the copy (what was stored for it is unused data).
       if (!(err instanceof IntegrityError) && (err as Error).name !== 'IntegrityError' && (err as Error).name !== 'BlobNotFoundError') throw err;
@@ -171,6 +204,14 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     const { parent, ...rest } = snapshot;
     const mappedParent = parent ? (copiedIds.get(parent) ?? existing.any(parent)) : undefined;
     const copy: Snapshot = { ...rest, tree, original: key, ...(mappedParent ? { parent: mappedParent } : {}) };
+    // The copy is larger than the source's file (it names the original, and JSON encoded again
+    // can grow): one over the limit could not be read in the destination, and an unreadable
+    // snapshot there would stop every later copy into it.
+    const size = Buffer.byteLength(JSON.stringify(copy), 'utf8');
+    if (size > MAX_SNAPSHOT_SIZE) {
+      fail(id, new IntegrityError(`snapshots/${id}: its copy would be ${size} bytes, more than the limit of ${MAX_SNAPSHOT_SIZE} for a snapshot`, { file: `snapshots/${id}` }));
+      continue;
+    }
     const newId = await dest.saveSnapshot(copy);
     copiedIds.set(id, newId);
     existing.add(key, newId, copy);
@@ -220,16 +261,29 @@ class DestinationCopies {
     return this.byOriginal.get(original)?.find((c) => !this.repairedFrom.has(c.id) && (!c.repaired || sameRepair(c.repaired, snapshot.repaired)))?.id;
   }
 
-  /** True when the destination has copies of the snapshot, but only ones repaired there. */
-  repairedHere(original: string, snapshot: Snapshot): boolean {
-    return this.byOriginal.has(original) && this.copyOf(original, snapshot) === undefined;
-  }
-
   /** A destination snapshot of `original`, an unrepaired one if there is one (for a copy's `parent`, a hint). */
   any(original: string): string | undefined {
     const list = this.byOriginal.get(original);
     return (list?.find((c) => !c.repaired && !this.repairedFrom.has(c.id)) ?? list?.find((c) => !c.repaired) ?? list?.[0])?.id;
   }
+}
+
+/**
+ * What is wrong with the fields a copy goes by, `original` and `repaired`, or undefined. The
+ * snapshot validator does not look at them, and a source snapshot's reach the destination as they
+ * are: an `original` that is not a snapshot id would never be found again (the snapshot copied on
+ * every run), and a `repaired` marker whose `from` or `time` is not a string cannot be a key (JSON
+ * can give an object that does not even convert to one, which would stop the whole copy).
+ */
+function copyMarkersProblem(s: Snapshot): string | undefined {
+  // (null is taken as absent, as the code below takes it.)
+  const original: unknown = s.original ?? undefined;
+  if (original !== undefined && !isBlobId(original)) return 'original is not a snapshot id';
+  const r: unknown = s.repaired ?? undefined;
+  if (r !== undefined && (typeof r !== 'object' || typeof (r as { from?: unknown }).from !== 'string' || typeof (r as { time?: unknown }).time !== 'string')) {
+    return 'repaired is not a repair marker (from and time strings)';
+  }
+  return undefined;
 }
 
 function repairKey(r: NonNullable<Snapshot['repaired']>): string {

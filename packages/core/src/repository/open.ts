@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AuthenticationError } from '../crypto/aead.js';
-import { DEFAULT_KDF, MasterKeys, createKeyFile, openKeyFile, parseKeyFile, sha256Hex, type KdfParams } from '../crypto/keys.js';
+import { DEFAULT_KDF, MasterKeys, bytesEqual, createKeyFile, openKeyFile, parseKeyFile, sha256Hex, type KdfParams } from '../crypto/keys.js';
 import { clearPrederived } from '../crypto/prederived.js';
 import { DEFAULT_COMPRESSION_LEVEL } from '../compression/zstd.js';
 import type { Handle, Storage } from '../storage/types.js';
@@ -206,7 +206,31 @@ export async function openRepository(
 /** Add a key file for another password. Returns its id (`keys/<id>`). */
 export async function addKeyFile(storage: Storage, keys: MasterKeys, password: string | Uint8Array, opts: RepositoryOptions & { kdf?: KdfParams }): Promise<string> {
   const key = await createKeyFile(keys, password, keyFileOptions(opts));
-  await storage.save({ type: 'key', name: key.id }, key.bytes);
+  const handle = { type: 'key' as const, name: key.id };
+  await storage.save(handle, key.bytes);
+  // Read back and opened with the new password before anyone relies on it: `key passwd` removes the
+  // old key next, and a key file the storage damaged (a bad disk, a broken gateway) would then leave
+  // no key that opens the repository.
+  let problem: string | undefined;
+  try {
+    const stored = await loadWholeFile(storage, handle, key.bytes.byteLength);
+    if (sha256Hex(stored) !== key.id) problem = 'its stored bytes differ from those written';
+    else {
+      const opened = await openKeyFile(parseKeyFile(stored, `keys/${key.id}`), password);
+      if (!opened) problem = 'the new password does not open it';
+      else {
+        const same = bytesEqual(opened.encKey, keys.encKey) && bytesEqual(opened.idKey, keys.idKey);
+        opened.zero();
+        if (!same) problem = 'it holds other keys';
+      }
+    }
+  } catch (err) {
+    problem = `it cannot be read back: ${(err as Error).message}`;
+  }
+  if (problem) {
+    await storage.remove(handle).catch(() => undefined);
+    throw new IntegrityError(`the new key file keys/${key.id} did not verify (${problem}); it was removed, and the repository's keys are as before`, { file: `keys/${key.id}` });
+  }
   return key.id;
 }
 
@@ -218,7 +242,11 @@ export async function listKeyFiles(storage: Storage, currentKeyId: string): Prom
       const f = parseKeyFile(await loadWholeFile(storage, { type: 'key', name }, size), `keys/${name}`);
       out.push({ id: name, created: f.created, hostname: f.hostname, username: f.username, current: name === currentKeyId });
     } catch (err) {
-      if (!storage.isNotFound(err)) throw err;
+      if (storage.isNotFound(err)) continue; // removed meanwhile
+      // Listed as damaged, not a failure of the whole list: opening skips such a file, and `key remove`
+      // must be able to name it. (A storage failure still fails the list.)
+      if ((err as Error).name === 'StorageError' && (err as { kind?: string }).kind !== 'integrity') throw err;
+      out.push({ id: name, created: '', hostname: '', username: '', current: false, damaged: (err as Error).message.slice(0, 200) });
     }
   }
   return out.sort((a, b) => compareTimes(a.created, b.created));

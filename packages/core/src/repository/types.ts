@@ -247,6 +247,8 @@ export interface KeyInfo {
   username: string;
   /** true for the key file this repository was opened with. */
   current: boolean;
+  /** Why the key file cannot be read (then `created`, `hostname` and `username` are empty): it opens nothing, and may be removed. */
+  damaged?: string;
 }
 
 /** The decrypted content of a lock file. */
