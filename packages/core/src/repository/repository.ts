@@ -12,7 +12,7 @@ import { checkRepository } from './check.js';
 import { BlobReader, type LoadBlobsOptions } from './blob-reader.js';
 import { markDamaged, readBlob, readBlobs, type LoadBlobOptions } from './blob-copies.js';
 import { BlobWriter } from './blob-writer.js';
-import { parseTree } from './decode.js';
+import { parseSnapshot, parseTree } from './decode.js';
 import { BlobIndex, isBlobId } from './index-table.js';
 import { IndexLoader, type IndexLoadOptions, type IndexLoadResult } from './index-loader.js';
 import { plural, reportIndexLoad } from './index-report.js';
@@ -400,7 +400,15 @@ export class Repository {
     if (this.indexLoaded && !this.index.has('tree', snapshot.tree)) {
       throw new Error(`saveSnapshot: root tree ${snapshot.tree} is not in the repository`);
     }
-    return this.saveMetadata('snapshot', Buffer.from(JSON.stringify(snapshot), 'utf8'));
+    const body = Buffer.from(JSON.stringify(snapshot), 'utf8');
+    // Never a snapshot file that readers refuse (over the size limit, a field out of its bounds): it
+    // would not restore, and every listing of the repository would report it as damage.
+    try {
+      parseSnapshot(body, 'snapshot');
+    } catch (err) {
+      throw new Error(`refusing to save a snapshot that could not be read back: ${(err as Error).message.replace(/^snapshot: /, '')}`, { cause: err });
+    }
+    return this.saveMetadata('snapshot', body);
   }
 
   /** Load one snapshot by its full id. */
