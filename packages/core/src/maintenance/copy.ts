@@ -79,8 +79,11 @@ async function copyLocked(source: Repository, dest: Repository, opts: CopyOption
     opts.onSnapshotFailed?.(source, err);
   };
   const existing = new DestinationCopies();
-  // (A destination snapshot with malformed copy markers is no copy of anything: see copyMarkersProblem.)
-  for (const { id, snapshot } of await dest.listSnapshots()) if (!copyMarkersProblem(snapshot)) existing.add(snapshot.original ?? id, id, snapshot);
+  // (A destination snapshot with malformed copy markers is no copy of anything: see copyMarkersProblem.
+  // Nor is one whose file the readers refuse: skipped here — at worst its source snapshot is copied again —
+  // rather than stopping every copy into the destination until it is repaired; `check` reports it.)
+  const destSnapshots = await dest.listSnapshots({ onError: () => undefined });
+  for (const { id, snapshot } of destSnapshots) if (!copyMarkersProblem(snapshot)) existing.add(snapshot.original ?? id, id, snapshot);
   const wanted = [
     ...(opts.snapshots ??
       (await source.listSnapshots({

@@ -348,6 +348,13 @@ function snapshotProblem(s: Record<string, unknown>): string | undefined {
     if (s[k] !== undefined && (typeof s[k] !== 'object' || s[k] === null || Array.isArray(s[k]))) return `${k} is not an object`;
   }
   if (s.partial !== undefined && typeof s.partial !== 'boolean') return 'partial is not a boolean';
+  // The copy markers (copy, tag, repair snapshots): an `original` that is no snapshot id, or a `repaired`
+  // that is no marker, would be carried into every copy and retag (null counts as absent, as copy takes it).
+  if (s.original !== undefined && s.original !== null && !isBlobId(s.original)) return 'original is not a snapshot id';
+  const r = s.repaired;
+  if (r !== undefined && r !== null && (typeof r !== 'object' || Array.isArray(r) || typeof (r as Record<string, unknown>).from !== 'string' || typeof (r as Record<string, unknown>).time !== 'string')) {
+    return 'repaired is not a repair marker (from and time strings)';
+  }
   return undefined;
 }
 

@@ -20,9 +20,15 @@ describe('saveSnapshot', () => {
     await expect(repo.saveSnapshot(huge)).rejects.toThrow(/refusing to save a snapshot that could not be read back: \d+ bytes, more than the limit of 16777216/);
     await expect(repo.saveSnapshot({ ...good, tags: ['a\0b'] })).rejects.toThrow(/refusing to save a snapshot that could not be read back: not a valid snapshot: tags\[0\]/);
     await expect(repo.saveSnapshot({ ...good, paths: ['relative/path'] })).rejects.toThrow(/paths\[0\] is not an absolute path/);
+    // The copy markers too (copy, tag and repair carry them on).
+    await expect(repo.saveSnapshot({ ...good, original: 'not-an-id' })).rejects.toThrow(/original is not a snapshot id/);
+    await expect(repo.saveSnapshot({ ...good, repaired: { from: 42 } as unknown as Snapshot['repaired'] })).rejects.toThrow(/repaired is not a repair marker/);
+    expect(await repo.saveSnapshot({ ...good, tags: ['ok'], original: id })).toMatch(/^[0-9a-f]{64}$/);
 
-    expect(storage.paths('snapshots/')).toEqual(before);
-    expect((await repo.listSnapshots()).map((s) => s.id)).toEqual([id]);
+    const now = storage.paths('snapshots/');
+    expect(now.length).toBe(before.length + 1);
+    expect(now).toEqual(expect.arrayContaining(before));
+    expect((await repo.listSnapshots()).map((s) => s.id)).toContain(id);
     await repo.close();
   });
 });
