@@ -4,8 +4,7 @@
  * one source snapshot fails that snapshot, not the copy.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { copySnapshots, restoreSnapshot } from '../../src/index.js';
+import { copySnapshots } from '../../src/index.js';
 import { Repository } from '../../src/repository/repository.js';
 import { FLAG_TREE } from '../../src/repository/index-table.js';
 import { MAX_SNAPSHOT_SIZE, MAX_TREE_BLOB_SIZE, MAX_TREE_DEPTH } from '../../src/repository/limits.js';
@@ -14,8 +13,8 @@ import type { Node, Snapshot } from '../../src/repository/types.js';
 import type { Handle, SaveSource } from '../../src/storage/types.js';
 import { HostileRepo, dirNode, fileNode, treeJson } from '../../src/testing/hostile.js';
 import { createMemoryStorage } from '../../../storage-memory/src/index.js';
-import { describeTree, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
-import { generations } from './helpers.js';
+import { removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+import { expectRestores, generations } from './helpers.js';
 
 let work: string;
 beforeEach(async () => {
@@ -26,15 +25,6 @@ afterEach(async () => {
 });
 
 const opts = { kdf: { N: 1024, r: 8, p: 1 }, logger: { info() {}, warn() {} } };
-
-async function expectRestores(repo: Repository, snapshotId: string, expected: Map<string, unknown>, src: string, label: string): Promise<void> {
-  const target = join(work, `restore-${label}`);
-  const r = await restoreSnapshot({ repository: repo, snapshotId, target });
-  expect(r.errors, label).toEqual([]);
-  const after = await describeTree(join(target, src));
-  expect([...after.keys()].sort(), label).toEqual([...expected.keys()].sort());
-  for (const [p, info] of expected) expect(after.get(p), `${label}: ${p}`).toEqual(info);
-}
 
 /** A tree `height` directories high (0: an empty directory), each level one directory `d`. */
 async function chain(repo: Repository, height: number): Promise<string> {
@@ -94,7 +84,7 @@ describe('copy: the destination never gets a snapshot that does not restore', ()
     expect(r.copied.map((c) => c.source).sort()).toEqual(snaps.map((s) => s.id).sort());
     expect((await resumed.check({ readData: true })).errors).toEqual([]);
     const last = r.copied.find((c) => c.source === snaps[2]!.id)!;
-    await expectRestores(resumed, last.id, snaps[2]!.tree, src, 'resumed');
+    await expectRestores(work, resumed, last.id, snaps[2]!.tree, src, 'resumed');
     await resumed.close();
     await source.close();
   });

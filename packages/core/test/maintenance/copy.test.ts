@@ -2,11 +2,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { copySnapshots, lookupPath, repairPacks, repairSnapshots, restoreSnapshot, runBackup } from '../../src/index.js';
+import { copySnapshots, lookupPath, repairPacks, repairSnapshots, runBackup } from '../../src/index.js';
 import { Repository } from '../../src/repository/repository.js';
 import { createMemoryStorage } from '../../../storage-memory/src/index.js';
 import { describeTree, pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
-import { generations } from './helpers.js';
+import { expectRestores, generations } from './helpers.js';
 
 let work: string;
 beforeEach(async () => {
@@ -17,15 +17,6 @@ afterEach(async () => {
 });
 
 const opts = { kdf: { N: 1024, r: 8, p: 1 }, logger: { info() {}, warn() {} } };
-
-async function expectRestores(repo: Repository, snapshotId: string, expected: Map<string, unknown>, src: string, label: string): Promise<void> {
-  const target = join(work, `restore-${label}`);
-  const r = await restoreSnapshot({ repository: repo, snapshotId, target });
-  expect(r.errors, label).toEqual([]);
-  const after = await describeTree(join(target, src));
-  expect([...after.keys()].sort(), label).toEqual([...expected.keys()].sort());
-  for (const [p, info] of expected) expect(after.get(p), `${label}: ${p}`).toEqual(info);
-}
 
 describe('copy', () => {
   it('copies three snapshots into a repository with other keys; they restore exactly; a second copy copies nothing', async () => {
@@ -50,7 +41,7 @@ describe('copy', () => {
       // Only the last generation is still on disk: compare the last one's restore with it.
     }
     const last = first.copied.find((c) => c.source === snaps[2]!.id)!;
-    await expectRestores(dest, last.id, snaps[2]!.tree, src, 'last');
+    await expectRestores(work, dest, last.id, snaps[2]!.tree, src, 'last');
     const check = await dest.check({ readData: true });
     expect(check.errors).toEqual([]);
 
@@ -81,7 +72,7 @@ describe('copy', () => {
     const fresh = await copySnapshots(await Repository.open(source.storage, 'test-password', opts), await Repository.init(createMemoryStorage('dest3'), 'x', opts));
     expect(rest.blobsRead).toBeLessThan(fresh.blobsRead);
     const copy = rest.copied.find((c) => c.source === fourth.snapshotId)!;
-    await expectRestores(dest, copy.id, await describeTree(src), src, 'fourth');
+    await expectRestores(work, dest, copy.id, await describeTree(src), src, 'fourth');
     expect((await dest.check({ readData: true })).errors).toEqual([]);
     await source.close();
     await dest.close();
@@ -109,7 +100,7 @@ describe('copy', () => {
     expect(r.failed.map((f) => f.source)).toEqual([snaps[2]!.id]);
     expect(r.failed[0]!.message).toMatch(/missing|cannot be read|not in the repository index/);
     expect(r.copied.map((c) => c.source)).toEqual([snaps[0]!.id, snaps[1]!.id]);
-    await expectRestores(dest, r.copied[1]!.id, snaps[1]!.tree, srcDir, 'copied-despite-damage');
+    await expectRestores(work, dest, r.copied[1]!.id, snaps[1]!.tree, srcDir, 'copied-despite-damage');
     await src.close();
     await dest.close();
   });
@@ -157,7 +148,7 @@ describe('copy', () => {
     expect((await healing.check({ readData: true })).errors).toEqual([]);
     const copy = refill.copied.find((c) => c.source === snaps[2]!.id)!;
     expect((await healing.loadSnapshot(copy.id)).repaired).toBeUndefined();
-    await expectRestores(healing, copy.id, snaps[2]!.tree, src, `refilled-${sharedIds}-${forget}`);
+    await expectRestores(work, healing, copy.id, snaps[2]!.tree, src, `refilled-${sharedIds}-${forget}`);
 
     // And then they are copies again: a further copy copies nothing.
     const again = await copySnapshots(await open(), healing);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { expect } from 'vitest';
-import { runBackup } from '../../src/index.js';
+import { restoreSnapshot, runBackup } from '../../src/index.js';
 import { Repository } from '../../src/repository/repository.js';
 import { memoryRepository } from '../backup/helpers/real-repo.js';
 import { describeTree, pseudoRandom } from '../backup/helpers/fs-tree.js';
@@ -27,3 +27,13 @@ export async function generations(work: string, packSize = 40 * 1024) {
   return { src, storage, snaps, open };
 }
 
+
+/** Restore `snapshotId` under `work/restore-<label>` and expect the tree at `src` in it to be `expected` (bytes, modes, times). */
+export async function expectRestores(work: string, repo: Repository, snapshotId: string, expected: Map<string, unknown>, src: string, label: string): Promise<void> {
+  const target = join(work, `restore-${label}`);
+  const r = await restoreSnapshot({ repository: repo, snapshotId, target });
+  expect(r.errors, label).toEqual([]);
+  const after = await describeTree(join(target, src));
+  expect([...after.keys()].sort(), label).toEqual([...expected.keys()].sort());
+  for (const [p, info] of expected) expect(after.get(p), `${label}: ${p}`).toEqual(info);
+}

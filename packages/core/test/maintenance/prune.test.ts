@@ -3,11 +3,10 @@
  * work around damage, and survives a crash at any storage operation.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { runBackup, restoreSnapshot, prune, parseMaxUnused, type Storage, type Handle } from '../../src/index.js';
+import { runBackup, prune, parseMaxUnused, type Storage, type Handle } from '../../src/index.js';
 import { Repository } from '../../src/repository/repository.js';
-import { describeTree, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
-import { generations } from './helpers.js';
+import { removeDir, tempDir } from '../backup/helpers/fs-tree.js';
+import { expectRestores, generations } from './helpers.js';
 
 let work: string;
 beforeEach(async () => {
@@ -28,15 +27,6 @@ async function totalBytes(storage: Storage, type: 'data' | 'index'): Promise<{ f
     bytes += f.size;
   }
   return { files, bytes };
-}
-
-async function expectRestores(repo: Repository, snapshotId: string, expected: Map<string, unknown>, src: string, label: string): Promise<void> {
-  const target = join(work, `restore-${label}`);
-  const r = await restoreSnapshot({ repository: repo, snapshotId, target });
-  expect(r.errors, label).toEqual([]);
-  const after = await describeTree(join(target, src));
-  expect([...after.keys()].sort(), label).toEqual([...expected.keys()].sort());
-  for (const [p, info] of expected) expect(after.get(p), `${label}: ${p}`).toEqual(info);
 }
 
 describe('prune', () => {
@@ -65,7 +55,7 @@ describe('prune', () => {
     const report = await repo.check({ readData: true });
     expect(report.errors).toEqual([]);
     expect(report.warnings).toEqual([]);
-    await expectRestores(repo, snaps[2]!.id, snaps[2]!.tree, src, 'last');
+    await expectRestores(work, repo, snaps[2]!.id, snaps[2]!.tree, src, 'last');
     const again = await prune(repo);
     expect(again.packs.deleted + again.packs.repacked).toBe(0);
     await repo.close();
@@ -111,7 +101,7 @@ describe('prune', () => {
     for (const [id, bytes] of storedAfter) expect(bytes, id).toBe(storedBefore.get(id));
     const report = await repo.check({ readData: true });
     expect(report.errors).toEqual([]);
-    await expectRestores(repo, snaps[2]!.id, snaps[2]!.tree, src, 'repacked');
+    await expectRestores(work, repo, snaps[2]!.id, snaps[2]!.tree, src, 'repacked');
     await repo.close();
   });
 
@@ -302,7 +292,7 @@ describe('a prune that crashes at any storage operation', () => {
       repo = await Repository.open(s, 'test-password', { kdf: KDF, logger: quiet });
       const report = await repo.check({ readData: true });
       expect(report.errors, `crash before change ${crashAt}`).toEqual([]);
-      await expectRestores(repo, snaps[2]!.id, snaps[2]!.tree, src, `crash-${crashAt}`);
+      await expectRestores(work, repo, snaps[2]!.id, snaps[2]!.tree, src, `crash-${crashAt}`);
       await prune(repo, { maxUnused: parseMaxUnused('0%') });
       await repo.close();
       repo = await Repository.open(s, 'test-password', { kdf: KDF, logger: quiet });
