@@ -11,7 +11,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { listTree, runBackup, RepositoryCache, type Handle, type LoadOptions, type Storage } from '../../src/index.js';
+import { runBackup, RepositoryCache, type Storage } from '../../src/index.js';
+import { counting, listing } from './helpers.js';
 import { Repository } from '../../src/repository/repository.js';
 import { MAX_SNAPSHOT_FILE_SIZE } from '../../src/repository/limits.js';
 import { createMemoryStorage } from '../../../storage-memory/src/index.js';
@@ -73,33 +74,6 @@ async function releaseFifo(path: string): Promise<void> {
 const base = { kdf: { N: 1024, r: 8, p: 1 }, logger: { info() {}, warn() {} } };
 
 /** Storage that counts loads by type. */
-function counting(inner: Storage): Storage & { loads: Record<string, number>; bytes: Record<string, number>; reset(): void } {
-  const loads: Record<string, number> = {};
-  const bytes: Record<string, number> = {};
-  return {
-    loads,
-    bytes,
-    reset: () => {
-      for (const k of Object.keys(loads)) delete loads[k];
-      for (const k of Object.keys(bytes)) delete bytes[k];
-    },
-    location: inner.location,
-    create: () => inner.create(),
-    save: (h, d) => inner.save(h, d),
-    load: async (h: Handle, o?: LoadOptions) => {
-      loads[h.type] = (loads[h.type] ?? 0) + 1;
-      const out = await inner.load(h, o);
-      bytes[h.type] = (bytes[h.type] ?? 0) + out.byteLength;
-      return out;
-    },
-    stat: (h) => inner.stat(h),
-    list: (t) => inner.list(t),
-    remove: (h) => inner.remove(h),
-    isNotFound: (e) => inner.isNotFound(e),
-    close: () => inner.close(),
-  };
-}
-
 async function populate(storage: Storage): Promise<void> {
   const src = join(work, 'src');
   for (let d = 0; d < 4; d++) {
@@ -111,12 +85,6 @@ async function populate(storage: Storage): Promise<void> {
   await repo.close();
 }
 
-async function listing(repo: Repository): Promise<string[]> {
-  const { snapshot } = await repo.findSnapshot('latest');
-  const out: string[] = [];
-  for await (const { path } of listTree(repo, snapshot)) out.push(path);
-  return out;
-}
 
 describe('the metadata cache, its files hostile or damaged', () => {
   it('a cached file larger than any valid file of its kind is refused before it is read, even when its name matches', async () => {

@@ -6,7 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { listTree, prune, runBackup, type Storage, type Handle, type LoadOptions } from '../../src/index.js';
+import { listTree, prune, runBackup, type Storage } from '../../src/index.js';
+import { counting, listing } from './helpers.js';
 import { Repository } from '../../src/repository/repository.js';
 import { createMemoryStorage } from '../../../storage-memory/src/index.js';
 import { pseudoRandom, removeDir, tempDir } from '../backup/helpers/fs-tree.js';
@@ -21,29 +22,6 @@ afterEach(async () => {
 
 const base = { kdf: { N: 1024, r: 8, p: 1 }, logger: { info() {}, warn() {} } };
 const TEST_CHUNKER = { minSize: 1024, avgSize: 4096, maxSize: 16 * 1024 };
-
-/** Storage that counts loads by type (a tree-pack load is a `data` load). */
-function counting(inner: Storage): Storage & { loads: Record<string, number>; reset(): void } {
-  const loads: Record<string, number> = {};
-  return {
-    loads,
-    reset: () => {
-      for (const k of Object.keys(loads)) delete loads[k];
-    },
-    location: inner.location,
-    create: () => inner.create(),
-    save: (h, d) => inner.save(h, d),
-    load: (h: Handle, o?: LoadOptions) => {
-      loads[h.type] = (loads[h.type] ?? 0) + 1;
-      return inner.load(h, o);
-    },
-    stat: (h) => inner.stat(h),
-    list: (t) => inner.list(t),
-    remove: (h) => inner.remove(h),
-    isNotFound: (e) => inner.isNotFound(e),
-    close: () => inner.close(),
-  };
-}
 
 async function populate(storage: Storage): Promise<{ src: string; ids: string[] }> {
   const src = join(work, 'src');
@@ -61,12 +39,6 @@ async function populate(storage: Storage): Promise<{ src: string; ids: string[] 
   return { src, ids };
 }
 
-async function listing(repo: Repository): Promise<string[]> {
-  const { snapshot } = await repo.findSnapshot('latest');
-  const out: string[] = [];
-  for await (const { path } of listTree(repo, snapshot)) out.push(path);
-  return out;
-}
 
 describe('the metadata cache', () => {
   it('a second run reads index files, snapshots and trees from the cache, not from storage', async () => {
